@@ -1,0 +1,5 @@
+"""The engramdb memory server (FastAPI)."""
+
+from .app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,261 @@
+"""Sessions: short-term conversation history, one ordered list of JSON items per session id.
+
+The contract is the OpenAI Agents SDK ``Session`` protocol: ``get_items(limit)`` returns the
+last ``limit`` items oldest first (``None`` = all, ``0`` = none; a negative limit is an
+:class:`~engramdb.errors.InvalidInputError`), ``add_items`` appends atomically, ``pop_item``
+removes and returns the newest item (``None`` when empty), ``clear_session`` empties it.
+:class:`Session` is the synchronous face and :class:`AsyncSession` the asynchronous one; both
+work over any :class:`~engramdb.store.Store`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from .errors import LeaseHeldError
+from .store import Store, open_store
+from .types import DEFAULT_NAMESPACE, JSONItem, SessionInfo, us_from_datetime
+from .validation import check_id, check_limit, encode_items
+
+_T = TypeVar("_T")
+
+DEFAULT_DATA_DIR_ENV = "ENGRAMDB_DATA_DIR"
+
+
+class SessionSettingsLike(Protocol):
+    """Anything with a default ``limit``: engramdb's or the Agents SDK's ``SessionSettings``."""
+
+    @property
+    def limit(self) -> int | None: ...
+
+
+def resolve_limit(limit: int | None, settings: SessionSettingsLike | None) -> int | None:
+    """The effective ``get_items`` limit: an explicit limit wins, then the settings' default."""
+    if limit is None and settings is not None:
+        limit = settings.limit
+    return check_limit(limit)
+
+
+def default_data_dir() -> Path:
+    """``$ENGRAMDB_DATA_DIR``, or ``./.engramdb``."""
+    return Path(os.environ.get(DEFAULT_DATA_DIR_ENV, ".engramdb"))
+
+
+def resolve_store(store: Store | str | Path | None) -> Store:
+    """A Store from a Store, a data directory / URL, or the default data directory."""
+    return open_store(store if store is not None else default_data_dir())
+
+
+class Session:
+    """Synchronous session over a store.
+
+    >>> s = Session("chat-1", "./data")   # doctest: +SKIP
+    >>> s.add_items([{"role": "user", "content": "hi"}])   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        store: Store | str | Path | None = None,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        session_settings: SessionSettingsLike | None = None,
+    ) -> None:
+        self.session_id = check_id("session_id", session_id)
+        self.namespace = check_id("namespace", namespace)
+        self.store = resolve_store(store)
+        self.session_settings = session_settings
+
+    def _limit(self, limit: int | None) -> int | None:
+        return resolve_limit(limit, self.session_settings)
+
+    def get_items(self, limit: int | None = None) -> list[JSONItem]:
+        """The last ``limit`` items, oldest first. An explicit limit wins over the settings."""
+        return self.store.session_get(self.namespace, self.session_id, self._limit(limit))
+
+    def add_items(self, items: Sequence[JSONItem]) -> None:
+        """Append items in order; all or nothing (a bad item rejects the batch)."""
+        self.store.session_add(self.namespace, self.session_id, encode_items(items))
+
+    def pop_item(self) -> JSONItem | None:
+        """Remove and return the newest item, or ``None`` if the session is empty."""
+        return self.store.session_pop(self.namespace, self.session_id)
+
+    def clear_session(self) -> None:
+        """Remove every item. Sequence numbers keep counting up; none is reused."""
+        self.store.session_clear(self.namespace, self.session_id)
+
+    def info(self) -> SessionInfo | None:
+        """Created/updated times and item count, or ``None`` if nothing was ever written."""
+        return self.store.session_info(self.namespace, self.session_id)
+
+    @contextlib.contextmanager
+    def run_lease(self, *, ttl: float = 60.0, wait: float | None = 30.0) -> Iterator[str]:
+        """Hold this session's run lease so concurrent agent runs on it do not interleave.
+
+        Waits up to ``wait`` seconds (``None``: forever) and raises
+        :class:`~engramdb.errors.LeaseHeldError` if another holder keeps it. The lease is
+        renewed while held and expires ``ttl`` seconds after a crashed holder stopped renewing.
+        """
+        lease = _Lease(self.store, self.namespace, _run_lease_name(self.session_id), ttl)
+        deadline = None if wait is None else time.monotonic() + wait
+        while not lease.try_acquire():
+            if deadline is not None and time.monotonic() >= deadline:
+                raise LeaseHeldError(lease.held_message(wait))
+            time.sleep(_LEASE_POLL)
+        stop = threading.Event()
+        renewer = threading.Thread(target=lease.renew_until, args=(stop.wait,), daemon=True)
+        renewer.start()
+        try:
+            yield lease.owner
+        finally:
+            stop.set()
+            renewer.join()
+            lease.release()
+
+
+class AsyncSession:
+    """Asynchronous session over a store; satisfies the OpenAI Agents SDK ``Session`` protocol.
+
+    Store calls run in worker threads so the event loop never waits on disk or on another
+    process's write lock.
+    """
+
+    def __init__(
+        self,
+        session_id: str,
+        store: Store | str | Path | None = None,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        session_settings: SessionSettingsLike | None = None,
+    ) -> None:
+        self._sync = Session(session_id, store, namespace=namespace)
+        self.session_id = self._sync.session_id
+        self.namespace = self._sync.namespace
+        self.store = self._sync.store
+        self.session_settings = session_settings
+
+    def _limit(self, limit: int | None) -> int | None:
+        return resolve_limit(limit, self.session_settings)
+
+    async def get_items(self, limit: int | None = None) -> list[JSONItem]:
+        """The last ``limit`` items, oldest first. An explicit limit wins over the settings."""
+        limit = self._limit(limit)
+        return await _in_thread(self.store.session_get, self.namespace, self.session_id, limit)
+
+    async def add_items(self, items: list[JSONItem]) -> None:
+        """Append items in order; all or nothing (a bad item rejects the batch)."""
+        encoded = encode_items(items)
+        await _in_thread(self.store.session_add, self.namespace, self.session_id, encoded)
+
+    async def pop_item(self) -> JSONItem | None:
+        """Remove and return the newest item, or ``None`` if the session is empty."""
+        return await _in_thread(self._sync.pop_item)
+
+    async def clear_session(self) -> None:
+        """Remove every item. Sequence numbers keep counting up; none is reused."""
+        await _in_thread(self._sync.clear_session)
+
+    async def info(self) -> SessionInfo | None:
+        """Created/updated times and item count, or ``None`` if nothing was ever written."""
+        return await _in_thread(self._sync.info)
+
+    @contextlib.asynccontextmanager
+    async def run_lease(
+        self, *, ttl: float = 60.0, wait: float | None = 30.0
+    ) -> AsyncIterator[str]:
+        """Hold this session's run lease; see :meth:`Session.run_lease`.
+
+        >>> async with session.run_lease():            # doctest: +SKIP
+        ...     await Runner.run(agent, "hi", session=session)
+        """
+        lease = _Lease(self.store, self.namespace, _run_lease_name(self.session_id), ttl)
+        deadline = None if wait is None else time.monotonic() + wait
+        while not await _in_thread(lease.try_acquire):
+            if deadline is not None and time.monotonic() >= deadline:
+                raise LeaseHeldError(lease.held_message(wait))
+            await asyncio.sleep(_LEASE_POLL)
+        stop = threading.Event()
+        renewer = asyncio.ensure_future(_in_thread(lease.renew_until, stop.wait))
+        try:
+            yield lease.owner
+        finally:
+            stop.set()
+            await renewer
+            await _in_thread(lease.release)
+
+
+def list_sessions(
+    store: Store | str | Path | None = None,
+    *,
+    namespace: str = DEFAULT_NAMESPACE,
+    limit: int = 100,
+    before: tuple[datetime, str] | None = None,
+) -> list[SessionInfo]:
+    """Sessions of a namespace, most recently updated first.
+
+    Page with ``before=(last.updated_at, last.session_id)`` of the previous page's last entry.
+    """
+    check_id("namespace", namespace)
+    page = check_limit(limit, allow_none=False, maximum=10_000)
+    assert page is not None
+    cursor = (us_from_datetime(before[0]), before[1]) if before else None
+    return resolve_store(store).session_list(namespace, limit=page, before=cursor)
+
+
+_LEASE_POLL = 0.05
+
+
+def _run_lease_name(session_id: str) -> str:
+    return f"session-run:{session_id}"
+
+
+class _Lease:
+    """One lease held by a unique owner token; the sync and async faces share it."""
+
+    def __init__(self, store: Store, namespace: str, name: str, ttl: float) -> None:
+        if not ttl > 0:
+            from .errors import InvalidInputError
+
+            raise InvalidInputError(f"ttl must be > 0 seconds, got {ttl!r}")
+        self.store, self.namespace, self.name, self.ttl = store, namespace, name, ttl
+        self.owner = f"{os.getpid()}-{uuid.uuid4().hex}"
+
+    def try_acquire(self) -> bool:
+        return self.store.lease_acquire(self.namespace, self.name, self.owner, self.ttl)
+
+    def renew_until(self, wait: Callable[[float], bool]) -> None:
+        # wait(t) returns True once the holder is done; until then renew every third of the ttl.
+        while not wait(self.ttl / 3):
+            self.try_acquire()
+
+    def release(self) -> None:
+        self.store.lease_release(self.namespace, self.name, self.owner)
+
+    def held_message(self, wait: float | None) -> str:
+        return (
+            f"{self.name!r} is held by another run (waited {wait:g}s); wait for it to finish, "
+            f"or for the lease to expire ({self.ttl:g}s after its holder stops renewing)"
+        )
+
+
+async def _in_thread(func: Callable[..., _T], *args: Any) -> _T:
+    return await asyncio.to_thread(func, *args)
+
+
+__all__ = [
+    "AsyncSession",
+    "Session",
+    "SessionSettingsLike",
+    "default_data_dir",
+    "list_sessions",
+]

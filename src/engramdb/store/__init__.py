@@ -1,0 +1,52 @@
+"""Storage backends and how to open one from a path or URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import InvalidInputError
+from .base import Store
+
+DB_FILENAME = "engram.db"
+
+
+def open_store(target: str | Path | Store, *, create: bool = True) -> Store:
+    """Open a store from a data directory, a ``sqlite:///file.db`` URL, or pass a Store through.
+
+    A plain path is a data directory holding ``engram.db`` (created if ``create``).
+    """
+    if isinstance(target, Store):
+        return target
+    if isinstance(target, Path):
+        return _sqlite_dir(target, create=create)
+    if not isinstance(target, str) or not target.strip():
+        raise InvalidInputError(f"a store is a data directory or a URL, got {target!r}")
+    if target.startswith("sqlite://"):
+        from .sqlite import SQLiteStore
+
+        # sqlite:///relative.db and sqlite:////absolute/path.db, as SQLAlchemy spells them
+        return SQLiteStore(target.removeprefix("sqlite://").removeprefix("/"), create=create)
+    if "://" in target:
+        scheme = target.split("://", 1)[0]
+        raise InvalidInputError(f"unsupported store URL scheme {scheme!r}; use a directory path")
+    return _sqlite_dir(Path(target), create=create)
+
+
+def _sqlite_dir(directory: Path, *, create: bool) -> Store:
+    from ..errors import StoreUnavailableError
+    from .sqlite import SQLiteStore
+
+    if directory.exists() and not directory.is_dir():
+        raise StoreUnavailableError(f"{directory} is a file; a data directory was expected")
+    if create:
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailableError(
+                f"cannot create data directory {directory}: {exc.strerror}; "
+                "choose a writable location"
+            ) from None
+    return SQLiteStore(directory / DB_FILENAME, create=create)
+
+
+__all__ = ["DB_FILENAME", "Store", "open_store"]

@@ -1,0 +1,64 @@
+"""Shared fixtures: the backends every conformance suite runs on."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from engramdb.store import Store, open_store
+
+
+@dataclass
+class Backend:
+    """One storage backend under test.
+
+    ``target`` is what another process passes to :func:`engramdb.open_store` to reach the same
+    data; ``corrupt_newest`` damages the newest stored item of a session in place.
+    """
+
+    name: str
+    target: str
+    open: Callable[[], Store]
+    corrupt_newest: Callable[[str, str], None]
+
+
+def _sqlite_backend(tmp_path: Path) -> Backend:
+    data_dir = tmp_path / "data"
+
+    def corrupt_newest(namespace: str, session_id: str) -> None:
+        with sqlite3.connect(data_dir / "engram.db") as conn:
+            conn.execute(
+                "UPDATE session_items SET data = '{not json' WHERE seq = (SELECT max(seq) "
+                "FROM session_items WHERE namespace = ? AND session_id = ?)",
+                (namespace, session_id),
+            )
+
+    return Backend("sqlite", str(data_dir), lambda: open_store(data_dir), corrupt_newest)
+
+
+BACKENDS = ["sqlite"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Every storage backend, each on fresh, empty data."""
+    if request.param == "sqlite":
+        yield _sqlite_backend(tmp_path)
+    else:  # pragma: no cover - a new backend must be wired here
+        raise AssertionError(request.param)
+
+
+@pytest.fixture
+def store(backend: Backend) -> Iterator[Store]:
+    s = backend.open()
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
