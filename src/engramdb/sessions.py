@@ -29,6 +29,8 @@ from .validation import check_id, check_limit, encode_items
 _T = TypeVar("_T")
 
 DEFAULT_DATA_DIR_ENV = "ENGRAMDB_DATA_DIR"
+INLINE_READ_LIMIT = 100
+"""``get_items(limit)`` up to this many items runs on the event loop for stores that allow it."""
 
 
 class SessionSettingsLike(Protocol):
@@ -150,6 +152,9 @@ class AsyncSession:
     async def get_items(self, limit: int | None = None) -> list[JSONItem]:
         """The last ``limit`` items, oldest first. An explicit limit wins over the settings."""
         limit = self._limit(limit)
+        if self.store.inline_reads and limit is not None and limit <= INLINE_READ_LIMIT:
+            # cheaper than the hop to a worker thread, and it cannot block (see Store)
+            return self.store.session_get(self.namespace, self.session_id, limit)
         return await _in_thread(self.store.session_get, self.namespace, self.session_id, limit)
 
     async def add_items(self, items: list[JSONItem]) -> None:

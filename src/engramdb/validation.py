@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from .errors import InvalidInputError
+import orjson
+
+from .errors import CorruptRecordError, InvalidInputError
 
 MAX_ID_LENGTH = 512
 
@@ -76,18 +79,41 @@ def _check_utf8(kind: str, text: str) -> None:
         ) from None
 
 
-def decode_item(text: Any, *, record_id: object, where: str) -> dict[str, Any]:
-    """Parse a stored item; a record that does not parse to an object is corrupt."""
-    from .errors import CorruptRecordError
-
+def decode_item(text: str, *, record_id: int | str, where: str) -> dict[str, Any]:
+    """Parse one stored item; a record that does not parse to an object is corrupt."""
     try:
-        value = json.loads(text)
-    except (TypeError, ValueError):
-        value = None
-    if not isinstance(value, dict):
-        raise CorruptRecordError(
-            f"stored item {record_id} in {where} is not a JSON object; it was left in place. "
-            "Inspect it with `engramdb sessions show` and remove it explicitly if it is garbage.",
-            record_id=record_id if isinstance(record_id, (int, str)) else None,
-        )
+        value = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        try:  # orjson is stricter than the json module that wrote it (huge integers, ...)
+            value = json.loads(text)
+        except ValueError:
+            value = None
+    if type(value) is not dict:
+        raise corrupt_item(record_id, where)
     return value
+
+
+def decode_items(rows: Sequence[Sequence[Any]], *, where: str) -> list[dict[str, Any]]:
+    """Parse ``(record_id, text)`` rows; raise :class:`CorruptRecordError` naming a bad one.
+
+    The texts are parsed as one JSON array, several times faster than one call per item. Every
+    text is first checked to look like one object, and the parse must yield exactly one object
+    per row, so damaged neighbours cannot merge into a plausible item; any doubt falls back to
+    parsing row by row, which names the corrupt record.
+    """
+    texts = [row[1] for row in rows]
+    values: Any = None
+    if all(isinstance(t, str) and t[:1] == "{" and t[-1:] == "}" for t in texts):
+        with contextlib.suppress(orjson.JSONDecodeError):
+            values = orjson.loads("[" + ",".join(texts) + "]")
+    if values is None or len(values) != len(rows) or any(type(v) is not dict for v in values):
+        return [decode_item(row[1], record_id=row[0], where=where) for row in rows]
+    return cast(list[dict[str, Any]], values)
+
+
+def corrupt_item(record_id: int | str, where: str) -> CorruptRecordError:
+    return CorruptRecordError(
+        f"stored item {record_id} in {where} is not a JSON object; it was left in place. "
+        "Inspect it with `engramdb sessions show` and remove it explicitly if it is garbage.",
+        record_id=record_id,
+    )

@@ -17,6 +17,8 @@ class Store(Protocol):
     """Storage backend. Implementations: :class:`~engramdb.store.sqlite.SQLiteStore`."""
 
     url: str
+    inline_reads: bool
+    """True if bounded reads never block (they may then run on an event loop directly)."""
 
     def close(self) -> None:
         """Release connections. The store must not be used afterwards."""

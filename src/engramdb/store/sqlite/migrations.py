@@ -11,9 +11,11 @@ import sqlite3
 from ...errors import SchemaVersionError
 
 MIGRATIONS: list[list[str]] = [
-    # 1: sessions and their items. seq is AUTOINCREMENT so a number is never reused, even
-    # after the newest item is popped or the session cleared. Times are integer microseconds
-    # since the epoch: exact both ways through datetime, so they can serve as page cursors.
+    # 1: sessions and their items. A session's items are clustered by (namespace, session_id,
+    # seq), so reading the last N or popping the newest touches only the pages at its end.
+    # seq comes from sessions.next_seq, which only grows: a number is never reused, even after
+    # the newest item is popped or the session cleared. Times are integer microseconds since
+    # the epoch: exact both ways through datetime, so they can serve as page cursors.
     [
         """CREATE TABLE sessions (
             namespace  TEXT NOT NULL,
@@ -21,16 +23,17 @@ MIGRATIONS: list[list[str]] = [
             created_at INTEGER NOT NULL,
             updated_at INTEGER NOT NULL,
             item_count INTEGER NOT NULL DEFAULT 0,
+            next_seq   INTEGER NOT NULL DEFAULT 0,
             PRIMARY KEY (namespace, session_id)
         ) WITHOUT ROWID""",
         """CREATE TABLE session_items (
-            seq        INTEGER PRIMARY KEY AUTOINCREMENT,
             namespace  TEXT NOT NULL,
             session_id TEXT NOT NULL,
+            seq        INTEGER NOT NULL,
             data       TEXT NOT NULL,
-            created_at INTEGER NOT NULL
-        )""",
-        "CREATE INDEX session_items_by_session ON session_items (namespace, session_id, seq)",
+            created_at INTEGER NOT NULL,
+            PRIMARY KEY (namespace, session_id, seq)
+        ) WITHOUT ROWID""",
     ],
     # 2: leases (session run leases; later, background job claims) and the session listing
     # index (most recently updated first).

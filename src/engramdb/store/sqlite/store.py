@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from ...errors import StoreError, StoreUnavailableError
 from ...types import SessionInfo, datetime_from_us, now_us
-from ...validation import decode_item
+from ...validation import decode_item, decode_items
 from .migrations import migrate
 
 Durability = Literal["normal", "full"]
@@ -43,6 +43,9 @@ class SQLiteStore:
     ) -> None:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
+        # WAL readers never wait for writers, so a bounded read is cheaper to run in place than
+        # to hand to a worker thread; async faces may call bounded reads on the event loop.
+        self.inline_reads = True
         if durability not in ("normal", "full"):
             raise StoreError(f"durability must be 'normal' or 'full', got {durability!r}")
         self._synchronous = durability.upper()
@@ -161,18 +164,24 @@ class SQLiteStore:
     def session_add(self, namespace: str, session_id: str, encoded_items: Sequence[str]) -> None:
         if not encoded_items:
             return
-        now = now_us()
+        now, count = now_us(), len(encoded_items)
         with self._write() as conn:
+            (next_seq,) = conn.execute(
+                "INSERT INTO sessions (namespace, session_id, created_at, updated_at, item_count, "
+                "next_seq) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (namespace, session_id) DO UPDATE "
+                "SET updated_at = excluded.updated_at, "
+                "item_count = item_count + excluded.item_count, "
+                "next_seq = next_seq + excluded.next_seq RETURNING next_seq",
+                (namespace, session_id, now, now, count, count),
+            ).fetchone()
+            first = next_seq - count
             conn.executemany(
-                "INSERT INTO session_items (namespace, session_id, data, created_at) "
-                "VALUES (?, ?, ?, ?)",
-                [(namespace, session_id, text, now) for text in encoded_items],
-            )
-            conn.execute(
-                "INSERT INTO sessions (namespace, session_id, created_at, updated_at, item_count) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (namespace, session_id) DO UPDATE SET "
-                "updated_at = excluded.updated_at, item_count = item_count + excluded.item_count",
-                (namespace, session_id, now, now, len(encoded_items)),
+                "INSERT INTO session_items (namespace, session_id, seq, data, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [
+                    (namespace, session_id, first + n, text, now)
+                    for n, text in enumerate(encoded_items)
+                ],
             )
 
     def session_get(
@@ -180,7 +189,6 @@ class SQLiteStore:
     ) -> list[dict[str, Any]]:
         if limit == 0:
             return []
-        where = f"session {session_id!r}"
         with self._read() as conn:
             if limit is None:
                 rows = conn.execute(
@@ -195,20 +203,20 @@ class SQLiteStore:
                     (namespace, session_id, limit),
                 ).fetchall()
                 rows.reverse()
-        return [decode_item(data, record_id=seq, where=where) for seq, data in rows]
+        return decode_items(rows, where=f"session {session_id!r}")
 
     def session_pop(self, namespace: str, session_id: str) -> dict[str, Any] | None:
         with self._write() as conn:
             row = conn.execute(
-                "SELECT seq, data FROM session_items WHERE namespace = ? AND session_id = ? "
-                "ORDER BY seq DESC LIMIT 1",
+                "DELETE FROM session_items WHERE namespace = ?1 AND session_id = ?2 AND seq = "
+                "(SELECT max(seq) FROM session_items WHERE namespace = ?1 AND session_id = ?2) "
+                "RETURNING seq, data",
                 (namespace, session_id),
             ).fetchone()
             if row is None:
                 return None
-            # Decode before deleting: a corrupt item raises here and the rollback keeps it.
+            # A corrupt item raises here, inside the transaction: the rollback keeps it.
             item = decode_item(row[1], record_id=row[0], where=f"session {session_id!r}")
-            conn.execute("DELETE FROM session_items WHERE seq = ?", (row[0],))
             conn.execute(
                 "UPDATE sessions SET item_count = item_count - 1, updated_at = ? "
                 "WHERE namespace = ? AND session_id = ?",

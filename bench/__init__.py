@@ -1,0 +1,1 @@
+"""engramdb benchmarks: ``python -m bench [name ...]`` (``make bench`` runs them all)."""

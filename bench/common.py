@@ -1,0 +1,82 @@
+"""Shared helpers for the benchmarks: timing, machine description, writing results."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+RESULTS = Path(__file__).resolve().parent / "results"
+console = Console()
+
+
+def machine() -> str:
+    """A one-line description of this machine for result files."""
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, {platform.system()}, "
+        f"Python {platform.python_version()}"
+    )
+
+
+def today() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) of samples, nearest-rank."""
+    ordered = sorted(samples)
+    if not ordered:
+        return float("nan")
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def write_results(
+    name: str,
+    payload: dict[str, Any],
+    columns: list[str],
+    rows: list[list[str]],
+    title: str,
+    notes: str = "",
+) -> None:
+    """Write ``results/NAME.json`` and ``results/NAME.md`` and print the table."""
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    md = [
+        f"# {title}",
+        "",
+        f"{payload.get('date', today())} — {payload.get('machine', machine())}",
+        "",
+    ]
+    md.append("| " + " | ".join(columns) + " |")
+    md.append("|" + "|".join("---" for _ in columns) + "|")
+    md += ["| " + " | ".join(row) + " |" for row in rows]
+    if notes:
+        md += ["", notes]
+    (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
+
+
+class Timer:
+    """Run a callable repeatedly for about ``seconds`` and report operations per second."""
+
+    def __init__(self, seconds: float = 1.0, min_runs: int = 20) -> None:
+        self.seconds, self.min_runs = seconds, min_runs
+
+    def ops_per_s(self, run_once: Any) -> float:
+        runs, start = 0, time.perf_counter()
+        while runs < self.min_runs or time.perf_counter() - start < self.seconds:
+            run_once()
+            runs += 1
+        return runs / (time.perf_counter() - start)
