@@ -8,10 +8,12 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from . import __version__
-from .errors import EngramError
+from .errors import EngramError, InvalidInputError
+from .memory import Memory
 from .sessions import Session, list_sessions
 from .store import Store, open_store
 from .types import DEFAULT_NAMESPACE
@@ -25,7 +27,7 @@ sessions_app = typer.Typer(help="Inspect and clear conversation sessions.", no_a
 app.add_typer(sessions_app, name="sessions")
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[
     Path,
@@ -127,6 +129,308 @@ def sessions_clear(
     except EngramError as exc:
         raise _fail(exc) from None
     console.print(f"cleared {info.item_count} items from {session_id!r}")
+
+
+EmbedderOpt = Annotated[
+    str,
+    typer.Option(
+        "--embedder",
+        envvar="ENGRAMDB_EMBEDDER",
+        help="auto, local, none, hashing[:DIM], openai:MODEL or st:MODEL.",
+    ),
+]
+UserOpt = Annotated[str | None, typer.Option("--user", "-u", help="user_id scope.")]
+AgentOpt = Annotated[str | None, typer.Option("--agent", help="agent_id scope.")]
+SessionOpt = Annotated[str | None, typer.Option("--session", help="session_id scope.")]
+TagOpt = Annotated[list[str] | None, typer.Option("--tag", "-t", help="A tag (repeatable).")]
+
+
+def _memory(data_dir: Path, namespace: str, embedder: str, *, create: bool = True) -> Memory:
+    return Memory(open_store(data_dir, create=create), namespace=namespace, embedder=embedder)
+
+
+def _filters(
+    user: str | None, agent: str | None, session: str | None, tags: list[str] | None
+) -> dict[str, Any]:
+    flt: dict[str, Any] = {"user_id": user, "agent_id": agent, "session_id": session}
+    if tags:
+        flt["tags"] = tags
+    return {k: v for k, v in flt.items() if v is not None}
+
+
+@app.command()
+def remember(
+    content: Annotated[str, typer.Argument(help="The text to remember.")],
+    data_dir: DataDir = Path(".engramdb"),
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    user: UserOpt = None,
+    agent: AgentOpt = None,
+    session: SessionOpt = None,
+    tag: TagOpt = None,
+    importance: Annotated[float, typer.Option(help="0 to 1.")] = 0.5,
+    embedder: EmbedderOpt = "auto",
+    as_json: AsJson = False,
+) -> None:
+    """Store a memory."""
+    try:
+        record = _memory(data_dir, namespace, embedder).remember(
+            content,
+            user_id=user,
+            agent_id=agent,
+            session_id=session,
+            tags=tag or (),
+            importance=importance,
+        )
+    except EngramError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(record.to_dict(), ensure_ascii=False))
+    else:
+        console.print(f"remembered [bold]{record.id}[/]")
+
+
+@app.command()
+def recall(
+    query: Annotated[str, typer.Argument(help="What to look for (any text).")],
+    data_dir: DataDir = Path(".engramdb"),
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    user: UserOpt = None,
+    agent: AgentOpt = None,
+    session: SessionOpt = None,
+    tag: TagOpt = None,
+    limit: Annotated[int, typer.Option("--limit", "-k", help="How many hits.")] = 10,
+    mode: Annotated[str, typer.Option(help="hybrid, text or vector.")] = "hybrid",
+    explain: Annotated[bool, typer.Option(help="Show each lane's rank.")] = False,
+    embedder: EmbedderOpt = "auto",
+    as_json: AsJson = False,
+) -> None:
+    """Search memories (full text + vectors, fused)."""
+    try:
+        hits = _memory(data_dir, namespace, embedder, create=False).recall(
+            query,
+            filters=_filters(user, agent, session, tag),
+            limit=limit,
+            mode=mode,  # type: ignore[arg-type]
+            explain=explain,
+        )
+    except EngramError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        rows = [
+            {**h.memory.to_dict(), "score": h.score, **({"explain": h.explain} if explain else {})}
+            for h in hits
+        ]
+        typer.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    table = Table("#", "score", "content", "tags", "id", title=f"recall {query!r}")
+    for n, h in enumerate(hits, 1):
+        table.add_row(
+            str(n), f"{h.score:.4f}", h.memory.content, ", ".join(h.memory.tags), h.memory.id
+        )
+        if explain and h.explain:
+            lanes = "  ".join(f"{name}#{v['rank']}" for name, v in h.explain["lanes"].items())
+            table.add_row("", "", f"[dim]{lanes}[/]", "", "")
+    console.print(table)
+
+
+@app.command()
+def forget(
+    memory_id: Annotated[str | None, typer.Argument(help="A memory id.")] = None,
+    data_dir: DataDir = Path(".engramdb"),
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    user: UserOpt = None,
+    agent: AgentOpt = None,
+    session: SessionOpt = None,
+    tag: TagOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List, do not remove.")] = False,
+) -> None:
+    """Remove a memory by id, or every memory in a scope (--user/--agent/--session/--tag)."""
+    flt = _filters(user, agent, session, tag)
+    try:
+        mem = _memory(data_dir, namespace, "none", create=False)
+        if memory_id is not None:
+            result = mem.forget(memory_id, dry_run=dry_run)
+        else:
+            result = mem.forget(filters=flt, dry_run=dry_run)
+    except EngramError as exc:
+        raise _fail(exc) from None
+    verb = "would remove" if result.dry_run else "removed"
+    console.print(f"{verb} {result.count} memories")
+    for memory_id in result.ids:
+        console.print(f"  {memory_id}")
+
+
+@app.command()
+def learn(
+    subject: str,
+    predicate: str,
+    object: str,
+    data_dir: DataDir = Path(".engramdb"),
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    confidence: Annotated[float, typer.Option(help="0 to 1.")] = 1.0,
+    source: Annotated[str | None, typer.Option(help="Where the fact came from.")] = None,
+    single: Annotated[
+        bool, typer.Option("--single", help="Single-valued: supersede the current object.")
+    ] = False,
+    embedder: EmbedderOpt = "auto",
+) -> None:
+    """Store a knowledge triple."""
+    try:
+        fact = _memory(data_dir, namespace, embedder).learn(
+            subject, predicate, object, confidence=confidence, source=source, single_valued=single
+        )
+    except EngramError as exc:
+        raise _fail(exc) from None
+    console.print(f"learned {fact.id}: {fact.subject} {fact.predicate} {fact.object}")
+
+
+@app.command()
+def facts(
+    subject: Annotated[str | None, typer.Option("--subject", "-s")] = None,
+    predicate: Annotated[str | None, typer.Option("--predicate", "-p")] = None,
+    object: Annotated[str | None, typer.Option("--object", "-o")] = None,
+    as_of: Annotated[str | None, typer.Option(help="ISO 8601 date/time.")] = None,
+    history: Annotated[bool, typer.Option(help="Include superseded facts.")] = False,
+    data_dir: DataDir = Path(".engramdb"),
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    as_json: AsJson = False,
+) -> None:
+    """Query knowledge triples."""
+    try:
+        found = _memory(data_dir, namespace, "none", create=False).facts(
+            subject, predicate, object, as_of=as_of, include_history=history
+        )
+    except EngramError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps([f.to_dict() for f in found], ensure_ascii=False))
+        return
+    table = Table("subject", "predicate", "object", "confidence", "valid from", "valid to")
+    for f in found:
+        table.add_row(
+            f.subject,
+            f.predicate,
+            f.object,
+            f"{f.confidence:g}",
+            f.valid_from.isoformat(timespec="seconds"),
+            f.valid_to.isoformat(timespec="seconds") if f.valid_to else "",
+        )
+    console.print(table)
+
+
+@app.command()
+def stats(
+    data_dir: DataDir = Path(".engramdb"),
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    as_json: AsJson = False,
+) -> None:
+    """Counts for a namespace."""
+    try:
+        s = _memory(data_dir, namespace, "none", create=False).stats()
+    except EngramError as exc:
+        raise _fail(exc) from None
+    values = {
+        "memories": s.memories,
+        "embedded": s.embedded,
+        "triples": s.triples,
+        "current_triples": s.current_triples,
+        "sessions": s.sessions,
+        "session_items": s.session_items,
+    }
+    if as_json:
+        typer.echo(json.dumps(values))
+        return
+    table = Table("what", "count", title=f"namespace {namespace!r}")
+    for name, value in values.items():
+        table.add_row(name, f"{value:,}")
+    console.print(table)
+
+
+@app.command("export")
+def export_cmd(
+    output: Annotated[Path | None, typer.Argument(help="JSONL file (default: stdout).")] = None,
+    data_dir: DataDir = Path(".engramdb"),
+    namespace: Namespace = DEFAULT_NAMESPACE,
+) -> None:
+    """Write every memory of a namespace as JSON lines."""
+    try:
+        mem = _memory(data_dir, namespace, "none", create=False)
+        total = mem.stats().memories
+        rows = mem.export()
+        if output is None:
+            for row in rows:
+                typer.echo(json.dumps(row, ensure_ascii=False))
+            return
+        with output.open("w", encoding="utf-8") as out, _progress() as progress:
+            task = progress.add_task("exporting", total=total)
+            for row in rows:
+                out.write(json.dumps(row, ensure_ascii=False) + "\n")
+                progress.advance(task)
+    except EngramError as exc:
+        raise _fail(exc) from None
+    err_console.print(f"exported {total:,} memories to {output}")
+
+
+@app.command("import")
+def import_cmd(
+    source: Annotated[Path, typer.Argument(help="JSONL file from `engramdb export`.")],
+    data_dir: DataDir = Path(".engramdb"),
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    embedder: EmbedderOpt = "auto",
+) -> None:
+    """Store memories from a JSON-lines file (one batch per 500 lines; a bad line stops
+    the import and names the line; earlier batches stay)."""
+    if not source.is_file():
+        err_console.print(f"[bold red]error:[/] {source} is not a file")
+        raise typer.Exit(code=1)
+    lines = source.read_text(encoding="utf-8").splitlines()
+
+    def records() -> Any:
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise InvalidInputError(f"{source}:{n} is not valid JSON: {exc.msg}") from None
+
+    try:
+        mem = _memory(data_dir, namespace, embedder)
+        with _progress() as progress:
+            task = progress.add_task("importing", total=len(lines))
+            count = mem.import_records(records(), progress=lambda n: progress.advance(task, n))
+    except EngramError as exc:
+        raise _fail(exc) from None
+    console.print(f"imported {count:,} memories into {namespace!r}")
+
+
+@app.command()
+def reembed(
+    data_dir: DataDir = Path(".engramdb"),
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    embedder: EmbedderOpt = "auto",
+) -> None:
+    """Compute embeddings for every memory that lacks one from the current embedder."""
+    try:
+        mem = _memory(data_dir, namespace, embedder, create=False)
+        if mem.embedder is None:
+            raise InvalidInputError("no embedder: pass --embedder (or install engramdb[local])")
+        with _progress() as progress:
+            task = progress.add_task(f"embedding with {mem.embedder.model}", total=None)
+            done = mem.reembed(progress=lambda n: progress.advance(task, n))
+    except EngramError as exc:
+        raise _fail(exc) from None
+    console.print(f"embedded {done:,} memories")
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+    )
 
 
 @app.command()

@@ -50,3 +50,110 @@ class SessionSettings:
     """Default settings of a session; ``limit`` bounds ``get_items()`` when no limit is given."""
 
     limit: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryRecord:
+    """One long-term memory as stored."""
+
+    id: str
+    namespace: str
+    content: str
+    user_id: str | None
+    agent_id: str | None
+    session_id: str | None
+    tags: tuple[str, ...]
+    metadata: dict[str, Any]
+    importance: float
+    occurred_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    content_hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (datetimes as ISO 8601)."""
+        return {
+            "id": self.id,
+            "namespace": self.namespace,
+            "content": self.content,
+            "user_id": self.user_id,
+            "agent_id": self.agent_id,
+            "session_id": self.session_id,
+            "tags": list(self.tags),
+            "metadata": self.metadata,
+            "importance": self.importance,
+            "occurred_at": self.occurred_at.isoformat() if self.occurred_at else None,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "version": self.version,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryVersion:
+    """A prior version of a memory, kept by ``update``."""
+
+    memory_id: str
+    version: int
+    content: str
+    tags: tuple[str, ...]
+    metadata: dict[str, Any]
+    importance: float
+    replaced_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    """A recalled memory with its final score; ``explain`` says why it ranked (if asked)."""
+
+    memory: MemoryRecord
+    score: float
+    explain: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Triple:
+    """A knowledge triple with its provenance and validity interval."""
+
+    id: str
+    namespace: str
+    subject: str
+    predicate: str
+    object: str
+    confidence: float
+    source: str | None
+    valid_from: datetime
+    valid_to: datetime | None
+    created_at: datetime
+
+    @property
+    def current(self) -> bool:
+        """True while the fact has not been superseded."""
+        return self.valid_to is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "subject": self.subject,
+            "predicate": self.predicate,
+            "object": self.object,
+            "confidence": self.confidence,
+            "source": self.source,
+            "valid_from": self.valid_from.isoformat(),
+            "valid_to": self.valid_to.isoformat() if self.valid_to else None,
+            "created_at": self.created_at.isoformat(),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryStats:
+    """Counts for one namespace."""
+
+    namespace: str
+    memories: int
+    embedded: int
+    triples: int
+    current_triples: int
+    sessions: int
+    session_items: int

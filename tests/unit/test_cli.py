@@ -64,3 +64,54 @@ def test_corrupt_database_is_a_clear_error(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "not an engramdb database" in result.output
     assert "Traceback" not in result.output
+
+
+def test_memory_commands_round_trip(tmp_path: Path) -> None:
+    data = str(tmp_path / "data")
+    common = ["-d", data, "--embedder", "hashing"]
+    result = runner.invoke(
+        app, ["remember", "Ada likes green tea", *common, "-u", "ada", "-t", "prefs", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    memory_id = json.loads(result.output)["id"]
+    runner.invoke(app, ["remember", "Bob likes coffee", *common, "-u", "bob"])
+    result = runner.invoke(app, ["recall", "green tea", *common, "--json", "-k", "1"])
+    assert [r["id"] for r in json.loads(result.output)] == [memory_id]
+    result = runner.invoke(app, ["recall", "tea", *common, "--explain"])
+    assert "Ada likes green tea" in result.output and "text#1" in result.output
+    result = runner.invoke(
+        app, ["learn", "Ada", "lives_in", "Paris", "-d", data, "--single", "--embedder", "none"]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["facts", "-s", "Ada", "-d", data, "--json"])
+    assert [f["object"] for f in json.loads(result.output)] == ["Paris"]
+    result = runner.invoke(app, ["stats", "-d", data, "--json"])
+    assert json.loads(result.output)["memories"] == 3
+    result = runner.invoke(app, ["forget", "-u", "ada", "-d", data, "--dry-run"])
+    assert "would remove 1 memories" in result.output
+    result = runner.invoke(app, ["forget", memory_id, "-d", data])
+    assert "removed 1 memories" in result.output
+    result = runner.invoke(app, ["forget", "-d", data])
+    assert result.exit_code == 1 and "refusing to forget without a scope" in result.output
+
+
+def test_export_import_cli(tmp_path: Path) -> None:
+    data, copy = str(tmp_path / "a"), str(tmp_path / "b")
+    for n in range(7):
+        runner.invoke(app, ["remember", f"note {n}", "-d", data, "--embedder", "none"])
+    out = tmp_path / "dump.jsonl"
+    result = runner.invoke(app, ["export", str(out), "-d", data])
+    assert result.exit_code == 0, result.output
+    assert len(out.read_text().splitlines()) == 7
+    result = runner.invoke(app, ["import", str(out), "-d", copy, "--embedder", "none"])
+    assert result.exit_code == 0 and "imported 7 memories" in result.output
+    result = runner.invoke(app, ["export", "-d", copy])
+    assert [json.loads(line) for line in result.output.splitlines()] == [
+        json.loads(line) for line in out.read_text().splitlines()
+    ]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"content": "fine"}\n{not json\n')
+    result = runner.invoke(app, ["import", str(bad), "-d", copy, "--embedder", "none"])
+    assert result.exit_code == 1 and "bad.jsonl:2 is not valid JSON" in result.output
+    result = runner.invoke(app, ["reembed", "-d", copy, "--embedder", "hashing"])
+    assert result.exit_code == 0 and "embedded 7 memories" in result.output

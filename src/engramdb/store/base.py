@@ -7,9 +7,74 @@ Every method takes the namespace explicitly, so no caller can forget it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
-from ..types import SessionInfo
+from ..filters import Filter
+from ..types import MemoryRecord, MemoryStats, MemoryVersion, SessionInfo, Triple
+
+
+@dataclass(frozen=True, slots=True)
+class NewMemory:
+    """A validated memory ready to insert (the facade builds it; times in microseconds)."""
+
+    id: str
+    content: str
+    content_hash: str
+    user_id: str | None
+    agent_id: str | None
+    session_id: str | None
+    tags: tuple[str, ...]
+    metadata: dict[str, Any]
+    importance: float
+    occurred_at: int | None
+    search_text: str
+    """Extra text indexed for full-text search: metadata values."""
+    embedding: bytes | None = None
+    embedding_model: str | None = None
+    created_at: int | None = None
+    """Keep an original creation time (imports); ``None`` means now."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryChanges:
+    """New values for ``memory_update``; ``None`` leaves a field as it is."""
+
+    content: str | None = None
+    content_hash: str | None = None
+    tags: tuple[str, ...] | None = None
+    metadata: dict[str, Any] | None = None
+    importance: float | None = None
+    search_text: str | None = None
+    embedding: bytes | None = None
+    embedding_model: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VectorDelta:
+    """Embeddings added and removed since a vector index last looked (see ``vector_changes``)."""
+
+    rowids: list[int]
+    namespaces: list[str]
+    models: list[str]
+    vectors: list[bytes]
+    removed: list[int]
+    embedding_seq: int
+    removal_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewTriple:
+    """A validated triple ready to insert (times in microseconds)."""
+
+    id: str
+    subject: str
+    predicate: str
+    object: str
+    confidence: float
+    source: str | None
+    valid_from: int
+    single_valued: bool
 
 
 @runtime_checkable
@@ -55,3 +120,100 @@ class Store(Protocol):
 
     def lease_release(self, namespace: str, name: str, owner: str) -> bool:
         """Release a lease held by ``owner``. Returns whether it was held."""
+
+    # -- memories --------------------------------------------------------------------------
+    def memory_insert(
+        self, namespace: str, memories: Sequence[NewMemory]
+    ) -> list[tuple[MemoryRecord, bool]]:
+        """Insert a batch in one transaction; an identical memory in the same scope is returned
+        instead of stored again. Returns ``(record, created)`` per input, in order."""
+
+    def memory_get(self, namespace: str, memory_id: str) -> MemoryRecord | None:
+        """One memory by public id, only if it belongs to ``namespace``."""
+
+    def memory_list(
+        self, namespace: str, flt: Filter, *, after: int | None, limit: int
+    ) -> tuple[list[MemoryRecord], int | None]:
+        """Memories in insertion order after cursor ``after``; returns the next cursor."""
+
+    def memory_update(
+        self, namespace: str, memory_id: str, changes: MemoryChanges
+    ) -> MemoryRecord | None:
+        """Apply changes, keeping the prior version in history. ``None`` if not found."""
+
+    def memory_history(self, namespace: str, memory_id: str) -> list[MemoryVersion]:
+        """Prior versions, oldest first."""
+
+    def memory_ids(self, namespace: str, flt: Filter, *, limit: int | None) -> list[str]:
+        """Public ids of the memories matching a filter (for forget-by-filter)."""
+
+    def memory_delete(self, namespace: str, memory_ids: Sequence[str]) -> list[str]:
+        """Remove memories from every index and their history; returns the ids removed."""
+
+    def memory_text_search(
+        self, namespace: str, match: str, flt: Filter, *, limit: int
+    ) -> list[tuple[int, float]]:
+        """Full-text candidates ``(rowid, bm25)`` for an FTS MATCH expression, best first."""
+
+    def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:
+        """Rowids of memories carrying ``tag`` (case-insensitive), newest first."""
+
+    def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:
+        """Rowids matching a scoped filter (``None`` if more than ``limit``)."""
+
+    def memory_records(self, namespace: str, rowids: Sequence[int]) -> dict[int, MemoryRecord]:
+        """Records for rowids (those in ``namespace`` only)."""
+
+    def memory_vectors(self, namespace: str, rowids: Sequence[int]) -> dict[int, bytes]:
+        """Stored embeddings for rowids (those in ``namespace`` only)."""
+
+    def memory_neighbors(
+        self, namespace: str, rowids: Sequence[int], *, span: int
+    ) -> dict[int, list[int]]:
+        """For each rowid, rowids of memories of the same session stored just before/after."""
+
+    def embedding_cache(self, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
+        """Stored ``model`` embeddings by content hash: identical content is embedded once."""
+
+    def memory_set_embeddings(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
+        """Store ``(rowid, model, vector)`` embeddings."""
+
+    def memory_without_embedding(
+        self, model: str, *, after: int, limit: int
+    ) -> list[tuple[int, str]]:
+        """``(rowid, content)`` of memories lacking a ``model`` embedding, for re-embedding."""
+
+    def vector_changes(self, embedding_seq: int, removal_seq: int, *, limit: int) -> VectorDelta:
+        """Embeddings written and removed after the given marks, across all namespaces."""
+
+    def memory_stats(self, namespace: str) -> MemoryStats:
+        """Counts for one namespace."""
+
+    def memory_export(
+        self, namespace: str, *, after: int, limit: int
+    ) -> list[tuple[int, MemoryRecord]]:
+        """Records in insertion order for export, with their rowid cursors."""
+
+    # -- triples ---------------------------------------------------------------------------
+    def triple_insert(self, namespace: str, triple: NewTriple) -> tuple[Triple, list[Triple], bool]:
+        """Store a fact. Returns (the fact, the facts it superseded, created). A current
+        identical fact is returned as is; a single-valued fact closes the current others."""
+
+    def triple_query(
+        self,
+        namespace: str,
+        *,
+        subject: str | None,
+        predicate: str | None,
+        object: str | None,
+        as_of: int | None,
+        include_history: bool,
+        limit: int,
+    ) -> list[Triple]:
+        """Facts matching a pattern; current ones (or those valid at ``as_of``)."""
+
+    def triple_set_memory(self, namespace: str, triple_id: str, memory_id: str | None) -> None:
+        """Link a fact to the memory that makes it searchable through recall."""
+
+    def triple_memory_ids(self, namespace: str, triple_ids: Sequence[str]) -> list[str]:
+        """Linked memory ids of the given facts."""

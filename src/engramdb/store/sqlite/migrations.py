@@ -47,6 +47,80 @@ MIGRATIONS: list[list[str]] = [
         ) WITHOUT ROWID""",
         "CREATE INDEX sessions_by_update ON sessions (namespace, updated_at, session_id)",
     ],
+    # 3: long-term memories, their tags, version history, full-text index and embeddings;
+    # knowledge triples. rowid is internal (FTS and vector keys); id is the public id.
+    [
+        """CREATE TABLE memories (
+            rowid           INTEGER PRIMARY KEY,
+            id              TEXT NOT NULL UNIQUE,
+            namespace       TEXT NOT NULL,
+            user_id         TEXT,
+            agent_id        TEXT,
+            session_id      TEXT,
+            content         TEXT NOT NULL,
+            content_hash    TEXT NOT NULL,
+            tags            TEXT NOT NULL,
+            metadata        TEXT NOT NULL,
+            importance      REAL NOT NULL,
+            occurred_at     INTEGER,
+            created_at      INTEGER NOT NULL,
+            updated_at      INTEGER NOT NULL,
+            version         INTEGER NOT NULL,
+            embedding       BLOB,
+            embedding_model TEXT,
+            embedding_seq   INTEGER
+        )""",
+        # identical content in the same scope is stored once
+        """CREATE UNIQUE INDEX memories_identity ON memories (namespace, coalesce(user_id, ''),
+            coalesce(agent_id, ''), coalesce(session_id, ''), content_hash)""",
+        "CREATE INDEX memories_by_hash ON memories (content_hash)",
+        "CREATE INDEX memories_by_user ON memories (namespace, user_id)",
+        "CREATE INDEX memories_by_session ON memories (namespace, session_id)",
+        "CREATE INDEX memories_by_agent ON memories (namespace, agent_id)",
+        "CREATE UNIQUE INDEX memories_by_embedding_seq ON memories (embedding_seq)",
+        """CREATE TABLE memory_tags (
+            namespace    TEXT NOT NULL,
+            tag          TEXT NOT NULL COLLATE NOCASE,
+            memory_rowid INTEGER NOT NULL,
+            PRIMARY KEY (namespace, tag, memory_rowid)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX memory_tags_by_memory ON memory_tags (memory_rowid)",
+        """CREATE TABLE memory_history (
+            memory_id   TEXT NOT NULL,
+            version     INTEGER NOT NULL,
+            content     TEXT NOT NULL,
+            tags        TEXT NOT NULL,
+            metadata    TEXT NOT NULL,
+            importance  REAL NOT NULL,
+            replaced_at INTEGER NOT NULL,
+            PRIMARY KEY (memory_id, version)
+        ) WITHOUT ROWID""",
+        """CREATE VIRTUAL TABLE memories_fts USING fts5(
+            content, tags, meta, tokenize = 'porter unicode61 remove_diacritics 2'
+        )""",
+        # rowids whose embeddings were removed, so in-memory vector indexes can drop them
+        """CREATE TABLE vector_removals (
+            seq          INTEGER PRIMARY KEY AUTOINCREMENT,
+            memory_rowid INTEGER NOT NULL
+        )""",
+        """CREATE TABLE triples (
+            rowid      INTEGER PRIMARY KEY,
+            id         TEXT NOT NULL UNIQUE,
+            namespace  TEXT NOT NULL,
+            subject    TEXT NOT NULL COLLATE NOCASE,
+            predicate  TEXT NOT NULL COLLATE NOCASE,
+            object     TEXT NOT NULL COLLATE NOCASE,
+            confidence REAL NOT NULL,
+            source     TEXT,
+            valid_from INTEGER NOT NULL,
+            valid_to   INTEGER,
+            created_at INTEGER NOT NULL,
+            memory_id  TEXT
+        )""",
+        "CREATE INDEX triples_by_subject ON triples (namespace, subject, predicate)",
+        "CREATE INDEX triples_by_object ON triples (namespace, object)",
+        "CREATE INDEX triples_by_predicate ON triples (namespace, predicate)",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

