@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["sessions"]
+BENCHMARKS = ["sessions", "locomo", "scale"]
 
 
 def main(argv: list[str]) -> None:

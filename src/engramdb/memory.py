@@ -32,7 +32,7 @@ from .embed import Embedder, EmbeddingError, resolve_embedder
 from .errors import InvalidInputError, NotFoundError
 from .filters import Filter, normalize_tags, parse_datetime
 from .search.fusion import Lane, apply_boosts, fuse
-from .search.query import fts_match
+from .search.query import fts_match, index_stem, prune_terms, query_terms
 from .search.vectors import VectorIndex
 from .sessions import resolve_store
 from .store import Store
@@ -418,7 +418,11 @@ class Memory:
         pool = max(cfg.candidates, k)
         lanes: builtins.list[Lane] = []
         if mode in ("hybrid", "text"):
-            match = fts_match(query)
+            terms = query_terms(query)
+            documents, doc_counts = self.store.memory_term_docs(
+                list({index_stem(t) for t in terms})
+            )
+            match = fts_match(prune_terms(terms, documents, doc_counts))
             if match is not None:
                 ranked = self.store.memory_text_search(ns, match, flt, limit=pool)
                 lanes.append(Lane("text", ranked, cfg.text_weight))
@@ -430,9 +434,10 @@ class Memory:
         fused = fuse(lanes, k=cfg.rrf_k)
         if cfg.neighbor_weight and fused:
             self._spread_to_neighbors(ns, fused, cfg)
-        records = self.store.memory_records(ns, list(fused))
-        fused = {key: f for key, f in fused.items() if key in records}
+        records: dict[int, MemoryRecord] = {}
         if cfg.recency_weight or cfg.importance_weight:
+            records = self.store.memory_records(ns, list(fused))
+            fused = {key: f for key, f in fused.items() if key in records}
             now = now_us()
             ages = {
                 key: (now - us_from_datetime(r.occurred_at or r.created_at)) / 86_400e6
@@ -446,8 +451,21 @@ class Memory:
                 recency_half_life_days=cfg.recency_half_life_days,
                 importance_weight=cfg.importance_weight,
             )
-        best = sorted(fused.values(), key=lambda f: (-f.score, -f.key))[:k]
-        return [Hit(records[f.key], f.score, f.explain() if explain else None) for f in best]
+        ordered = sorted(fused.values(), key=lambda f: (-f.score, -f.key))
+        hits: builtins.list[Hit] = []
+        # fetch records for the best few only; a candidate deleted meanwhile is skipped
+        for start in range(0, len(ordered), k + 8):
+            window = ordered[start : start + k + 8]
+            missing = [f.key for f in window if f.key not in records]
+            records.update(self.store.memory_records(ns, missing))
+            hits += [
+                Hit(records[f.key], f.score, f.explain() if explain else None)
+                for f in window
+                if f.key in records
+            ]
+            if len(hits) >= k:
+                break
+        return hits[:k]
 
     def _vector_lane(
         self, namespace: str, query: str, flt: Filter, pool: int

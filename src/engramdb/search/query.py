@@ -1,14 +1,24 @@
-"""Turning any user string into a valid full-text query.
+"""Turning any user string into a valid, affordable full-text query.
 
 User text never reaches the FTS engine's query syntax: it is split into words, each word is
 quoted as a literal, and the words are OR-ed. Quotes, ``NEAR``, ``*``, ``-``, ``:``,
 parentheses, emoji or 10 KB of text are all just words (or nothing) to it, so no query can
 raise a syntax error.
+
+Terms found in a large share of the index are dropped before the query runs (see
+:func:`prune_terms`): BM25 gives them almost no weight, yet every document containing them
+must be scored, which is what makes a naive OR query slow on a million memories.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+import snowballstemmer
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -32,6 +42,10 @@ STOPWORDS = frozenset(
 )
 
 MAX_TERMS = 48
+POSTINGS_BUDGET = 5_000
+"""Most documents a text query may have to score, counted from its terms' document counts."""
+MAX_DOC_SHARE = 0.5
+"""Terms in more than this share of documents get (almost) no BM25 weight: drop them."""
 
 
 def words(text: str) -> list[str]:
@@ -46,9 +60,51 @@ def query_terms(text: str, *, max_terms: int = MAX_TERMS) -> list[str]:
     return list(dict.fromkeys(content))[:max_terms]
 
 
-def fts_match(text: str, *, max_terms: int = MAX_TERMS) -> str | None:
-    """An FTS5 MATCH expression (OR of quoted terms) for any string; None if it has no words."""
-    terms = query_terms(text, max_terms=max_terms)
+def fts_match(terms: Sequence[str]) -> str | None:
+    """An FTS5 MATCH expression (OR of quoted literals); None if there are no terms."""
     if not terms:
         return None
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
+
+
+@lru_cache(maxsize=1)
+def _stemmer() -> Any:
+    return snowballstemmer.stemmer("porter")
+
+
+@lru_cache(maxsize=65_536)
+def index_stem(term: str) -> str:
+    """The token the full-text index stores for a word (porter stem, diacritics removed)."""
+    folded = "".join(c for c in unicodedata.normalize("NFKD", term) if not unicodedata.combining(c))
+    return str(_stemmer().stemWord(folded))
+
+
+def prune_terms(
+    terms: Sequence[str],
+    documents: int,
+    doc_counts: Mapping[str, int],
+    *,
+    budget: int = POSTINGS_BUDGET,
+    max_share: float = MAX_DOC_SHARE,
+) -> list[str]:
+    """Keep the rarest terms while their documents fit the budget; drop near-zero-weight ones.
+
+    A query whose terms' documents fit the budget runs unchanged.
+    ``doc_counts`` maps :func:`index_stem` of a term to its document count. The rarest term is
+    always kept, so a query with words never loses all of them.
+    """
+    if not terms or not doc_counts or documents <= 0:
+        return list(terms)
+    if sum(doc_counts.get(index_stem(t), 0) for t in terms) <= budget:
+        return list(terms)  # affordable as it is: rank exactly
+    counted = sorted(terms, key=lambda t: doc_counts.get(index_stem(t), 0))
+    kept: list[str] = []
+    spent = 0
+    for term in counted:
+        df = doc_counts.get(index_stem(term), 0)
+        if kept and (df > max_share * documents or spent + df > budget):
+            continue
+        kept.append(term)
+        spent += df
+    order = {t: i for i, t in enumerate(terms)}
+    return sorted(kept, key=order.__getitem__)

@@ -10,20 +10,29 @@ search, through the store's embedding sequence and removal log.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
 
 from ..store import Store
 
-Codes = npt.NDArray[np.uint8]
+Codes = npt.NDArray[np.uint64]
+_SCAN_THREADS = min(4, os.cpu_count() or 1)
+_SCAN_CHUNK = 131_072
 
 
 def binary_code(vectors: npt.NDArray[np.float32]) -> Codes:
-    """Sign bits of each vector, packed: the compact code the index scans first."""
-    return np.packbits(np.asarray(vectors) > 0, axis=-1)
+    """Sign bits of each vector packed into 64-bit words, shape ``(n, ceil(dim / 64))``."""
+    bits = np.asarray(vectors) > 0
+    pad = (-bits.shape[-1]) % 64
+    if pad:
+        bits = np.concatenate([bits, np.zeros((*bits.shape[:-1], pad), dtype=bool)], axis=-1)
+    packed = np.packbits(bits, axis=-1)
+    return np.ascontiguousarray(packed).view(np.uint64)
 
 
 class VectorIndex:
@@ -50,7 +59,9 @@ class VectorIndex:
         self._rowids = np.zeros(0, dtype=np.int64)
         self._ns = np.zeros(0, dtype=np.int32)
         self._alive = np.zeros(0, dtype=bool)
-        self._codes = np.zeros((0, (dim + 7) // 8), dtype=np.uint8)
+        # one row per 64-bit word of the codes, one column per vector: a scan reads each word
+        # row contiguously, which is several times faster than row-per-vector
+        self._words = np.zeros(((dim + 63) // 64, 0), dtype=np.uint64)
         self._floats: npt.NDArray[np.float32] | None = np.zeros((0, dim), dtype=np.float32)
         self._position: dict[int, int] = {}
         self._namespaces: dict[str, int] = {}
@@ -102,7 +113,7 @@ class VectorIndex:
         self._rowids[start:end] = [rowids[i] for i in keep]
         self._ns[start:end] = ns_ids
         self._alive[start:end] = True
-        self._codes[start:end] = binary_code(floats)
+        self._words[:, start:end] = binary_code(floats).T
         if self._floats is not None:
             if end > self.max_float_vectors:
                 self._floats = None  # too many to hold: rerank from the store from now on
@@ -118,9 +129,9 @@ class VectorIndex:
         self._rowids = np.resize(self._rowids, new)
         self._ns = np.resize(self._ns, new)
         self._alive = np.concatenate([self._alive, np.zeros(new - capacity, dtype=bool)])
-        self._codes = np.concatenate(
-            [self._codes, np.zeros((new - capacity, self._codes.shape[1]), dtype=np.uint8)]
-        )
+        grown = np.zeros((self._words.shape[0], new), dtype=np.uint64)
+        grown[:, :capacity] = self._words
+        self._words = grown
         if self._floats is not None and new <= self.max_float_vectors:
             self._floats = np.concatenate(
                 [self._floats, np.zeros((new - capacity, self.dim), dtype=np.float32)]
@@ -145,11 +156,17 @@ class VectorIndex:
             mask = self._alive[:size] & (self._ns[:size] == ns_id)
             if allowed is not None:
                 mask &= np.isin(self._rowids[:size], np.asarray(allowed, dtype=np.int64))
-            candidates = np.flatnonzero(mask)
-            if len(candidates) > self.exact_below or self._floats is None:
-                candidates = self._by_hamming(candidates, query, max(self.rerank, k))
+            count = int(mask.sum())
+            if count > self.exact_below or self._floats is None:
+                candidates = self._by_hamming(mask, count, query, max(self.rerank, k))
+            else:
+                candidates = np.flatnonzero(mask)
             rowids = self._rowids[candidates]
-            floats = None if self._floats is None else self._floats[candidates]
+            floats: npt.NDArray[np.float32] | None = None
+            if self._floats is not None:
+                # when every vector is a candidate, a view saves copying them all
+                whole = len(candidates) == size
+                floats = self._floats[:size] if whole else self._floats[candidates]
         if floats is None:
             stored = self.store.memory_vectors(namespace, rowids.tolist())
             rowids = np.array([r for r in rowids.tolist() if r in stored], dtype=np.int64)
@@ -163,16 +180,41 @@ class VectorIndex:
         return [(int(rowids[i]), float(scores[i])) for i in top]
 
     def _by_hamming(
-        self, candidates: npt.NDArray[np.intp], query: npt.NDArray[np.float32], keep: int
+        self, mask: npt.NDArray[np.bool_], count: int, query: npt.NDArray[np.float32], keep: int
     ) -> npt.NDArray[np.intp]:
-        if len(candidates) <= keep:
-            return candidates
+        """Positions of the ``keep`` (or a few more, at ties) codes nearest the query's."""
+        if count <= keep:
+            return np.flatnonzero(mask)
         code = binary_code(query[None, :])[0]
-        distances = np.bitwise_count(np.bitwise_xor(self._codes[candidates], code)).sum(
-            axis=1, dtype=np.int32
-        )
-        best = np.argpartition(distances, keep)[:keep]
-        return candidates[best]
+        size = len(mask)
+        if count < size // 4:  # a small namespace in a big index: gather, then scan
+            positions = np.flatnonzero(mask)
+            distances = _hamming(self._words[:, positions], code)
+        else:
+            positions = None
+            distances = np.empty(size, dtype=np.uint16)
+            chunks = [(i, min(size, i + _SCAN_CHUNK)) for i in range(0, size, _SCAN_CHUNK)]
+
+            def scan(bounds: tuple[int, int]) -> None:
+                lo, hi = bounds
+                distances[lo:hi] = _hamming(self._words[:, lo:hi], code)
+
+            with ThreadPoolExecutor(_SCAN_THREADS) as pool:  # numpy releases the GIL
+                list(pool.map(scan, chunks))
+            distances[~mask] = np.iinfo(np.uint16).max
+        # the smallest distance d whose count of codes at <= d reaches keep
+        cumulative = np.cumsum(np.bincount(distances, minlength=self.dim + 1)[: self.dim + 1])
+        cutoff = int(np.searchsorted(cumulative, keep))
+        chosen = np.flatnonzero(distances <= cutoff)
+        return chosen if positions is None else positions[chosen]
+
+
+def _hamming(words: Codes, code: Codes) -> npt.NDArray[np.uint16]:
+    """Hamming distance of each column of ``words`` (one row per 64-bit word) to ``code``."""
+    out = np.zeros(words.shape[1], dtype=np.uint16)
+    for row, word in zip(words, code, strict=True):
+        out += np.bitwise_count(row ^ word)
+    return out
 
 
 def _top_k(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.intp]:

@@ -158,6 +158,10 @@ class Store(Protocol):
     def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:
         """Rowids of memories carrying ``tag`` (case-insensitive), newest first."""
 
+    def memory_term_docs(self, stems: Sequence[str]) -> tuple[int, dict[str, int]]:
+        """(documents in the text index, documents containing each stemmed term); both may
+        be estimates, across namespaces. Stores without such counts return ``(0, {})``."""
+
     def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:
         """Rowids matching a scoped filter (``None`` if more than ``limit``)."""
 

@@ -80,6 +80,25 @@ def _record(row: Sequence[Any]) -> MemoryRecord:
     )
 
 
+def _new_record(namespace: str, m: NewMemory, now: int) -> MemoryRecord:
+    return MemoryRecord(
+        id=m.id,
+        namespace=namespace,
+        content=m.content,
+        user_id=m.user_id,
+        agent_id=m.agent_id,
+        session_id=m.session_id,
+        tags=m.tags,
+        metadata=m.metadata,
+        importance=m.importance,
+        occurred_at=datetime_from_us(m.occurred_at) if m.occurred_at is not None else None,
+        created_at=datetime_from_us(m.created_at or now),
+        updated_at=datetime_from_us(now),
+        version=1,
+        content_hash=m.content_hash,
+    )
+
+
 def _triple(row: Sequence[Any]) -> Triple:
     return Triple(
         id=row[0],
@@ -115,32 +134,14 @@ class MemoriesMixin:
     def memory_insert(
         self, namespace: str, memories: Sequence[NewMemory]
     ) -> list[tuple[MemoryRecord, bool]]:
-        out: list[tuple[MemoryRecord, bool]] = []
+        if not memories:
+            return []
         now = now_us()
         with self._writer() as conn:
-            for m in memories:
-                existing = conn.execute(
-                    f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND "
-                    "coalesce(m.user_id, '') = ? AND coalesce(m.agent_id, '') = ? AND "
-                    "coalesce(m.session_id, '') = ? AND m.content_hash = ?",
-                    (
-                        namespace,
-                        m.user_id or "",
-                        m.agent_id or "",
-                        m.session_id or "",
-                        m.content_hash,
-                    ),
-                ).fetchone()
-                if existing is not None:
-                    out.append((_record(existing), False))
-                    continue
-                seq = self._next_embedding_seq(conn) if m.embedding is not None else None
-                row = conn.execute(
-                    "INSERT INTO memories (id, namespace, user_id, agent_id, session_id, content, "
-                    "content_hash, tags, metadata, importance, occurred_at, created_at, "
-                    "updated_at, version, embedding, embedding_model, embedding_seq) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?) "
-                    f"RETURNING {_MEMORY_COLUMNS.replace('m.', '')}",
+            seq = self._next_embedding_seq(conn)
+            rows = []
+            for n, m in enumerate(memories):
+                rows.append(
                     (
                         m.id,
                         namespace,
@@ -157,11 +158,56 @@ class MemoriesMixin:
                         now,
                         m.embedding,
                         m.embedding_model,
-                        seq,
+                        seq + n if m.embedding is not None else None,
+                    )
+                )
+            # OR IGNORE skips memories identical to a stored one (the identity index) - they
+            # are looked up below - and lets executemany insert the rest in one call.
+            conn.executemany(
+                "INSERT OR IGNORE INTO memories (id, namespace, user_id, agent_id, session_id, "
+                "content, content_hash, tags, metadata, importance, occurred_at, created_at, "
+                "updated_at, version, embedding, embedding_model, embedding_seq) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+                rows,
+            )
+            inserted = dict(
+                conn.execute(
+                    "SELECT id, rowid FROM memories WHERE id IN (SELECT value FROM json_each(?)) "
+                    "AND namespace = ?",
+                    (_json([m.id for m in memories]), namespace),
+                ).fetchall()
+            )
+            fresh = [(m, inserted[m.id]) for m in memories if m.id in inserted]
+            conn.executemany(
+                "INSERT INTO memories_fts (rowid, content, tags, meta) VALUES (?, ?, ?, ?)",
+                [(rowid, m.content, " ".join(m.tags), m.search_text) for m, rowid in fresh],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO memory_tags (namespace, tag, memory_rowid) VALUES (?, ?, ?)",
+                [(namespace, tag, rowid) for m, rowid in fresh for tag in m.tags],
+            )
+            out: list[tuple[MemoryRecord, bool]] = []
+            for m in memories:
+                if m.id in inserted:
+                    out.append((_new_record(namespace, m, now), True))
+                    continue
+                existing = conn.execute(
+                    f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND "
+                    "coalesce(m.user_id, '') = ? AND coalesce(m.agent_id, '') = ? AND "
+                    "coalesce(m.session_id, '') = ? AND m.content_hash = ?",
+                    (
+                        namespace,
+                        m.user_id or "",
+                        m.agent_id or "",
+                        m.session_id or "",
+                        m.content_hash,
                     ),
                 ).fetchone()
-                self._index_text(conn, namespace, row[0], m.content, m.tags, m.search_text)
-                out.append((_record(row), True))
+                if existing is None:
+                    from ...errors import ConflictError
+
+                    raise ConflictError(f"a memory with id {m.id!r} already exists")
+                out.append((_record(existing), False))
         return out
 
     def _index_text(
@@ -394,6 +440,18 @@ class MemoriesMixin:
             ).fetchall()
         return [r[0] for r in rows]
 
+    def memory_term_docs(self, stems: Sequence[str]) -> tuple[int, dict[str, int]]:
+        if not stems:
+            return 0, {}
+        with self._reader() as conn:
+            (total,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM memories_fts").fetchone()
+            rows = conn.execute(
+                "SELECT term, doc FROM memories_fts_terms WHERE term IN "
+                "(SELECT value FROM json_each(?))",
+                (_json(list(stems)),),
+            ).fetchall()
+        return int(total), {r[0]: int(r[1]) for r in rows}
+
     def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:
         where, params = filter_sql(flt)
         with self._reader() as conn:
@@ -409,8 +467,10 @@ class MemoriesMixin:
             return {}
         with self._reader() as conn:
             rows = conn.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND m.rowid IN "
-                f"(SELECT value FROM json_each(?))",
+                # "+" keeps SQLite from scanning the namespace index instead of looking the
+                # rowids up one by one
+                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE +m.namespace = ? AND m.rowid IN "
+                "(SELECT value FROM json_each(?))",
                 (namespace, _json(list(rowids))),
             ).fetchall()
         return {r[0]: _record(r) for r in rows}
@@ -420,7 +480,7 @@ class MemoriesMixin:
             return {}
         with self._reader() as conn:
             rows = conn.execute(
-                "SELECT rowid, embedding FROM memories WHERE namespace = ? AND rowid IN "
+                "SELECT rowid, embedding FROM memories WHERE +namespace = ? AND rowid IN "
                 "(SELECT value FROM json_each(?)) AND embedding IS NOT NULL",
                 (namespace, _json(list(rowids))),
             ).fetchall()

@@ -121,6 +121,11 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX triples_by_object ON triples (namespace, object)",
         "CREATE INDEX triples_by_predicate ON triples (namespace, predicate)",
     ],
+    # 4: per-term document counts of the full-text index, so queries can skip terms so
+    # common that they cost much and rank nothing (their BM25 weight is near zero).
+    [
+        "CREATE VIRTUAL TABLE memories_fts_terms USING fts5vocab(memories_fts, 'row')",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

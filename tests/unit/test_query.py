@@ -1,0 +1,49 @@
+"""The full-text query builder."""
+
+from __future__ import annotations
+
+from engramdb.search.query import fts_match, index_stem, prune_terms, query_terms
+
+
+def test_query_terms_drop_stopwords_and_keep_order() -> None:
+    assert query_terms("When did Caroline go to the LGBTQ support group?") == [
+        "caroline",
+        "go",
+        "lgbtq",
+        "support",
+        "group",
+    ]
+    assert query_terms("what is it") == ["what", "is", "it"]  # only stopwords: keep them
+    assert query_terms("🧠 (*) --") == []
+    assert len(query_terms("word " * 10_000 + " ".join(f"w{i}" for i in range(100)))) == 48
+
+
+def test_fts_match_quotes_every_term() -> None:
+    assert fts_match(['a"b', "near"]) == '"a""b" OR "near"'
+    assert fts_match([]) is None
+
+
+def test_index_stem_matches_the_sqlite_porter_tokenizer() -> None:
+    import sqlite3
+
+    conn = sqlite3.connect(":memory:")
+    conn.execute(
+        "CREATE VIRTUAL TABLE f USING fts5(x, tokenize='porter unicode61 remove_diacritics 2')"
+    )
+    conn.execute("CREATE VIRTUAL TABLE v USING fts5vocab(f, 'row')")
+    sample = "painting painted caroline café running happiness went photography relational"
+    conn.execute("INSERT INTO f VALUES (?)", (sample,))
+    stored = {row[0] for row in conn.execute("SELECT term FROM v")}
+    assert {index_stem(w) for w in sample.split()} == stored
+
+
+def test_prune_keeps_affordable_queries_whole() -> None:
+    counts = {"common": 900, "rare": 3}
+    assert prune_terms(["common", "rare"], 1000, counts) == ["common", "rare"]
+
+
+def test_prune_drops_costly_common_terms_but_never_all() -> None:
+    counts = {"common": 600_000, "mid": 15_000, "rare": 40, "other": 9_000}
+    kept = prune_terms(["common", "mid", "rare", "other"], 1_000_000, counts, budget=20_000)
+    assert kept == ["rare", "other"]  # in query order; within budget; common ones gone
+    assert prune_terms(["common"], 1_000_000, counts) == ["common"]
