@@ -476,6 +476,14 @@ class Memory:
         except EmbeddingError as exc:
             log.warning("recall without the vector lane: %s", exc)
             return []
+        if self.store.native_vector_search:
+            return self.store.memory_vector_search(
+                namespace,
+                np.asarray(vector, dtype=np.float32).tobytes(),
+                self.embedder.model,
+                flt,
+                limit=pool,
+            )
         allowed = (
             self.store.memory_filter_rowids(namespace, flt, limit=2**62) if flt.scoped else None
         )

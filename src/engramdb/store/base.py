@@ -84,6 +84,9 @@ class Store(Protocol):
     url: str
     inline_reads: bool
     """True if bounded reads never block (they may then run on an event loop directly)."""
+    native_vector_search: bool
+    """True if the store answers ``memory_vector_search`` itself (e.g. pgvector); otherwise
+    engramdb keeps an in-process index fed by ``vector_changes``."""
 
     def close(self) -> None:
         """Release connections. The store must not be used afterwards."""
@@ -186,6 +189,11 @@ class Store(Protocol):
         self, model: str, *, after: int, limit: int
     ) -> list[tuple[int, str]]:
         """``(rowid, content)`` of memories lacking a ``model`` embedding, for re-embedding."""
+
+    def memory_vector_search(
+        self, namespace: str, vector: bytes, model: str, flt: Filter, *, limit: int
+    ) -> list[tuple[int, float]]:
+        """Nearest ``(rowid, cosine)`` among ``model`` embeddings (native stores only)."""
 
     def vector_changes(self, embedding_seq: int, removal_seq: int, *, limit: int) -> VectorDelta:
         """Embeddings written and removed after the given marks, across all namespaces."""

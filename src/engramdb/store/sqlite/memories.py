@@ -531,6 +531,11 @@ class MemoriesMixin:
             ).fetchall()
         return [(r[0], r[1]) for r in rows]
 
+    def memory_vector_search(
+        self, namespace: str, vector: bytes, model: str, flt: Filter, *, limit: int
+    ) -> list[tuple[int, float]]:
+        raise NotImplementedError("SQLite vectors are searched by engramdb.search.vectors")
+
     def vector_changes(self, embedding_seq: int, removal_seq: int, *, limit: int) -> VectorDelta:
         with self._reader() as conn:
             conn.execute("BEGIN")  # one snapshot for both reads

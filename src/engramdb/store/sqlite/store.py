@@ -47,6 +47,7 @@ class SQLiteStore(MemoriesMixin):
         # WAL readers never wait for writers, so a bounded read is cheaper to run in place than
         # to hand to a worker thread; async faces may call bounded reads on the event loop.
         self.inline_reads = True
+        self.native_vector_search = False  # engramdb.search.vectors indexes SQLite's vectors
         if durability not in ("normal", "full"):
             raise StoreError(f"durability must be 'normal' or 'full', got {durability!r}")
         self._synchronous = durability.upper()
