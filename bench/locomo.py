@@ -1,9 +1,9 @@
 """LoCoMo evidence retrieval (DESIGN.md §5): turn-level recall@k through the public API.
 
 Every dialog turn of the 10 LoCoMo conversations becomes one memory (``"speaker: text"``
-plus ``[image: caption]`` when the turn shares an image), stored with its session as
-``session_id`` and the session's date as ``occurred_at``; each conversation is its own
-namespace. Each question (category 5 skipped) is asked with ``Memory.recall``; recall@k is
+plus ``[image: caption]`` when the turn shares an image), stored with its speaker as
+``user_id``, its session as ``session_id`` and the session's date as ``occurred_at``; each
+conversation is its own namespace. Each question (category 5 skipped) is asked with ``Memory.recall``; recall@k is
 the fraction of the question's evidence turns among the top k, averaged over questions.
 
 Evidence ids are normalised: ``"D8:6; D9:17"`` counts as two ids, ``"D:11:26"`` as
@@ -71,6 +71,7 @@ def turns(conversation: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield {
                 "dia_id": turn["dia_id"],
                 "content": text,
+                "user_id": turn["speaker"],  # who said it
                 "session_id": f"session_{n}",
                 "occurred_at": when,
             }

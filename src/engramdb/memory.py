@@ -18,6 +18,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -31,8 +32,15 @@ import numpy as np
 from .embed import Embedder, EmbeddingError, resolve_embedder
 from .errors import InvalidInputError, NotFoundError
 from .filters import Filter, normalize_tags, parse_datetime
-from .search.fusion import Lane, apply_boosts, fuse
-from .search.query import fts_match, index_stem, prune_terms, query_terms
+from .search.fusion import Fusion, Lane, apply_boosts, boost_neighbors, boost_speaker, fuse
+from .search.query import (
+    POSTINGS_BUDGET,
+    fts_match,
+    index_stem,
+    prune_terms,
+    query_terms,
+    words,
+)
 from .search.vectors import VectorIndex
 from .sessions import resolve_store
 from .store import Store
@@ -63,15 +71,26 @@ MAX_METADATA_BYTES = 16_384
 class RecallSettings:
     """How recall ranks. The defaults are the ones the LoCoMo benchmark confirmed."""
 
+    fusion: Fusion = "score"
+    """``score``: add normalised lane scores; ``rrf``: reciprocal rank fusion."""
     text_weight: float = 1.0
     vector_weight: float = 1.0
-    tag_weight: float = 2.0
+    tag_weight: float = 1.0
     rrf_k: float = 60.0
-    candidates: int = 100
+    candidates: int = 1000
     """Candidates taken from each lane before fusion (at least ``limit``)."""
-    neighbor_weight: float = 0.0
-    """Share of a strong hit's score given to memories stored next to it in its session."""
-    neighbor_span: int = 1
+    boost_depth: int = 200
+    """How many of the best fused candidates get the neighbour and speaker boosts."""
+    text_budget: int = POSTINGS_BUDGET
+    """Most documents the text lane may score; the commonest query terms are dropped beyond."""
+    neighbor_weight: float = 0.2
+    """``s += w * max(s(previous), s(next))`` for memories next to each other in a session."""
+    window_weight: float = 0.3
+    """Share of the vector score taken from the memory's session window (its vector summed
+    with its two neighbours' on each side) rather than from the memory alone."""
+    speaker_weight: float = 0.5
+    """When the query names exactly one user of the namespace, their memories score ×(1 + w);
+    user names are also left out of the text embedded for the query."""
     recency_weight: float = 0.0
     recency_half_life_days: float = 30.0
     importance_weight: float = 0.0
@@ -417,12 +436,14 @@ class Memory:
         cfg = settings or self.settings
         pool = max(cfg.candidates, k)
         lanes: builtins.list[Lane] = []
+        users = self.store.memory_users(ns) if cfg.speaker_weight else []
+        named = _named_users(query, users)
         if mode in ("hybrid", "text"):
             terms = query_terms(query)
             documents, doc_counts = self.store.memory_term_docs(
                 list({index_stem(t) for t in terms})
             )
-            match = fts_match(prune_terms(terms, documents, doc_counts))
+            match = fts_match(prune_terms(terms, documents, doc_counts, budget=cfg.text_budget))
             if match is not None:
                 ranked = self.store.memory_text_search(ns, match, flt, limit=pool)
                 lanes.append(Lane("text", ranked, cfg.text_weight))
@@ -430,10 +451,25 @@ class Memory:
             if tagged:
                 lanes.append(Lane("tag", [(r, 1.0) for r in tagged], cfg.tag_weight))
         if mode in ("hybrid", "vector") and self.embedder is not None:
-            lanes.append(Lane("vector", self._vector_lane(ns, query, flt, pool), cfg.vector_weight))
-        fused = fuse(lanes, k=cfg.rrf_k)
-        if cfg.neighbor_weight and fused:
-            self._spread_to_neighbors(ns, fused, cfg)
+            text = _without_names(query, users) if cfg.speaker_weight else query
+            ranked, floor = self._vector_lane(ns, text, flt, pool, cfg.window_weight)
+            lanes.append(Lane("vector", ranked, cfg.vector_weight, floor=floor))
+        fused = fuse(lanes, method=cfg.fusion, rrf_k=cfg.rrf_k)
+        if len(fused) > cfg.boost_depth:  # the tail cannot reach the top k, even boosted
+            best = sorted(fused.values(), key=lambda f: -f.score)[: cfg.boost_depth]
+            fused = {f.key: f for f in best}
+        if fused and (cfg.neighbor_weight or len(named) == 1):
+            adjacency = self.store.memory_adjacency(ns, list(fused))
+            if cfg.neighbor_weight:
+                boost_neighbors(
+                    fused, {key: (a[1], a[2]) for key, a in adjacency.items()}, cfg.neighbor_weight
+                )
+                joined = [key for key in fused if key not in adjacency]
+                adjacency.update(self.store.memory_adjacency(ns, joined))
+                fused = {key: f for key, f in fused.items() if key in adjacency}
+            if len(named) == 1:
+                owners = {key: a[0] for key, a in adjacency.items()}
+                boost_speaker(fused, owners, named[0], cfg.speaker_weight)
         records: dict[int, MemoryRecord] = {}
         if cfg.recency_weight or cfg.importance_weight:
             records = self.store.memory_records(ns, list(fused))
@@ -468,26 +504,28 @@ class Memory:
         return hits[:k]
 
     def _vector_lane(
-        self, namespace: str, query: str, flt: Filter, pool: int
-    ) -> builtins.list[tuple[int, float]]:
+        self, namespace: str, query: str, flt: Filter, pool: int, window: float
+    ) -> tuple[builtins.list[tuple[int, float]], float | None]:
+        """Nearest memories and the lowest similarity scored (for min-max scaling)."""
         assert self.embedder is not None
         try:
             vector = self.embedder.embed_query(query)
         except EmbeddingError as exc:
             log.warning("recall without the vector lane: %s", exc)
-            return []
+            return [], None
         if self.store.native_vector_search:
-            return self.store.memory_vector_search(
+            found = self.store.memory_vector_search(
                 namespace,
                 np.asarray(vector, dtype=np.float32).tobytes(),
                 self.embedder.model,
                 flt,
                 limit=pool,
             )
+            return found, (found[-1][1] if found else None)
         allowed = (
             self.store.memory_filter_rowids(namespace, flt, limit=2**62) if flt.scoped else None
         )
-        return self._vector_index().search(namespace, vector, pool, allowed=allowed)
+        return self._vector_index().search(namespace, vector, pool, allowed=allowed, window=window)
 
     def _vector_index(self) -> VectorIndex:
         assert self.embedder is not None
@@ -495,24 +533,6 @@ class Memory:
             if self._index is None:
                 self._index = VectorIndex(self.store, self.embedder.model, self.embedder.dim)
             return self._index
-
-    def _spread_to_neighbors(
-        self, namespace: str, fused: dict[int, Any], cfg: RecallSettings
-    ) -> None:
-        from .search.fusion import Fused
-
-        top = sorted(fused.values(), key=lambda f: -f.score)[: cfg.candidates // 2]
-        neighbors = self.store.memory_neighbors(
-            namespace, [f.key for f in top], span=cfg.neighbor_span
-        )
-        for f in top:
-            share = cfg.neighbor_weight * f.score
-            for key in neighbors.get(f.key, []):
-                item = fused.get(key)
-                if item is None:
-                    item = fused[key] = Fused(key, 0.0)
-                item.score += share
-                item.boosts["neighbor"] = item.boosts.get("neighbor", 0.0) + share
 
     # -- knowledge triples -----------------------------------------------------------------
     def learn(
@@ -764,6 +784,25 @@ class AsyncMemory:
 def new_id(prefix: str) -> str:
     """A new public id: ``prefix_`` + 32 hex digits, time-ordered (milliseconds first)."""
     return f"{prefix}_{now_us() // 1000:012x}{uuid.uuid4().hex[:20]}"
+
+
+def _named_users(query: str, users: Sequence[str]) -> builtins.list[str]:
+    """Users of the namespace the query names (by full id or first name, any case)."""
+    if not users:
+        return []
+    said = set(words(query))
+    return [u for u in users if (w := words(u)) and (w[0] in said or " ".join(w) in query.lower())]
+
+
+def _without_names(query: str, users: Sequence[str]) -> str:
+    """The query with user names (and a possessive 's) removed: in a conversation between a
+    few people, their names match a large share of memories and blur the embedding."""
+    names = {w[0] for u in users if (w := words(u))}
+    if not names:
+        return query
+    pattern = r"\b(?:" + "|".join(re.escape(n) for n in sorted(names)) + r")(?:['’]s)?\b"
+    stripped = " ".join(re.sub(pattern, " ", query, flags=re.IGNORECASE).split())
+    return stripped or query
 
 
 def _replace(draft: NewMemory, **changes: Any) -> NewMemory:

@@ -492,3 +492,62 @@ def test_reembed_fills_missing_vectors(store: Store) -> None:
     assert mem.reembed() == 1
     assert mem.stats().embedded == 1
     assert contents(mem.recall("vector", mode="vector")) == ["stored without a vector"]
+
+
+# -- conversation context --------------------------------------------------------------------
+
+
+def _conversation(mem: Memory) -> list[Any]:
+    turns = [
+        ("ada", "Have you tried the new pottery studio downtown?"),
+        ("bob", "Yes! I went there on Saturday."),
+        ("ada", "How was it?"),
+        ("bob", "Honestly the best class I have taken in years."),
+        ("ada", "Anyway, what about the weather tomorrow?"),
+    ]
+    return mem.remember_many(
+        [{"content": f"{u}: {t}", "user_id": u, "session_id": "chat-1"} for u, t in turns]
+    )
+
+
+def test_neighbouring_turns_are_searchable_context(text_mem: Memory) -> None:
+    stored = _conversation(text_mem)
+    text_mem.remember("bob: completely unrelated note", user_id="bob")
+    # "pottery" appears only in turn 0; turns 1-2 are found through their context
+    hits = text_mem.recall("pottery", limit=5)
+    found = [h.memory.id for h in hits]
+    assert found[0] == stored[0].id
+    assert stored[1].id in found and stored[2].id in found
+    assert stored[4].id not in found[:3] or len(found) <= 3
+
+
+def test_forget_removes_text_from_neighbours_context(text_mem: Memory) -> None:
+    stored = _conversation(text_mem)
+    text_mem.forget(stored[0].id)
+    assert text_mem.recall("pottery studio downtown", mode="text") == []
+    text_mem.update(stored[3].id, content="bob: it was fine")
+    assert text_mem.recall("honestly years", mode="text") == []
+
+
+def test_query_naming_one_user_prefers_their_memories(text_mem: Memory) -> None:
+    from engramdb import RecallSettings
+
+    text_mem.remember("ada: I love hiking in the mountains", user_id="ada")
+    text_mem.remember("bob: hiking is not for me, I prefer the beach", user_id="bob")
+    hits = text_mem.recall("What does Bob think about hiking?", explain=True)
+    assert hits[0].memory.user_id == "bob"
+    assert hits[0].explain is not None and "speaker" in hits[0].explain["boosts"]
+    plain = text_mem.recall(
+        "What does Bob think about hiking?", settings=RecallSettings(speaker_weight=0.0)
+    )
+    assert all(h.explain is None for h in plain)
+
+
+def test_rrf_fusion_is_available(mem: Memory) -> None:
+    from engramdb import RecallSettings
+
+    mem.remember("green tea in the morning")
+    mem.remember("black coffee at night")
+    hits = mem.recall("green tea", settings=RecallSettings(fusion="rrf"), explain=True, limit=1)
+    assert hits[0].memory.content == "green tea in the morning"
+    assert hits[0].explain["lanes"]["text"]["contribution"] == pytest.approx(1 / 61)  # type: ignore[index]

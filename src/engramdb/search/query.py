@@ -37,7 +37,8 @@ STOPWORDS = frozenset(
     they've this those through to too under until up very was wasn't we we'd we'll we're
     we've were weren't what what's when when's where where's which while who who's whom why
     why's with won't would wouldn't you you'd you'll you're you've your yours yourself
-    yourselves s t d ll m re ve also just will shall may might must
+    yourselves s t d ll m re ve also just will shall may might must can't cannot ever kind
+    type sort likely
     """.split()
 )
 

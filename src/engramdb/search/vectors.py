@@ -65,6 +65,11 @@ class VectorIndex:
         self._floats: npt.NDArray[np.float32] | None = np.zeros((0, dim), dtype=np.float32)
         self._position: dict[int, int] = {}
         self._namespaces: dict[str, int] = {}
+        # session order: positions of the 2 previous and 2 next vectors of the same session
+        # (-1: none), for "window" similarity; and each session's last two positions
+        self._links = np.full((4, 0), -1, dtype=np.int64)
+        self._window_norm = np.zeros(0, dtype=np.float32)  # NaN: to be computed
+        self._session_tail: dict[tuple[int, str], list[int]] = {}
         self._embedding_seq = 0
         self._removal_seq = 0
 
@@ -83,9 +88,17 @@ class VectorIndex:
                     pos = self._position.pop(rowid, None)
                     if pos is not None:
                         self._alive[pos] = False
+                        near = self._links[:, pos]
+                        self._window_norm[near[near >= 0]] = np.nan
                 self._removal_seq = delta.removal_seq
                 if delta.rowids:
-                    self._append(delta.rowids, delta.namespaces, delta.models, delta.vectors)
+                    self._append(
+                        delta.rowids,
+                        delta.namespaces,
+                        delta.models,
+                        delta.vectors,
+                        delta.sessions or [None] * len(delta.rowids),
+                    )
                 if delta.embedding_seq == self._embedding_seq:
                     return
                 self._embedding_seq = delta.embedding_seq
@@ -96,6 +109,7 @@ class VectorIndex:
         namespaces: Sequence[str],
         models: Sequence[str],
         vectors: Sequence[bytes],
+        sessions: Sequence[str | None],
     ) -> None:
         keep = [i for i, m in enumerate(models) if m == self.model]
         if not keep:
@@ -113,6 +127,10 @@ class VectorIndex:
         self._rowids[start:end] = [rowids[i] for i in keep]
         self._ns[start:end] = ns_ids
         self._alive[start:end] = True
+        self._window_norm[start:end] = np.nan
+        for offset, i in enumerate(keep):
+            if sessions[i] is not None:
+                self._link(start + offset, (ns_ids[offset], sessions[i]))  # type: ignore[arg-type]
         self._words[:, start:end] = binary_code(floats).T
         if self._floats is not None:
             if end > self.max_float_vectors:
@@ -120,6 +138,15 @@ class VectorIndex:
             else:
                 self._floats[start:end] = floats
         self._size = end
+
+    def _link(self, pos: int, session: tuple[int, str]) -> None:
+        tail = self._session_tail.setdefault(session, [])
+        for distance, before in enumerate(reversed(tail), start=1):  # nearest first
+            self._links[2 - distance, pos] = before  # rows 1 (prev1) and 0 (prev2)
+            self._links[1 + distance, before] = pos  # rows 2 (next1) and 3 (next2)
+            self._window_norm[before] = np.nan
+        tail.append(pos)
+        del tail[:-2]
 
     def _grow(self, needed: int) -> None:
         capacity = len(self._rowids)
@@ -129,6 +156,10 @@ class VectorIndex:
         self._rowids = np.resize(self._rowids, new)
         self._ns = np.resize(self._ns, new)
         self._alive = np.concatenate([self._alive, np.zeros(new - capacity, dtype=bool)])
+        links = np.full((4, new), -1, dtype=np.int64)
+        links[:, :capacity] = self._links
+        self._links = links
+        self._window_norm = np.resize(self._window_norm, new)
         grown = np.zeros((self._words.shape[0], new), dtype=np.uint64)
         grown[:, :capacity] = self._words
         self._words = grown
@@ -145,13 +176,21 @@ class VectorIndex:
         k: int,
         *,
         allowed: Sequence[int] | None = None,
-    ) -> list[tuple[int, float]]:
-        """The ``k`` nearest ``(rowid, cosine)`` of a namespace, optionally among ``allowed``."""
+        window: float = 0.0,
+    ) -> tuple[list[tuple[int, float]], float | None]:
+        """The ``k`` nearest ``(rowid, similarity)`` of a namespace, optionally among
+        ``allowed``, and the lowest similarity scored exactly (``None`` if none were).
+
+        With ``window`` > 0 (and the vectors held in memory), similarity is
+        ``(1 - window) * cos(q, v) + window * cos(q, w)`` where ``w`` sums the vector with
+        those of the two memories before and after it in its session: a turn is found by
+        what the conversation around it was about (LoCoMo recall@10 +0.01 at 0.5).
+        """
         self.refresh()
         with self._lock:
             ns_id = self._namespaces.get(namespace)
             if ns_id is None or k <= 0:
-                return []
+                return [], None
             size = self._size
             mask = self._alive[:size] & (self._ns[:size] == ns_id)
             if allowed is not None:
@@ -162,22 +201,53 @@ class VectorIndex:
             else:
                 candidates = np.flatnonzero(mask)
             rowids = self._rowids[candidates]
-            floats: npt.NDArray[np.float32] | None = None
+            q = np.asarray(query, dtype=np.float32)
+            scores: npt.NDArray[np.float32] | None = None
             if self._floats is not None:
-                # when every vector is a candidate, a view saves copying them all
-                whole = len(candidates) == size
-                floats = self._floats[:size] if whole else self._floats[candidates]
-        if floats is None:
+                if window > 0:
+                    scores = self._window_scores(candidates, q, window)
+                elif len(candidates) == size:  # every vector is a candidate: no copy
+                    scores = self._floats[:size] @ q
+                else:
+                    scores = self._floats[candidates] @ q
+        if scores is None:
             stored = self.store.memory_vectors(namespace, rowids.tolist())
             rowids = np.array([r for r in rowids.tolist() if r in stored], dtype=np.int64)
             if not len(rowids):
-                return []
+                return [], None
             floats = np.frombuffer(
                 b"".join(stored[r] for r in rowids.tolist()), dtype=np.float32
             ).reshape(len(rowids), self.dim)
-        scores = floats @ np.asarray(query, dtype=np.float32)
+            scores = floats @ q
+        if not len(scores):
+            return [], None
         top = _top_k(scores, k)
-        return [(int(rowids[i]), float(scores[i])) for i in top]
+        return [(int(rowids[i]), float(scores[i])) for i in top], float(scores.min())
+
+    def _window_scores(
+        self, candidates: npt.NDArray[np.intp], q: npt.NDArray[np.float32], window: float
+    ) -> npt.NDArray[np.float32]:
+        assert self._floats is not None
+        links = self._links[:, candidates]
+        links = np.where((links >= 0) & self._alive[np.maximum(links, 0)], links, -1)
+        needed = np.union1d(candidates, links[links >= 0])
+        sims = self._floats[needed] @ q
+        own = sims[np.searchsorted(needed, candidates)]
+        total = own.copy()
+        for row in links:
+            present = row >= 0
+            total[present] += sims[np.searchsorted(needed, row[present])]
+        norms = self._window_norm[candidates]
+        stale = np.isnan(norms)
+        if stale.any():
+            fresh = self._floats[candidates[stale]].copy()
+            for row in links[:, stale]:
+                present = row >= 0
+                fresh[present] += self._floats[row[present]]
+            norms[stale] = np.maximum(np.linalg.norm(fresh, axis=1), 1e-12)
+            self._window_norm[candidates[stale]] = norms[stale]
+        out: npt.NDArray[np.float32] = (1 - window) * own + window * (total / norms)
+        return out
 
     def _by_hamming(
         self, mask: npt.NDArray[np.bool_], count: int, query: npt.NDArray[np.float32], keep: int

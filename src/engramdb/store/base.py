@@ -7,7 +7,7 @@ Every method takes the namespace explicitly, so no caller can forget it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ..filters import Filter
@@ -61,6 +61,8 @@ class VectorDelta:
     removed: list[int]
     embedding_seq: int
     removal_seq: int
+    sessions: list[str | None] = field(default_factory=list)
+    """session_id per added row (empty: unknown)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +176,13 @@ class Store(Protocol):
     def memory_vectors(self, namespace: str, rowids: Sequence[int]) -> dict[int, bytes]:
         """Stored embeddings for rowids (those in ``namespace`` only)."""
 
-    def memory_neighbors(
-        self, namespace: str, rowids: Sequence[int], *, span: int
-    ) -> dict[int, list[int]]:
-        """For each rowid, rowids of memories of the same session stored just before/after."""
+    def memory_adjacency(
+        self, namespace: str, rowids: Sequence[int]
+    ) -> dict[int, tuple[str | None, int | None, int | None]]:
+        """For each rowid: (its user_id, the previous and the next rowid in its session)."""
+
+    def memory_users(self, namespace: str) -> list[str]:
+        """Every user_id that has had memories in the namespace (at most 10,000)."""
 
     def embedding_cache(self, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
         """Stored ``model`` embeddings by content hash: identical content is embedded once."""

@@ -95,9 +95,16 @@ MIGRATIONS: list[list[str]] = [
             replaced_at INTEGER NOT NULL,
             PRIMARY KEY (memory_id, version)
         ) WITHOUT ROWID""",
+        # ctx: the text of the memories stored just before and after in the same session
         """CREATE VIRTUAL TABLE memories_fts USING fts5(
-            content, tags, meta, tokenize = 'porter unicode61 remove_diacritics 2'
+            content, tags, meta, ctx, tokenize = 'porter unicode61 remove_diacritics 2'
         )""",
+        # the users a namespace has had: recall recognises their names in queries
+        """CREATE TABLE memory_users (
+            namespace TEXT NOT NULL,
+            user_id   TEXT NOT NULL,
+            PRIMARY KEY (namespace, user_id)
+        ) WITHOUT ROWID""",
         # rowids whose embeddings were removed, so in-memory vector indexes can drop them
         """CREATE TABLE vector_removals (
             seq          INTEGER PRIMARY KEY AUTOINCREMENT,
