@@ -3,8 +3,9 @@
 Every dialog turn of the 10 LoCoMo conversations becomes one memory (``"speaker: text"``
 plus ``[image: caption]`` when the turn shares an image), stored with its speaker as
 ``user_id``, its session as ``session_id`` and the session's date as ``occurred_at``; each
-conversation is its own namespace. Each question (category 5 skipped) is asked with ``Memory.recall``; recall@k is
-the fraction of the question's evidence turns among the top k, averaged over questions.
+conversation is its own namespace. Each question (category 5 skipped) is asked with
+``Memory.recall``; recall@k is the fraction of the question's evidence turns among the top k,
+averaged over questions.
 
 Evidence ids are normalised: ``"D8:6; D9:17"`` counts as two ids, ``"D:11:26"`` as
 ``D11:26``, ``"D30:05"`` as ``D30:5``; questions with no evidence id are skipped. Data:
