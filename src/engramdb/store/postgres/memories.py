@@ -1,0 +1,831 @@
+"""Memories and triples in PostgreSQL (mixed into :class:`PostgresStore`).
+
+Full text is a generated ``tsvector`` column with a GIN index; queries are OR-ed
+``plainto_tsquery`` lexemes of the words the facade's query builder chose, so no user text is
+ever parsed as tsquery syntax. Vectors are pgvector values searched through a per-dimension
+HNSW index (cosine); filters are part of the same SQL query, and iterative index scans keep a
+filtered search returning enough rows.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import numpy as np
+import orjson
+import psycopg
+from psycopg import sql
+
+from ...errors import ConflictError
+from ...filters import Filter
+from ...types import (
+    MemoryRecord,
+    MemoryStats,
+    MemoryVersion,
+    Triple,
+    datetime_from_us,
+    now_us,
+    us_from_datetime,
+)
+from ..base import MemoryChanges, NewMemory, NewTriple, VectorDelta
+from .migrations import TEXT_CONFIG
+from .vectors import Vector
+
+Conn = psycopg.Connection[tuple[Any, ...]]
+_T = TypeVar("_T")
+
+_MEMORY_COLUMNS = (
+    "m.rowid, m.id, m.namespace, m.content, m.user_id, m.agent_id, m.session_id, m.tags, "
+    "m.metadata, m.importance, m.occurred_at, m.created_at, m.updated_at, m.version, "
+    "m.content_hash"
+)
+_TRIPLE_COLUMNS = (
+    "id, namespace, subject, predicate, object, confidence, source, valid_from, valid_to, "
+    "created_at"
+)
+# ts_rank weights {D, C, B, A}: neighbours' context (D) 0.3, metadata values (C) 0.3, tags (B)
+# 0.6, content (A) 1.0: the same proportions as SQLite's bm25 column weights
+_RANK_WEIGHTS = [0.3, 0.3, 0.6, 1.0]
+CONTEXT_SPAN = 2
+"""Memories on each side, in the same session, whose text is indexed as a memory's context."""
+_SAME_SESSION = "n.namespace = m.namespace AND n.session_id = m.session_id"
+_NEAR = (
+    f"(SELECT n.rowid, n.content FROM memories n WHERE {_SAME_SESSION} AND n.rowid < m.rowid "
+    f"ORDER BY n.rowid DESC LIMIT {CONTEXT_SPAN}) UNION ALL "
+    f"(SELECT n.rowid, n.content FROM memories n WHERE {_SAME_SESSION} AND n.rowid > m.rowid "
+    f"ORDER BY n.rowid LIMIT {CONTEXT_SPAN})"
+)
+
+
+def _neighbor_rowids(conn: Conn, rowids: Sequence[int]) -> list[int]:
+    """Rowids within CONTEXT_SPAN of ``rowids`` in their sessions."""
+    if not rowids:
+        return []
+    return [
+        int(r[0])
+        for r in conn.execute(
+            f"SELECT DISTINCT x.rowid FROM memories m CROSS JOIN LATERAL ({_NEAR}) x "
+            "WHERE m.rowid = ANY(%s::bigint[]) AND m.session_id IS NOT NULL",
+            (list(rowids),),
+        )
+    ]
+
+
+def _refresh_context(conn: Conn, rowids: Sequence[int]) -> None:
+    """Rewrite the context text of ``rowids`` from their current session neighbours."""
+    if not rowids:
+        return
+    conn.execute(
+        "UPDATE memories m SET context_text = coalesce((SELECT string_agg(x.content, E'\\n' "
+        f"ORDER BY x.rowid) FROM ({_NEAR}) x), '') "
+        "WHERE m.rowid = ANY(%s::bigint[]) AND m.session_id IS NOT NULL",
+        (sorted(set(rowids)),),
+    )
+
+
+_QUOTED = re.compile(r'"((?:[^"]|"")*)"')
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+MAX_EF_SEARCH = 1000
+
+
+def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
+    """SQL conditions (each starting with ' AND ') and their parameters."""
+    conds: list[str] = []
+    params: list[Any] = []
+    for name in ("user_id", "agent_id", "session_id"):
+        value = getattr(flt, name)
+        if value is not None:
+            conds.append(f"{alias}.{name} = %s")
+            params.append(value)
+    for tag in flt.tags:
+        conds.append(
+            f"EXISTS (SELECT 1 FROM memory_tags t WHERE t.memory_rowid = {alias}.rowid "
+            "AND t.namespace = " + alias + ".namespace AND t.tag = lower(%s))"
+        )
+        params.append(tag)
+    for key, value in flt.metadata.items():
+        text = orjson.dumps(value).decode()
+        if "\\u0000" in text or "\x00" in key:
+            conds.append("FALSE")  # jsonb cannot hold NUL, so no stored value can equal it
+            continue
+        # metadata is stored as the JSON text given; rows whose text jsonb cannot read (a NUL
+        # escape) are skipped instead of failing the whole query
+        conds.append(
+            f"(CASE WHEN strpos({alias}.metadata, '\\u0000') = 0 "
+            f"THEN {alias}.metadata::jsonb -> %s END) = %s::jsonb"
+        )
+        params += [key, text]
+    if flt.since is not None:
+        conds.append(f"coalesce({alias}.occurred_at, {alias}.created_at) >= %s")
+        params.append(us_from_datetime(flt.since))
+    if flt.until is not None:
+        conds.append(f"coalesce({alias}.occurred_at, {alias}.created_at) < %s")
+        params.append(us_from_datetime(flt.until))
+    return "".join(" AND " + c for c in conds), params
+
+
+def match_terms(match: str) -> list[str]:
+    """The literal terms of an FTS MATCH expression built by ``engramdb.search.query``
+    (quoted literals OR-ed); any other text is split into words."""
+    quoted = [t.replace('""', '"') for t in _QUOTED.findall(match)]
+    terms = quoted if quoted else _WORD.findall(match.lower())
+    return [t for t in dict.fromkeys(terms) if t.strip() and "\x00" not in t]
+
+
+def _record(row: Sequence[Any]) -> MemoryRecord:
+    return MemoryRecord(
+        id=row[1],
+        namespace=row[2],
+        content=row[3],
+        user_id=row[4],
+        agent_id=row[5],
+        session_id=row[6],
+        tags=tuple(orjson.loads(row[7])),
+        metadata=orjson.loads(row[8]),
+        importance=row[9],
+        occurred_at=datetime_from_us(row[10]) if row[10] is not None else None,
+        created_at=datetime_from_us(row[11]),
+        updated_at=datetime_from_us(row[12]),
+        version=row[13],
+        content_hash=row[14],
+    )
+
+
+def _new_record(namespace: str, m: NewMemory, now: int) -> MemoryRecord:
+    return MemoryRecord(
+        id=m.id,
+        namespace=namespace,
+        content=m.content,
+        user_id=m.user_id,
+        agent_id=m.agent_id,
+        session_id=m.session_id,
+        tags=m.tags,
+        metadata=m.metadata,
+        importance=m.importance,
+        occurred_at=datetime_from_us(m.occurred_at) if m.occurred_at is not None else None,
+        created_at=datetime_from_us(m.created_at or now),
+        updated_at=datetime_from_us(now),
+        version=1,
+        content_hash=m.content_hash,
+    )
+
+
+def _triple(row: Sequence[Any]) -> Triple:
+    return Triple(
+        id=row[0],
+        namespace=row[1],
+        subject=row[2],
+        predicate=row[3],
+        object=row[4],
+        confidence=row[5],
+        source=row[6],
+        valid_from=datetime_from_us(row[7]),
+        valid_to=datetime_from_us(row[8]) if row[8] is not None else None,
+        created_at=datetime_from_us(row[9]),
+    )
+
+
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _dim(vector: bytes | None) -> int | None:
+    return len(vector) // 4 if vector is not None else None
+
+
+def _vector(vector: bytes | None) -> Vector | None:
+    return Vector(vector) if vector is not None else None
+
+
+class MemoriesMixin:
+    """SQL for memories and triples; needs ``run``/``read`` from the store core."""
+
+    _indexed_dims: set[int]
+    _iterative_scan: bool
+
+    def run(self, work: Callable[[Conn], _T], *, write: bool = True) -> _T:
+        raise NotImplementedError
+
+    def read(self, work: Callable[[Conn], _T]) -> _T:
+        raise NotImplementedError
+
+    # -- vector indexes --------------------------------------------------------------------
+    def ensure_vector_index(self, dims: set[int]) -> None:
+        """Create the HNSW index for each new embedding dimension (once, before writing)."""
+        todo = {d for d in dims if d not in self._indexed_dims and 0 < d <= 2000}
+        if not todo:
+            return
+
+        def work(conn: Conn) -> None:
+            from .migrations import MIGRATION_LOCK
+
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            for dim in sorted(todo):
+                conn.execute(
+                    sql.SQL(
+                        "CREATE INDEX IF NOT EXISTS {name} ON memories USING hnsw "
+                        "((embedding::vector({dim})) vector_cosine_ops) "
+                        "WHERE embedding_dim = {dim}"
+                    ).format(name=sql.Identifier(f"memories_hnsw_{dim}"), dim=sql.Literal(dim))
+                )
+
+        self.run(work)
+        self._indexed_dims |= todo
+
+    # -- writes ----------------------------------------------------------------------------
+    def memory_insert(
+        self, namespace: str, memories: Sequence[NewMemory]
+    ) -> list[tuple[MemoryRecord, bool]]:
+        if not memories:
+            return []
+        now = now_us()
+        self.ensure_vector_index({d for m in memories if (d := _dim(m.embedding))})
+        rows = [
+            (
+                m.id,
+                namespace,
+                m.user_id,
+                m.agent_id,
+                m.session_id,
+                m.content,
+                m.content_hash,
+                _json(list(m.tags)),
+                " ".join(m.tags),
+                _json(m.metadata),
+                m.search_text,
+                m.importance,
+                m.occurred_at,
+                m.created_at or now,
+                now,
+                _vector(m.embedding),
+                m.embedding_model if m.embedding is not None else None,
+                _dim(m.embedding),
+            )
+            for m in memories
+        ]
+
+        def work(conn: Conn) -> list[tuple[MemoryRecord, bool]]:
+            inserted: dict[str, int] = {}
+            with conn.cursor() as cur:
+                # DO NOTHING skips memories identical to a stored one (the identity index) and
+                # ids already taken; both are looked up below
+                cur.executemany(
+                    "INSERT INTO memories (id, namespace, user_id, agent_id, session_id, "
+                    "content, content_hash, tags, tag_text, metadata, search_text, importance, "
+                    "occurred_at, created_at, updated_at, version, embedding, embedding_model, "
+                    "embedding_dim) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                    "%s, %s, 1, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id, rowid",
+                    rows,
+                    returning=True,
+                )
+                while True:
+                    for memory_id, rowid in cur.fetchall():
+                        inserted[memory_id] = rowid
+                    if not cur.nextset():
+                        break
+            tag_rows = [
+                (namespace, tag.lower(), inserted[m.id])
+                for m in memories
+                if m.id in inserted
+                for tag in m.tags
+            ]
+            if tag_rows:
+                conn.cursor().executemany(
+                    "INSERT INTO memory_tags (namespace, tag, memory_rowid) VALUES (%s, %s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    tag_rows,
+                )
+            in_sessions = [inserted[m.id] for m in memories if m.id in inserted and m.session_id]
+            _refresh_context(conn, [*in_sessions, *_neighbor_rowids(conn, in_sessions)])
+            users = sorted({m.user_id for m in memories if m.id in inserted and m.user_id})
+            if users:
+                conn.execute(
+                    "INSERT INTO memory_users (namespace, user_id) SELECT %s, u "
+                    "FROM unnest(%s::text[]) AS u ON CONFLICT DO NOTHING",
+                    (namespace, users),
+                )
+            out: list[tuple[MemoryRecord, bool]] = []
+            for m in memories:
+                if m.id in inserted:
+                    out.append((_new_record(namespace, m, now), True))
+                    continue
+                existing = conn.execute(
+                    f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND "
+                    "coalesce(m.user_id, '') = %s AND coalesce(m.agent_id, '') = %s AND "
+                    "coalesce(m.session_id, '') = %s AND m.content_hash = %s",
+                    (
+                        namespace,
+                        m.user_id or "",
+                        m.agent_id or "",
+                        m.session_id or "",
+                        m.content_hash,
+                    ),
+                ).fetchone()
+                if existing is None:
+                    raise ConflictError(f"a memory with id {m.id!r} already exists")
+                out.append((_record(existing), False))
+            return out
+
+        return self.run(work)
+
+    def memory_update(
+        self, namespace: str, memory_id: str, changes: MemoryChanges
+    ) -> MemoryRecord | None:
+        if changes.embedding is not None and changes.content is not None:
+            self.ensure_vector_index({len(changes.embedding) // 4})
+
+        def work(conn: Conn) -> MemoryRecord | None:
+            row = conn.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s "
+                "FOR UPDATE",
+                (namespace, memory_id),
+            ).fetchone()
+            if row is None:
+                return None
+            old = _record(row)
+            now = now_us()
+            conn.execute(
+                "INSERT INTO memory_history (memory_id, version, content, tags, metadata, "
+                "importance, replaced_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                (
+                    old.id,
+                    old.version,
+                    old.content,
+                    row[7],
+                    row[8],
+                    old.importance,
+                    now,
+                ),
+            )
+            sets = ["version = version + 1", "updated_at = %s"]
+            params: list[Any] = [now]
+            if changes.content is not None:
+                sets += ["content = %s", "content_hash = %s"]
+                params += [changes.content, changes.content_hash]
+                if changes.embedding is not None:
+                    sets += ["embedding = %s", "embedding_model = %s", "embedding_dim = %s"]
+                    params += [
+                        Vector(changes.embedding),
+                        changes.embedding_model,
+                        len(changes.embedding) // 4,
+                    ]
+                else:  # the old vector describes the old text: drop it
+                    sets += ["embedding = NULL", "embedding_model = NULL", "embedding_dim = NULL"]
+            if changes.tags is not None:
+                sets += ["tags = %s", "tag_text = %s"]
+                params += [_json(list(changes.tags)), " ".join(changes.tags)]
+            if changes.metadata is not None:
+                sets.append("metadata = %s")
+                params.append(_json(changes.metadata))
+            if changes.search_text is not None:
+                sets.append("search_text = %s")
+                params.append(changes.search_text)
+            if changes.importance is not None:
+                sets.append("importance = %s")
+                params.append(changes.importance)
+            try:
+                with conn.transaction():
+                    new = conn.execute(
+                        f"UPDATE memories m SET {', '.join(sets)} WHERE rowid = %s "
+                        f"RETURNING {_MEMORY_COLUMNS}",
+                        [*params, row[0]],
+                    ).fetchone()
+            except psycopg.errors.UniqueViolation:
+                raise ConflictError(
+                    "an identical memory already exists in this scope; forget one of them "
+                    "instead of updating this one to the same content"
+                ) from None
+            assert new is not None
+            if changes.content is not None:  # the neighbours' context quotes this text
+                _refresh_context(conn, _neighbor_rowids(conn, [row[0]]))
+            if changes.tags is not None:
+                conn.execute("DELETE FROM memory_tags WHERE memory_rowid = %s", (row[0],))
+                conn.cursor().executemany(
+                    "INSERT INTO memory_tags (namespace, tag, memory_rowid) VALUES (%s, %s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    [(namespace, tag.lower(), row[0]) for tag in changes.tags],
+                )
+            return _record(new)
+
+        return self.run(work)
+
+    def memory_delete(self, namespace: str, memory_ids: Sequence[str]) -> list[str]:
+        if not memory_ids:
+            return []
+
+        def work(conn: Conn) -> list[str]:
+            # tags go with their memory (ON DELETE CASCADE); the tsvector and the vector are
+            # columns of the row itself, so every index forgets it at once
+            gone = conn.execute(
+                "SELECT rowid FROM memories WHERE namespace = %s AND id = ANY(%s)",
+                (namespace, list(memory_ids)),
+            ).fetchall()
+            near = _neighbor_rowids(conn, [int(r[0]) for r in gone])
+            removed = [
+                str(r[0])
+                for r in conn.execute(
+                    "DELETE FROM memories WHERE namespace = %s AND id = ANY(%s) RETURNING id",
+                    (namespace, list(memory_ids)),
+                )
+            ]
+            if removed:  # the neighbours' context no longer quotes the removed text
+                _refresh_context(conn, near)
+                conn.execute("DELETE FROM memory_history WHERE memory_id = ANY(%s)", (removed,))
+                conn.execute(
+                    "UPDATE triples SET memory_id = NULL WHERE namespace = %s "
+                    "AND memory_id = ANY(%s)",
+                    (namespace, removed),
+                )
+            order = {memory_id: n for n, memory_id in enumerate(memory_ids)}
+            return sorted(removed, key=order.__getitem__)
+
+        return self.run(work)
+
+    def memory_set_embeddings(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
+        if not rows:
+            return
+        self.ensure_vector_index({len(v) // 4 for _, _, v in rows})
+
+        def work(conn: Conn) -> None:
+            conn.cursor().executemany(
+                "UPDATE memories SET embedding = %s, embedding_model = %s, embedding_dim = %s "
+                "WHERE rowid = %s",
+                [(Vector(v), model, len(v) // 4, rowid) for rowid, model, v in rows],
+            )
+
+        self.run(work)
+
+    # -- reads -----------------------------------------------------------------------------
+    def memory_get(self, namespace: str, memory_id: str) -> MemoryRecord | None:
+        row = self.read(
+            lambda conn: conn.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s",
+                (namespace, memory_id),
+            ).fetchone()
+        )
+        return _record(row) if row else None
+
+    def memory_list(
+        self, namespace: str, flt: Filter, *, after: int | None, limit: int
+    ) -> tuple[list[MemoryRecord], int | None]:
+        where, params = filter_sql(flt)
+        rows = self.read(
+            lambda conn: conn.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s "
+                f"AND m.rowid > %s{where} ORDER BY m.rowid LIMIT %s",
+                [namespace, after or 0, *params, limit + 1],
+            ).fetchall()
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return [_record(r) for r in rows], (rows[-1][0] if more and rows else None)
+
+    def memory_export(
+        self, namespace: str, *, after: int, limit: int
+    ) -> list[tuple[int, MemoryRecord]]:
+        rows = self.read(
+            lambda conn: conn.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s "
+                "AND m.rowid > %s ORDER BY m.rowid LIMIT %s",
+                (namespace, after, limit),
+            ).fetchall()
+        )
+        return [(r[0], _record(r)) for r in rows]
+
+    def memory_history(self, namespace: str, memory_id: str) -> list[MemoryVersion]:
+        rows = self.read(
+            lambda conn: conn.execute(
+                "SELECT h.memory_id, h.version, h.content, h.tags, h.metadata, h.importance, "
+                "h.replaced_at FROM memory_history h WHERE h.memory_id = %s AND EXISTS "
+                "(SELECT 1 FROM memories m WHERE m.namespace = %s AND m.id = h.memory_id) "
+                "ORDER BY h.version",
+                (memory_id, namespace),
+            ).fetchall()
+        )
+        return [
+            MemoryVersion(
+                r[0],
+                r[1],
+                r[2],
+                tuple(orjson.loads(r[3])),
+                orjson.loads(r[4]),
+                r[5],
+                datetime_from_us(r[6]),
+            )
+            for r in rows
+        ]
+
+    def memory_ids(self, namespace: str, flt: Filter, *, limit: int | None) -> list[str]:
+        where, params = filter_sql(flt)
+        query = f"SELECT m.id FROM memories m WHERE m.namespace = %s{where} ORDER BY m.rowid"
+        args: list[Any] = [namespace, *params]
+        if limit is not None:
+            query += " LIMIT %s"
+            args.append(limit)
+        return self.read(lambda conn: [str(r[0]) for r in conn.execute(query, args)])
+
+    def memory_text_search(
+        self, namespace: str, match: str, flt: Filter, *, limit: int
+    ) -> list[tuple[int, float]]:
+        terms = match_terms(match)
+        if not terms or limit <= 0:
+            return []
+        where, params = filter_sql(flt)
+        # OR of per-word plainto_tsquery: each word becomes lexemes, never tsquery syntax
+        tsquery = " || ".join([f"plainto_tsquery('{TEXT_CONFIG}'::regconfig, %s)"] * len(terms))
+        query = (
+            f"SELECT m.rowid, ts_rank(%s::real[], m.fts, q.q, 1) AS score "
+            f"FROM memories m, (SELECT {tsquery} AS q) q "
+            f"WHERE m.fts @@ q.q AND m.namespace = %s{where} "
+            "ORDER BY score DESC, m.rowid DESC LIMIT %s"
+        )
+        args = [_RANK_WEIGHTS, *terms, namespace, *params, limit]
+        rows = self.read(lambda conn: conn.execute(query, args).fetchall())
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+    def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:
+        if not tag or "\x00" in tag or len(tag) > 512:
+            return []  # no stored tag can be this
+        where, params = filter_sql(flt)
+        query = (
+            "SELECT m.rowid FROM memory_tags t JOIN memories m ON m.rowid = t.memory_rowid "
+            f"WHERE t.namespace = %s AND t.tag = lower(%s) AND m.namespace = %s{where} "
+            "ORDER BY m.rowid DESC LIMIT %s"
+        )
+        args = [namespace, tag, namespace, *params, limit]
+        rows = self.read(lambda conn: conn.execute(query, args).fetchall())
+        return [int(r[0]) for r in rows]
+
+    def memory_term_docs(self, stems: Sequence[str]) -> tuple[int, dict[str, int]]:
+        return 0, {}  # GIN has no cheap per-term document counts; queries run unpruned
+
+    def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:
+        where, params = filter_sql(flt)
+        query = (
+            f"SELECT m.rowid FROM memories m WHERE m.namespace = %s{where} "
+            "AND m.embedding IS NOT NULL LIMIT %s"
+        )
+        args = [namespace, *params, min(limit, 2**62) + 1]
+        rows = self.read(lambda conn: conn.execute(query, args).fetchall())
+        return None if len(rows) > limit else [int(r[0]) for r in rows]
+
+    def memory_records(self, namespace: str, rowids: Sequence[int]) -> dict[int, MemoryRecord]:
+        if not rowids:
+            return {}
+        rows = self.read(
+            lambda conn: conn.execute(
+                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s "
+                "AND m.rowid = ANY(%s::bigint[])",
+                (namespace, list(rowids)),
+            ).fetchall()
+        )
+        return {r[0]: _record(r) for r in rows}
+
+    def memory_vectors(self, namespace: str, rowids: Sequence[int]) -> dict[int, bytes]:
+        if not rowids:
+            return {}
+
+        def work(conn: Conn) -> dict[int, bytes]:
+            with conn.cursor(binary=True) as cur:
+                cur.execute(
+                    "SELECT rowid, embedding FROM memories WHERE namespace = %s AND "
+                    "rowid = ANY(%s::bigint[]) AND embedding IS NOT NULL",
+                    (namespace, list(rowids)),
+                )
+                return {int(r[0]): r[1] for r in cur}
+
+        return self.read(work)
+
+    def memory_adjacency(
+        self, namespace: str, rowids: Sequence[int]
+    ) -> dict[int, tuple[str | None, int | None, int | None]]:
+        if not rowids:
+            return {}
+        rows = self.read(
+            lambda conn: conn.execute(
+                "SELECT m.rowid, m.user_id, "
+                "(SELECT max(p.rowid) FROM memories p WHERE p.namespace = m.namespace AND "
+                "p.session_id = m.session_id AND p.rowid < m.rowid), "
+                "(SELECT min(n.rowid) FROM memories n WHERE n.namespace = m.namespace AND "
+                "n.session_id = m.session_id AND n.rowid > m.rowid) "
+                "FROM memories m WHERE m.namespace = %s AND m.rowid = ANY(%s::bigint[])",
+                (namespace, list(rowids)),
+            ).fetchall()
+        )
+        return {int(r[0]): (r[1], r[2], r[3]) for r in rows}
+
+    def memory_users(self, namespace: str) -> list[str]:
+        return self.read(
+            lambda conn: [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT user_id FROM memory_users WHERE namespace = %s LIMIT 10000",
+                    (namespace,),
+                )
+            ]
+        )
+
+    def memory_neighbors(
+        self, namespace: str, rowids: Sequence[int], *, span: int
+    ) -> dict[int, list[int]]:
+        if not rowids:
+            return {}
+
+        def work(conn: Conn) -> dict[int, list[int]]:
+            out: dict[int, list[int]] = {}
+            rows = conn.execute(
+                "SELECT rowid, session_id FROM memories WHERE namespace = %s AND "
+                "rowid = ANY(%s::bigint[]) AND session_id IS NOT NULL",
+                (namespace, list(rowids)),
+            ).fetchall()
+            for rowid, session_id in rows:
+                near = conn.execute(
+                    "(SELECT rowid FROM memories WHERE namespace = %(ns)s AND session_id = %(s)s "
+                    "AND rowid < %(r)s ORDER BY rowid DESC LIMIT %(n)s) UNION ALL "
+                    "(SELECT rowid FROM memories WHERE namespace = %(ns)s AND session_id = %(s)s "
+                    "AND rowid > %(r)s ORDER BY rowid LIMIT %(n)s)",
+                    {"ns": namespace, "s": session_id, "r": rowid, "n": span},
+                ).fetchall()
+                out[int(rowid)] = [int(r[0]) for r in near]
+            return out
+
+        return self.read(work)
+
+    def embedding_cache(self, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
+        if not hashes:
+            return {}
+
+        def work(conn: Conn) -> dict[str, bytes]:
+            with conn.cursor(binary=True) as cur:
+                cur.execute(
+                    "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM memories "
+                    "WHERE content_hash = ANY(%s::text[]) AND embedding_model = %s "
+                    "AND embedding IS NOT NULL",
+                    (list(hashes), model),
+                )
+                return {str(r[0]): r[1] for r in cur}
+
+        return self.read(work)
+
+    def memory_without_embedding(
+        self, model: str, *, after: int, limit: int
+    ) -> list[tuple[int, str]]:
+        rows = self.read(
+            lambda conn: conn.execute(
+                "SELECT rowid, content FROM memories WHERE rowid > %s AND "
+                "(embedding_model IS NULL OR embedding_model != %s) ORDER BY rowid LIMIT %s",
+                (after, model, limit),
+            ).fetchall()
+        )
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def memory_vector_search(
+        self, namespace: str, vector: bytes, model: str, flt: Filter, *, limit: int
+    ) -> list[tuple[int, float]]:
+        dim = len(vector) // 4
+        if limit <= 0 or dim == 0 or dim > 16_000:
+            return []
+        if not np.any(np.frombuffer(vector, dtype="<f4")):
+            return []  # a zero vector has no direction: nothing is near it
+        where, params = filter_sql(flt)
+        typed = sql.SQL("vector({})").format(sql.Literal(dim))
+        query = sql.SQL(
+            "SELECT m.rowid, 1 - (m.embedding::{typed} <=> %s::{typed}) AS score "
+            "FROM memories m WHERE m.embedding_dim = {dim} AND m.namespace = %s "
+            "AND m.embedding_model = %s{where} "
+            "ORDER BY m.embedding::{typed} <=> %s::{typed} LIMIT %s"
+        ).format(typed=typed, dim=sql.Literal(dim), where=sql.SQL(where))
+        # the dimension is a literal, not a parameter: the partial HNSW index of that
+        # dimension must match in generic (prepared) plans too
+        query_vector = Vector(vector)
+        args = [query_vector, namespace, model, *params, query_vector, limit]
+        ef_search = str(min(max(40, 2 * limit), MAX_EF_SEARCH))
+
+        def work(conn: Conn) -> list[tuple[Any, ...]]:
+            # ef_search: candidates the HNSW walk keeps; iterative scans (pgvector >= 0.8) go on
+            # walking while filters reject rows, so a filtered query still fills its limit
+            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (ef_search,))
+            if self._iterative_scan:
+                conn.execute("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
+            return conn.execute(query, args).fetchall()
+
+        rows = self.run(work)
+        return [(int(r[0]), float(r[1])) for r in rows]
+
+    def vector_changes(self, embedding_seq: int, removal_seq: int, *, limit: int) -> VectorDelta:
+        # PostgreSQL searches vectors itself (native_vector_search): no in-process index to feed
+        return VectorDelta([], [], [], [], [], embedding_seq, removal_seq)
+
+    def memory_stats(self, namespace: str) -> MemoryStats:
+        def work(conn: Conn) -> MemoryStats:
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM memories WHERE namespace = %(ns)s), "
+                "(SELECT count(*) FROM memories WHERE namespace = %(ns)s "
+                "AND embedding IS NOT NULL), "
+                "(SELECT count(*) FROM triples WHERE namespace = %(ns)s), "
+                "(SELECT count(*) FROM triples WHERE namespace = %(ns)s AND valid_to IS NULL), "
+                "(SELECT count(*) FROM sessions WHERE namespace = %(ns)s), "
+                "(SELECT coalesce(sum(item_count), 0) FROM sessions WHERE namespace = %(ns)s)",
+                {"ns": namespace},
+            ).fetchone()
+            assert row is not None
+            return MemoryStats(namespace, *(int(v) for v in row))
+
+        return self.read(work)
+
+    # -- triples ---------------------------------------------------------------------------
+    def triple_insert(self, namespace: str, triple: NewTriple) -> tuple[Triple, list[Triple], bool]:
+        now = now_us()
+
+        def work(conn: Conn) -> tuple[Triple, list[Triple], bool]:
+            # one writer at a time per (namespace, subject, predicate): concurrent learns of
+            # a single-valued fact cannot both stay current
+            key = "\x1f".join((namespace, triple.subject.lower(), triple.predicate.lower()))
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+            same = conn.execute(
+                f"SELECT {_TRIPLE_COLUMNS} FROM triples WHERE namespace = %s AND "
+                "lower(subject) = lower(%s) AND lower(predicate) = lower(%s) AND "
+                "lower(object) = lower(%s) AND valid_to IS NULL",
+                (namespace, triple.subject, triple.predicate, triple.object),
+            ).fetchone()
+            if same is not None:
+                return _triple(same), [], False
+            superseded: list[Triple] = []
+            if triple.single_valued:
+                rows = conn.execute(
+                    "UPDATE triples SET valid_to = greatest(%s, valid_from) WHERE namespace = %s "
+                    "AND lower(subject) = lower(%s) AND lower(predicate) = lower(%s) "
+                    f"AND valid_to IS NULL RETURNING {_TRIPLE_COLUMNS}",
+                    (triple.valid_from, namespace, triple.subject, triple.predicate),
+                ).fetchall()
+                superseded = [_triple(r) for r in rows]
+            row = conn.execute(
+                "INSERT INTO triples (id, namespace, subject, predicate, object, confidence, "
+                "source, valid_from, valid_to, created_at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, NULL, %s) "
+                f"RETURNING {_TRIPLE_COLUMNS}",
+                (
+                    triple.id,
+                    namespace,
+                    triple.subject,
+                    triple.predicate,
+                    triple.object,
+                    triple.confidence,
+                    triple.source,
+                    triple.valid_from,
+                    now,
+                ),
+            ).fetchone()
+            assert row is not None
+            return _triple(row), superseded, True
+
+        return self.run(work)
+
+    def triple_query(
+        self,
+        namespace: str,
+        *,
+        subject: str | None,
+        predicate: str | None,
+        object: str | None,
+        as_of: int | None,
+        include_history: bool,
+        limit: int,
+    ) -> list[Triple]:
+        query = f"SELECT {_TRIPLE_COLUMNS} FROM triples WHERE namespace = %s"
+        params: list[Any] = [namespace]
+        for column, value in (("subject", subject), ("predicate", predicate), ("object", object)):
+            if value is not None:
+                query += f" AND lower({column}) = lower(%s)"
+                params.append(value)
+        if as_of is not None:
+            query += " AND valid_from <= %s AND (valid_to IS NULL OR valid_to > %s)"
+            params += [as_of, as_of]
+        elif not include_history:
+            query += " AND valid_to IS NULL"
+        query += " ORDER BY valid_from, rowid LIMIT %s"
+        params.append(limit)
+        rows = self.read(lambda conn: conn.execute(query, params).fetchall())
+        return [_triple(r) for r in rows]
+
+    def triple_set_memory(self, namespace: str, triple_id: str, memory_id: str | None) -> None:
+        self.run(
+            lambda conn: conn.execute(
+                "UPDATE triples SET memory_id = %s WHERE namespace = %s AND id = %s",
+                (memory_id, namespace, triple_id),
+            )
+        )
+
+    def triple_memory_ids(self, namespace: str, triple_ids: Sequence[str]) -> list[str]:
+        if not triple_ids:
+            return []
+        rows = self.read(
+            lambda conn: conn.execute(
+                "SELECT memory_id FROM triples WHERE namespace = %s AND memory_id IS NOT NULL "
+                "AND id = ANY(%s::text[])",
+                (namespace, list(triple_ids)),
+            ).fetchall()
+        )
+        return [str(r[0]) for r in rows]

@@ -1,0 +1,245 @@
+"""Forward-only schema migrations for the PostgreSQL store.
+
+``MIGRATIONS[i]`` upgrades a schema from version ``i`` to ``i + 1``; the version lives in the
+one-row table ``engramdb_schema``. Migrations run on open, in one transaction, under a
+database-wide advisory lock, so processes opening the same database at once never race: the
+first applies them, the others wait and then find the schema current. Released migrations are
+never edited: add a new one instead.
+
+Tables live in the connection's current schema (the first entry of ``search_path``), so one
+database can hold several independent engramdb stores in different schemas.
+"""
+
+from __future__ import annotations
+
+import psycopg
+
+from ...errors import SchemaVersionError, StoreUnavailableError
+
+# pg_advisory_xact_lock key: "engramdb" in ASCII, as a bigint
+MIGRATION_LOCK = 0x656E6772616D6462
+
+# Full text: the english snowball stemmer (as SQLite's porter tokenizer stems) but without a
+# stopword list, so a query made only of common words still matches, as it does on SQLite.
+TEXT_CONFIG = "engramdb_text"
+
+MIGRATIONS: list[list[str]] = [
+    # 1: everything the SQLite schema holds at its version 4. Times are integer microseconds
+    # since the epoch, like SQLite's. Session items are TEXT, stored exactly as given (jsonb
+    # would reorder keys and lose the byte-for-byte round trip).
+    [
+        """CREATE TABLE sessions (
+            namespace  text   NOT NULL,
+            session_id text   NOT NULL,
+            created_at bigint NOT NULL,
+            updated_at bigint NOT NULL,
+            item_count bigint NOT NULL DEFAULT 0,
+            next_seq   bigint NOT NULL DEFAULT 0,
+            PRIMARY KEY (namespace, session_id)
+        )""",
+        "CREATE INDEX sessions_by_update ON sessions (namespace, updated_at, session_id)",
+        """CREATE TABLE session_items (
+            namespace  text   NOT NULL,
+            session_id text   NOT NULL,
+            seq        bigint NOT NULL,
+            data       text   NOT NULL,
+            created_at bigint NOT NULL,
+            PRIMARY KEY (namespace, session_id, seq)
+        )""",
+        """CREATE TABLE leases (
+            namespace  text   NOT NULL,
+            name       text   NOT NULL,
+            owner      text   NOT NULL,
+            expires_at bigint NOT NULL,
+            PRIMARY KEY (namespace, name)
+        )""",
+        f"""CREATE TEXT SEARCH DICTIONARY {TEXT_CONFIG}_stem (
+            TEMPLATE = pg_catalog.snowball, Language = english
+        )""",
+        f"CREATE TEXT SEARCH CONFIGURATION {TEXT_CONFIG} (COPY = pg_catalog.english)",
+        f"""ALTER TEXT SEARCH CONFIGURATION {TEXT_CONFIG} ALTER MAPPING FOR
+            asciiword, asciihword, hword_asciipart, word, hword, hword_part
+            WITH {TEXT_CONFIG}_stem""",
+        # rowid is internal (search keys, list cursors); id is the public id. tags and metadata
+        # are JSON text as given; tag_text, search_text and context_text (the text of the
+        # memories stored just before and after in the same session) feed the full-text
+        # column, weighted like SQLite's bm25 columns (content A, tags B, metadata values C,
+        # context D). Embeddings are
+        # pgvector values of any dimension; embedding_dim selects a per-dimension HNSW index
+        # (created when the first vector of that dimension arrives).
+        f"""CREATE TABLE memories (
+            rowid           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id              text   NOT NULL UNIQUE,
+            namespace       text   NOT NULL,
+            user_id         text,
+            agent_id        text,
+            session_id      text,
+            content         text   NOT NULL,
+            content_hash    text   NOT NULL,
+            tags            text   NOT NULL,
+            tag_text        text   NOT NULL,
+            metadata        text   NOT NULL,
+            search_text     text   NOT NULL,
+            context_text    text   NOT NULL DEFAULT '',
+            importance      double precision NOT NULL,
+            occurred_at     bigint,
+            created_at      bigint NOT NULL,
+            updated_at      bigint NOT NULL,
+            version         integer NOT NULL,
+            embedding       vector,
+            embedding_model text,
+            embedding_dim   integer,
+            fts tsvector GENERATED ALWAYS AS (
+                setweight(to_tsvector('{TEXT_CONFIG}'::regconfig, content), 'A') ||
+                setweight(to_tsvector('{TEXT_CONFIG}'::regconfig, tag_text), 'B') ||
+                setweight(to_tsvector('{TEXT_CONFIG}'::regconfig, search_text), 'C') ||
+                setweight(to_tsvector('{TEXT_CONFIG}'::regconfig, context_text), 'D')
+            ) STORED
+        )""",
+        # identical content in the same scope is stored once
+        """CREATE UNIQUE INDEX memories_identity ON memories (namespace, coalesce(user_id, ''),
+            coalesce(agent_id, ''), coalesce(session_id, ''), content_hash)""",
+        "CREATE INDEX memories_by_namespace ON memories (namespace, rowid)",
+        "CREATE INDEX memories_by_hash ON memories (content_hash)",
+        "CREATE INDEX memories_by_user ON memories (namespace, user_id)",
+        "CREATE INDEX memories_by_session ON memories (namespace, session_id, rowid)",
+        "CREATE INDEX memories_by_agent ON memories (namespace, agent_id)",
+        "CREATE INDEX memories_fts ON memories USING gin (fts)",
+        # tags lower-cased: matching ignores case, as SQLite's NOCASE does
+        """CREATE TABLE memory_tags (
+            namespace    text   NOT NULL,
+            tag          text   NOT NULL,
+            memory_rowid bigint NOT NULL REFERENCES memories (rowid) ON DELETE CASCADE,
+            PRIMARY KEY (namespace, tag, memory_rowid)
+        )""",
+        "CREATE INDEX memory_tags_by_memory ON memory_tags (memory_rowid)",
+        # the users a namespace has had (kept after their memories go): recall recognises
+        # their names in queries
+        """CREATE TABLE memory_users (
+            namespace text NOT NULL,
+            user_id   text NOT NULL,
+            PRIMARY KEY (namespace, user_id)
+        )""",
+        """CREATE TABLE memory_history (
+            memory_id   text    NOT NULL,
+            version     integer NOT NULL,
+            content     text    NOT NULL,
+            tags        text    NOT NULL,
+            metadata    text    NOT NULL,
+            importance  double precision NOT NULL,
+            replaced_at bigint  NOT NULL,
+            PRIMARY KEY (memory_id, version)
+        )""",
+        """CREATE TABLE triples (
+            rowid      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            id         text   NOT NULL UNIQUE,
+            namespace  text   NOT NULL,
+            subject    text   NOT NULL,
+            predicate  text   NOT NULL,
+            object     text   NOT NULL,
+            confidence double precision NOT NULL,
+            source     text,
+            valid_from bigint NOT NULL,
+            valid_to   bigint,
+            created_at bigint NOT NULL,
+            memory_id  text
+        )""",
+        # entity matching ignores case (lower(), like SQLite's NOCASE)
+        """CREATE INDEX triples_by_subject ON triples
+            (namespace, lower(subject), lower(predicate))""",
+        "CREATE INDEX triples_by_object ON triples (namespace, lower(object))",
+        "CREATE INDEX triples_by_predicate ON triples (namespace, lower(predicate))",
+    ],
+]
+
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def schema_version(conn: psycopg.Connection[tuple[object, ...]]) -> int | None:
+    """The schema version of the current schema, ``None`` if engramdb never wrote there."""
+    schema = current_schema(conn)
+    row = conn.execute(
+        "SELECT to_regclass(format('%%I.engramdb_schema', %s::text)) IS NOT NULL", (schema,)
+    ).fetchone()
+    if not row or not row[0]:
+        return None
+    found = conn.execute("SELECT version FROM engramdb_schema").fetchone()
+    return int(str(found[0])) if found else 0
+
+
+def current_schema(conn: psycopg.Connection[tuple[object, ...]]) -> str:
+    """The schema engramdb's tables live in: the first existing one on ``search_path``."""
+    row = conn.execute("SELECT current_schema()").fetchone()
+    if not row or row[0] is None:
+        path = conn.execute("SHOW search_path").fetchone()
+        raise StoreUnavailableError(
+            f"none of the schemas on search_path ({path[0] if path else '?'!s}) exists in this "
+            "database; create the schema first (CREATE SCHEMA ...) or fix search_path in the URL"
+        )
+    return str(row[0])
+
+
+def migrate(
+    conn: psycopg.Connection[tuple[object, ...]], *, target: int = LATEST_VERSION, create: bool
+) -> int:
+    """Bring the current schema up to ``target``; returns the version. ``conn`` must be in
+    autocommit mode: the migration is one transaction of its own."""
+    version = schema_version(conn)
+    if version is not None and version >= target:
+        _check_not_newer(version)
+        return version
+    if version is None and not create:
+        raise StoreUnavailableError(
+            f"schema {current_schema(conn)!r} of this PostgreSQL database holds no engramdb "
+            "data; check the URL, or open it with create=True to set it up"
+        )
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+        ensure_vector_extension(conn)
+        conn.execute("CREATE TABLE IF NOT EXISTS engramdb_schema (version integer NOT NULL)")
+        row = conn.execute("SELECT version FROM engramdb_schema FOR UPDATE").fetchone()
+        if row is None:
+            conn.execute("INSERT INTO engramdb_schema (version) VALUES (0)")
+            version = 0
+        else:
+            version = int(str(row[0]))
+        _check_not_newer(version)
+        for step in range(version, target):
+            for statement in MIGRATIONS[step]:
+                conn.execute(statement)
+        if target > version:
+            conn.execute("UPDATE engramdb_schema SET version = %s", (target,))
+    return max(version, target)
+
+
+def _check_not_newer(version: int) -> None:
+    if version > LATEST_VERSION:
+        raise SchemaVersionError(
+            f"this database has engramdb schema version {version}, newer than this engramdb "
+            f"supports ({LATEST_VERSION}); upgrade engramdb to open it"
+        )
+
+
+def ensure_vector_extension(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Create pgvector in this database if it is missing, or explain what to do."""
+    if conn.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone():
+        return
+    available = conn.execute(
+        "SELECT 1 FROM pg_available_extensions WHERE name = 'vector'"
+    ).fetchone()
+    if not available:
+        raise StoreUnavailableError(
+            "the pgvector extension is not installed on this PostgreSQL server; install it "
+            "(https://github.com/pgvector/pgvector, or a server image that ships it such as "
+            "pgvector/pgvector) and open the store again"
+        )
+    try:
+        with conn.transaction():  # a savepoint: the error must not end the outer transaction
+            conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    except psycopg.errors.InsufficientPrivilege:
+        database = conn.execute("SELECT current_database()").fetchone()
+        raise StoreUnavailableError(
+            "the pgvector extension is available but not enabled in database "
+            f"{database[0] if database else '?'!s}, and this user may not enable it; ask a "
+            "superuser to run: CREATE EXTENSION vector;"
+        ) from None

@@ -1,0 +1,518 @@
+"""Moving data from a SQLite store to a PostgreSQL one (``engramdb migrate``).
+
+Copies every namespace's sessions (items byte for byte, in sequence order), memories (with
+their ids, times, versions, embeddings and version history) and knowledge triples (with their
+validity history). Leases are not moved: they are short-lived locks.
+
+Resumable: anything already in the target is skipped (memories, history rows and triples by
+id; a session's items when the target holds a prefix of the source's), so an interrupted run
+is simply started again. At the end both sides are counted and checksummed (order-independent
+sums of per-record SHA-256 digests; a session's items are hashed in order), and the report
+says whether they agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConflictError, InvalidInputError
+from .base import Store
+
+Progress = Callable[[str, int], None]
+"""Called as ``progress(kind, count)`` after each copied batch; kinds as in :data:`KINDS`."""
+
+KINDS = ("session_items", "memories", "history", "triples")
+_MOD = 2**256
+
+
+@dataclass
+class TransferReport:
+    """What a transfer copied and how the two sides compare afterwards."""
+
+    namespaces: list[str]
+    copied: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    source_counts: dict[str, int] = field(default_factory=dict)
+    target_counts: dict[str, int] = field(default_factory=dict)
+    source_checksums: dict[str, str] = field(default_factory=dict)
+    target_checksums: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def mismatches(self) -> list[str]:
+        """Kinds whose counts or checksums differ between source and target."""
+        return [
+            kind
+            for kind in self.source_counts
+            if self.source_counts[kind] != self.target_counts.get(kind)
+            or self.source_checksums.get(kind) != self.target_checksums.get(kind)
+        ]
+
+    @property
+    def ok(self) -> bool:
+        return not self.mismatches
+
+
+# -- reading a SQLite store ----------------------------------------------------------------
+
+
+class SQLiteSource:
+    """Reads everything of a SQLite store's file, read-only."""
+
+    def __init__(self, store: Store) -> None:
+        from .sqlite import SQLiteStore
+
+        if not isinstance(store, SQLiteStore):
+            raise InvalidInputError("the source of a migration must be a SQLite store")
+        self.conn = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def namespaces(self) -> list[str]:
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT namespace FROM sessions UNION SELECT namespace FROM memories "
+                "UNION SELECT namespace FROM triples ORDER BY 1"
+            )
+        ]
+
+    def counts(self, namespace: str) -> dict[str, int]:
+        def one(query: str) -> int:
+            return int(self.conn.execute(query, (namespace,)).fetchone()[0])
+
+        return {
+            "sessions": one("SELECT count(*) FROM sessions WHERE namespace = ?"),
+            "session_items": one("SELECT count(*) FROM session_items WHERE namespace = ?"),
+            "memories": one("SELECT count(*) FROM memories WHERE namespace = ?"),
+            "embeddings": one(
+                "SELECT count(*) FROM memories WHERE namespace = ? AND embedding IS NOT NULL"
+            ),
+            "history": one(
+                "SELECT count(*) FROM memory_history h JOIN memories m ON m.id = h.memory_id "
+                "WHERE m.namespace = ?"
+            ),
+            "triples": one("SELECT count(*) FROM triples WHERE namespace = ?"),
+        }
+
+    def sessions(self, namespace: str) -> list[tuple[str, int, int]]:
+        """``(session_id, created_at, updated_at)`` of every session."""
+        return [
+            (r[0], r[1], r[2])
+            for r in self.conn.execute(
+                "SELECT session_id, created_at, updated_at FROM sessions WHERE namespace = ? "
+                "ORDER BY session_id",
+                (namespace,),
+            )
+        ]
+
+    def session_items(self, namespace: str, session_id: str) -> list[str]:
+        return [
+            r[0]
+            for r in self.conn.execute(
+                "SELECT data FROM session_items WHERE namespace = ? AND session_id = ? "
+                "ORDER BY seq",
+                (namespace, session_id),
+            )
+        ]
+
+    def memories(self, namespace: str, batch: int) -> Iterator[list[tuple[Any, ...]]]:
+        """Batches of memory rows in :data:`_MEMORY_FIELDS` order, oldest first."""
+        after = 0
+        while True:
+            rows = self.conn.execute(
+                "SELECT m.rowid, m.id, m.user_id, m.agent_id, m.session_id, m.content, "
+                "m.content_hash, m.tags, m.metadata, coalesce(f.meta, ''), m.importance, "
+                "m.occurred_at, m.created_at, m.updated_at, m.version, m.embedding, "
+                "m.embedding_model FROM memories m LEFT JOIN memories_fts f "
+                "ON f.rowid = m.rowid WHERE m.namespace = ? AND m.rowid > ? "
+                "ORDER BY m.rowid LIMIT ?",
+                (namespace, after, batch),
+            ).fetchall()
+            if not rows:
+                return
+            after = rows[-1][0]
+            yield [tuple(r[1:]) for r in rows]
+
+    def history(self, memory_ids: Sequence[str]) -> list[tuple[Any, ...]]:
+        if not memory_ids:
+            return []
+        marks = ",".join("?" * len(memory_ids))
+        return [
+            tuple(r)
+            for r in self.conn.execute(
+                "SELECT memory_id, version, content, tags, metadata, importance, replaced_at "
+                f"FROM memory_history WHERE memory_id IN ({marks})",
+                list(memory_ids),
+            )
+        ]
+
+    def triples(self, namespace: str) -> list[tuple[Any, ...]]:
+        return [
+            tuple(r)
+            for r in self.conn.execute(
+                "SELECT id, subject, predicate, object, confidence, source, valid_from, "
+                "valid_to, created_at, memory_id FROM triples WHERE namespace = ? ORDER BY rowid",
+                (namespace,),
+            )
+        ]
+
+    def checksums(self, namespace: str) -> dict[str, str]:
+        return _checksums(
+            sessions=(
+                (sid, self.session_items(namespace, sid)) for sid, _, _ in self.sessions(namespace)
+            ),
+            memories=(row for batch in self.memories(namespace, 1000) for row in batch),
+            history=self.conn.execute(
+                "SELECT h.memory_id, h.version, h.content, h.tags, h.metadata, h.importance, "
+                "h.replaced_at FROM memory_history h JOIN memories m ON m.id = h.memory_id "
+                "WHERE m.namespace = ?",
+                (namespace,),
+            ),
+            triples=self.triples(namespace),
+        )
+
+
+# -- writing a PostgreSQL store ------------------------------------------------------------
+
+
+class PostgresTarget:
+    """Writes copied records into a PostgreSQL store, keeping ids, times and versions."""
+
+    def __init__(self, store: Store) -> None:
+        try:
+            from .postgres import PostgresStore
+        except ImportError:  # pragma: no cover - the extra is missing
+            raise InvalidInputError("install engramdb[postgres] to migrate to PostgreSQL") from None
+        if not isinstance(store, PostgresStore):
+            raise InvalidInputError("the target of a migration must be a PostgreSQL store")
+        self.store = store
+
+    def session_items(self, namespace: str, session_id: str) -> list[str]:
+        return self.store.read(
+            lambda conn: [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT data FROM session_items WHERE namespace = %s AND session_id = %s "
+                    "ORDER BY seq",
+                    (namespace, session_id),
+                )
+            ]
+        )
+
+    def append_items(
+        self, namespace: str, session: tuple[str, int, int], items: Sequence[str]
+    ) -> None:
+        session_id, created_at, updated_at = session
+        if items:
+            self.store.session_add(namespace, session_id, items)
+        self.store.run(
+            lambda conn: conn.execute(
+                "INSERT INTO sessions (namespace, session_id, created_at, updated_at) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (namespace, session_id) DO UPDATE "
+                "SET created_at = excluded.created_at, updated_at = excluded.updated_at",
+                (namespace, session_id, created_at, updated_at),
+            )
+        )
+
+    def insert_memories(self, namespace: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Insert memory rows (ids already present are skipped); returns how many were new."""
+        from .postgres.vectors import Vector
+
+        self.store.ensure_vector_index({len(r[14]) // 4 for r in rows if r[14] is not None})
+        params = [
+            (
+                *r[:7],  # id, user_id, agent_id, session_id, content, content_hash, tags
+                " ".join(_loads(r[6])),
+                r[7],  # metadata
+                r[8],  # search text
+                *r[9:14],  # importance, occurred_at, created_at, updated_at, version
+                Vector(r[14]) if r[14] is not None else None,
+                r[15] if r[14] is not None else None,
+                len(r[14]) // 4 if r[14] is not None else None,
+            )
+            for r in rows
+        ]
+
+        def work(conn: Any) -> int:
+            inserted: dict[str, int] = {}
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO memories (namespace, id, user_id, agent_id, session_id, "
+                    "content, content_hash, tags, tag_text, metadata, search_text, importance, "
+                    "occurred_at, created_at, updated_at, version, embedding, embedding_model, "
+                    "embedding_dim) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                    "%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING id, rowid",
+                    [(namespace, *p) for p in params],
+                    returning=True,
+                )
+                while True:
+                    inserted.update({str(i): int(r) for i, r in cur.fetchall()})
+                    if not cur.nextset():
+                        break
+            tags = [
+                (namespace, tag.lower(), inserted[r[0]])
+                for r in rows
+                if r[0] in inserted
+                for tag in _loads(r[6])
+            ]
+            from .postgres.memories import _neighbor_rowids, _refresh_context
+
+            in_sessions = [inserted[r[0]] for r in rows if r[0] in inserted and r[3]]
+            _refresh_context(conn, [*in_sessions, *_neighbor_rowids(conn, in_sessions)])
+            users = sorted({r[1] for r in rows if r[0] in inserted and r[1] is not None})
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO memory_tags (namespace, tag, memory_rowid) VALUES (%s, %s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    tags,
+                )
+                cur.executemany(
+                    "INSERT INTO memory_users (namespace, user_id) VALUES (%s, %s) "
+                    "ON CONFLICT DO NOTHING",
+                    [(namespace, u) for u in users],
+                )
+            return len(inserted)
+
+        try:
+            return self.store.run(work)
+        except Exception as exc:
+            import psycopg
+
+            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                raise ConflictError(
+                    f"namespace {namespace!r} of the target already holds identical memories "
+                    "under other ids; migrate into an empty database or namespace"
+                ) from None
+            raise
+
+    def insert_history(self, rows: Sequence[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
+
+        def work(conn: Any) -> int:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO memory_history (memory_id, version, content, tags, metadata, "
+                    "importance, replaced_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
+                    "ON CONFLICT DO NOTHING RETURNING 1",
+                    rows,
+                    returning=True,
+                )
+                count = 0
+                while True:
+                    count += len(cur.fetchall())
+                    if not cur.nextset():
+                        break
+                return count
+
+        return self.store.run(work)
+
+    def insert_triples(self, namespace: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        if not rows:
+            return 0
+
+        def work(conn: Any) -> int:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO triples (namespace, id, subject, predicate, object, confidence, "
+                    "source, valid_from, valid_to, created_at, memory_id) VALUES (%s, %s, %s, "
+                    "%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING 1",
+                    [(namespace, *r) for r in rows],
+                    returning=True,
+                )
+                count = 0
+                while True:
+                    count += len(cur.fetchall())
+                    if not cur.nextset():
+                        break
+                return count
+
+        return self.store.run(work)
+
+    def counts(self, namespace: str) -> dict[str, int]:
+        def work(conn: Any) -> dict[str, int]:
+            row = conn.execute(
+                "SELECT (SELECT count(*) FROM sessions WHERE namespace = %(ns)s), "
+                "(SELECT count(*) FROM session_items WHERE namespace = %(ns)s), "
+                "(SELECT count(*) FROM memories WHERE namespace = %(ns)s), "
+                "(SELECT count(*) FROM memories WHERE namespace = %(ns)s "
+                "AND embedding IS NOT NULL), "
+                "(SELECT count(*) FROM memory_history h JOIN memories m ON m.id = h.memory_id "
+                "WHERE m.namespace = %(ns)s), "
+                "(SELECT count(*) FROM triples WHERE namespace = %(ns)s)",
+                {"ns": namespace},
+            ).fetchone()
+            keys = ("sessions", "session_items", "memories", "embeddings", "history", "triples")
+            return {k: int(v) for k, v in zip(keys, row, strict=True)}
+
+        return self.store.read(work)
+
+    def checksums(self, namespace: str) -> dict[str, str]:
+        def work(conn: Any) -> dict[str, str]:
+            sessions = [
+                str(r[0])
+                for r in conn.execute(
+                    "SELECT session_id FROM sessions WHERE namespace = %s", (namespace,)
+                )
+            ]
+            with conn.cursor(binary=True) as cur:
+                cur.execute(
+                    "SELECT id, user_id, agent_id, session_id, content, content_hash, tags, "
+                    "metadata, search_text, importance, occurred_at, created_at, updated_at, "
+                    "version, embedding, embedding_model FROM memories WHERE namespace = %s",
+                    (namespace,),
+                )
+                memories = cur.fetchall()
+            return _checksums(
+                sessions=((sid, self.session_items(namespace, sid)) for sid in sessions),
+                memories=memories,
+                history=conn.execute(
+                    "SELECT h.memory_id, h.version, h.content, h.tags, h.metadata, "
+                    "h.importance, h.replaced_at FROM memory_history h JOIN memories m "
+                    "ON m.id = h.memory_id WHERE m.namespace = %s",
+                    (namespace,),
+                ).fetchall(),
+                triples=conn.execute(
+                    "SELECT id, subject, predicate, object, confidence, source, valid_from, "
+                    "valid_to, created_at, memory_id FROM triples WHERE namespace = %s",
+                    (namespace,),
+                ).fetchall(),
+            )
+
+        return self.store.read(work)
+
+
+# -- the transfer --------------------------------------------------------------------------
+
+
+def source_totals(source: Store) -> dict[str, int]:
+    """How many records of each kind a transfer from ``source`` has to look at."""
+    reader = SQLiteSource(source)
+    try:
+        totals = dict.fromkeys(KINDS, 0)
+        for ns in reader.namespaces():
+            counts = reader.counts(ns)
+            for kind in KINDS:
+                totals[kind] += counts[kind]
+        return totals
+    finally:
+        reader.close()
+
+
+def transfer(
+    source: Store, target: Store, *, batch_size: int = 500, progress: Progress | None = None
+) -> TransferReport:
+    """Copy everything from a SQLite ``source`` into a PostgreSQL ``target``, then verify."""
+    if batch_size < 1:
+        raise InvalidInputError("batch_size must be at least 1")
+    reader = SQLiteSource(source)
+    writer = PostgresTarget(target)
+    tick = progress or (lambda kind, n: None)
+    try:
+        report = TransferReport(reader.namespaces())
+        for ns in report.namespaces:
+            _copy_sessions(reader, writer, ns, report, tick, batch_size)
+            for rows in reader.memories(ns, batch_size):
+                new = writer.insert_memories(ns, rows)
+                report.copied["memories"] += new
+                report.skipped["memories"] += len(rows) - new
+                tick("memories", len(rows))
+                history = reader.history([r[0] for r in rows])
+                new = writer.insert_history(history)
+                report.copied["history"] += new
+                report.skipped["history"] += len(history) - new
+                tick("history", len(history))
+            triples = reader.triples(ns)
+            for start in range(0, len(triples), batch_size):
+                chunk = triples[start : start + batch_size]
+                new = writer.insert_triples(ns, chunk)
+                report.copied["triples"] += new
+                report.skipped["triples"] += len(chunk) - new
+                tick("triples", len(chunk))
+        for ns in report.namespaces:  # verify: counts and checksums, both sides
+            for kind, n in reader.counts(ns).items():
+                report.source_counts[kind] = report.source_counts.get(kind, 0) + n
+            for kind, n in writer.counts(ns).items():
+                report.target_counts[kind] = report.target_counts.get(kind, 0) + n
+            for kind, digest in reader.checksums(ns).items():
+                report.source_checksums[kind] = _combine(report.source_checksums.get(kind), digest)
+            for kind, digest in writer.checksums(ns).items():
+                report.target_checksums[kind] = _combine(report.target_checksums.get(kind), digest)
+        return report
+    finally:
+        reader.close()
+
+
+def _copy_sessions(
+    reader: SQLiteSource,
+    writer: PostgresTarget,
+    namespace: str,
+    report: TransferReport,
+    tick: Progress,
+    batch_size: int,
+) -> None:
+    for session in reader.sessions(namespace):
+        session_id = session[0]
+        items = reader.session_items(namespace, session_id)
+        have = writer.session_items(namespace, session_id)
+        if have != items[: len(have)]:
+            raise ConflictError(
+                f"session {session_id!r} in namespace {namespace!r} already holds different "
+                "items in the target; migrate into an empty database or clear that session"
+            )
+        report.skipped["session_items"] += len(have)
+        tick("session_items", len(have))
+        rest = items[len(have) :]
+        for start in range(0, max(len(rest), 1), max(batch_size, 1000)):
+            chunk = rest[start : start + max(batch_size, 1000)]
+            writer.append_items(namespace, session, chunk)
+            report.copied["session_items"] += len(chunk)
+            tick("session_items", len(chunk))
+
+
+def _loads(text: str) -> list[str]:
+    import orjson
+
+    value = orjson.loads(text)
+    return [str(v) for v in value] if isinstance(value, list) else []
+
+
+def _digest(value: Any) -> int:
+    h = hashlib.sha256()
+    for part in value:
+        if isinstance(part, bytes | bytearray | memoryview):
+            h.update(b"b" + bytes(part))
+        elif isinstance(part, float):
+            h.update(b"f" + repr(part).encode())
+        elif part is None:
+            h.update(b"n")
+        else:
+            h.update(b"s" + str(part).encode("utf-8", "surrogatepass"))
+        h.update(b"\x1f")
+    return int.from_bytes(h.digest(), "big")
+
+
+def _checksums(**kinds: Any) -> dict[str, str]:
+    """Order-independent checksums: the sum of per-record digests. A session is one record:
+    its id and its items in order."""
+    out: dict[str, str] = {}
+    for kind, rows in kinds.items():
+        total = 0
+        if kind == "sessions":
+            kind = "session_items"
+            for session_id, items in rows:
+                total += _digest([session_id, *items])
+        else:
+            for row in rows:
+                total += _digest(row)
+        out[kind] = f"{total % _MOD:064x}"
+    return out
+
+
+def _combine(previous: str | None, digest: str) -> str:
+    return f"{(int(previous or '0', 16) + int(digest, 16)) % _MOD:064x}"
