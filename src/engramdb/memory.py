@@ -78,7 +78,8 @@ class RecallSettings:
     tag_weight: float = 1.0
     rrf_k: float = 60.0
     candidates: int = 1000
-    """Candidates taken from each lane before fusion (at least ``limit``)."""
+    """Candidates each lane contributes (at least ``limit``): ranking deep lets the boosts
+    lift what one lane alone would miss (LoCoMo recall@10: 0.772 at 100, 0.797 at 1,000)."""
     boost_depth: int = 200
     """How many of the best fused candidates get the neighbour and speaker boosts."""
     text_budget: int = POSTINGS_BUDGET

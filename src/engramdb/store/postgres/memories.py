@@ -30,26 +30,24 @@ from ...types import (
     us_from_datetime,
 )
 from ..base import MemoryChanges, NewMemory, NewTriple, VectorDelta
+from ..rows import (
+    CONTEXT_SPAN,
+    MEMORY_COLUMNS,
+    TRIPLE_COLUMNS,
+    memory_record,
+    new_record,
+    to_json,
+    triple_record,
+)
 from .migrations import TEXT_CONFIG
 from .vectors import Vector
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 _T = TypeVar("_T")
 
-_MEMORY_COLUMNS = (
-    "m.rowid, m.id, m.namespace, m.content, m.user_id, m.agent_id, m.session_id, m.tags, "
-    "m.metadata, m.importance, m.occurred_at, m.created_at, m.updated_at, m.version, "
-    "m.content_hash"
-)
-_TRIPLE_COLUMNS = (
-    "id, namespace, subject, predicate, object, confidence, source, valid_from, valid_to, "
-    "created_at"
-)
 # ts_rank weights {D, C, B, A}: neighbours' context (D) 0.3, metadata values (C) 0.3, tags (B)
 # 0.6, content (A) 1.0: the same proportions as SQLite's bm25 column weights
 _RANK_WEIGHTS = [0.3, 0.3, 0.6, 1.0]
-CONTEXT_SPAN = 2
-"""Memories on each side, in the same session, whose text is indexed as a memory's context."""
 _SAME_SESSION = "n.namespace = m.namespace AND n.session_id = m.session_id"
 _NEAR = (
     f"(SELECT n.rowid, n.content FROM memories n WHERE {_SAME_SESSION} AND n.rowid < m.rowid "
@@ -134,63 +132,6 @@ def match_terms(match: str) -> list[str]:
     return [t for t in dict.fromkeys(terms) if t.strip() and "\x00" not in t]
 
 
-def _record(row: Sequence[Any]) -> MemoryRecord:
-    return MemoryRecord(
-        id=row[1],
-        namespace=row[2],
-        content=row[3],
-        user_id=row[4],
-        agent_id=row[5],
-        session_id=row[6],
-        tags=tuple(orjson.loads(row[7])),
-        metadata=orjson.loads(row[8]),
-        importance=row[9],
-        occurred_at=datetime_from_us(row[10]) if row[10] is not None else None,
-        created_at=datetime_from_us(row[11]),
-        updated_at=datetime_from_us(row[12]),
-        version=row[13],
-        content_hash=row[14],
-    )
-
-
-def _new_record(namespace: str, m: NewMemory, now: int) -> MemoryRecord:
-    return MemoryRecord(
-        id=m.id,
-        namespace=namespace,
-        content=m.content,
-        user_id=m.user_id,
-        agent_id=m.agent_id,
-        session_id=m.session_id,
-        tags=m.tags,
-        metadata=m.metadata,
-        importance=m.importance,
-        occurred_at=datetime_from_us(m.occurred_at) if m.occurred_at is not None else None,
-        created_at=datetime_from_us(m.created_at or now),
-        updated_at=datetime_from_us(now),
-        version=1,
-        content_hash=m.content_hash,
-    )
-
-
-def _triple(row: Sequence[Any]) -> Triple:
-    return Triple(
-        id=row[0],
-        namespace=row[1],
-        subject=row[2],
-        predicate=row[3],
-        object=row[4],
-        confidence=row[5],
-        source=row[6],
-        valid_from=datetime_from_us(row[7]),
-        valid_to=datetime_from_us(row[8]) if row[8] is not None else None,
-        created_at=datetime_from_us(row[9]),
-    )
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
 def _dim(vector: bytes | None) -> int | None:
     return len(vector) // 4 if vector is not None else None
 
@@ -251,9 +192,9 @@ class MemoriesMixin:
                 m.session_id,
                 m.content,
                 m.content_hash,
-                _json(list(m.tags)),
+                to_json(list(m.tags)),
                 " ".join(m.tags),
-                _json(m.metadata),
+                to_json(m.metadata),
                 m.search_text,
                 m.importance,
                 m.occurred_at,
@@ -309,10 +250,10 @@ class MemoriesMixin:
             out: list[tuple[MemoryRecord, bool]] = []
             for m in memories:
                 if m.id in inserted:
-                    out.append((_new_record(namespace, m, now), True))
+                    out.append((new_record(namespace, m, now), True))
                     continue
                 existing = conn.execute(
-                    f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND "
+                    f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND "
                     "coalesce(m.user_id, '') = %s AND coalesce(m.agent_id, '') = %s AND "
                     "coalesce(m.session_id, '') = %s AND m.content_hash = %s",
                     (
@@ -325,7 +266,7 @@ class MemoriesMixin:
                 ).fetchone()
                 if existing is None:
                     raise ConflictError(f"a memory with id {m.id!r} already exists")
-                out.append((_record(existing), False))
+                out.append((memory_record(existing), False))
             return out
 
         return self.run(work)
@@ -338,13 +279,13 @@ class MemoriesMixin:
 
         def work(conn: Conn) -> MemoryRecord | None:
             row = conn.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s "
+                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s "
                 "FOR UPDATE",
                 (namespace, memory_id),
             ).fetchone()
             if row is None:
                 return None
-            old = _record(row)
+            old = memory_record(row)
             now = now_us()
             conn.execute(
                 "INSERT INTO memory_history (memory_id, version, content, tags, metadata, "
@@ -375,10 +316,10 @@ class MemoriesMixin:
                     sets += ["embedding = NULL", "embedding_model = NULL", "embedding_dim = NULL"]
             if changes.tags is not None:
                 sets += ["tags = %s", "tag_text = %s"]
-                params += [_json(list(changes.tags)), " ".join(changes.tags)]
+                params += [to_json(list(changes.tags)), " ".join(changes.tags)]
             if changes.metadata is not None:
                 sets.append("metadata = %s")
-                params.append(_json(changes.metadata))
+                params.append(to_json(changes.metadata))
             if changes.search_text is not None:
                 sets.append("search_text = %s")
                 params.append(changes.search_text)
@@ -389,7 +330,7 @@ class MemoriesMixin:
                 with conn.transaction():
                     new = conn.execute(
                         f"UPDATE memories m SET {', '.join(sets)} WHERE rowid = %s "
-                        f"RETURNING {_MEMORY_COLUMNS}",
+                        f"RETURNING {MEMORY_COLUMNS}",
                         [*params, row[0]],
                     ).fetchone()
             except psycopg.errors.UniqueViolation:
@@ -407,7 +348,7 @@ class MemoriesMixin:
                     "ON CONFLICT DO NOTHING",
                     [(namespace, tag.lower(), row[0]) for tag in changes.tags],
                 )
-            return _record(new)
+            return memory_record(new)
 
         return self.run(work)
 
@@ -461,11 +402,11 @@ class MemoriesMixin:
     def memory_get(self, namespace: str, memory_id: str) -> MemoryRecord | None:
         row = self.read(
             lambda conn: conn.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s",
+                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s",
                 (namespace, memory_id),
             ).fetchone()
         )
-        return _record(row) if row else None
+        return memory_record(row) if row else None
 
     def memory_list(
         self, namespace: str, flt: Filter, *, after: int | None, limit: int
@@ -473,26 +414,26 @@ class MemoriesMixin:
         where, params = filter_sql(flt)
         rows = self.read(
             lambda conn: conn.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s "
+                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s "
                 f"AND m.rowid > %s{where} ORDER BY m.rowid LIMIT %s",
                 [namespace, after or 0, *params, limit + 1],
             ).fetchall()
         )
         more = len(rows) > limit
         rows = rows[:limit]
-        return [_record(r) for r in rows], (rows[-1][0] if more and rows else None)
+        return [memory_record(r) for r in rows], (rows[-1][0] if more and rows else None)
 
     def memory_export(
         self, namespace: str, *, after: int, limit: int
     ) -> list[tuple[int, MemoryRecord]]:
         rows = self.read(
             lambda conn: conn.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s "
+                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s "
                 "AND m.rowid > %s ORDER BY m.rowid LIMIT %s",
                 (namespace, after, limit),
             ).fetchall()
         )
-        return [(r[0], _record(r)) for r in rows]
+        return [(r[0], memory_record(r)) for r in rows]
 
     def memory_history(self, namespace: str, memory_id: str) -> list[MemoryVersion]:
         rows = self.read(
@@ -576,12 +517,12 @@ class MemoriesMixin:
             return {}
         rows = self.read(
             lambda conn: conn.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s "
+                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s "
                 "AND m.rowid = ANY(%s::bigint[])",
                 (namespace, list(rowids)),
             ).fetchall()
         )
-        return {r[0]: _record(r) for r in rows}
+        return {r[0]: memory_record(r) for r in rows}
 
     def memory_vectors(self, namespace: str, rowids: Sequence[int]) -> dict[int, bytes]:
         if not rowids:
@@ -745,27 +686,27 @@ class MemoriesMixin:
             key = "\x1f".join((namespace, triple.subject.lower(), triple.predicate.lower()))
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
             same = conn.execute(
-                f"SELECT {_TRIPLE_COLUMNS} FROM triples WHERE namespace = %s AND "
+                f"SELECT {TRIPLE_COLUMNS} FROM triples WHERE namespace = %s AND "
                 "lower(subject) = lower(%s) AND lower(predicate) = lower(%s) AND "
                 "lower(object) = lower(%s) AND valid_to IS NULL",
                 (namespace, triple.subject, triple.predicate, triple.object),
             ).fetchone()
             if same is not None:
-                return _triple(same), [], False
+                return triple_record(same), [], False
             superseded: list[Triple] = []
             if triple.single_valued:
                 rows = conn.execute(
                     "UPDATE triples SET valid_to = greatest(%s, valid_from) WHERE namespace = %s "
                     "AND lower(subject) = lower(%s) AND lower(predicate) = lower(%s) "
-                    f"AND valid_to IS NULL RETURNING {_TRIPLE_COLUMNS}",
+                    f"AND valid_to IS NULL RETURNING {TRIPLE_COLUMNS}",
                     (triple.valid_from, namespace, triple.subject, triple.predicate),
                 ).fetchall()
-                superseded = [_triple(r) for r in rows]
+                superseded = [triple_record(r) for r in rows]
             row = conn.execute(
                 "INSERT INTO triples (id, namespace, subject, predicate, object, confidence, "
                 "source, valid_from, valid_to, created_at) "
                 "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, NULL, %s) "
-                f"RETURNING {_TRIPLE_COLUMNS}",
+                f"RETURNING {TRIPLE_COLUMNS}",
                 (
                     triple.id,
                     namespace,
@@ -779,7 +720,7 @@ class MemoriesMixin:
                 ),
             ).fetchone()
             assert row is not None
-            return _triple(row), superseded, True
+            return triple_record(row), superseded, True
 
         return self.run(work)
 
@@ -794,7 +735,7 @@ class MemoriesMixin:
         include_history: bool,
         limit: int,
     ) -> list[Triple]:
-        query = f"SELECT {_TRIPLE_COLUMNS} FROM triples WHERE namespace = %s"
+        query = f"SELECT {TRIPLE_COLUMNS} FROM triples WHERE namespace = %s"
         params: list[Any] = [namespace]
         for column, value in (("subject", subject), ("predicate", predicate), ("object", object)):
             if value is not None:
@@ -808,7 +749,7 @@ class MemoriesMixin:
         query += " ORDER BY valid_from, rowid LIMIT %s"
         params.append(limit)
         rows = self.read(lambda conn: conn.execute(query, params).fetchall())
-        return [_triple(r) for r in rows]
+        return [triple_record(r) for r in rows]
 
     def triple_set_memory(self, namespace: str, triple_id: str, memory_id: str | None) -> None:
         self.run(

@@ -20,21 +20,19 @@ from ...types import (
     us_from_datetime,
 )
 from ..base import MemoryChanges, NewMemory, NewTriple, VectorDelta
+from ..rows import (
+    CONTEXT_SPAN,
+    MEMORY_COLUMNS,
+    TRIPLE_COLUMNS,
+    memory_record,
+    new_record,
+    to_json,
+    triple_record,
+)
 
-_MEMORY_COLUMNS = (
-    "m.rowid, m.id, m.namespace, m.content, m.user_id, m.agent_id, m.session_id, m.tags, "
-    "m.metadata, m.importance, m.occurred_at, m.created_at, m.updated_at, m.version, "
-    "m.content_hash"
-)
-_TRIPLE_COLUMNS = (
-    "id, namespace, subject, predicate, object, confidence, source, valid_from, valid_to, "
-    "created_at"
-)
 # bm25 column weights: content, tags, metadata values, neighbouring memories' text (LoCoMo:
 # context at 0.3 lifted BM25 R@10 from 0.63 to 0.72; more weight made it worse)
 _BM25 = "bm25(memories_fts, 1.0, 0.6, 0.3, 0.3)"
-CONTEXT_SPAN = 2
-"""Memories on each side, in the same session, whose text is indexed as a memory's context."""
 
 
 def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
@@ -64,25 +62,6 @@ def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
     return "".join(" AND " + s for s in sql), params
 
 
-def _record(row: Sequence[Any]) -> MemoryRecord:
-    return MemoryRecord(
-        id=row[1],
-        namespace=row[2],
-        content=row[3],
-        user_id=row[4],
-        agent_id=row[5],
-        session_id=row[6],
-        tags=tuple(orjson.loads(row[7])),
-        metadata=orjson.loads(row[8]),
-        importance=row[9],
-        occurred_at=datetime_from_us(row[10]) if row[10] is not None else None,
-        created_at=datetime_from_us(row[11]),
-        updated_at=datetime_from_us(row[12]),
-        version=row[13],
-        content_hash=row[14],
-    )
-
-
 def _session_neighbors(conn: sqlite3.Connection, rowid: int) -> list[tuple[int, str]]:
     """(rowid, content) of up to CONTEXT_SPAN memories before and after ``rowid`` in its
     session, in order; none if it has no session."""
@@ -101,49 +80,12 @@ def _session_neighbors(conn: sqlite3.Connection, rowid: int) -> list[tuple[int, 
     ]
 
 
-def _new_record(namespace: str, m: NewMemory, now: int) -> MemoryRecord:
-    return MemoryRecord(
-        id=m.id,
-        namespace=namespace,
-        content=m.content,
-        user_id=m.user_id,
-        agent_id=m.agent_id,
-        session_id=m.session_id,
-        tags=m.tags,
-        metadata=m.metadata,
-        importance=m.importance,
-        occurred_at=datetime_from_us(m.occurred_at) if m.occurred_at is not None else None,
-        created_at=datetime_from_us(m.created_at or now),
-        updated_at=datetime_from_us(now),
-        version=1,
-        content_hash=m.content_hash,
-    )
-
-
-def _triple(row: Sequence[Any]) -> Triple:
-    return Triple(
-        id=row[0],
-        namespace=row[1],
-        subject=row[2],
-        predicate=row[3],
-        object=row[4],
-        confidence=row[5],
-        source=row[6],
-        valid_from=datetime_from_us(row[7]),
-        valid_to=datetime_from_us(row[8]) if row[8] is not None else None,
-        created_at=datetime_from_us(row[9]),
-    )
-
-
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
-
-
 class MemoriesMixin:
     """SQL for memories and triples; needs ``_read``/``_write`` from the store core."""
 
     _read: Any
     _write: Any
+    _term_docs_cache: tuple[int, dict[str, int]] | None = None
 
     def _reader(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._read()  # type: ignore[no-any-return]
@@ -171,8 +113,8 @@ class MemoriesMixin:
                         m.session_id,
                         m.content,
                         m.content_hash,
-                        _json(list(m.tags)),
-                        _json(m.metadata),
+                        to_json(list(m.tags)),
+                        to_json(m.metadata),
                         m.importance,
                         m.occurred_at,
                         m.created_at or now,
@@ -195,7 +137,7 @@ class MemoriesMixin:
                 conn.execute(
                     "SELECT id, rowid FROM memories WHERE id IN (SELECT value FROM json_each(?)) "
                     "AND namespace = ?",
-                    (_json([m.id for m in memories]), namespace),
+                    (to_json([m.id for m in memories]), namespace),
                 ).fetchall()
             )
             fresh = [(m, inserted[m.id]) for m in memories if m.id in inserted]
@@ -217,10 +159,10 @@ class MemoriesMixin:
             out: list[tuple[MemoryRecord, bool]] = []
             for m in memories:
                 if m.id in inserted:
-                    out.append((_new_record(namespace, m, now), True))
+                    out.append((new_record(namespace, m, now), True))
                     continue
                 existing = conn.execute(
-                    f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND "
+                    f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND "
                     "coalesce(m.user_id, '') = ? AND coalesce(m.agent_id, '') = ? AND "
                     "coalesce(m.session_id, '') = ? AND m.content_hash = ?",
                     (
@@ -235,7 +177,7 @@ class MemoriesMixin:
                     from ...errors import ConflictError
 
                     raise ConflictError(f"a memory with id {m.id!r} already exists")
-                out.append((_record(existing), False))
+                out.append((memory_record(existing), False))
         return out
 
     def _unindex_text(self, conn: sqlite3.Connection, rowid: int) -> None:
@@ -252,12 +194,12 @@ class MemoriesMixin:
     ) -> MemoryRecord | None:
         with self._writer() as conn:
             row = conn.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND m.id = ?",
+                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND m.id = ?",
                 (namespace, memory_id),
             ).fetchone()
             if row is None:
                 return None
-            old = _record(row)
+            old = memory_record(row)
             now = now_us()
             conn.execute(
                 "INSERT INTO memory_history (memory_id, version, content, tags, metadata, "
@@ -266,8 +208,8 @@ class MemoriesMixin:
                     old.id,
                     old.version,
                     old.content,
-                    _json(list(old.tags)),
-                    _json(old.metadata),
+                    to_json(list(old.tags)),
+                    to_json(old.metadata),
                     old.importance,
                     now,
                 ),
@@ -291,17 +233,17 @@ class MemoriesMixin:
                 conn.execute("INSERT INTO vector_removals (memory_rowid) VALUES (?)", (row[0],))
             if changes.tags is not None:
                 sets.append("tags = ?")
-                params.append(_json(list(changes.tags)))
+                params.append(to_json(list(changes.tags)))
             if changes.metadata is not None:
                 sets.append("metadata = ?")
-                params.append(_json(changes.metadata))
+                params.append(to_json(changes.metadata))
             if changes.importance is not None:
                 sets.append("importance = ?")
                 params.append(changes.importance)
             try:
                 new = conn.execute(
                     f"UPDATE memories SET {', '.join(sets)} WHERE rowid = ? "
-                    f"RETURNING {_MEMORY_COLUMNS.replace('m.', '')}",
+                    f"RETURNING {MEMORY_COLUMNS.replace('m.', '')}",
                     [*params, row[0]],
                 ).fetchone()
             except sqlite3.IntegrityError:
@@ -328,7 +270,7 @@ class MemoriesMixin:
                 )
             if changes.content is not None:  # the neighbours' context quotes this text
                 self._refresh_context(conn, self._neighbor_rowids(conn, row[0]))
-            return _record(new)
+            return memory_record(new)
 
     @staticmethod
     def _neighbor_rowids(conn: sqlite3.Connection, rowid: int) -> list[int]:
@@ -397,10 +339,10 @@ class MemoriesMixin:
     def memory_get(self, namespace: str, memory_id: str) -> MemoryRecord | None:
         with self._reader() as conn:
             row = conn.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND m.id = ?",
+                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND m.id = ?",
                 (namespace, memory_id),
             ).fetchone()
-        return _record(row) if row else None
+        return memory_record(row) if row else None
 
     def memory_list(
         self, namespace: str, flt: Filter, *, after: int | None, limit: int
@@ -408,24 +350,24 @@ class MemoriesMixin:
         where, params = filter_sql(flt)
         with self._reader() as conn:
             rows = conn.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? "
+                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? "
                 f"AND m.rowid > ?{where} ORDER BY m.rowid LIMIT ?",
                 [namespace, after or 0, *params, limit + 1],
             ).fetchall()
         more = len(rows) > limit
         rows = rows[:limit]
-        return [_record(r) for r in rows], (rows[-1][0] if more and rows else None)
+        return [memory_record(r) for r in rows], (rows[-1][0] if more and rows else None)
 
     def memory_export(
         self, namespace: str, *, after: int, limit: int
     ) -> list[tuple[int, MemoryRecord]]:
         with self._reader() as conn:
             rows = conn.execute(
-                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND m.rowid > ? "
+                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND m.rowid > ? "
                 "ORDER BY m.rowid LIMIT ?",
                 (namespace, after, limit),
             ).fetchall()
-        return [(r[0], _record(r)) for r in rows]
+        return [(r[0], memory_record(r)) for r in rows]
 
     def memory_history(self, namespace: str, memory_id: str) -> list[MemoryVersion]:
         with self._reader() as conn:
@@ -490,12 +432,23 @@ class MemoriesMixin:
             return 0, {}
         with self._reader() as conn:
             (total,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM memories_fts").fetchone()
-            rows = conn.execute(
-                "SELECT term, doc FROM memories_fts_terms WHERE term IN "
-                "(SELECT value FROM json_each(?))",
-                (_json(list(stems)),),
-            ).fetchall()
-        return int(total), {r[0]: int(r[1]) for r in rows}
+            # counting a term's documents walks its whole posting list: remember the counts
+            # while the index has grown by less than 5%
+            cache = self._term_docs_cache
+            if not cache or not cache[0] <= total <= cache[0] * 1.05:
+                cache = self._term_docs_cache = (int(total), {})
+            counts = cache[1]
+            missing = [s for s in stems if s not in counts]
+            if missing:
+                found = dict(
+                    conn.execute(
+                        "SELECT term, doc FROM memories_fts_terms WHERE term IN "
+                        "(SELECT value FROM json_each(?))",
+                        (to_json(missing),),
+                    ).fetchall()
+                )
+                counts.update({s: int(found.get(s, 0)) for s in missing})
+        return int(total), {s: counts[s] for s in stems if counts[s]}
 
     def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:
         where, params = filter_sql(flt)
@@ -514,11 +467,11 @@ class MemoriesMixin:
             rows = conn.execute(
                 # "+" keeps SQLite from scanning the namespace index instead of looking the
                 # rowids up one by one
-                f"SELECT {_MEMORY_COLUMNS} FROM memories m WHERE +m.namespace = ? AND m.rowid IN "
+                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE +m.namespace = ? AND m.rowid IN "
                 "(SELECT value FROM json_each(?))",
-                (namespace, _json(list(rowids))),
+                (namespace, to_json(list(rowids))),
             ).fetchall()
-        return {r[0]: _record(r) for r in rows}
+        return {r[0]: memory_record(r) for r in rows}
 
     def memory_vectors(self, namespace: str, rowids: Sequence[int]) -> dict[int, bytes]:
         if not rowids:
@@ -527,7 +480,7 @@ class MemoriesMixin:
             rows = conn.execute(
                 "SELECT rowid, embedding FROM memories WHERE +namespace = ? AND rowid IN "
                 "(SELECT value FROM json_each(?)) AND embedding IS NOT NULL",
-                (namespace, _json(list(rowids))),
+                (namespace, to_json(list(rowids))),
             ).fetchall()
         return {r[0]: r[1] for r in rows}
 
@@ -545,7 +498,7 @@ class MemoriesMixin:
                 "n.session_id = m.session_id AND n.rowid > m.rowid) "
                 "FROM memories m WHERE +m.namespace = ? AND m.rowid IN "
                 "(SELECT value FROM json_each(?))",
-                (namespace, _json(list(rowids))),
+                (namespace, to_json(list(rowids))),
             ).fetchall()
         return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
@@ -588,7 +541,7 @@ class MemoriesMixin:
                 "SELECT content_hash, embedding FROM memories WHERE content_hash IN "
                 "(SELECT value FROM json_each(?)) AND embedding_model = ? "
                 "AND embedding IS NOT NULL GROUP BY content_hash",
-                (_json(list(hashes)), model),
+                (to_json(list(hashes)), model),
             ).fetchall()
         return {r[0]: r[1] for r in rows}
 
@@ -657,26 +610,26 @@ class MemoriesMixin:
         now = now_us()
         with self._writer() as conn:
             same = conn.execute(
-                f"SELECT {_TRIPLE_COLUMNS} FROM triples WHERE namespace = ? AND subject = ? AND "
+                f"SELECT {TRIPLE_COLUMNS} FROM triples WHERE namespace = ? AND subject = ? AND "
                 "predicate = ? AND object = ? AND valid_to IS NULL",
                 (namespace, triple.subject, triple.predicate, triple.object),
             ).fetchone()
             if same is not None:
-                return _triple(same), [], False
+                return triple_record(same), [], False
             superseded: list[Triple] = []
             if triple.single_valued:
                 rows = conn.execute(
                     f"UPDATE triples SET valid_to = max(?, valid_from) WHERE namespace = ? AND "
                     "subject = ? AND predicate = ? AND valid_to IS NULL "
-                    f"RETURNING {_TRIPLE_COLUMNS}",
+                    f"RETURNING {TRIPLE_COLUMNS}",
                     (triple.valid_from, namespace, triple.subject, triple.predicate),
                 ).fetchall()
-                superseded = [_triple(r) for r in rows]
+                superseded = [triple_record(r) for r in rows]
             row = conn.execute(
                 "INSERT INTO triples (id, namespace, subject, predicate, object, confidence, "
                 "source, valid_from, valid_to, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) "
-                f"RETURNING {_TRIPLE_COLUMNS}",
+                f"RETURNING {TRIPLE_COLUMNS}",
                 (
                     triple.id,
                     namespace,
@@ -689,7 +642,7 @@ class MemoriesMixin:
                     now,
                 ),
             ).fetchone()
-        return _triple(row), superseded, True
+        return triple_record(row), superseded, True
 
     def triple_query(
         self,
@@ -702,7 +655,7 @@ class MemoriesMixin:
         include_history: bool,
         limit: int,
     ) -> list[Triple]:
-        sql = f"SELECT {_TRIPLE_COLUMNS} FROM triples WHERE namespace = ?"
+        sql = f"SELECT {TRIPLE_COLUMNS} FROM triples WHERE namespace = ?"
         params: list[Any] = [namespace]
         for column, value in (("subject", subject), ("predicate", predicate), ("object", object)):
             if value is not None:
@@ -716,7 +669,7 @@ class MemoriesMixin:
         sql += " ORDER BY valid_from, rowid LIMIT ?"
         params.append(limit)
         with self._reader() as conn:
-            return [_triple(r) for r in conn.execute(sql, params)]
+            return [triple_record(r) for r in conn.execute(sql, params)]
 
     def triple_set_memory(self, namespace: str, triple_id: str, memory_id: str | None) -> None:
         with self._writer() as conn:
@@ -732,6 +685,6 @@ class MemoriesMixin:
             rows = conn.execute(
                 "SELECT memory_id FROM triples WHERE namespace = ? AND memory_id IS NOT NULL "
                 "AND id IN (SELECT value FROM json_each(?))",
-                (namespace, _json(list(triple_ids))),
+                (namespace, to_json(list(triple_ids))),
             ).fetchall()
         return [r[0] for r in rows]
