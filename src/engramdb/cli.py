@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
@@ -30,14 +31,20 @@ console = Console()
 err_console = Console(stderr=True, soft_wrap=True)
 
 DataDir = Annotated[
-    Path,
-    typer.Option("--data-dir", "-d", envvar="ENGRAMDB_DATA_DIR", help="Data directory."),
+    str,
+    typer.Option(
+        "--data-dir",
+        "-d",
+        "--store",
+        envvar="ENGRAMDB_DATA_DIR",
+        help="Data directory, or a store URL (sqlite:///file.db, postgresql://...).",
+    ),
 ]
 Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def _open_existing(data_dir: Path) -> Store:
+def _open_existing(data_dir: str) -> Store:
     return open_store(data_dir, create=False)
 
 
@@ -54,7 +61,7 @@ def version() -> None:
 
 @sessions_app.command("list")
 def sessions_list(
-    data_dir: DataDir = Path(".engramdb"),
+    data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     limit: Annotated[int, typer.Option(help="At most this many sessions.")] = 100,
     as_json: AsJson = False,
@@ -90,7 +97,7 @@ def sessions_list(
 @sessions_app.command("show")
 def sessions_show(
     session_id: str,
-    data_dir: DataDir = Path(".engramdb"),
+    data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     limit: Annotated[int | None, typer.Option(help="Only the last N items.")] = None,
     as_json: AsJson = False,
@@ -112,7 +119,7 @@ def sessions_show(
 @sessions_app.command("clear")
 def sessions_clear(
     session_id: str,
-    data_dir: DataDir = Path(".engramdb"),
+    data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
@@ -145,7 +152,7 @@ SessionOpt = Annotated[str | None, typer.Option("--session", help="session_id sc
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", "-t", help="A tag (repeatable).")]
 
 
-def _memory(data_dir: Path, namespace: str, embedder: str, *, create: bool = True) -> Memory:
+def _memory(data_dir: str, namespace: str, embedder: str, *, create: bool = True) -> Memory:
     return Memory(open_store(data_dir, create=create), namespace=namespace, embedder=embedder)
 
 
@@ -161,7 +168,7 @@ def _filters(
 @app.command()
 def remember(
     content: Annotated[str, typer.Argument(help="The text to remember.")],
-    data_dir: DataDir = Path(".engramdb"),
+    data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     user: UserOpt = None,
     agent: AgentOpt = None,
@@ -192,7 +199,7 @@ def remember(
 @app.command()
 def recall(
     query: Annotated[str, typer.Argument(help="What to look for (any text).")],
-    data_dir: DataDir = Path(".engramdb"),
+    data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     user: UserOpt = None,
     agent: AgentOpt = None,
@@ -236,7 +243,7 @@ def recall(
 @app.command()
 def forget(
     memory_id: Annotated[str | None, typer.Argument(help="A memory id.")] = None,
-    data_dir: DataDir = Path(".engramdb"),
+    data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     user: UserOpt = None,
     agent: AgentOpt = None,
@@ -265,7 +272,7 @@ def learn(
     subject: str,
     predicate: str,
     object: str,
-    data_dir: DataDir = Path(".engramdb"),
+    data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     confidence: Annotated[float, typer.Option(help="0 to 1.")] = 1.0,
     source: Annotated[str | None, typer.Option(help="Where the fact came from.")] = None,
@@ -291,7 +298,7 @@ def facts(
     object: Annotated[str | None, typer.Option("--object", "-o")] = None,
     as_of: Annotated[str | None, typer.Option(help="ISO 8601 date/time.")] = None,
     history: Annotated[bool, typer.Option(help="Include superseded facts.")] = False,
-    data_dir: DataDir = Path(".engramdb"),
+    data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     as_json: AsJson = False,
 ) -> None:
@@ -320,7 +327,7 @@ def facts(
 
 @app.command()
 def stats(
-    data_dir: DataDir = Path(".engramdb"),
+    data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     as_json: AsJson = False,
 ) -> None:
@@ -349,7 +356,7 @@ def stats(
 @app.command("export")
 def export_cmd(
     output: Annotated[Path | None, typer.Argument(help="JSONL file (default: stdout).")] = None,
-    data_dir: DataDir = Path(".engramdb"),
+    data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
 ) -> None:
     """Write every memory of a namespace as JSON lines."""
@@ -374,7 +381,7 @@ def export_cmd(
 @app.command("import")
 def import_cmd(
     source: Annotated[Path, typer.Argument(help="JSONL file from `engramdb export`.")],
-    data_dir: DataDir = Path(".engramdb"),
+    data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     embedder: EmbedderOpt = "auto",
 ) -> None:
@@ -406,7 +413,7 @@ def import_cmd(
 
 @app.command()
 def reembed(
-    data_dir: DataDir = Path(".engramdb"),
+    data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     embedder: EmbedderOpt = "auto",
 ) -> None:
@@ -435,7 +442,7 @@ def _progress() -> Progress:
 
 @app.command()
 def serve(
-    data_dir: DataDir = Path(".engramdb"),
+    data_dir: DataDir = ".engramdb",
     host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
 ) -> None:
@@ -448,7 +455,8 @@ def serve(
         store = open_store(data_dir)
     except EngramError as exc:
         raise _fail(exc) from None
-    console.print(f"engramdb {__version__} serving {data_dir} at [bold]http://{host}:{port}[/]")
+    where = _without_password(data_dir)
+    console.print(f"engramdb {__version__} serving {where} at [bold]http://{host}:{port}[/]")
     console.print(f"  health: http://{host}:{port}/health   docs: http://{host}:{port}/docs")
     uvicorn.run(create_app(store), host=host, port=port, log_level="info")
 
@@ -506,6 +514,17 @@ def migrate_cmd(
         )
         raise typer.Exit(code=1)
     console.print(f"migrated {len(report.namespaces)} namespace(s); counts and checksums match")
+
+
+def _without_password(target: str) -> str:
+    """A store location safe to print: a URL's password is masked."""
+    if "://" not in target:
+        return target
+    parts = urlsplit(target)
+    if parts.password is None:
+        return target
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _kind(item: dict[str, Any]) -> str:
