@@ -45,7 +45,26 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a ta
 
 
 def _open_existing(data_dir: str) -> Store:
-    return open_store(data_dir, create=False)
+    return _closing(open_store(data_dir, create=False))
+
+
+_opened: list[Store] = []
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    ctx.call_on_close(_close_opened)
+
+
+def _close_opened() -> None:
+    while _opened:
+        _opened.pop().close()
+
+
+def _closing(store: Store) -> Store:
+    """Close the store when the command finishes (pools and connections do not linger)."""
+    _opened.append(store)
+    return store
 
 
 def _fail(exc: EngramError) -> typer.Exit:
@@ -153,7 +172,8 @@ TagOpt = Annotated[list[str] | None, typer.Option("--tag", "-t", help="A tag (re
 
 
 def _memory(data_dir: str, namespace: str, embedder: str, *, create: bool = True) -> Memory:
-    return Memory(open_store(data_dir, create=create), namespace=namespace, embedder=embedder)
+    store = _closing(open_store(data_dir, create=create))
+    return Memory(store, namespace=namespace, embedder=embedder)
 
 
 def _filters(
