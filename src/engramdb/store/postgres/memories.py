@@ -568,32 +568,6 @@ class MemoriesMixin:
             ]
         )
 
-    def memory_neighbors(
-        self, namespace: str, rowids: Sequence[int], *, span: int
-    ) -> dict[int, list[int]]:
-        if not rowids:
-            return {}
-
-        def work(conn: Conn) -> dict[int, list[int]]:
-            out: dict[int, list[int]] = {}
-            rows = conn.execute(
-                "SELECT rowid, session_id FROM memories WHERE namespace = %s AND "
-                "rowid = ANY(%s::bigint[]) AND session_id IS NOT NULL",
-                (namespace, list(rowids)),
-            ).fetchall()
-            for rowid, session_id in rows:
-                near = conn.execute(
-                    "(SELECT rowid FROM memories WHERE namespace = %(ns)s AND session_id = %(s)s "
-                    "AND rowid < %(r)s ORDER BY rowid DESC LIMIT %(n)s) UNION ALL "
-                    "(SELECT rowid FROM memories WHERE namespace = %(ns)s AND session_id = %(s)s "
-                    "AND rowid > %(r)s ORDER BY rowid LIMIT %(n)s)",
-                    {"ns": namespace, "s": session_id, "r": rowid, "n": span},
-                ).fetchall()
-                out[int(rowid)] = [int(r[0]) for r in near]
-            return out
-
-        return self.read(work)
-
     def embedding_cache(self, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
         if not hashes:
             return {}

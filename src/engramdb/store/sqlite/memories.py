@@ -511,28 +511,6 @@ class MemoriesMixin:
                 )
             ]
 
-    def memory_neighbors(
-        self, namespace: str, rowids: Sequence[int], *, span: int
-    ) -> dict[int, list[int]]:
-        out: dict[int, list[int]] = {}
-        with self._reader() as conn:
-            for rowid in rowids:
-                row = conn.execute(
-                    "SELECT session_id FROM memories WHERE namespace = ? AND rowid = ?",
-                    (namespace, rowid),
-                ).fetchone()
-                if row is None or row[0] is None:
-                    continue
-                near = conn.execute(
-                    "SELECT rowid FROM (SELECT rowid FROM memories WHERE namespace = ?1 AND "
-                    "session_id = ?2 AND rowid < ?3 ORDER BY rowid DESC LIMIT ?4) UNION ALL "
-                    "SELECT rowid FROM (SELECT rowid FROM memories WHERE namespace = ?1 AND "
-                    "session_id = ?2 AND rowid > ?3 ORDER BY rowid LIMIT ?4)",
-                    (namespace, row[0], rowid, span),
-                ).fetchall()
-                out[rowid] = [r[0] for r in near]
-        return out
-
     def embedding_cache(self, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
         if not hashes:
             return {}
