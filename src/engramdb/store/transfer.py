@@ -239,21 +239,16 @@ class PostgresTarget:
         ]
 
         def work(conn: Any) -> int:
-            inserted: dict[str, int] = {}
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO memories (namespace, id, user_id, agent_id, session_id, "
-                    "content, content_hash, tags, tag_text, metadata, search_text, importance, "
-                    "occurred_at, created_at, updated_at, version, embedding, embedding_model, "
-                    "embedding_dim) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                    "%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING id, rowid",
-                    [(namespace, *p) for p in params],
-                    returning=True,
-                )
-                while True:
-                    inserted.update({str(i): int(r) for i, r in cur.fetchall()})
-                    if not cur.nextset():
-                        break
+            returned = _insert_returning(
+                conn,
+                "INSERT INTO memories (namespace, id, user_id, agent_id, session_id, "
+                "content, content_hash, tags, tag_text, metadata, search_text, importance, "
+                "occurred_at, created_at, updated_at, version, embedding, embedding_model, "
+                "embedding_dim) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                "%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING id, rowid",
+                [(namespace, *p) for p in params],
+            )
+            inserted = {str(i): int(r) for i, r in returned}
             tags = [
                 (namespace, tag.lower(), inserted[r[0]])
                 for r in rows
@@ -295,20 +290,15 @@ class PostgresTarget:
             return 0
 
         def work(conn: Any) -> int:
-            with conn.cursor() as cur:
-                cur.executemany(
+            return len(
+                _insert_returning(
+                    conn,
                     "INSERT INTO memory_history (memory_id, version, content, tags, metadata, "
                     "importance, replaced_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT DO NOTHING RETURNING 1",
                     rows,
-                    returning=True,
                 )
-                count = 0
-                while True:
-                    count += len(cur.fetchall())
-                    if not cur.nextset():
-                        break
-                return count
+            )
 
         return self.store.run(work)
 
@@ -317,20 +307,15 @@ class PostgresTarget:
             return 0
 
         def work(conn: Any) -> int:
-            with conn.cursor() as cur:
-                cur.executemany(
+            return len(
+                _insert_returning(
+                    conn,
                     "INSERT INTO triples (namespace, id, subject, predicate, object, confidence, "
                     "source, valid_from, valid_to, created_at, memory_id) VALUES (%s, %s, %s, "
                     "%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING 1",
                     [(namespace, *r) for r in rows],
-                    returning=True,
                 )
-                count = 0
-                while True:
-                    count += len(cur.fetchall())
-                    if not cur.nextset():
-                        break
-                return count
+            )
 
         return self.store.run(work)
 
@@ -516,3 +501,16 @@ def _checksums(**kinds: Any) -> dict[str, str]:
 
 def _combine(previous: str | None, digest: str) -> str:
     return f"{(int(previous or '0', 16) + int(digest, 16)) % _MOD:064x}"
+
+
+def _insert_returning(conn: Any, query: str, rows: Sequence[Sequence[Any]]) -> list[Any]:
+    """Run an ``INSERT ... RETURNING`` for every row; the rows actually inserted come back
+    (``ON CONFLICT DO NOTHING`` ones return nothing, which is how a resumed copy skips them)."""
+    out: list[Any] = []
+    with conn.cursor() as cur:
+        cur.executemany(query, rows, returning=True)
+        while True:
+            out += cur.fetchall()
+            if not cur.nextset():
+                break
+    return out
