@@ -462,23 +462,72 @@ def _progress() -> Progress:
 
 @app.command()
 def serve(
-    data_dir: DataDir = ".engramdb",
-    host: Annotated[str, typer.Option(help="Interface to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            "--data-dir",
+            "-d",
+            help="Data directory (SQLite) or postgresql:// URL. [default: ./.engramdb]",
+            show_default=False,
+        ),
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind. [default: 127.0.0.1]")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on. [default: 8765]")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes. [default: 1]")] = None,
+    embedder: Annotated[
+        str | None, typer.Option(help="auto, local, none, hashing, openai:<model>, st:<model>.")
+    ] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="TOML config file (env: ENGRAMDB_CONFIG).")
+    ] = None,
 ) -> None:
-    """Run the memory server on a data directory."""
+    """Run the memory server: REST API /v1, the compatibility API, OpenAPI docs at /docs.
+
+    Settings come from options, ENGRAMDB_* environment variables, a TOML config file, then
+    defaults (see docs/server.md)."""
+    import os
+
     import uvicorn
 
-    from .server import create_app
+    from .server.app import SETTINGS_ENV, log_config
+    from .server.settings import load_settings
 
     try:
-        store = open_store(data_dir)
+        settings = load_settings(
+            config, store=store, host=host, port=port, workers=workers, embedder=embedder
+        )
+        # open once here: a bad store fails fast with one line, and migrations run once
+        open_store(settings.store).close()
     except EngramError as exc:
         raise _fail(exc) from None
-    where = _without_password(data_dir)
-    console.print(f"engramdb {__version__} serving {where} at [bold]http://{host}:{port}[/]")
-    console.print(f"  health: http://{host}:{port}/health   docs: http://{host}:{port}/docs")
-    uvicorn.run(create_app(store), host=host, port=port, log_level="info")
+    base = f"http://{settings.host}:{settings.port}"
+    err_console.print(
+        f"engramdb {__version__} serving {_without_password(settings.store)} at [bold]{base}[/]"
+        f" ({settings.workers} worker{'s' if settings.workers > 1 else ''})"
+    )
+    err_console.print(f"  API docs: {base}/docs   health: {base}/health")
+    if settings.registration == "open":
+        err_console.print(
+            f"  get a key: curl -X POST {base}/api/keys/register "
+            "-H 'Content-Type: application/json' -d '{\"agent_name\": \"my-agent\"}'"
+        )
+    else:
+        err_console.print(f"  keys: POST {base}/v1/keys with an admin key (X-API-Key)")
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
+    uvicorn.run(
+        "engramdb.server.app:app_from_environment",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_config=log_config(settings),
+        access_log=False,
+        timeout_graceful_shutdown=int(settings.graceful_timeout),
+        server_header=False,
+    )
 
 
 @app.command("migrate")

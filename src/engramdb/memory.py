@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import copy
 import hashlib
 import json
 import logging
@@ -22,12 +23,13 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
+import orjson
 
 from .embed import Embedder, EmbeddingError, resolve_embedder
 from .errors import InvalidInputError, NotFoundError
@@ -117,6 +119,12 @@ class ForgetResult:
         return len(self.ids)
 
 
+@dataclass
+class _SharedIndex:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    index: VectorIndex | None = None
+
+
 def content_hash(content: str) -> str:
     """The identity of a memory's text: identical text in one scope is stored once."""
     return hashlib.sha256(content.encode("utf-8")).hexdigest()
@@ -139,8 +147,8 @@ class Memory:
         self.embedder = resolve_embedder(embedder)
         self.settings = settings or RecallSettings()
         self.max_content_chars = max_content_chars
-        self._index: VectorIndex | None = None
-        self._index_lock = threading.Lock()
+        self._locked = False
+        self._shared = _SharedIndex()  # views made by scoped() share it
 
     def close(self) -> None:
         """Close the store."""
@@ -152,8 +160,21 @@ class Memory:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def scoped(self, namespace: str) -> Memory:
+        """A view of this memory locked to one namespace, sharing the store, the embedder and
+        the vector index. Passing any other ``namespace=`` to the view raises: the server hands
+        each request such a view, so no route can reach another tenant's data."""
+        view = copy.copy(self)
+        view.namespace = check_id("namespace", namespace)
+        view._locked = True
+        return view
+
     def _ns(self, namespace: str | None) -> str:
-        return self.namespace if namespace is None else check_id("namespace", namespace)
+        if namespace is None or namespace == self.namespace:
+            return self.namespace
+        if self._locked:
+            raise InvalidInputError(f"this view is bound to namespace {self.namespace!r}")
+        return check_id("namespace", namespace)
 
     # -- writing ---------------------------------------------------------------------------
     def remember(
@@ -530,10 +551,11 @@ class Memory:
 
     def _vector_index(self) -> VectorIndex:
         assert self.embedder is not None
-        with self._index_lock:
-            if self._index is None:
-                self._index = VectorIndex(self.store, self.embedder.model, self.embedder.dim)
-            return self._index
+        shared = self._shared
+        with shared.lock:
+            if shared.index is None:
+                shared.index = VectorIndex(self.store, self.embedder.model, self.embedder.dim)
+            return shared.index
 
     # -- knowledge triples -----------------------------------------------------------------
     def learn(
@@ -836,6 +858,10 @@ def _metadata(value: object) -> dict[str, Any]:
     except UnicodeEncodeError:
         raise InvalidInputError("metadata contains a lone surrogate") from None
     parsed: dict[str, Any] = json.loads(text)
+    try:  # stores write metadata with orjson: integers must fit in 64 bits
+        orjson.dumps(parsed)
+    except TypeError as exc:
+        raise InvalidInputError(f"metadata is not storable: {exc}") from None
     return parsed
 
 

@@ -157,3 +157,49 @@ class MemoryStats:
     current_triples: int
     sessions: int
     session_items: int
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """A server API key as stored: never the secret itself, only its hash and a display prefix.
+
+    Every key is bound to one namespace. ``limits`` overrides the server's default quotas for
+    this key (``max_memories``, ``recalls_per_day``, ``requests_per_second``); a missing entry
+    means the default, ``None`` means unlimited.
+    """
+
+    id: str
+    namespace: str
+    name: str
+    purpose: str | None
+    prefix: str
+    limits: dict[str, int | None]
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_at is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "namespace": self.namespace,
+            "name": self.name,
+            "purpose": self.purpose,
+            "prefix": self.prefix,
+            "limits": self.limits,
+            "created_at": self.created_at.isoformat(),
+            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentResponse:
+    """What a store holds for one ``Idempotency-Key``: the request's fingerprint and, once the
+    request finished, its response (``status`` is ``None`` while the first attempt runs)."""
+
+    request_hash: str
+    status: int | None
+    body: bytes | None
+    created_at: datetime

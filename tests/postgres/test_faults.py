@@ -16,7 +16,7 @@ from engramdb import ConflictError, Memory, SchemaVersionError, Session
 from engramdb.embed import HashingEmbedder
 from engramdb.errors import StoreError, StoreUnavailableError
 from engramdb.store import open_store
-from engramdb.store.postgres import PostgresStore
+from engramdb.store.postgres import LATEST_VERSION, PostgresStore
 from tests.pg_server import DATABASE, PgServer, _free_port
 
 
@@ -113,7 +113,7 @@ def test_concurrent_openers_migrate_once(url: str) -> None:
     for s in stores:
         s.close()
     with psycopg.connect(url) as conn:
-        assert conn.execute("SELECT version FROM engramdb_schema").fetchall() == [(1,)]
+        assert conn.execute("SELECT version FROM engramdb_schema").fetchall() == [(LATEST_VERSION,)]
 
 
 def test_statement_timeout_raises_and_writes_nothing(url: str) -> None:

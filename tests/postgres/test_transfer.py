@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from engramdb.cli import app
 from engramdb.embed import HashingEmbedder
 from engramdb.errors import ConflictError
 from engramdb.store import open_store
+from engramdb.store.base import NewKey
 from engramdb.store.transfer import transfer
 from tests.pg_server import PgServer
 
@@ -140,3 +142,71 @@ def test_migrate_command(tmp_path: Path, pg_server: PgServer) -> None:
     assert "checksums match" in result.output
     result = CliRunner().invoke(app, ["migrate", "--from", str(tmp_path / "nothing"), "--to", url])
     assert result.exit_code == 1 and "no engramdb database" in result.output
+
+
+def _key(n: int, **changes: object) -> NewKey:
+    fields: dict[str, object] = {
+        "id": f"key_{n}",
+        "secret_hash": hashlib.sha256(f"secret {n}".encode()).hexdigest(),
+        "name": f"key {n}",
+        "purpose": "tests" if n % 2 else None,
+        "prefix": f"egk_{n}",
+        "limits": {"recalls_per_day": 10 * n, "max_memories": None},
+    }
+    fields.update(changes)
+    return NewKey(**fields)  # type: ignore[arg-type]
+
+
+def test_api_keys_are_migrated(tmp_path: Path, pg_server: PgServer) -> None:
+    data_dir = tmp_path / "data"
+    populate(data_dir)
+    source = open_store(data_dir)
+    source.key_insert("default", _key(1))
+    source.key_insert("default", _key(2))
+    source.key_insert("keys-only", _key(3))  # a namespace holding nothing but a key
+    source.key_revoke("default", "key_2")
+    # not copied: short-lived bookkeeping
+    source.usage_add("default", "key_1", "recalls", "day", 3, None)
+    source.idempotency_claim("default", "idem", "h", stale_after=60)
+    url = pg_server.new_schema()
+    target = open_store(url)
+    try:
+        report = transfer(source, target, batch_size=2)
+        assert report.ok, report.mismatches
+        assert report.copied["api_keys"] == report.source_counts["api_keys"] == 3
+        assert sorted(report.namespaces) == ["default", "keys-only", "tenant-b"]
+        assert target.key_list(None) == source.key_list(None)  # ids, times, revocations
+        for n in (1, 2, 3):
+            secret_hash = _key(n).secret_hash
+            assert target.key_by_hash(secret_hash) == source.key_by_hash(secret_hash)
+        assert target.usage_get("default", "key_1", "day") == {}
+        assert target.idempotency_claim("default", "idem", "h", stale_after=60) is None
+
+        again = transfer(source, target)
+        assert again.ok and again.copied["api_keys"] == 0 and again.skipped["api_keys"] == 3
+
+        # a key revoked in the source after a run is revoked in the target by the next one
+        source.key_revoke("default", "key_1")
+        third = transfer(source, target)
+        assert third.ok, third.mismatches
+        assert third.copied["api_keys"] == 1
+        assert target.key_list("default") == source.key_list("default")
+        assert not any(k.active for k in target.key_list("default"))
+    finally:
+        source.close()
+        target.close()
+
+
+def test_key_with_the_same_secret_under_another_id_is_refused(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    source = open_store(tmp_path / "data")
+    source.key_insert("default", _key(1))
+    target = open_store(pg_server.new_schema())
+    target.key_insert("default", _key(1, id="key_other"))
+    try:
+        with pytest.raises(ConflictError, match="same secret"):
+            transfer(source, target)
+    finally:
+        source.close()
+        target.close()

@@ -2,22 +2,154 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
 from .. import __version__
-from ..store import Store
+from ..memory import Memory
+from ..store import Store, open_store
+from .auth import KeyRing
+from .errors import install_error_handlers
+from .middleware import AccessLog, BodyLimit, Idempotency, Message, Receive, Scope, Send
+from .models import HealthOut
+from .quotas import Limiter
+from .settings import ServerSettings
+from .tenant import Services
+
+SETTINGS_ENV = "ENGRAMDB_SERVER_SETTINGS"
+"""How ``engramdb serve`` hands resolved settings to its worker processes."""
+
+log = logging.getLogger("engramdb.server")
 
 
-def create_app(store: Store) -> FastAPI:
-    """Build the ASGI app over an open store. The app keeps no state beyond the store."""
-    app = FastAPI(title="engramdb", version=__version__)
-    app.state.store = store
+class RawSessionPath:
+    """Route ``/v1/sessions/...`` on the raw (still percent-encoded) path, so a session id may
+    contain ``/`` (sent as ``%2F``); the routes decode the id."""
 
-    @app.get("/health")
-    def health() -> dict[str, Any]:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        raw = scope.get("raw_path") if scope["type"] == "http" else None
+        if raw and raw.startswith(b"/v1/sessions/"):
+            try:
+                scope = {**scope, "path": raw.decode("utf-8")}
+            except UnicodeDecodeError:
+                from .middleware import send_error
+
+                await send_error(send, 400, "invalid_input", "the path is not valid UTF-8")
+                return
+        await self.app(scope, receive, send)
+
+
+def create_app(
+    store: Store | None = None,
+    settings: ServerSettings | None = None,
+    *,
+    memory: Memory | None = None,
+) -> FastAPI:
+    """Build the ASGI app. With no store, the settings' ``store`` is opened on startup and
+    closed on shutdown; a given store (or memory) stays the caller's to close."""
+    settings = settings or ServerSettings()
+    owned = memory is None and store is None
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            app.state.services.memory.close()
+
+    if memory is None:
+        memory = Memory(
+            store if store is not None else open_store(settings.store),
+            embedder=settings.embedder,
+        )
+    keys = KeyRing(memory.store, settings.admin_keys)
+    app = FastAPI(
+        title="engramdb",
+        version=__version__,
+        summary="Persistent memory for AI agents: sessions, memories, knowledge triples.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.services = Services(memory, keys, Limiter(memory.store, settings.quotas))
+    install_error_handlers(app)
+
+    from . import compat, v1
+
+    app.include_router(v1.router)
+    app.include_router(compat.router)
+
+    backend = memory.store.url.split(":", 1)[0]
+
+    @app.get("/health", response_model=HealthOut, tags=["health"])
+    def health() -> HealthOut:
         """Liveness and the backend in use; needs no key."""
-        return {"status": "healthy", "version": __version__, "store": store.url.split(":", 1)[0]}
+        return HealthOut(status="healthy", version=__version__, store=backend)
 
+    # outermost first: logs see everything, the size limit guards the idempotency buffer
+    app.add_middleware(Idempotency, store=memory.store, keys=keys)
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RawSessionPath)
+    app.add_middleware(AccessLog)
     return app
+
+
+def app_from_environment() -> FastAPI:
+    """The factory uvicorn's workers call: settings come from ``$ENGRAMDB_SERVER_SETTINGS``."""
+    raw = os.environ.get(SETTINGS_ENV)
+    settings = ServerSettings.model_validate(json.loads(raw)) if raw else ServerSettings()
+    return create_app(settings=settings)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message and any structured extras."""
+
+    _STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "color_message"}
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        out.update({k: v for k, v in record.__dict__.items() if k not in self._STANDARD})
+        if record.exc_info:
+            out["exception"] = self.formatException(record.exc_info)
+        return json.dumps(out, default=str)
+
+
+def log_config(settings: ServerSettings) -> dict[str, Any]:
+    """logging.dictConfig for uvicorn and engramdb, JSON lines or plain text."""
+    formatter = (
+        {"()": f"{__name__}.JsonFormatter"}
+        if settings.log_format == "json"
+        else {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}
+    )
+    level = settings.log_level.upper()
+    handler = {
+        "class": "logging.StreamHandler",
+        "formatter": "default",
+        "stream": "ext://sys.stderr",
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"default": formatter},
+        "handlers": {"default": handler},
+        "loggers": {
+            "engramdb": {"handlers": ["default"], "level": level, "propagate": False},
+            "uvicorn": {"handlers": ["default"], "level": level, "propagate": False},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
+__all__ = ["Message", "app_from_environment", "create_app", "log_config"]

@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
 from ..filters import Filter
-from ..types import MemoryRecord, MemoryStats, MemoryVersion, SessionInfo, Triple
+from ..types import (
+    ApiKey,
+    IdempotentResponse,
+    MemoryRecord,
+    MemoryStats,
+    MemoryVersion,
+    SessionInfo,
+    Triple,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +85,18 @@ class NewTriple:
     source: str | None
     valid_from: int
     single_valued: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """An API key to store: ``secret_hash`` is the SHA-256 hex digest of the secret."""
+
+    id: str
+    secret_hash: str
+    name: str
+    purpose: str | None
+    prefix: str
+    limits: dict[str, int | None]
 
 
 @runtime_checkable
@@ -234,3 +254,54 @@ class Store(Protocol):
 
     def triple_memory_ids(self, namespace: str, triple_ids: Sequence[str]) -> list[str]:
         """Linked memory ids of the given facts."""
+
+    # -- API keys, usage counters, idempotent requests (the server's bookkeeping) -------------
+    def key_insert(self, namespace: str, key: NewKey) -> ApiKey:
+        """Store a new key bound to ``namespace``."""
+
+    def key_by_hash(self, secret_hash: str) -> ApiKey | None:
+        """The key (revoked or not) with this secret hash, in any namespace: how a request's
+        namespace is found. The only store method not scoped by a namespace argument."""
+
+    def key_list(self, namespace: str | None) -> list[ApiKey]:
+        """Keys of one namespace (``None``: every namespace), oldest first."""
+
+    def key_revoke(self, namespace: str, key_id: str) -> ApiKey | None:
+        """Revoke a key of this namespace (idempotent); ``None`` if it has no such key."""
+
+    def usage_add(
+        self,
+        namespace: str,
+        subject: str,
+        counter: str,
+        window: str,
+        amount: int,
+        limit: int | None,
+    ) -> tuple[bool, int]:
+        """Atomically add ``amount`` to a usage counter unless that would exceed ``limit``.
+
+        Returns ``(added, value)``: the new value if added, else the unchanged current value.
+        ``subject`` is who is counted (a key id), ``window`` the period (e.g. ``2026-11-21``).
+        """
+
+    def usage_get(self, namespace: str, subject: str, window: str) -> dict[str, int]:
+        """Every counter of ``subject`` in ``window``."""
+
+    def idempotency_claim(
+        self, namespace: str, key: str, request_hash: str, *, stale_after: float
+    ) -> IdempotentResponse | None:
+        """Claim an idempotency key for a request about to run.
+
+        ``None``: the caller holds the claim and must later complete or release it. Otherwise
+        the existing record: a finished response to replay, or a claim still running. A claim
+        running for longer than ``stale_after`` seconds is taken over (returns ``None``).
+        """
+
+    def idempotency_complete(self, namespace: str, key: str, status: int, body: bytes) -> None:
+        """Record the response of a claimed request."""
+
+    def idempotency_release(self, namespace: str, key: str) -> None:
+        """Drop an unfinished claim (the request failed; a retry may run again)."""
+
+    def idempotency_purge(self, older_than: int) -> int:
+        """Delete records created before ``older_than`` (microseconds); returns how many."""

@@ -7,7 +7,7 @@ from typing import Any
 
 import orjson
 
-from ..types import MemoryRecord, Triple, datetime_from_us
+from ..types import ApiKey, IdempotentResponse, MemoryRecord, Triple, datetime_from_us
 from .base import NewMemory
 
 MEMORY_COLUMNS = (
@@ -19,6 +19,8 @@ TRIPLE_COLUMNS = (
     "id, namespace, subject, predicate, object, confidence, source, valid_from, valid_to, "
     "created_at"
 )
+KEY_COLUMNS = "id, namespace, name, purpose, prefix, limits, created_at, revoked_at"
+IDEMPOTENCY_COLUMNS = "request_hash, status, body, created_at"
 CONTEXT_SPAN = 2
 """Memories on each side, in the same session, whose text is indexed as a memory's context."""
 
@@ -76,6 +78,30 @@ def triple_record(row: Sequence[Any]) -> Triple:
         valid_from=datetime_from_us(row[7]),
         valid_to=datetime_from_us(row[8]) if row[8] is not None else None,
         created_at=datetime_from_us(row[9]),
+    )
+
+
+def key_record(row: Sequence[Any]) -> ApiKey:
+    """An API key from a row of KEY_COLUMNS."""
+    return ApiKey(
+        id=row[0],
+        namespace=row[1],
+        name=row[2],
+        purpose=row[3],
+        prefix=row[4],
+        limits=orjson.loads(row[5]),
+        created_at=datetime_from_us(row[6]),
+        revoked_at=datetime_from_us(row[7]) if row[7] is not None else None,
+    )
+
+
+def idempotent_record(row: Sequence[Any]) -> IdempotentResponse:
+    """A stored idempotent request from a row of IDEMPOTENCY_COLUMNS."""
+    return IdempotentResponse(
+        request_hash=row[0],
+        status=row[1],
+        body=bytes(row[2]) if row[2] is not None else None,
+        created_at=datetime_from_us(row[3]),
     )
 
 

@@ -1,12 +1,14 @@
 """Moving data from a SQLite store to a PostgreSQL one (``engramdb migrate``).
 
 Copies every namespace's sessions (items byte for byte, in sequence order), memories (with
-their ids, times, versions, embeddings and version history) and knowledge triples (with their
-validity history). Leases are not moved: they are short-lived locks.
+their ids, times, versions, embeddings and version history), knowledge triples (with their
+validity history) and the server's API keys (ids, secret hashes, revocations). Leases, usage
+counters and idempotency records are not moved: they are short-lived.
 
-Resumable: anything already in the target is skipped (memories, history rows and triples by
-id; a session's items when the target holds a prefix of the source's), so an interrupted run
-is simply started again. At the end both sides are counted and checksummed (order-independent
+Resumable: anything already in the target is skipped (memories, history rows, triples and
+keys by id; a session's items when the target holds a prefix of the source's), so an
+interrupted run is simply started again. A key revoked in the source since an earlier run is
+revoked in the target too. At the end both sides are counted and checksummed (order-independent
 sums of per-record SHA-256 digests; a session's items are hashed in order), and the report
 says whether they agree.
 """
@@ -25,8 +27,9 @@ from .base import Store
 Progress = Callable[[str, int], None]
 """Called as ``progress(kind, count)`` after each copied batch; kinds as in :data:`KINDS`."""
 
-KINDS = ("session_items", "memories", "history", "triples")
+KINDS = ("session_items", "memories", "history", "triples", "api_keys")
 _MOD = 2**256
+_KEY_FIELDS = "id, name, purpose, prefix, secret_hash, limits, created_at, revoked_at"
 
 
 @dataclass
@@ -77,7 +80,8 @@ class SQLiteSource:
             r[0]
             for r in self.conn.execute(
                 "SELECT namespace FROM sessions UNION SELECT namespace FROM memories "
-                "UNION SELECT namespace FROM triples ORDER BY 1"
+                "UNION SELECT namespace FROM triples UNION SELECT namespace FROM api_keys "
+                "ORDER BY 1"
             )
         ]
 
@@ -97,6 +101,7 @@ class SQLiteSource:
                 "WHERE m.namespace = ?"
             ),
             "triples": one("SELECT count(*) FROM triples WHERE namespace = ?"),
+            "api_keys": one("SELECT count(*) FROM api_keys WHERE namespace = ?"),
         }
 
     def sessions(self, namespace: str) -> list[tuple[str, int, int]]:
@@ -161,6 +166,16 @@ class SQLiteSource:
             )
         ]
 
+    def api_keys(self, namespace: str) -> list[tuple[Any, ...]]:
+        """Key rows in :data:`_KEY_FIELDS` order, oldest first."""
+        return [
+            tuple(r)
+            for r in self.conn.execute(
+                f"SELECT {_KEY_FIELDS} FROM api_keys WHERE namespace = ? ORDER BY rowid",
+                (namespace,),
+            )
+        ]
+
     def checksums(self, namespace: str) -> dict[str, str]:
         return _checksums(
             sessions=(
@@ -174,6 +189,7 @@ class SQLiteSource:
                 (namespace,),
             ),
             triples=self.triples(namespace),
+            api_keys=self.api_keys(namespace),
         )
 
 
@@ -319,6 +335,38 @@ class PostgresTarget:
 
         return self.store.run(work)
 
+    def insert_keys(self, namespace: str, rows: Sequence[tuple[Any, ...]]) -> int:
+        """Insert key rows (:data:`_KEY_FIELDS` order); a key already there is skipped, but a
+        revocation in the source is carried over. Returns how many rows were written."""
+        if not rows:
+            return 0
+
+        def work(conn: Any) -> int:
+            return len(
+                _insert_returning(
+                    conn,
+                    f"INSERT INTO api_keys (namespace, {_KEY_FIELDS}) VALUES (%s, %s, %s, %s, "
+                    "%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
+                    "SET revoked_at = excluded.revoked_at WHERE api_keys.revoked_at IS NULL "
+                    "AND excluded.revoked_at IS NOT NULL AND api_keys.namespace = "
+                    "excluded.namespace AND api_keys.secret_hash = excluded.secret_hash "
+                    "RETURNING 1",
+                    [(namespace, *r) for r in rows],
+                )
+            )
+
+        try:
+            return self.store.run(work)
+        except Exception as exc:
+            import psycopg
+
+            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
+                raise ConflictError(
+                    "the target already holds an API key with the same secret under another "
+                    "id; migrate into an empty database"
+                ) from None
+            raise
+
     def counts(self, namespace: str) -> dict[str, int]:
         def work(conn: Any) -> dict[str, int]:
             row = conn.execute(
@@ -329,10 +377,19 @@ class PostgresTarget:
                 "AND embedding IS NOT NULL), "
                 "(SELECT count(*) FROM memory_history h JOIN memories m ON m.id = h.memory_id "
                 "WHERE m.namespace = %(ns)s), "
-                "(SELECT count(*) FROM triples WHERE namespace = %(ns)s)",
+                "(SELECT count(*) FROM triples WHERE namespace = %(ns)s), "
+                "(SELECT count(*) FROM api_keys WHERE namespace = %(ns)s)",
                 {"ns": namespace},
             ).fetchone()
-            keys = ("sessions", "session_items", "memories", "embeddings", "history", "triples")
+            keys = (
+                "sessions",
+                "session_items",
+                "memories",
+                "embeddings",
+                "history",
+                "triples",
+                "api_keys",
+            )
             return {k: int(v) for k, v in zip(keys, row, strict=True)}
 
         return self.store.read(work)
@@ -366,6 +423,9 @@ class PostgresTarget:
                     "SELECT id, subject, predicate, object, confidence, source, valid_from, "
                     "valid_to, created_at, memory_id FROM triples WHERE namespace = %s",
                     (namespace,),
+                ).fetchall(),
+                api_keys=conn.execute(
+                    f"SELECT {_KEY_FIELDS} FROM api_keys WHERE namespace = %s", (namespace,)
                 ).fetchall(),
             )
 
@@ -419,6 +479,13 @@ def transfer(
                 report.copied["triples"] += new
                 report.skipped["triples"] += len(chunk) - new
                 tick("triples", len(chunk))
+            keys = reader.api_keys(ns)
+            for start in range(0, len(keys), batch_size):
+                chunk = keys[start : start + batch_size]
+                new = writer.insert_keys(ns, chunk)
+                report.copied["api_keys"] += new
+                report.skipped["api_keys"] += len(chunk) - new
+                tick("api_keys", len(chunk))
         for ns in report.namespaces:  # verify: counts and checksums, both sides
             for kind, n in reader.counts(ns).items():
                 report.source_counts[kind] = report.source_counts.get(kind, 0) + n

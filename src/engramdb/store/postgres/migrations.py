@@ -150,6 +150,42 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX triples_by_object ON triples (namespace, lower(object))",
         "CREATE INDEX triples_by_predicate ON triples (namespace, lower(predicate))",
     ],
+    # 2: the server's bookkeeping, as SQLite's version 5: API keys (only the SHA-256 of a
+    # secret; limits as JSON text), usage counters per subject, counter and window, and the
+    # responses of requests sent with an Idempotency-Key (status NULL while the first attempt
+    # runs). "window" is a reserved word here, hence the quotes.
+    [
+        """CREATE TABLE api_keys (
+            id          text   PRIMARY KEY,
+            namespace   text   NOT NULL,
+            name        text   NOT NULL,
+            purpose     text,
+            prefix      text   NOT NULL,
+            secret_hash text   NOT NULL UNIQUE,
+            limits      text   NOT NULL,
+            created_at  bigint NOT NULL,
+            revoked_at  bigint
+        )""",
+        "CREATE INDEX api_keys_by_namespace ON api_keys (namespace, created_at)",
+        """CREATE TABLE usage (
+            namespace text   NOT NULL,
+            subject   text   NOT NULL,
+            counter   text   NOT NULL,
+            "window"  text   NOT NULL,
+            value     bigint NOT NULL,
+            PRIMARY KEY (namespace, subject, counter, "window")
+        )""",
+        """CREATE TABLE idempotency (
+            namespace    text    NOT NULL,
+            key          text    NOT NULL,
+            request_hash text    NOT NULL,
+            status       integer,
+            body         bytea,
+            created_at   bigint  NOT NULL,
+            PRIMARY KEY (namespace, key)
+        )""",
+        "CREATE INDEX idempotency_by_age ON idempotency (created_at)",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

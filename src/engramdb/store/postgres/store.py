@@ -38,6 +38,7 @@ from ...errors import (
 )
 from ...types import SessionInfo, datetime_from_us, now_us
 from ...validation import decode_item, decode_items
+from .access import AccessMixin
 from .memories import MemoriesMixin
 from .migrations import migrate
 from .vectors import vector_adapters
@@ -52,7 +53,7 @@ class _CommitUnknown(Exception):
     """The connection died while COMMIT was in flight."""
 
 
-class PostgresStore(MemoriesMixin):
+class PostgresStore(MemoriesMixin, AccessMixin):
     """Store backed by a PostgreSQL database with the pgvector extension."""
 
     def __init__(

@@ -133,6 +133,42 @@ MIGRATIONS: list[list[str]] = [
     [
         "CREATE VIRTUAL TABLE memories_fts_terms USING fts5vocab(memories_fts, 'row')",
     ],
+    # 5: the server's bookkeeping. API keys (only the SHA-256 of a secret is stored; limits
+    # is JSON text), usage counters per subject, counter and window (e.g. a day), and the
+    # responses of requests sent with an Idempotency-Key (status NULL while the first
+    # attempt runs).
+    [
+        """CREATE TABLE api_keys (
+            id          TEXT PRIMARY KEY,
+            namespace   TEXT NOT NULL,
+            name        TEXT NOT NULL,
+            purpose     TEXT,
+            prefix      TEXT NOT NULL,
+            secret_hash TEXT NOT NULL UNIQUE,
+            limits      TEXT NOT NULL,
+            created_at  INTEGER NOT NULL,
+            revoked_at  INTEGER
+        )""",
+        "CREATE INDEX api_keys_by_namespace ON api_keys (namespace, created_at)",
+        """CREATE TABLE usage (
+            namespace TEXT NOT NULL,
+            subject   TEXT NOT NULL,
+            counter   TEXT NOT NULL,
+            "window"  TEXT NOT NULL,
+            value     INTEGER NOT NULL,
+            PRIMARY KEY (namespace, subject, counter, "window")
+        ) WITHOUT ROWID""",
+        """CREATE TABLE idempotency (
+            namespace    TEXT NOT NULL,
+            key          TEXT NOT NULL,
+            request_hash TEXT NOT NULL,
+            status       INTEGER,
+            body         BLOB,
+            created_at   INTEGER NOT NULL,
+            PRIMARY KEY (namespace, key)
+        )""",  # a rowid table: bodies can be large, WITHOUT ROWID suits small rows
+        "CREATE INDEX idempotency_by_age ON idempotency (created_at)",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

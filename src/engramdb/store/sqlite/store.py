@@ -25,13 +25,14 @@ from typing import Any, Literal
 from ...errors import StoreError, StoreUnavailableError
 from ...types import SessionInfo, datetime_from_us, now_us
 from ...validation import decode_item, decode_items
+from .access import AccessMixin
 from .memories import MemoriesMixin
 from .migrations import migrate
 
 Durability = Literal["normal", "full"]
 
 
-class SQLiteStore(MemoriesMixin):
+class SQLiteStore(MemoriesMixin, AccessMixin):
     """Store backed by one SQLite database file."""
 
     def __init__(

@@ -1,0 +1,109 @@
+"""API keys: creation, hashing, authentication.
+
+A key is a random secret shown once; the store keeps its SHA-256 digest (the secrets are
+256-bit random, so a slow password hash would add latency to every request and no safety).
+Namespace keys are bound to one namespace; admin keys come from the settings and only
+manage keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ..store import Store
+from ..store.base import NewKey
+from ..types import ApiKey
+from ..validation import check_id
+from .errors import ApiError
+from .settings import LIMIT_NAMES
+
+SECRET_PREFIX = "egm_"
+
+
+def new_secret() -> str:
+    return SECRET_PREFIX + secrets.token_urlsafe(32)
+
+
+def hash_secret(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: a namespace key, or an admin (``key`` is ``None``)."""
+
+    key: ApiKey | None
+
+    @property
+    def admin(self) -> bool:
+        return self.key is None
+
+
+def secret_from_headers(headers: Mapping[str, str]) -> str | None:
+    """The key from ``X-API-Key`` or ``Authorization: Bearer``."""
+    key = headers.get("x-api-key")
+    if key:
+        return key.strip()
+    auth = headers.get("authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+class KeyRing:
+    """Looks keys up and creates them; admin secrets are compared in constant time."""
+
+    def __init__(self, store: Store, admin_keys: list[str]) -> None:
+        self.store = store
+        self._admin_hashes = [hash_secret(k) for k in admin_keys]
+
+    def authenticate(self, headers: Mapping[str, str]) -> Principal:
+        secret = secret_from_headers(headers)
+        if secret is None:
+            raise ApiError(401, "unauthorized", "missing API key: send the X-API-Key header")
+        digest = hash_secret(secret)
+        if any(hmac.compare_digest(digest, admin) for admin in self._admin_hashes):
+            return Principal(None)
+        key = self.store.key_by_hash(digest)
+        if key is None:
+            raise ApiError(401, "unauthorized", "unknown API key")
+        if not key.active:
+            raise ApiError(401, "unauthorized", "this API key has been revoked")
+        return Principal(key)
+
+    def create(
+        self,
+        namespace: str | None,
+        name: str,
+        purpose: str | None = None,
+        limits: Mapping[str, Any] | None = None,
+    ) -> tuple[ApiKey, str]:
+        """A new key (and its secret, never stored) bound to ``namespace`` (``None``: a new
+        namespace of its own)."""
+        ns = check_id("namespace", namespace) if namespace else "ns_" + secrets.token_hex(8)
+        unknown = set(limits or {}) - set(LIMIT_NAMES)
+        if unknown:
+            raise ApiError(422, "validation_error", f"unknown limits: {sorted(unknown)}")
+        secret = new_secret()
+        key = self.store.key_insert(
+            ns,
+            NewKey(
+                id="key_" + secrets.token_hex(8),
+                secret_hash=hash_secret(secret),
+                name=name,
+                purpose=purpose,
+                prefix=secret[:12],
+                limits=dict(limits or {}),
+            ),
+        )
+        return key, secret
+
+    def find(self, key_id: str) -> ApiKey | None:
+        """A key of any namespace by id (for admins)."""
+        return next((k for k in self.store.key_list(None) if k.id == key_id), None)

@@ -1,0 +1,153 @@
+"""The compatibility API (DESIGN.md §2): clients of hosted memory services work unchanged."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from ..memory import MAX_LIMIT
+from ..types import MemoryRecord
+from .errors import ApiError
+from .models import Body, Limit, Number, Str
+from .tenant import ServicesDep, TenantDep, principal
+from .v1 import ERRORS, stats_of
+
+router = APIRouter(responses=ERRORS, tags=["compatibility"])
+
+
+class RegisterIn(Body):
+    agent_name: Str
+    purpose: Str | None = None
+
+
+class StoreIn(Body):
+    content: Str
+    tags: list[Str] | Str | None = None
+    importance: Number | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class RecallIn(Body):
+    query: Str
+    limit: Limit = 10
+
+
+class LearnIn(Body):
+    subject: Str
+    predicate: Str
+    object: Str
+    confidence: Number | None = None
+    source: Str | None = None
+
+
+def _memory(record: MemoryRecord, score: float | None = None) -> dict[str, Any]:
+    out = {
+        "id": record.id,
+        "content": record.content,
+        "tags": list(record.tags),
+        "importance": record.importance,
+        "metadata": record.metadata,
+        "created_at": record.created_at.isoformat(),
+        "updated_at": record.updated_at.isoformat(),
+    }
+    if score is not None:
+        out["score"] = score
+    return out
+
+
+@router.post("/api/keys/register")
+def register(request: Request, svc: ServicesDep, body: RegisterIn) -> dict[str, Any]:
+    """A new API key bound to a new namespace of its own."""
+    mode = request.app.state.settings.registration
+    if mode == "closed":
+        raise ApiError(403, "forbidden", "key registration is disabled on this server")
+    if mode == "admin" and not principal(request).admin:
+        raise ApiError(403, "forbidden", "key registration needs an admin key on this server")
+    if not body.agent_name.strip() or len(body.agent_name) > 200:
+        raise ApiError(422, "validation_error", "agent_name: 1 to 200 characters")
+    key, secret = svc.keys.create(None, body.agent_name, body.purpose)
+    return {
+        "api_key": secret,
+        "key_id": key.id,
+        "namespace": key.namespace,
+        "agent_name": key.name,
+    }
+
+
+@router.post("/api/memory/store")
+def store(t: TenantDep, body: StoreIn) -> dict[str, Any]:
+    """Store one memory."""
+    tags = body.tags
+    if isinstance(tags, str):
+        tags = [part.strip() for part in tags.split(",") if part.strip()]
+    t.limiter.check_memories(t.key, 1)
+    record = t.memory.remember(
+        body.content,
+        tags=tags or (),
+        metadata=body.metadata,
+        importance=0.5 if body.importance is None else body.importance,
+    )
+    return {"success": True, "memory_id": record.id, "id": record.id, "memory": _memory(record)}
+
+
+@router.post("/api/memory/recall")
+def recall(t: TenantDep, body: RecallIn) -> dict[str, Any]:
+    """Memories for a query, searched over content and tags."""
+    t.limiter.count_recall(t.key)
+    hits = t.memory.recall(body.query, limit=body.limit)
+    return {
+        "memories": [_memory(h.memory, h.score) for h in hits],
+        "count": len(hits),
+        "query": body.query,
+    }
+
+
+@router.post("/api/memory/learn")
+def learn(t: TenantDep, body: LearnIn) -> dict[str, Any]:
+    """Store a knowledge triple."""
+    triple = t.memory.learn(
+        body.subject,
+        body.predicate,
+        body.object,
+        confidence=1.0 if body.confidence is None else body.confidence,
+        source=body.source,
+    )
+    return {"success": True, "id": triple.id, "triple": triple.to_dict()}
+
+
+@router.get("/api/memory/list")
+def list_memories(
+    t: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Memories in the order they were stored: ``limit`` + ``offset``, or ``cursor``."""
+    items: list[MemoryRecord] = []
+    next_cursor = cursor
+    skip = offset if cursor is None else 0
+    while True:  # walk pages past the offset; cursors keep each step an index range
+        page = t.memory.list(cursor=next_cursor, limit=min(MAX_LIMIT, skip + limit))
+        take = page.items[skip:]
+        skip = max(0, skip - len(page.items))
+        items += take[: limit - len(items)]
+        next_cursor = page.next_cursor
+        if len(items) >= limit or next_cursor is None:
+            break
+    total = t.memory.stats().memories
+    return {
+        "memories": [_memory(r) for r in items],
+        "count": len(items),
+        "total": total,
+        "next_cursor": next_cursor if len(items) == limit else None,
+    }
+
+
+@router.get("/api/memory/stats")
+def stats(t: TenantDep) -> dict[str, Any]:
+    """Usage: counts, today's recalls, limits and quota left."""
+    out = stats_of(t)
+    out["recalls_today"] = out["usage"]["recalls_today"]
+    out["quota_remaining"] = out["remaining"]
+    return out

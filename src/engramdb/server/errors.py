@@ -1,0 +1,127 @@
+"""Every error the server sends is ``{"error": {"code", "message"}}`` with a precise status.
+
+Anything a client can send maps to a 4xx; 5xx means the store is unreachable (503) or a bug.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..errors import (
+    ConflictError,
+    CorruptRecordError,
+    EngramError,
+    InvalidInputError,
+    LeaseHeldError,
+    NotFoundError,
+    StoreUnavailableError,
+)
+
+log = logging.getLogger("engramdb.server")
+
+
+class ApiError(Exception):
+    """An HTTP error with a machine-readable code, raised anywhere below a route."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+def error_body(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(error_body(code, message), status_code=status, headers=headers)
+
+
+# most specific first: the first isinstance match wins
+_ENGRAM_ERRORS: list[tuple[type[EngramError], int, str]] = [
+    (InvalidInputError, 400, "invalid_input"),
+    (NotFoundError, 404, "not_found"),
+    (LeaseHeldError, 409, "lease_held"),
+    (ConflictError, 409, "conflict"),
+    (StoreUnavailableError, 503, "store_unavailable"),
+    (CorruptRecordError, 500, "corrupt_record"),
+]
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limited",
+}
+
+
+def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return 400, "invalid_json", "the request body is not valid JSON"
+    parts = []
+    for e in errors[:5]:
+        loc = [str(p) for p in e.get("loc", ()) if p not in ("body",)]
+        where = ".".join(loc) or "body"
+        if e.get("type") == "extra_forbidden":
+            parts.append(f"{where}: unknown field")
+        elif e.get("type") == "missing":
+            parts.append(f"{where}: field required")
+        else:
+            parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return 422, "validation_error", "; ".join(parts) + more
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Route every failure to one JSON error shape."""
+
+    @app.exception_handler(ApiError)
+    async def _api(request: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(EngramError)
+    async def _engram(request: Request, exc: EngramError) -> JSONResponse:
+        for kind, status, code in _ENGRAM_ERRORS:
+            if isinstance(exc, kind):
+                if status >= 500:
+                    log.error("%s %s: %s", request.method, request.url.path, exc)
+                return error_response(status, code, str(exc))
+        log.error("%s %s: %s", request.method, request.url.path, exc)
+        return error_response(503, "store_error", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, code, message = _validation_message(exc)
+        return error_response(status, code, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "error")
+        message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        if exc.status_code == 404 and message == "Not Found":
+            message = f"no route {request.method} {request.url.path}"
+        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return error_response(500, "internal_error", "internal server error (logged)")

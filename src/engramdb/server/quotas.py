@@ -1,0 +1,107 @@
+"""Per-key quotas and rate limits.
+
+Daily recall counts live in the store (so every replica sees one count); the memory quota is
+checked against the namespace's stored count. The requests-per-second limit is a token bucket
+in each worker process: it bounds bursts cheaply, without a store write per request.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ..store import Store
+from ..types import ApiKey
+from .errors import ApiError
+from .settings import LIMIT_NAMES, Quotas
+
+RECALLS = "recalls"
+
+
+def utc_day(now: datetime | None = None) -> str:
+    return (now or datetime.now(UTC)).strftime("%Y-%m-%d")
+
+
+def seconds_to_midnight(now: datetime | None = None) -> int:
+    now = now or datetime.now(UTC)
+    tomorrow = (now + timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+    return max(1, int((tomorrow - now).total_seconds()) + 1)
+
+
+class Limiter:
+    def __init__(self, store: Store, defaults: Quotas) -> None:
+        self.store = store
+        self.defaults = defaults
+        self._buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, last refill)
+        self._lock = threading.Lock()
+
+    def limits(self, key: ApiKey) -> dict[str, int | None]:
+        """The key's limits: its own where set, the server defaults elsewhere."""
+        base = self.defaults.model_dump()
+        return {name: key.limits.get(name, base[name]) for name in LIMIT_NAMES}
+
+    def check_rate(self, key: ApiKey) -> None:
+        rate = self.limits(key)["requests_per_second"]
+        if rate is None:
+            return
+        burst = 2.0 * rate
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(key.id, (burst, now))
+            tokens = min(burst, tokens + (now - last) * rate)
+            if tokens < 1.0:
+                self._buckets[key.id] = (tokens, now)
+                wait = max(1, int((1.0 - tokens) / rate + 0.999))
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    f"rate limit of {rate} requests per second exceeded for this key",
+                    {"Retry-After": str(wait)},
+                )
+            self._buckets[key.id] = (tokens - 1.0, now)
+
+    def count_recall(self, key: ApiKey) -> None:
+        limit = self.limits(key)["recalls_per_day"]
+        added, used = self.store.usage_add(key.namespace, key.id, RECALLS, utc_day(), 1, limit)
+        if not added:
+            raise ApiError(
+                429,
+                "quota_exceeded",
+                f"daily recall quota of {limit} reached ({used} used today); it resets at "
+                "00:00 UTC",
+                {"Retry-After": str(seconds_to_midnight())},
+            )
+
+    def check_memories(self, key: ApiKey, adding: int) -> None:
+        limit = self.limits(key)["max_memories"]
+        if limit is None:
+            return
+        stored = self.store.memory_stats(key.namespace).memories
+        if stored + adding > limit:
+            raise ApiError(
+                429,
+                "quota_exceeded",
+                f"memory quota of {limit} reached ({stored} stored, {adding} more requested); "
+                "forget memories to make room",
+                {"Retry-After": "3600"},
+            )
+
+    def usage(self, key: ApiKey, memories: int) -> dict[str, Any]:
+        """What the key has used and what remains (``None``: unlimited)."""
+        limits = self.limits(key)
+        recalls = self.store.usage_get(key.namespace, key.id, utc_day()).get(RECALLS, 0)
+        used = {"memories": memories, "recalls_today": recalls}
+
+        def left(limit: int | None, n: int) -> int | None:
+            return None if limit is None else max(0, limit - n)
+
+        return {
+            "usage": used,
+            "limits": limits,
+            "remaining": {
+                "memories": left(limits["max_memories"], memories),
+                "recalls_today": left(limits["recalls_per_day"], recalls),
+            },
+        }

@@ -1,0 +1,113 @@
+"""Server settings: command line > ``ENGRAMDB_*`` environment > TOML config file > defaults."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ..errors import InvalidInputError
+
+CONFIG_ENV = "ENGRAMDB_CONFIG"
+
+
+class Quotas(BaseModel):
+    """Per-key limits; ``None`` is unlimited. A key's own limits override these defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_memories: int | None = Field(default=None, ge=0)
+    recalls_per_day: int | None = Field(default=None, ge=0)
+    requests_per_second: int | None = Field(default=None, ge=1)
+
+
+LIMIT_NAMES = tuple(Quotas.model_fields)
+
+
+class ServerSettings(BaseSettings):
+    """Everything ``engramdb serve`` can be told. See docs/server.md for each setting."""
+
+    model_config = SettingsConfigDict(env_prefix="ENGRAMDB_", extra="forbid")
+
+    store: str = ".engramdb"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8765, ge=0, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    embedder: str = "auto"
+    registration: Literal["open", "admin", "closed"] = "open"
+    admin_keys: Annotated[list[str], NoDecode] = []
+    max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_memories: int | None = Field(default=None, ge=0)
+    recalls_per_day: int | None = Field(default=None, ge=0)
+    requests_per_second: int | None = Field(default=None, ge=1)
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    graceful_timeout: float = Field(default=30.0, ge=0)
+
+    @field_validator("admin_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: comma separated
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("admin_keys")
+    @classmethod
+    def _long_enough(cls, value: list[str]) -> list[str]:
+        for key in value:
+            if len(key) < 16:
+                raise ValueError("admin keys must be at least 16 characters long")
+        return value
+
+    @property
+    def quotas(self) -> Quotas:
+        return Quotas(
+            max_memories=self.max_memories,
+            recalls_per_day=self.recalls_per_day,
+            requests_per_second=self.requests_per_second,
+        )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # the config file is applied by load_settings, below the environment
+        return init_settings, env_settings
+
+
+def load_settings(config: str | Path | None = None, **overrides: Any) -> ServerSettings:
+    """Settings from a TOML file (``config`` or ``$ENGRAMDB_CONFIG``), the environment and
+    ``overrides`` (command-line options; ``None`` values are ignored), in rising precedence.
+
+    Raises :class:`InvalidInputError` naming the bad setting.
+    """
+    import os
+
+    path = config if config is not None else os.environ.get(CONFIG_ENV)
+    from_file: dict[str, Any] = {}
+    if path:
+        try:
+            from_file = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise InvalidInputError(f"cannot read config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise InvalidInputError(f"config file {path} is not valid TOML: {exc}") from None
+        from_file = from_file.get("server", from_file)
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        env_only = ServerSettings()  # environment over defaults
+        env_set = env_only.model_fields_set
+        merged = {**from_file, **{k: getattr(env_only, k) for k in env_set}, **given}
+        return ServerSettings.model_validate(merged) if merged else env_only
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "settings"
+        raise InvalidInputError(f"setting {where}: {first['msg']}") from None

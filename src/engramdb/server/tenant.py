@@ -1,0 +1,72 @@
+"""The request's tenant: its key and a facade locked to the key's namespace.
+
+Routes reach data only through :class:`Tenant`, whose memory view refuses any other namespace,
+so no route can forget the scope.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from ..memory import Memory
+from ..sessions import Session
+from ..types import ApiKey
+from .auth import KeyRing, Principal
+from .errors import ApiError
+from .quotas import Limiter
+
+
+@dataclass(frozen=True)
+class Services:
+    """What the app holds: the shared facade over the store, keys and limits."""
+
+    memory: Memory
+    keys: KeyRing
+    limiter: Limiter
+
+
+@dataclass(frozen=True)
+class Tenant:
+    key: ApiKey
+    memory: Memory
+    limiter: Limiter
+
+    @property
+    def namespace(self) -> str:
+        return self.key.namespace
+
+    def session(self, session_id: str) -> Session:
+        return Session(session_id, self.memory.store, namespace=self.namespace)
+
+
+def services(request: Request) -> Services:
+    svc: Services = request.app.state.services
+    return svc
+
+
+def principal(request: Request) -> Principal:
+    """The authenticated caller (the idempotency layer may have authenticated already)."""
+    found: Principal | None = getattr(request.state, "principal", None)
+    if found is None:
+        found = services(request).keys.authenticate(request.headers)
+        request.state.principal = found
+    return found
+
+
+def tenant(request: Request) -> Tenant:
+    who = principal(request)
+    if who.key is None:
+        raise ApiError(
+            403, "forbidden", "admin keys manage keys only; use a namespace key for data"
+        )
+    svc = services(request)
+    svc.limiter.check_rate(who.key)
+    return Tenant(who.key, svc.memory.scoped(who.key.namespace), svc.limiter)
+
+
+TenantDep = Annotated[Tenant, Depends(tenant)]
+PrincipalDep = Annotated[Principal, Depends(principal)]
+ServicesDep = Annotated[Services, Depends(services)]

@@ -1,0 +1,348 @@
+"""REST API v1: sessions, memories, triples, stats, keys."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import unquote
+
+from fastapi import APIRouter, Query
+
+from ..errors import InvalidInputError, NotFoundError
+from ..memory import MAX_LIMIT
+from ..sessions import list_sessions
+from ..types import datetime_from_us, us_from_datetime
+from .errors import ApiError
+from .models import (
+    AddedOut,
+    ClearedOut,
+    DeletedOut,
+    ErrorOut,
+    ForgetIn,
+    ForgetOut,
+    HistoryOut,
+    HitOut,
+    ItemsIn,
+    ItemsOut,
+    KeyIn,
+    KeyOut,
+    KeysOut,
+    LearnOut,
+    MemoriesOut,
+    MemoryBatchIn,
+    MemoryIn,
+    MemoryOut,
+    MemoryPageOut,
+    MemoryPatch,
+    NeighborsOut,
+    NewKeyOut,
+    PoppedOut,
+    RecallIn,
+    RecallOut,
+    RevokedOut,
+    SessionOut,
+    SessionPageOut,
+    StatsOut,
+    TripleIn,
+    TripleOut,
+    TriplesOut,
+    VersionOut,
+)
+from .tenant import PrincipalDep, ServicesDep, Tenant, TenantDep
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 422, 429)
+}
+
+router = APIRouter(prefix="/v1", responses=ERRORS)
+
+PageLimit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+ItemLimit = Annotated[int | None, Query(ge=0, le=1_000_000)]
+
+
+# -- sessions -------------------------------------------------------------------------------
+# Session ids travel percent-encoded in the path (see RawSessionPath); they are decoded here.
+
+
+def _session_cursor(updated_at: datetime, session_id: str) -> str:
+    raw = json.dumps([us_from_datetime(updated_at), session_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _parse_session_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        us, sid = json.loads(raw)
+        if not isinstance(us, int) or not isinstance(sid, str):
+            raise ValueError
+        return datetime_from_us(us), sid
+    except (ValueError, binascii.Error, TypeError, OverflowError):
+        raise InvalidInputError("invalid cursor") from None
+
+
+@router.get("/sessions", response_model=SessionPageOut, tags=["sessions"])
+def sessions_list(t: TenantDep, limit: PageLimit = 50, cursor: str | None = None) -> SessionPageOut:
+    """Sessions of the namespace, most recently updated first."""
+    before = _parse_session_cursor(cursor) if cursor else None
+    found = list_sessions(t.memory.store, namespace=t.namespace, limit=limit, before=before)
+    last = found[-1] if len(found) == limit else None
+    return SessionPageOut(
+        sessions=[SessionOut.of(s) for s in found],
+        next_cursor=_session_cursor(last.updated_at, last.session_id) if last else None,
+    )
+
+
+@router.get("/sessions/{session_id}/items", response_model=ItemsOut, tags=["sessions"])
+def session_items(t: TenantDep, session_id: str, limit: ItemLimit = None) -> ItemsOut:
+    """The last ``limit`` items (all if omitted), oldest first."""
+    return ItemsOut(items=t.session(unquote(session_id)).get_items(limit))
+
+
+@router.post(
+    "/sessions/{session_id}/items", response_model=AddedOut, status_code=201, tags=["sessions"]
+)
+def session_add(t: TenantDep, session_id: str, body: ItemsIn) -> AddedOut:
+    """Append items (all or nothing)."""
+    t.session(unquote(session_id)).add_items(body.items)
+    return AddedOut(added=len(body.items))
+
+
+@router.post("/sessions/{session_id}/pop", response_model=PoppedOut, tags=["sessions"])
+def session_pop(t: TenantDep, session_id: str) -> PoppedOut:
+    """Remove and return the newest item (``null`` when empty)."""
+    return PoppedOut(item=t.session(unquote(session_id)).pop_item())
+
+
+@router.post("/sessions/{session_id}/clear", response_model=ClearedOut, tags=["sessions"])
+def session_clear(t: TenantDep, session_id: str) -> ClearedOut:
+    """Remove every item; the session keeps existing."""
+    sid = t.session(unquote(session_id)).session_id
+    return ClearedOut(removed=t.memory.store.session_clear(t.namespace, sid))
+
+
+@router.delete("/sessions/{session_id}", response_model=DeletedOut, tags=["sessions"])
+def session_delete(t: TenantDep, session_id: str) -> DeletedOut:
+    """Remove the session and its items."""
+    sid = t.session(unquote(session_id)).session_id
+    return DeletedOut(deleted=t.memory.store.session_delete(t.namespace, sid))
+
+
+@router.get("/sessions/{session_id}", response_model=SessionOut, tags=["sessions"])
+def session_info(t: TenantDep, session_id: str) -> SessionOut:
+    """When the session started and last changed, and how many items it holds."""
+    session = t.session(unquote(session_id))
+    info = session.info()
+    if info is None:
+        raise NotFoundError(f"no session {session.session_id!r}")
+    return SessionOut.of(info)
+
+
+# -- memories -------------------------------------------------------------------------------
+def _entry(m: MemoryIn) -> dict[str, Any]:
+    return m.model_dump()
+
+
+@router.post("/memories", response_model=MemoryOut, status_code=201, tags=["memories"])
+def remember(t: TenantDep, body: MemoryIn) -> MemoryOut:
+    """Store one memory (identical content in the same scope is stored once)."""
+    t.limiter.check_memories(t.key, 1)
+    return MemoryOut.of(t.memory.remember_many([_entry(body)])[0])
+
+
+@router.post("/memories/batch", response_model=MemoriesOut, status_code=201, tags=["memories"])
+def remember_batch(t: TenantDep, body: MemoryBatchIn) -> MemoriesOut:
+    """Store up to 1,000 memories in one transaction: one bad entry rejects them all."""
+    t.limiter.check_memories(t.key, len(body.memories))
+    records = t.memory.remember_many([_entry(m) for m in body.memories])
+    return MemoriesOut(memories=[MemoryOut.of(r) for r in records])
+
+
+@router.post("/memories/recall", response_model=RecallOut, tags=["memories"])
+def recall(t: TenantDep, body: RecallIn) -> RecallOut:
+    """Memories ranked for a query (any string is a valid query)."""
+    t.limiter.count_recall(t.key)
+    hits = t.memory.recall(
+        body.query,
+        filters=body.filters.to_filter() if body.filters else None,
+        limit=body.limit,
+        mode=body.mode,
+        explain=body.explain,
+    )
+    return RecallOut(hits=[HitOut.of(h) for h in hits])
+
+
+@router.post("/memories/forget", response_model=ForgetOut, tags=["memories"])
+def forget_scoped(t: TenantDep, body: ForgetIn) -> ForgetOut:
+    """Forget every memory matching a scoped filter (``dry_run`` lists them only)."""
+    result = t.memory.forget(filters=body.filters.to_filter(), dry_run=body.dry_run)
+    return ForgetOut(ids=result.ids, count=result.count, dry_run=result.dry_run)
+
+
+@router.get("/memories", response_model=MemoryPageOut, tags=["memories"])
+def memories_list(
+    t: TenantDep,
+    limit: PageLimit = 50,
+    cursor: str | None = None,
+    user_id: str | None = None,
+    agent_id: str | None = None,
+    session_id: str | None = None,
+    tag: Annotated[list[str] | None, Query()] = None,
+) -> MemoryPageOut:
+    """Memories in the order they were stored, a page at a time."""
+    filters: dict[str, Any] = {
+        k: v
+        for k, v in (("user_id", user_id), ("agent_id", agent_id), ("session_id", session_id))
+        if v is not None
+    }
+    if tag:
+        filters["tags"] = tag
+    page = t.memory.list(filters, cursor=cursor, limit=limit)
+    return MemoryPageOut(
+        memories=[MemoryOut.of(r) for r in page.items], next_cursor=page.next_cursor
+    )
+
+
+@router.get("/memories/{memory_id}", response_model=MemoryOut, tags=["memories"])
+def memory_get(t: TenantDep, memory_id: str) -> MemoryOut:
+    return MemoryOut.of(t.memory.get(memory_id))
+
+
+@router.patch("/memories/{memory_id}", response_model=MemoryOut, tags=["memories"])
+def memory_update(t: TenantDep, memory_id: str, body: MemoryPatch) -> MemoryOut:
+    """Change a memory; the prior version goes to its history."""
+    return MemoryOut.of(t.memory.update(memory_id, **body.model_dump(exclude_none=True)))
+
+
+@router.get("/memories/{memory_id}/history", response_model=HistoryOut, tags=["memories"])
+def memory_history(t: TenantDep, memory_id: str) -> HistoryOut:
+    """Prior versions, oldest first."""
+    return HistoryOut(versions=[VersionOut.of(v) for v in t.memory.history(memory_id)])
+
+
+@router.delete("/memories/{memory_id}", response_model=ForgetOut, tags=["memories"])
+def memory_forget(t: TenantDep, memory_id: str) -> ForgetOut:
+    """Forget one memory: gone from every index and from history."""
+    result = t.memory.forget(memory_id)
+    return ForgetOut(ids=result.ids, count=result.count, dry_run=False)
+
+
+# -- triples --------------------------------------------------------------------------------
+@router.post("/triples", response_model=LearnOut, status_code=201, tags=["triples"])
+def learn(t: TenantDep, body: TripleIn) -> LearnOut:
+    """Store a fact; a single-valued fact supersedes the subject's current value."""
+    current = {f.id for f in t.memory.facts(body.subject, body.predicate, limit=MAX_LIMIT)}
+    triple = t.memory.learn(
+        body.subject,
+        body.predicate,
+        body.object,
+        confidence=body.confidence,
+        source=body.source,
+        valid_from=body.valid_from,
+        single_valued=body.single_valued,
+    )
+    superseded = []
+    if body.single_valued and current - {triple.id}:
+        history = t.memory.facts(
+            body.subject, body.predicate, include_history=True, limit=MAX_LIMIT
+        )
+        superseded = [f for f in history if f.id in current and f.valid_to is not None]
+    return LearnOut(
+        triple=TripleOut.of(triple),
+        superseded=[TripleOut.of(f) for f in superseded],
+        created=triple.id not in current,
+    )
+
+
+@router.get("/triples", response_model=TriplesOut, tags=["triples"])
+def facts(
+    t: TenantDep,
+    subject: str | None = None,
+    predicate: str | None = None,
+    object: str | None = None,
+    as_of: datetime | None = None,
+    include_history: bool = False,
+    limit: PageLimit = 100,
+) -> TriplesOut:
+    """Facts matching a pattern: current ones, those valid ``as_of``, or every version."""
+    found = t.memory.facts(
+        subject,
+        predicate,
+        object,
+        as_of=as_of,
+        include_history=include_history,
+        limit=limit,
+    )
+    return TriplesOut(triples=[TripleOut.of(f) for f in found])
+
+
+@router.get("/triples/neighbors", response_model=NeighborsOut, tags=["triples"])
+def neighbors(
+    t: TenantDep, entity: str, depth: Annotated[int, Query(ge=1, le=5)] = 1
+) -> NeighborsOut:
+    """Facts reachable from an entity within ``depth`` hops."""
+    found = t.memory.neighbors(entity, depth=depth)
+    names = sorted({x for f in found for x in (f.subject, f.object)} - {entity})
+    return NeighborsOut(entity=entity, triples=[TripleOut.of(f) for f in found], entities=names)
+
+
+# -- stats and keys -------------------------------------------------------------------------
+def stats_of(t: Tenant) -> dict[str, Any]:
+    stats = t.memory.stats()
+    return {
+        "namespace": stats.namespace,
+        "memories": stats.memories,
+        "embedded": stats.embedded,
+        "triples": stats.triples,
+        "current_triples": stats.current_triples,
+        "sessions": stats.sessions,
+        "session_items": stats.session_items,
+        **t.limiter.usage(t.key, stats.memories),
+    }
+
+
+@router.get("/stats", response_model=StatsOut, tags=["stats"])
+def stats(t: TenantDep) -> dict[str, Any]:
+    """Counts, usage today, limits and what remains of them."""
+    return stats_of(t)
+
+
+@router.get("/keys", response_model=KeysOut, tags=["keys"])
+def keys_list(who: PrincipalDep, svc: ServicesDep, namespace: str | None = None) -> KeysOut:
+    """Keys of the caller's namespace (admins: every namespace, or ``?namespace=``)."""
+    if who.key is None:
+        return KeysOut(keys=[KeyOut.of(k) for k in svc.keys.store.key_list(namespace)])
+    if namespace is not None and namespace != who.key.namespace:
+        raise ApiError(403, "forbidden", "a namespace key lists only its own namespace's keys")
+    return KeysOut(keys=[KeyOut.of(k) for k in svc.keys.store.key_list(who.key.namespace)])
+
+
+@router.post("/keys", response_model=NewKeyOut, status_code=201, tags=["keys"])
+def keys_create(who: PrincipalDep, svc: ServicesDep, body: KeyIn) -> NewKeyOut:
+    """A new key. Namespace keys create keys for their own namespace (e.g. to rotate);
+    admins choose the namespace (a new one if omitted) and may set limits."""
+    namespace = body.namespace
+    if who.key is not None:
+        if body.limits is not None:
+            raise ApiError(403, "forbidden", "only admin keys may set limits")
+        if namespace is not None and namespace != who.key.namespace:
+            raise ApiError(403, "forbidden", "a namespace key creates keys for its namespace only")
+        namespace = who.key.namespace
+    limits = body.limits.model_dump(exclude_unset=True) if body.limits else None
+    key, secret = svc.keys.create(namespace, body.name, body.purpose, limits)
+    return NewKeyOut(api_key=secret, key=KeyOut.of(key))
+
+
+@router.delete("/keys/{key_id}", response_model=RevokedOut, tags=["keys"])
+def keys_revoke(who: PrincipalDep, svc: ServicesDep, key_id: str) -> RevokedOut:
+    """Revoke a key: it stops working at once, on every replica."""
+    namespace = who.key.namespace if who.key is not None else None
+    if namespace is None:
+        found = svc.keys.find(key_id)
+        namespace = found.namespace if found else None
+    revoked = svc.keys.store.key_revoke(namespace, key_id) if namespace else None
+    if revoked is None:
+        raise NotFoundError(f"no key {key_id!r}")
+    return RevokedOut(key=KeyOut.of(revoked))
