@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from engramdb.store import Store, open_store
+from tests.live_server import LiveServer
 from tests.pg_server import PgServer, start_server
 
 
@@ -91,3 +92,15 @@ def store(backend: Backend) -> Iterator[Store]:
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """One real ``engramdb serve`` subprocess (SQLite, loopback) for the whole test run; tests
+    isolate themselves with a fresh namespace key each (``live_server.register()``)."""
+    from tests.live_server import start_live_server
+
+    where = tmp_path_factory.mktemp("live-server")
+    server = start_live_server(str(where / "data"), log_path=where / "server.log")
+    yield server
+    server.stop()

@@ -7,14 +7,21 @@ derives from :class:`EngramError`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from .errors import (
+    AuthenticationError,
     ConflictError,
     CorruptRecordError,
     EngramError,
     InvalidInputError,
     LeaseHeldError,
     NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitError,
     SchemaVersionError,
+    ServerError,
     StoreError,
     StoreUnavailableError,
 )
@@ -32,11 +39,31 @@ from .types import (
     Triple,
 )
 
+if TYPE_CHECKING:
+    from .client import AsyncClient, Client, RemoteSession
+
 __version__ = "0.1.0"
 
+_LAZY = {"AsyncClient": "client", "Client": "client", "RemoteSession": "client"}
+
+
+def __getattr__(name: str) -> Any:
+    """The HTTP clients, imported on first use (httpx takes a while to import)."""
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 __all__ = [
+    "AsyncClient",
     "AsyncMemory",
     "AsyncSession",
+    "AuthenticationError",
+    "Client",
     "ConflictError",
     "CorruptRecordError",
     "EngramError",
@@ -51,8 +78,13 @@ __all__ = [
     "MemoryVersion",
     "NotFoundError",
     "Page",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
     "RecallSettings",
+    "RemoteSession",
     "SchemaVersionError",
+    "ServerError",
     "Session",
     "SessionInfo",
     "SessionSettings",

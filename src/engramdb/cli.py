@@ -509,6 +509,11 @@ def serve(
         f" ({settings.workers} worker{'s' if settings.workers > 1 else ''})"
     )
     err_console.print(f"  API docs: {base}/docs   health: {base}/health")
+    if settings.registration == "open" and settings.host not in ("127.0.0.1", "localhost", "::1"):
+        err_console.print(
+            "[bold yellow]warning:[/] anyone who can reach this address can register a key; "
+            "set ENGRAMDB_REGISTRATION=admin (and ENGRAMDB_ADMIN_KEYS) to restrict it"
+        )
     if settings.registration == "open":
         err_console.print(
             f"  get a key: curl -X POST {base}/api/keys/register "

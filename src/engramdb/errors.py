@@ -9,7 +9,14 @@ from __future__ import annotations
 
 
 class EngramError(Exception):
-    """Base class of every error engramdb raises on purpose."""
+    """Base class of every error engramdb raises on purpose.
+
+    Errors raised by :class:`engramdb.Client` for a server's response also carry the HTTP
+    ``status`` and the machine-readable ``code`` the server sent (``None`` otherwise).
+    """
+
+    status: int | None = None
+    code: str | None = None
 
 
 class InvalidInputError(EngramError, ValueError):
@@ -18,6 +25,35 @@ class InvalidInputError(EngramError, ValueError):
 
 class NotFoundError(EngramError, LookupError):
     """The requested record does not exist (or belongs to another namespace)."""
+
+
+class PayloadTooLargeError(InvalidInputError):
+    """The request body is larger than the server accepts (HTTP 413); nothing was written."""
+
+
+class AuthenticationError(EngramError):
+    """The server did not accept the API key: missing, unknown or revoked (HTTP 401)."""
+
+
+class PermissionDeniedError(EngramError):
+    """The API key is valid but may not do this (HTTP 403)."""
+
+
+class RateLimitError(EngramError):
+    """A rate limit or quota of the API key was reached (HTTP 429); nothing was done.
+
+    ``retry_after`` is how many seconds the server asked the client to wait (``None`` if it
+    did not say).
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServerError(EngramError):
+    """The server failed in an unexpected way (HTTP 5xx other than 503, or a response that is
+    not the API's)."""
 
 
 class ConflictError(EngramError):
@@ -49,13 +85,18 @@ class CorruptRecordError(StoreError):
 
 
 __all__ = [
+    "AuthenticationError",
     "ConflictError",
     "CorruptRecordError",
     "EngramError",
     "InvalidInputError",
     "LeaseHeldError",
     "NotFoundError",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitError",
     "SchemaVersionError",
+    "ServerError",
     "StoreError",
     "StoreUnavailableError",
 ]

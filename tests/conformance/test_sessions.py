@@ -6,33 +6,203 @@ import asyncio
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 
-from engramdb import AsyncSession, CorruptRecordError, InvalidInputError, Session, SessionSettings
+from engramdb import (
+    AsyncClient,
+    AsyncSession,
+    Client,
+    CorruptRecordError,
+    InvalidInputError,
+    RemoteSession,
+    Session,
+    SessionSettings,
+)
 from engramdb.store import Store, open_store
-from tests.conftest import Backend
+from engramdb.types import JSONItem
+from tests.conftest import BACKENDS, Backend, _postgres_backend, _sqlite_backend
+from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.anyio
 
 CHILD = str(Path(__file__).resolve().parents[1] / "child.py")
 ROOT = str(Path(__file__).resolve().parents[2])
 
-MakeSession = Callable[..., AsyncSession]
+# -- backends: every local store, and "remote": RemoteSession over a live server ------------
+# The remote server (one per test run, SQLite) gets a fresh namespace key per namespace name
+# per test. Tests that need the store in-process (run leases, child processes writing to it)
+# are marked @local_only; everything else runs against remote too.
+
+
+def local_only(test: Callable[..., Any]) -> Callable[..., Any]:
+    test.local_only = True  # type: ignore[attr-defined]
+    return test
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        remote = [] if getattr(metafunc.function, "local_only", False) else ["remote"]
+        metafunc.parametrize("backend", [*BACKENDS, *remote], indirect=True)
+
+
+@dataclass
+class Remote:
+    """One test's view of the live server: a key (a namespace of its own) per namespace name."""
+
+    server: LiveServer
+    keys: dict[str, str] = field(default_factory=dict)
+    clients: dict[str, AsyncClient] = field(default_factory=dict)
+    sync_clients: dict[str, Client] = field(default_factory=dict)
+    lock: threading.RLock = field(default_factory=threading.RLock)  # threads share a Remote
+
+    def key(self, name: str) -> str:
+        with self.lock:
+            if name not in self.keys:
+                self.keys[name] = self.server.register(f"conformance-{name}")
+            return self.keys[name]
+
+    def client(self, name: str = "default") -> AsyncClient:
+        with self.lock:
+            if name not in self.clients:
+                self.clients[name] = AsyncClient(self.server.url, self.key(name))
+            return self.clients[name]
+
+    def sync_client(self, name: str = "default") -> Client:
+        with self.lock:
+            if name not in self.sync_clients:
+                self.sync_clients[name] = Client(self.server.url, self.key(name))
+            return self.sync_clients[name]
+
+    def namespace(self, name: str) -> str:
+        """The server's namespace behind a namespace name of the tests."""
+        found = self.sync_client(name).stats()["namespace"]
+        assert isinstance(found, str)
+        return found
+
+    def corrupt_newest(self, name: str, session_id: str) -> None:
+        with sqlite3.connect(Path(self.server.store) / "engram.db") as conn:
+            conn.execute(
+                "UPDATE session_items SET data = '{not json' WHERE seq = (SELECT max(seq) "
+                "FROM session_items WHERE namespace = ? AND session_id = ?)",
+                (self.namespace(name), session_id),
+            )
 
 
 @pytest.fixture
-def make_session(store: Store) -> MakeSession:
-    def make(session_id: str = "s1", **kwargs: Any) -> AsyncSession:
+def remote(live_server: LiveServer) -> Iterator[Remote]:
+    r = Remote(live_server)
+    yield r
+    for client in r.sync_clients.values():
+        client.close()
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Every storage backend on fresh, empty data, and the remote server (a fresh namespace)."""
+    if request.param == "sqlite":
+        yield _sqlite_backend(tmp_path)
+    elif request.param == "postgres":
+        yield _postgres_backend(request.getfixturevalue("pg_server"))
+    elif request.param == "remote":
+        r: Remote = request.getfixturevalue("remote")
+        target = r.server.store
+        yield Backend("remote", target, lambda: open_store(target), r.corrupt_newest)
+    else:  # pragma: no cover - a new backend must be wired here
+        raise AssertionError(request.param)
+
+
+class AnySession(Protocol):
+    """What the suite drives: AsyncSession and RemoteSession alike."""
+
+    session_id: str
+
+    async def get_items(self, limit: int | None = None) -> list[JSONItem]: ...
+    async def add_items(self, items: list[JSONItem]) -> None: ...
+    async def pop_item(self) -> JSONItem | None: ...
+    async def clear_session(self) -> None: ...
+    async def info(self) -> Any: ...
+
+
+class SyncSessionLike(Protocol):
+    def get_items(self, limit: int | None = None) -> list[JSONItem]: ...
+    def add_items(self, items: list[JSONItem]) -> Any: ...
+
+
+MakeSession = Callable[..., AnySession]
+MakeSyncSession = Callable[[str], SyncSessionLike]
+
+
+@pytest.fixture
+def make_session(backend: Backend, request: pytest.FixtureRequest) -> MakeSession:
+    if backend.name == "remote":
+        r: Remote = request.getfixturevalue("remote")
+
+        def make_remote(
+            session_id: str = "s1", *, namespace: str = "default", **kwargs: Any
+        ) -> AnySession:
+            return RemoteSession(session_id, r.client(namespace), **kwargs)
+
+        return make_remote
+    store: Store = request.getfixturevalue("store")
+
+    def make(session_id: str = "s1", **kwargs: Any) -> AnySession:
         return AsyncSession(session_id, store, **kwargs)
 
     return make
+
+
+@dataclass
+class ClientSession:
+    """The synchronous Client's session calls, bound to one session id."""
+
+    client: Client
+    session_id: str
+
+    def get_items(self, limit: int | None = None) -> list[JSONItem]:
+        return self.client.get_items(self.session_id, limit)
+
+    def add_items(self, items: list[JSONItem]) -> int:
+        return self.client.add_items(self.session_id, items)
+
+
+@pytest.fixture
+def make_sync_session(backend: Backend, request: pytest.FixtureRequest) -> MakeSyncSession:
+    """A synchronous face: Session over the store, or the Client's session calls (remote)."""
+    if backend.name == "remote":
+        r: Remote = request.getfixturevalue("remote")
+        return lambda session_id: ClientSession(r.sync_client(), session_id)
+    store: Store = request.getfixturevalue("store")
+    return lambda session_id: Session(session_id, store)
+
+
+@pytest.fixture
+def dump_in_child(backend: Backend, request: pytest.FixtureRequest) -> Callable[[str], Any]:
+    """A session's items as a fresh process reads them: from the store, or over HTTP."""
+    if backend.name != "remote":
+        return lambda session_id: json.loads(run_child("dump", backend.target, session_id))
+    r: Remote = request.getfixturevalue("remote")
+
+    def dump_remote(session_id: str) -> Any:
+        code = (
+            "import json, sys; from engramdb import Client; "
+            "print(json.dumps(Client(sys.argv[1], sys.argv[2]).get_items(sys.argv[3]), "
+            "ensure_ascii=False))"
+        )
+        args = [sys.executable, "-c", code, r.server.url, r.key("default"), session_id]
+        out = subprocess.run(args, capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    return dump_remote
 
 
 def items(*ns: int) -> list[dict[str, Any]]:
@@ -144,17 +314,17 @@ async def test_suffix_rewind_restores_exact_history(make_session: MakeSession) -
 
 
 async def test_fresh_instance_and_fresh_process_agree(
-    backend: Backend, make_session: MakeSession
+    make_session: MakeSession, dump_in_child: Callable[[str], Any]
 ) -> None:
     s = make_session("agree")
     await s.add_items(items(1, 2, 3, 4))
     await s.pop_item()
     assert await make_session("agree").get_items() == items(1, 2, 3)
-    assert json.loads(run_child("dump", backend.target, "agree")) == items(1, 2, 3)
+    assert dump_in_child("agree") == items(1, 2, 3)
     await s.clear_session()
     await s.add_items(items(9))
     assert await make_session("agree").get_items() == items(9)
-    assert json.loads(run_child("dump", backend.target, "agree")) == items(9)
+    assert dump_in_child("agree") == items(9)
 
 
 # -- identity and isolation ----------------------------------------------------------------
@@ -191,6 +361,7 @@ ROUND_TRIP = [
     {"type": "function_call", "call_id": "c1", "name": "f", "arguments": '{"a": [1, 2.5, null]}'},
     {"type": "reasoning", "id": "r1", "summary": [], "encrypted_content": "gAAAA" + "z" * 5000},
     {"deep": {"a": [[[[[{"b": [True, False, None, 0, -1, 1e-300, 1.7976931348623157e308]}]]]]]}},
+    {"ints": [2**64, -(2**70), 12345678901234567890123, 9007199254740993]},
     {"big": "x" * 2_000_000},
     {"keys": {"": 1, "with space": 2, "ключ": 3, "🔑": 4}, "order": {"z": 1, "a": 2, "m": 3}},
     {},
@@ -238,11 +409,13 @@ async def test_items_must_be_a_list(make_session: MakeSession, bad_items: Any) -
 
 
 @pytest.mark.parametrize("bad_id", ["", "   ", None, 5, "x" * 513, "nul\x00byte", "\udcff"])
-def test_bad_session_ids_are_rejected(store: Store, bad_id: Any) -> None:
+def test_bad_session_ids_are_rejected(
+    make_session: MakeSession, make_sync_session: MakeSyncSession, bad_id: Any
+) -> None:
     with pytest.raises(InvalidInputError, match="session_id"):
-        AsyncSession(bad_id, store)
+        make_session(bad_id)
     with pytest.raises(InvalidInputError, match="session_id"):
-        Session(bad_id, store)
+        make_sync_session(bad_id).get_items()
 
 
 async def test_empty_batch_is_a_no_op(make_session: MakeSession) -> None:
@@ -312,12 +485,12 @@ async def test_concurrent_calls_finish_without_deadlock(make_session: MakeSessio
         assert ns == sorted(ns)
 
 
-def test_threads_share_a_store_without_loss(store: Store) -> None:
+def test_threads_share_a_store_without_loss(make_sync_session: MakeSyncSession) -> None:
     errors: list[BaseException] = []
 
     def writer(w: int) -> None:
         try:
-            s = Session("threads", store)
+            s = make_sync_session("threads")
             for n in range(100):
                 s.add_items([{"w": w, "n": n}])
                 s.get_items(limit=3)
@@ -330,11 +503,12 @@ def test_threads_share_a_store_without_loss(store: Store) -> None:
     for t in threads:
         t.join(timeout=60)
     assert not errors and not any(t.is_alive() for t in threads)
-    got = Session("threads", store).get_items()
+    got = make_sync_session("threads").get_items()
     assert len(got) == 400
     assert len({(i["w"], i["n"]) for i in got}) == 400
 
 
+@local_only  # child processes write to the store directly
 @pytest.mark.slow
 def test_four_processes_append_without_loss_or_duplicates(backend: Backend, store: Store) -> None:
     Session("procs", store).add_items([{"writer": -1, "n": 0}])  # schema exists before the race
@@ -353,6 +527,7 @@ def test_four_processes_append_without_loss_or_duplicates(backend: Backend, stor
         assert [i["n"] for i in got if i["writer"] == w] == list(range(500))
 
 
+@local_only  # a child process writes to the store directly, then is killed
 @pytest.mark.slow
 def test_acknowledged_writes_survive_sigkill(backend: Backend, store: Store) -> None:
     Session("crash", store).add_items([{"n": "before"}])
@@ -382,6 +557,7 @@ def test_acknowledged_writes_survive_sigkill(backend: Backend, store: Store) -> 
 # -- run lease -----------------------------------------------------------------------------
 
 
+@local_only  # run leases are held on the store (the HTTP API has none)
 async def test_run_lease_serialises_runs_on_one_session(make_session: MakeSession) -> None:
     s1, s2 = make_session("leased"), make_session("leased")
     order: list[str] = []
@@ -403,6 +579,7 @@ async def test_run_lease_serialises_runs_on_one_session(make_session: MakeSessio
     assert runs in (["a", "a", "b", "b"], ["b", "b", "a", "a"])
 
 
+@local_only  # run leases are held on the store (the HTTP API has none)
 async def test_run_lease_times_out_with_a_clear_error(make_session: MakeSession) -> None:
     from engramdb import LeaseHeldError
 
@@ -414,6 +591,7 @@ async def test_run_lease_times_out_with_a_clear_error(make_session: MakeSession)
         pass
 
 
+@local_only  # run leases are held on the store (the HTTP API has none)
 def test_run_lease_across_processes(backend: Backend, store: Store) -> None:
     from engramdb import LeaseHeldError
 

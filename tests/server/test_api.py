@@ -67,6 +67,14 @@ def test_compat_flow_as_a_hosted_api_client_uses_it(api: Api) -> None:
     assert stats["recalls_today"] == 2
 
 
+def test_openapi_and_docs_are_served(api: Api) -> None:
+    spec = api.client.get("/openapi.json").json()
+    for path in ("/v1/memories/recall", "/v1/sessions/{session_id}/items", "/api/memory/store"):
+        assert path in spec["paths"]
+    docs = api.client.get("/docs")
+    assert docs.status_code == 200 and "openapi.json" in docs.text
+
+
 def test_compat_recall_limit_bounds(api: Api) -> None:
     call = api.as_key(api.key())
     assert (

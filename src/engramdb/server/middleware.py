@@ -27,6 +27,8 @@ access_log = logging.getLogger("engramdb.access")
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 IDEMPOTENCY_TTL = 24 * 3600.0
+UNRECORDED = ("/v1/keys", "/api/keys/")
+"""Responses that carry a new key's secret are never stored, so key creation is not replayed."""
 STALE_CLAIM = 60.0
 """A claim whose request has run this long is taken to have died with its worker."""
 
@@ -163,7 +165,7 @@ class Idempotency:
             return
         headers = Headers(scope=scope)
         idem_key = headers.get(IDEMPOTENCY_HEADER)
-        if idem_key is None:
+        if idem_key is None or scope["path"].startswith(UNRECORDED):
             await self.app(scope, receive, send)
             return
         from anyio import to_thread

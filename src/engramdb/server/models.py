@@ -192,6 +192,7 @@ class ForgetOut(BaseModel):
 
 class TripleOut(BaseModel):
     id: str
+    namespace: str
     subject: str
     predicate: str
     object: str
@@ -205,6 +206,7 @@ class TripleOut(BaseModel):
     def of(cls, t: Triple) -> TripleOut:
         return cls(
             id=t.id,
+            namespace=t.namespace,
             subject=t.subject,
             predicate=t.predicate,
             object=t.object,
@@ -233,6 +235,7 @@ class NeighborsOut(BaseModel):
 
 
 class SessionOut(BaseModel):
+    namespace: str
     session_id: str
     created_at: datetime
     updated_at: datetime
@@ -241,6 +244,7 @@ class SessionOut(BaseModel):
     @classmethod
     def of(cls, info: SessionInfo) -> SessionOut:
         return cls(
+            namespace=info.namespace,
             session_id=info.session_id,
             created_at=info.created_at,
             updated_at=info.updated_at,

@@ -190,11 +190,20 @@ def memories_list(
     agent_id: str | None = None,
     session_id: str | None = None,
     tag: Annotated[list[str] | None, Query()] = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> MemoryPageOut:
-    """Memories in the order they were stored, a page at a time."""
+    """Memories in the order they were stored, a page at a time (``tag`` repeatable: all of
+    them; ``since``/``until`` bound when the memory happened)."""
     filters: dict[str, Any] = {
         k: v
-        for k, v in (("user_id", user_id), ("agent_id", agent_id), ("session_id", session_id))
+        for k, v in (
+            ("user_id", user_id),
+            ("agent_id", agent_id),
+            ("session_id", session_id),
+            ("since", since),
+            ("until", until),
+        )
         if v is not None
     }
     if tag:
