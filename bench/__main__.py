@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["sessions", "locomo", "scale", "postgres"]
+BENCHMARKS = ["sessions", "locomo", "scale", "postgres", "server"]
 
 
 def main(argv: list[str]) -> None:

@@ -46,10 +46,14 @@ def write_results(
     rows: list[list[str]],
     title: str,
     notes: str = "",
+    directory: Path = RESULTS,
 ) -> None:
-    """Write ``results/NAME.json`` and ``results/NAME.md`` and print the table."""
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+    """Write ``results/NAME.json`` and ``results/NAME.md`` (or into ``directory``) and print
+    the table."""
+    directory.mkdir(exist_ok=True)
+    (directory / f"{name}.json").write_text(
+        json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
+    )
     md = [
         f"# {title}",
         "",
@@ -61,11 +65,30 @@ def write_results(
     md += ["| " + " | ".join(row) + " |" for row in rows]
     if notes:
         md += ["", notes]
-    (RESULTS / f"{name}.md").write_text("\n".join(md) + "\n")
+    (directory / f"{name}.md").write_text("\n".join(md) + "\n")
     table = Table(*columns, title=title)
     for row in rows:
         table.add_row(*row)
     console.print(table)
+
+
+def receive(out: Any, procs: list[Any], timeout: float) -> Any:
+    """The next message from a worker; fails at once if a worker died instead of reporting."""
+    import queue
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            return out.get(timeout=1)
+        except queue.Empty:
+            dead = [p for p in procs if p.exitcode not in (None, 0)]
+            if dead:
+                for p in procs:
+                    p.kill()
+                raise RuntimeError(
+                    f"a benchmark process failed (exit code {dead[0].exitcode})"
+                ) from None
+    raise TimeoutError("benchmark processes did not report in time")
 
 
 class Timer:

