@@ -47,3 +47,40 @@ def test_prune_drops_costly_common_terms_but_never_all() -> None:
     kept = prune_terms(["common", "mid", "rare", "other"], 1_000_000, counts, budget=20_000)
     assert kept == ["rare", "other"]  # in query order; within budget; common ones gone
     assert prune_terms(["common"], 1_000_000, counts) == ["common"]
+
+
+def test_stemming_is_thread_safe() -> None:
+    """The server recalls in a thread pool: concurrent stemming must give the same stems."""
+    import sys
+    import threading
+
+    from engramdb.search.query import index_stem
+
+    stem = index_stem.__wrapped__  # type: ignore[attr-defined]  # bypass the cache
+    words = [
+        f"{base}{suffix}"
+        for base in ("connect", "relat", "generaliz", "happi")
+        for suffix in ("ational", "ations", "ingly", "ness", "ed", "s")
+    ] * 200
+    expected = [stem(w) for w in words]
+    results: list[list[str]] = []
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            results.append([stem(w) for w in words])
+        except BaseException as exc:  # pragma: no cover - the failure being tested for
+            errors.append(exc)
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+    assert not errors
+    assert all(r == expected for r in results)

@@ -13,6 +13,7 @@ must be scored, which is what makes a naive OR query slow on a million memories.
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -68,9 +69,15 @@ def fts_match(terms: Sequence[str]) -> str | None:
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
 
 
-@lru_cache(maxsize=1)
+_local = threading.local()
+
+
 def _stemmer() -> Any:
-    return snowballstemmer.stemmer("porter")
+    """One stemmer per thread: snowballstemmer instances keep state while stemming."""
+    stemmer = getattr(_local, "stemmer", None)
+    if stemmer is None:
+        stemmer = _local.stemmer = snowballstemmer.stemmer("porter")
+    return stemmer
 
 
 @lru_cache(maxsize=65_536)

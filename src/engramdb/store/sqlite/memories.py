@@ -135,8 +135,9 @@ class MemoriesMixin:
             )
             inserted = dict(
                 conn.execute(
+                    # unary + keeps SQLite on the id index instead of scanning the namespace
                     "SELECT id, rowid FROM memories WHERE id IN (SELECT value FROM json_each(?)) "
-                    "AND namespace = ?",
+                    "AND +namespace = ?",
                     (to_json([m.id for m in memories]), namespace),
                 ).fetchall()
             )
