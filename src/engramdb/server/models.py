@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from ..memory import MAX_LIMIT
-from ..types import ApiKey, Hit, MemoryRecord, MemoryVersion, SessionInfo, Triple
 
 # Strict scalars: "0.5" is not a number and 1 is not a string.
 Str = Annotated[str, Strict()]
@@ -101,7 +100,20 @@ class KeyIn(Body):
 
 
 # -- responses ----------------------------------------------------------------------------
-class MemoryOut(BaseModel):
+_Out = TypeVar("_Out", bound="FromRecord")
+
+
+class FromRecord(BaseModel):
+    """A response model read from the library record with the same fields."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    @classmethod
+    def of(cls: type[_Out], record: object) -> _Out:
+        return cls.model_validate(record)
+
+
+class MemoryOut(FromRecord):
     id: str
     namespace: str
     content: str
@@ -116,33 +128,11 @@ class MemoryOut(BaseModel):
     updated_at: datetime
     version: int
 
-    @classmethod
-    def of(cls, record: MemoryRecord) -> MemoryOut:
-        return cls(
-            id=record.id,
-            namespace=record.namespace,
-            content=record.content,
-            user_id=record.user_id,
-            agent_id=record.agent_id,
-            session_id=record.session_id,
-            tags=list(record.tags),
-            metadata=record.metadata,
-            importance=record.importance,
-            occurred_at=record.occurred_at,
-            created_at=record.created_at,
-            updated_at=record.updated_at,
-            version=record.version,
-        )
 
-
-class HitOut(BaseModel):
+class HitOut(FromRecord):
     memory: MemoryOut
     score: float
     explain: dict[str, Any] | None = None
-
-    @classmethod
-    def of(cls, hit: Hit) -> HitOut:
-        return cls(memory=MemoryOut.of(hit.memory), score=hit.score, explain=hit.explain)
 
 
 class RecallOut(BaseModel):
@@ -158,7 +148,7 @@ class MemoryPageOut(BaseModel):
     next_cursor: str | None
 
 
-class VersionOut(BaseModel):
+class VersionOut(FromRecord):
     memory_id: str
     version: int
     content: str
@@ -166,18 +156,6 @@ class VersionOut(BaseModel):
     metadata: dict[str, Any]
     importance: float
     replaced_at: datetime
-
-    @classmethod
-    def of(cls, v: MemoryVersion) -> VersionOut:
-        return cls(
-            memory_id=v.memory_id,
-            version=v.version,
-            content=v.content,
-            tags=list(v.tags),
-            metadata=v.metadata,
-            importance=v.importance,
-            replaced_at=v.replaced_at,
-        )
 
 
 class HistoryOut(BaseModel):
@@ -190,7 +168,7 @@ class ForgetOut(BaseModel):
     dry_run: bool
 
 
-class TripleOut(BaseModel):
+class TripleOut(FromRecord):
     id: str
     namespace: str
     subject: str
@@ -201,21 +179,6 @@ class TripleOut(BaseModel):
     valid_from: datetime
     valid_to: datetime | None
     created_at: datetime
-
-    @classmethod
-    def of(cls, t: Triple) -> TripleOut:
-        return cls(
-            id=t.id,
-            namespace=t.namespace,
-            subject=t.subject,
-            predicate=t.predicate,
-            object=t.object,
-            confidence=t.confidence,
-            source=t.source,
-            valid_from=t.valid_from,
-            valid_to=t.valid_to,
-            created_at=t.created_at,
-        )
 
 
 class LearnOut(BaseModel):
@@ -234,22 +197,12 @@ class NeighborsOut(BaseModel):
     entities: list[str]
 
 
-class SessionOut(BaseModel):
+class SessionOut(FromRecord):
     namespace: str
     session_id: str
     created_at: datetime
     updated_at: datetime
     item_count: int
-
-    @classmethod
-    def of(cls, info: SessionInfo) -> SessionOut:
-        return cls(
-            namespace=info.namespace,
-            session_id=info.session_id,
-            created_at=info.created_at,
-            updated_at=info.updated_at,
-            item_count=info.item_count,
-        )
 
 
 class SessionPageOut(BaseModel):
@@ -277,7 +230,7 @@ class DeletedOut(BaseModel):
     deleted: bool
 
 
-class KeyOut(BaseModel):
+class KeyOut(FromRecord):
     id: str
     namespace: str
     name: str
@@ -286,19 +239,6 @@ class KeyOut(BaseModel):
     limits: dict[str, int | None]
     created_at: datetime
     revoked_at: datetime | None
-
-    @classmethod
-    def of(cls, key: ApiKey) -> KeyOut:
-        return cls(
-            id=key.id,
-            namespace=key.namespace,
-            name=key.name,
-            purpose=key.purpose,
-            prefix=key.prefix,
-            limits=key.limits,
-            created_at=key.created_at,
-            revoked_at=key.revoked_at,
-        )
 
 
 class NewKeyOut(BaseModel):
