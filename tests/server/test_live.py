@@ -103,16 +103,18 @@ def test_graceful_shutdown_finishes_in_flight_writes(tmp_path: Path) -> None:
         t.join(60)
     # uvicorn re-raises the signal after its graceful shutdown: -SIGTERM is a clean exit
     assert code in (0, -signal.SIGTERM), server.log()
-    # requests the server was handling when told to stop were answered; later ones were
-    # refused at connect, none was cut off mid-request
+    # requests the server was handling when told to stop were answered; a connection made
+    # while it was closing may be refused or dropped before its request was read
     assert any(s == 201 and start < signalled < end for start, end, s in outcomes), outcomes
-    assert all(s == 201 or isinstance(s, httpx.ConnectError) for _, _, s in outcomes), outcomes
+    assert all(s == 201 or isinstance(s, httpx.TransportError) for _, _, s in outcomes), outcomes
+    unanswered = sum(1 for _, _, s in outcomes if isinstance(s, httpx.TransportError))
     acked = sum(1 for _, _, status in outcomes if status == 201)
     restarted = start_live_server(str(tmp_path / "data"))
     try:
         with _client(restarted, key) as c:
             stored = c.get("/v1/stats").json()["memories"]
-        assert stored == 400 * acked  # every acknowledged batch whole; no half-written one
+        # every acknowledged batch is there, whole; no batch is half-written
+        assert stored % 400 == 0 and acked <= stored // 400 <= acked + unanswered
     finally:
         restarted.stop()
 
