@@ -483,6 +483,14 @@ def serve(
     config: Annotated[
         Path | None, typer.Option(help="TOML config file (env: ENGRAMDB_CONFIG).")
     ] = None,
+    recreate: Annotated[
+        bool,
+        typer.Option(
+            "--recreate",
+            help="SQLite: start a new empty database although the data directory held one "
+            "whose file is now missing (or accept the file that replaced it).",
+        ),
+    ] = False,
 ) -> None:
     """Run the memory server: REST API /v1, the compatibility API, OpenAPI docs at /docs.
 
@@ -500,7 +508,7 @@ def serve(
             config, store=store, host=host, port=port, workers=workers, embedder=embedder
         )
         # open once here: a bad store fails fast with one line, and migrations run once
-        open_store(settings.store).close()
+        open_store(settings.store, recreate=recreate).close()
     except EngramError as exc:
         raise _fail(exc) from None
     base = f"http://{settings.host}:{settings.port}"

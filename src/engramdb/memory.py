@@ -154,6 +154,12 @@ class Memory:
         """Close the store."""
         self.store.close()
 
+    def ping(self) -> None:
+        """Raise :class:`~engramdb.errors.StoreUnavailableError` if the store cannot serve
+        requests now (SQLite: its database file was deleted or replaced; PostgreSQL: no
+        connection)."""
+        self.store.ping()
+
     def __enter__(self) -> Memory:
         return self
 

@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import ctypes
 import json
 import logging
+import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 
 from .. import __version__
+from ..errors import StoreError
 from ..memory import Memory
 from ..store import Store, open_store
 from .auth import KeyRing
 from .errors import install_error_handlers
 from .middleware import AccessLog, BodyLimit, Idempotency, Message, Receive, Scope, Send
-from .models import HealthOut
+from .models import ErrorDetail, HealthOut
 from .quotas import Limiter
 from .settings import ServerSettings
 from .tenant import Services
@@ -88,10 +96,17 @@ def create_app(
 
     backend = memory.store.url.split(":", 1)[0]
 
-    @app.get("/health", response_model=HealthOut, tags=["health"])
-    def health() -> HealthOut:
-        """Liveness and the backend in use; needs no key."""
-        return HealthOut(status="healthy", version=__version__, store=backend)
+    @app.get(
+        "/health",
+        response_model=HealthOut,
+        response_model_exclude_none=True,
+        tags=["health"],
+        responses={503: {"model": HealthOut, "description": "The store cannot serve requests."}},
+    )
+    def health() -> HealthOut | JSONResponse:
+        """Whether the server can serve requests (its store answers; a SQLite database file is
+        still the one it opened) and the backend in use; needs no key. 503 when unhealthy."""
+        return _health(memory, backend)
 
     # outermost first: logs see everything, the size limit guards the idempotency buffer
     app.add_middleware(Idempotency, store=memory.store, keys=keys)
@@ -101,11 +116,60 @@ def create_app(
     return app
 
 
+def _health(memory: Memory, backend: str) -> HealthOut | JSONResponse:
+    try:
+        memory.ping()
+    except StoreError as exc:
+        log.error("health check failed: %s", exc)
+        body = HealthOut(
+            status="unhealthy",
+            version=__version__,
+            store=backend,
+            error=ErrorDetail(code="store_unavailable", message=str(exc)),
+        )
+        return JSONResponse(body.model_dump(), status_code=503)
+    return HealthOut(status="healthy", version=__version__, store=backend)
+
+
 def app_from_environment() -> FastAPI:
     """The factory uvicorn's workers call: settings come from ``$ENGRAMDB_SERVER_SETTINGS``."""
     raw = os.environ.get(SETTINGS_ENV)
     settings = ServerSettings.model_validate(json.loads(raw)) if raw else ServerSettings()
+    exit_with_parent()
     return create_app(settings=settings)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def exit_with_parent(poll: float = 1.0) -> None:
+    """In a worker process (``engramdb serve --workers N``), shut down gracefully when the
+    supervisor dies, even by SIGKILL, instead of living on as an orphan that keeps the port.
+
+    The worker sends itself SIGTERM, which uvicorn turns into a graceful shutdown. On Linux
+    the kernel sends it (``prctl(PR_SET_PDEATHSIG)``); everywhere, a thread also compares
+    ``os.getppid()`` with the supervisor's pid every ``poll`` seconds. Does nothing in a
+    process that multiprocessing did not start (``engramdb serve`` with one worker)."""
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.pid is None:
+        return
+    parent_pid = parent.pid
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+                log.warning("prctl(PR_SET_PDEATHSIG) failed: errno %d", ctypes.get_errno())
+        except (OSError, AttributeError) as exc:  # no libc prctl: the thread below suffices
+            log.warning("prctl(PR_SET_PDEATHSIG) unavailable: %s", exc)
+
+    def watch() -> None:
+        # also covers a parent that died before prctl above took effect
+        while os.getppid() == parent_pid:
+            time.sleep(poll)
+        log.warning("the supervisor (pid %d) is gone; this worker shuts down", parent_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="engramdb-parent-watch", daemon=True).start()
 
 
 class JsonFormatter(logging.Formatter):
@@ -152,4 +216,4 @@ def log_config(settings: ServerSettings) -> dict[str, Any]:
     }
 
 
-__all__ = ["Message", "app_from_environment", "create_app", "log_config"]
+__all__ = ["Message", "app_from_environment", "create_app", "exit_with_parent", "log_config"]

@@ -288,5 +288,8 @@ class ErrorOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: str
+    """``healthy``, or ``unhealthy`` (HTTP 503) when the store cannot serve requests."""
     version: str
     store: str
+    error: ErrorDetail | None = None
+    """Why the server is unhealthy (only then)."""

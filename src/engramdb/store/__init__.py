@@ -10,23 +10,28 @@ from .base import Store
 DB_FILENAME = "engram.db"
 
 
-def open_store(target: str | Path | Store, *, create: bool = True) -> Store:
+def open_store(target: str | Path | Store, *, create: bool = True, recreate: bool = False) -> Store:
     """Open a store from a data directory, a ``sqlite:///file.db`` URL, a
     ``postgresql://user:password@host:port/dbname`` URL, or pass a Store through.
 
-    A plain path is a data directory holding ``engram.db`` (created if ``create``).
+    A plain path is a data directory holding ``engram.db`` (created if ``create``). A SQLite
+    database that existed there and is now missing or replaced is not silently started over:
+    opening raises :class:`~engramdb.errors.StoreUnavailableError` unless ``recreate=True``
+    (SQLite only; see :class:`~engramdb.store.sqlite.SQLiteStore`).
     """
     if isinstance(target, Store):
         return target
     if isinstance(target, Path):
-        return _sqlite_dir(target, create=create)
+        return _sqlite_dir(target, create=create, recreate=recreate)
     if not isinstance(target, str) or not target.strip():
         raise InvalidInputError(f"a store is a data directory or a URL, got {target!r}")
     if target.startswith("sqlite://"):
         from .sqlite import SQLiteStore
 
         # sqlite:///relative.db and sqlite:////absolute/path.db, as SQLAlchemy spells them
-        return SQLiteStore(target.removeprefix("sqlite://").removeprefix("/"), create=create)
+        return SQLiteStore(
+            target.removeprefix("sqlite://").removeprefix("/"), create=create, recreate=recreate
+        )
     if target.startswith(("postgresql://", "postgres://")):
         return _postgres(target, create=create)
     if "://" in target:
@@ -35,7 +40,7 @@ def open_store(target: str | Path | Store, *, create: bool = True) -> Store:
             f"unsupported store URL scheme {scheme!r}; use a directory path, "
             "sqlite:///file.db or postgresql://..."
         )
-    return _sqlite_dir(Path(target), create=create)
+    return _sqlite_dir(Path(target), create=create, recreate=recreate)
 
 
 def _postgres(url: str, *, create: bool) -> Store:
@@ -51,13 +56,13 @@ def _postgres(url: str, *, create: bool) -> Store:
     return PostgresStore(url, create=create)
 
 
-def _sqlite_dir(directory: Path, *, create: bool) -> Store:
+def _sqlite_dir(directory: Path, *, create: bool, recreate: bool) -> Store:
     from ..errors import StoreUnavailableError
     from .sqlite import SQLiteStore
 
     if directory.exists() and not directory.is_dir():
         raise StoreUnavailableError(f"{directory} is a file; a data directory was expected")
-    if create:
+    if create or recreate:
         try:
             directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -65,7 +70,7 @@ def _sqlite_dir(directory: Path, *, create: bool) -> Store:
                 f"cannot create data directory {directory}: {exc.strerror}; "
                 "choose a writable location"
             ) from None
-    return SQLiteStore(directory / DB_FILENAME, create=create)
+    return SQLiteStore(directory / DB_FILENAME, create=create, recreate=recreate)
 
 
 __all__ = ["DB_FILENAME", "Store", "open_store"]

@@ -113,6 +113,10 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections. The store must not be used afterwards."""
 
+    def ping(self) -> None:
+        """Raise StoreUnavailableError if the store cannot serve requests now (for health
+        checks: a SQLite file deleted or replaced, a PostgreSQL server unreachable)."""
+
     # -- sessions --------------------------------------------------------------------------
     def session_add(self, namespace: str, session_id: str, encoded_items: Sequence[str]) -> None:
         """Append encoded items atomically, in order, with store-assigned sequence numbers."""

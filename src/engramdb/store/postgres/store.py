@@ -125,6 +125,10 @@ class PostgresStore(MemoriesMixin, AccessMixin):
         if self._pid == os.getpid():
             self._pool.close(timeout=5)
 
+    def ping(self) -> None:
+        """One round trip to the server; raises StoreUnavailableError if there is none."""
+        self.read(lambda conn: conn.execute("SELECT 1").fetchone())
+
     def run(self, work: Callable[[Conn], _T], *, write: bool = True) -> _T:
         """Run ``work`` on a pooled connection, in one transaction if ``write`` (or if it reads
         more than once and needs one snapshot); translate every failure to engramdb errors."""

@@ -8,15 +8,27 @@ on SQLite's write lock (``busy_timeout``) instead of failing.
 Durability: ``synchronous=NORMAL`` by default. In WAL mode a committed transaction survives
 the process being killed (``kill -9``); only an OS crash or power loss can drop the last
 commits. Pass ``durability="full"`` to fsync on every commit and survive power loss too.
+
+Identity: a database records a random id in its header (``PRAGMA application_id``) and in a
+sidecar file next to it (``engram.id`` beside ``engram.db``). Opening a path whose sidecar
+exists but whose database file is missing, new or another database is refused unless
+``recreate=True``: a deleted database is never silently replaced by an empty one. While the
+store is open, each write checks, just before COMMIT, that the path still names the file it
+opened (device and inode); a file deleted or replaced under a running process makes every
+write fail with :class:`~engramdb.errors.StoreUnavailableError` instead of being acknowledged
+into a file nobody will read again.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import sqlite3
+import stat
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,9 +52,16 @@ class SQLiteStore(MemoriesMixin, AccessMixin):
         path: str | os.PathLike[str],
         *,
         create: bool = True,
+        recreate: bool = False,
         durability: Durability = "normal",
         busy_timeout: float = 30.0,
     ) -> None:
+        """Open (or, with ``create``, create) the database at ``path``.
+
+        ``recreate=True`` accepts that the database this path held is gone or was replaced:
+        a missing file is created empty, and the file found there becomes this path's
+        database (its id is written to the sidecar file).
+        """
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
         # WAL readers never wait for writers, so a bounded read is cheaper to run in place than
@@ -57,13 +76,12 @@ class SQLiteStore(MemoriesMixin, AccessMixin):
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
-        if not create and not self.path.exists():
-            raise StoreUnavailableError(
-                f"no engramdb database at {self.path}; check the path (--data-dir) or create one "
-                "by writing to it first"
-            )
+        self._marker = self.path.with_suffix(".id")
+        self._uri = "file:" + urllib.parse.quote(str(self.path.absolute()))
+        self._may_create = False
+        self._identity: tuple[int, int] | None = None
         with self._translate_errors():
-            migrate(self._conn())
+            self._open_database(create=create, recreate=recreate)
 
     # -- connections -----------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -80,9 +98,13 @@ class SQLiteStore(MemoriesMixin, AccessMixin):
         return conn
 
     def _connect(self) -> sqlite3.Connection:
+        # Only the first connection of a new database may create the file: a later one finding
+        # it gone must fail, not quietly start an empty database in its place.
+        self._check_identity()
         with self._translate_errors():
             conn = sqlite3.connect(
-                self.path,
+                f"{self._uri}?mode={'rwc' if self._may_create else 'rw'}",
+                uri=True,
                 timeout=self._busy_timeout,
                 isolation_level=None,  # we issue BEGIN/COMMIT ourselves
                 check_same_thread=False,  # close() may run on another thread
@@ -110,6 +132,184 @@ class SQLiteStore(MemoriesMixin, AccessMixin):
                     raise
                 time.sleep(0.005)
 
+    # -- identity ----------------------------------------------------------------------------
+    def _open_database(self, *, create: bool, recreate: bool) -> None:
+        recorded = self._read_marker()
+        # SQLite creates the database file before its -wal and -shm: look at those first, so
+        # a database another process is creating right now is not taken for a deleted one.
+        leftovers = [side for side in self._side_files() if os.path.lexists(side)]
+        exists = self.path.exists()
+        if not exists and (recorded is not None or leftovers) and not recreate:
+            held = (
+                f"{self._marker.name} beside it says it held engramdb database {recorded:08x}"
+                if recorded is not None
+                else f"{leftovers[0].name} beside it is left from a database"
+            )
+            raise StoreUnavailableError(
+                f"the database file {self.path} is missing, but {held}: it was deleted or "
+                "moved. Restore it (with its -wal file) from a backup, or start a new empty "
+                "database with `engramdb serve --recreate` (library: open_store(..., "
+                "recreate=True))"
+            )
+        if not exists and not create and not recreate:
+            raise StoreUnavailableError(
+                f"no engramdb database at {self.path}; check the path (--data-dir) or create one "
+                "by writing to it first"
+            )
+        if not exists:
+            # a new database must not replay the write-ahead log of the one that was deleted;
+            # keep the old files aside, they may hold the only copy of its last writes
+            stamp = time.strftime("%Y%m%dT%H%M%S")
+            try:
+                for side in leftovers:
+                    os.replace(side, side.with_name(f"{side.name}.stale-{stamp}"))
+            except OSError as exc:
+                raise StoreUnavailableError(
+                    f"cannot move the old {exc.filename} aside: {exc.strerror}"
+                ) from None
+        self._check_side_files()
+        self._may_create = not exists
+        try:
+            conn = self._conn()
+        finally:
+            self._may_create = False
+        database_id = self._claim_identity(conn, recorded, recreate=recreate)
+        migrate(conn)
+        if database_id != recorded:
+            self._write_marker(database_id)
+        st = os.stat(self.path)
+        self._identity = (st.st_dev, st.st_ino)
+
+    def _side_files(self) -> list[Path]:
+        return [Path(f"{self.path}{suffix}") for suffix in ("-wal", "-shm")]
+
+    def _claim_identity(
+        self, conn: sqlite3.Connection, recorded: int | None, *, recreate: bool
+    ) -> int:
+        """The database's id; a database without one (new, or made before ids) gets one."""
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            database_id = int(conn.execute("PRAGMA application_id").fetchone()[0])
+            if recorded is not None and database_id != recorded and not recreate:
+                if database_id:
+                    what = f"another database (id {database_id:08x})"
+                elif _has_tables(conn):
+                    what = "a database with no engramdb id (another one, or an old copy)"
+                else:
+                    what = "a new, empty database"
+                raise StoreUnavailableError(
+                    f"{self.path} is {what}, but {self._marker.name} beside it says this path "
+                    f"held engramdb database {recorded:08x}: the file was deleted or replaced. "
+                    "Restore the right file from a backup, or accept this one with "
+                    "`engramdb serve --recreate` (library: open_store(..., recreate=True))"
+                )
+            if database_id == 0:
+                database_id = secrets.randbelow(2**31 - 1) + 1  # a positive 32-bit integer
+                conn.execute(f"PRAGMA application_id = {database_id}")
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return database_id
+
+    def _read_marker(self) -> int | None:
+        try:
+            text = self._marker.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            return None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StoreUnavailableError(f"cannot read {self._marker}: {exc}") from None
+        try:
+            return int(text.split("\n", 1)[0].split()[-1], 16)
+        except (ValueError, IndexError):
+            raise StoreUnavailableError(
+                f"{self._marker} is not an engramdb id file (it should hold the id of "
+                f"{self.path.name}); restore it, or remove it if {self.path.name} is the "
+                "right database"
+            ) from None
+
+    def _write_marker(self, database_id: int) -> None:
+        text = (
+            f"engramdb database id {database_id:08x}\n"
+            f"# {self.path.name} beside this file holds the same id. If {self.path.name} goes\n"
+            "# missing, engramdb refuses to start a new empty database in its place unless\n"
+            "# told to (engramdb serve --recreate). Keep this file with the database.\n"
+        )
+        temporary = self._marker.with_name(f".{self._marker.name}.{os.getpid()}.tmp")
+        try:
+            temporary.write_text(text, encoding="utf-8")
+            os.replace(temporary, self._marker)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+            raise StoreUnavailableError(
+                f"cannot write {self._marker}: {exc.strerror}; check that the directory is "
+                "writable by this user"
+            ) from None
+
+    def _check_identity(self) -> None:
+        """Raise StoreUnavailableError if the path no longer names the file this store opened.
+
+        SQLite keeps writing to an open file even after it is deleted or replaced: writes
+        would be acknowledged and then lost. One ``stat`` call (microseconds) per write."""
+        expected = self._identity
+        if expected is None:
+            return
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise StoreUnavailableError(
+                f"the database file {self.path} was deleted while engramdb had it open; writes "
+                "are refused so that none is acknowledged and then lost. Restore the file from "
+                "a backup and restart, or restart with --recreate to start a new database"
+            ) from None
+        except OSError as exc:
+            raise StoreUnavailableError(
+                f"cannot check the database file {self.path}: {exc.strerror}"
+            ) from None
+        if (st.st_dev, st.st_ino) != expected:
+            raise StoreUnavailableError(
+                f"the database file {self.path} was replaced by another file while engramdb had "
+                "it open; writes are refused so that none goes to the old, unlinked file. "
+                "Restart engramdb to open the file now at that path"
+            )
+
+    def _check_side_files(self) -> None:
+        problem = self._side_file_problem()
+        if problem:
+            raise StoreUnavailableError(problem)
+
+    def _side_file_problem(self) -> str | None:
+        """What is wrong with the -wal/-shm files SQLite needs to read and write, if anything."""
+        for side in self._side_files():
+            if not os.path.lexists(side):
+                continue
+            try:
+                st = os.stat(side)
+            except OSError as exc:
+                return (
+                    f"{side} cannot be opened ({exc.strerror}): SQLite needs to read and write "
+                    "it. Remove it (only while no process has the database open)"
+                )
+            if not stat.S_ISREG(st.st_mode):
+                return (
+                    f"{side} is not a regular file: SQLite needs to read and write it. Remove "
+                    "it (only while no process has the database open)"
+                )
+            if not os.access(side, os.R_OK | os.W_OK):
+                return (
+                    f"{side} is not writable by this user: SQLite needs to read and write it. "
+                    "Fix its owner or permissions"
+                )
+        return None
+
+    def ping(self) -> None:
+        """Raise StoreUnavailableError if the database file is gone, replaced or unreadable."""
+        self._check_identity()
+        with self._read() as conn:
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+
     def close(self) -> None:
         self._closed = True
         with self._connections_lock:
@@ -133,6 +333,15 @@ class SQLiteStore(MemoriesMixin, AccessMixin):
                 f"{self.path} is not an engramdb database (SQLite said: {message}); "
                 "point --data-dir at an engramdb data directory"
             )
+        if (
+            "readonly" in message
+            or "unable to open" in message
+            or "read-only" in message
+            or ("disk I/O error" in message)
+        ):
+            problem = self._side_file_problem()
+            if problem:
+                return StoreUnavailableError(f"{problem} (SQLite said: {message})")
         if "readonly" in message or "unable to open" in message or "read-only" in message:
             return StoreUnavailableError(
                 f"cannot open {self.path} for writing (SQLite said: {message}); check that the "
@@ -157,6 +366,7 @@ class SQLiteStore(MemoriesMixin, AccessMixin):
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
+                self._check_identity()
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:
@@ -298,6 +508,10 @@ class SQLiteStore(MemoriesMixin, AccessMixin):
                 (namespace, name, owner),
             ).rowcount
         return bool(removed)
+
+
+def _has_tables(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone() is not None
 
 
 def _session_info(row: Sequence[Any]) -> SessionInfo:
