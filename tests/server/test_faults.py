@@ -15,7 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
+from engramdb.server import create_app
+from engramdb.store import Store
 from tests.live_server import ROOT, LiveServer, free_port, start_live_server
 
 pytestmark = pytest.mark.slow
@@ -46,6 +49,18 @@ def _assert_unavailable(response: httpx.Response, why: str) -> None:
     assert response.status_code == 503, response.text
     error = response.json()["error"]
     assert error["code"] == "store_unavailable" and why in error["message"], error
+
+
+def test_item_16_health_reflects_the_store_on_every_backend(store: Store) -> None:
+    with TestClient(create_app(store)) as client:
+        healthy = client.get("/health")
+        assert healthy.status_code == 200
+        assert healthy.json()["status"] == "healthy" and "error" not in healthy.json()
+        store.close()  # the store can no longer serve anything
+        unhealthy = client.get("/health")
+    assert unhealthy.status_code == 503
+    assert unhealthy.json()["status"] == "unhealthy"
+    assert unhealthy.json()["error"]["code"] == "store_unavailable"
 
 
 def test_item_16_live_server_refuses_writes_once_its_database_file_is_deleted(
