@@ -77,7 +77,8 @@ class SQLiteStore(MemoriesMixin, AccessMixin):
         self._connections_lock = threading.Lock()
         self._closed = False
         self._marker = self.path.with_suffix(".id")
-        self._uri = "file:" + urllib.parse.quote(str(self.path.absolute()))
+        self._file = self.path.absolute()  # what the identity checks stat, whatever the cwd
+        self._uri = "file:" + urllib.parse.quote(str(self._file))
         self._may_create = False
         self._identity: tuple[int, int] | None = None
         with self._translate_errors():
@@ -177,7 +178,7 @@ class SQLiteStore(MemoriesMixin, AccessMixin):
         migrate(conn)
         if database_id != recorded:
             self._write_marker(database_id)
-        st = os.stat(self.path)
+        st = os.stat(self._file)
         self._identity = (st.st_dev, st.st_ino)
 
     def _side_files(self) -> list[Path]:
@@ -257,7 +258,7 @@ class SQLiteStore(MemoriesMixin, AccessMixin):
         if expected is None:
             return
         try:
-            st = os.stat(self.path)
+            st = os.stat(self._file)
         except FileNotFoundError:
             raise StoreUnavailableError(
                 f"the database file {self.path} was deleted while engramdb had it open; writes "
