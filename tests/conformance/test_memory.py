@@ -493,6 +493,9 @@ def test_item_12_export_import_is_complete_and_idempotent(mem: Memory, store: St
     memory = next(r for r in exported if r.get("id") == alpha.id)
     assert memory["version"] == 2 and [h["content"] for h in memory["history"]] == ["alpha"]
     assert memory["embedding_model"] == mem.embedder.model  # type: ignore[union-attr]
+    portable = [r for r in mem.export() if r["type"] == "memory"]  # vectors only if asked
+    assert [r["id"] for r in portable] == [r["id"] for r in exported if r["type"] == "memory"]
+    assert all("embedding" not in r and r["embedding_model"] for r in portable)
 
     # importing what is already there changes nothing (it used to fail: "constraint failed")
     again = mem.import_records(exported)

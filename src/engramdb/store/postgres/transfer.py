@@ -20,6 +20,31 @@ Conn = psycopg.Connection[tuple[Any, ...]]
 _T = TypeVar("_T")
 
 
+def _memory_row(namespace: str, item: ImportedMemory) -> tuple[Any, ...]:
+    m = item.memory
+    return (
+        m.id,
+        namespace,
+        m.user_id,
+        m.agent_id,
+        m.session_id,
+        m.content,
+        m.content_hash,
+        to_json(list(m.tags)),
+        " ".join(m.tags),
+        to_json(m.metadata),
+        m.search_text,
+        m.importance,
+        m.occurred_at,
+        m.created_at,
+        item.updated_at,
+        item.version,
+        _vector(m.embedding),
+        m.embedding_model if m.embedding is not None else None,
+        _dim(m.embedding),
+    )
+
+
 class TransferMixin:
     """Needs ``run``/``read`` and ``ensure_vector_index`` from the store."""
 
@@ -110,45 +135,32 @@ class TransferMixin:
                 raise ConflictError(
                     f"memory id {elsewhere[0]!r} is already used in another namespace"
                 )
-            created: list[bool] = []
-            fresh: list[tuple[ImportedMemory, int]] = []
+            todo: dict[str, ImportedMemory] = {}
             for item in memories:
-                m = item.memory
-                if m.id in taken:
-                    created.append(False)
-                    continue
-                row = conn.execute(
-                    "INSERT INTO memories (id, namespace, user_id, agent_id, session_id, "
-                    "content, content_hash, tags, tag_text, metadata, search_text, importance, "
-                    "occurred_at, created_at, updated_at, version, embedding, embedding_model, "
-                    "embedding_dim) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                    "%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING rowid",
-                    (
-                        m.id,
-                        namespace,
-                        m.user_id,
-                        m.agent_id,
-                        m.session_id,
-                        m.content,
-                        m.content_hash,
-                        to_json(list(m.tags)),
-                        " ".join(m.tags),
-                        to_json(m.metadata),
-                        m.search_text,
-                        m.importance,
-                        m.occurred_at,
-                        m.created_at,
-                        item.updated_at,
-                        item.version,
-                        _vector(m.embedding),
-                        m.embedding_model if m.embedding is not None else None,
-                        _dim(m.embedding),
-                    ),
-                ).fetchone()
-                created.append(row is not None)  # None: identical content in this scope
-                taken[m.id] = namespace
-                if row is not None:
-                    fresh.append((item, int(row[0])))
+                if item.memory.id not in taken:
+                    todo.setdefault(item.memory.id, item)
+            inserted: dict[str, int] = {}
+            if todo:
+                with conn.cursor() as cur:
+                    # DO NOTHING: identical content already stored in this scope is skipped
+                    cur.executemany(
+                        "INSERT INTO memories (id, namespace, user_id, agent_id, session_id, "
+                        "content, content_hash, tags, tag_text, metadata, search_text, importance, "
+                        "occurred_at, created_at, updated_at, version, embedding, embedding_model, "
+                        "embedding_dim) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                        "%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING "
+                        "RETURNING id, rowid",
+                        [_memory_row(namespace, item) for item in todo.values()],
+                        returning=True,
+                    )
+                    while True:
+                        inserted.update((str(i), int(r)) for i, r in cur.fetchall())
+                        if not cur.nextset():
+                            break
+            created: list[bool] = []
+            for item in memories:
+                created.append(item.memory.id in inserted and todo.get(item.memory.id) is item)
+            fresh = [(item, inserted[mid]) for mid, item in todo.items() if mid in inserted]
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO memory_tags (namespace, tag, memory_rowid) VALUES (%s, %s, %s) "
