@@ -274,11 +274,6 @@ class Store(Protocol):
     def memory_stats(self, namespace: str) -> MemoryStats:
         """Counts for one namespace."""
 
-    def memory_export(
-        self, namespace: str, *, after: int, limit: int
-    ) -> list[tuple[int, MemoryRecord]]:
-        """Records in insertion order for export, with their rowid cursors."""
-
     # -- triples ---------------------------------------------------------------------------
     def triple_insert(self, namespace: str, triple: NewTriple) -> tuple[Triple, list[Triple], bool]:
         """Store a fact. Returns (the fact, the facts it superseded, created). A current
