@@ -214,3 +214,38 @@ def test_item_12_cli_export_import(tmp_path: Path) -> None:
     assert result.exit_code == 0 and "imported 0 memories" in result.output
     result = runner.invoke(app, ["import", str(out), *dst])
     assert result.exit_code == 1 and "more than one namespace" in result.output
+
+
+def test_item_12_pages_and_batches_do_not_change_the_result(
+    tmp_path: Path, dump: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engramdb.transfer
+
+    monkeypatch.setattr(engramdb.transfer, "PAGE", 2)  # every read crosses page boundaries
+    mem = Memory(tmp_path / "src", embedder=HashingEmbedder(32))
+    Session("chat", mem.store).add_items([{"n": n} for n in range(3, 8)])
+    mem.learn("Ada", "likes", "tea")
+    paged = tmp_path / "paged.jsonl"
+    mem.export_file(paged)
+    records = _lines(paged)
+    with monkeypatch.context() as m:
+        m.setattr(engramdb.transfer, "PAGE", 500)
+        whole = tmp_path / "whole.jsonl"
+        mem.export_file(whole)
+    assert paged.read_bytes() == whole.read_bytes()
+    assert [r["type"] for r in records].count("session_item") == 7
+    assert [r["type"] for r in records].count("triple") == 2
+    target = Memory(tmp_path / "dst", embedder=HashingEmbedder(32))
+    # a session holding the file's first items (an import cut short) is completed in pages
+    Session("chat", target.store).add_items([{"role": "user", "content": "hi"}, {"n": 2}])
+    Session("chat", target.store).add_items([{"n": n} for n in range(3, 5)])
+    report = target.import_file(paged, batch_size=2)
+    assert report.skipped["session_items"] == 4 and report.created["session_items"] == 3
+    again = tmp_path / "again.jsonl"
+    target.export_file(again)
+    assert [r for r in _lines(again) if r["type"] not in ("session", "session_item")] == [
+        r for r in records if r["type"] not in ("session", "session_item")
+    ]
+    items = [r["data"] for r in _lines(again) if r["type"] == "session_item"]
+    assert items == [r["data"] for r in records if r["type"] == "session_item"]
+    assert sum(target.import_file(paged, batch_size=2).created.values()) == 0
