@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import itertools
+import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -253,8 +255,6 @@ def read_lines(
                 yield n, orjson.loads(line)
             except orjson.JSONDecodeError as exc:
                 try:  # orjson refuses integers beyond 64 bits; the json module does not
-                    import json
-
                     yield n, json.loads(line)
                 except ValueError:
                     raise InvalidInputError(
@@ -307,7 +307,7 @@ class _Importer:
         if "type" not in header:  # the format before version 1: one memory per line
             self.report.legacy = True
             self._enter(n, self.namespace)
-            for n, record in _chain(first, it):
+            for n, record in itertools.chain([first], it):
                 self._legacy_memory(n, record)
             self._flush()
             return self.report
@@ -672,11 +672,6 @@ class _SessionImport:
             self.owner.report.skipped["sessions"] += 1
         else:
             self.owner.report.created["sessions"] += 1
-
-
-def _chain(first: tuple[int, Any], rest: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
-    yield first
-    yield from rest
 
 
 def _no_unknown(record: Mapping[str, Any], known: frozenset[str], what: str = "") -> None:
