@@ -3,20 +3,34 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .errors import EngramError, InvalidInputError
 from .memory import Memory
 from .sessions import Session, list_sessions
 from .store import Store, open_store
+from .transfer import KINDS, write_export
 from .types import DEFAULT_NAMESPACE
 
 app = typer.Typer(
@@ -378,24 +392,53 @@ def export_cmd(
     output: Annotated[Path | None, typer.Argument(help="JSONL file (default: stdout).")] = None,
     data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
+    all_namespaces: Annotated[
+        bool, typer.Option("--all-namespaces", help="Every namespace (a full backup).")
+    ] = False,
+    with_vectors: Annotated[
+        bool,
+        typer.Option(
+            "--with-vectors", help="Include the embeddings (larger; no re-embedding on import)."
+        ),
+    ] = False,
 ) -> None:
-    """Write every memory of a namespace as JSON lines."""
+    """Write everything of a namespace (memories with their history, facts, sessions with
+    their items) as a versioned JSON Lines file; see docs/export-format.md."""
     try:
         mem = _memory(data_dir, namespace, "none", create=False)
-        total = mem.stats().memories
-        rows = mem.export()
+        records = mem.export(all_namespaces=all_namespaces, with_vectors=with_vectors)
         if output is None:
-            for row in rows:
-                typer.echo(json.dumps(row, ensure_ascii=False))
+            write_export(records, sys.stdout.buffer)
+            sys.stdout.buffer.flush()
             return
-        with output.open("w", encoding="utf-8") as out, _progress() as progress:
+        namespaces = mem.store.export_namespaces() if all_namespaces else [namespace]
+        total = 0
+        for ns in namespaces:
+            s = mem.stats(namespace=ns)
+            total += s.memories + s.triples + s.sessions + s.session_items
+        with output.open("wb") as out, _transfer_progress("records") as progress:
             task = progress.add_task("exporting", total=total)
-            for row in rows:
-                out.write(json.dumps(row, ensure_ascii=False) + "\n")
-                progress.advance(task)
+            counts = write_export(
+                records,
+                out,
+                progress=lambda kind: progress.advance(task) if kind in _COUNTED else None,
+            )
     except EngramError as exc:
         raise _fail(exc) from None
-    err_console.print(f"exported {total:,} memories to {output}")
+    except OSError as exc:
+        raise _fail(InvalidInputError(f"cannot write {output}: {exc.strerror}")) from None
+    table = Table("records", "exported", title=f"exported to {output}")
+    for kind, label in _COUNTED.items():
+        table.add_row(label, f"{counts.get(kind, 0):,}")
+    err_console.print(table)
+
+
+_COUNTED = {
+    "memory": "memories",
+    "triple": "triples",
+    "session": "sessions",
+    "session_item": "session items",
+}
 
 
 @app.command("import")
@@ -403,32 +446,71 @@ def import_cmd(
     source: Annotated[Path, typer.Argument(help="JSONL file from `engramdb export`.")],
     data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
+    all_namespaces: Annotated[
+        bool,
+        typer.Option("--all-namespaces", help="Restore each namespace of the file into its own."),
+    ] = False,
     embedder: EmbedderOpt = "auto",
 ) -> None:
-    """Store memories from a JSON-lines file (one batch per 500 lines; a bad line stops
-    the import and names the line; earlier batches stay)."""
+    """Import an export file: idempotent (ids are kept, what is already there is skipped, so
+    importing the same file twice changes nothing). The whole file is checked first: a bad
+    line imports nothing and is named. Older files (one memory per line) import too."""
     if not source.is_file():
         err_console.print(f"[bold red]error:[/] {source} is not a file")
         raise typer.Exit(code=1)
-    lines = source.read_text(encoding="utf-8").splitlines()
+    from .transfer import import_records, read_lines
 
-    def records() -> Any:
-        for n, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise InvalidInputError(f"{source}:{n} is not valid JSON: {exc.msg}") from None
-
+    size = source.stat().st_size
+    options: dict[str, Any] = {
+        "namespace": namespace,
+        "all_namespaces": all_namespaces,
+        "where": source.name,
+    }
     try:
         mem = _memory(data_dir, namespace, embedder)
-        with _progress() as progress:
-            task = progress.add_task("importing", total=len(lines))
-            count = mem.import_records(records(), progress=lambda n: progress.advance(task, n))
+        with _transfer_progress("bytes") as progress:
+            check = progress.add_task("checking", total=size)
+            import_records(
+                mem,
+                read_lines(source, progress=lambda n: progress.advance(check, n)),
+                write=False,
+                **options,
+            )
+            task = progress.add_task("importing", total=size)
+            report = import_records(
+                mem, read_lines(source, progress=lambda n: progress.advance(task, n)), **options
+            )
     except EngramError as exc:
         raise _fail(exc) from None
-    console.print(f"imported {count:,} memories into {namespace!r}")
+    table = Table("records", "imported", "already there", title=f"imported {source.name}")
+    for kind in KINDS:
+        table.add_row(
+            kind.replace("_", " "), f"{report.created[kind]:,}", f"{report.skipped[kind]:,}"
+        )
+    console.print(table)
+    into = ", ".join(repr(ns) for ns in report.namespaces) or repr(namespace)
+    console.print(f"imported {report.created['memories']:,} memories into {into}")
+
+
+class _RateColumn(ProgressColumn):
+    """Records per second."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(
+            f"{speed:,.0f} records/s" if speed else "- records/s", style="progress.data.speed"
+        )
+
+
+def _transfer_progress(unit: str) -> Progress:
+    """A progress bar with rate and time left (``unit``: "bytes" or "records")."""
+    columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
+    if unit == "bytes":
+        columns += [DownloadColumn(), TransferSpeedColumn()]
+    else:
+        columns += [MofNCompleteColumn(), _RateColumn()]
+    columns += [TimeElapsedColumn(), TimeRemainingColumn()]
+    return Progress(*columns, console=err_console)
 
 
 @app.command()

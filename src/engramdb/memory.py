@@ -47,6 +47,7 @@ from .search.vectors import VectorIndex
 from .sessions import resolve_store
 from .store import Store
 from .store.base import MemoryChanges, NewMemory, NewTriple
+from .transfer import ImportReport
 from .types import (
     DEFAULT_NAMESPACE,
     Hit,
@@ -699,42 +700,98 @@ class Memory:
             if progress is not None:
                 progress(len(rows))
 
-    def export(self, *, namespace: str | None = None) -> Iterator[dict[str, Any]]:
-        """Every memory of a namespace as a JSON-ready dict, in the order stored."""
-        ns = self._ns(namespace)
-        after = 0
-        while True:
-            rows = self.store.memory_export(ns, after=after, limit=1000)
-            if not rows:
-                return
-            for _, record in rows:
-                out = record.to_dict()
-                del out["namespace"], out["version"], out["updated_at"]
-                yield out
-            after = rows[-1][0]
+    def export(
+        self,
+        *,
+        namespace: str | None = None,
+        all_namespaces: bool = False,
+        with_vectors: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Everything of a namespace (or, with ``all_namespaces``, of every namespace) as the
+        records of an export file, read from the store page by page: a header, then memories
+        with their version history, facts with their validity, sessions with their items, and
+        an end record. ``with_vectors`` includes the embeddings (the file then grows by about
+        4 bytes × dimensions per memory; without them an import embeds the text again).
+        The format is described in docs/export-format.md and :mod:`engramdb.transfer`."""
+        from .transfer import export_records
+
+        if all_namespaces:
+            if self._locked:
+                raise InvalidInputError(f"this view is bound to namespace {self.namespace!r}")
+            namespaces = self.store.export_namespaces()
+        else:
+            namespaces = [self._ns(namespace)]
+        return export_records(self, namespaces, with_vectors=with_vectors)
+
+    def export_file(
+        self,
+        path: str | Path,
+        *,
+        namespace: str | None = None,
+        all_namespaces: bool = False,
+        with_vectors: bool = False,
+        progress: Callable[[str], None] | None = None,
+    ) -> dict[str, int]:
+        """Write :meth:`export` to a JSON Lines file; returns the count per record type.
+        ``progress(record_type)`` is called after each record."""
+        from .transfer import write_export
+
+        records = self.export(
+            namespace=namespace, all_namespaces=all_namespaces, with_vectors=with_vectors
+        )
+        with Path(path).open("wb") as out:
+            return write_export(records, out, progress=progress)
 
     def import_records(
         self,
         records: Iterable[Mapping[str, Any]],
         *,
         namespace: str | None = None,
+        all_namespaces: bool = False,
+        batch_size: int = 500,
+    ) -> ImportReport:
+        """Import the records of an export (as :meth:`export` yields them, header first) or,
+        for files written before the versioned format, plain memory dicts. Idempotent: ids
+        are kept and what is already there is skipped, so importing the same records twice
+        leaves the same database. Records are validated and written a batch at a time.
+
+        A one-namespace export goes into ``namespace`` (default: this memory's); a file of
+        several namespaces needs ``all_namespaces=True`` and restores each into its own."""
+        from .transfer import import_records
+
+        return import_records(
+            self,
+            enumerate(records, 1),
+            namespace=namespace,
+            all_namespaces=all_namespaces,
+            batch_size=batch_size,
+        )
+
+    def import_file(
+        self,
+        path: str | Path,
+        *,
+        namespace: str | None = None,
+        all_namespaces: bool = False,
         batch_size: int = 500,
         progress: Callable[[int], None] | None = None,
-    ) -> int:
-        """Store exported records (ids and creation times kept), in batches. Returns the count."""
-        count, batch = 0, []
-        for record in records:
-            batch.append(record)
-            if len(batch) >= batch_size:
-                count += len(self.remember_many(batch, namespace=namespace))
-                batch = []
-                if progress is not None:
-                    progress(batch_size)
-        if batch:
-            count += len(self.remember_many(batch, namespace=namespace))
-            if progress is not None:
-                progress(len(batch))
-        return count
+    ) -> ImportReport:
+        """Import an export file (see :meth:`import_records`), streamed line by line. The
+        whole file is checked first, so a malformed line (named by its number) imports
+        nothing; ``progress(bytes)`` is called as the writing pass reads the file."""
+        from .transfer import import_records, read_lines
+
+        source = Path(path)
+        if not source.is_file():
+            raise InvalidInputError(f"{source} is not a file")
+        options: dict[str, Any] = {
+            "namespace": namespace,
+            "all_namespaces": all_namespaces,
+            "batch_size": batch_size,
+            "where": source.name,
+        }
+        import_records(self, read_lines(source), write=False, **options)
+        return import_records(self, read_lines(source, progress=progress), **options)
 
 
 _P = ParamSpec("_P")

@@ -344,7 +344,7 @@ def test_forgotten_memory_is_gone_from_every_index(mem: Memory) -> None:
     assert gone.id not in [h.memory.id for h in mem.recall("secret-tag")]
     assert mem.recall("secret-tag", mode="text") == []
     assert [m.id for m in mem.list(limit=100).items] == [keep.id]
-    assert [e["id"] for e in mem.export()] == [keep.id]
+    assert [e["id"] for e in mem.export() if e["type"] == "memory"] == [keep.id]
     assert mem.history(keep.id) == []
     with pytest.raises(NotFoundError):
         mem.forget(gone.id)
@@ -387,7 +387,8 @@ def test_namespaces_cannot_see_or_touch_each_other(store: Store) -> None:
     with pytest.raises(NotFoundError):
         b.history(secret.id)
     assert b.forget(filters={"user_id": "u"}).ids == []
-    assert b.list().items == [] and list(b.export()) == []
+    assert b.list().items == []
+    assert [r["type"] for r in b.export()] == ["engramdb-export", "namespace", "end"]
     assert b.facts() == [] and b.neighbors("tenant-a") == []
     assert b.stats().memories == 0
     assert a.get(secret.id).content == "tenant a secret launch code"
@@ -468,8 +469,10 @@ def test_stats(mem: Memory, store: Store) -> None:
     assert (s.sessions, s.session_items) == (1, 2)
 
 
-def test_export_import_round_trip(mem: Memory, store: Store) -> None:
-    mem.remember(
+def test_item_12_export_import_is_complete_and_idempotent(mem: Memory, store: Store) -> None:
+    from engramdb import Session
+
+    alpha = mem.remember(
         "alpha",
         tags=["x"],
         metadata={"k": "v"},
@@ -477,13 +480,42 @@ def test_export_import_round_trip(mem: Memory, store: Store) -> None:
         user_id="u",
         occurred_at=datetime(2022, 2, 2, tzinfo=UTC),
     )
+    mem.update(alpha.id, content="alpha two", importance=0.2)
     mem.remember("beta", session_id="s")
-    exported = list(mem.export())
-    target = Memory(store, namespace="copy", embedder=HashingEmbedder(256))
-    assert target.import_records([{**e, "id": e["id"] + "-c"} for e in exported]) == 2
-    again = [{**e, "id": e["id"][:-2]} for e in target.export(namespace="copy")]
-    assert again == exported
-    assert contents(target.recall("alpha", limit=1)) == ["alpha"]
+    mem.learn("Ada", "lives_in", "London", single_valued=True)
+    mem.learn("Ada", "lives_in", "Paris", single_valued=True, source="chat")
+    Session("s", store).add_items([{"role": "user", "content": "hi"}, {"n": 1}])
+    exported = list(mem.export(with_vectors=True))
+    kinds = [r["type"] for r in exported]
+    assert kinds[:2] == ["engramdb-export", "namespace"] and kinds[-1] == "end"
+    assert kinds.count("memory") == 3 and kinds.count("triple") == 2
+    assert kinds.count("session") == 1 and kinds.count("session_item") == 2
+    memory = next(r for r in exported if r.get("id") == alpha.id)
+    assert memory["version"] == 2 and [h["content"] for h in memory["history"]] == ["alpha"]
+    assert memory["embedding_model"] == mem.embedder.model  # type: ignore[union-attr]
+    portable = [r for r in mem.export() if r["type"] == "memory"]  # vectors only if asked
+    assert [r["id"] for r in portable] == [r["id"] for r in exported if r["type"] == "memory"]
+    assert all("embedding" not in r and r["embedding_model"] for r in portable)
+
+    # importing what is already there changes nothing (it used to fail: "constraint failed")
+    again = mem.import_records(exported)
+    assert sum(again.created.values()) == 0 and again.skipped["memories"] == 3
+    assert list(mem.export(with_vectors=True)) == exported
+
+    # what was lost comes back exactly: the memory with its history, the session's items
+    mem.forget(alpha.id)
+    Session("s", store).clear_session()
+    restored = mem.import_records(exported)
+    assert restored.created["memories"] == 1 and restored.created["history"] == 1
+    assert restored.created["session_items"] == 2
+    # the same records; the restored memory is now the newest (insertion order)
+    assert sorted(map(repr, mem.export(with_vectors=True))) == sorted(map(repr, exported))
+    assert contents(mem.recall("alpha", limit=1)) == ["alpha two"]
+
+    # ids are kept, so the same memories cannot also live in another namespace
+    with pytest.raises(ConflictError, match="another namespace"):
+        mem.import_records(exported, namespace="copy")
+    assert mem.stats(namespace="copy").memories == 0
 
 
 def test_reembed_fills_missing_vectors(store: Store) -> None:

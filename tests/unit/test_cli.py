@@ -102,7 +102,7 @@ def test_export_import_cli(tmp_path: Path) -> None:
     out = tmp_path / "dump.jsonl"
     result = runner.invoke(app, ["export", str(out), "-d", data])
     assert result.exit_code == 0, result.output
-    assert len(out.read_text().splitlines()) == 7
+    assert len(out.read_text().splitlines()) == 7 + 3  # header, namespace, end
     result = runner.invoke(app, ["import", str(out), "-d", copy, "--embedder", "none"])
     assert result.exit_code == 0 and "imported 7 memories" in result.output
     result = runner.invoke(app, ["export", "-d", copy])

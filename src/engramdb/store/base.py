@@ -21,6 +21,54 @@ from ..types import (
     Triple,
 )
 
+# -- records for export, import and store-to-store transfer ------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ExportedMemory:
+    """A memory with everything a full copy needs (``memory_export_full``)."""
+
+    rowid: int
+    """The page cursor (store-assigned; never part of an export file)."""
+    record: MemoryRecord
+    search_text: str
+    """The indexed metadata text, as stored."""
+    embedding_model: str | None
+    embedding: bytes | None
+    """The vector (float32 bytes) if asked for, else ``None``."""
+    history: tuple[MemoryVersion, ...]
+    """Prior versions, oldest first."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportedMemory:
+    """A memory to restore exactly: id, times, version and history kept."""
+
+    memory: NewMemory
+    """``created_at`` must be set."""
+    updated_at: int
+    version: int
+    history: tuple[MemoryVersion, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TripleRow:
+    """A stored fact with the id of the memory that makes it searchable."""
+
+    rowid: int
+    """The page cursor on export (store-assigned); ignored on import."""
+    triple: Triple
+    memory_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SessionItemRow:
+    """One stored session item: its position (store-assigned), text and time."""
+
+    seq: int
+    data: str
+    created_at: int
+
 
 @dataclass(frozen=True, slots=True)
 class NewMemory:
@@ -230,11 +278,6 @@ class Store(Protocol):
     def memory_stats(self, namespace: str) -> MemoryStats:
         """Counts for one namespace."""
 
-    def memory_export(
-        self, namespace: str, *, after: int, limit: int
-    ) -> list[tuple[int, MemoryRecord]]:
-        """Records in insertion order for export, with their rowid cursors."""
-
     # -- triples ---------------------------------------------------------------------------
     def triple_insert(self, namespace: str, triple: NewTriple) -> tuple[Triple, list[Triple], bool]:
         """Store a fact. Returns (the fact, the facts it superseded, created). A current
@@ -258,6 +301,47 @@ class Store(Protocol):
 
     def triple_memory_ids(self, namespace: str, triple_ids: Sequence[str]) -> list[str]:
         """Linked memory ids of the given facts."""
+
+    # -- full copies: export, import, store-to-store transfer --------------------------------
+    def export_namespaces(self) -> list[str]:
+        """Every namespace holding sessions, memories or facts, sorted."""
+
+    def memory_export_full(
+        self, namespace: str, *, after: int, limit: int, with_vectors: bool
+    ) -> list[ExportedMemory]:
+        """Memories with rowid > ``after`` in insertion order, with their history."""
+
+    def memory_import(self, namespace: str, memories: Sequence[ImportedMemory]) -> list[bool]:
+        """Insert memories exactly as given, in one transaction. A memory whose id is already
+        in ``namespace``, or whose content is already stored in its scope, is skipped
+        (``False``); an id taken in another namespace raises ``ConflictError``."""
+
+    def triple_export(self, namespace: str, *, after: int, limit: int) -> list[TripleRow]:
+        """Facts (current and superseded) with rowid > ``after``, in insertion order."""
+
+    def triple_import(self, namespace: str, triples: Sequence[TripleRow]) -> list[bool]:
+        """Insert facts exactly as given (ids, validity, times, memory links), in one
+        transaction; an id already in ``namespace`` is skipped (``False``)."""
+
+    def session_export(self, namespace: str, *, after: str | None, limit: int) -> list[SessionInfo]:
+        """Sessions ordered by id, after ``after``."""
+
+    def session_export_items(
+        self, namespace: str, session_id: str, *, after: int, limit: int
+    ) -> list[SessionItemRow]:
+        """Items of a session with ``seq > after``, in order, as stored (text not parsed)."""
+
+    def session_import(
+        self,
+        namespace: str,
+        session_id: str,
+        items: Sequence[tuple[str, int]],
+        *,
+        created_at: int,
+        updated_at: int,
+    ) -> None:
+        """Append ``(data, created_at)`` items in one transaction (creating the session if
+        absent) and set the session's times."""
 
     # -- API keys, usage counters, idempotent requests (the server's bookkeeping) -------------
     def key_insert(self, namespace: str, key: NewKey) -> ApiKey:

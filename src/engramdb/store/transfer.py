@@ -1,9 +1,13 @@
 """Moving data from a SQLite store to a PostgreSQL one (``engramdb migrate``).
 
-Copies every namespace's sessions (items byte for byte, in sequence order), memories (with
-their ids, times, versions, embeddings and version history), knowledge triples (with their
-validity history) and the server's API keys (ids, secret hashes, revocations). Leases, usage
-counters and idempotency records are not moved: they are short-lived.
+Copies every namespace's sessions (items byte for byte, in sequence order, with their times),
+memories (with their ids, times, versions, embeddings and version history), knowledge triples
+(with their validity history) and the server's API keys (ids, secret hashes, revocations).
+Sessions, memories and triples are read and written with the stores' full-copy methods
+(``memory_export_full``/``memory_import``, ``triple_export``/``triple_import``,
+``session_export_items``/``session_import``): the same ones ``engramdb export`` and
+``engramdb import`` use (:mod:`engramdb.transfer`). Leases, usage counters and idempotency
+records are not moved: they are short-lived.
 
 Resumable: anything already in the target is skipped (memories, history rows, triples and
 keys by id; a session's items when the target holds a prefix of the source's), so an
@@ -22,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConflictError, InvalidInputError
-from .base import Store
+from ..types import us_from_datetime
+from .base import ExportedMemory, ImportedMemory, NewMemory, Store
 
 Progress = Callable[[str, int], None]
 """Called as ``progress(kind, count)`` after each copied batch; kinds as in :data:`KINDS`."""
@@ -126,7 +131,7 @@ class SQLiteSource:
         ]
 
     def memories(self, namespace: str, batch: int) -> Iterator[list[tuple[Any, ...]]]:
-        """Batches of memory rows in :data:`_MEMORY_FIELDS` order, oldest first."""
+        """Batches of memory rows as checksummed (the columns PostgreSQL's checksum reads)."""
         after = 0
         while True:
             rows = self.conn.execute(
@@ -142,19 +147,6 @@ class SQLiteSource:
                 return
             after = rows[-1][0]
             yield [tuple(r[1:]) for r in rows]
-
-    def history(self, memory_ids: Sequence[str]) -> list[tuple[Any, ...]]:
-        if not memory_ids:
-            return []
-        marks = ",".join("?" * len(memory_ids))
-        return [
-            tuple(r)
-            for r in self.conn.execute(
-                "SELECT memory_id, version, content, tags, metadata, importance, replaced_at "
-                f"FROM memory_history WHERE memory_id IN ({marks})",
-                list(memory_ids),
-            )
-        ]
 
     def triples(self, namespace: str) -> list[tuple[Any, ...]]:
         return [
@@ -219,121 +211,6 @@ class PostgresTarget:
                 )
             ]
         )
-
-    def append_items(
-        self, namespace: str, session: tuple[str, int, int], items: Sequence[str]
-    ) -> None:
-        session_id, created_at, updated_at = session
-        if items:
-            self.store.session_add(namespace, session_id, items)
-        self.store.run(
-            lambda conn: conn.execute(
-                "INSERT INTO sessions (namespace, session_id, created_at, updated_at) "
-                "VALUES (%s, %s, %s, %s) ON CONFLICT (namespace, session_id) DO UPDATE "
-                "SET created_at = excluded.created_at, updated_at = excluded.updated_at",
-                (namespace, session_id, created_at, updated_at),
-            )
-        )
-
-    def insert_memories(self, namespace: str, rows: Sequence[tuple[Any, ...]]) -> int:
-        """Insert memory rows (ids already present are skipped); returns how many were new."""
-        from .postgres.vectors import Vector
-
-        self.store.ensure_vector_index({len(r[14]) // 4 for r in rows if r[14] is not None})
-        params = [
-            (
-                *r[:7],  # id, user_id, agent_id, session_id, content, content_hash, tags
-                " ".join(_loads(r[6])),
-                r[7],  # metadata
-                r[8],  # search text
-                *r[9:14],  # importance, occurred_at, created_at, updated_at, version
-                Vector(r[14]) if r[14] is not None else None,
-                r[15] if r[14] is not None else None,
-                len(r[14]) // 4 if r[14] is not None else None,
-            )
-            for r in rows
-        ]
-
-        def work(conn: Any) -> int:
-            returned = _insert_returning(
-                conn,
-                "INSERT INTO memories (namespace, id, user_id, agent_id, session_id, "
-                "content, content_hash, tags, tag_text, metadata, search_text, importance, "
-                "occurred_at, created_at, updated_at, version, embedding, embedding_model, "
-                "embedding_dim) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                "%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING id, rowid",
-                [(namespace, *p) for p in params],
-            )
-            inserted = {str(i): int(r) for i, r in returned}
-            tags = [
-                (namespace, tag.lower(), inserted[r[0]])
-                for r in rows
-                if r[0] in inserted
-                for tag in _loads(r[6])
-            ]
-            from .postgres.memories import _neighbor_rowids, _refresh_context
-
-            in_sessions = [inserted[r[0]] for r in rows if r[0] in inserted and r[3]]
-            _refresh_context(conn, [*in_sessions, *_neighbor_rowids(conn, in_sessions)])
-            users = sorted({r[1] for r in rows if r[0] in inserted and r[1] is not None})
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO memory_tags (namespace, tag, memory_rowid) VALUES (%s, %s, %s) "
-                    "ON CONFLICT DO NOTHING",
-                    tags,
-                )
-                cur.executemany(
-                    "INSERT INTO memory_users (namespace, user_id) VALUES (%s, %s) "
-                    "ON CONFLICT DO NOTHING",
-                    [(namespace, u) for u in users],
-                )
-            return len(inserted)
-
-        try:
-            return self.store.run(work)
-        except Exception as exc:
-            import psycopg
-
-            if isinstance(exc.__cause__, psycopg.errors.UniqueViolation):
-                raise ConflictError(
-                    f"namespace {namespace!r} of the target already holds identical memories "
-                    "under other ids; migrate into an empty database or namespace"
-                ) from None
-            raise
-
-    def insert_history(self, rows: Sequence[tuple[Any, ...]]) -> int:
-        if not rows:
-            return 0
-
-        def work(conn: Any) -> int:
-            return len(
-                _insert_returning(
-                    conn,
-                    "INSERT INTO memory_history (memory_id, version, content, tags, metadata, "
-                    "importance, replaced_at) VALUES (%s, %s, %s, %s, %s, %s, %s) "
-                    "ON CONFLICT DO NOTHING RETURNING 1",
-                    rows,
-                )
-            )
-
-        return self.store.run(work)
-
-    def insert_triples(self, namespace: str, rows: Sequence[tuple[Any, ...]]) -> int:
-        if not rows:
-            return 0
-
-        def work(conn: Any) -> int:
-            return len(
-                _insert_returning(
-                    conn,
-                    "INSERT INTO triples (namespace, id, subject, predicate, object, confidence, "
-                    "source, valid_from, valid_to, created_at, memory_id) VALUES (%s, %s, %s, "
-                    "%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO NOTHING RETURNING 1",
-                    [(namespace, *r) for r in rows],
-                )
-            )
-
-        return self.store.run(work)
 
     def insert_keys(self, namespace: str, rows: Sequence[tuple[Any, ...]]) -> int:
         """Insert key rows (:data:`_KEY_FIELDS` order); a key already there is skipped, but a
@@ -461,24 +338,25 @@ def transfer(
     try:
         report = TransferReport(reader.namespaces())
         for ns in report.namespaces:
-            _copy_sessions(reader, writer, ns, report, tick, batch_size)
-            for rows in reader.memories(ns, batch_size):
-                new = writer.insert_memories(ns, rows)
-                report.copied["memories"] += new
-                report.skipped["memories"] += len(rows) - new
-                tick("memories", len(rows))
-                history = reader.history([r[0] for r in rows])
-                new = writer.insert_history(history)
-                report.copied["history"] += new
-                report.skipped["history"] += len(history) - new
-                tick("history", len(history))
-            triples = reader.triples(ns)
-            for start in range(0, len(triples), batch_size):
-                chunk = triples[start : start + batch_size]
-                new = writer.insert_triples(ns, chunk)
-                report.copied["triples"] += new
-                report.skipped["triples"] += len(chunk) - new
-                tick("triples", len(chunk))
+            _copy_sessions(source, target, writer, ns, report, tick, batch_size)
+            after = 0
+            while page := source.memory_export_full(
+                ns, after=after, limit=batch_size, with_vectors=True
+            ):
+                created = target.memory_import(ns, [_imported(m) for m in page])
+                for m, fresh in zip(page, created, strict=True):
+                    tally = report.copied if fresh else report.skipped
+                    tally["memories"] += 1
+                    tally["history"] += len(m.history)
+                tick("memories", len(page))
+                tick("history", sum(len(m.history) for m in page))
+                after = page[-1].rowid
+            after = 0
+            while triples := source.triple_export(ns, after=after, limit=batch_size):
+                for fresh in target.triple_import(ns, triples):
+                    (report.copied if fresh else report.skipped)["triples"] += 1
+                tick("triples", len(triples))
+                after = triples[-1].rowid
             keys = reader.api_keys(ns)
             for start in range(0, len(keys), batch_size):
                 chunk = keys[start : start + batch_size]
@@ -501,37 +379,75 @@ def transfer(
 
 
 def _copy_sessions(
-    reader: SQLiteSource,
+    source: Store,
+    target: Store,
     writer: PostgresTarget,
     namespace: str,
     report: TransferReport,
     tick: Progress,
     batch_size: int,
 ) -> None:
-    for session in reader.sessions(namespace):
-        session_id = session[0]
-        items = reader.session_items(namespace, session_id)
-        have = writer.session_items(namespace, session_id)
-        if have != items[: len(have)]:
-            raise ConflictError(
-                f"session {session_id!r} in namespace {namespace!r} already holds different "
-                "items in the target; migrate into an empty database or clear that session"
-            )
-        report.skipped["session_items"] += len(have)
-        tick("session_items", len(have))
-        rest = items[len(have) :]
-        for start in range(0, max(len(rest), 1), max(batch_size, 1000)):
-            chunk = rest[start : start + max(batch_size, 1000)]
-            writer.append_items(namespace, session, chunk)
-            report.copied["session_items"] += len(chunk)
-            tick("session_items", len(chunk))
+    """Copy each session's items past those the target already holds (which must be a prefix
+    of the source's), with their times."""
+    last: str | None = None
+    chunk = max(batch_size, 1000)
+    while sessions := source.session_export(namespace, after=last, limit=1000):
+        for info in sessions:
+            session_id = info.session_id
+            have = writer.session_items(namespace, session_id)
+            items: list[tuple[str, int]] = []
+            seq = -1
+            while rows := source.session_export_items(
+                namespace, session_id, after=seq, limit=chunk
+            ):
+                items += [(r.data, r.created_at) for r in rows]
+                seq = rows[-1].seq
+            if have != [data for data, _ in items[: len(have)]]:
+                raise ConflictError(
+                    f"session {session_id!r} in namespace {namespace!r} already holds different "
+                    "items in the target; migrate into an empty database or clear that session"
+                )
+            report.skipped["session_items"] += len(have)
+            tick("session_items", len(have))
+            rest = items[len(have) :]
+            for start in range(0, max(len(rest), 1), chunk):
+                part = rest[start : start + chunk]
+                target.session_import(
+                    namespace,
+                    session_id,
+                    part,
+                    created_at=us_from_datetime(info.created_at),
+                    updated_at=us_from_datetime(info.updated_at),
+                )
+                report.copied["session_items"] += len(part)
+                tick("session_items", len(part))
+        last = sessions[-1].session_id
 
 
-def _loads(text: str) -> list[str]:
-    import orjson
-
-    value = orjson.loads(text)
-    return [str(v) for v in value] if isinstance(value, list) else []
+def _imported(m: ExportedMemory) -> ImportedMemory:
+    """A memory as read from one store, ready to be written to another."""
+    r = m.record
+    return ImportedMemory(
+        NewMemory(
+            id=r.id,
+            content=r.content,
+            content_hash=r.content_hash,
+            user_id=r.user_id,
+            agent_id=r.agent_id,
+            session_id=r.session_id,
+            tags=r.tags,
+            metadata=r.metadata,
+            importance=r.importance,
+            occurred_at=us_from_datetime(r.occurred_at) if r.occurred_at is not None else None,
+            search_text=m.search_text,
+            embedding=m.embedding,
+            embedding_model=m.embedding_model,
+            created_at=us_from_datetime(r.created_at),
+        ),
+        updated_at=us_from_datetime(r.updated_at),
+        version=r.version,
+        history=m.history,
+    )
 
 
 def _digest(value: Any) -> int:

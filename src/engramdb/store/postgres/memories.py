@@ -423,18 +423,6 @@ class MemoriesMixin:
         rows = rows[:limit]
         return [memory_record(r) for r in rows], (rows[-1][0] if more and rows else None)
 
-    def memory_export(
-        self, namespace: str, *, after: int, limit: int
-    ) -> list[tuple[int, MemoryRecord]]:
-        rows = self.read(
-            lambda conn: conn.execute(
-                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s "
-                "AND m.rowid > %s ORDER BY m.rowid LIMIT %s",
-                (namespace, after, limit),
-            ).fetchall()
-        )
-        return [(r[0], memory_record(r)) for r in rows]
-
     def memory_history(self, namespace: str, memory_id: str) -> list[MemoryVersion]:
         rows = self.read(
             lambda conn: conn.execute(

@@ -41,6 +41,7 @@ from ...validation import decode_item, decode_items
 from .access import AccessMixin
 from .memories import MemoriesMixin
 from .migrations import migrate
+from .transfer import TransferMixin
 from .vectors import vector_adapters
 
 log = logging.getLogger("engramdb")
@@ -53,7 +54,7 @@ class _CommitUnknown(Exception):
     """The connection died while COMMIT was in flight."""
 
 
-class PostgresStore(MemoriesMixin, AccessMixin):
+class PostgresStore(MemoriesMixin, AccessMixin, TransferMixin):
     """Store backed by a PostgreSQL database with the pgvector extension."""
 
     def __init__(

@@ -359,17 +359,6 @@ class MemoriesMixin:
         rows = rows[:limit]
         return [memory_record(r) for r in rows], (rows[-1][0] if more and rows else None)
 
-    def memory_export(
-        self, namespace: str, *, after: int, limit: int
-    ) -> list[tuple[int, MemoryRecord]]:
-        with self._reader() as conn:
-            rows = conn.execute(
-                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND m.rowid > ? "
-                "ORDER BY m.rowid LIMIT ?",
-                (namespace, after, limit),
-            ).fetchall()
-        return [(r[0], memory_record(r)) for r in rows]
-
     def memory_history(self, namespace: str, memory_id: str) -> list[MemoryVersion]:
         with self._reader() as conn:
             if not conn.execute(

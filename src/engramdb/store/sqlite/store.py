@@ -40,11 +40,12 @@ from ...validation import decode_item, decode_items
 from .access import AccessMixin
 from .memories import MemoriesMixin
 from .migrations import migrate
+from .transfer import TransferMixin
 
 Durability = Literal["normal", "full"]
 
 
-class SQLiteStore(MemoriesMixin, AccessMixin):
+class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
     """Store backed by one SQLite database file."""
 
     def __init__(
