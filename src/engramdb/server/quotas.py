@@ -1,8 +1,12 @@
 """Per-key quotas and rate limits.
 
-Daily recall counts live in the store (so every replica sees one count); the memory quota is
-checked against the namespace's stored count. The requests-per-second limit is a token bucket
-in each worker process: it bounds bursts cheaply, without a store write per request.
+Daily recall counts live in the store (so every replica sees one count). The stored-data
+quotas (``max_memories``, ``max_facts``) are not checked here: the key's :class:`Quota` goes
+down through the facade, and the store checks it inside the write transaction against
+per-namespace counters it maintains (so concurrent writers cannot overrun it, and no
+``COUNT(*)`` runs per write); it raises :class:`~engramdb.errors.QuotaExceededError` (429).
+The requests-per-second limit is a token bucket in each worker process: it bounds bursts
+cheaply, without a store write per request.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..store import Store
-from ..types import ApiKey
+from ..types import ApiKey, Quota
 from .errors import ApiError
 from .settings import LIMIT_NAMES, Quotas
 
@@ -74,25 +78,22 @@ class Limiter:
                 {"Retry-After": str(seconds_to_midnight())},
             )
 
-    def check_memories(self, key: ApiKey, adding: int) -> None:
-        limit = self.limits(key)["max_memories"]
-        if limit is None:
-            return
-        stored = self.store.memory_stats(key.namespace).memories
-        if stored + adding > limit:
-            raise ApiError(
-                429,
-                "quota_exceeded",
-                f"memory quota of {limit} reached ({stored} stored, {adding} more requested); "
-                "forget memories to make room",
-                {"Retry-After": "3600"},
-            )
-
-    def usage(self, key: ApiKey, memories: int) -> dict[str, Any]:
-        """What the key has used and what remains (``None``: unlimited)."""
+    def quota(self, key: ApiKey) -> Quota:
+        """The stored-data limits of the key's namespace, for the facade's writes."""
         limits = self.limits(key)
+        return Quota(max_memories=limits["max_memories"], max_facts=limits["max_facts"])
+
+    def usage(self, key: ApiKey) -> dict[str, Any]:
+        """What the key has used and what remains (``None``: unlimited). Stored counts come
+        from the namespace's maintained counters, so this never counts rows."""
+        limits = self.limits(key)
+        counts = self.store.usage_counts(key.namespace)
         recalls = self.store.usage_get(key.namespace, key.id, utc_day()).get(RECALLS, 0)
-        used = {"memories": memories, "recalls_today": recalls}
+        used = {
+            "memories": counts["memories"],
+            "facts": counts["facts"],
+            "recalls_today": recalls,
+        }
 
         def left(limit: int | None, n: int) -> int | None:
             return None if limit is None else max(0, limit - n)
@@ -101,7 +102,8 @@ class Limiter:
             "usage": used,
             "limits": limits,
             "remaining": {
-                "memories": left(limits["max_memories"], memories),
+                "memories": left(limits["max_memories"], used["memories"]),
+                "facts": left(limits["max_facts"], used["facts"]),
                 "recalls_today": left(limits["recalls_per_day"], recalls),
             },
         }

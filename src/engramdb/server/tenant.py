@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 
 from ..memory import Memory
 from ..sessions import Session
-from ..types import ApiKey
+from ..types import ApiKey, Quota
 from .auth import KeyRing, Principal
 from .errors import ApiError
 from .quotas import Limiter
@@ -38,6 +38,11 @@ class Tenant:
     def namespace(self) -> str:
         return self.key.namespace
 
+    @property
+    def quota(self) -> Quota:
+        """The stored-data limits the facade's writes are checked against."""
+        return self.limiter.quota(self.key)
+
     def session(self, session_id: str) -> Session:
         return Session(session_id, self.memory.store, namespace=self.namespace)
 
@@ -59,6 +64,7 @@ def principal(request: Request) -> Principal:
 def tenant(request: Request) -> Tenant:
     who = principal(request)
     if who.key is None:
+        # admin keys manage keys and namespaces only: no data route, no statistics
         raise ApiError(
             403, "forbidden", "admin keys manage keys only; use a namespace key for data"
         )

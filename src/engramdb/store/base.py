@@ -7,6 +7,7 @@ Every method takes the namespace explicitly, so no caller can forget it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,6 +18,7 @@ from ..types import (
     MemoryRecord,
     MemoryStats,
     MemoryVersion,
+    Quota,
     SessionInfo,
     Triple,
 )
@@ -97,6 +99,8 @@ class NewKey:
     purpose: str | None
     prefix: str
     limits: dict[str, int | None]
+    created_by: str | None = None
+    """Id of the namespace key that created this one (``None``: an admin or registration)."""
 
 
 @runtime_checkable
@@ -112,6 +116,17 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections. The store must not be used afterwards."""
+
+    def atomic(self) -> AbstractContextManager[None]:
+        """A unit of work: every store call made inside ``with store.atomic():`` *on this
+        thread* joins one transaction, committed when the block ends and rolled back entirely
+        if it raises. Nested blocks join the outermost one.
+
+        SQLite: ``BEGIN IMMEDIATE`` on the thread's connection (the write lock is held for the
+        whole block, so keep it short: embed before, not inside). PostgreSQL: one pooled
+        connection and transaction for the block. A store call inside that fails is undone
+        alone (a savepoint) before its error propagates.
+        """
 
     # -- sessions --------------------------------------------------------------------------
     def session_add(self, namespace: str, session_id: str, encoded_items: Sequence[str]) -> None:
@@ -231,6 +246,16 @@ class Store(Protocol):
     ) -> list[tuple[int, MemoryRecord]]:
         """Records in insertion order for export, with their rowid cursors."""
 
+    def usage_counts(self, namespace: str) -> dict[str, int]:
+        """What the namespace stores, from counters maintained in the same transaction as
+        every insert and delete (no ``COUNT(*)``): ``{"memories": n, "facts": m}``."""
+
+    def quota_check(self, namespace: str, quota: Quota, *, memories: int, facts: int) -> None:
+        """Raise :class:`~engramdb.errors.QuotaExceededError` if the namespace now stores more
+        than ``quota`` allows. Call it inside :meth:`atomic`, after the writes that added
+        ``memories`` and ``facts`` (for the message): the error rolls them back, and the
+        counters' row lock makes concurrent writers check one after another."""
+
     # -- triples ---------------------------------------------------------------------------
     def triple_insert(self, namespace: str, triple: NewTriple) -> tuple[Triple, list[Triple], bool]:
         """Store a fact. Returns (the fact, the facts it superseded, created). A current
@@ -265,6 +290,9 @@ class Store(Protocol):
 
     def key_list(self, namespace: str | None) -> list[ApiKey]:
         """Keys of one namespace (``None``: every namespace), oldest first."""
+
+    def namespace_exists(self, namespace: str) -> bool:
+        """Whether the namespace holds anything: a key, a memory, a fact or a session."""
 
     def key_revoke(self, namespace: str, key_id: str) -> ApiKey | None:
         """Revoke a key of this namespace (idempotent); ``None`` if it has no such key."""

@@ -29,7 +29,7 @@ Progress = Callable[[str, int], None]
 
 KINDS = ("session_items", "memories", "history", "triples", "api_keys")
 _MOD = 2**256
-_KEY_FIELDS = "id, name, purpose, prefix, secret_hash, limits, created_at, revoked_at"
+_KEY_FIELDS = "id, name, purpose, prefix, secret_hash, limits, created_at, revoked_at, created_by"
 
 
 @dataclass
@@ -271,8 +271,9 @@ class PostgresTarget:
                 if r[0] in inserted
                 for tag in _loads(r[6])
             ]
-            from .postgres.memories import _neighbor_rowids, _refresh_context
+            from .postgres.memories import _count, _neighbor_rowids, _refresh_context
 
+            _count(conn, namespace, memories=len(inserted))
             in_sessions = [inserted[r[0]] for r in rows if r[0] in inserted and r[3]]
             _refresh_context(conn, [*in_sessions, *_neighbor_rowids(conn, in_sessions)])
             users = sorted({r[1] for r in rows if r[0] in inserted and r[1] is not None})
@@ -323,7 +324,9 @@ class PostgresTarget:
             return 0
 
         def work(conn: Any) -> int:
-            return len(
+            from .postgres.memories import _count
+
+            added = len(
                 _insert_returning(
                     conn,
                     "INSERT INTO triples (namespace, id, subject, predicate, object, confidence, "
@@ -332,6 +335,8 @@ class PostgresTarget:
                     [(namespace, *r) for r in rows],
                 )
             )
+            _count(conn, namespace, facts=added)
+            return added
 
         return self.store.run(work)
 
@@ -346,7 +351,7 @@ class PostgresTarget:
                 _insert_returning(
                     conn,
                     f"INSERT INTO api_keys (namespace, {_KEY_FIELDS}) VALUES (%s, %s, %s, %s, "
-                    "%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
+                    "%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
                     "SET revoked_at = excluded.revoked_at WHERE api_keys.revoked_at IS NULL "
                     "AND excluded.revoked_at IS NOT NULL AND api_keys.namespace = "
                     "excluded.namespace AND api_keys.secret_hash = excluded.secret_hash "

@@ -140,6 +140,22 @@ def _vector(vector: bytes | None) -> Vector | None:
     return Vector(vector) if vector is not None else None
 
 
+def _count(conn: Conn, namespace: str, *, memories: int = 0, facts: int = 0) -> None:
+    """Adjust the namespace's stored counts (quotas read them) in the caller's transaction.
+
+    Every statement that inserts or deletes memories or triples calls this with the number of
+    rows it changed (negative for deletes), so the counts stay exact without ``COUNT(*)``.
+    Called with no change, it only takes the row lock: writers call it first, so writers of
+    one namespace queue on this row before touching anything else (no lock-order deadlocks).
+    """
+    conn.execute(
+        "INSERT INTO namespace_counts (namespace, memories, facts) VALUES (%s, %s, %s) "
+        "ON CONFLICT (namespace) DO UPDATE SET memories = namespace_counts.memories "
+        "+ excluded.memories, facts = namespace_counts.facts + excluded.facts",
+        (namespace, memories, facts),
+    )
+
+
 class MemoriesMixin:
     """SQL for memories and triples; needs ``run``/``read`` from the store core."""
 
@@ -208,6 +224,7 @@ class MemoriesMixin:
         ]
 
         def work(conn: Conn) -> list[tuple[MemoryRecord, bool]]:
+            _count(conn, namespace)  # lock the namespace's counts first
             inserted: dict[str, int] = {}
             with conn.cursor() as cur:
                 # DO NOTHING skips memories identical to a stored one (the identity index) and
@@ -226,6 +243,7 @@ class MemoriesMixin:
                         inserted[memory_id] = rowid
                     if not cur.nextset():
                         break
+            _count(conn, namespace, memories=len(inserted))
             tag_rows = [
                 (namespace, tag.lower(), inserted[m.id])
                 for m in memories
@@ -357,6 +375,7 @@ class MemoriesMixin:
             return []
 
         def work(conn: Conn) -> list[str]:
+            _count(conn, namespace)  # lock the namespace's counts first
             # tags go with their memory (ON DELETE CASCADE); the tsvector and the vector are
             # columns of the row itself, so every index forgets it at once
             gone = conn.execute(
@@ -371,6 +390,7 @@ class MemoriesMixin:
                     (namespace, list(memory_ids)),
                 )
             ]
+            _count(conn, namespace, memories=-len(removed))
             if removed:  # the neighbours' context no longer quotes the removed text
                 _refresh_context(conn, near)
                 conn.execute("DELETE FROM memory_history WHERE memory_id = ANY(%s)", (removed,))
@@ -657,6 +677,7 @@ class MemoriesMixin:
         def work(conn: Conn) -> tuple[Triple, list[Triple], bool]:
             # one writer at a time per (namespace, subject, predicate): concurrent learns of
             # a single-valued fact cannot both stay current
+            _count(conn, namespace)  # lock the namespace's counts first
             key = "\x1f".join((namespace, triple.subject.lower(), triple.predicate.lower()))
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
             same = conn.execute(
@@ -694,6 +715,7 @@ class MemoriesMixin:
                 ),
             ).fetchone()
             assert row is not None
+            _count(conn, namespace, facts=1)
             return triple_record(row), superseded, True
 
         return self.run(work)
