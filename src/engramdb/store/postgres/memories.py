@@ -168,6 +168,9 @@ class MemoriesMixin:
     def read(self, work: Callable[[Conn], _T]) -> _T:
         raise NotImplementedError
 
+    def _unit_conn(self) -> Conn | None:
+        raise NotImplementedError
+
     # -- vector indexes --------------------------------------------------------------------
     def ensure_vector_index(self, dims: set[int]) -> None:
         """Create the HNSW index for each new embedding dimension (once, before writing)."""
@@ -175,11 +178,24 @@ class MemoriesMixin:
         if not todo:
             return
 
+        def missing(conn: Conn) -> set[int]:
+            # a catalog lookup takes no table lock: the DDL below runs only for a new index
+            return {
+                dim
+                for dim in todo
+                if conn.execute(
+                    "SELECT to_regclass(%s) IS NULL", (f"memories_hnsw_{dim}",)
+                ).fetchone()
+                == (True,)
+            }
+
         def work(conn: Conn) -> None:
             from .migrations import MIGRATION_LOCK
 
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            for dim in sorted(todo):
+            # again under the lock: CREATE INDEX IF NOT EXISTS would lock the table even when
+            # another writer has just created the index (a deadlock with inserting writers)
+            for dim in sorted(missing(conn)):
                 conn.execute(
                     sql.SQL(
                         "CREATE INDEX IF NOT EXISTS {name} ON memories USING hnsw "
@@ -188,7 +204,11 @@ class MemoriesMixin:
                     ).format(name=sql.Identifier(f"memories_hnsw_{dim}"), dim=sql.Literal(dim))
                 )
 
-        self.run(work)
+        in_unit = self._unit_conn() is not None
+        if self.read(missing):
+            self.run(work)
+            if in_unit:  # created inside a unit of work that may still roll back: check again
+                return
         self._indexed_dims |= todo
 
     # -- writes ----------------------------------------------------------------------------
@@ -198,6 +218,11 @@ class MemoriesMixin:
         if not memories:
             return []
         now = now_us()
+        if self._unit_conn() is not None:
+            # in a unit of work, take the namespace's counts row before an index may be created
+            # (the DDL locks the table): writers of one namespace then never wait on each other
+            # in opposite orders
+            self.run(lambda conn: _count(conn, namespace))
         self.ensure_vector_index({d for m in memories if (d := _dim(m.embedding))})
         rows = [
             (
