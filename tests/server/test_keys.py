@@ -155,3 +155,21 @@ def test_item_07_child_keys_share_the_namespace_memory_quota(make_api: MakeApi) 
     for call in calls:
         r = call("POST", "/v1/memories", json={"content": "three"})
         assert r.status_code == 429 and "memory quota of 2" in r.text
+
+
+def test_item_07_child_keys_share_their_ancestors_recall_allowance(make_api: MakeApi) -> None:
+    api = make_api()
+    parent = new_key(api, ADMIN, limits={"recalls_per_day": 3}).json()
+    children = [new_key(api, {"X-API-Key": parent["api_key"]}).json() for _ in range(3)]
+    grandchild = new_key(api, {"X-API-Key": children[0]["api_key"]}).json()
+    codes = [
+        api.as_key(k["api_key"])("POST", "/v1/memories/recall", json={"query": "x"}).status_code
+        for k in [*children, grandchild]
+    ]
+    # minting keys does not multiply the parent's 3 recalls a day
+    assert codes == [200, 200, 200, 429]
+    r = api.as_key(parent["api_key"])("POST", "/api/memory/recall", json={"query": "x"})
+    assert r.status_code == 429 and "daily recall quota of 3" in r.text
+    # a refused recall counted nothing anywhere
+    stats = api.as_key(grandchild["api_key"])("GET", "/v1/stats").json()
+    assert stats["usage"]["recalls_today"] == 0

@@ -40,9 +40,13 @@ def hash_secret(secret: str) -> str:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: a namespace key, or an admin (``key`` is ``None``)."""
+    """Who is calling: a namespace key, or an admin (``key`` is ``None``). ``ancestors`` are
+    the keys the namespace key was created from, its parent first: their per-key limits
+    (recalls per day, requests per second) bound it too, so children share their ancestors'
+    allowances instead of multiplying them."""
 
     key: ApiKey | None
+    ancestors: tuple[ApiKey, ...] = ()
 
     @property
     def admin(self) -> bool:
@@ -120,7 +124,19 @@ class KeyRing:
             raise ApiError(401, "unauthorized", "unknown API key")
         if not key.active:
             raise ApiError(401, "unauthorized", "this API key has been revoked")
-        return Principal(key)
+        return Principal(key, self.ancestors(key))
+
+    def ancestors(self, key: ApiKey) -> tuple[ApiKey, ...]:
+        """The keys ``key`` descends from, parent first (one query, only for created keys)."""
+        if key.created_by is None:
+            return ()
+        by_id = {k.id: k for k in self.store.key_list(key.namespace)}
+        chain: list[ApiKey] = []
+        parent = by_id.get(key.created_by)
+        while parent is not None and parent not in chain and parent.id != key.id:
+            chain.append(parent)
+            parent = by_id.get(parent.created_by) if parent.created_by else None
+        return tuple(chain)
 
     def create(
         self,

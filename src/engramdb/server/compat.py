@@ -94,7 +94,7 @@ def store(t: TenantDep, body: StoreIn) -> dict[str, Any]:
 @router.post("/api/memory/recall")
 def recall(t: TenantDep, body: RecallIn) -> dict[str, Any]:
     """Memories for a query, searched over content and tags."""
-    t.limiter.count_recall(t.key)
+    t.limiter.count_recall(t.key, t.ancestors)
     hits = t.memory.recall(body.query, limit=body.limit)
     return {
         "memories": [_memory(h.memory, h.score) for h in hits],

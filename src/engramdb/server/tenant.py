@@ -33,6 +33,8 @@ class Tenant:
     key: ApiKey
     memory: Memory
     limiter: Limiter
+    ancestors: tuple[ApiKey, ...] = ()
+    """The keys this key was created from (their per-key limits bound it too)."""
 
     @property
     def namespace(self) -> str:
@@ -69,8 +71,8 @@ def tenant(request: Request) -> Tenant:
             403, "forbidden", "admin keys manage keys only; use a namespace key for data"
         )
     svc = services(request)
-    svc.limiter.check_rate(who.key)
-    return Tenant(who.key, svc.memory.scoped(who.key.namespace), svc.limiter)
+    svc.limiter.check_rate(who.key, who.ancestors)
+    return Tenant(who.key, svc.memory.scoped(who.key.namespace), svc.limiter, who.ancestors)
 
 
 TenantDep = Annotated[Tenant, Depends(tenant)]

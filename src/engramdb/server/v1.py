@@ -162,7 +162,7 @@ def remember_batch(t: TenantDep, body: MemoryBatchIn) -> MemoriesOut:
 @router.post("/memories/recall", response_model=RecallOut, tags=["memories"])
 def recall(t: TenantDep, body: RecallIn) -> RecallOut:
     """Memories ranked for a query (any string is a valid query)."""
-    t.limiter.count_recall(t.key)
+    t.limiter.count_recall(t.key, t.ancestors)
     hits = t.memory.recall(
         body.query,
         filters=body.filters.to_filter() if body.filters else None,
