@@ -225,11 +225,12 @@ class Memory:
         ns = self._ns(namespace)
         drafts = [self._draft(n, entry) for n, entry in enumerate(entries)]
         drafts = self._with_embeddings(drafts)  # before the transaction: embedding is slow
+        if quota is None:  # the insert is one transaction of its own
+            return [record for record, _ in self.store.memory_insert(ns, drafts)]
         with self.store.atomic():
             results = self.store.memory_insert(ns, drafts)
-            if quota is not None:
-                added = sum(1 for _, created in results if created)
-                self.store.quota_check(ns, quota, memories=added, facts=0)
+            added = sum(1 for _, created in results if created)
+            self.store.quota_check(ns, quota, memories=added, facts=0)
         return [record for record, _ in results]
 
     _ENTRY_FIELDS = frozenset(
