@@ -166,3 +166,25 @@ def test_item_08_migration_backfills_the_counters(backend: Backend) -> None:
         assert reopened.usage_counts("other") == {"memories": 1, "facts": 0}
     finally:
         reopened.close()
+
+
+def test_item_08_recount_repairs_counters_after_bulk_writes(mem: Memory) -> None:
+    mem.remember_many(entries(4))
+    mem.learn("a", "b", "c")
+    store = mem.store
+    # a bulk writer that bypassed the counters (as an import may) leaves them stale ...
+    _execute(store, "DELETE FROM namespace_counts WHERE namespace = 'q'")
+    assert store.usage_counts("q") == {"memories": 0, "facts": 0}
+    # ... and one recount at its end puts them right
+    assert store.usage_recount("q") == {"memories": 5, "facts": 1}
+    assert_counts_exact(mem)
+    assert store.usage_recount("empty") == {"memories": 0, "facts": 0}
+
+
+def _execute(store: Store, statement: str) -> None:
+    """Run a raw write statement on either backend."""
+    if hasattr(store, "run"):  # PostgreSQL
+        store.run(lambda conn: conn.execute(statement))
+    else:
+        with store._write() as conn:  # type: ignore[attr-defined]
+            conn.execute(statement)

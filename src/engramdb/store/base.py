@@ -250,6 +250,11 @@ class Store(Protocol):
         """What the namespace stores, from counters maintained in the same transaction as
         every insert and delete (no ``COUNT(*)``): ``{"memories": n, "facts": m}``."""
 
+    def usage_recount(self, namespace: str) -> dict[str, int]:
+        """Recompute the namespace's counters from its rows (``COUNT(*)``, in one write
+        transaction) and return them: for bulk writers that bypass ``memory_insert`` and
+        ``triple_insert`` (imports, migrations) to call once at the end."""
+
     def quota_check(self, namespace: str, quota: Quota, *, memories: int, facts: int) -> None:
         """Raise :class:`~engramdb.errors.QuotaExceededError` if the namespace now stores more
         than ``quota`` allows. Call it inside :meth:`atomic`, after the writes that added

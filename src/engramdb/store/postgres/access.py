@@ -129,6 +129,23 @@ class AccessMixin:
         )
         return {"memories": int(row[0]) if row else 0, "facts": int(row[1]) if row else 0}
 
+    def usage_recount(self, namespace: str) -> dict[str, int]:
+        def work(conn: Conn) -> dict[str, int]:
+            from .memories import _count
+
+            _count(conn, namespace)  # lock the counts row: concurrent writers wait for this
+            row = conn.execute(
+                "UPDATE namespace_counts SET "
+                "memories = (SELECT count(*) FROM memories WHERE namespace = %(ns)s), "
+                "facts = (SELECT count(*) FROM triples WHERE namespace = %(ns)s) "
+                "WHERE namespace = %(ns)s RETURNING memories, facts",
+                {"ns": namespace},
+            ).fetchone()
+            assert row is not None
+            return {"memories": int(row[0]), "facts": int(row[1])}
+
+        return self.run(work)
+
     def quota_check(self, namespace: str, quota: Quota, *, memories: int, facts: int) -> None:
         def work(conn: Conn) -> dict[str, int]:
             # FOR UPDATE: inside atomic() the writes before this already hold the row (they

@@ -114,6 +114,21 @@ class AccessMixin:
             ).fetchone()
         return {"memories": int(row[0]) if row else 0, "facts": int(row[1]) if row else 0}
 
+    def usage_recount(self, namespace: str) -> dict[str, int]:
+        with self._writer() as conn:
+            memories, facts = conn.execute(
+                "SELECT (SELECT count(*) FROM memories WHERE namespace = ?1), "
+                "(SELECT count(*) FROM triples WHERE namespace = ?1)",
+                (namespace,),
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO namespace_counts (namespace, memories, facts) VALUES (?, ?, ?) "
+                "ON CONFLICT (namespace) DO UPDATE SET memories = excluded.memories, "
+                "facts = excluded.facts",
+                (namespace, memories, facts),
+            )
+        return {"memories": int(memories), "facts": int(facts)}
+
     def quota_check(self, namespace: str, quota: Quota, *, memories: int, facts: int) -> None:
         # inside atomic(), this read is in the write transaction: BEGIN IMMEDIATE holds the
         # write lock, so the counts cannot change before the block commits or rolls back
