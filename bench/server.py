@@ -385,9 +385,10 @@ def _shares(stats: dict[Any, Any], endpoint: str) -> dict[str, float]:
             parts[f"store: {func}" if big else "store: other calls"] += seconds
     library_python = library - sum(parts.values())
     parts[f"engramdb Python in Memory.{call}"] = library_python
-    parts["quota check (Limiter)"] = _cumulative(
+    # the stored-data quota is checked by the store inside the write (a "store:" part)
+    parts["recall quota (Limiter)"] = _cumulative(
         stats, "engramdb/server/quotas.py", "count_recall"
-    ) + _cumulative(stats, "engramdb/server/quotas.py", "check_memories")
+    )
     parts["key lookup (KeyRing.authenticate)"] = _cumulative(
         stats, "engramdb/server/auth.py", "authenticate"
     )

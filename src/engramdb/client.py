@@ -323,6 +323,7 @@ def parse_key(d: Mapping[str, Any]) -> ApiKey:
         limits=dict(d.get("limits") or {}),
         created_at=_dt(d["created_at"]),
         revoked_at=_opt_dt(d.get("revoked_at")),
+        created_by=d.get("created_by"),
     )
 
 
@@ -1009,7 +1010,9 @@ class Client(_Core):
         namespace: str | None = None,
         limits: Mapping[str, int | None] | None = None,
     ) -> CreatedKey:
-        """A new key: for this key's namespace, or (admin keys) for any ``namespace``."""
+        """A new key: for this key's namespace, with limits no larger than this key's (left
+        out: inherited); admin keys create keys for a *new* ``namespace`` (a fresh one if
+        omitted), with any limits."""
         return self._run(self._c_create_key(name, purpose, namespace, limits))
 
     def list_keys(self, namespace: str | None = None) -> builtins.list[ApiKey]:
@@ -1319,7 +1322,7 @@ class AsyncClient(_Core):
         namespace: str | None = None,
         limits: Mapping[str, int | None] | None = None,
     ) -> CreatedKey:
-        """A new key for this key's namespace (admin keys: any ``namespace``)."""
+        """A new key for this key's namespace (admin keys: a new ``namespace``)."""
         return await self._run(self._c_create_key(name, purpose, namespace, limits))
 
     async def list_keys(self, namespace: str | None = None) -> builtins.list[ApiKey]:

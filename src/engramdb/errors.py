@@ -51,6 +51,32 @@ class RateLimitError(EngramError):
         self.retry_after = retry_after
 
 
+class QuotaExceededError(RateLimitError):
+    """A write would take a namespace past a stored-data quota; nothing was written.
+
+    Raised by the store inside the write's own transaction, so concurrent writers can never
+    overrun the limit together. ``quota`` names the limit (``max_memories`` or
+    ``max_facts``), ``limit`` is its value, ``used`` what the namespace held before the write
+    and ``adding`` how many the write would have added.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        quota: str,
+        limit: int,
+        used: int,
+        adding: int,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, retry_after=retry_after)
+        self.quota = quota
+        self.limit = limit
+        self.used = used
+        self.adding = adding
+
+
 class ServerError(EngramError):
     """The server failed in an unexpected way (HTTP 5xx other than 503, or a response that is
     not the API's)."""
@@ -94,6 +120,7 @@ __all__ = [
     "NotFoundError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "QuotaExceededError",
     "RateLimitError",
     "SchemaVersionError",
     "ServerError",

@@ -54,6 +54,7 @@ from .types import (
     MemoryRecord,
     MemoryStats,
     MemoryVersion,
+    Quota,
     Triple,
     now_us,
     us_from_datetime,
@@ -196,8 +197,10 @@ class Memory:
         metadata: Mapping[str, Any] | None = None,
         importance: float = 0.5,
         occurred_at: datetime | str | None = None,
+        quota: Quota | None = None,
     ) -> MemoryRecord:
-        """Store one memory (or return the identical one already stored in this scope)."""
+        """Store one memory (or return the identical one already stored in this scope); a
+        ``quota`` is checked as in :meth:`remember_many`."""
         entry = {
             "content": content,
             "user_id": user_id,
@@ -208,17 +211,34 @@ class Memory:
             "importance": importance,
             "occurred_at": occurred_at,
         }
-        return self.remember_many([entry], namespace=namespace)[0]
+        return self.remember_many([entry], namespace=namespace, quota=quota)[0]
 
     def remember_many(
-        self, entries: Iterable[Mapping[str, Any]], *, namespace: str | None = None
+        self,
+        entries: Iterable[Mapping[str, Any]],
+        *,
+        namespace: str | None = None,
+        quota: Quota | None = None,
     ) -> list[MemoryRecord]:
         """Store a batch in one transaction: every entry is validated first; one bad entry
-        rejects the batch and nothing is written. Entries take :meth:`remember`'s arguments."""
+        rejects the batch and nothing is written. Entries take :meth:`remember`'s arguments.
+
+        With a ``quota``, the batch is checked against it inside the same transaction (only
+        memories actually added count; identical ones already stored do not): if the
+        namespace would exceed ``quota.max_memories``, nothing is stored and
+        :class:`~engramdb.errors.QuotaExceededError` is raised. Concurrent writers cannot
+        overrun the limit together.
+        """
         ns = self._ns(namespace)
         drafts = [self._draft(n, entry) for n, entry in enumerate(entries)]
-        drafts = self._with_embeddings(drafts)
-        return [record for record, _ in self.store.memory_insert(ns, drafts)]
+        drafts = self._with_embeddings(drafts)  # before the transaction: embedding is slow
+        if quota is None:  # the insert is one transaction of its own
+            return [record for record, _ in self.store.memory_insert(ns, drafts)]
+        with self.store.atomic():
+            results = self.store.memory_insert(ns, drafts)
+            added = sum(1 for _, created in results if created)
+            self.store.quota_check(ns, quota, memories=added, facts=0)
+        return [record for record, _ in results]
 
     _ENTRY_FIELDS = frozenset(
         {
@@ -576,9 +596,15 @@ class Memory:
         valid_from: datetime | str | None = None,
         single_valued: bool = False,
         namespace: str | None = None,
+        quota: Quota | None = None,
     ) -> Triple:
         """Store a fact. With ``single_valued=True`` a new object for the same subject and
-        predicate closes the current fact's validity (kept, visible with ``as_of``)."""
+        predicate closes the current fact's validity (kept, visible with ``as_of``).
+
+        The fact, the memory that makes it searchable, and the removal of superseded facts'
+        memories are one transaction. With a ``quota``, a new fact counts toward
+        ``quota.max_facts`` and its memory toward ``quota.max_memories``, checked inside that
+        transaction (:class:`~engramdb.errors.QuotaExceededError`: nothing is stored)."""
         ns = self._ns(namespace)
         parts = {
             name: _triple_part(name, value)
@@ -597,30 +623,40 @@ class Memory:
             if valid_from is not None
             else now_us()
         )
-        triple, superseded, created = self.store.triple_insert(
-            ns,
-            NewTriple(
-                new_id("fact"),
-                parts["subject"],
-                parts["predicate"],
-                parts["object"],
-                float(confidence),
-                source,
-                start,
-                bool(single_valued),
-            ),
+        fact_id = new_id("fact")
+        # the memory that makes the fact searchable through recall, embedded before the
+        # transaction (used only if the fact is new)
+        text = f"{parts['subject']} {parts['predicate']} {parts['object']}"
+        drafts = self._with_embeddings(
+            [
+                self._draft(
+                    0, {"content": text, "tags": ["fact"], "metadata": {"triple_id": fact_id}}
+                )
+            ]
         )
-        if created:
-            # the fact is searchable through recall as a memory of its own
-            text = f"{triple.subject} {triple.predicate} {triple.object}"
-            record = self.remember_many(
-                [{"content": text, "tags": ["fact"], "metadata": {"triple_id": triple.id}}],
-                namespace=ns,
-            )[0]
-            self.store.triple_set_memory(ns, triple.id, record.id)
-            stale = self.store.triple_memory_ids(ns, [t.id for t in superseded])
-            if stale:
-                self.store.memory_delete(ns, stale)
+        # one unit of work: the fact, its memory, the superseded facts' memories going, and
+        # the quota check commit or roll back together
+        with self.store.atomic():
+            triple, superseded, created = self.store.triple_insert(
+                ns,
+                NewTriple(
+                    fact_id,
+                    parts["subject"],
+                    parts["predicate"],
+                    parts["object"],
+                    float(confidence),
+                    source,
+                    start,
+                    bool(single_valued),
+                ),
+            )
+            if created:
+                (record, made), *_ = self.store.memory_insert(ns, drafts)
+                self.store.triple_set_memory(ns, triple.id, record.id)
+                stale = self.store.triple_memory_ids(ns, [t.id for t in superseded])
+                gone = self.store.memory_delete(ns, stale) if stale else []
+                if quota is not None:
+                    self.store.quota_check(ns, quota, memories=int(made) - len(gone), facts=1)
         return triple
 
     def facts(

@@ -164,8 +164,9 @@ class ApiKey:
     """A server API key as stored: never the secret itself, only its hash and a display prefix.
 
     Every key is bound to one namespace. ``limits`` overrides the server's default quotas for
-    this key (``max_memories``, ``recalls_per_day``, ``requests_per_second``); a missing entry
-    means the default, ``None`` means unlimited.
+    this key (``max_memories``, ``max_facts``, ``recalls_per_day``, ``requests_per_second``);
+    a missing entry means the default, ``None`` means unlimited. ``created_by`` is the id of
+    the namespace key that created this one (``None``: an admin key or registration).
     """
 
     id: str
@@ -176,6 +177,7 @@ class ApiKey:
     limits: dict[str, int | None]
     created_at: datetime
     revoked_at: datetime | None
+    created_by: str | None = None
 
     @property
     def active(self) -> bool:
@@ -191,7 +193,22 @@ class ApiKey:
             "limits": self.limits,
             "created_at": self.created_at.isoformat(),
             "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "created_by": self.created_by,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """Limits on what one namespace stores, enforced by the store inside the write's own
+    transaction (``None``: unlimited).
+
+    ``max_memories`` bounds the namespace's memories (every memory, including the one that
+    makes each learned fact searchable); ``max_facts`` bounds its facts (triples, superseded
+    versions included: they stay stored as history until deleted).
+    """
+
+    max_memories: int | None = None
+    max_facts: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

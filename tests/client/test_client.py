@@ -277,12 +277,18 @@ def test_keys_create_list_revoke(live_server: LiveServer, client: Client, admin:
         with pytest.raises(AuthenticationError) as caught:
             rotated.stats()
     assert caught.value.status == 401 and caught.value.code == "unauthorized"
-    # admins see every namespace and may set limits; namespace keys may not
+    # admins see every namespace; they create keys (with any limits) for new namespaces only
     assert made.key.id in {k.id for k in admin.list_keys(namespace=ns)}
-    limited = admin.create_key("limited", namespace=ns, limits={"recalls_per_day": 5})
-    assert limited.key.limits["recalls_per_day"] == 5
-    with pytest.raises(PermissionDeniedError) as denied:
-        client.create_key("greedy", limits={"recalls_per_day": 10**6})
+    assert made.key.created_by == client.list_keys()[0].id
+    with pytest.raises(PermissionDeniedError):
+        admin.create_key("into an existing namespace", namespace=ns)
+    limited = admin.create_key("limited", limits={"recalls_per_day": 5})
+    assert limited.key.limits["recalls_per_day"] == 5 and limited.key.namespace != ns
+    # a namespace key's children get no more than it has
+    with Client(live_server.url, limited.api_key) as narrow:
+        with pytest.raises(PermissionDeniedError) as denied:
+            narrow.create_key("greedy", limits={"recalls_per_day": 10**6})
+        assert narrow.create_key("inherits").key.limits["recalls_per_day"] == 5
     assert denied.value.status == 403 and denied.value.code == "forbidden"
     with pytest.raises(NotFoundError):
         client.revoke_key("key_does_not_exist")

@@ -511,6 +511,9 @@ def test_item_12_export_import_is_complete_and_idempotent(mem: Memory, store: St
     # the same records; the restored memory is now the newest (insertion order)
     assert sorted(map(repr, mem.export(with_vectors=True))) == sorted(map(repr, exported))
     assert contents(mem.recall("alpha", limit=1)) == ["alpha two"]
+    # the quota counters follow imported rows (they bypass memory_insert and triple_insert)
+    assert store.usage_counts(mem.namespace) == store.usage_recount(mem.namespace)
+    assert store.usage_counts(mem.namespace) == {"memories": 3, "facts": 2}
 
     # ids are kept, so the same memories cannot also live in another namespace
     with pytest.raises(ConflictError, match="another namespace"):

@@ -327,7 +327,11 @@ def test_error_bodies_are_typed_and_never_500(make_api: MakeApi) -> None:
 
 def test_keys_are_hashed_bound_and_revocable(api: Api) -> None:
     c, admin = api.client, {"X-API-Key": ADMIN_KEY}
-    r = c.post("/v1/keys", json={"name": "svc", "namespace": "team-a"}, headers=admin)
+    r = c.post(
+        "/v1/keys",
+        json={"name": "svc", "namespace": "team-a", "limits": {"max_memories": 100}},
+        headers=admin,
+    )
     assert r.status_code == 201
     secret, key = r.json()["api_key"], r.json()["key"]
     assert key["namespace"] == "team-a" and secret.startswith(key["prefix"])
@@ -414,8 +418,8 @@ def test_memory_and_recall_quotas(make_api: MakeApi) -> None:
     assert r.status_code == 429 and "daily recall quota of 2" in error_of(r)["message"]
     assert 0 < int(r.headers["retry-after"]) <= 86401
     stats = call("GET", "/v1/stats").json()
-    assert stats["usage"] == {"memories": 3, "recalls_today": 2}
-    assert stats["remaining"] == {"memories": 0, "recalls_today": 0}
+    assert stats["usage"] == {"memories": 3, "facts": 0, "recalls_today": 2}
+    assert stats["remaining"] == {"memories": 0, "facts": None, "recalls_today": 0}
     assert stats["limits"]["max_memories"] == 3
     # an admin-set per-key limit overrides the default
     roomy = api.as_key(api.key(max_memories=10, recalls_per_day=None))

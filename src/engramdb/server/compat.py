@@ -81,12 +81,12 @@ def store(t: TenantDep, body: StoreIn) -> dict[str, Any]:
     tags = body.tags
     if isinstance(tags, str):
         tags = [part.strip() for part in tags.split(",") if part.strip()]
-    t.limiter.check_memories(t.key, 1)
     record = t.memory.remember(
         body.content,
         tags=tags or (),
         metadata=body.metadata,
         importance=0.5 if body.importance is None else body.importance,
+        quota=t.quota,
     )
     return {"success": True, "memory_id": record.id, "id": record.id, "memory": _memory(record)}
 
@@ -94,7 +94,7 @@ def store(t: TenantDep, body: StoreIn) -> dict[str, Any]:
 @router.post("/api/memory/recall")
 def recall(t: TenantDep, body: RecallIn) -> dict[str, Any]:
     """Memories for a query, searched over content and tags."""
-    t.limiter.count_recall(t.key)
+    t.limiter.count_recall(t.key, t.ancestors)
     hits = t.memory.recall(body.query, limit=body.limit)
     return {
         "memories": [_memory(h.memory, h.score) for h in hits],
@@ -112,6 +112,7 @@ def learn(t: TenantDep, body: LearnIn) -> dict[str, Any]:
         body.object,
         confidence=1.0 if body.confidence is None else body.confidence,
         source=body.source,
+        quota=t.quota,
     )
     return {"success": True, "id": triple.id, "triple": triple.to_dict()}
 

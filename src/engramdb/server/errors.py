@@ -20,6 +20,7 @@ from ..errors import (
     InvalidInputError,
     LeaseHeldError,
     NotFoundError,
+    QuotaExceededError,
     StoreUnavailableError,
 )
 
@@ -100,6 +101,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(EngramError)
     async def _engram(request: Request, exc: EngramError) -> JSONResponse:
+        if isinstance(exc, QuotaExceededError):  # raised inside the write transaction
+            wait = {"Retry-After": str(int(exc.retry_after or 3600))}
+            return error_response(429, "quota_exceeded", str(exc), wait)
         for kind, status, code in _ENGRAM_ERRORS:
             if isinstance(exc, kind):
                 if status >= 500:

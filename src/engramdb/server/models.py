@@ -88,6 +88,7 @@ class TripleIn(Body):
 
 class LimitsIn(Body):
     max_memories: Annotated[int, Strict(), Field(ge=0, le=2**53)] | None = None
+    max_facts: Annotated[int, Strict(), Field(ge=0, le=2**53)] | None = None
     recalls_per_day: Annotated[int, Strict(), Field(ge=0, le=2**53)] | None = None
     requests_per_second: Annotated[int, Strict(), Field(ge=1, le=10**6)] | None = None
 
@@ -239,6 +240,9 @@ class KeyOut(FromRecord):
     limits: dict[str, int | None]
     created_at: datetime
     revoked_at: datetime | None
+    created_by: str | None = Field(
+        default=None, description="The namespace key that created this one (null: an admin)."
+    )
 
 
 class NewKeyOut(BaseModel):
@@ -256,11 +260,13 @@ class RevokedOut(BaseModel):
 
 class UsageOut(BaseModel):
     memories: int
+    facts: int
     recalls_today: int
 
 
 class RemainingOut(BaseModel):
     memories: int | None
+    facts: int | None
     recalls_today: int | None
 
 

@@ -1,19 +1,25 @@
 """Per-key quotas and rate limits.
 
-Daily recall counts live in the store (so every replica sees one count); the memory quota is
-checked against the namespace's stored count. The requests-per-second limit is a token bucket
-in each worker process: it bounds bursts cheaply, without a store write per request.
+Daily recall counts live in the store (so every replica sees one count). The stored-data
+quotas (``max_memories``, ``max_facts``) are not checked here: the key's :class:`Quota` goes
+down through the facade, and the store checks it inside the write transaction against
+per-namespace counters it maintains (so concurrent writers cannot overrun it, and no
+``COUNT(*)`` runs per write); it raises :class:`~engramdb.errors.QuotaExceededError` (429).
+The requests-per-second limit is a token bucket in each worker process: it bounds bursts
+cheaply, without a store write per request.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..store import Store
-from ..types import ApiKey
+from ..types import ApiKey, Quota
 from .errors import ApiError
 from .settings import LIMIT_NAMES, Quotas
 
@@ -42,57 +48,67 @@ class Limiter:
         base = self.defaults.model_dump()
         return {name: key.limits.get(name, base[name]) for name in LIMIT_NAMES}
 
-    def check_rate(self, key: ApiKey) -> None:
-        rate = self.limits(key)["requests_per_second"]
-        if rate is None:
-            return
-        burst = 2.0 * rate
+    def check_rate(self, key: ApiKey, ancestors: Sequence[ApiKey] = ()) -> None:
+        """Take a token from the key's bucket and from each ancestor's (keys created by a
+        namespace key share its rate), or none if one of them is empty."""
         now = time.monotonic()
         with self._lock:
-            tokens, last = self._buckets.get(key.id, (burst, now))
-            tokens = min(burst, tokens + (now - last) * rate)
-            if tokens < 1.0:
-                self._buckets[key.id] = (tokens, now)
-                wait = max(1, int((1.0 - tokens) / rate + 0.999))
-                raise ApiError(
-                    429,
-                    "rate_limited",
-                    f"rate limit of {rate} requests per second exceeded for this key",
-                    {"Retry-After": str(wait)},
-                )
-            self._buckets[key.id] = (tokens - 1.0, now)
+            taken: list[tuple[str, float]] = []
+            for who in (key, *ancestors):
+                rate = self.limits(who)["requests_per_second"]
+                if rate is None:
+                    continue
+                burst = 2.0 * rate
+                tokens, last = self._buckets.get(who.id, (burst, now))
+                tokens = min(burst, tokens + (now - last) * rate)
+                if tokens < 1.0:
+                    self._buckets[who.id] = (tokens, now)
+                    wait = max(1, int((1.0 - tokens) / rate + 0.999))
+                    whose = "this key" if who is key else "the key that created this one"
+                    raise ApiError(
+                        429,
+                        "rate_limited",
+                        f"rate limit of {rate} requests per second exceeded for {whose}",
+                        {"Retry-After": str(wait)},
+                    )
+                taken.append((who.id, tokens - 1.0))
+            for key_id, tokens in taken:
+                self._buckets[key_id] = (tokens, now)
 
-    def count_recall(self, key: ApiKey) -> None:
-        limit = self.limits(key)["recalls_per_day"]
-        added, used = self.store.usage_add(key.namespace, key.id, RECALLS, utc_day(), 1, limit)
-        if not added:
-            raise ApiError(
-                429,
-                "quota_exceeded",
-                f"daily recall quota of {limit} reached ({used} used today); it resets at "
-                "00:00 UTC",
-                {"Retry-After": str(seconds_to_midnight())},
-            )
+    def count_recall(self, key: ApiKey, ancestors: Sequence[ApiKey] = ()) -> None:
+        """Count one recall for the key and each of its ancestors in one unit of work: if
+        any of them is at its daily limit, nothing is counted and the recall is refused."""
+        day = utc_day()
+        with self.store.atomic() if ancestors else contextlib.nullcontext():
+            for who in (key, *ancestors):
+                limit = self.limits(who)["recalls_per_day"]
+                added, used = self.store.usage_add(who.namespace, who.id, RECALLS, day, 1, limit)
+                if not added:
+                    whose = "" if who is key else " of the key that created this one"
+                    raise ApiError(
+                        429,
+                        "quota_exceeded",
+                        f"daily recall quota{whose} of {limit} reached ({used} used today); it "
+                        "resets at 00:00 UTC",
+                        {"Retry-After": str(seconds_to_midnight())},
+                    )
 
-    def check_memories(self, key: ApiKey, adding: int) -> None:
-        limit = self.limits(key)["max_memories"]
-        if limit is None:
-            return
-        stored = self.store.memory_stats(key.namespace).memories
-        if stored + adding > limit:
-            raise ApiError(
-                429,
-                "quota_exceeded",
-                f"memory quota of {limit} reached ({stored} stored, {adding} more requested); "
-                "forget memories to make room",
-                {"Retry-After": "3600"},
-            )
-
-    def usage(self, key: ApiKey, memories: int) -> dict[str, Any]:
-        """What the key has used and what remains (``None``: unlimited)."""
+    def quota(self, key: ApiKey) -> Quota:
+        """The stored-data limits of the key's namespace, for the facade's writes."""
         limits = self.limits(key)
+        return Quota(max_memories=limits["max_memories"], max_facts=limits["max_facts"])
+
+    def usage(self, key: ApiKey) -> dict[str, Any]:
+        """What the key has used and what remains (``None``: unlimited). Stored counts come
+        from the namespace's maintained counters, so this never counts rows."""
+        limits = self.limits(key)
+        counts = self.store.usage_counts(key.namespace)
         recalls = self.store.usage_get(key.namespace, key.id, utc_day()).get(RECALLS, 0)
-        used = {"memories": memories, "recalls_today": recalls}
+        used = {
+            "memories": counts["memories"],
+            "facts": counts["facts"],
+            "recalls_today": recalls,
+        }
 
         def left(limit: int | None, n: int) -> int | None:
             return None if limit is None else max(0, limit - n)
@@ -101,7 +117,8 @@ class Limiter:
             "usage": used,
             "limits": limits,
             "remaining": {
-                "memories": left(limits["max_memories"], memories),
+                "memories": left(limits["max_memories"], used["memories"]),
+                "facts": left(limits["max_facts"], used["facts"]),
                 "recalls_today": left(limits["recalls_per_day"], recalls),
             },
         }

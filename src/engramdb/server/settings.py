@@ -20,6 +20,7 @@ class Quotas(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     max_memories: int | None = Field(default=None, ge=0)
+    max_facts: int | None = Field(default=None, ge=0)
     recalls_per_day: int | None = Field(default=None, ge=0)
     requests_per_second: int | None = Field(default=None, ge=1)
 
@@ -41,6 +42,7 @@ class ServerSettings(BaseSettings):
     admin_keys: Annotated[list[str], NoDecode] = []
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     max_memories: int | None = Field(default=None, ge=0)
+    max_facts: int | None = Field(default=None, ge=0)
     recalls_per_day: int | None = Field(default=None, ge=0)
     requests_per_second: int | None = Field(default=None, ge=1)
     log_format: Literal["json", "text"] = "json"
@@ -66,6 +68,7 @@ class ServerSettings(BaseSettings):
     def quotas(self) -> Quotas:
         return Quotas(
             max_memories=self.max_memories,
+            max_facts=self.max_facts,
             recalls_per_day=self.recalls_per_day,
             requests_per_second=self.requests_per_second,
         )

@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 
 from ..memory import Memory
 from ..sessions import Session
-from ..types import ApiKey
+from ..types import ApiKey, Quota
 from .auth import KeyRing, Principal
 from .errors import ApiError
 from .quotas import Limiter
@@ -33,10 +33,17 @@ class Tenant:
     key: ApiKey
     memory: Memory
     limiter: Limiter
+    ancestors: tuple[ApiKey, ...] = ()
+    """The keys this key was created from (their per-key limits bound it too)."""
 
     @property
     def namespace(self) -> str:
         return self.key.namespace
+
+    @property
+    def quota(self) -> Quota:
+        """The stored-data limits the facade's writes are checked against."""
+        return self.limiter.quota(self.key)
 
     def session(self, session_id: str) -> Session:
         return Session(session_id, self.memory.store, namespace=self.namespace)
@@ -59,12 +66,13 @@ def principal(request: Request) -> Principal:
 def tenant(request: Request) -> Tenant:
     who = principal(request)
     if who.key is None:
+        # admin keys manage keys and namespaces only: no data route, no statistics
         raise ApiError(
             403, "forbidden", "admin keys manage keys only; use a namespace key for data"
         )
     svc = services(request)
-    svc.limiter.check_rate(who.key)
-    return Tenant(who.key, svc.memory.scoped(who.key.namespace), svc.limiter)
+    svc.limiter.check_rate(who.key, who.ancestors)
+    return Tenant(who.key, svc.memory.scoped(who.key.namespace), svc.limiter, who.ancestors)
 
 
 TenantDep = Annotated[Tenant, Depends(tenant)]

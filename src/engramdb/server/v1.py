@@ -15,6 +15,7 @@ from ..errors import InvalidInputError, NotFoundError
 from ..memory import MAX_LIMIT
 from ..sessions import list_sessions
 from ..types import datetime_from_us, us_from_datetime
+from .auth import child_limits
 from .errors import ApiError
 from .models import (
     AddedOut,
@@ -148,22 +149,20 @@ def _entry(m: MemoryIn) -> dict[str, Any]:
 @router.post("/memories", response_model=MemoryOut, status_code=201, tags=["memories"])
 def remember(t: TenantDep, body: MemoryIn) -> MemoryOut:
     """Store one memory (identical content in the same scope is stored once)."""
-    t.limiter.check_memories(t.key, 1)
-    return MemoryOut.of(t.memory.remember_many([_entry(body)])[0])
+    return MemoryOut.of(t.memory.remember_many([_entry(body)], quota=t.quota)[0])
 
 
 @router.post("/memories/batch", response_model=MemoriesOut, status_code=201, tags=["memories"])
 def remember_batch(t: TenantDep, body: MemoryBatchIn) -> MemoriesOut:
     """Store up to 1,000 memories in one transaction: one bad entry rejects them all."""
-    t.limiter.check_memories(t.key, len(body.memories))
-    records = t.memory.remember_many([_entry(m) for m in body.memories])
+    records = t.memory.remember_many([_entry(m) for m in body.memories], quota=t.quota)
     return MemoriesOut(memories=[MemoryOut.of(r) for r in records])
 
 
 @router.post("/memories/recall", response_model=RecallOut, tags=["memories"])
 def recall(t: TenantDep, body: RecallIn) -> RecallOut:
     """Memories ranked for a query (any string is a valid query)."""
-    t.limiter.count_recall(t.key)
+    t.limiter.count_recall(t.key, t.ancestors)
     hits = t.memory.recall(
         body.query,
         filters=body.filters.to_filter() if body.filters else None,
@@ -251,6 +250,7 @@ def learn(t: TenantDep, body: TripleIn) -> LearnOut:
         source=body.source,
         valid_from=body.valid_from,
         single_valued=body.single_valued,
+        quota=t.quota,
     )
     superseded = []
     if body.single_valued and current - {triple.id}:
@@ -308,7 +308,7 @@ def stats_of(t: Tenant) -> dict[str, Any]:
         "current_triples": stats.current_triples,
         "sessions": stats.sessions,
         "session_items": stats.session_items,
-        **t.limiter.usage(t.key, stats.memories),
+        **t.limiter.usage(t.key),
     }
 
 
@@ -320,38 +320,58 @@ def stats(t: TenantDep) -> dict[str, Any]:
 
 @router.get("/keys", response_model=KeysOut, tags=["keys"])
 def keys_list(who: PrincipalDep, svc: ServicesDep, namespace: str | None = None) -> KeysOut:
-    """Keys of the caller's namespace (admins: every namespace, or ``?namespace=``)."""
+    """Admins: keys of every namespace (or ``?namespace=``). A namespace key: itself and the
+    keys created from it (directly or through its children), never its siblings."""
     if who.key is None:
         return KeysOut(keys=[KeyOut.of(k) for k in svc.keys.store.key_list(namespace)])
     if namespace is not None and namespace != who.key.namespace:
         raise ApiError(403, "forbidden", "a namespace key lists only its own namespace's keys")
-    return KeysOut(keys=[KeyOut.of(k) for k in svc.keys.store.key_list(who.key.namespace)])
+    return KeysOut(keys=[KeyOut.of(k) for k in svc.keys.family(who.key)])
 
 
 @router.post("/keys", response_model=NewKeyOut, status_code=201, tags=["keys"])
 def keys_create(who: PrincipalDep, svc: ServicesDep, body: KeyIn) -> NewKeyOut:
-    """A new key. Namespace keys create keys for their own namespace (e.g. to rotate);
-    admins choose the namespace (a new one if omitted) and may set limits."""
-    namespace = body.namespace
-    if who.key is not None:
-        if body.limits is not None:
-            raise ApiError(403, "forbidden", "only admin keys may set limits")
-        if namespace is not None and namespace != who.key.namespace:
-            raise ApiError(403, "forbidden", "a namespace key creates keys for its namespace only")
-        namespace = who.key.namespace
-    limits = body.limits.model_dump(exclude_unset=True) if body.limits else None
-    key, secret = svc.keys.create(namespace, body.name, body.purpose, limits)
+    """A new key. A namespace key creates keys for its own namespace, with limits no larger
+    than its own (limits it leaves out are inherited). Admins create keys for a *new*
+    namespace (a fresh one if ``namespace`` is omitted) with any limits; a namespace that
+    already holds keys or data is refused, since its key would read that data."""
+    requested = body.limits.model_dump(exclude_unset=True) if body.limits else None
+    if who.key is None:
+        if body.namespace is not None and svc.keys.store.namespace_exists(body.namespace):
+            raise ApiError(
+                403,
+                "forbidden",
+                f"namespace {body.namespace!r} already exists; admin keys create keys for new "
+                "namespaces only (a key of that namespace can create more keys for it)",
+            )
+        key, secret = svc.keys.create(body.namespace, body.name, body.purpose, requested)
+        return NewKeyOut(api_key=secret, key=KeyOut.of(key))
+    if body.namespace is not None and body.namespace != who.key.namespace:
+        raise ApiError(403, "forbidden", "a namespace key creates keys for its namespace only")
+    limits = child_limits(svc.limiter.limits(who.key), requested)
+    key, secret = svc.keys.create(
+        who.key.namespace, body.name, body.purpose, limits, created_by=who.key.id
+    )
     return NewKeyOut(api_key=secret, key=KeyOut.of(key))
 
 
 @router.delete("/keys/{key_id}", response_model=RevokedOut, tags=["keys"])
 def keys_revoke(who: PrincipalDep, svc: ServicesDep, key_id: str) -> RevokedOut:
-    """Revoke a key: it stops working at once, on every replica."""
-    namespace = who.key.namespace if who.key is not None else None
-    if namespace is None:
+    """Revoke a key: it stops working at once, on every replica. Admins revoke any key; a
+    namespace key revokes itself or keys created from it (keys it created keep working when
+    it is revoked)."""
+    if who.key is None:
         found = svc.keys.find(key_id)
-        namespace = found.namespace if found else None
-    revoked = svc.keys.store.key_revoke(namespace, key_id) if namespace else None
+    else:
+        same_namespace = {k.id: k for k in svc.keys.store.key_list(who.key.namespace)}
+        found = same_namespace.get(key_id)
+        if found is not None and key_id not in {k.id for k in svc.keys.family(who.key)}:
+            raise ApiError(
+                403,
+                "forbidden",
+                "a namespace key revokes only itself and the keys it created; ask an admin",
+            )
+    revoked = svc.keys.store.key_revoke(found.namespace, key_id) if found else None
     if revoked is None:
         raise NotFoundError(f"no key {key_id!r}")
     return RevokedOut(key=KeyOut.of(revoked))

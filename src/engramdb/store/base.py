@@ -7,6 +7,7 @@ Every method takes the namespace explicitly, so no caller can forget it.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -17,6 +18,7 @@ from ..types import (
     MemoryRecord,
     MemoryStats,
     MemoryVersion,
+    Quota,
     SessionInfo,
     Triple,
 )
@@ -145,6 +147,8 @@ class NewKey:
     purpose: str | None
     prefix: str
     limits: dict[str, int | None]
+    created_by: str | None = None
+    """Id of the namespace key that created this one (``None``: an admin or registration)."""
 
 
 @runtime_checkable
@@ -164,6 +168,17 @@ class Store(Protocol):
     def ping(self) -> None:
         """Raise StoreUnavailableError if the store cannot serve requests now (for health
         checks: a SQLite file deleted or replaced, a PostgreSQL server unreachable)."""
+
+    def atomic(self) -> AbstractContextManager[None]:
+        """A unit of work: every store call made inside ``with store.atomic():`` *on this
+        thread* joins one transaction, committed when the block ends and rolled back entirely
+        if it raises. Nested blocks join the outermost one.
+
+        SQLite: ``BEGIN IMMEDIATE`` on the thread's connection (the write lock is held for the
+        whole block, so keep it short: embed before, not inside). PostgreSQL: one pooled
+        connection and transaction for the block. A store call inside that fails is undone
+        alone (a savepoint) before its error propagates.
+        """
 
     # -- sessions --------------------------------------------------------------------------
     def session_add(self, namespace: str, session_id: str, encoded_items: Sequence[str]) -> None:
@@ -278,6 +293,21 @@ class Store(Protocol):
     def memory_stats(self, namespace: str) -> MemoryStats:
         """Counts for one namespace."""
 
+    def usage_counts(self, namespace: str) -> dict[str, int]:
+        """What the namespace stores, from counters maintained in the same transaction as
+        every insert and delete (no ``COUNT(*)``): ``{"memories": n, "facts": m}``."""
+
+    def usage_recount(self, namespace: str) -> dict[str, int]:
+        """Recompute the namespace's counters from its rows (``COUNT(*)``, in one write
+        transaction) and return them: for bulk writers that bypass ``memory_insert`` and
+        ``triple_insert`` (imports, migrations) to call once at the end."""
+
+    def quota_check(self, namespace: str, quota: Quota, *, memories: int, facts: int) -> None:
+        """Raise :class:`~engramdb.errors.QuotaExceededError` if the namespace now stores more
+        than ``quota`` allows. Call it inside :meth:`atomic`, after the writes that added
+        ``memories`` and ``facts`` (for the message): the error rolls them back, and the
+        counters' row lock makes concurrent writers check one after another."""
+
     # -- triples ---------------------------------------------------------------------------
     def triple_insert(self, namespace: str, triple: NewTriple) -> tuple[Triple, list[Triple], bool]:
         """Store a fact. Returns (the fact, the facts it superseded, created). A current
@@ -353,6 +383,9 @@ class Store(Protocol):
 
     def key_list(self, namespace: str | None) -> list[ApiKey]:
         """Keys of one namespace (``None``: every namespace), oldest first."""
+
+    def namespace_exists(self, namespace: str) -> bool:
+        """Whether the namespace holds anything: a key, a memory, a fact or a session."""
 
     def key_revoke(self, namespace: str, key_id: str) -> ApiKey | None:
         """Revoke a key of this namespace (idempotent); ``None`` if it has no such key."""

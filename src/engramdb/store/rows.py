@@ -19,7 +19,7 @@ TRIPLE_COLUMNS = (
     "id, namespace, subject, predicate, object, confidence, source, valid_from, valid_to, "
     "created_at"
 )
-KEY_COLUMNS = "id, namespace, name, purpose, prefix, limits, created_at, revoked_at"
+KEY_COLUMNS = "id, namespace, name, purpose, prefix, limits, created_at, revoked_at, created_by"
 IDEMPOTENCY_COLUMNS = "request_hash, status, body, created_at"
 CONTEXT_SPAN = 2
 """Memories on each side, in the same session, whose text is indexed as a memory's context."""
@@ -92,6 +92,7 @@ def key_record(row: Sequence[Any]) -> ApiKey:
         limits=orjson.loads(row[5]),
         created_at=datetime_from_us(row[6]),
         revoked_at=datetime_from_us(row[7]) if row[7] is not None else None,
+        created_by=row[8],
     )
 
 

@@ -34,7 +34,7 @@ Progress = Callable[[str, int], None]
 
 KINDS = ("session_items", "memories", "history", "triples", "api_keys")
 _MOD = 2**256
-_KEY_FIELDS = "id, name, purpose, prefix, secret_hash, limits, created_at, revoked_at"
+_KEY_FIELDS = "id, name, purpose, prefix, secret_hash, limits, created_at, revoked_at, created_by"
 
 
 @dataclass
@@ -223,7 +223,7 @@ class PostgresTarget:
                 _insert_returning(
                     conn,
                     f"INSERT INTO api_keys (namespace, {_KEY_FIELDS}) VALUES (%s, %s, %s, %s, "
-                    "%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
+                    "%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
                     "SET revoked_at = excluded.revoked_at WHERE api_keys.revoked_at IS NULL "
                     "AND excluded.revoked_at IS NOT NULL AND api_keys.namespace = "
                     "excluded.namespace AND api_keys.secret_hash = excluded.secret_hash "

@@ -15,8 +15,9 @@ from typing import Any, TypeVar
 import psycopg
 
 from ...errors import ConflictError, StoreError
-from ...types import ApiKey, IdempotentResponse, datetime_from_us, now_us
+from ...types import ApiKey, IdempotentResponse, Quota, datetime_from_us, now_us
 from ..base import NewKey
+from ..quota import quota_error
 from ..rows import IDEMPOTENCY_COLUMNS, KEY_COLUMNS, idempotent_record, key_record, to_json
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -41,7 +42,7 @@ class AccessMixin:
             return (
                 conn.execute(
                     "INSERT INTO api_keys (id, namespace, name, purpose, prefix, secret_hash, "
-                    "limits, created_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) "
+                    "limits, created_at, created_by) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s) "
                     "ON CONFLICT DO NOTHING RETURNING 1",
                     (
                         key.id,
@@ -52,6 +53,7 @@ class AccessMixin:
                         key.secret_hash,
                         to_json(key.limits),
                         now,
+                        key.created_by,
                     ),
                 ).fetchone()
                 is not None
@@ -68,6 +70,7 @@ class AccessMixin:
             limits=dict(key.limits),
             created_at=datetime_from_us(now),
             revoked_at=None,
+            created_by=key.created_by,
         )
 
     def key_by_hash(self, secret_hash: str) -> ApiKey | None:
@@ -104,6 +107,58 @@ class AccessMixin:
 
         row = self.run(work)
         return key_record(row) if row else None
+
+    def namespace_exists(self, namespace: str) -> bool:
+        row = self.read(
+            lambda conn: conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM api_keys WHERE namespace = %(ns)s) "
+                "OR EXISTS (SELECT 1 FROM memories WHERE namespace = %(ns)s) "
+                "OR EXISTS (SELECT 1 FROM triples WHERE namespace = %(ns)s) "
+                "OR EXISTS (SELECT 1 FROM sessions WHERE namespace = %(ns)s)",
+                {"ns": namespace},
+            ).fetchone()
+        )
+        return bool(row and row[0])
+
+    # -- stored counts and quotas ----------------------------------------------------------
+    def usage_counts(self, namespace: str) -> dict[str, int]:
+        row = self.read(
+            lambda conn: conn.execute(
+                "SELECT memories, facts FROM namespace_counts WHERE namespace = %s", (namespace,)
+            ).fetchone()
+        )
+        return {"memories": int(row[0]) if row else 0, "facts": int(row[1]) if row else 0}
+
+    def usage_recount(self, namespace: str) -> dict[str, int]:
+        def work(conn: Conn) -> dict[str, int]:
+            from .memories import _count
+
+            _count(conn, namespace)  # lock the counts row: concurrent writers wait for this
+            row = conn.execute(
+                "UPDATE namespace_counts SET "
+                "memories = (SELECT count(*) FROM memories WHERE namespace = %(ns)s), "
+                "facts = (SELECT count(*) FROM triples WHERE namespace = %(ns)s) "
+                "WHERE namespace = %(ns)s RETURNING memories, facts",
+                {"ns": namespace},
+            ).fetchone()
+            assert row is not None
+            return {"memories": int(row[0]), "facts": int(row[1])}
+
+        return self.run(work)
+
+    def quota_check(self, namespace: str, quota: Quota, *, memories: int, facts: int) -> None:
+        def work(conn: Conn) -> dict[str, int]:
+            # FOR UPDATE: inside atomic() the writes before this already hold the row (they
+            # updated it); outside, this waits for concurrent writers and sees their result
+            row = conn.execute(
+                "SELECT memories, facts FROM namespace_counts WHERE namespace = %s FOR UPDATE",
+                (namespace,),
+            ).fetchone()
+            return {"memories": int(row[0]) if row else 0, "facts": int(row[1]) if row else 0}
+
+        error = quota_error(quota, self.run(work), {"memories": memories, "facts": facts})
+        if error is not None:
+            raise error
 
     # -- usage counters --------------------------------------------------------------------
     def usage_add(

@@ -140,6 +140,22 @@ def _vector(vector: bytes | None) -> Vector | None:
     return Vector(vector) if vector is not None else None
 
 
+def _count(conn: Conn, namespace: str, *, memories: int = 0, facts: int = 0) -> None:
+    """Adjust the namespace's stored counts (quotas read them) in the caller's transaction.
+
+    Every statement that inserts or deletes memories or triples calls this with the number of
+    rows it changed (negative for deletes), so the counts stay exact without ``COUNT(*)``.
+    Called with no change, it only takes the row lock: writers call it first, so writers of
+    one namespace queue on this row before touching anything else (no lock-order deadlocks).
+    """
+    conn.execute(
+        "INSERT INTO namespace_counts (namespace, memories, facts) VALUES (%s, %s, %s) "
+        "ON CONFLICT (namespace) DO UPDATE SET memories = namespace_counts.memories "
+        "+ excluded.memories, facts = namespace_counts.facts + excluded.facts",
+        (namespace, memories, facts),
+    )
+
+
 class MemoriesMixin:
     """SQL for memories and triples; needs ``run``/``read`` from the store core."""
 
@@ -152,6 +168,9 @@ class MemoriesMixin:
     def read(self, work: Callable[[Conn], _T]) -> _T:
         raise NotImplementedError
 
+    def _unit_conn(self) -> Conn | None:
+        raise NotImplementedError
+
     # -- vector indexes --------------------------------------------------------------------
     def ensure_vector_index(self, dims: set[int]) -> None:
         """Create the HNSW index for each new embedding dimension (once, before writing)."""
@@ -159,11 +178,24 @@ class MemoriesMixin:
         if not todo:
             return
 
+        def missing(conn: Conn) -> set[int]:
+            # a catalog lookup takes no table lock: the DDL below runs only for a new index
+            return {
+                dim
+                for dim in todo
+                if conn.execute(
+                    "SELECT to_regclass(%s) IS NULL", (f"memories_hnsw_{dim}",)
+                ).fetchone()
+                == (True,)
+            }
+
         def work(conn: Conn) -> None:
             from .migrations import MIGRATION_LOCK
 
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            for dim in sorted(todo):
+            # again under the lock: CREATE INDEX IF NOT EXISTS would lock the table even when
+            # another writer has just created the index (a deadlock with inserting writers)
+            for dim in sorted(missing(conn)):
                 conn.execute(
                     sql.SQL(
                         "CREATE INDEX IF NOT EXISTS {name} ON memories USING hnsw "
@@ -172,7 +204,11 @@ class MemoriesMixin:
                     ).format(name=sql.Identifier(f"memories_hnsw_{dim}"), dim=sql.Literal(dim))
                 )
 
-        self.run(work)
+        in_unit = self._unit_conn() is not None
+        if self.read(missing):
+            self.run(work)
+            if in_unit:  # created inside a unit of work that may still roll back: check again
+                return
         self._indexed_dims |= todo
 
     # -- writes ----------------------------------------------------------------------------
@@ -182,6 +218,11 @@ class MemoriesMixin:
         if not memories:
             return []
         now = now_us()
+        if self._unit_conn() is not None:
+            # in a unit of work, take the namespace's counts row before an index may be created
+            # (the DDL locks the table): writers of one namespace then never wait on each other
+            # in opposite orders
+            self.run(lambda conn: _count(conn, namespace))
         self.ensure_vector_index({d for m in memories if (d := _dim(m.embedding))})
         rows = [
             (
@@ -208,6 +249,7 @@ class MemoriesMixin:
         ]
 
         def work(conn: Conn) -> list[tuple[MemoryRecord, bool]]:
+            _count(conn, namespace)  # lock the namespace's counts first
             inserted: dict[str, int] = {}
             with conn.cursor() as cur:
                 # DO NOTHING skips memories identical to a stored one (the identity index) and
@@ -226,6 +268,7 @@ class MemoriesMixin:
                         inserted[memory_id] = rowid
                     if not cur.nextset():
                         break
+            _count(conn, namespace, memories=len(inserted))
             tag_rows = [
                 (namespace, tag.lower(), inserted[m.id])
                 for m in memories
@@ -357,6 +400,7 @@ class MemoriesMixin:
             return []
 
         def work(conn: Conn) -> list[str]:
+            _count(conn, namespace)  # lock the namespace's counts first
             # tags go with their memory (ON DELETE CASCADE); the tsvector and the vector are
             # columns of the row itself, so every index forgets it at once
             gone = conn.execute(
@@ -371,6 +415,7 @@ class MemoriesMixin:
                     (namespace, list(memory_ids)),
                 )
             ]
+            _count(conn, namespace, memories=-len(removed))
             if removed:  # the neighbours' context no longer quotes the removed text
                 _refresh_context(conn, near)
                 conn.execute("DELETE FROM memory_history WHERE memory_id = ANY(%s)", (removed,))
@@ -645,6 +690,7 @@ class MemoriesMixin:
         def work(conn: Conn) -> tuple[Triple, list[Triple], bool]:
             # one writer at a time per (namespace, subject, predicate): concurrent learns of
             # a single-valued fact cannot both stay current
+            _count(conn, namespace)  # lock the namespace's counts first
             key = "\x1f".join((namespace, triple.subject.lower(), triple.predicate.lower()))
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
             same = conn.execute(
@@ -682,6 +728,7 @@ class MemoriesMixin:
                 ),
             ).fetchone()
             assert row is not None
+            _count(conn, namespace, facts=1)
             return triple_record(row), superseded, True
 
         return self.run(work)

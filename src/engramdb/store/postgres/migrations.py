@@ -186,6 +186,23 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX idempotency_by_age ON idempotency (created_at)",
     ],
+    # 3: as SQLite's version 6: per-namespace counts maintained in every write transaction
+    # (the quota check locks and reads one row instead of counting), backfilled; and the
+    # namespace key that created each key.
+    [
+        """CREATE TABLE namespace_counts (
+            namespace text   PRIMARY KEY,
+            memories  bigint NOT NULL DEFAULT 0,
+            facts     bigint NOT NULL DEFAULT 0
+        )""",
+        """INSERT INTO namespace_counts (namespace, memories, facts)
+            SELECT namespace, sum(m), sum(f) FROM (
+                SELECT namespace, 1 AS m, 0 AS f FROM memories
+                UNION ALL SELECT namespace, 0, 1 FROM triples
+            ) AS t GROUP BY namespace""",
+        "ALTER TABLE api_keys ADD COLUMN created_by text",
+        "CREATE INDEX api_keys_by_creator ON api_keys (created_by)",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -22,7 +22,7 @@ import contextlib
 import logging
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import psycopg
@@ -78,6 +78,7 @@ class PostgresStore(MemoriesMixin, AccessMixin, TransferMixin):
         self._closed = False
         self._lock = threading.Lock()
         self._indexed_dims: set[int] = set()
+        self._unit = threading.local()  # the connection of this thread's atomic() block
         with self._translate(), self._connect() as conn:
             migrate(conn, create=create)
             self._adapters = vector_adapters(conn)
@@ -130,9 +131,52 @@ class PostgresStore(MemoriesMixin, AccessMixin, TransferMixin):
         """One round trip to the server; raises StoreUnavailableError if there is none."""
         self.read(lambda conn: conn.execute("SELECT 1").fetchone())
 
+    def _unit_conn(self) -> Conn | None:
+        unit = self._unit
+        if getattr(unit, "conn", None) is not None and unit.pid == os.getpid():
+            return unit.conn  # type: ignore[no-any-return]
+        return None
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One pooled connection and one transaction for the block: every store call the
+        block makes on this thread runs on it (nested blocks join the outermost)."""
+        if self._unit_conn() is not None:
+            yield
+            return
+        pool = self._get_pool()
+        try:
+            with pool.connection() as conn, conn.transaction():
+                self._unit.conn, self._unit.pid = conn, os.getpid()
+                try:
+                    yield
+                finally:
+                    self._unit.conn = None
+        except PoolTimeout as exc:
+            raise self._unavailable() from exc
+        except psycopg.OperationalError as exc:
+            if _connection_lost(exc):
+                raise StoreUnavailableError(
+                    f"the connection to PostgreSQL at {self._where} was lost during a unit of "
+                    "work; it may or may not have been applied. Check before retrying."
+                ) from exc
+            raise self._store_error(exc) from exc
+        except psycopg.Error as exc:
+            raise self._store_error(exc) from exc
+
     def run(self, work: Callable[[Conn], _T], *, write: bool = True) -> _T:
         """Run ``work`` on a pooled connection, in one transaction if ``write`` (or if it reads
-        more than once and needs one snapshot); translate every failure to engramdb errors."""
+        more than once and needs one snapshot); translate every failure to engramdb errors.
+        Inside :meth:`atomic` it runs on the block's connection, in a savepoint if ``write``."""
+        joined = self._unit_conn()
+        if joined is not None:
+            try:
+                if not write:
+                    return work(joined)
+                with joined.transaction():
+                    return work(joined)
+            except psycopg.Error as exc:
+                raise self._store_error(exc) from exc
         pool = self._get_pool()
         for attempt in range(2):
             committing = False

@@ -14,7 +14,7 @@ from ...errors import ConflictError
 from ...types import MemoryVersion, SessionInfo, datetime_from_us, us_from_datetime
 from ..base import ExportedMemory, ImportedMemory, SessionItemRow, TripleRow
 from ..rows import MEMORY_COLUMNS, TRIPLE_COLUMNS, memory_record, to_json, triple_record
-from .memories import _dim, _neighbor_rowids, _refresh_context, _vector
+from .memories import _count, _dim, _neighbor_rowids, _refresh_context, _vector
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 _T = TypeVar("_T")
@@ -123,6 +123,7 @@ class TransferMixin:
         self.ensure_vector_index({d for i in memories if (d := _dim(i.memory.embedding))})
 
         def work(conn: Conn) -> list[bool]:
+            _count(conn, namespace)  # the namespace's row lock first, as every writer takes it
             taken = {
                 str(r[0]): str(r[1])
                 for r in conn.execute(
@@ -196,6 +197,7 @@ class TransferMixin:
                 )
             in_sessions = [rowid for i, rowid in fresh if i.memory.session_id]
             _refresh_context(conn, [*in_sessions, *_neighbor_rowids(conn, in_sessions)])
+            _count(conn, namespace, memories=len(fresh))
             return created
 
         return self.run(work)
@@ -216,6 +218,7 @@ class TransferMixin:
             return []
 
         def work(conn: Conn) -> list[bool]:
+            _count(conn, namespace)  # the namespace's row lock first, as every writer takes it
             taken = {
                 str(r[0]): str(r[1])
                 for r in conn.execute(
@@ -254,6 +257,7 @@ class TransferMixin:
                 )
                 taken[t.id] = namespace
                 out.append(True)
+            _count(conn, namespace, facts=sum(out))
             return out
 
         return self.run(work)

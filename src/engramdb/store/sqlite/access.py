@@ -12,8 +12,9 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from ...errors import ConflictError
-from ...types import ApiKey, IdempotentResponse, datetime_from_us, now_us
+from ...types import ApiKey, IdempotentResponse, Quota, datetime_from_us, now_us
 from ..base import NewKey
+from ..quota import quota_error
 from ..rows import IDEMPOTENCY_COLUMNS, KEY_COLUMNS, idempotent_record, key_record, to_json
 
 
@@ -36,7 +37,7 @@ class AccessMixin:
             # DO NOTHING covers both the id and the secret_hash uniqueness
             inserted = conn.execute(
                 "INSERT INTO api_keys (id, namespace, name, purpose, prefix, secret_hash, limits, "
-                "created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                "created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (
                     key.id,
                     namespace,
@@ -46,6 +47,7 @@ class AccessMixin:
                     key.secret_hash,
                     to_json(key.limits),
                     now,
+                    key.created_by,
                 ),
             ).rowcount
         if not inserted:
@@ -59,6 +61,7 @@ class AccessMixin:
             limits=dict(key.limits),
             created_at=datetime_from_us(now),
             revoked_at=None,
+            created_by=key.created_by,
         )
 
     def key_by_hash(self, secret_hash: str) -> ApiKey | None:
@@ -91,6 +94,48 @@ class AccessMixin:
                 (now_us(), namespace, key_id),
             ).fetchone()
         return key_record(row) if row else None
+
+    def namespace_exists(self, namespace: str) -> bool:
+        with self._reader() as conn:
+            row = conn.execute(
+                "SELECT EXISTS (SELECT 1 FROM api_keys WHERE namespace = ?1) "
+                "OR EXISTS (SELECT 1 FROM memories WHERE namespace = ?1) "
+                "OR EXISTS (SELECT 1 FROM triples WHERE namespace = ?1) "
+                "OR EXISTS (SELECT 1 FROM sessions WHERE namespace = ?1)",
+                (namespace,),
+            ).fetchone()
+        return bool(row[0])
+
+    # -- stored counts and quotas ----------------------------------------------------------
+    def usage_counts(self, namespace: str) -> dict[str, int]:
+        with self._reader() as conn:
+            row = conn.execute(
+                "SELECT memories, facts FROM namespace_counts WHERE namespace = ?", (namespace,)
+            ).fetchone()
+        return {"memories": int(row[0]) if row else 0, "facts": int(row[1]) if row else 0}
+
+    def usage_recount(self, namespace: str) -> dict[str, int]:
+        with self._writer() as conn:
+            memories, facts = conn.execute(
+                "SELECT (SELECT count(*) FROM memories WHERE namespace = ?1), "
+                "(SELECT count(*) FROM triples WHERE namespace = ?1)",
+                (namespace,),
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO namespace_counts (namespace, memories, facts) VALUES (?, ?, ?) "
+                "ON CONFLICT (namespace) DO UPDATE SET memories = excluded.memories, "
+                "facts = excluded.facts",
+                (namespace, memories, facts),
+            )
+        return {"memories": int(memories), "facts": int(facts)}
+
+    def quota_check(self, namespace: str, quota: Quota, *, memories: int, facts: int) -> None:
+        # inside atomic(), this read is in the write transaction: BEGIN IMMEDIATE holds the
+        # write lock, so the counts cannot change before the block commits or rolls back
+        counts = self.usage_counts(namespace)
+        error = quota_error(quota, counts, {"memories": memories, "facts": facts})
+        if error is not None:
+            raise error
 
     # -- usage counters --------------------------------------------------------------------
     def usage_add(

@@ -80,6 +80,21 @@ def _session_neighbors(conn: sqlite3.Connection, rowid: int) -> list[tuple[int, 
     ]
 
 
+def _count(conn: sqlite3.Connection, namespace: str, *, memories: int = 0, facts: int = 0) -> None:
+    """Adjust the namespace's stored counts (quotas read them) in the caller's transaction.
+
+    Every statement that inserts or deletes memories or triples calls this with the number of
+    rows it changed (negative for deletes), so the counts stay exact without ``COUNT(*)``.
+    """
+    if memories or facts:
+        conn.execute(
+            "INSERT INTO namespace_counts (namespace, memories, facts) VALUES (?, ?, ?) "
+            "ON CONFLICT (namespace) DO UPDATE SET memories = memories + excluded.memories, "
+            "facts = facts + excluded.facts",
+            (namespace, memories, facts),
+        )
+
+
 class MemoriesMixin:
     """SQL for memories and triples; needs ``_read``/``_write`` from the store core."""
 
@@ -142,6 +157,7 @@ class MemoriesMixin:
                 ).fetchall()
             )
             fresh = [(m, inserted[m.id]) for m in memories if m.id in inserted]
+            _count(conn, namespace, memories=len(fresh))
             conn.executemany(
                 "INSERT INTO memories_fts (rowid, content, tags, meta, ctx) "
                 "VALUES (?, ?, ?, ?, '')",
@@ -323,6 +339,7 @@ class MemoriesMixin:
                     (namespace, memory_id),
                 )
                 removed.append(memory_id)
+            _count(conn, namespace, memories=-len(removed))
         return removed
 
     def memory_set_embeddings(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
@@ -610,6 +627,7 @@ class MemoriesMixin:
                     now,
                 ),
             ).fetchone()
+            _count(conn, namespace, facts=1)
         return triple_record(row), superseded, True
 
     def triple_query(

@@ -169,6 +169,25 @@ MIGRATIONS: list[list[str]] = [
         )""",  # a rowid table: bodies can be large, WITHOUT ROWID suits small rows
         "CREATE INDEX idempotency_by_age ON idempotency (created_at)",
     ],
+    # 6: quotas enforced in the write transaction. namespace_counts holds what each namespace
+    # stores (memories; facts = triples, history included), updated by the same transaction
+    # as every insert and delete, so a quota check never counts rows; backfilled here.
+    # api_keys.created_by: the namespace key that created a key (NULL: admin/registration),
+    # so a namespace key can revoke only the keys it created.
+    [
+        """CREATE TABLE namespace_counts (
+            namespace TEXT PRIMARY KEY,
+            memories  INTEGER NOT NULL DEFAULT 0,
+            facts     INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID""",
+        """INSERT INTO namespace_counts (namespace, memories, facts)
+            SELECT namespace, sum(m), sum(f) FROM (
+                SELECT namespace, 1 AS m, 0 AS f FROM memories
+                UNION ALL SELECT namespace, 0, 1 FROM triples
+            ) GROUP BY namespace""",
+        "ALTER TABLE api_keys ADD COLUMN created_by TEXT",
+        "CREATE INDEX api_keys_by_creator ON api_keys (created_by)",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -361,10 +361,59 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
         with self._translate_errors():
             yield self._conn()
 
+    def _atomic_depth(self) -> int:
+        local = self._local
+        return int(getattr(local, "depth", 0)) if getattr(local, "pid", None) == os.getpid() else 0
+
+    @contextmanager
+    def atomic(self) -> Iterator[None]:
+        """One ``BEGIN IMMEDIATE`` transaction on this thread's connection for the block: every
+        store call the block makes on this thread joins it (nested blocks too)."""
+        local = self._local
+        if self._atomic_depth():
+            local.depth += 1
+            try:
+                yield
+            finally:
+                local.depth -= 1
+            return
+        with self._translate_errors():
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+        local.depth = 1
+        try:
+            yield
+        except BaseException:
+            local.depth = 0
+            with self._translate_errors():
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            raise
+        local.depth = 0
+        with self._translate_errors():
+            try:
+                self._check_identity()
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._translate_errors():
             conn = self._conn()
+            if self._atomic_depth():
+                # inside atomic(): join its transaction; a failure undoes this call alone
+                conn.execute("SAVEPOINT engram_write")
+                try:
+                    yield conn
+                    conn.execute("RELEASE engram_write")
+                except BaseException:
+                    conn.execute("ROLLBACK TO engram_write")
+                    conn.execute("RELEASE engram_write")
+                    raise
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn

@@ -16,6 +16,7 @@ from ...errors import ConflictError
 from ...types import MemoryVersion, SessionInfo, datetime_from_us, us_from_datetime
 from ..base import ExportedMemory, ImportedMemory, SessionItemRow, TripleRow
 from ..rows import MEMORY_COLUMNS, TRIPLE_COLUMNS, memory_record, to_json, triple_record
+from .memories import _count
 
 
 def _versions(rows: Sequence[Sequence[Any]]) -> dict[str, list[MemoryVersion]]:
@@ -186,6 +187,7 @@ class TransferMixin:
             )
             in_sessions = [rowid for i, rowid in fresh if i.memory.session_id is not None]
             self._refresh_context(conn, in_sessions, with_neighbors=True)
+            _count(conn, namespace, memories=len(fresh))
         return created
 
     # -- triples ---------------------------------------------------------------------------
@@ -240,6 +242,7 @@ class TransferMixin:
                 )
                 taken[t.id] = namespace
                 out.append(True)
+            _count(conn, namespace, facts=sum(out))
         return out
 
     # -- sessions --------------------------------------------------------------------------
