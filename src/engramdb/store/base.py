@@ -172,8 +172,18 @@ class Store(Protocol):
     def memory_ids(self, namespace: str, flt: Filter, *, limit: int | None) -> list[str]:
         """Public ids of the memories matching a filter (for forget-by-filter)."""
 
-    def memory_delete(self, namespace: str, memory_ids: Sequence[str]) -> list[str]:
-        """Remove memories from every index and their history; returns the ids removed."""
+    def memory_delete(
+        self, namespace: str, memory_ids: Sequence[str], *, scrub: bool = False
+    ) -> list[str]:
+        """Remove memories from every index and their history; returns the ids removed.
+
+        ``scrub``: afterwards, make deleted text unrecoverable from the store's files too
+        (SQLite: merge the full-text index, checkpoint the WAL; costs one index rewrite, so
+        forget passes it once per call). Removed text is always gone from every query.
+
+        A memory that :meth:`triple_set_memory` linked to a *current* fact it was made for
+        (its metadata ``triple_id`` names the fact) takes that fact with it; other links are
+        cleared (a superseded fact's history stays)."""
 
     def memory_text_search(
         self, namespace: str, match: str, flt: Filter, *, limit: int
@@ -254,6 +264,18 @@ class Store(Protocol):
 
     def triple_memory_ids(self, namespace: str, triple_ids: Sequence[str]) -> list[str]:
         """Linked memory ids of the given facts."""
+
+    def triple_ids(
+        self, namespace: str, *, subject: str | None, predicate: str | None, object: str | None
+    ) -> list[str]:
+        """Ids of every fact (current or superseded) matching a pattern, oldest first."""
+
+    def triple_delete(
+        self, namespace: str, triple_ids: Sequence[str], *, scrub: bool = False
+    ) -> list[str]:
+        """Remove facts and, in the same transaction, the memories made for them (linked and
+        naming the fact in metadata ``triple_id``). Returns the fact ids removed, in order.
+        ``scrub`` as for :meth:`memory_delete`."""
 
     # -- API keys, usage counters, idempotent requests (the server's bookkeeping) -------------
     def key_insert(self, namespace: str, key: NewKey) -> ApiKey:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
 from typing import Any
@@ -80,12 +81,25 @@ def _session_neighbors(conn: sqlite3.Connection, rowid: int) -> list[tuple[int, 
     ]
 
 
+def _made_for(metadata: str) -> str | None:
+    """The fact id a memory was made for (``learn`` writes it as metadata ``triple_id``)."""
+    try:
+        value = orjson.loads(metadata).get("triple_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
 class MemoriesMixin:
     """SQL for memories and triples; needs ``_read``/``_write`` from the store core."""
 
     _read: Any
     _write: Any
     _term_docs_cache: tuple[int, dict[str, int]] | None = None
+    _scrub_lock = threading.Lock()  # per class is enough: scrubs are rare and short-lived
+    _scrub_state_lock = threading.Lock()
+    _scrub_wanted = 0
+    _scrub_done = 0
 
     def _reader(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._read()  # type: ignore[no-any-return]
@@ -297,33 +311,75 @@ class MemoriesMixin:
                 updates.append((text, rowid))
         conn.executemany("UPDATE memories_fts SET ctx = ? WHERE rowid = ?", updates)
 
-    def memory_delete(self, namespace: str, memory_ids: Sequence[str]) -> list[str]:
-        removed: list[str] = []
+    def memory_delete(
+        self, namespace: str, memory_ids: Sequence[str], *, scrub: bool = False
+    ) -> list[str]:
         with self._writer() as conn:
-            for memory_id in memory_ids:
-                found = conn.execute(
-                    "SELECT rowid FROM memories WHERE namespace = ? AND id = ?",
-                    (namespace, memory_id),
-                ).fetchone()
-                if found is None:
-                    continue
-                neighbors = self._neighbor_rowids(conn, found[0])
-                row = conn.execute(
-                    "DELETE FROM memories WHERE rowid = ? RETURNING rowid, embedding_seq",
-                    (found[0],),
-                ).fetchone()
-                self._unindex_text(conn, row[0])
-                # neighbours' context quoted this memory's text: it goes from there too
-                self._refresh_context(conn, neighbors)
-                conn.execute("DELETE FROM memory_history WHERE memory_id = ?", (memory_id,))
-                if row[1] is not None:
-                    conn.execute("INSERT INTO vector_removals (memory_rowid) VALUES (?)", (row[0],))
-                conn.execute(
-                    "UPDATE triples SET memory_id = NULL WHERE namespace = ? AND memory_id = ?",
-                    (namespace, memory_id),
-                )
-                removed.append(memory_id)
+            removed = [m for m in memory_ids if self._delete_memory(conn, namespace, m)]
+        if scrub:
+            self._scrub()
         return removed
+
+    def _delete_memory(self, conn: sqlite3.Connection, namespace: str, memory_id: str) -> bool:
+        """Remove one memory everywhere (inside the caller's transaction); False if absent."""
+        found = conn.execute(
+            "SELECT rowid FROM memories WHERE namespace = ? AND id = ?",
+            (namespace, memory_id),
+        ).fetchone()
+        if found is None:
+            return False
+        neighbors = self._neighbor_rowids(conn, found[0])
+        row = conn.execute(
+            "DELETE FROM memories WHERE rowid = ? RETURNING rowid, embedding_seq, metadata",
+            (found[0],),
+        ).fetchone()
+        self._unindex_text(conn, row[0])
+        # neighbours' context quoted this memory's text: it goes from there too
+        self._refresh_context(conn, neighbors)
+        conn.execute("DELETE FROM memory_history WHERE memory_id = ?", (memory_id,))
+        if row[1] is not None:
+            conn.execute("INSERT INTO vector_removals (memory_rowid) VALUES (?)", (row[0],))
+        # the current fact this memory was made for goes with it; other links are cleared
+        made_for = _made_for(row[2])
+        if made_for is not None:
+            conn.execute(
+                "DELETE FROM triples WHERE namespace = ? AND id = ? AND memory_id = ? "
+                "AND valid_to IS NULL",
+                (namespace, made_for, memory_id),
+            )
+        conn.execute(
+            "UPDATE triples SET memory_id = NULL WHERE namespace = ? AND memory_id = ?",
+            (namespace, memory_id),
+        )
+        return True
+
+    def _scrub(self) -> None:
+        """Make deleted text unrecoverable from the file (see README "Forget means gone").
+
+        ``secure_delete`` (set on every connection) zeroes deleted rows and freed pages, but
+        an FTS5 index on SQLite < 3.44 only marks deletions: the forgotten terms stay in older
+        segments until those are merged. ``optimize`` merges every segment into one, dropping
+        them; then a TRUNCATE checkpoint copies the zeroed pages into the database and empties
+        the WAL, which held the deleted text in earlier frames. The cost is one index rewrite
+        per forget call (not per memory): forget in batches, by scope, when forgetting many.
+        A reader holding an old snapshot can keep the checkpoint from finishing; the next
+        forget (or any checkpoint) completes it.
+
+        Concurrent forgets share one scrub (group commit): a scrub that starts after a
+        deletion committed covers it, so threads waiting meanwhile need not run another."""
+        with self._scrub_state_lock:
+            self._scrub_wanted += 1
+            mine = self._scrub_wanted
+        with self._scrub_lock:
+            if self._scrub_done >= mine:
+                return
+            with self._scrub_state_lock:
+                covers = self._scrub_wanted
+            with self._writer() as conn:
+                conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+            with self._reader() as conn:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            self._scrub_done = covers
 
     def memory_set_embeddings(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
         with self._writer() as conn:
@@ -656,6 +712,41 @@ class MemoriesMixin:
                 "UPDATE triples SET memory_id = ? WHERE namespace = ? AND id = ?",
                 (memory_id, namespace, triple_id),
             )
+
+    def triple_ids(
+        self, namespace: str, *, subject: str | None, predicate: str | None, object: str | None
+    ) -> list[str]:
+        sql = "SELECT id FROM triples WHERE namespace = ?"
+        params: list[Any] = [namespace]
+        for column, value in (("subject", subject), ("predicate", predicate), ("object", object)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        with self._reader() as conn:
+            return [r[0] for r in conn.execute(sql + " ORDER BY valid_from, rowid", params)]
+
+    def triple_delete(
+        self, namespace: str, triple_ids: Sequence[str], *, scrub: bool = False
+    ) -> list[str]:
+        with self._writer() as conn:
+            rows = conn.execute(
+                "DELETE FROM triples WHERE namespace = ? AND id IN "
+                "(SELECT value FROM json_each(?)) RETURNING id, memory_id",
+                (namespace, to_json(list(triple_ids))),
+            ).fetchall()
+            for triple_id, memory_id in rows:
+                if memory_id is None:
+                    continue
+                meta = conn.execute(
+                    "SELECT metadata FROM memories WHERE namespace = ? AND id = ?",
+                    (namespace, memory_id),
+                ).fetchone()
+                if meta is not None and _made_for(meta[0]) == triple_id:
+                    self._delete_memory(conn, namespace, memory_id)
+        if scrub:
+            self._scrub()
+        gone = {r[0] for r in rows}
+        return [t for t in dict.fromkeys(triple_ids) if t in gone]
 
     def triple_memory_ids(self, namespace: str, triple_ids: Sequence[str]) -> list[str]:
         if not triple_ids:

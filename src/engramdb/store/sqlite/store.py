@@ -91,6 +91,7 @@ class SQLiteStore(MemoriesMixin, AccessMixin):
                 self._set_wal(conn)
                 conn.execute(f"PRAGMA synchronous={self._synchronous}")
                 conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not left
                 conn.execute("PRAGMA cache_size=-16000")
             except BaseException:
                 conn.close()
