@@ -1,0 +1,84 @@
+"""Forget means gone from the SQLite files too (issue 10, item 10): the database, its WAL and
+shared-memory file hold no byte of forgotten text - not in rows, FTS5 segments, neighbours'
+context, tags, metadata, version history or facts."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from engramdb import Memory
+from engramdb.embed import HashingEmbedder
+from engramdb.store.sqlite import SQLiteStore
+
+
+def _files(data: Path) -> bytes:
+    return b"".join(
+        p.read_bytes() for p in sorted(data.iterdir()) if p.name.startswith("engram.db")
+    )
+
+
+def _secret(label: str) -> str:
+    # letters only, with a prefix no other indexed word shares: FTS5 stores the whole term
+    return f"qx{label}{secrets.token_hex(6)}".replace("0", "g").replace("1", "h")
+
+
+def test_item_10_forgotten_text_leaves_no_bytes_in_the_sqlite_files(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    store = SQLiteStore(data / "engram.db")
+    mem = Memory(store, embedder=HashingEmbedder(64))
+    kept, body, old, tag, meta, fact = (_secret(x) for x in "kbotmf")
+    # plenty of other text, so the index has several segments and pages
+    mem.remember_many(
+        [{"content": f"filler memory number {n} about topic {n % 17}"} for n in range(300)]
+    )
+    before = mem.remember(f"the day before, {kept} was mentioned", session_id="s")
+    gone = mem.remember(
+        f"my bank pin is {old}", session_id="s", tags=[tag], metadata={"note": meta}
+    )
+    mem.update(gone.id, content=f"my bank pin is {body}")  # the old text goes to history
+    mem.remember("the day after, nothing special", session_id="s")
+    learned = mem.learn("Ada", "password_is", fact)
+    mem.remember_many([{"content": f"more filler {n}"} for n in range(300)])
+    everything = _files(data)
+    for s in (kept, body, old, tag, meta, fact):
+        assert s.encode() in everything, s  # before forget, each one is on disk
+
+    mem.forget(gone.id)
+    mem.forget_fact(learned.id)
+
+    on_disk = _files(data)
+    assert kept.encode() in on_disk  # the scan sees live text: the check can fail
+    for s in (body, old, tag, meta, fact):
+        assert s.encode() not in on_disk, s
+        assert s[:8].encode() not in on_disk, s  # no stemmed or prefix-compressed term either
+    # the neighbour that quoted it is still searchable, without the forgotten words
+    assert mem.get(before.id).content.endswith("was mentioned")
+    assert mem.recall(body, mode="text") == []
+    store.close()
+    on_disk = _files(data)
+    for s in (body, old, tag, meta, fact):
+        assert s[:8].encode() not in on_disk, s
+
+
+def test_item_10_scoped_forget_scrubs_once_per_call(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "engram.db")
+    mem = Memory(store, embedder=None)
+    words = [_secret(f"s{n}") for n in range(1200)]
+    mem.remember_many([{"content": f"note {w}", "user_id": "u"} for w in words])
+    mem.remember("keep this one", user_id="v")
+    runs: list[int] = []
+    original = store._scrub
+
+    def counting() -> None:
+        runs.append(1)
+        original()
+
+    store._scrub = counting  # type: ignore[method-assign]
+    assert mem.forget(filters={"user_id": "u"}).count == 1200  # three transactions of 500
+    assert len(runs) == 1
+    on_disk = _files(tmp_path)
+    assert b"keep this one" in on_disk
+    assert not [w for w in words if w[:8].encode() in on_disk]
+    store.close()
