@@ -648,7 +648,7 @@ class _Core:
         if memory_id is not None and (filters is not None or all):
             raise InvalidInputError("pass either a memory id or filters, not both")
         if memory_id is None and filters is None and not all:
-            raise InvalidInputError("pass a memory id, filters, or all=True")
+            raise InvalidInputError("pass either a memory id, filters, or all=True")
 
         def parse(d: Any) -> ForgetResult:
             return ForgetResult(list(d["ids"]), bool(d["dry_run"]))

@@ -379,7 +379,7 @@ class Memory:
         if memory_id is not None and (filters is not None or all):
             raise InvalidInputError("pass either a memory id or filters, not both")
         if memory_id is None and filters is None and not all:
-            raise InvalidInputError("pass a memory id, filters, or all=True")
+            raise InvalidInputError("pass either a memory id, filters, or all=True")
         if memory_id is not None:
             check_id("memory_id", memory_id)
             if self.store.memory_get(ns, memory_id) is None:
