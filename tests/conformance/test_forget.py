@@ -138,3 +138,30 @@ def test_item_11_time_filters_still_narrow_recall(mem: Memory) -> None:
     for mode in ("vector", "hybrid", "text"):
         hits = mem.recall("zebra", filters={"since": base + timedelta(days=1)}, mode=mode)  # type: ignore[arg-type]
         assert [h.memory.content for h in hits] == ["zebra late"], mode
+
+
+# -- item 10: what forget removes beyond the memory's row ---------------------------------------
+
+
+def test_item_10_forgetting_a_users_last_memory_forgets_the_user_name(mem: Memory) -> None:
+    one = mem.remember("first note", user_id="zelda")
+    two = mem.remember("second note", user_id="zelda")
+    mem.remember("other note", user_id="yann")
+    assert sorted(mem.store.memory_users(mem.namespace)) == ["yann", "zelda"]
+    mem.forget(one.id)
+    assert sorted(mem.store.memory_users(mem.namespace)) == ["yann", "zelda"]  # one is left
+    mem.forget(two.id)
+    assert mem.store.memory_users(mem.namespace) == ["yann"]
+    mem.forget(filters={"user_id": "yann"})
+    assert mem.store.memory_users(mem.namespace) == []
+
+
+def test_item_10_forget_removes_history_and_the_embedding_cache_entry(mem: Memory) -> None:
+    m = mem.remember("the vault code is 4412")
+    now = mem.update(m.id, content="the vault code changed")
+    assert [v.content for v in mem.history(m.id)] == ["the vault code is 4412"]
+    model = mem.embedder.model if mem.embedder else ""
+    assert mem.store.embedding_cache(model, [now.content_hash])  # identical text reuses it
+    mem.forget(m.id)
+    assert mem.store.memory_history(mem.namespace, m.id) == []
+    assert mem.store.embedding_cache(model, [m.content_hash, now.content_hash]) == {}

@@ -28,21 +28,21 @@ def test_item_10_forgotten_text_leaves_no_bytes_in_the_sqlite_files(tmp_path: Pa
     data.mkdir()
     store = SQLiteStore(data / "engram.db")
     mem = Memory(store, embedder=HashingEmbedder(64))
-    kept, body, old, tag, meta, fact = (_secret(x) for x in "kbotmf")
+    kept, body, old, tag, meta, fact, user = (_secret(x) for x in "kbotmfu")
     # plenty of other text, so the index has several segments and pages
     mem.remember_many(
         [{"content": f"filler memory number {n} about topic {n % 17}"} for n in range(300)]
     )
     before = mem.remember(f"the day before, {kept} was mentioned", session_id="s")
     gone = mem.remember(
-        f"my bank pin is {old}", session_id="s", tags=[tag], metadata={"note": meta}
+        f"my bank pin is {old}", session_id="s", tags=[tag], metadata={"note": meta}, user_id=user
     )
     mem.update(gone.id, content=f"my bank pin is {body}")  # the old text goes to history
     mem.remember("the day after, nothing special", session_id="s")
     learned = mem.learn("Ada", "password_is", fact)
     mem.remember_many([{"content": f"more filler {n}"} for n in range(300)])
     everything = _files(data)
-    for s in (kept, body, old, tag, meta, fact):
+    for s in (kept, body, old, tag, meta, fact, user):
         assert s.encode() in everything, s  # before forget, each one is on disk
 
     mem.forget(gone.id)
@@ -50,7 +50,7 @@ def test_item_10_forgotten_text_leaves_no_bytes_in_the_sqlite_files(tmp_path: Pa
 
     on_disk = _files(data)
     assert kept.encode() in on_disk  # the scan sees live text: the check can fail
-    for s in (body, old, tag, meta, fact):
+    for s in (body, old, tag, meta, fact, user):
         assert s.encode() not in on_disk, s
         assert s[:8].encode() not in on_disk, s  # no stemmed or prefix-compressed term either
     # the neighbour that quoted it is still searchable, without the forgotten words
@@ -58,7 +58,7 @@ def test_item_10_forgotten_text_leaves_no_bytes_in_the_sqlite_files(tmp_path: Pa
     assert mem.recall(body, mode="text") == []
     store.close()
     on_disk = _files(data)
-    for s in (body, old, tag, meta, fact):
+    for s in (body, old, tag, meta, fact, user):
         assert s[:8].encode() not in on_disk, s
 
 

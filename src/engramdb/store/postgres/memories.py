@@ -99,7 +99,8 @@ def _delete_memories(conn: Conn, namespace: str, memory_ids: Sequence[str]) -> l
     ).fetchall()
     near = _neighbor_rowids(conn, [int(r[0]) for r in gone])
     rows = conn.execute(
-        "DELETE FROM memories WHERE namespace = %s AND id = ANY(%s) RETURNING id, metadata",
+        "DELETE FROM memories WHERE namespace = %s AND id = ANY(%s) "
+        "RETURNING id, metadata, user_id",
         (namespace, list(memory_ids)),
     ).fetchall()
     removed = [str(r[0]) for r in rows]
@@ -117,6 +118,14 @@ def _delete_memories(conn: Conn, namespace: str, memory_ids: Sequence[str]) -> l
             "UPDATE triples SET memory_id = NULL WHERE namespace = %s AND memory_id = ANY(%s)",
             (namespace, removed),
         )
+        users = sorted({str(r[2]) for r in rows if r[2] is not None})
+        if users:  # a user whose last memory went is no longer a known name
+            conn.execute(
+                "DELETE FROM memory_users u WHERE u.namespace = %s AND u.user_id = ANY(%s) "
+                "AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.namespace = u.namespace "
+                "AND m.user_id = u.user_id)",
+                (namespace, users),
+            )
     order = {memory_id: n for n, memory_id in enumerate(memory_ids)}
     return sorted(removed, key=order.__getitem__)
 

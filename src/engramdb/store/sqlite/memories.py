@@ -330,7 +330,8 @@ class MemoriesMixin:
             return False
         neighbors = self._neighbor_rowids(conn, found[0])
         row = conn.execute(
-            "DELETE FROM memories WHERE rowid = ? RETURNING rowid, embedding_seq, metadata",
+            "DELETE FROM memories WHERE rowid = ? RETURNING rowid, embedding_seq, metadata, "
+            "user_id",
             (found[0],),
         ).fetchone()
         self._unindex_text(conn, row[0])
@@ -351,6 +352,12 @@ class MemoriesMixin:
             "UPDATE triples SET memory_id = NULL WHERE namespace = ? AND memory_id = ?",
             (namespace, memory_id),
         )
+        if row[3] is not None:  # a user whose last memory went is no longer a known name
+            conn.execute(
+                "DELETE FROM memory_users WHERE namespace = ?1 AND user_id = ?2 AND NOT EXISTS "
+                "(SELECT 1 FROM memories WHERE namespace = ?1 AND user_id = ?2)",
+                (namespace, row[3]),
+            )
         return True
 
     def _scrub(self) -> None:
