@@ -82,3 +82,29 @@ def test_item_10_scoped_forget_scrubs_once_per_call(tmp_path: Path) -> None:
     assert b"keep this one" in on_disk
     assert not [w for w in words if w[:8].encode() in on_disk]
     store.close()
+
+
+def test_item_10_a_reader_holding_a_snapshot_delays_the_scrub_to_the_next_forget(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    store = SQLiteStore(tmp_path / "engram.db")
+    mem = Memory(store, embedder=None)
+    first, second = _secret("r"), _secret("w")
+    a = mem.remember(f"note {first}")
+    b = mem.remember(f"note {second}")
+    mem.remember_many([{"content": f"filler {n}"} for n in range(200)])
+    reader = sqlite3.connect(tmp_path / "engram.db", isolation_level=None)
+    reader.execute("BEGIN")
+    assert reader.execute("SELECT count(*) FROM memories").fetchone()[0] == 202
+    mem.forget(a.id)  # returns although the checkpoint cannot finish under the old snapshot
+    assert reader.execute("SELECT count(*) FROM memories").fetchone()[0] == 202
+    reader.execute("COMMIT")
+    reader.close()
+    mem.forget(b.id)  # the next forget's scrub completes what the last one could not
+    on_disk = _files(tmp_path)
+    assert b"filler 17" in on_disk
+    for s in (first, second):
+        assert s[:8].encode() not in on_disk, s
+    store.close()

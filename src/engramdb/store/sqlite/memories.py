@@ -95,6 +95,7 @@ class MemoriesMixin:
 
     _read: Any
     _write: Any
+    _busy_timeout: float
     _term_docs_cache: tuple[int, dict[str, int]] | None = None
     _scrub_lock = threading.Lock()  # per class is enough: scrubs are rare and short-lived
     _scrub_state_lock = threading.Lock()
@@ -385,7 +386,13 @@ class MemoriesMixin:
             with self._writer() as conn:
                 conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
             with self._reader() as conn:
-                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                # a TRUNCATE checkpoint waits for readers of the WAL and holds writers back
+                # meanwhile: wait briefly, never for the whole busy timeout
+                conn.execute("PRAGMA busy_timeout = 1000")
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                finally:
+                    conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
             self._scrub_done = covers
 
     def memory_set_embeddings(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
