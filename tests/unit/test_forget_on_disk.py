@@ -108,3 +108,30 @@ def test_item_10_a_reader_holding_a_snapshot_delays_the_scrub_to_the_next_forget
     for s in (first, second):
         assert s[:8].encode() not in on_disk, s
     store.close()
+
+
+def test_item_10_a_forget_that_removes_nothing_does_not_rewrite_the_index(tmp_path: Path) -> None:
+    import pytest
+
+    from engramdb import NotFoundError
+
+    store = SQLiteStore(tmp_path / "engram.db")
+    mem = Memory(store, embedder=None)
+    mem.remember("note", user_id="u")
+    runs: list[int] = []
+    original = store._scrub
+
+    def counting() -> None:
+        before = store._scrub_done
+        original()
+        runs.append(int(store._scrub_done != before))
+
+    store._scrub = counting  # type: ignore[method-assign]
+    with pytest.raises(NotFoundError):
+        mem.forget_fact("fact_missing")
+    assert mem.forget(filters={"user_id": "nobody"}).count == 0
+    assert mem.forget_facts("nobody").count == 0
+    assert sum(runs) == 0
+    mem.forget(filters={"user_id": "u"})
+    assert sum(runs) == 1
+    store.close()

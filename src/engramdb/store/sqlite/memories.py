@@ -97,7 +97,8 @@ class MemoriesMixin:
     _write: Any
     _busy_timeout: float
     _term_docs_cache: tuple[int, dict[str, int]] | None = None
-    _scrub_lock = threading.Lock()  # per class is enough: scrubs are rare and short-lived
+    # one lock for every store of the process is enough: scrubs are rare (once per forget)
+    _scrub_lock = threading.Lock()
     _scrub_state_lock = threading.Lock()
     _scrub_wanted = 0
     _scrub_done = 0
@@ -317,6 +318,8 @@ class MemoriesMixin:
     ) -> list[str]:
         with self._writer() as conn:
             removed = [m for m in memory_ids if self._delete_memory(conn, namespace, m)]
+        if removed:
+            self._deleted()
         if scrub:
             self._scrub()
         return removed
@@ -361,6 +364,11 @@ class MemoriesMixin:
             )
         return True
 
+    def _deleted(self) -> None:
+        """Note a committed deletion that the next scrub must cover."""
+        with self._scrub_state_lock:
+            self._scrub_wanted += 1
+
     def _scrub(self) -> None:
         """Make deleted text unrecoverable from the file (see README "Forget means gone").
 
@@ -373,10 +381,11 @@ class MemoriesMixin:
         A reader holding an old snapshot can keep the checkpoint from finishing; the next
         forget (or any checkpoint) completes it.
 
-        Concurrent forgets share one scrub (group commit): a scrub that starts after a
-        deletion committed covers it, so threads waiting meanwhile need not run another."""
+        Runs only if deletions committed since the last scrub: a forget that found nothing
+        costs nothing. Concurrent forgets share one scrub (group commit): a scrub that starts
+        after a deletion committed covers it, so threads waiting meanwhile need not run
+        another."""
         with self._scrub_state_lock:
-            self._scrub_wanted += 1
             mine = self._scrub_wanted
         with self._scrub_lock:
             if self._scrub_done >= mine:
@@ -757,6 +766,8 @@ class MemoriesMixin:
                 ).fetchone()
                 if meta is not None and _made_for(meta[0]) == triple_id:
                     self._delete_memory(conn, namespace, memory_id)
+        if rows:
+            self._deleted()
         if scrub:
             self._scrub()
         gone = {r[0] for r in rows}
