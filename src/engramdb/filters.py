@@ -30,16 +30,27 @@ class Filter:
     until: datetime | None = None
 
     @property
-    def constrained(self) -> bool:
-        """True if any field is set: the filter narrows what a search may return."""
-        return self.scoped or self.since is not None or self.until is not None
+    def scoped(self) -> bool:
+        """True if the filter narrows below the whole namespace (any field set; forget needs
+        more: :attr:`has_scope`)."""
+        return any(
+            (
+                self.user_id,
+                self.agent_id,
+                self.session_id,
+                self.tags,
+                self.metadata,
+                self.since,
+                self.until,
+            )
+        )
 
     @property
-    def scoped(self) -> bool:
-        """True if the filter names *who or what* (user, agent, session, tags or metadata).
+    def has_scope(self) -> bool:
+        """True if the filter names *who or what*: user, agent, session, tags or metadata.
 
-        A time range alone is not a scope: "everything since Monday" is the whole namespace
-        for forget's purposes, so forget-by-filter needs a scope (or an explicit ``all``)."""
+        A time range alone is not a scope - "everything before June" is the whole namespace -
+        so forget-by-filter needs one of these (or an explicit ``all``)."""
         return any((self.user_id, self.agent_id, self.session_id, self.tags, self.metadata))
 
     @classmethod

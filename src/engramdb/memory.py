@@ -387,7 +387,7 @@ class Memory:
             ids = [memory_id]
         else:
             flt = Filter.parse(filters)
-            if not flt.scoped and not all:
+            if not flt.has_scope and not all:
                 raise InvalidInputError(
                     "refusing to forget without a scope: give user_id, agent_id, session_id, "
                     "tags or metadata (since/until only narrow a scope), or all=True to forget "
@@ -552,9 +552,7 @@ class Memory:
             )
             return found, (found[-1][1] if found else None)
         allowed = (
-            self.store.memory_filter_rowids(namespace, flt, limit=2**62)
-            if flt.constrained
-            else None
+            self.store.memory_filter_rowids(namespace, flt, limit=2**62) if flt.scoped else None
         )
         return self._vector_index().search(namespace, vector, pool, allowed=allowed, window=window)
 
