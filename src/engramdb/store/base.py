@@ -177,13 +177,15 @@ class Store(Protocol):
     ) -> list[str]:
         """Remove memories from every index and their history; returns the ids removed.
 
-        ``scrub``: afterwards, make deleted text unrecoverable from the store's files too
-        (SQLite: merge the full-text index, checkpoint the WAL; costs one index rewrite, so
-        forget passes it once per call). Removed text is always gone from every query.
+        ``scrub``: afterwards, make the text of every deletion since the last scrub
+        unrecoverable from the store's files too (SQLite: merge the full-text index,
+        checkpoint the WAL; it costs one index rewrite, so forget passes it once per call).
+        Removed text is gone from every query either way.
 
         A memory that :meth:`triple_set_memory` linked to a *current* fact it was made for
         (its metadata ``triple_id`` names the fact) takes that fact with it; other links are
-        cleared (a superseded fact's history stays)."""
+        cleared (a superseded fact's history stays). A user id whose last memory goes leaves
+        :meth:`memory_users`."""
 
     def memory_text_search(
         self, namespace: str, match: str, flt: Filter, *, limit: int
