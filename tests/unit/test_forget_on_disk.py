@@ -7,6 +7,8 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+import pytest
+
 from engramdb import Memory
 from engramdb.embed import HashingEmbedder
 from engramdb.store.sqlite import SQLiteStore
@@ -111,8 +113,6 @@ def test_item_10_a_reader_holding_a_snapshot_delays_the_scrub_to_the_next_forget
 
 
 def test_item_10_a_forget_that_removes_nothing_does_not_rewrite_the_index(tmp_path: Path) -> None:
-    import pytest
-
     from engramdb import NotFoundError
 
     store = SQLiteStore(tmp_path / "engram.db")
@@ -134,4 +134,54 @@ def test_item_10_a_forget_that_removes_nothing_does_not_rewrite_the_index(tmp_pa
     assert sum(runs) == 0
     mem.forget(filters={"user_id": "u"})
     assert sum(runs) == 1
+    store.close()
+
+
+def test_item_10_large_stores_batch_the_index_merge_and_finish_it_at_close(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "engram.db")
+    store.scrub_at_once_rows = 0  # behave like a store above the at-once threshold
+    mem = Memory(store, embedder=None)
+    word = _secret("z")
+    gone = mem.remember(f"my bank pin is {word}")
+    mem.remember_many([{"content": f"filler {n}"} for n in range(200)])
+    mem.forget(gone.id)
+    on_disk = _files(tmp_path)
+    # rows are zeroed and the WAL emptied at once: the text as written is gone ...
+    assert gone.content.encode() not in on_disk and b"filler 17" in on_disk
+    # ... while its words wait in an index segment for the batched merge
+    assert word.encode() in on_disk and store._scrub_timer is not None
+    assert mem.recall(word, mode="text") == []
+    store.close()  # a waiting merge runs at close
+    assert store._scrub_timer is None
+    assert word[:8].encode() not in _files(tmp_path)
+
+
+def test_item_10_the_batched_merge_runs_on_its_timer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    from engramdb.store.sqlite import memories
+
+    monkeypatch.setattr(memories, "SCRUB_MIN_INTERVAL", 0.0)
+    store = SQLiteStore(tmp_path / "engram.db")
+    store.scrub_at_once_rows = 0
+    mem = Memory(store, embedder=None)
+    word = _secret("t")
+    gone = mem.remember(f"note {word}")
+    mem.remember("another note")
+    merged = threading.Event()
+    original = store._merge_due
+
+    def merge_due() -> None:
+        original()
+        merged.set()
+
+    monkeypatch.setattr(store, "_merge_due", merge_due)
+    mem.forget(gone.id)
+    assert merged.wait(30)  # the timer fired (a deadline, not a measurement)
+    assert word[:8].encode() not in _files(tmp_path)
+    assert store._scrub_done == store._scrub_wanted
     store.close()

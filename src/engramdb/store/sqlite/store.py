@@ -112,6 +112,7 @@ class SQLiteStore(MemoriesMixin, AccessMixin):
                 time.sleep(0.005)
 
     def close(self) -> None:
+        self._scrub_at_close()  # a batched forget merge still waiting runs now
         self._closed = True
         with self._connections_lock:
             connections, self._connections = self._connections, []
