@@ -79,3 +79,33 @@ def test_item_11_time_range_is_not_a_scope(api: Api) -> None:
     assert call("POST", "/v1/memories/forget", json={"all": True}).json()["count"] == 2
     assert call("GET", "/v1/memories").json()["memories"] == []
     assert call("POST", "/v1/memories/forget", json={"all": "yes"}).status_code == 422
+
+
+def test_item_10_forget_drops_recorded_responses_that_quote_it(api: Api) -> None:
+    call = api.as_key(api.key())
+
+    def post(path: str, body: dict[str, Any], key: str) -> Any:
+        return call("POST", path, json=body, headers={"Idempotency-Key": key})
+
+    def replayed(r: Any) -> bool:
+        return bool(r.headers.get("idempotent-replayed") == "true")
+
+    secret = {"content": "the vault code is qxvault991"}
+    kept = {"content": "an ordinary note"}
+    fact = {"subject": "ann", "predicate": "pin_is", "object": "qxpin4242"}
+    first = post("/v1/memories", secret, "k-secret")
+    post("/v1/memories", kept, "k-kept")
+    learned = post("/v1/triples", fact, "k-fact").json()["triple"]
+    post("/v1/sessions/s1/items", {"items": [{"role": "user", "content": "hi"}]}, "k-items")
+    assert replayed(post("/v1/memories", secret, "k-secret"))  # recorded, with the content
+
+    assert call("DELETE", f"/v1/memories/{first.json()['id']}").status_code == 200
+    assert call("DELETE", f"/v1/triples/{learned['id']}").status_code == 200
+    # the responses that quoted them are gone: a retry runs again instead of replaying them
+    again = post("/v1/memories", secret, "k-secret")
+    assert again.status_code == 201 and not replayed(again)
+    assert not replayed(post("/v1/triples", fact, "k-fact"))
+    # other recorded responses stay
+    assert replayed(post("/v1/memories", kept, "k-kept"))
+    items = {"items": [{"role": "user", "content": "hi"}]}
+    assert replayed(post("/v1/sessions/s1/items", items, "k-items"))

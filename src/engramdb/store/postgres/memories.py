@@ -100,7 +100,7 @@ def _delete_memories(conn: Conn, namespace: str, memory_ids: Sequence[str]) -> l
     near = _neighbor_rowids(conn, [int(r[0]) for r in gone])
     rows = conn.execute(
         "DELETE FROM memories WHERE namespace = %s AND id = ANY(%s) "
-        "RETURNING id, metadata, user_id",
+        "RETURNING id, metadata, user_id, created_at",
         (namespace, list(memory_ids)),
     ).fetchall()
     removed = [str(r[0]) for r in rows]
@@ -109,11 +109,13 @@ def _delete_memories(conn: Conn, namespace: str, memory_ids: Sequence[str]) -> l
         conn.execute("DELETE FROM memory_history WHERE memory_id = ANY(%s)", (removed,))
         made = [(str(r[0]), t) for r in rows if (t := _made_for(r[1])) is not None]
         if made:
-            conn.execute(
+            facts = conn.execute(
                 "DELETE FROM triples WHERE namespace = %s AND valid_to IS NULL AND "
-                "(memory_id, id) IN (SELECT * FROM unnest(%s::text[], %s::text[]))",
+                "(memory_id, id) IN (SELECT * FROM unnest(%s::text[], %s::text[])) "
+                "RETURNING id, created_at",
                 (namespace, [m for m, _ in made], [t for _, t in made]),
-            )
+            ).fetchall()
+            _drop_replays(conn, namespace, [str(r[0]) for r in facts], [int(r[1]) for r in facts])
         conn.execute(
             "UPDATE triples SET memory_id = NULL WHERE namespace = %s AND memory_id = ANY(%s)",
             (namespace, removed),
@@ -126,8 +128,28 @@ def _delete_memories(conn: Conn, namespace: str, memory_ids: Sequence[str]) -> l
                 "AND m.user_id = u.user_id)",
                 (namespace, users),
             )
+        _drop_replays(conn, namespace, removed, [int(r[3]) for r in rows])
     order = {memory_id: n for n, memory_id in enumerate(memory_ids)}
     return sorted(removed, key=order.__getitem__)
+
+
+REPLAY_SLACK_US = 600 * 1_000_000
+"""A recorded response is claimed before its request writes (and the request may wait for a
+lock): one may start up to this long before the row it quotes was stored."""
+
+
+def _drop_replays(conn: Conn, namespace: str, ids: Sequence[str], created: Sequence[int]) -> None:
+    """Drop recorded ``Idempotency-Key`` responses that mention removed memories or facts:
+    every response quoting a memory or fact carries its id. Only responses recorded after the
+    oldest of them was stored (less a slack) are read."""
+    if not ids:
+        return
+    conn.execute(
+        "DELETE FROM idempotency WHERE namespace = %s AND created_at >= %s "
+        "AND status IS NOT NULL AND EXISTS (SELECT 1 FROM unnest(%s::text[]) i "
+        "WHERE position(convert_to(i, 'UTF8') in body) > 0)",
+        (namespace, min(created, default=0) - REPLAY_SLACK_US, list(ids)),
+    )
 
 
 def _made_for(metadata: object) -> str | None:
@@ -783,9 +805,10 @@ class MemoriesMixin:
         def work(conn: Conn) -> list[str]:
             rows = conn.execute(
                 "DELETE FROM triples WHERE namespace = %s AND id = ANY(%s::text[]) "
-                "RETURNING id, memory_id",
+                "RETURNING id, memory_id, created_at",
                 (namespace, list(triple_ids)),
             ).fetchall()
+            _drop_replays(conn, namespace, [str(r[0]) for r in rows], [int(r[2]) for r in rows])
             linked = {str(r[1]): str(r[0]) for r in rows if r[1] is not None}
             if linked:
                 made = [

@@ -104,6 +104,26 @@ def _made_for(metadata: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+REPLAY_SLACK_US = 600 * 1_000_000
+"""A recorded response is claimed before its request writes (and the request may wait for the
+write lock): one may start up to this long before the row it quotes was stored."""
+
+
+def _drop_replays(
+    conn: sqlite3.Connection, namespace: str, ids: Sequence[str], created: Sequence[int]
+) -> None:
+    """Drop recorded ``Idempotency-Key`` responses that mention removed memories or facts:
+    every response quoting a memory or fact carries its id. Only responses recorded after the
+    oldest of them was stored (less a slack) are read."""
+    if not ids:
+        return
+    conn.execute(
+        "DELETE FROM idempotency WHERE namespace = ? AND created_at >= ? AND status IS NOT NULL "
+        "AND EXISTS (SELECT 1 FROM json_each(?) j WHERE instr(body, CAST(j.value AS BLOB)))",
+        (namespace, min(created, default=0) - REPLAY_SLACK_US, to_json(list(ids))),
+    )
+
+
 class MemoriesMixin:
     """SQL for memories and triples; needs ``_read``/``_write`` from the store core."""
 
@@ -338,25 +358,34 @@ class MemoriesMixin:
         self, namespace: str, memory_ids: Sequence[str], *, scrub: bool = False
     ) -> list[str]:
         with self._writer() as conn:
-            removed = [m for m in memory_ids if self._delete_memory(conn, namespace, m)]
+            created = {
+                m: self._delete_memory(conn, namespace, m) for m in dict.fromkeys(memory_ids)
+            }
+            removed = [m for m, at in created.items() if at is not None]
+            _drop_replays(
+                conn, namespace, removed, [at for at in created.values() if at is not None]
+            )
         if removed:
             self._deleted()
         if scrub:
             self._scrub()
         return removed
 
-    def _delete_memory(self, conn: sqlite3.Connection, namespace: str, memory_id: str) -> bool:
-        """Remove one memory everywhere (inside the caller's transaction); False if absent."""
+    def _delete_memory(
+        self, conn: sqlite3.Connection, namespace: str, memory_id: str
+    ) -> int | None:
+        """Remove one memory everywhere (inside the caller's transaction). Returns its
+        creation time, or ``None`` if there was no such memory."""
         found = conn.execute(
             "SELECT rowid FROM memories WHERE namespace = ? AND id = ?",
             (namespace, memory_id),
         ).fetchone()
         if found is None:
-            return False
+            return None
         neighbors = self._neighbor_rowids(conn, found[0])
         row = conn.execute(
             "DELETE FROM memories WHERE rowid = ? RETURNING rowid, embedding_seq, metadata, "
-            "user_id",
+            "user_id, created_at",
             (found[0],),
         ).fetchone()
         self._unindex_text(conn, row[0])
@@ -368,11 +397,12 @@ class MemoriesMixin:
         # the current fact this memory was made for goes with it; other links are cleared
         made_for = _made_for(row[2])
         if made_for is not None:
-            conn.execute(
+            fact = conn.execute(
                 "DELETE FROM triples WHERE namespace = ? AND id = ? AND memory_id = ? "
-                "AND valid_to IS NULL",
+                "AND valid_to IS NULL RETURNING id, created_at",
                 (namespace, made_for, memory_id),
-            )
+            ).fetchall()
+            _drop_replays(conn, namespace, [r[0] for r in fact], [r[1] for r in fact])
         conn.execute(
             "UPDATE triples SET memory_id = NULL WHERE namespace = ? AND memory_id = ?",
             (namespace, memory_id),
@@ -383,7 +413,7 @@ class MemoriesMixin:
                 "(SELECT 1 FROM memories WHERE namespace = ?1 AND user_id = ?2)",
                 (namespace, row[3]),
             )
-        return True
+        return int(row[4])
 
     def _deleted(self) -> None:
         """Note a committed deletion that the next scrub must cover."""
@@ -854,10 +884,12 @@ class MemoriesMixin:
         with self._writer() as conn:
             rows = conn.execute(
                 "DELETE FROM triples WHERE namespace = ? AND id IN "
-                "(SELECT value FROM json_each(?)) RETURNING id, memory_id",
+                "(SELECT value FROM json_each(?)) RETURNING id, memory_id, created_at",
                 (namespace, to_json(list(triple_ids))),
             ).fetchall()
-            for triple_id, memory_id in rows:
+            gone = [r[0] for r in rows]
+            since = [r[2] for r in rows]
+            for triple_id, memory_id, _ in rows:
                 if memory_id is None:
                     continue
                 meta = conn.execute(
@@ -865,13 +897,17 @@ class MemoriesMixin:
                     (namespace, memory_id),
                 ).fetchone()
                 if meta is not None and _made_for(meta[0]) == triple_id:
-                    self._delete_memory(conn, namespace, memory_id)
+                    created = self._delete_memory(conn, namespace, memory_id)
+                    if created is not None:
+                        gone.append(memory_id)
+                        since.append(created)
+            _drop_replays(conn, namespace, gone, since)
         if rows:
             self._deleted()
         if scrub:
             self._scrub()
-        gone = {r[0] for r in rows}
-        return [t for t in dict.fromkeys(triple_ids) if t in gone]
+        removed = {r[0] for r in rows}
+        return [t for t in dict.fromkeys(triple_ids) if t in removed]
 
     def triple_memory_ids(self, namespace: str, triple_ids: Sequence[str]) -> list[str]:
         if not triple_ids:
