@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -27,7 +28,7 @@ from rich.text import Text
 
 from . import __version__
 from .errors import EngramError, InvalidInputError
-from .memory import Memory
+from .memory import ForgetResult, Memory
 from .sessions import Session, list_sessions
 from .store import Store, open_store
 from .transfer import KINDS, write_export
@@ -274,6 +275,30 @@ def recall(
     console.print(table)
 
 
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="List, do not remove.")]
+
+
+def _confirm_then(
+    preview: ForgetResult, what: str, yes: bool, run: Callable[[], ForgetResult]
+) -> ForgetResult:
+    """Show how many a scoped forget would remove and remove them once confirmed (``--yes``
+    confirms in advance). Nothing matching: nothing to ask."""
+    if preview.count == 0:
+        return ForgetResult([], False)
+    if not yes:
+        console.print(f"would remove {preview.count} {what}")
+        typer.confirm(f"Remove these {preview.count} {what}?", abort=True)
+    return run()
+
+
+def _print_forget(result: ForgetResult, what: str) -> None:
+    verb = "would remove" if result.dry_run else "removed"
+    console.print(f"{verb} {result.count} {what}")
+    for item_id in result.ids:
+        console.print(f"  {item_id}")
+
+
 @app.command()
 def forget(
     memory_id: Annotated[str | None, typer.Argument(help="A memory id.")] = None,
@@ -283,22 +308,73 @@ def forget(
     agent: AgentOpt = None,
     session: SessionOpt = None,
     tag: TagOpt = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List, do not remove.")] = False,
+    since: Annotated[str | None, typer.Option(help="ISO 8601: happened at or after.")] = None,
+    until: Annotated[str | None, typer.Option(help="ISO 8601: happened before.")] = None,
+    all_: Annotated[
+        bool,
+        typer.Option("--all", help="The whole namespace (within --since/--until) on purpose."),
+    ] = False,
+    dry_run: DryRun = False,
+    yes: Yes = False,
 ) -> None:
-    """Remove a memory by id, or every memory in a scope (--user/--agent/--session/--tag)."""
-    flt = _filters(user, agent, session, tag)
+    """Remove a memory by id, or every memory in a scope (--user/--agent/--session/--tag;
+    --since/--until only narrow a scope, or --all). A scoped forget shows how many memories
+    would go and asks first (--yes skips the question)."""
+    flt: dict[str, Any] = _filters(user, agent, session, tag)
+    flt.update({k: v for k, v in (("since", since), ("until", until)) if v is not None})
     try:
         mem = _memory(data_dir, namespace, "none", create=False)
         if memory_id is not None:
+            if flt or all_:
+                raise InvalidInputError("pass either a memory id or a scope, not both")
             result = mem.forget(memory_id, dry_run=dry_run)
         else:
-            result = mem.forget(filters=flt, dry_run=dry_run)
+            preview = mem.forget(filters=flt, all=all_, dry_run=True)
+            result = (
+                preview
+                if dry_run
+                else _confirm_then(
+                    preview, "memories", yes, lambda: mem.forget(filters=flt, all=all_)
+                )
+            )
     except EngramError as exc:
         raise _fail(exc) from None
-    verb = "would remove" if result.dry_run else "removed"
-    console.print(f"{verb} {result.count} memories")
-    for memory_id in result.ids:
-        console.print(f"  {memory_id}")
+    _print_forget(result, "memories")
+
+
+@app.command("forget-fact")
+def forget_fact(
+    fact_id: Annotated[str | None, typer.Argument(help="A fact id.")] = None,
+    subject: Annotated[str | None, typer.Option("--subject", "-s")] = None,
+    predicate: Annotated[str | None, typer.Option("--predicate", "-p")] = None,
+    object: Annotated[str | None, typer.Option("--object", "-o")] = None,
+    data_dir: DataDir = ".engramdb",
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    dry_run: DryRun = False,
+    yes: Yes = False,
+) -> None:
+    """Remove a fact by id, or every fact (current and superseded) matching a pattern
+    (-s/-p/-o), with the memories that made them searchable. A pattern shows how many facts
+    would go and asks first (--yes skips the question)."""
+    pattern = (subject, predicate, object)
+    try:
+        mem = _memory(data_dir, namespace, "none", create=False)
+        if fact_id is not None:
+            if any(part is not None for part in pattern) or dry_run:
+                raise InvalidInputError(
+                    "pass either a fact id or a pattern (--dry-run needs a pattern)"
+                )
+            result = mem.forget_fact(fact_id)
+        else:
+            preview = mem.forget_facts(*pattern, dry_run=True)
+            result = (
+                preview
+                if dry_run
+                else _confirm_then(preview, "facts", yes, lambda: mem.forget_facts(*pattern))
+            )
+    except EngramError as exc:
+        raise _fail(exc) from None
+    _print_forget(result, "facts")
 
 
 @app.command()

@@ -644,10 +644,12 @@ class _Core:
         )
 
     def _c_forget(
-        self, memory_id: str | None, filters: FilterInput, dry_run: bool
+        self, memory_id: str | None, filters: FilterInput, all: bool, dry_run: bool
     ) -> _Call[ForgetResult]:
-        if (memory_id is None) == (filters is None):
-            raise InvalidInputError("pass either a memory id or filters, not both or neither")
+        if memory_id is not None and (filters is not None or all):
+            raise InvalidInputError("pass either a memory id or filters, not both")
+        if memory_id is None and filters is None and not all:
+            raise InvalidInputError("pass either a memory id, filters, or all=True")
 
         def parse(d: Any) -> ForgetResult:
             return ForgetResult(list(d["ids"]), bool(d["dry_run"]))
@@ -657,8 +659,27 @@ class _Core:
             if dry_run:  # what would go: the memory, if it exists
                 return _Call("GET", path, lambda d: ForgetResult([d["id"]], True))
             return _Call("DELETE", path, parse)
-        body = {"filters": _filters(filters), "dry_run": bool(dry_run)}
+        body: dict[str, Any] = {"dry_run": bool(dry_run)}
+        if filters is not None:
+            body["filters"] = _filters(filters)
+        if all:
+            body["all"] = True
         return _write("POST", "/v1/memories/forget", _dumps(body), parse)
+
+    def _c_forget_fact(self, fact_id: str) -> _Call[ForgetResult]:
+        path = f"/v1/triples/{_segment(check_id('fact_id', fact_id))}"
+        return _Call("DELETE", path, lambda d: ForgetResult(list(d["ids"]), False))
+
+    def _c_forget_facts(
+        self, subject: str | None, predicate: str | None, object: str | None, dry_run: bool
+    ) -> _Call[ForgetResult]:
+        body = _drop_none(subject=subject, predicate=predicate, object=object)
+        return _write(
+            "POST",
+            "/v1/triples/forget",
+            _dumps({**body, "dry_run": bool(dry_run)}),
+            lambda d: ForgetResult(list(d["ids"]), bool(d["dry_run"])),
+        )
 
     def _c_learn(self, body: dict[str, Any]) -> _Call[Triple]:
         return _write("POST", "/v1/triples", _dumps(body), lambda d: self._triple(d["triple"]))
@@ -957,10 +978,17 @@ class Client(_Core):
         return self._run(self._c_history(memory_id))
 
     def forget(
-        self, memory_id: str | None = None, *, filters: FilterInput = None, dry_run: bool = False
+        self,
+        memory_id: str | None = None,
+        *,
+        filters: FilterInput = None,
+        all: bool = False,
+        dry_run: bool = False,
     ) -> ForgetResult:
-        """Remove one memory by id, or every memory matching a scoped filter."""
-        return self._run(self._c_forget(memory_id, filters, dry_run))
+        """Remove one memory by id, or every memory matching a scoped filter (user, agent,
+        session, tags or metadata; ``since``/``until`` only narrow it), or with ``all=True``
+        the whole namespace (within ``since``/``until`` if given)."""
+        return self._run(self._c_forget(memory_id, filters, all, dry_run))
 
     def stats(self) -> dict[str, Any]:
         """Counts, usage, limits and what remains of them for the key's namespace."""
@@ -996,6 +1024,22 @@ class Client(_Core):
     ) -> builtins.list[Triple]:
         """Facts matching a pattern (``None`` matches anything)."""
         return self._run(self._c_facts(subject, predicate, object, as_of, include_history, limit))
+
+    def forget_fact(self, fact_id: str) -> ForgetResult:
+        """Remove one fact (one version) and the memory that made it searchable."""
+        return self._run(self._c_forget_fact(fact_id))
+
+    def forget_facts(
+        self,
+        subject: str | None = None,
+        predicate: str | None = None,
+        object: str | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> ForgetResult:
+        """Remove every fact matching a pattern (current and superseded versions) with the
+        memories that made them searchable. At least one part of the pattern is required."""
+        return self._run(self._c_forget_facts(subject, predicate, object, dry_run))
 
     def neighbors(self, entity: str, *, depth: int = 1) -> builtins.list[Triple]:
         """Facts reachable from ``entity`` within ``depth`` hops."""
@@ -1267,10 +1311,17 @@ class AsyncClient(_Core):
         return await self._run(self._c_history(memory_id))
 
     async def forget(
-        self, memory_id: str | None = None, *, filters: FilterInput = None, dry_run: bool = False
+        self,
+        memory_id: str | None = None,
+        *,
+        filters: FilterInput = None,
+        all: bool = False,
+        dry_run: bool = False,
     ) -> ForgetResult:
-        """Remove one memory by id, or every memory matching a scoped filter."""
-        return await self._run(self._c_forget(memory_id, filters, dry_run))
+        """Remove one memory by id, or every memory matching a scoped filter (user, agent,
+        session, tags or metadata; ``since``/``until`` only narrow it), or with ``all=True``
+        the whole namespace (within ``since``/``until`` if given)."""
+        return await self._run(self._c_forget(memory_id, filters, all, dry_run))
 
     async def stats(self) -> dict[str, Any]:
         """Counts, usage, limits and what remains of them for the key's namespace."""
@@ -1308,6 +1359,22 @@ class AsyncClient(_Core):
         return await self._run(
             self._c_facts(subject, predicate, object, as_of, include_history, limit)
         )
+
+    async def forget_fact(self, fact_id: str) -> ForgetResult:
+        """Remove one fact (one version) and the memory that made it searchable."""
+        return await self._run(self._c_forget_fact(fact_id))
+
+    async def forget_facts(
+        self,
+        subject: str | None = None,
+        predicate: str | None = None,
+        object: str | None = None,
+        *,
+        dry_run: bool = False,
+    ) -> ForgetResult:
+        """Remove every fact matching a pattern (current and superseded versions) with the
+        memories that made them searchable. At least one part of the pattern is required."""
+        return await self._run(self._c_forget_facts(subject, predicate, object, dry_run))
 
     async def neighbors(self, entity: str, *, depth: int = 1) -> builtins.list[Triple]:
         """Facts reachable from ``entity`` within ``depth`` hops."""

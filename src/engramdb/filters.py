@@ -31,7 +31,8 @@ class Filter:
 
     @property
     def scoped(self) -> bool:
-        """True if the filter narrows below the whole namespace (forget-by-filter needs it)."""
+        """True if the filter narrows below the whole namespace (any field set; forget needs
+        more: :attr:`has_scope`)."""
         return any(
             (
                 self.user_id,
@@ -43,6 +44,14 @@ class Filter:
                 self.until,
             )
         )
+
+    @property
+    def has_scope(self) -> bool:
+        """True if the filter names *who or what*: user, agent, session, tags or metadata.
+
+        A time range alone is not a scope - "everything before June" is the whole namespace -
+        so forget-by-filter needs one of these (or an explicit ``all``)."""
+        return any((self.user_id, self.agent_id, self.session_id, self.tags, self.metadata))
 
     @classmethod
     def parse(cls, value: Filter | Mapping[str, Any] | None) -> Filter:

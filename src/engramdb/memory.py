@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
@@ -386,18 +387,26 @@ class Memory:
         memory_id: str | None = None,
         *,
         filters: FilterInput = None,
+        all: bool = False,
         namespace: str | None = None,
         dry_run: bool = False,
     ) -> ForgetResult:
         """Remove one memory by id, or every memory matching a *scoped* filter.
 
-        Removal is complete: text index, vectors, tags, version history. A filter must narrow
-        the namespace (user, agent, session, tags, metadata or time): forgetting a whole
-        namespace by accident is refused. ``dry_run`` lists what would go.
+        Removal is complete: text index, vectors, tags, version history, and a current fact
+        the memory was made for (see :meth:`learn`). A filter must name a scope - user, agent,
+        session, tags or metadata; ``since``/``until`` only narrow a scope, they are not one -
+        so forgetting a whole namespace by accident is refused. ``all=True`` says "the whole
+        namespace (within ``since``/``until`` if given) on purpose". ``dry_run`` lists what
+        would go.
         """
         ns = self._ns(namespace)
-        if (memory_id is None) == (filters is None):
-            raise InvalidInputError("pass either a memory id or filters, not both or neither")
+        if not isinstance(all, bool) or not isinstance(dry_run, bool):
+            raise InvalidInputError("all and dry_run must be booleans")
+        if memory_id is not None and (filters is not None or all):
+            raise InvalidInputError("pass either a memory id or filters, not both")
+        if memory_id is None and filters is None and not all:
+            raise InvalidInputError("pass either a memory id, filters, or all=True")
         if memory_id is not None:
             check_id("memory_id", memory_id)
             if self.store.memory_get(ns, memory_id) is None:
@@ -405,18 +414,16 @@ class Memory:
             ids = [memory_id]
         else:
             flt = Filter.parse(filters)
-            if not flt.scoped:
+            if not flt.has_scope and not all:
                 raise InvalidInputError(
                     "refusing to forget without a scope: give user_id, agent_id, session_id, "
-                    "tags, metadata, since or until"
+                    "tags or metadata (since/until only narrow a scope), or all=True to forget "
+                    "the whole namespace"
                 )
             ids = self.store.memory_ids(ns, flt, limit=None)
         if dry_run:
             return ForgetResult(ids, True)
-        removed: list[str] = []
-        for start in range(0, len(ids), 500):
-            removed += self.store.memory_delete(ns, ids[start : start + 500])
-        return ForgetResult(removed, False)
+        return ForgetResult(_in_batches(ids, partial(self.store.memory_delete, ns)), False)
 
     # -- reading ---------------------------------------------------------------------------
     def get(self, memory_id: str, *, namespace: str | None = None) -> MemoryRecord:
@@ -683,6 +690,46 @@ class Memory:
             limit=check_limit(limit, allow_none=False, maximum=MAX_LIMIT) or 0,
         )
 
+    def forget_fact(self, fact_id: str, *, namespace: str | None = None) -> ForgetResult:
+        """Remove one fact (one version: a superseded fact's history is rows of its own) and
+        the memory :meth:`learn` made to keep it searchable. :class:`NotFoundError` if absent."""
+        ns = self._ns(namespace)
+        check_id("fact_id", fact_id)
+        removed = self.store.triple_delete(ns, [fact_id], scrub=True)
+        if not removed:
+            raise NotFoundError(f"no fact {fact_id!r} in namespace {ns!r}")
+        return ForgetResult(removed, False)
+
+    def forget_facts(
+        self,
+        subject: str | None = None,
+        predicate: str | None = None,
+        object: str | None = None,
+        *,
+        dry_run: bool = False,
+        namespace: str | None = None,
+    ) -> ForgetResult:
+        """Remove every fact matching a pattern - current and superseded versions alike - with
+        the memories that made them searchable. The pattern never widens: at least one of
+        ``subject``, ``predicate`` and ``object`` is required (an empty pattern is refused).
+        ``dry_run`` lists what would go."""
+        ns = self._ns(namespace)
+        if not isinstance(dry_run, bool):
+            raise InvalidInputError("dry_run must be a boolean")
+        if subject is None and predicate is None and object is None:
+            raise InvalidInputError(
+                "refusing to forget facts without a pattern: give subject, predicate or object"
+            )
+        ids = self.store.triple_ids(
+            ns,
+            subject=_triple_part("subject", subject) if subject is not None else None,
+            predicate=_triple_part("predicate", predicate) if predicate is not None else None,
+            object=_triple_part("object", object) if object is not None else None,
+        )
+        if dry_run:
+            return ForgetResult(ids, True)
+        return ForgetResult(_in_batches(ids, partial(self.store.triple_delete, ns)), False)
+
     def neighbors(
         self,
         entity: str,
@@ -893,6 +940,12 @@ class AsyncMemory:
     async def facts(self, *args: Any, **kwargs: Any) -> builtins.list[Triple]:
         return await self._run(self.sync.facts, *args, **kwargs)
 
+    async def forget_fact(self, fact_id: str, **kwargs: Any) -> ForgetResult:
+        return await self._run(self.sync.forget_fact, fact_id, **kwargs)
+
+    async def forget_facts(self, *args: Any, **kwargs: Any) -> ForgetResult:
+        return await self._run(self.sync.forget_facts, *args, **kwargs)
+
     async def neighbors(self, entity: str, **kwargs: Any) -> builtins.list[Triple]:
         return await self._run(self.sync.neighbors, entity, **kwargs)
 
@@ -901,6 +954,17 @@ class AsyncMemory:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _in_batches(
+    ids: builtins.list[str], delete: Callable[..., builtins.list[str]]
+) -> builtins.list[str]:
+    """Delete in transactions of 500; the store scrubs its files once, after the last."""
+    removed: builtins.list[str] = []
+    for start in range(0, len(ids), 500):
+        last = start + 500 >= len(ids)
+        removed += delete(ids[start : start + 500], scrub=last)
+    return removed
 
 
 def new_id(prefix: str) -> str:

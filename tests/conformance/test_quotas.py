@@ -133,6 +133,17 @@ def test_item_08_counters_follow_every_insert_and_delete(mem: Memory) -> None:
     assert mem.store.usage_counts("other") == {"memories": 1, "facts": 0}
     assert mem.store.usage_counts("q")["memories"] == 7
     assert mem.store.usage_counts("never-used") == {"memories": 0, "facts": 0}
+    # forgetting facts (and a fact's memory, which takes its fact along) keeps them exact
+    current = mem.facts("x", "is")[0]
+    mem.forget_fact(current.id)
+    assert_counts_exact(mem)
+    y = mem.facts("y")[0]
+    made_for_y = next(m for m in mem.list().items if m.metadata.get("triple_id") == y.id)
+    mem.forget(made_for_y.id)
+    assert_counts_exact(mem)
+    mem.forget_facts(subject="x")
+    assert_counts_exact(mem)
+    assert mem.store.usage_counts("q") == {"memories": 5, "facts": 0}
 
 
 def test_item_08_migration_backfills_the_counters(backend: Backend) -> None:

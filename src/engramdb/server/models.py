@@ -68,7 +68,21 @@ class MemoryPatch(Body):
 
 
 class ForgetIn(Body):
-    filters: FiltersIn
+    """A scoped forget: ``filters`` must name user, agent, session, tags or metadata
+    (``since``/``until`` only narrow them); ``all: true`` forgets the whole namespace on
+    purpose (within ``since``/``until`` if given)."""
+
+    filters: FiltersIn | None = None
+    all: Bool = False
+    dry_run: Bool = False
+
+
+class FactsForgetIn(Body):
+    """Forget every fact (current and superseded) matching a pattern; one part is required."""
+
+    subject: Str | None = None
+    predicate: Str | None = None
+    object: Str | None = None
     dry_run: Bool = False
 
 

@@ -22,6 +22,7 @@ from .models import (
     ClearedOut,
     DeletedOut,
     ErrorOut,
+    FactsForgetIn,
     ForgetIn,
     ForgetOut,
     HistoryOut,
@@ -175,8 +176,13 @@ def recall(t: TenantDep, body: RecallIn) -> RecallOut:
 
 @router.post("/memories/forget", response_model=ForgetOut, tags=["memories"])
 def forget_scoped(t: TenantDep, body: ForgetIn) -> ForgetOut:
-    """Forget every memory matching a scoped filter (``dry_run`` lists them only)."""
-    result = t.memory.forget(filters=body.filters.to_filter(), dry_run=body.dry_run)
+    """Forget every memory matching a scoped filter (``dry_run`` lists them only). A time
+    range alone is not a scope: it needs ``"all": true``."""
+    result = t.memory.forget(
+        filters=body.filters.to_filter() if body.filters is not None else None,
+        all=body.all,
+        dry_run=body.dry_run,
+    )
     return ForgetOut(ids=result.ids, count=result.count, dry_run=result.dry_run)
 
 
@@ -285,6 +291,21 @@ def facts(
         limit=limit,
     )
     return TriplesOut(triples=[TripleOut.of(f) for f in found])
+
+
+@router.post("/triples/forget", response_model=ForgetOut, tags=["triples"])
+def forget_facts(t: TenantDep, body: FactsForgetIn) -> ForgetOut:
+    """Forget every fact matching a pattern, current and superseded, with the memories that
+    made them searchable (``dry_run`` lists them only). An empty pattern is refused."""
+    result = t.memory.forget_facts(body.subject, body.predicate, body.object, dry_run=body.dry_run)
+    return ForgetOut(ids=result.ids, count=result.count, dry_run=result.dry_run)
+
+
+@router.delete("/triples/{triple_id}", response_model=ForgetOut, tags=["triples"])
+def forget_fact(t: TenantDep, triple_id: str) -> ForgetOut:
+    """Forget one fact (one version) and the memory that made it searchable."""
+    result = t.memory.forget_fact(triple_id)
+    return ForgetOut(ids=result.ids, count=result.count, dry_run=False)
 
 
 @router.get("/triples/neighbors", response_model=NeighborsOut, tags=["triples"])

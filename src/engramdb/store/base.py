@@ -239,8 +239,20 @@ class Store(Protocol):
     def memory_ids(self, namespace: str, flt: Filter, *, limit: int | None) -> list[str]:
         """Public ids of the memories matching a filter (for forget-by-filter)."""
 
-    def memory_delete(self, namespace: str, memory_ids: Sequence[str]) -> list[str]:
-        """Remove memories from every index and their history; returns the ids removed."""
+    def memory_delete(
+        self, namespace: str, memory_ids: Sequence[str], *, scrub: bool = False
+    ) -> list[str]:
+        """Remove memories from every index and their history; returns the ids removed.
+
+        ``scrub``: afterwards, make the text of every deletion since the last scrub
+        unrecoverable from the store's files too (SQLite: merge the full-text index,
+        checkpoint the WAL; it costs one index rewrite, so forget passes it once per call).
+        Removed text is gone from every query either way.
+
+        A memory that :meth:`triple_set_memory` linked to a *current* fact it was made for
+        (its metadata ``triple_id`` names the fact) takes that fact with it; other links are
+        cleared (a superseded fact's history stays). A user id whose last memory goes leaves
+        :meth:`memory_users`."""
 
     def memory_text_search(
         self, namespace: str, match: str, flt: Filter, *, limit: int
@@ -331,6 +343,18 @@ class Store(Protocol):
 
     def triple_memory_ids(self, namespace: str, triple_ids: Sequence[str]) -> list[str]:
         """Linked memory ids of the given facts."""
+
+    def triple_ids(
+        self, namespace: str, *, subject: str | None, predicate: str | None, object: str | None
+    ) -> list[str]:
+        """Ids of every fact (current or superseded) matching a pattern, oldest first."""
+
+    def triple_delete(
+        self, namespace: str, triple_ids: Sequence[str], *, scrub: bool = False
+    ) -> list[str]:
+        """Remove facts and, in the same transaction, the memories made for them (linked and
+        naming the fact in metadata ``triple_id``). Returns the fact ids removed, in order.
+        ``scrub`` as for :meth:`memory_delete`."""
 
     # -- full copies: export, import, store-to-store transfer --------------------------------
     def export_namespaces(self) -> list[str]:

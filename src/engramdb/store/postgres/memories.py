@@ -88,6 +88,83 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_EF_SEARCH = 1000
 
 
+def _delete_memories(conn: Conn, namespace: str, memory_ids: Sequence[str]) -> list[str]:
+    """Remove memories everywhere (inside the caller's transaction); the ids removed, in the
+    order given. A current fact a memory was made for (metadata ``triple_id``) goes too."""
+    # tags go with their memory (ON DELETE CASCADE); the tsvector and the vector are
+    # columns of the row itself, so every index forgets it at once
+    _count(conn, namespace)  # lock the namespace's counts first
+    gone = conn.execute(
+        "SELECT rowid FROM memories WHERE namespace = %s AND id = ANY(%s)",
+        (namespace, list(memory_ids)),
+    ).fetchall()
+    near = _neighbor_rowids(conn, [int(r[0]) for r in gone])
+    rows = conn.execute(
+        "DELETE FROM memories WHERE namespace = %s AND id = ANY(%s) "
+        "RETURNING id, metadata, user_id, created_at",
+        (namespace, list(memory_ids)),
+    ).fetchall()
+    removed = [str(r[0]) for r in rows]
+    _count(conn, namespace, memories=-len(removed))
+    if removed:  # the neighbours' context no longer quotes the removed text
+        _refresh_context(conn, near)
+        conn.execute("DELETE FROM memory_history WHERE memory_id = ANY(%s)", (removed,))
+        made = [(str(r[0]), t) for r in rows if (t := _made_for(r[1])) is not None]
+        if made:
+            facts = conn.execute(
+                "DELETE FROM triples WHERE namespace = %s AND valid_to IS NULL AND "
+                "(memory_id, id) IN (SELECT * FROM unnest(%s::text[], %s::text[])) "
+                "RETURNING id, created_at",
+                (namespace, [m for m, _ in made], [t for _, t in made]),
+            ).fetchall()
+            _count(conn, namespace, facts=-len(facts))
+            _drop_replays(conn, namespace, [str(r[0]) for r in facts], [int(r[1]) for r in facts])
+        conn.execute(
+            "UPDATE triples SET memory_id = NULL WHERE namespace = %s AND memory_id = ANY(%s)",
+            (namespace, removed),
+        )
+        users = sorted({str(r[2]) for r in rows if r[2] is not None})
+        if users:  # a user whose last memory went is no longer a known name
+            conn.execute(
+                "DELETE FROM memory_users u WHERE u.namespace = %s AND u.user_id = ANY(%s) "
+                "AND NOT EXISTS (SELECT 1 FROM memories m WHERE m.namespace = u.namespace "
+                "AND m.user_id = u.user_id)",
+                (namespace, users),
+            )
+        _drop_replays(conn, namespace, removed, [int(r[3]) for r in rows])
+    order = {memory_id: n for n, memory_id in enumerate(memory_ids)}
+    return sorted(removed, key=order.__getitem__)
+
+
+REPLAY_SLACK_US = 600 * 1_000_000
+"""A recorded response is claimed before its request writes (and the request may wait for a
+lock): one may start up to this long before the row it quotes was stored."""
+
+
+def _drop_replays(conn: Conn, namespace: str, ids: Sequence[str], created: Sequence[int]) -> None:
+    """Drop recorded ``Idempotency-Key`` responses that mention removed memories or facts:
+    every response quoting a memory or fact carries its id. Only responses recorded after the
+    oldest of them was stored (less a slack) are read."""
+    if not ids:
+        return
+    conn.execute(
+        "DELETE FROM idempotency WHERE namespace = %s AND created_at >= %s "
+        "AND status IS NOT NULL AND EXISTS (SELECT 1 FROM unnest(%s::text[]) i "
+        "WHERE position(convert_to(i, 'UTF8') in body) > 0)",
+        (namespace, min(created, default=0) - REPLAY_SLACK_US, list(ids)),
+    )
+
+
+def _made_for(metadata: object) -> str | None:
+    """The fact id a memory was made for (``learn`` writes it as metadata ``triple_id``)."""
+    try:
+        value = orjson.loads(metadata) if isinstance(metadata, (str, bytes)) else None
+    except orjson.JSONDecodeError:
+        return None
+    found = value.get("triple_id") if isinstance(value, dict) else None
+    return found if isinstance(found, str) else None
+
+
 def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
     """SQL conditions (each starting with ' AND ') and their parameters."""
     conds: list[str] = []
@@ -395,39 +472,14 @@ class MemoriesMixin:
 
         return self.run(work)
 
-    def memory_delete(self, namespace: str, memory_ids: Sequence[str]) -> list[str]:
+    def memory_delete(
+        self, namespace: str, memory_ids: Sequence[str], *, scrub: bool = False
+    ) -> list[str]:
+        # scrub: nothing to do in-process. A deleted row is a dead tuple until VACUUM makes
+        # its space reusable (VACUUM FULL rewrites the table); see README "Forget means gone".
         if not memory_ids:
             return []
-
-        def work(conn: Conn) -> list[str]:
-            _count(conn, namespace)  # lock the namespace's counts first
-            # tags go with their memory (ON DELETE CASCADE); the tsvector and the vector are
-            # columns of the row itself, so every index forgets it at once
-            gone = conn.execute(
-                "SELECT rowid FROM memories WHERE namespace = %s AND id = ANY(%s)",
-                (namespace, list(memory_ids)),
-            ).fetchall()
-            near = _neighbor_rowids(conn, [int(r[0]) for r in gone])
-            removed = [
-                str(r[0])
-                for r in conn.execute(
-                    "DELETE FROM memories WHERE namespace = %s AND id = ANY(%s) RETURNING id",
-                    (namespace, list(memory_ids)),
-                )
-            ]
-            _count(conn, namespace, memories=-len(removed))
-            if removed:  # the neighbours' context no longer quotes the removed text
-                _refresh_context(conn, near)
-                conn.execute("DELETE FROM memory_history WHERE memory_id = ANY(%s)", (removed,))
-                conn.execute(
-                    "UPDATE triples SET memory_id = NULL WHERE namespace = %s "
-                    "AND memory_id = ANY(%s)",
-                    (namespace, removed),
-                )
-            order = {memory_id: n for n, memory_id in enumerate(memory_ids)}
-            return sorted(removed, key=order.__getitem__)
-
-        return self.run(work)
+        return self.run(lambda conn: _delete_memories(conn, namespace, memory_ids))
 
     def memory_set_embeddings(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
         if not rows:
@@ -767,6 +819,49 @@ class MemoriesMixin:
                 (memory_id, namespace, triple_id),
             )
         )
+
+    def triple_ids(
+        self, namespace: str, *, subject: str | None, predicate: str | None, object: str | None
+    ) -> list[str]:
+        query = "SELECT id FROM triples WHERE namespace = %s"
+        params: list[Any] = [namespace]
+        for column, value in (("subject", subject), ("predicate", predicate), ("object", object)):
+            if value is not None:
+                query += f" AND lower({column}) = lower(%s)"
+                params.append(value)
+        query += " ORDER BY valid_from, rowid"
+        return [str(r[0]) for r in self.read(lambda conn: conn.execute(query, params).fetchall())]
+
+    def triple_delete(
+        self, namespace: str, triple_ids: Sequence[str], *, scrub: bool = False
+    ) -> list[str]:
+        if not triple_ids:
+            return []
+
+        def work(conn: Conn) -> list[str]:
+            _count(conn, namespace)  # lock the namespace's counts first
+            rows = conn.execute(
+                "DELETE FROM triples WHERE namespace = %s AND id = ANY(%s::text[]) "
+                "RETURNING id, memory_id, created_at",
+                (namespace, list(triple_ids)),
+            ).fetchall()
+            _count(conn, namespace, facts=-len(rows))
+            _drop_replays(conn, namespace, [str(r[0]) for r in rows], [int(r[2]) for r in rows])
+            linked = {str(r[1]): str(r[0]) for r in rows if r[1] is not None}
+            if linked:
+                made = [
+                    str(r[0])
+                    for r in conn.execute(
+                        "SELECT id, metadata FROM memories WHERE namespace = %s AND id = ANY(%s)",
+                        (namespace, list(linked)),
+                    )
+                    if _made_for(r[1]) == linked[str(r[0])]
+                ]
+                _delete_memories(conn, namespace, made)
+            gone = {str(r[0]) for r in rows}
+            return [t for t in dict.fromkeys(triple_ids) if t in gone]
+
+        return self.run(work)
 
     def triple_memory_ids(self, namespace: str, triple_ids: Sequence[str]) -> list[str]:
         if not triple_ids:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -95,12 +98,66 @@ def _count(conn: sqlite3.Connection, namespace: str, *, memories: int = 0, facts
         )
 
 
+# Forget's scrub (README "Forget means gone"): merging the FTS5 index rewrites all of it
+# (about 0.4 s at 100,000 memories and 2 s at 300,000 on 2 cores), so larger stores batch it.
+SCRUB_AT_ONCE_ROWS = 100_000
+"""Up to this many memories a forget merges the text index before it returns."""
+SCRUB_MIN_INTERVAL = 30.0
+"""Above that, batched merges run at most this often (seconds)..."""
+SCRUB_DUTY = 0.05
+"""...and take at most this share of the time (a merge of t seconds waits t / SCRUB_DUTY)."""
+
+log = logging.getLogger("engramdb")
+
+
+def _made_for(metadata: str) -> str | None:
+    """The fact id a memory was made for (``learn`` writes it as metadata ``triple_id``)."""
+    try:
+        value = orjson.loads(metadata).get("triple_id")
+    except (orjson.JSONDecodeError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+REPLAY_SLACK_US = 600 * 1_000_000
+"""A recorded response is claimed before its request writes (and the request may wait for the
+write lock): one may start up to this long before the row it quotes was stored."""
+
+
+def _drop_replays(
+    conn: sqlite3.Connection, namespace: str, ids: Sequence[str], created: Sequence[int]
+) -> None:
+    """Drop recorded ``Idempotency-Key`` responses that mention removed memories or facts:
+    every response quoting a memory or fact carries its id. Only responses recorded after the
+    oldest of them was stored (less a slack) are read."""
+    if not ids:
+        return
+    conn.execute(
+        "DELETE FROM idempotency WHERE namespace = ? AND created_at >= ? AND status IS NOT NULL "
+        "AND EXISTS (SELECT 1 FROM json_each(?) j WHERE instr(body, CAST(j.value AS BLOB)))",
+        (namespace, min(created, default=0) - REPLAY_SLACK_US, to_json(list(ids))),
+    )
+
+
 class MemoriesMixin:
     """SQL for memories and triples; needs ``_read``/``_write`` from the store core."""
 
     _read: Any
     _write: Any
+    _busy_timeout: float
     _term_docs_cache: tuple[int, dict[str, int]] | None = None
+    _closed: bool
+    _connect: Callable[[], sqlite3.Connection]
+    scrub_at_once_rows: int = SCRUB_AT_ONCE_ROWS
+    """Up to this many memories, forget merges the text index before it returns."""
+    # one lock for every store of the process is enough: merges are rare (once per forget)
+    _scrub_lock = threading.Lock()
+    _scrub_state_lock = threading.Lock()
+    _scrub_wanted = 0
+    _scrub_done = 0
+    _scrub_timer: threading.Timer | None = None
+    _scrub_cost = 0.0
+    _scrub_ended = 0.0
 
     def _reader(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._read()  # type: ignore[no-any-return]
@@ -313,34 +370,187 @@ class MemoriesMixin:
                 updates.append((text, rowid))
         conn.executemany("UPDATE memories_fts SET ctx = ? WHERE rowid = ?", updates)
 
-    def memory_delete(self, namespace: str, memory_ids: Sequence[str]) -> list[str]:
-        removed: list[str] = []
+    def memory_delete(
+        self, namespace: str, memory_ids: Sequence[str], *, scrub: bool = False
+    ) -> list[str]:
         with self._writer() as conn:
-            for memory_id in memory_ids:
-                found = conn.execute(
-                    "SELECT rowid FROM memories WHERE namespace = ? AND id = ?",
-                    (namespace, memory_id),
-                ).fetchone()
-                if found is None:
-                    continue
-                neighbors = self._neighbor_rowids(conn, found[0])
-                row = conn.execute(
-                    "DELETE FROM memories WHERE rowid = ? RETURNING rowid, embedding_seq",
-                    (found[0],),
-                ).fetchone()
-                self._unindex_text(conn, row[0])
-                # neighbours' context quoted this memory's text: it goes from there too
-                self._refresh_context(conn, neighbors)
-                conn.execute("DELETE FROM memory_history WHERE memory_id = ?", (memory_id,))
-                if row[1] is not None:
-                    conn.execute("INSERT INTO vector_removals (memory_rowid) VALUES (?)", (row[0],))
-                conn.execute(
-                    "UPDATE triples SET memory_id = NULL WHERE namespace = ? AND memory_id = ?",
-                    (namespace, memory_id),
-                )
-                removed.append(memory_id)
-            _count(conn, namespace, memories=-len(removed))
+            created = {
+                m: self._delete_memory(conn, namespace, m) for m in dict.fromkeys(memory_ids)
+            }
+            removed = [m for m, at in created.items() if at is not None]
+            _drop_replays(
+                conn, namespace, removed, [at for at in created.values() if at is not None]
+            )
+        if removed:
+            self._deleted()
+        if scrub:
+            self._scrub()
         return removed
+
+    def _delete_memory(
+        self, conn: sqlite3.Connection, namespace: str, memory_id: str
+    ) -> int | None:
+        """Remove one memory everywhere (inside the caller's transaction). Returns its
+        creation time, or ``None`` if there was no such memory."""
+        found = conn.execute(
+            "SELECT rowid FROM memories WHERE namespace = ? AND id = ?",
+            (namespace, memory_id),
+        ).fetchone()
+        if found is None:
+            return None
+        neighbors = self._neighbor_rowids(conn, found[0])
+        row = conn.execute(
+            "DELETE FROM memories WHERE rowid = ? RETURNING rowid, embedding_seq, metadata, "
+            "user_id, created_at",
+            (found[0],),
+        ).fetchone()
+        _count(conn, namespace, memories=-1)
+        self._unindex_text(conn, row[0])
+        # neighbours' context quoted this memory's text: it goes from there too
+        self._refresh_context(conn, neighbors)
+        conn.execute("DELETE FROM memory_history WHERE memory_id = ?", (memory_id,))
+        if row[1] is not None:
+            conn.execute("INSERT INTO vector_removals (memory_rowid) VALUES (?)", (row[0],))
+        # the current fact this memory was made for goes with it; other links are cleared
+        made_for = _made_for(row[2])
+        if made_for is not None:
+            fact = conn.execute(
+                "DELETE FROM triples WHERE namespace = ? AND id = ? AND memory_id = ? "
+                "AND valid_to IS NULL RETURNING id, created_at",
+                (namespace, made_for, memory_id),
+            ).fetchall()
+            _drop_replays(conn, namespace, [r[0] for r in fact], [r[1] for r in fact])
+            _count(conn, namespace, facts=-len(fact))
+        conn.execute(
+            "UPDATE triples SET memory_id = NULL WHERE namespace = ? AND memory_id = ?",
+            (namespace, memory_id),
+        )
+        if row[3] is not None:  # a user whose last memory went is no longer a known name
+            conn.execute(
+                "DELETE FROM memory_users WHERE namespace = ?1 AND user_id = ?2 AND NOT EXISTS "
+                "(SELECT 1 FROM memories WHERE namespace = ?1 AND user_id = ?2)",
+                (namespace, row[3]),
+            )
+        return int(row[4])
+
+    def _deleted(self) -> None:
+        """Note a committed deletion that the next scrub must cover."""
+        with self._scrub_state_lock:
+            self._scrub_wanted += 1
+
+    def _scrub(self) -> None:
+        """Make deleted text unrecoverable from the files (see README "Forget means gone").
+
+        ``secure_delete`` (set on every connection) zeroes deleted rows and freed pages, but
+        an FTS5 index on SQLite < 3.44 only marks deletions: the forgotten words stay in older
+        index segments until those are merged. ``optimize`` merges every segment into one,
+        dropping them; a TRUNCATE checkpoint then copies the zeroed pages into the database
+        and empties the WAL, which held the deleted text in earlier frames.
+
+        The merge rewrites the whole index, so it runs before forget returns only while the
+        index is small (``scrub_at_once_rows``); above that the checkpoint still runs at once
+        (rows and WAL are clean) and the merge is batched: at most one per
+        ``SCRUB_MIN_INTERVAL`` seconds and never more than ``SCRUB_DUTY`` of the time, on a
+        timer, and at :meth:`close`. Nothing happens if nothing was deleted since the last
+        scrub."""
+        with self._scrub_state_lock:
+            if self._scrub_done >= self._scrub_wanted:
+                return
+        with self._reader() as conn:
+            (rows,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM memories").fetchone()
+        if rows <= self.scrub_at_once_rows:
+            self._merge()
+            return
+        with self._reader() as conn:
+            self._checkpoint(conn)
+        self._schedule_merge()
+
+    def _merge(self, conn: sqlite3.Connection | None = None) -> None:
+        """Merge the text index and checkpoint, on ``conn`` or this thread's connection.
+
+        Concurrent callers share one merge (group commit): a merge that starts after a
+        deletion committed covers it, so threads that waited meanwhile need not run another."""
+        with self._scrub_state_lock:
+            mine = self._scrub_wanted
+        with self._scrub_lock:
+            if self._scrub_done >= mine:
+                return
+            with self._scrub_state_lock:
+                covers = self._scrub_wanted
+            began = time.monotonic()
+            if conn is None:
+                with self._writer() as writer:
+                    writer.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+                with self._reader() as reader:
+                    self._checkpoint(reader)
+            else:
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+                self._checkpoint(conn)
+            self._scrub_cost = time.monotonic() - began
+            self._scrub_ended = time.monotonic()
+            self._scrub_done = covers
+
+    def _checkpoint(self, conn: sqlite3.Connection) -> None:
+        # a TRUNCATE checkpoint waits for readers of the WAL and holds writers back meanwhile:
+        # wait a second at most (a reader's old snapshot then keeps it from finishing; the
+        # next scrub completes it)
+        conn.execute("PRAGMA busy_timeout = 1000")
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+
+    def _schedule_merge(self) -> None:
+        with self._scrub_state_lock:
+            if self._scrub_timer is not None:
+                return
+            if not self._scrub_ended:  # the interval counts from the first deferred merge
+                self._scrub_ended = time.monotonic()
+            wait = max(SCRUB_MIN_INTERVAL, self._scrub_cost / SCRUB_DUTY)
+            timer = threading.Timer(
+                max(0.0, self._scrub_ended + wait - time.monotonic()), self._merge_due
+            )
+            timer.daemon = True
+            self._scrub_timer = timer
+        timer.start()
+
+    def _merge_due(self) -> None:
+        """The batched merge, on the timer's thread with a connection of its own."""
+        with self._scrub_state_lock:
+            self._scrub_timer = None
+        if self._closed:
+            return
+        try:
+            conn = self._connect()
+            try:
+                self._merge(conn)
+            finally:
+                conn.close()
+        except Exception as exc:  # the next forget or close() tries again
+            log.warning("merging the text index after forget failed: %s", exc)
+            with self._scrub_state_lock:
+                self._scrub_ended = time.monotonic()
+
+    def _scrub_at_close(self) -> None:
+        """Run a batched merge still waiting (called by ``close``): nothing forgotten lingers
+        in the index of a closed store."""
+        with self._scrub_state_lock:
+            timer, self._scrub_timer = self._scrub_timer, None
+            pending = self._scrub_done < self._scrub_wanted
+        if timer is not None:
+            timer.cancel()
+        if pending:
+            try:
+                self._merge()
+            except Exception as exc:  # a store that cannot write any more cannot merge either
+                log.warning("merging the text index at close failed: %s", exc)
 
     def memory_set_embeddings(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
         with self._writer() as conn:
@@ -663,6 +873,50 @@ class MemoriesMixin:
                 "UPDATE triples SET memory_id = ? WHERE namespace = ? AND id = ?",
                 (memory_id, namespace, triple_id),
             )
+
+    def triple_ids(
+        self, namespace: str, *, subject: str | None, predicate: str | None, object: str | None
+    ) -> list[str]:
+        sql = "SELECT id FROM triples WHERE namespace = ?"
+        params: list[Any] = [namespace]
+        for column, value in (("subject", subject), ("predicate", predicate), ("object", object)):
+            if value is not None:
+                sql += f" AND {column} = ?"
+                params.append(value)
+        with self._reader() as conn:
+            return [r[0] for r in conn.execute(sql + " ORDER BY valid_from, rowid", params)]
+
+    def triple_delete(
+        self, namespace: str, triple_ids: Sequence[str], *, scrub: bool = False
+    ) -> list[str]:
+        with self._writer() as conn:
+            rows = conn.execute(
+                "DELETE FROM triples WHERE namespace = ? AND id IN "
+                "(SELECT value FROM json_each(?)) RETURNING id, memory_id, created_at",
+                (namespace, to_json(list(triple_ids))),
+            ).fetchall()
+            _count(conn, namespace, facts=-len(rows))
+            gone = [r[0] for r in rows]
+            since = [r[2] for r in rows]
+            for triple_id, memory_id, _ in rows:
+                if memory_id is None:
+                    continue
+                meta = conn.execute(
+                    "SELECT metadata FROM memories WHERE namespace = ? AND id = ?",
+                    (namespace, memory_id),
+                ).fetchone()
+                if meta is not None and _made_for(meta[0]) == triple_id:
+                    created = self._delete_memory(conn, namespace, memory_id)
+                    if created is not None:
+                        gone.append(memory_id)
+                        since.append(created)
+            _drop_replays(conn, namespace, gone, since)
+        if rows:
+            self._deleted()
+        if scrub:
+            self._scrub()
+        removed = {r[0] for r in rows}
+        return [t for t in dict.fromkeys(triple_ids) if t in removed]
 
     def triple_memory_ids(self, namespace: str, triple_ids: Sequence[str]) -> list[str]:
         if not triple_ids:

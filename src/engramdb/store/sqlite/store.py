@@ -115,6 +115,7 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
                 self._set_wal(conn)
                 conn.execute(f"PRAGMA synchronous={self._synchronous}")
                 conn.execute("PRAGMA foreign_keys=ON")
+                conn.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not left
                 conn.execute("PRAGMA cache_size=-16000")
             except BaseException:
                 conn.close()
@@ -313,6 +314,7 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
             conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
     def close(self) -> None:
+        self._scrub_at_close()  # a batched forget merge still waiting runs now
         self._closed = True
         with self._connections_lock:
             connections, self._connections = self._connections, []
