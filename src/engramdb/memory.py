@@ -24,6 +24,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
@@ -34,13 +35,22 @@ import orjson
 from .embed import Embedder, EmbeddingError, resolve_embedder
 from .errors import InvalidInputError, NotFoundError
 from .filters import Filter, normalize_tags, parse_datetime
-from .search.fusion import Fusion, Lane, apply_boosts, boost_neighbors, boost_speaker, fuse
+from .search.fusion import (
+    Fused,
+    Fusion,
+    Lane,
+    apply_boosts,
+    boost_neighbors,
+    boost_speaker,
+    fuse,
+)
 from .search.query import (
     POSTINGS_BUDGET,
     fts_match,
     index_stem,
     prune_terms,
     query_terms,
+    split_tag_tokens,
     words,
 )
 from .search.vectors import VectorIndex
@@ -432,17 +442,25 @@ class Memory:
         query: str,
         *,
         filters: FilterInput = None,
+        tags: Sequence[str] | None = None,
         limit: int = 10,
         mode: Mode = "hybrid",
         explain: bool = False,
         namespace: str | None = None,
         settings: RecallSettings | None = None,
     ) -> builtins.list[Hit]:
-        """Memories ranked for ``query``: full text + vectors fused by reciprocal rank.
+        """Memories ranked for ``query``: full text + vectors (+ tags), fused.
 
         Any string is a valid query. Filters are applied inside each lane's candidate query,
-        so a filter never empties a list that was truncated first. ``explain=True`` attaches
-        each lane's rank and score to every hit.
+        so a filter never empties a list that was truncated first; ``tags`` adds exact tags to
+        ``filters["tags"]`` (every one must be present). ``explain=True`` attaches each lane's
+        rank and score to every hit.
+
+        Tag semantics: a ``key:value`` token of the query (``session:abc``) is an exact tag,
+        never words: memories carrying it rank first, the rest of the query ranks the others.
+        A query made only of such tokens — or an empty query with ``tags`` — is a *tag
+        lookup*: exactly the memories carrying every tag (and matching the filters), newest
+        first, with no full-text or vector hits mixed in.
         """
         ns = self._ns(namespace)
         if not isinstance(query, str):
@@ -453,15 +471,28 @@ class Memory:
         if mode == "vector" and self.embedder is None:
             raise InvalidInputError("mode='vector' needs an embedder; this Memory has none")
         flt = Filter.parse(filters)
-        if k == 0 or not query.strip():
+        if tags is not None:
+            flt = dataclass_replace(flt, tags=normalize_tags([*flt.tags, *normalize_tags(tags)]))
+        query_tags, text = split_tag_tokens(query)
+        if k == 0:
             return []
+        if not text.strip():
+            # nothing fuzzy to search for: a pure tag lookup, or nothing at all
+            lookup = normalize_tags([*flt.tags, *query_tags])
+            if not lookup:
+                return []
+            return self._tag_lookup(ns, dataclass_replace(flt, tags=lookup), k, explain)
         cfg = settings or self.settings
         pool = max(cfg.candidates, k)
         lanes: builtins.list[Lane] = []
         users = self.store.memory_users(ns) if cfg.speaker_weight else []
-        named = _named_users(query, users)
+        named = _named_users(text, users)
+        tag_matches: dict[int, int] = {}
+        for tag in query_tags:
+            for rowid in self.store.memory_tag_search(ns, tag, flt, limit=pool):
+                tag_matches[rowid] = tag_matches.get(rowid, 0) + 1
         if mode in ("hybrid", "text"):
-            terms = query_terms(query)
+            terms = query_terms(text)
             documents, doc_counts = self.store.memory_term_docs(
                 list({index_stem(t) for t in terms})
             )
@@ -469,22 +500,32 @@ class Memory:
             if match is not None:
                 ranked = self.store.memory_text_search(ns, match, flt, limit=pool)
                 lanes.append(Lane("text", ranked, cfg.text_weight))
-            tagged = self.store.memory_tag_search(ns, query.strip(), flt, limit=MAX_LIMIT)
-            if tagged:
-                lanes.append(Lane("tag", [(r, 1.0) for r in tagged], cfg.tag_weight))
+            if not query_tags:  # a query equal to a (plain) tag also finds that tag
+                tagged = self.store.memory_tag_search(ns, query.strip(), flt, limit=MAX_LIMIT)
+                if tagged:
+                    lanes.append(Lane("tag", [(r, 1.0) for r in tagged], cfg.tag_weight))
+        if tag_matches:
+            ranked_tags = sorted(tag_matches.items(), key=lambda kv: (-kv[1], -kv[0]))
+            lanes.append(Lane("tag", [(r, float(n)) for r, n in ranked_tags], cfg.tag_weight))
         if mode in ("hybrid", "vector") and self.embedder is not None:
-            text = _without_names(query, users) if cfg.speaker_weight else query
-            ranked, floor = self._vector_lane(ns, text, flt, pool, cfg.window_weight)
+            vector_text = _without_names(text, users) if cfg.speaker_weight else text
+            ranked, floor = self._vector_lane(ns, vector_text, flt, pool, cfg.window_weight)
             lanes.append(Lane("vector", ranked, cfg.vector_weight, floor=floor))
         fused = fuse(lanes, method=cfg.fusion, rrf_k=cfg.rrf_k)
         if len(fused) > cfg.boost_depth:  # the tail cannot reach the top k, even boosted
-            best = sorted(fused.values(), key=lambda f: -f.score)[: cfg.boost_depth]
+            best = sorted(fused.values(), key=lambda f: (-tag_matches.get(f.key, 0), -f.score))[
+                : cfg.boost_depth
+            ]
             fused = {f.key: f for f in best}
         if fused and (cfg.neighbor_weight or len(named) == 1):
             adjacency = self.store.memory_adjacency(ns, list(fused))
             if cfg.neighbor_weight:
                 boost_neighbors(
-                    fused, {key: (a[1], a[2]) for key, a in adjacency.items()}, cfg.neighbor_weight
+                    fused,
+                    {key: (a[1], a[2]) for key, a in adjacency.items()},
+                    cfg.neighbor_weight,
+                    # a neighbour outside the filter must not join the results
+                    join=not flt.scoped,
                 )
                 joined = [key for key in fused if key not in adjacency]
                 adjacency.update(self.store.memory_adjacency(ns, joined))
@@ -509,13 +550,28 @@ class Memory:
                 recency_half_life_days=cfg.recency_half_life_days,
                 importance_weight=cfg.importance_weight,
             )
-        ordered = sorted(fused.values(), key=lambda f: (-f.score, -f.key))
+        # exact tag matches first (more of the query's tags first), then by score
+        ordered = sorted(
+            fused.values(), key=lambda f: (-tag_matches.get(f.key, 0), -f.score, -f.key)
+        )
+        return self._hits(ns, ordered, k, explain, records)
+
+    def _hits(
+        self,
+        namespace: str,
+        ordered: Sequence[Fused],
+        k: int,
+        explain: bool,
+        records: dict[int, MemoryRecord] | None = None,
+    ) -> builtins.list[Hit]:
+        """The first ``k`` candidates as hits; a candidate deleted meanwhile is skipped."""
+        records = {} if records is None else records
         hits: builtins.list[Hit] = []
-        # fetch records for the best few only; a candidate deleted meanwhile is skipped
+        # fetch records for the best few only
         for start in range(0, len(ordered), k + 8):
             window = ordered[start : start + k + 8]
             missing = [f.key for f in window if f.key not in records]
-            records.update(self.store.memory_records(ns, missing))
+            records.update(self.store.memory_records(namespace, missing))
             hits += [
                 Hit(records[f.key], f.score, f.explain() if explain else None)
                 for f in window
@@ -524,6 +580,13 @@ class Memory:
             if len(hits) >= k:
                 break
         return hits[:k]
+
+    def _tag_lookup(self, namespace: str, flt: Filter, k: int, explain: bool) -> builtins.list[Hit]:
+        """Exactly the memories carrying every tag of ``flt`` (and matching the rest of it),
+        newest first: no fuzzy lane can add anything."""
+        rowids = self.store.memory_tag_search(namespace, flt.tags[0], flt, limit=k)
+        fused = fuse([Lane("tag", [(r, 1.0) for r in rowids])])
+        return self._hits(namespace, [fused[r] for r in rowids], k, explain)
 
     def _vector_lane(
         self, namespace: str, query: str, flt: Filter, pool: int, window: float

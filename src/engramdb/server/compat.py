@@ -29,7 +29,9 @@ class StoreIn(Body):
 
 
 class RecallIn(Body):
-    query: Str
+    query: Str = ""
+    tags: list[Str] | Str | None = None
+    """Exact tags, all of which a memory must carry (a list or a comma-separated string)."""
     limit: Limit = 10
 
 
@@ -75,12 +77,17 @@ def register(request: Request, svc: ServicesDep, body: RegisterIn) -> dict[str, 
     }
 
 
+def _tags(tags: list[str] | str | None) -> list[str]:
+    """Tags given as a list or as one comma-separated string."""
+    if isinstance(tags, str):
+        return [part.strip() for part in tags.split(",") if part.strip()]
+    return list(tags or ())
+
+
 @router.post("/api/memory/store")
 def store(t: TenantDep, body: StoreIn) -> dict[str, Any]:
     """Store one memory."""
-    tags = body.tags
-    if isinstance(tags, str):
-        tags = [part.strip() for part in tags.split(",") if part.strip()]
+    tags = _tags(body.tags)
     t.limiter.check_memories(t.key, 1)
     record = t.memory.remember(
         body.content,
@@ -93,9 +100,14 @@ def store(t: TenantDep, body: StoreIn) -> dict[str, Any]:
 
 @router.post("/api/memory/recall")
 def recall(t: TenantDep, body: RecallIn) -> dict[str, Any]:
-    """Memories for a query, searched over content and tags."""
+    """Memories for a query, searched over content and tags.
+
+    ``tags`` keeps only memories carrying every one of them (exact). A query made only of
+    ``key:value`` tags, or an empty query with ``tags``, is a pure tag lookup: exactly the
+    memories with those tags, newest first, no fuzzy or vector hits."""
     t.limiter.count_recall(t.key)
-    hits = t.memory.recall(body.query, limit=body.limit)
+    tags = _tags(body.tags)
+    hits = t.memory.recall(body.query, tags=tags or None, limit=body.limit)
     return {
         "memories": [_memory(h.memory, h.score) for h in hits],
         "count": len(hits),

@@ -53,7 +53,7 @@ class FiltersIn(Body):
 
 
 class RecallIn(Body):
-    query: Str
+    query: Str = ""
     filters: FiltersIn | None = None
     limit: Limit = 10
     mode: Literal["hybrid", "text", "vector"] = "hybrid"

