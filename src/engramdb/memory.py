@@ -34,7 +34,7 @@ import orjson
 
 from .embed import Embedder, EmbeddingError, resolve_embedder
 from .errors import InvalidInputError, NotFoundError
-from .filters import Filter, normalize_tags, parse_datetime
+from .filters import Filter, normalize_tags, parse_datetime, tags_to_merge
 from .search.fusion import (
     Fused,
     Fusion,
@@ -63,6 +63,7 @@ from .types import (
     MemoryRecord,
     MemoryStats,
     MemoryVersion,
+    Remembered,
     Triple,
     now_us,
     us_from_datetime,
@@ -200,7 +201,9 @@ class Memory:
         importance: float = 0.5,
         occurred_at: datetime | str | None = None,
     ) -> MemoryRecord:
-        """Store one memory (or return the identical one already stored in this scope)."""
+        """Store one memory. Identical content in the same scope (namespace, user, agent,
+        session) is stored once: the existing memory is returned, with any new tags merged
+        into it (see :meth:`remember_results` to tell created from merged)."""
         entry = {
             "content": content,
             "user_id": user_id,
@@ -217,11 +220,41 @@ class Memory:
         self, entries: Iterable[Mapping[str, Any]], *, namespace: str | None = None
     ) -> list[MemoryRecord]:
         """Store a batch in one transaction: every entry is validated first; one bad entry
-        rejects the batch and nothing is written. Entries take :meth:`remember`'s arguments."""
+        rejects the batch and nothing is written. Entries take :meth:`remember`'s arguments.
+        Returns the memories as stored (see :meth:`remember_results` for what each did)."""
+        return [r.memory for r in self.remember_results(entries, namespace=namespace)]
+
+    def remember_results(
+        self, entries: Iterable[Mapping[str, Any]], *, namespace: str | None = None
+    ) -> builtins.list[Remembered]:
+        """:meth:`remember_many`, saying for each entry whether it was ``created``, or was
+        identical to a memory of the same scope (namespace, user, agent, session) and
+        ``merged`` its new tags into it (a new version; the prior one is in :meth:`history`),
+        or found it ``existing`` with every tag already. Content, metadata and importance of
+        an identical memory are kept as first stored."""
         ns = self._ns(namespace)
         drafts = [self._draft(n, entry) for n, entry in enumerate(entries)]
         drafts = self._with_embeddings(drafts)
-        return [record for record, _ in self.store.memory_insert(ns, drafts)]
+        out: builtins.list[Remembered] = []
+        stored = self.store.memory_insert(ns, drafts)
+        fresh: dict[str, MemoryRecord] = {}
+        for draft, (record, created) in zip(drafts, stored, strict=True):
+            if created:
+                out.append(Remembered(record, "created"))
+                continue
+            # the store returns the record before merging: what it lacked was merged
+            added = tags_to_merge(record.tags, draft.tags)
+            if not added:
+                out.append(Remembered(record, "existing"))
+                continue
+            if record.id not in fresh:
+                fresh[record.id] = self.store.memory_get(ns, record.id) or record
+            out.append(Remembered(record, "merged", added))
+        # every result shows the memory as it is now (several entries may have merged into it)
+        return [
+            dataclass_replace(r, memory=fresh.get(r.memory.id, r.memory)) if not r.created else r
+            for r in out
+        ]
 
     _ENTRY_FIELDS = frozenset(
         {
@@ -829,6 +862,11 @@ class AsyncMemory:
         self, entries: Iterable[Mapping[str, Any]], **kwargs: Any
     ) -> builtins.list[MemoryRecord]:
         return await self._run(self.sync.remember_many, list(entries), **kwargs)
+
+    async def remember_results(
+        self, entries: Iterable[Mapping[str, Any]], **kwargs: Any
+    ) -> builtins.list[Remembered]:
+        return await self._run(self.sync.remember_results, list(entries), **kwargs)
 
     async def recall(self, query: str, **kwargs: Any) -> builtins.list[Hit]:
         return await self._run(self.sync.recall, query, **kwargs)

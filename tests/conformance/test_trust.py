@@ -72,3 +72,75 @@ def test_item_01_urls_and_times_are_words_not_tags(mem: Memory) -> None:
     )
     with pytest.raises(InvalidInputError):
         mem.recall("x", tags="session:a")  # type: ignore[arg-type]
+
+
+# -- item 2: dedup per scope, tags merged ------------------------------------------------------
+
+
+def test_item_02_identical_content_is_deduplicated_per_scope(mem: Memory) -> None:
+    base = mem.remember("the sky is blue")
+    scopes: list[dict[str, Any]] = [
+        {"user_id": "u1"},
+        {"agent_id": "a1"},
+        {"session_id": "s1"},
+        {"user_id": "u1", "session_id": "s1"},
+    ]
+    ids = {base.id}
+    for scope in scopes:
+        (result,) = mem.remember_results([{"content": "the sky is blue", **scope}])
+        assert result.status == "created" and result.created
+        assert (result.memory.user_id, result.memory.agent_id, result.memory.session_id) == (
+            scope.get("user_id"),
+            scope.get("agent_id"),
+            scope.get("session_id"),
+        )
+        ids.add(result.memory.id)
+    other = mem.remember("the sky is blue", namespace="elsewhere")
+    assert other.namespace == "elsewhere" and other.id not in ids
+    assert len(ids) == 1 + len(scopes)
+    assert mem.stats().memories == 1 + len(scopes)
+
+
+def test_item_02_new_tags_merge_into_the_identical_memory(mem: Memory) -> None:
+    first = mem.remember("standup at nine", tags=["session:a"], importance=0.7)
+    (again,) = mem.remember_results([{"content": "standup at nine", "tags": ["SESSION:A"]}])
+    assert again.status == "existing" and not again.created and again.merged_tags == ()
+    (merged,) = mem.remember_results(
+        [{"content": "standup at nine", "tags": ["session:b", "team"], "importance": 0.1}]
+    )
+    assert merged.status == "merged" and merged.merged_tags == ("session:b", "team")
+    assert merged.memory.id == first.id
+    assert merged.memory.tags == ("session:a", "session:b", "team")
+    assert merged.memory.version == 2 and merged.memory.importance == 0.7
+    # a new version; the prior tags are in its history
+    assert [v.tags for v in mem.history(first.id)] == [("session:a",)]
+    assert mem.get(first.id).tags == ("session:a", "session:b", "team")
+    # every index knows the merged tags: both sessions find it, nothing is stored twice
+    assert [h.memory.id for h in mem.recall("session:b")] == [first.id]
+    assert [h.memory.id for h in mem.recall("session:a")] == [first.id]
+    assert [m.id for m in mem.list({"tags": ["team"]}).items] == [first.id]
+    assert [h.memory.id for h in mem.recall("team", mode="text")] == [first.id]
+    assert mem.stats().memories == 1
+    # remember() returns the memory as stored now
+    assert mem.remember("standup at nine", tags=["late"]).tags[-1] == "late"
+
+
+def test_item_02_a_batch_merges_duplicates_within_itself(mem: Memory) -> None:
+    results = mem.remember_results(
+        [
+            {"content": "same words", "tags": ["x"]},
+            {"content": "same words", "tags": ["y"]},
+            {"content": "other words"},
+        ]
+    )
+    assert [r.status for r in results] == ["created", "merged", "created"]
+    assert results[0].memory.id == results[1].memory.id
+    assert results[1].memory.tags == ("x", "y")
+    assert mem.stats().memories == 2
+
+
+def test_item_02_merging_past_the_tag_limit_is_refused_and_writes_nothing(mem: Memory) -> None:
+    mem.remember("full of tags", tags=[f"t{n}" for n in range(64)])
+    with pytest.raises(InvalidInputError, match="more than 64 tags"):
+        mem.remember_many([{"content": "brand new"}, {"content": "full of tags", "tags": ["z"]}])
+    assert mem.stats().memories == 1

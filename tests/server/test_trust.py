@@ -55,3 +55,38 @@ def test_item_01_unknown_session_tag_finds_nothing(api: Api) -> None:
     _compat_session(call, "alpha", ["alpha session item"])
     r = call("POST", "/api/memory/recall", json={"query": "session:gamma"})
     assert r.status_code == 200 and r.json()["memories"] == []
+
+
+def test_item_02_http_remember_says_created_or_deduplicated_with_merged_tags(api: Api) -> None:
+    call = api.as_key(api.key("dedup"))
+    r = call("POST", "/v1/memories", json={"content": "same text", "tags": ["a"]})
+    assert r.status_code == 201 and r.json()["status"] == "created"
+    assert r.json()["deduplicated"] is False
+    first = r.json()["id"]
+    r = call("POST", "/v1/memories", json={"content": "same text", "tags": ["b"]})
+    body = r.json()
+    assert (body["id"], body["status"], body["deduplicated"]) == (first, "merged", True)
+    assert body["merged_tags"] == ["b"] and body["tags"] == ["a", "b"]
+    r = call("POST", "/v1/memories", json={"content": "same text", "session_id": "s2"})
+    assert r.json()["status"] == "created" and r.json()["id"] != first
+    r = call(
+        "POST",
+        "/v1/memories/batch",
+        json={"memories": [{"content": "same text", "tags": ["a"]}, {"content": "new one"}]},
+    )
+    assert [(m["status"], m["deduplicated"]) for m in r.json()["memories"]] == [
+        ("existing", True),
+        ("created", False),
+    ]
+    r = call("POST", "/api/memory/store", json={"content": "same text", "tags": "c, a"})
+    body = r.json()
+    assert (body["id"], body["status"], body["deduplicated"]) == (first, "merged", True)
+    assert body["merged_tags"] == ["c"] and body["memory"]["tags"] == ["a", "b", "c"]
+    # the compat client storing one text in two sessions finds it from each
+    for session in ("one", "two"):
+        r = call(
+            "POST", "/api/memory/store", json={"content": "hi", "tags": [f"session:{session}"]}
+        )
+    for session in ("one", "two"):
+        r = call("POST", "/api/memory/recall", json={"query": f"session:{session}"})
+        assert [m["content"] for m in r.json()["memories"]] == ["hi"]

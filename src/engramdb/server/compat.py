@@ -86,16 +86,30 @@ def _tags(tags: list[str] | str | None) -> list[str]:
 
 @router.post("/api/memory/store")
 def store(t: TenantDep, body: StoreIn) -> dict[str, Any]:
-    """Store one memory."""
+    """Store one memory (identical content is stored once; new tags merge into it)."""
     tags = _tags(body.tags)
     t.limiter.check_memories(t.key, 1)
-    record = t.memory.remember(
-        body.content,
-        tags=tags or (),
-        metadata=body.metadata,
-        importance=0.5 if body.importance is None else body.importance,
-    )
-    return {"success": True, "memory_id": record.id, "id": record.id, "memory": _memory(record)}
+    result = t.memory.remember_results(
+        [
+            {
+                "content": body.content,
+                "tags": tags,
+                "metadata": body.metadata,
+                "importance": 0.5 if body.importance is None else body.importance,
+            }
+        ]
+    )[0]
+    record = result.memory
+    return {
+        "success": True,
+        "memory_id": record.id,
+        "id": record.id,
+        "memory": _memory(record),
+        # identical content is stored once per namespace: its new tags are merged into it
+        "status": result.status,
+        "deduplicated": not result.created,
+        "merged_tags": list(result.merged_tags),
+    }
 
 
 @router.post("/api/memory/recall")

@@ -42,6 +42,7 @@ from .models import (
     PoppedOut,
     RecallIn,
     RecallOut,
+    RememberedOut,
     RevokedOut,
     SessionOut,
     SessionPageOut,
@@ -145,19 +146,22 @@ def _entry(m: MemoryIn) -> dict[str, Any]:
     return m.model_dump()
 
 
-@router.post("/memories", response_model=MemoryOut, status_code=201, tags=["memories"])
-def remember(t: TenantDep, body: MemoryIn) -> MemoryOut:
-    """Store one memory (identical content in the same scope is stored once)."""
+@router.post("/memories", response_model=RememberedOut, status_code=201, tags=["memories"])
+def remember(t: TenantDep, body: MemoryIn) -> RememberedOut:
+    """Store one memory. Identical content in the same scope (namespace, user, agent,
+    session) is stored once: the answer is that memory, with the new tags merged into it
+    (``status``: created, merged or existing)."""
     t.limiter.check_memories(t.key, 1)
-    return MemoryOut.of(t.memory.remember_many([_entry(body)])[0])
+    return RememberedOut.of_result(t.memory.remember_results([_entry(body)])[0])
 
 
 @router.post("/memories/batch", response_model=MemoriesOut, status_code=201, tags=["memories"])
 def remember_batch(t: TenantDep, body: MemoryBatchIn) -> MemoriesOut:
-    """Store up to 1,000 memories in one transaction: one bad entry rejects them all."""
+    """Store up to 1,000 memories in one transaction: one bad entry rejects them all. Each
+    answer says whether it was created or deduplicated (tags merged), as for one memory."""
     t.limiter.check_memories(t.key, len(body.memories))
-    records = t.memory.remember_many([_entry(m) for m in body.memories])
-    return MemoriesOut(memories=[MemoryOut.of(r) for r in records])
+    results = t.memory.remember_results([_entry(m) for m in body.memories])
+    return MemoriesOut(memories=[RememberedOut.of_result(r) for r in results])
 
 
 @router.post("/memories/recall", response_model=RecallOut, tags=["memories"])

@@ -150,8 +150,10 @@ class Store(Protocol):
     def memory_insert(
         self, namespace: str, memories: Sequence[NewMemory]
     ) -> list[tuple[MemoryRecord, bool]]:
-        """Insert a batch in one transaction; an identical memory in the same scope is returned
-        instead of stored again. Returns ``(record, created)`` per input, in order."""
+        """Insert a batch in one transaction; an identical memory in the same scope (namespace,
+        user, agent, session) is not stored again: the tags it lacks are merged into it (a new
+        version, the prior one kept in history). Returns ``(record, created)`` per input, in
+        order; for an identical memory, the record as it was *before* the merge."""
 
     def memory_get(self, namespace: str, memory_id: str) -> MemoryRecord | None:
         """One memory by public id, only if it belongs to ``namespace``."""

@@ -19,7 +19,7 @@ import psycopg
 from psycopg import sql
 
 from ...errors import ConflictError
-from ...filters import Filter
+from ...filters import Filter, tags_to_merge
 from ...types import (
     MemoryRecord,
     MemoryStats,
@@ -80,6 +80,32 @@ def _refresh_context(conn: Conn, rowids: Sequence[int]) -> None:
         f"ORDER BY x.rowid) FROM ({_NEAR}) x), '') "
         "WHERE m.rowid = ANY(%s::bigint[]) AND m.session_id IS NOT NULL",
         (sorted(set(rowids)),),
+    )
+
+
+def _merge_tags(
+    conn: Conn, namespace: str, rowid: int, old: MemoryRecord, tags: Sequence[str], now: int
+) -> None:
+    """Add the tags ``old`` lacks (a new version; the prior one goes to history)."""
+    added = tags_to_merge(old.tags, tags)
+    if not added:
+        return
+    merged = [*old.tags, *added]
+    conn.execute(
+        "INSERT INTO memory_history (memory_id, version, content, tags, metadata, importance, "
+        "replaced_at) SELECT id, version, content, tags, metadata, importance, %s "
+        "FROM memories WHERE rowid = %s",
+        (now, rowid),
+    )
+    conn.execute(
+        "UPDATE memories SET tags = %s, tag_text = %s, version = version + 1, updated_at = %s "
+        "WHERE rowid = %s",
+        (to_json(merged), " ".join(merged), now, rowid),
+    )
+    conn.cursor().executemany(
+        "INSERT INTO memory_tags (namespace, tag, memory_rowid) VALUES (%s, %s, %s) "
+        "ON CONFLICT DO NOTHING",
+        [(namespace, tag.lower(), rowid) for tag in added],
     )
 
 
@@ -255,7 +281,7 @@ class MemoriesMixin:
                 existing = conn.execute(
                     f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND "
                     "coalesce(m.user_id, '') = %s AND coalesce(m.agent_id, '') = %s AND "
-                    "coalesce(m.session_id, '') = %s AND m.content_hash = %s",
+                    "coalesce(m.session_id, '') = %s AND m.content_hash = %s FOR UPDATE",
                     (
                         namespace,
                         m.user_id or "",
@@ -266,7 +292,9 @@ class MemoriesMixin:
                 ).fetchone()
                 if existing is None:
                     raise ConflictError(f"a memory with id {m.id!r} already exists")
-                out.append((memory_record(existing), False))
+                record = memory_record(existing)
+                _merge_tags(conn, namespace, int(existing[0]), record, m.tags, now)
+                out.append((record, False))
             return out
 
         return self.run(work)

@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from ...filters import Filter
+from ...filters import Filter, tags_to_merge
 from ...types import (
     MemoryRecord,
     MemoryStats,
@@ -178,8 +178,47 @@ class MemoriesMixin:
                     from ...errors import ConflictError
 
                     raise ConflictError(f"a memory with id {m.id!r} already exists")
-                out.append((memory_record(existing), False))
+                record = memory_record(existing)
+                self._merge_tags(conn, namespace, existing[0], record, m.tags, now)
+                out.append((record, False))
         return out
+
+    @staticmethod
+    def _merge_tags(
+        conn: sqlite3.Connection,
+        namespace: str,
+        rowid: int,
+        old: MemoryRecord,
+        tags: Sequence[str],
+        now: int,
+    ) -> None:
+        """Add the tags ``old`` lacks (a new version; the prior one goes to history)."""
+        added = tags_to_merge(old.tags, tags)
+        if not added:
+            return
+        merged = [*old.tags, *added]
+        conn.execute(
+            "INSERT INTO memory_history (memory_id, version, content, tags, metadata, "
+            "importance, replaced_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                old.id,
+                old.version,
+                old.content,
+                to_json(list(old.tags)),
+                to_json(old.metadata),
+                old.importance,
+                now,
+            ),
+        )
+        conn.execute(
+            "UPDATE memories SET tags = ?, version = version + 1, updated_at = ? WHERE rowid = ?",
+            (to_json(merged), now, rowid),
+        )
+        conn.execute("UPDATE memories_fts SET tags = ? WHERE rowid = ?", (" ".join(merged), rowid))
+        conn.executemany(
+            "INSERT OR IGNORE INTO memory_tags (namespace, tag, memory_rowid) VALUES (?, ?, ?)",
+            [(namespace, tag, rowid) for tag in added],
+        )
 
     def _unindex_text(self, conn: sqlite3.Connection, rowid: int) -> None:
         conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
