@@ -527,11 +527,14 @@ class Memory:
         if mode in ("hybrid", "text"):
             terms = query_terms(text)
             documents, doc_counts = self.store.memory_term_docs(
-                list({index_stem(t) for t in terms})
+                ns, list({index_stem(t) for t in terms})
             )
-            match = fts_match(prune_terms(terms, documents, doc_counts, budget=cfg.text_budget))
+            kept = prune_terms(terms, documents, doc_counts, budget=cfg.text_budget)
+            match = fts_match(kept)
             if match is not None:
-                ranked = self.store.memory_text_search(ns, match, flt, limit=pool)
+                ranked = self.store.memory_text_search(
+                    ns, match, flt, limit=pool, stems=[index_stem(t) for t in kept]
+                )
                 lanes.append(Lane("text", ranked, cfg.text_weight))
             if not query_tags:  # a query equal to a (plain) tag also finds that tag
                 tagged = self.store.memory_tag_search(ns, query.strip(), flt, limit=MAX_LIMIT)

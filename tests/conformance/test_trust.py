@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from engramdb import InvalidInputError, Memory
+from engramdb import InvalidInputError, Memory, RecallSettings
 from engramdb.embed import HashingEmbedder
 from engramdb.search.query import split_tag_tokens
 from engramdb.store import Store
@@ -144,3 +144,42 @@ def test_item_02_merging_past_the_tag_limit_is_refused_and_writes_nothing(mem: M
     with pytest.raises(InvalidInputError, match="more than 64 tags"):
         mem.remember_many([{"content": "brand new"}, {"content": "full of tags", "tags": ["z"]}])
     assert mem.stats().memories == 1
+
+
+# -- item 4: no statistics or row ids of other namespaces ----------------------------------
+
+
+def _answers(mem: Memory, query: str, mode: Any) -> list[tuple[str, float, Any]]:
+    out = []
+    # a small text budget: term pruning must count this namespace's documents only
+    for settings in (None, RecallSettings(text_budget=100)):
+        hits = mem.recall(
+            query, namespace="tenant-a", mode=mode, limit=20, explain=True, settings=settings
+        )
+        out += [(h.memory.content, h.score, h.explain) for h in hits]
+    return out
+
+
+@pytest.mark.parametrize("mode", ["text", "hybrid"])
+def test_item_04_scores_do_not_depend_on_other_namespaces(mem: Memory, mode: str) -> None:
+    mem.remember_many(
+        [
+            {"content": "the red apple is sweet"},
+            {"content": "apple pie with cinnamon", "tags": ["dessert"]},
+            {"content": "a long story about a banana that met an apple and a pear one day"},
+            {"content": "pear and banana smoothie", "metadata": {"note": "apple free"}},
+            {"content": "nothing relevant here at all"},
+        ],
+        namespace="tenant-a",
+    )
+    queries = ["apple banana", "sweet apple pear", "cinnamon"]
+    before = {q: _answers(mem, q, mode) for q in queries}
+    assert all(before[q] for q in queries)
+    # another tenant fills the index with the same words, in every proportion
+    mem.remember_many(
+        [{"content": f"apple apple banana note {n}"} for n in range(400)]
+        + [{"content": f"pear {n} cinnamon sweet", "tags": ["apple"]} for n in range(300)],
+        namespace="tenant-b",
+    )
+    after = {q: _answers(mem, q, mode) for q in queries}
+    assert after == before

@@ -178,16 +178,24 @@ class Store(Protocol):
         """Remove memories from every index and their history; returns the ids removed."""
 
     def memory_text_search(
-        self, namespace: str, match: str, flt: Filter, *, limit: int
+        self,
+        namespace: str,
+        match: str,
+        flt: Filter,
+        *,
+        limit: int,
+        stems: Sequence[str] = (),
     ) -> list[tuple[int, float]]:
-        """Full-text candidates ``(rowid, bm25)`` for an FTS MATCH expression, best first."""
+        """Full-text candidates ``(rowid, score)`` for an FTS MATCH expression (``stems``: the
+        index tokens of its terms), best first, higher is better. A score depends only on
+        ``namespace``'s data: never on statistics of other namespaces' documents."""
 
     def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:
         """Rowids of memories carrying ``tag`` (case-insensitive), newest first."""
 
-    def memory_term_docs(self, stems: Sequence[str]) -> tuple[int, dict[str, int]]:
-        """(documents in the text index, documents containing each stemmed term); both may
-        be estimates, across namespaces. Stores without such counts return ``(0, {})``."""
+    def memory_term_docs(self, namespace: str, stems: Sequence[str]) -> tuple[int, dict[str, int]]:
+        """(memories of ``namespace``, of them those containing each stemmed term): counts of
+        this namespace only. Stores without such counts return ``(0, {})``."""
 
     def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:
         """Rowids matching a scoped filter (``None`` if more than ``limit``)."""

@@ -496,8 +496,16 @@ class MemoriesMixin:
         return self.read(lambda conn: [str(r[0]) for r in conn.execute(query, args)])
 
     def memory_text_search(
-        self, namespace: str, match: str, flt: Filter, *, limit: int
+        self,
+        namespace: str,
+        match: str,
+        flt: Filter,
+        *,
+        limit: int,
+        stems: Sequence[str] = (),
     ) -> list[tuple[int, float]]:
+        # ts_rank scores a document from its own text only (no corpus statistics), so no
+        # other namespace's data can move a score
         terms = match_terms(match)
         if not terms or limit <= 0:
             return []
@@ -527,7 +535,7 @@ class MemoriesMixin:
         rows = self.read(lambda conn: conn.execute(query, args).fetchall())
         return [int(r[0]) for r in rows]
 
-    def memory_term_docs(self, stems: Sequence[str]) -> tuple[int, dict[str, int]]:
+    def memory_term_docs(self, namespace: str, stems: Sequence[str]) -> tuple[int, dict[str, int]]:
         return 0, {}  # GIN has no cheap per-term document counts; queries run unpruned
 
     def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:

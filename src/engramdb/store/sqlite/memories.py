@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -32,7 +33,63 @@ from ..rows import (
 
 # bm25 column weights: content, tags, metadata values, neighbouring memories' text (LoCoMo:
 # context at 0.3 lifted BM25 R@10 from 0.63 to 0.72; more weight made it worse)
-_BM25 = "bm25(memories_fts, 1.0, 0.6, 0.3, 0.3)"
+_COLUMN_WEIGHTS = {"content": 1.0, "tags": 0.6, "meta": 0.3, "ctx": 0.3}
+_K1, _B = 1.2, 0.75  # FTS5's bm25() constants
+
+
+def _instance_vocab(conn: sqlite3.Connection) -> None:
+    """The full-text index's postings (term, doc, column, offset) as a per-connection table."""
+    conn.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memories_fts_instance "
+        "USING fts5vocab(main, memories_fts, instance)"
+    )
+
+
+def _column_sizes(blob: bytes) -> int:
+    """Tokens in a document: the sum of FTS5's per-column sizes (SQLite varints)."""
+    total, value, used = 0, 0, 0
+    for byte in blob:
+        used += 1
+        if used == 9:  # the ninth byte of a varint carries 8 bits
+            total += (value << 8) | byte
+            value, used = 0, 0
+        elif byte & 0x80:
+            value = (value << 7) | (byte & 0x7F)
+        else:
+            total += (value << 7) | byte
+            value, used = 0, 0
+    return total
+
+
+def bm25_rank(
+    postings: Sequence[tuple[int, str, str, int]],
+    sizes: dict[int, int],
+    documents: int,
+    limit: int,
+) -> list[tuple[int, float]]:
+    """BM25 as FTS5's bm25() computes it (column weights, k1 = 1.2, b = 0.75), from
+    ``(doc, term, column, hits)`` postings and statistics of one namespace only: document
+    frequencies and the document count are the namespace's, the average length that of the
+    matching documents. Best first (ties: newest first)."""
+    freq: dict[int, dict[str, float]] = {}
+    holders: dict[str, set[int]] = {}
+    for doc, term, column, hits in postings:
+        per_doc = freq.setdefault(doc, {})
+        per_doc[term] = per_doc.get(term, 0.0) + _COLUMN_WEIGHTS.get(column, 1.0) * hits
+        holders.setdefault(term, set()).add(doc)
+    documents = max(documents, len(freq))
+    idf = {}
+    for term, docs in holders.items():
+        value = math.log((documents - len(docs) + 0.5) / (len(docs) + 0.5))
+        idf[term] = value if value > 0 else 1e-6
+    avgdl = sum(sizes.get(doc, 0) for doc in freq) / len(freq) or 1.0
+    scored = []
+    for doc, per_doc in freq.items():
+        norm = _K1 * (1 - _B + _B * sizes.get(doc, 0) / avgdl)
+        score = sum(idf[t] * f * (_K1 + 1) / (f + norm) for t, f in per_doc.items())
+        scored.append((doc, score))
+    scored.sort(key=lambda item: (-item[1], -item[0]))
+    return scored[:limit]
 
 
 def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
@@ -85,7 +142,6 @@ class MemoriesMixin:
 
     _read: Any
     _write: Any
-    _term_docs_cache: tuple[int, dict[str, int]] | None = None
 
     def _reader(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._read()  # type: ignore[no-any-return]
@@ -442,19 +498,50 @@ class MemoriesMixin:
             return [r[0] for r in conn.execute(sql, [namespace, *params])]
 
     def memory_text_search(
-        self, namespace: str, match: str, flt: Filter, *, limit: int
+        self,
+        namespace: str,
+        match: str,
+        flt: Filter,
+        *,
+        limit: int,
+        stems: Sequence[str] = (),
     ) -> list[tuple[int, float]]:
+        # FTS5's bm25() weighs terms by statistics of the whole table, every namespace's
+        # documents included: scores would tell one tenant how common a word is in the
+        # others'. So BM25 is computed here from the namespace's own statistics (the matching
+        # memories, after the filter): term frequencies per column from the index, document
+        # frequencies and the document count of the namespace, and the average length of
+        # the matching documents.
+        terms = [t for t in dict.fromkeys(stems) if t]
+        if not terms or limit <= 0:
+            return []
         where, params = filter_sql(flt)
         with self._reader() as conn:
+            _instance_vocab(conn)
             rows = conn.execute(
-                f"SELECT m.rowid, {_BM25} AS score FROM memories_fts "
-                "JOIN memories m ON m.rowid = memories_fts.rowid "
-                f"WHERE memories_fts MATCH ? AND m.namespace = ?{where} "
-                "ORDER BY score LIMIT ?",
-                [match, namespace, *params, limit],
+                # CROSS JOIN keeps the index's posting lists as the outer loop
+                "SELECT i.doc, i.term, i.col, count(*) FROM temp.memories_fts_instance i "
+                "CROSS JOIN memories m ON m.rowid = i.doc "
+                f"WHERE i.term IN (SELECT value FROM json_each(?)) AND m.namespace = ?{where} "
+                "GROUP BY i.doc, i.term, i.col",
+                [to_json(terms), namespace, *params],
             ).fetchall()
-        # bm25() is lower-is-better; flip it so every lane's score is higher-is-better
-        return [(r[0], -r[1]) for r in rows]
+            if not rows:
+                return []
+            (documents,) = conn.execute(
+                f"SELECT count(*) FROM memories m WHERE m.namespace = ?{where}",
+                [namespace, *params],
+            ).fetchone()
+            docs = sorted({r[0] for r in rows})
+            sizes = {
+                r[0]: _column_sizes(r[1])
+                for r in conn.execute(
+                    "SELECT id, sz FROM memories_fts_docsize WHERE id IN "
+                    "(SELECT value FROM json_each(?))",
+                    (to_json(docs),),
+                )
+            }
+        return bm25_rank(rows, sizes, int(documents), limit)
 
     def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:
         where, params = filter_sql(flt)
@@ -467,28 +554,25 @@ class MemoriesMixin:
             ).fetchall()
         return [r[0] for r in rows]
 
-    def memory_term_docs(self, stems: Sequence[str]) -> tuple[int, dict[str, int]]:
-        if not stems:
+    def memory_term_docs(self, namespace: str, stems: Sequence[str]) -> tuple[int, dict[str, int]]:
+        terms = [t for t in dict.fromkeys(stems) if t]
+        if not terms:
             return 0, {}
         with self._reader() as conn:
-            (total,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM memories_fts").fetchone()
-            # counting a term's documents walks its whole posting list: remember the counts
-            # while the index has grown by less than 5%
-            cache = self._term_docs_cache
-            if not cache or not cache[0] <= total <= cache[0] * 1.05:
-                cache = self._term_docs_cache = (int(total), {})
-            counts = cache[1]
-            missing = [s for s in stems if s not in counts]
-            if missing:
-                found = dict(
-                    conn.execute(
-                        "SELECT term, doc FROM memories_fts_terms WHERE term IN "
-                        "(SELECT value FROM json_each(?))",
-                        (to_json(missing),),
-                    ).fetchall()
-                )
-                counts.update({s: int(found.get(s, 0)) for s in missing})
-        return int(total), {s: counts[s] for s in stems if counts[s]}
+            _instance_vocab(conn)
+            found = dict(
+                conn.execute(
+                    "SELECT i.term, count(DISTINCT i.doc) FROM temp.memories_fts_instance i "
+                    "CROSS JOIN memories m ON m.rowid = i.doc "
+                    "WHERE i.term IN (SELECT value FROM json_each(?)) AND m.namespace = ? "
+                    "GROUP BY i.term",
+                    (to_json(terms), namespace),
+                ).fetchall()
+            )
+            (total,) = conn.execute(
+                "SELECT count(*) FROM memories WHERE namespace = ?", (namespace,)
+            ).fetchone()
+        return int(total), {t: int(n) for t, n in found.items() if n}
 
     def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:
         where, params = filter_sql(flt)
