@@ -32,6 +32,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 import numpy as np
 import orjson
 
+from . import cursors
 from .embed import Embedder, EmbeddingError, resolve_embedder
 from .errors import InvalidInputError, NotFoundError
 from .filters import Filter, normalize_tags, parse_datetime, tags_to_merge
@@ -134,6 +135,7 @@ class ForgetResult:
 class _SharedIndex:
     lock: threading.Lock = field(default_factory=threading.Lock)
     index: VectorIndex | None = None
+    cursor_key: bytes | None = None
 
 
 def content_hash(content: str) -> str:
@@ -186,6 +188,23 @@ class Memory:
         if self._locked:
             raise InvalidInputError(f"this view is bound to namespace {self.namespace!r}")
         return check_id("namespace", namespace)
+
+    # -- cursors ---------------------------------------------------------------------------
+    def seal_cursor(self, kind: str, payload: bytes, *, namespace: str | None = None) -> str:
+        """An opaque page cursor for ``payload`` (see :mod:`engramdb.cursors`): encrypted and
+        signed with the store's secret, valid only in this namespace for this ``kind``."""
+        return cursors.seal(self._cursor_key(), self._ns(namespace), kind, payload)
+
+    def open_cursor(self, kind: str, cursor: object, *, namespace: str | None = None) -> bytes:
+        """The payload of a cursor made by :meth:`seal_cursor` in this namespace;
+        :class:`InvalidInputError` for anything else (another namespace's cursor included)."""
+        return cursors.unseal(self._cursor_key(), self._ns(namespace), kind, cursor)
+
+    def _cursor_key(self) -> bytes:
+        shared = self._shared
+        if shared.cursor_key is None:
+            shared.cursor_key = self.store.secret("cursor")
+        return shared.cursor_key
 
     # -- writing ---------------------------------------------------------------------------
     def remember(
@@ -457,14 +476,25 @@ class Memory:
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page:
-        """Memories in the order they were stored, a page at a time (stable under inserts)."""
+        """Memories in the order they were stored, a page at a time (stable under inserts).
+        ``next_cursor`` is opaque and valid in this namespace only."""
         ns = self._ns(namespace)
         page = check_limit(limit, allow_none=False, maximum=MAX_LIMIT) or 0
         if page == 0:
             raise InvalidInputError("limit must be >= 1")
-        after = _decode_cursor(cursor)
+        after = None
+        if cursor is not None:
+            raw = self.open_cursor("memories", cursor, namespace=ns)
+            if len(raw) != 8:
+                raise InvalidInputError("cursor must be a next_cursor value returned by list")
+            after = int.from_bytes(raw, "big")
         items, last = self.store.memory_list(ns, Filter.parse(filters), after=after, limit=page)
-        return Page(items, _encode_cursor(last) if last is not None else None)
+        next_cursor = (
+            self.seal_cursor("memories", last.to_bytes(8, "big"), namespace=ns)
+            if last is not None
+            else None
+        )
+        return Page(items, next_cursor)
 
     def stats(self, *, namespace: str | None = None) -> MemoryStats:
         """Counts of memories, embeddings, triples and sessions in a namespace."""
@@ -996,18 +1026,3 @@ def _triple_part(name: str, value: object) -> str:
         raise InvalidInputError(f"{name} is longer than 1000 characters")
     check_id(name, value.strip()[:512])
     return value.strip()
-
-
-def _encode_cursor(rowid: int) -> str:
-    return f"c{rowid:x}"
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not isinstance(cursor, str) or not cursor.startswith("c"):
-        raise InvalidInputError("cursor must be a value returned as next_cursor")
-    try:
-        return int(cursor[1:], 16)
-    except ValueError:
-        raise InvalidInputError("cursor must be a value returned as next_cursor") from None

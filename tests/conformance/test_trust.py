@@ -183,3 +183,28 @@ def test_item_04_scores_do_not_depend_on_other_namespaces(mem: Memory, mode: str
     )
     after = {q: _answers(mem, q, mode) for q in queries}
     assert after == before
+
+
+def test_item_04_list_cursors_are_opaque_and_bound_to_their_namespace(
+    mem: Memory, backend: Any
+) -> None:
+    for ns in ("tenant-a", "tenant-b"):
+        mem.remember_many([{"content": f"{ns} note {n}"} for n in range(5)], namespace=ns)
+    page = mem.list(namespace="tenant-a", limit=2)
+    cursor = page.next_cursor
+    assert cursor is not None
+    # opaque: no row id inside (the same position gives a different cursor each time)
+    assert cursor != mem.list(namespace="tenant-a", limit=2).next_cursor
+    with pytest.raises(InvalidInputError, match="cursor"):
+        mem.list(namespace="tenant-b", cursor=cursor, limit=2)
+    for forged in ("c2", cursor[:-2] + ("AA" if cursor[-2:] != "AA" else "BB"), "", "x" * 5000):
+        with pytest.raises(InvalidInputError, match="cursor"):
+            mem.list(namespace="tenant-a", cursor=forged, limit=2)
+    # every process sharing the store (another replica, a restart) reads the same cursor
+    other = Memory(backend.open(), embedder=None)
+    try:
+        rest = other.list(namespace="tenant-a", cursor=cursor, limit=10)
+        assert [m.content for m in rest.items] == [f"tenant-a note {n}" for n in range(2, 5)]
+        assert rest.next_cursor is None
+    finally:
+        other.close()

@@ -90,3 +90,27 @@ def test_item_02_http_remember_says_created_or_deduplicated_with_merged_tags(api
     for session in ("one", "two"):
         r = call("POST", "/api/memory/recall", json={"query": f"session:{session}"})
         assert [m["content"] for m in r.json()["memories"]] == ["hi"]
+
+
+def test_item_04_cursors_of_one_namespace_are_rejected_in_another(api: Api) -> None:
+    a, b = api.as_key(api.key("cursor-a")), api.as_key(api.key("cursor-b"))
+    for call in (a, b):
+        for n in range(3):
+            assert call("POST", "/v1/memories", json={"content": f"note {n}"}).status_code == 201
+            items = {"items": [{"role": "user", "content": "hi"}]}
+            assert call("POST", f"/v1/sessions/s{n}/items", json=items).status_code == 201
+    memories = a("GET", "/v1/memories", params={"limit": 1}).json()["next_cursor"]
+    sessions = a("GET", "/v1/sessions", params={"limit": 1}).json()["next_cursor"]
+    compat = a("GET", "/api/memory/list", params={"limit": 1}).json()["next_cursor"]
+    assert memories and sessions and compat
+    assert a("GET", "/v1/memories", params={"cursor": memories}).status_code == 200
+    assert a("GET", "/v1/sessions", params={"cursor": sessions}).status_code == 200
+    for path, cursor in (
+        ("/v1/memories", memories),
+        ("/v1/sessions", sessions),
+        ("/api/memory/list", compat),
+        ("/v1/sessions", memories),  # nor is one kind of cursor another
+    ):
+        r = b("GET", path, params={"cursor": cursor})
+        assert r.status_code == 400, (path, r.text)
+        assert "cursor" in r.json()["error"]["message"]

@@ -146,6 +146,11 @@ class Store(Protocol):
     def lease_release(self, namespace: str, name: str, owner: str) -> bool:
         """Release a lease held by ``owner``. Returns whether it was held."""
 
+    # -- secrets ---------------------------------------------------------------------------
+    def secret(self, name: str) -> bytes:
+        """A random 32-byte secret kept in the store under ``name``, made on first use: every
+        process and replica sharing the store, before and after a restart, gets the same."""
+
     # -- memories --------------------------------------------------------------------------
     def memory_insert(
         self, namespace: str, memories: Sequence[NewMemory]

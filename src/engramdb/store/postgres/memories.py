@@ -9,6 +9,7 @@ filtered search returning enough rows.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -200,6 +201,24 @@ class MemoriesMixin:
 
         self.run(work)
         self._indexed_dims |= todo
+
+    # -- secrets ---------------------------------------------------------------------------
+    def secret(self, name: str) -> bytes:
+        def work(conn: Conn) -> bytes:
+            conn.execute(
+                "INSERT INTO secrets (name, value) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (name, os.urandom(32)),
+            )
+            row = conn.execute("SELECT value FROM secrets WHERE name = %s", (name,)).fetchone()
+            assert row is not None
+            return bytes(row[0])
+
+        found = self.read(
+            lambda conn: conn.execute(
+                "SELECT value FROM secrets WHERE name = %s", (name,)
+            ).fetchone()
+        )
+        return bytes(found[0]) if found is not None else self.run(work)
 
     # -- writes ----------------------------------------------------------------------------
     def memory_insert(

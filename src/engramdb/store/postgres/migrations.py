@@ -186,6 +186,14 @@ MIGRATIONS: list[list[str]] = [
         )""",
         "CREATE INDEX idempotency_by_age ON idempotency (created_at)",
     ],
+    # random secrets of this store, shared by every process and replica using it (the key
+    # that seals page cursors)
+    [
+        """CREATE TABLE secrets (
+            name  text  PRIMARY KEY,
+            value bytea NOT NULL
+        )""",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

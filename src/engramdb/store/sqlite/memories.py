@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import sqlite3
 from collections.abc import Sequence
 from contextlib import AbstractContextManager
@@ -148,6 +149,20 @@ class MemoriesMixin:
 
     def _writer(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._write()  # type: ignore[no-any-return]
+
+    # -- secrets ---------------------------------------------------------------------------
+    def secret(self, name: str) -> bytes:
+        with self._reader() as conn:
+            row = conn.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            return bytes(row[0])
+        with self._writer() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)",
+                (name, os.urandom(32)),
+            )
+            row = conn.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        return bytes(row[0])
 
     # -- writes ----------------------------------------------------------------------------
     def memory_insert(

@@ -169,6 +169,14 @@ MIGRATIONS: list[list[str]] = [
         )""",  # a rowid table: bodies can be large, WITHOUT ROWID suits small rows
         "CREATE INDEX idempotency_by_age ON idempotency (created_at)",
     ],
+    # random secrets of this store, shared by every process and replica using it (the key
+    # that seals page cursors)
+    [
+        """CREATE TABLE secrets (
+            name  TEXT PRIMARY KEY,
+            value BLOB NOT NULL
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)
