@@ -557,7 +557,7 @@ class Memory:
         if mode in ("hybrid", "text"):
             terms = query_terms(text)
             documents, doc_counts = self.store.memory_term_docs(
-                ns, list({index_stem(t) for t in terms})
+                ns, list({index_stem(t) for t in terms}), at_most=cfg.text_budget
             )
             kept = prune_terms(terms, documents, doc_counts, budget=cfg.text_budget)
             match = fts_match(kept)

@@ -198,9 +198,12 @@ class Store(Protocol):
     def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:
         """Rowids of memories carrying ``tag`` (case-insensitive), newest first."""
 
-    def memory_term_docs(self, namespace: str, stems: Sequence[str]) -> tuple[int, dict[str, int]]:
+    def memory_term_docs(
+        self, namespace: str, stems: Sequence[str], *, at_most: int | None = None
+    ) -> tuple[int, dict[str, int]]:
         """(memories of ``namespace``, of them those containing each stemmed term): counts of
-        this namespace only. Stores without such counts return ``(0, {})``."""
+        this namespace only; a count above ``at_most`` may be given as ``at_most + 1``.
+        Stores without such counts return ``(0, {})``."""
 
     def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:
         """Rowids matching a scoped filter (``None`` if more than ``limit``)."""

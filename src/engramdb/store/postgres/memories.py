@@ -554,7 +554,9 @@ class MemoriesMixin:
         rows = self.read(lambda conn: conn.execute(query, args).fetchall())
         return [int(r[0]) for r in rows]
 
-    def memory_term_docs(self, namespace: str, stems: Sequence[str]) -> tuple[int, dict[str, int]]:
+    def memory_term_docs(
+        self, namespace: str, stems: Sequence[str], *, at_most: int | None = None
+    ) -> tuple[int, dict[str, int]]:
         return 0, {}  # GIN has no cheap per-term document counts; queries run unpruned
 
     def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:
