@@ -48,6 +48,13 @@ def test_item_01_two_compat_sessions_each_recall_only_their_own_items(api: Api) 
     assert [h["memory"]["content"] for h in r.json()["hits"]] == ["beta note"]
     r = call("POST", "/v1/memories/recall", json={"query": "session:alpha", "limit": 50})
     assert sorted(h["memory"]["content"] for h in r.json()["hits"]) == sorted(alpha)
+    # clearing one session (forget by its exact tag) leaves the other whole
+    r = call("POST", "/v1/memories/forget", json={"filters": {"tags": ["session:alpha"]}})
+    assert r.json()["count"] == len(alpha)
+    r = call("POST", "/api/memory/recall", json={"query": "session:beta", "limit": 50})
+    assert sorted(m["content"] for m in r.json()["memories"]) == sorted(beta)
+    r = call("POST", "/api/memory/recall", json={"query": "session:alpha", "limit": 50})
+    assert r.json()["memories"] == []
 
 
 def test_item_01_unknown_session_tag_finds_nothing(api: Api) -> None:
