@@ -43,7 +43,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 from urllib.parse import quote
@@ -66,7 +66,7 @@ from .errors import (
     StoreError,
     StoreUnavailableError,
 )
-from .filters import Filter
+from .filters import Filter, normalize_tags
 from .memory import ForgetResult, Page, content_hash
 from .sessions import SessionSettingsLike, resolve_limit
 from .types import (
@@ -597,9 +597,17 @@ class _Core:
         limit: int | None,
         mode: Mode | None,
         explain: bool,
+        tags: Sequence[str] | None = None,
     ) -> _Call[builtins.list[Hit]]:
+        flt = Filter.parse(filters)
+        if tags is not None:  # exact tags, all of them: the same as filters["tags"]
+            flt = replace(flt, tags=normalize_tags([*flt.tags, *normalize_tags(tags)]))
         body = _drop_none(
-            query=query, filters=_filters(filters), limit=limit, mode=mode, explain=explain or None
+            query=query,
+            filters=_filter_dict(flt) if filters is not None or tags is not None else None,
+            limit=limit,
+            mode=mode,
+            explain=explain or None,
         )
 
         def parse(d: Any) -> builtins.list[Hit]:
@@ -942,12 +950,17 @@ class Client(_Core):
         query: str,
         *,
         filters: FilterInput = None,
+        tags: Sequence[str] | None = None,
         limit: int | None = None,
         mode: Mode | None = None,
         explain: bool = False,
     ) -> builtins.list[Hit]:
-        """Memories ranked for ``query`` (hybrid full text + vectors unless ``mode`` says)."""
-        return self._run(self._c_recall(query, filters, limit, mode, explain))
+        """Memories ranked for ``query`` (hybrid full text + vectors unless ``mode`` says).
+
+        ``tags``: exact tags every hit carries. A query made only of ``key:value`` tags (or an
+        empty query with ``tags``) is a pure tag lookup, as in :meth:`engramdb.Memory.recall`.
+        """
+        return self._run(self._c_recall(query, filters, limit, mode, explain, tags))
 
     def get(self, memory_id: str) -> MemoryRecord:
         """One memory by id; :class:`~engramdb.NotFoundError` if absent."""
@@ -1276,12 +1289,13 @@ class AsyncClient(_Core):
         query: str,
         *,
         filters: FilterInput = None,
+        tags: Sequence[str] | None = None,
         limit: int | None = None,
         mode: Mode | None = None,
         explain: bool = False,
     ) -> builtins.list[Hit]:
-        """Memories ranked for ``query``."""
-        return await self._run(self._c_recall(query, filters, limit, mode, explain))
+        """Memories ranked for ``query`` (``tags``: exact tags every hit carries)."""
+        return await self._run(self._c_recall(query, filters, limit, mode, explain, tags))
 
     async def get(self, memory_id: str) -> MemoryRecord:
         """One memory by id; :class:`~engramdb.NotFoundError` if absent."""

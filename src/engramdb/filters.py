@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
@@ -104,6 +104,23 @@ def normalize_tags(tags: object) -> tuple[str, ...]:
         out[tag] = None
     if len(out) > MAX_TAGS:
         raise InvalidInputError(f"at most {MAX_TAGS} tags per memory")
+    return tuple(out)
+
+
+def tags_to_merge(existing: Sequence[str], incoming: Sequence[str]) -> tuple[str, ...]:
+    """The ``incoming`` tags that ``existing`` lacks (tags compare case-insensitively), in
+    order; raises if the union would exceed :data:`MAX_TAGS`."""
+    have = {t.casefold() for t in existing}
+    out: dict[str, None] = {}
+    for tag in incoming:
+        if tag.casefold() not in have:
+            have.add(tag.casefold())
+            out[tag] = None
+    if out and len(existing) + len(out) > MAX_TAGS:
+        raise InvalidInputError(
+            f"merging tags {', '.join(map(repr, out))} into an identical memory would give it "
+            f"more than {MAX_TAGS} tags"
+        )
     return tuple(out)
 
 

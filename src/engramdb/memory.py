@@ -24,6 +24,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from dataclasses import replace as dataclass_replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
@@ -32,16 +33,26 @@ from typing import Any, Literal, ParamSpec, TypeVar
 import numpy as np
 import orjson
 
+from . import cursors
 from .embed import Embedder, EmbeddingError, resolve_embedder
 from .errors import InvalidInputError, NotFoundError
-from .filters import Filter, normalize_tags, parse_datetime
-from .search.fusion import Fusion, Lane, apply_boosts, boost_neighbors, boost_speaker, fuse
+from .filters import Filter, normalize_tags, parse_datetime, tags_to_merge
+from .search.fusion import (
+    Fused,
+    Fusion,
+    Lane,
+    apply_boosts,
+    boost_neighbors,
+    boost_speaker,
+    fuse,
+)
 from .search.query import (
     POSTINGS_BUDGET,
     fts_match,
     index_stem,
     prune_terms,
     query_terms,
+    split_tag_tokens,
     words,
 )
 from .search.vectors import VectorIndex
@@ -56,6 +67,7 @@ from .types import (
     MemoryStats,
     MemoryVersion,
     Quota,
+    Remembered,
     Triple,
     now_us,
     us_from_datetime,
@@ -126,6 +138,7 @@ class ForgetResult:
 class _SharedIndex:
     lock: threading.Lock = field(default_factory=threading.Lock)
     index: VectorIndex | None = None
+    cursor_key: bytes | None = None
 
 
 def content_hash(content: str) -> str:
@@ -185,6 +198,23 @@ class Memory:
             raise InvalidInputError(f"this view is bound to namespace {self.namespace!r}")
         return check_id("namespace", namespace)
 
+    # -- cursors ---------------------------------------------------------------------------
+    def seal_cursor(self, kind: str, payload: bytes, *, namespace: str | None = None) -> str:
+        """An opaque page cursor for ``payload`` (see :mod:`engramdb.cursors`): encrypted and
+        signed with the store's secret, valid only in this namespace for this ``kind``."""
+        return cursors.seal(self._cursor_key(), self._ns(namespace), kind, payload)
+
+    def open_cursor(self, kind: str, cursor: object, *, namespace: str | None = None) -> bytes:
+        """The payload of a cursor made by :meth:`seal_cursor` in this namespace;
+        :class:`InvalidInputError` for anything else (another namespace's cursor included)."""
+        return cursors.unseal(self._cursor_key(), self._ns(namespace), kind, cursor)
+
+    def _cursor_key(self) -> bytes:
+        shared = self._shared
+        if shared.cursor_key is None:
+            shared.cursor_key = self.store.secret("cursor")
+        return shared.cursor_key
+
     # -- writing ---------------------------------------------------------------------------
     def remember(
         self,
@@ -200,8 +230,10 @@ class Memory:
         occurred_at: datetime | str | None = None,
         quota: Quota | None = None,
     ) -> MemoryRecord:
-        """Store one memory (or return the identical one already stored in this scope); a
-        ``quota`` is checked as in :meth:`remember_many`."""
+        """Store one memory. Identical content in the same scope (namespace, user, agent,
+        session) is stored once: the existing memory is returned, with any new tags merged
+        into it (see :meth:`remember_results` to tell created from merged); a ``quota`` is
+        checked as in :meth:`remember_many`."""
         entry = {
             "content": content,
             "user_id": user_id,
@@ -228,18 +260,52 @@ class Memory:
         memories actually added count; identical ones already stored do not): if the
         namespace would exceed ``quota.max_memories``, nothing is stored and
         :class:`~engramdb.errors.QuotaExceededError` is raised. Concurrent writers cannot
-        overrun the limit together.
+        overrun the limit together. Returns the memories as stored (see
+        :meth:`remember_results` for what each did).
         """
+        return [r.memory for r in self.remember_results(entries, namespace=namespace, quota=quota)]
+
+    def remember_results(
+        self,
+        entries: Iterable[Mapping[str, Any]],
+        *,
+        namespace: str | None = None,
+        quota: Quota | None = None,
+    ) -> builtins.list[Remembered]:
+        """:meth:`remember_many`, saying for each entry whether it was ``created``, or was
+        identical to a memory of the same scope (namespace, user, agent, session) and
+        ``merged`` its new tags into it (a new version; the prior one is in :meth:`history`),
+        or found it ``existing`` with every tag already. Content, metadata and importance of
+        an identical memory are kept as first stored."""
         ns = self._ns(namespace)
         drafts = [self._draft(n, entry) for n, entry in enumerate(entries)]
         drafts = self._with_embeddings(drafts)  # before the transaction: embedding is slow
         if quota is None:  # the insert is one transaction of its own
-            return [record for record, _ in self.store.memory_insert(ns, drafts)]
-        with self.store.atomic():
-            results = self.store.memory_insert(ns, drafts)
-            added = sum(1 for _, created in results if created)
-            self.store.quota_check(ns, quota, memories=added, facts=0)
-        return [record for record, _ in results]
+            stored = self.store.memory_insert(ns, drafts)
+        else:
+            with self.store.atomic():
+                stored = self.store.memory_insert(ns, drafts)
+                added = sum(1 for _, created in stored if created)
+                self.store.quota_check(ns, quota, memories=added, facts=0)
+        out: builtins.list[Remembered] = []
+        fresh: dict[str, MemoryRecord] = {}
+        for draft, (record, created) in zip(drafts, stored, strict=True):
+            if created:
+                out.append(Remembered(record, "created"))
+                continue
+            # the store returns the record before merging: what it lacked was merged
+            merged = tags_to_merge(record.tags, draft.tags)
+            if not merged:
+                out.append(Remembered(record, "existing"))
+                continue
+            if record.id not in fresh:
+                fresh[record.id] = self.store.memory_get(ns, record.id) or record
+            out.append(Remembered(record, "merged", merged))
+        # every result shows the memory as it is now (several entries may have merged into it)
+        return [
+            dataclass_replace(r, memory=fresh.get(r.memory.id, r.memory)) if not r.created else r
+            for r in out
+        ]
 
     _ENTRY_FIELDS = frozenset(
         {
@@ -448,14 +514,25 @@ class Memory:
         cursor: str | None = None,
         limit: int = 50,
     ) -> Page:
-        """Memories in the order they were stored, a page at a time (stable under inserts)."""
+        """Memories in the order they were stored, a page at a time (stable under inserts).
+        ``next_cursor`` is opaque and valid in this namespace only."""
         ns = self._ns(namespace)
         page = check_limit(limit, allow_none=False, maximum=MAX_LIMIT) or 0
         if page == 0:
             raise InvalidInputError("limit must be >= 1")
-        after = _decode_cursor(cursor)
+        after = None
+        if cursor is not None:
+            raw = self.open_cursor("memories", cursor, namespace=ns)
+            if len(raw) != 8:
+                raise InvalidInputError("cursor must be a next_cursor value returned by list")
+            after = int.from_bytes(raw, "big")
         items, last = self.store.memory_list(ns, Filter.parse(filters), after=after, limit=page)
-        return Page(items, _encode_cursor(last) if last is not None else None)
+        next_cursor = (
+            self.seal_cursor("memories", last.to_bytes(8, "big"), namespace=ns)
+            if last is not None
+            else None
+        )
+        return Page(items, next_cursor)
 
     def stats(self, *, namespace: str | None = None) -> MemoryStats:
         """Counts of memories, embeddings, triples and sessions in a namespace."""
@@ -466,17 +543,25 @@ class Memory:
         query: str,
         *,
         filters: FilterInput = None,
+        tags: Sequence[str] | None = None,
         limit: int = 10,
         mode: Mode = "hybrid",
         explain: bool = False,
         namespace: str | None = None,
         settings: RecallSettings | None = None,
     ) -> builtins.list[Hit]:
-        """Memories ranked for ``query``: full text + vectors fused by reciprocal rank.
+        """Memories ranked for ``query``: full text + vectors (+ tags), fused.
 
         Any string is a valid query. Filters are applied inside each lane's candidate query,
-        so a filter never empties a list that was truncated first. ``explain=True`` attaches
-        each lane's rank and score to every hit.
+        so a filter never empties a list that was truncated first; ``tags`` adds exact tags to
+        ``filters["tags"]`` (every one must be present). ``explain=True`` attaches each lane's
+        rank and score to every hit.
+
+        Tag semantics: a ``key:value`` token of the query (``session:abc``) is an exact tag,
+        never words: memories carrying it rank first, the rest of the query ranks the others.
+        A query made only of such tokens — or an empty query with ``tags`` — is a *tag
+        lookup*: exactly the memories carrying every tag (and matching the filters), newest
+        first, with no full-text or vector hits mixed in.
         """
         ns = self._ns(namespace)
         if not isinstance(query, str):
@@ -487,38 +572,64 @@ class Memory:
         if mode == "vector" and self.embedder is None:
             raise InvalidInputError("mode='vector' needs an embedder; this Memory has none")
         flt = Filter.parse(filters)
-        if k == 0 or not query.strip():
+        if tags is not None:
+            flt = dataclass_replace(flt, tags=normalize_tags([*flt.tags, *normalize_tags(tags)]))
+        query_tags, text = split_tag_tokens(query)
+        if k == 0:
             return []
+        if not text.strip():
+            # nothing fuzzy to search for: a pure tag lookup, or nothing at all
+            lookup = normalize_tags([*flt.tags, *query_tags])
+            if not lookup:
+                return []
+            return self._tag_lookup(ns, dataclass_replace(flt, tags=lookup), k, explain)
         cfg = settings or self.settings
         pool = max(cfg.candidates, k)
         lanes: builtins.list[Lane] = []
         users = self.store.memory_users(ns) if cfg.speaker_weight else []
-        named = _named_users(query, users)
+        named = _named_users(text, users)
+        tag_matches: dict[int, int] = {}
+        for tag in query_tags:
+            for rowid in self.store.memory_tag_search(ns, tag, flt, limit=pool):
+                tag_matches[rowid] = tag_matches.get(rowid, 0) + 1
         if mode in ("hybrid", "text"):
-            terms = query_terms(query)
+            terms = query_terms(text)
             documents, doc_counts = self.store.memory_term_docs(
-                list({index_stem(t) for t in terms})
+                ns, list({index_stem(t) for t in terms}), at_most=cfg.text_budget
             )
-            match = fts_match(prune_terms(terms, documents, doc_counts, budget=cfg.text_budget))
+            kept = prune_terms(terms, documents, doc_counts, budget=cfg.text_budget)
+            match = fts_match(kept)
             if match is not None:
-                ranked = self.store.memory_text_search(ns, match, flt, limit=pool)
+                ranked = self.store.memory_text_search(
+                    ns, match, flt, limit=pool, stems=[index_stem(t) for t in kept]
+                )
                 lanes.append(Lane("text", ranked, cfg.text_weight))
-            tagged = self.store.memory_tag_search(ns, query.strip(), flt, limit=MAX_LIMIT)
-            if tagged:
-                lanes.append(Lane("tag", [(r, 1.0) for r in tagged], cfg.tag_weight))
+            if not query_tags:  # a query equal to a (plain) tag also finds that tag
+                tagged = self.store.memory_tag_search(ns, query.strip(), flt, limit=MAX_LIMIT)
+                if tagged:
+                    lanes.append(Lane("tag", [(r, 1.0) for r in tagged], cfg.tag_weight))
+        if tag_matches:
+            ranked_tags = sorted(tag_matches.items(), key=lambda kv: (-kv[1], -kv[0]))
+            lanes.append(Lane("tag", [(r, float(n)) for r, n in ranked_tags], cfg.tag_weight))
         if mode in ("hybrid", "vector") and self.embedder is not None:
-            text = _without_names(query, users) if cfg.speaker_weight else query
-            ranked, floor = self._vector_lane(ns, text, flt, pool, cfg.window_weight)
+            vector_text = _without_names(text, users) if cfg.speaker_weight else text
+            ranked, floor = self._vector_lane(ns, vector_text, flt, pool, cfg.window_weight)
             lanes.append(Lane("vector", ranked, cfg.vector_weight, floor=floor))
         fused = fuse(lanes, method=cfg.fusion, rrf_k=cfg.rrf_k)
         if len(fused) > cfg.boost_depth:  # the tail cannot reach the top k, even boosted
-            best = sorted(fused.values(), key=lambda f: -f.score)[: cfg.boost_depth]
+            best = sorted(fused.values(), key=lambda f: (-tag_matches.get(f.key, 0), -f.score))[
+                : cfg.boost_depth
+            ]
             fused = {f.key: f for f in best}
         if fused and (cfg.neighbor_weight or len(named) == 1):
             adjacency = self.store.memory_adjacency(ns, list(fused))
             if cfg.neighbor_weight:
                 boost_neighbors(
-                    fused, {key: (a[1], a[2]) for key, a in adjacency.items()}, cfg.neighbor_weight
+                    fused,
+                    {key: (a[1], a[2]) for key, a in adjacency.items()},
+                    cfg.neighbor_weight,
+                    # a neighbour outside the filter must not join the results
+                    join=not flt.scoped,
                 )
                 joined = [key for key in fused if key not in adjacency]
                 adjacency.update(self.store.memory_adjacency(ns, joined))
@@ -543,13 +654,28 @@ class Memory:
                 recency_half_life_days=cfg.recency_half_life_days,
                 importance_weight=cfg.importance_weight,
             )
-        ordered = sorted(fused.values(), key=lambda f: (-f.score, -f.key))
+        # exact tag matches first (more of the query's tags first), then by score
+        ordered = sorted(
+            fused.values(), key=lambda f: (-tag_matches.get(f.key, 0), -f.score, -f.key)
+        )
+        return self._hits(ns, ordered, k, explain, records)
+
+    def _hits(
+        self,
+        namespace: str,
+        ordered: Sequence[Fused],
+        k: int,
+        explain: bool,
+        records: dict[int, MemoryRecord] | None = None,
+    ) -> builtins.list[Hit]:
+        """The first ``k`` candidates as hits; a candidate deleted meanwhile is skipped."""
+        records = {} if records is None else records
         hits: builtins.list[Hit] = []
-        # fetch records for the best few only; a candidate deleted meanwhile is skipped
+        # fetch records for the best few only
         for start in range(0, len(ordered), k + 8):
             window = ordered[start : start + k + 8]
             missing = [f.key for f in window if f.key not in records]
-            records.update(self.store.memory_records(ns, missing))
+            records.update(self.store.memory_records(namespace, missing))
             hits += [
                 Hit(records[f.key], f.score, f.explain() if explain else None)
                 for f in window
@@ -558,6 +684,13 @@ class Memory:
             if len(hits) >= k:
                 break
         return hits[:k]
+
+    def _tag_lookup(self, namespace: str, flt: Filter, k: int, explain: bool) -> builtins.list[Hit]:
+        """Exactly the memories carrying every tag of ``flt`` (and matching the rest of it),
+        newest first: no fuzzy lane can add anything."""
+        rowids = self.store.memory_tag_search(namespace, flt.tags[0], flt, limit=k)
+        fused = fuse([Lane("tag", [(r, 1.0) for r in rowids])])
+        return self._hits(namespace, [fused[r] for r in rowids], k, explain)
 
     def _vector_lane(
         self, namespace: str, query: str, flt: Filter, pool: int, window: float
@@ -913,6 +1046,11 @@ class AsyncMemory:
     ) -> builtins.list[MemoryRecord]:
         return await self._run(self.sync.remember_many, list(entries), **kwargs)
 
+    async def remember_results(
+        self, entries: Iterable[Mapping[str, Any]], **kwargs: Any
+    ) -> builtins.list[Remembered]:
+        return await self._run(self.sync.remember_results, list(entries), **kwargs)
+
     async def recall(self, query: str, **kwargs: Any) -> builtins.list[Hit]:
         return await self._run(self.sync.recall, query, **kwargs)
 
@@ -1055,18 +1193,3 @@ def _triple_part(name: str, value: object) -> str:
         raise InvalidInputError(f"{name} is longer than 1000 characters")
     check_id(name, value.strip()[:512])
     return value.strip()
-
-
-def _encode_cursor(rowid: int) -> str:
-    return f"c{rowid:x}"
-
-
-def _decode_cursor(cursor: str | None) -> int | None:
-    if cursor is None:
-        return None
-    if not isinstance(cursor, str) or not cursor.startswith("c"):
-        raise InvalidInputError("cursor must be a value returned as next_cursor")
-    try:
-        return int(cursor[1:], 16)
-    except ValueError:
-        raise InvalidInputError("cursor must be a value returned as next_cursor") from None

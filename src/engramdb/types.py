@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 JSONItem = dict[str, Any]
 """One session item: any JSON object (for the Agents SDK, a Responses input item)."""
@@ -88,6 +88,21 @@ class MemoryRecord:
             "updated_at": self.updated_at.isoformat(),
             "version": self.version,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class Remembered:
+    """What storing one memory did: ``created`` a new memory; found an identical one in the
+    same scope and ``merged`` the new tags into it; or found one that already had them all
+    (``existing``). ``memory`` is the memory as stored now."""
+
+    memory: MemoryRecord
+    status: Literal["created", "merged", "existing"]
+    merged_tags: tuple[str, ...] = ()
+
+    @property
+    def created(self) -> bool:
+        return self.status == "created"
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ def test_url_opens_a_postgres_store(url: str) -> None:
     try:
         assert isinstance(s, PostgresStore)
         assert s.native_vector_search and not s.inline_reads
-        assert s.memory_term_docs(["x"]) == (0, {})
+        assert s.memory_term_docs("ns", ["x"]) == (0, {})
     finally:
         s.close()
     with Memory(url, embedder=HashingEmbedder(64)) as mem:

@@ -121,6 +121,8 @@ def test_memories_lifecycle(api: Api) -> None:
     mem = r.json()
     assert mem["user_id"] == "caroline" and mem["version"] == 1
     assert mem["occurred_at"].startswith("2023-05-07T13:56:00")
+    assert mem.pop("status") == "created" and mem.pop("deduplicated") is False
+    assert mem.pop("merged_tags") == []
     assert call("GET", f"/v1/memories/{mem['id']}").json() == mem
     again = call("POST", "/v1/memories", json={"content": mem["content"], "user_id": "caroline"})
     assert again.json()["id"] == mem["id"]  # identical content in one scope: stored once

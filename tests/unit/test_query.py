@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 from engramdb.search.query import fts_match, index_stem, prune_terms, query_terms
 
 
@@ -84,3 +87,15 @@ def test_stemming_is_thread_safe() -> None:
         sys.setswitchinterval(old)
     assert not errors
     assert all(r == expected for r in results)
+
+
+def test_item_04_document_sizes_decode_fts5_varints(tmp_path: Path) -> None:
+    from engramdb.store.sqlite.memories import _column_sizes
+
+    conn = sqlite3.connect(tmp_path / "x.db")
+    conn.execute("CREATE VIRTUAL TABLE f USING fts5(a, b, c, d)")
+    sizes = [(3, 0, 200, 1), (20_000, 130, 0, 5)]
+    for row in sizes:
+        conn.execute("INSERT INTO f VALUES (?, ?, ?, ?)", tuple(" ".join(["w"] * n) for n in row))
+    got = [_column_sizes(r[0]) for r in conn.execute("SELECT sz FROM f_docsize ORDER BY id")]
+    assert got == [sum(row) for row in sizes]

@@ -70,11 +70,14 @@ def boost_neighbors(
     fused: dict[int, Fused],
     adjacency: Mapping[int, tuple[int | None, int | None]],
     weight: float,
+    *,
+    join: bool = True,
 ) -> None:
     """``s(i) += weight * max(s(previous), s(next))`` within a session (scores before boosting).
 
     Memories next to a strong hit are often part of the answer (the question's evidence spans
-    turns): LoCoMo recall@10 +0.02 at weight 0.2. Neighbours that were not candidates join.
+    turns): LoCoMo recall@10 +0.02 at weight 0.2. Neighbours that were not candidates join,
+    unless ``join`` is false (a filtered recall: a neighbour may lie outside the filter).
     """
     before = {key: f.score for key, f in fused.items()}
     touched: dict[int, float] = {}
@@ -87,6 +90,8 @@ def boost_neighbors(
                 touched[other] = max(touched.get(other, 0.0), before[key])
     for key, best in touched.items():
         item = fused.get(key)
+        if item is None and not join:
+            continue
         if item is None:
             item = fused[key] = Fused(key, 0.0)
         bump = weight * best

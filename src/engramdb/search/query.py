@@ -50,6 +50,39 @@ MAX_DOC_SHARE = 0.5
 """Terms in more than this share of documents get (almost) no BM25 weight: drop them."""
 
 
+# A tag-like token: ``key:value`` where the key starts with a letter (so "10:30" is not one)
+# and the value is not "//..." (so URLs are not either).
+_TAG_TOKEN = re.compile(r"[^\W\d_][\w.-]*:(?!//)\S+", re.UNICODE)
+MAX_TAG_TOKEN = 128
+
+
+def split_tag_tokens(query: str) -> tuple[tuple[str, ...], str]:
+    """The ``key:value`` tokens of a query (distinct, in order) and the rest of its text.
+
+    Recall treats these tokens as exact tags, never as words: ``session:abc`` must not match
+    every memory tagged ``session:<anything>`` through the word ``session``. A query made only
+    of such tokens is a tag lookup (memories carrying every one of them, nothing else).
+    """
+    tags: dict[str, None] = {}
+    rest: list[str] = []
+    for token in query.split():
+        if len(token) <= MAX_TAG_TOKEN and _TAG_TOKEN.fullmatch(token) and _storable(token):
+            tags[token] = None
+        else:
+            rest.append(token)
+    return tuple(tags), " ".join(rest)
+
+
+def _storable(token: str) -> bool:
+    if "\x00" in token:
+        return False
+    try:
+        token.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def words(text: str) -> list[str]:
     """Lower-cased word tokens (letters and digits of any script)."""
     return _WORD.findall(text.lower())

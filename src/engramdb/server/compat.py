@@ -29,7 +29,9 @@ class StoreIn(Body):
 
 
 class RecallIn(Body):
-    query: Str
+    query: Str = ""
+    tags: list[Str] | Str | None = None
+    """Exact tags, all of which a memory must carry (a list or a comma-separated string)."""
     limit: Limit = 10
 
 
@@ -75,27 +77,50 @@ def register(request: Request, svc: ServicesDep, body: RegisterIn) -> dict[str, 
     }
 
 
+def _tags(tags: list[str] | str | None) -> list[str]:
+    """Tags given as a list or as one comma-separated string."""
+    if isinstance(tags, str):
+        return [part.strip() for part in tags.split(",") if part.strip()]
+    return list(tags or ())
+
+
 @router.post("/api/memory/store")
 def store(t: TenantDep, body: StoreIn) -> dict[str, Any]:
-    """Store one memory."""
-    tags = body.tags
-    if isinstance(tags, str):
-        tags = [part.strip() for part in tags.split(",") if part.strip()]
-    record = t.memory.remember(
-        body.content,
-        tags=tags or (),
-        metadata=body.metadata,
-        importance=0.5 if body.importance is None else body.importance,
+    """Store one memory (identical content is stored once; new tags merge into it)."""
+    result = t.memory.remember_results(
+        [
+            {
+                "content": body.content,
+                "tags": _tags(body.tags),
+                "metadata": body.metadata,
+                "importance": 0.5 if body.importance is None else body.importance,
+            }
+        ],
         quota=t.quota,
-    )
-    return {"success": True, "memory_id": record.id, "id": record.id, "memory": _memory(record)}
+    )[0]
+    record = result.memory
+    return {
+        "success": True,
+        "memory_id": record.id,
+        "id": record.id,
+        "memory": _memory(record),
+        # identical content is stored once per namespace: its new tags are merged into it
+        "status": result.status,
+        "deduplicated": not result.created,
+        "merged_tags": list(result.merged_tags),
+    }
 
 
 @router.post("/api/memory/recall")
 def recall(t: TenantDep, body: RecallIn) -> dict[str, Any]:
-    """Memories for a query, searched over content and tags."""
+    """Memories for a query, searched over content and tags.
+
+    ``tags`` keeps only memories carrying every one of them (exact). A query made only of
+    ``key:value`` tags, or an empty query with ``tags``, is a pure tag lookup: exactly the
+    memories with those tags, newest first, no fuzzy or vector hits."""
     t.limiter.count_recall(t.key, t.ancestors)
-    hits = t.memory.recall(body.query, limit=body.limit)
+    tags = _tags(body.tags)
+    hits = t.memory.recall(body.query, tags=tags or None, limit=body.limit)
     return {
         "memories": [_memory(h.memory, h.score) for h in hits],
         "count": len(hits),

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, Strict
 
 from ..memory import MAX_LIMIT
+from ..types import Remembered
 
 # Strict scalars: "0.5" is not a number and 1 is not a string.
 Str = Annotated[str, Strict()]
@@ -53,7 +54,7 @@ class FiltersIn(Body):
 
 
 class RecallIn(Body):
-    query: Str
+    query: Str = ""
     filters: FiltersIn | None = None
     limit: Limit = 10
     mode: Literal["hybrid", "text", "vector"] = "hybrid"
@@ -144,6 +145,29 @@ class MemoryOut(FromRecord):
     version: int
 
 
+class RememberedOut(MemoryOut):
+    """A stored memory and what storing it did."""
+
+    status: Literal["created", "merged", "existing"] = Field(
+        description="created: a new memory. merged: identical content was already stored in "
+        "this scope (namespace, user, agent, session); the new tags were added to it. "
+        "existing: identical, and it already had every tag."
+    )
+    deduplicated: bool = Field(description="true when no new memory was created")
+    merged_tags: list[str] = Field(description="tags added to the existing memory")
+
+    @classmethod
+    def of_result(cls, result: Remembered) -> RememberedOut:
+        return cls.model_validate(
+            {
+                **MemoryOut.of(result.memory).model_dump(),
+                "status": result.status,
+                "deduplicated": not result.created,
+                "merged_tags": list(result.merged_tags),
+            }
+        )
+
+
 class HitOut(FromRecord):
     memory: MemoryOut
     score: float
@@ -155,7 +179,7 @@ class RecallOut(BaseModel):
 
 
 class MemoriesOut(BaseModel):
-    memories: list[MemoryOut]
+    memories: list[RememberedOut]
 
 
 class MemoryPageOut(BaseModel):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from datetime import datetime
 from typing import Annotated, Any
@@ -44,6 +42,7 @@ from .models import (
     PoppedOut,
     RecallIn,
     RecallOut,
+    RememberedOut,
     RevokedOut,
     SessionOut,
     SessionPageOut,
@@ -69,31 +68,31 @@ ItemLimit = Annotated[int | None, Query(ge=0, le=1_000_000)]
 # Session ids travel percent-encoded in the path (see RawSessionPath); they are decoded here.
 
 
-def _session_cursor(updated_at: datetime, session_id: str) -> str:
+def _session_cursor(t: Tenant, updated_at: datetime, session_id: str) -> str:
     raw = json.dumps([us_from_datetime(updated_at), session_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return t.memory.seal_cursor("sessions", raw)
 
 
-def _parse_session_cursor(cursor: str) -> tuple[datetime, str]:
+def _parse_session_cursor(t: Tenant, cursor: str) -> tuple[datetime, str]:
+    raw = t.memory.open_cursor("sessions", cursor)  # only this namespace's cursors open
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         us, sid = json.loads(raw)
         if not isinstance(us, int) or not isinstance(sid, str):
             raise ValueError
         return datetime_from_us(us), sid
-    except (ValueError, binascii.Error, TypeError, OverflowError):
+    except (ValueError, TypeError, OverflowError):
         raise InvalidInputError("invalid cursor") from None
 
 
 @router.get("/sessions", response_model=SessionPageOut, tags=["sessions"])
 def sessions_list(t: TenantDep, limit: PageLimit = 50, cursor: str | None = None) -> SessionPageOut:
     """Sessions of the namespace, most recently updated first."""
-    before = _parse_session_cursor(cursor) if cursor else None
+    before = _parse_session_cursor(t, cursor) if cursor else None
     found = list_sessions(t.memory.store, namespace=t.namespace, limit=limit, before=before)
     last = found[-1] if len(found) == limit else None
     return SessionPageOut(
         sessions=[SessionOut.of(s) for s in found],
-        next_cursor=_session_cursor(last.updated_at, last.session_id) if last else None,
+        next_cursor=_session_cursor(t, last.updated_at, last.session_id) if last else None,
     )
 
 
@@ -147,17 +146,20 @@ def _entry(m: MemoryIn) -> dict[str, Any]:
     return m.model_dump()
 
 
-@router.post("/memories", response_model=MemoryOut, status_code=201, tags=["memories"])
-def remember(t: TenantDep, body: MemoryIn) -> MemoryOut:
-    """Store one memory (identical content in the same scope is stored once)."""
-    return MemoryOut.of(t.memory.remember_many([_entry(body)], quota=t.quota)[0])
+@router.post("/memories", response_model=RememberedOut, status_code=201, tags=["memories"])
+def remember(t: TenantDep, body: MemoryIn) -> RememberedOut:
+    """Store one memory. Identical content in the same scope (namespace, user, agent,
+    session) is stored once: the answer is that memory, with the new tags merged into it
+    (``status``: created, merged or existing)."""
+    return RememberedOut.of_result(t.memory.remember_results([_entry(body)], quota=t.quota)[0])
 
 
 @router.post("/memories/batch", response_model=MemoriesOut, status_code=201, tags=["memories"])
 def remember_batch(t: TenantDep, body: MemoryBatchIn) -> MemoriesOut:
-    """Store up to 1,000 memories in one transaction: one bad entry rejects them all."""
-    records = t.memory.remember_many([_entry(m) for m in body.memories], quota=t.quota)
-    return MemoriesOut(memories=[MemoryOut.of(r) for r in records])
+    """Store up to 1,000 memories in one transaction: one bad entry rejects them all. Each
+    answer says whether it was created or deduplicated (tags merged), as for one memory."""
+    results = t.memory.remember_results([_entry(m) for m in body.memories], quota=t.quota)
+    return MemoriesOut(memories=[RememberedOut.of_result(r) for r in results])
 
 
 @router.post("/memories/recall", response_model=RecallOut, tags=["memories"])

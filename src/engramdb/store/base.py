@@ -213,12 +213,19 @@ class Store(Protocol):
     def lease_release(self, namespace: str, name: str, owner: str) -> bool:
         """Release a lease held by ``owner``. Returns whether it was held."""
 
+    # -- secrets ---------------------------------------------------------------------------
+    def secret(self, name: str) -> bytes:
+        """A random 32-byte secret kept in the store under ``name``, made on first use: every
+        process and replica sharing the store, before and after a restart, gets the same."""
+
     # -- memories --------------------------------------------------------------------------
     def memory_insert(
         self, namespace: str, memories: Sequence[NewMemory]
     ) -> list[tuple[MemoryRecord, bool]]:
-        """Insert a batch in one transaction; an identical memory in the same scope is returned
-        instead of stored again. Returns ``(record, created)`` per input, in order."""
+        """Insert a batch in one transaction; an identical memory in the same scope (namespace,
+        user, agent, session) is not stored again: the tags it lacks are merged into it (a new
+        version, the prior one kept in history). Returns ``(record, created)`` per input, in
+        order; for an identical memory, the record as it was *before* the merge."""
 
     def memory_get(self, namespace: str, memory_id: str) -> MemoryRecord | None:
         """One memory by public id, only if it belongs to ``namespace``."""
@@ -255,16 +262,27 @@ class Store(Protocol):
         :meth:`memory_users`."""
 
     def memory_text_search(
-        self, namespace: str, match: str, flt: Filter, *, limit: int
+        self,
+        namespace: str,
+        match: str,
+        flt: Filter,
+        *,
+        limit: int,
+        stems: Sequence[str] = (),
     ) -> list[tuple[int, float]]:
-        """Full-text candidates ``(rowid, bm25)`` for an FTS MATCH expression, best first."""
+        """Full-text candidates ``(rowid, score)`` for an FTS MATCH expression (``stems``: the
+        index tokens of its terms), best first, higher is better. A score depends only on
+        ``namespace``'s data: never on statistics of other namespaces' documents."""
 
     def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:
         """Rowids of memories carrying ``tag`` (case-insensitive), newest first."""
 
-    def memory_term_docs(self, stems: Sequence[str]) -> tuple[int, dict[str, int]]:
-        """(documents in the text index, documents containing each stemmed term); both may
-        be estimates, across namespaces. Stores without such counts return ``(0, {})``."""
+    def memory_term_docs(
+        self, namespace: str, stems: Sequence[str], *, at_most: int | None = None
+    ) -> tuple[int, dict[str, int]]:
+        """(memories of ``namespace``, of them those containing each stemmed term): counts of
+        this namespace only; a count above ``at_most`` may be given as ``at_most + 1``.
+        Stores without such counts return ``(0, {})``."""
 
     def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:
         """Rowids matching a scoped filter (``None`` if more than ``limit``)."""

@@ -9,6 +9,7 @@ filtered search returning enough rows.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -19,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from ...errors import ConflictError
-from ...filters import Filter
+from ...filters import Filter, tags_to_merge
 from ...types import (
     MemoryRecord,
     MemoryStats,
@@ -80,6 +81,32 @@ def _refresh_context(conn: Conn, rowids: Sequence[int]) -> None:
         f"ORDER BY x.rowid) FROM ({_NEAR}) x), '') "
         "WHERE m.rowid = ANY(%s::bigint[]) AND m.session_id IS NOT NULL",
         (sorted(set(rowids)),),
+    )
+
+
+def _merge_tags(
+    conn: Conn, namespace: str, rowid: int, old: MemoryRecord, tags: Sequence[str], now: int
+) -> None:
+    """Add the tags ``old`` lacks (a new version; the prior one goes to history)."""
+    added = tags_to_merge(old.tags, tags)
+    if not added:
+        return
+    merged = [*old.tags, *added]
+    conn.execute(
+        "INSERT INTO memory_history (memory_id, version, content, tags, metadata, importance, "
+        "replaced_at) SELECT id, version, content, tags, metadata, importance, %s "
+        "FROM memories WHERE rowid = %s",
+        (now, rowid),
+    )
+    conn.execute(
+        "UPDATE memories SET tags = %s, tag_text = %s, version = version + 1, updated_at = %s "
+        "WHERE rowid = %s",
+        (to_json(merged), " ".join(merged), now, rowid),
+    )
+    conn.cursor().executemany(
+        "INSERT INTO memory_tags (namespace, tag, memory_rowid) VALUES (%s, %s, %s) "
+        "ON CONFLICT DO NOTHING",
+        [(namespace, tag.lower(), rowid) for tag in added],
     )
 
 
@@ -288,6 +315,24 @@ class MemoriesMixin:
                 return
         self._indexed_dims |= todo
 
+    # -- secrets ---------------------------------------------------------------------------
+    def secret(self, name: str) -> bytes:
+        def work(conn: Conn) -> bytes:
+            conn.execute(
+                "INSERT INTO secrets (name, value) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+                (name, os.urandom(32)),
+            )
+            row = conn.execute("SELECT value FROM secrets WHERE name = %s", (name,)).fetchone()
+            assert row is not None
+            return bytes(row[0])
+
+        found = self.read(
+            lambda conn: conn.execute(
+                "SELECT value FROM secrets WHERE name = %s", (name,)
+            ).fetchone()
+        )
+        return bytes(found[0]) if found is not None else self.run(work)
+
     # -- writes ----------------------------------------------------------------------------
     def memory_insert(
         self, namespace: str, memories: Sequence[NewMemory]
@@ -375,7 +420,7 @@ class MemoriesMixin:
                 existing = conn.execute(
                     f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND "
                     "coalesce(m.user_id, '') = %s AND coalesce(m.agent_id, '') = %s AND "
-                    "coalesce(m.session_id, '') = %s AND m.content_hash = %s",
+                    "coalesce(m.session_id, '') = %s AND m.content_hash = %s FOR UPDATE",
                     (
                         namespace,
                         m.user_id or "",
@@ -386,7 +431,9 @@ class MemoriesMixin:
                 ).fetchone()
                 if existing is None:
                     raise ConflictError(f"a memory with id {m.id!r} already exists")
-                out.append((memory_record(existing), False))
+                record = memory_record(existing)
+                _merge_tags(conn, namespace, int(existing[0]), record, m.tags, now)
+                out.append((record, False))
             return out
 
         return self.run(work)
@@ -553,8 +600,16 @@ class MemoriesMixin:
         return self.read(lambda conn: [str(r[0]) for r in conn.execute(query, args)])
 
     def memory_text_search(
-        self, namespace: str, match: str, flt: Filter, *, limit: int
+        self,
+        namespace: str,
+        match: str,
+        flt: Filter,
+        *,
+        limit: int,
+        stems: Sequence[str] = (),
     ) -> list[tuple[int, float]]:
+        # ts_rank scores a document from its own text only (no corpus statistics), so no
+        # other namespace's data can move a score
         terms = match_terms(match)
         if not terms or limit <= 0:
             return []
@@ -584,7 +639,9 @@ class MemoriesMixin:
         rows = self.read(lambda conn: conn.execute(query, args).fetchall())
         return [int(r[0]) for r in rows]
 
-    def memory_term_docs(self, stems: Sequence[str]) -> tuple[int, dict[str, int]]:
+    def memory_term_docs(
+        self, namespace: str, stems: Sequence[str], *, at_most: int | None = None
+    ) -> tuple[int, dict[str, int]]:
         return 0, {}  # GIN has no cheap per-term document counts; queries run unpruned
 
     def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:

@@ -203,6 +203,14 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE api_keys ADD COLUMN created_by text",
         "CREATE INDEX api_keys_by_creator ON api_keys (created_by)",
     ],
+    # 4: random secrets of this store, shared by every process and replica using it (the key
+    # that seals page cursors)
+    [
+        """CREATE TABLE IF NOT EXISTS secrets (
+            name  text  PRIMARY KEY,
+            value bytea NOT NULL
+        )""",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import os
 import sqlite3
 import threading
 import time
@@ -12,7 +14,7 @@ from typing import Any
 
 import orjson
 
-from ...filters import Filter
+from ...filters import Filter, tags_to_merge
 from ...types import (
     MemoryRecord,
     MemoryStats,
@@ -35,7 +37,70 @@ from ..rows import (
 
 # bm25 column weights: content, tags, metadata values, neighbouring memories' text (LoCoMo:
 # context at 0.3 lifted BM25 R@10 from 0.63 to 0.72; more weight made it worse)
-_BM25 = "bm25(memories_fts, 1.0, 0.6, 0.3, 0.3)"
+_COLUMN_WEIGHTS = {"content": 1.0, "tags": 0.6, "meta": 0.3, "ctx": 0.3}
+_K1, _B = 1.2, 0.75  # FTS5's bm25() constants
+_WEIGHT_SQL = (
+    "CASE i.col "
+    + " ".join(f"WHEN '{c}' THEN {w}" for c, w in _COLUMN_WEIGHTS.items())
+    + " ELSE 1.0 END"
+)
+
+
+def _instance_vocab(conn: sqlite3.Connection) -> None:
+    """The full-text index's postings (term, doc, column, offset) as a per-connection table."""
+    conn.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memories_fts_instance "
+        "USING fts5vocab(main, memories_fts, instance)"
+    )
+
+
+def _column_sizes(blob: bytes) -> int:
+    """Tokens in a document: the sum of FTS5's per-column sizes (SQLite varints)."""
+    total, value, used = 0, 0, 0
+    for byte in blob:
+        used += 1
+        if used == 9:  # the ninth byte of a varint carries 8 bits
+            total += (value << 8) | byte
+            value, used = 0, 0
+        elif byte & 0x80:
+            value = (value << 7) | (byte & 0x7F)
+        else:
+            total += (value << 7) | byte
+            value, used = 0, 0
+    return total
+
+
+def bm25_rank(
+    postings: Sequence[tuple[int, str, float]],
+    sizes: dict[int, int],
+    documents: int,
+    limit: int,
+) -> list[tuple[int, float]]:
+    """BM25 as FTS5's bm25() computes it (column weights, k1 = 1.2, b = 0.75), from
+    ``(doc, term, column-weighted hits)`` postings and statistics of one namespace only:
+    document frequencies and the document count are the namespace's, the average length that
+    of the matching documents. Best first (ties: newest first)."""
+    freq: dict[int, list[tuple[str, float]]] = {}
+    holders: dict[str, int] = {}
+    for doc, term, hits in postings:
+        freq.setdefault(doc, []).append((term, hits))
+        holders[term] = holders.get(term, 0) + 1
+    documents = max(documents, len(freq))
+    idf = {}
+    for term, df in holders.items():
+        value = math.log((documents - df + 0.5) / (df + 0.5))
+        idf[term] = value if value > 0 else 1e-6
+    avgdl = sum(sizes.get(doc, 0) for doc in freq) / len(freq) or 1.0
+    scored = []
+    k1, k1_1, b = _K1, _K1 + 1, _B
+    for doc, per_doc in freq.items():
+        norm = k1 * (1 - b + b * sizes.get(doc, 0) / avgdl)
+        score = 0.0
+        for term, f in per_doc:
+            score += idf[term] * f * k1_1 / (f + norm)
+        scored.append((doc, score))
+    scored.sort(key=lambda item: (-item[1], -item[0]))
+    return scored[:limit]
 
 
 def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
@@ -145,7 +210,6 @@ class MemoriesMixin:
     _read: Any
     _write: Any
     _busy_timeout: float
-    _term_docs_cache: tuple[int, dict[str, int]] | None = None
     _closed: bool
     _connect: Callable[[], sqlite3.Connection]
     scrub_at_once_rows: int = SCRUB_AT_ONCE_ROWS
@@ -164,6 +228,20 @@ class MemoriesMixin:
 
     def _writer(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._write()  # type: ignore[no-any-return]
+
+    # -- secrets ---------------------------------------------------------------------------
+    def secret(self, name: str) -> bytes:
+        with self._reader() as conn:
+            row = conn.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        if row is not None:
+            return bytes(row[0])
+        with self._writer() as conn:
+            conn.execute(
+                "INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)",
+                (name, os.urandom(32)),
+            )
+            row = conn.execute("SELECT value FROM secrets WHERE name = ?", (name,)).fetchone()
+        return bytes(row[0])
 
     # -- writes ----------------------------------------------------------------------------
     def memory_insert(
@@ -251,8 +329,47 @@ class MemoriesMixin:
                     from ...errors import ConflictError
 
                     raise ConflictError(f"a memory with id {m.id!r} already exists")
-                out.append((memory_record(existing), False))
+                record = memory_record(existing)
+                self._merge_tags(conn, namespace, existing[0], record, m.tags, now)
+                out.append((record, False))
         return out
+
+    @staticmethod
+    def _merge_tags(
+        conn: sqlite3.Connection,
+        namespace: str,
+        rowid: int,
+        old: MemoryRecord,
+        tags: Sequence[str],
+        now: int,
+    ) -> None:
+        """Add the tags ``old`` lacks (a new version; the prior one goes to history)."""
+        added = tags_to_merge(old.tags, tags)
+        if not added:
+            return
+        merged = [*old.tags, *added]
+        conn.execute(
+            "INSERT INTO memory_history (memory_id, version, content, tags, metadata, "
+            "importance, replaced_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                old.id,
+                old.version,
+                old.content,
+                to_json(list(old.tags)),
+                to_json(old.metadata),
+                old.importance,
+                now,
+            ),
+        )
+        conn.execute(
+            "UPDATE memories SET tags = ?, version = version + 1, updated_at = ? WHERE rowid = ?",
+            (to_json(merged), now, rowid),
+        )
+        conn.execute("UPDATE memories_fts SET tags = ? WHERE rowid = ?", (" ".join(merged), rowid))
+        conn.executemany(
+            "INSERT OR IGNORE INTO memory_tags (namespace, tag, memory_rowid) VALUES (?, ?, ?)",
+            [(namespace, tag, rowid) for tag in added],
+        )
 
     def _unindex_text(self, conn: sqlite3.Connection, rowid: int) -> None:
         conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
@@ -619,19 +736,50 @@ class MemoriesMixin:
             return [r[0] for r in conn.execute(sql, [namespace, *params])]
 
     def memory_text_search(
-        self, namespace: str, match: str, flt: Filter, *, limit: int
+        self,
+        namespace: str,
+        match: str,
+        flt: Filter,
+        *,
+        limit: int,
+        stems: Sequence[str] = (),
     ) -> list[tuple[int, float]]:
+        # FTS5's bm25() weighs terms by statistics of the whole table, every namespace's
+        # documents included: scores would tell one tenant how common a word is in the
+        # others'. So BM25 is computed here from the namespace's own statistics (the matching
+        # memories, after the filter): term frequencies per column from the index, document
+        # frequencies and the document count of the namespace, and the average length of
+        # the matching documents.
+        terms = [t for t in dict.fromkeys(stems) if t]
+        if not terms or limit <= 0:
+            return []
         where, params = filter_sql(flt)
         with self._reader() as conn:
+            _instance_vocab(conn)
             rows = conn.execute(
-                f"SELECT m.rowid, {_BM25} AS score FROM memories_fts "
-                "JOIN memories m ON m.rowid = memories_fts.rowid "
-                f"WHERE memories_fts MATCH ? AND m.namespace = ?{where} "
-                "ORDER BY score LIMIT ?",
-                [match, namespace, *params, limit],
+                # CROSS JOIN keeps the index's posting lists as the outer loop
+                f"SELECT i.doc, i.term, sum({_WEIGHT_SQL}) FROM temp.memories_fts_instance i "
+                "CROSS JOIN memories m ON m.rowid = i.doc "
+                f"WHERE i.term IN (SELECT value FROM json_each(?)) AND m.namespace = ?{where} "
+                "GROUP BY i.doc, i.term",
+                [to_json(terms), namespace, *params],
             ).fetchall()
-        # bm25() is lower-is-better; flip it so every lane's score is higher-is-better
-        return [(r[0], -r[1]) for r in rows]
+            if not rows:
+                return []
+            (documents,) = conn.execute(
+                f"SELECT count(*) FROM memories m WHERE m.namespace = ?{where}",
+                [namespace, *params],
+            ).fetchone()
+            docs = sorted({r[0] for r in rows})
+            sizes = {
+                r[0]: _column_sizes(r[1])
+                for r in conn.execute(
+                    "SELECT id, sz FROM memories_fts_docsize WHERE id IN "
+                    "(SELECT value FROM json_each(?))",
+                    (to_json(docs),),
+                )
+            }
+        return bm25_rank(rows, sizes, int(documents), limit)
 
     def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:
         where, params = filter_sql(flt)
@@ -644,28 +792,30 @@ class MemoriesMixin:
             ).fetchall()
         return [r[0] for r in rows]
 
-    def memory_term_docs(self, stems: Sequence[str]) -> tuple[int, dict[str, int]]:
-        if not stems:
+    def memory_term_docs(
+        self, namespace: str, stems: Sequence[str], *, at_most: int | None = None
+    ) -> tuple[int, dict[str, int]]:
+        terms = [t for t in dict.fromkeys(stems) if t]
+        if not terms:
             return 0, {}
+        cap = -1 if at_most is None else at_most + 1  # LIMIT -1: no limit
+        counts: dict[str, int] = {}
         with self._reader() as conn:
-            (total,) = conn.execute("SELECT coalesce(max(rowid), 0) FROM memories_fts").fetchone()
-            # counting a term's documents walks its whole posting list: remember the counts
-            # while the index has grown by less than 5%
-            cache = self._term_docs_cache
-            if not cache or not cache[0] <= total <= cache[0] * 1.05:
-                cache = self._term_docs_cache = (int(total), {})
-            counts = cache[1]
-            missing = [s for s in stems if s not in counts]
-            if missing:
-                found = dict(
-                    conn.execute(
-                        "SELECT term, doc FROM memories_fts_terms WHERE term IN "
-                        "(SELECT value FROM json_each(?))",
-                        (to_json(missing),),
-                    ).fetchall()
-                )
-                counts.update({s: int(found.get(s, 0)) for s in missing})
-        return int(total), {s: counts[s] for s in stems if counts[s]}
+            _instance_vocab(conn)
+            for term in terms:
+                # a term's postings are in document order: stop once the cap is reached
+                (found,) = conn.execute(
+                    "SELECT count(*) FROM (SELECT DISTINCT i.doc "
+                    "FROM temp.memories_fts_instance i CROSS JOIN memories m ON m.rowid = i.doc "
+                    "WHERE i.term = ? AND m.namespace = ? LIMIT ?)",
+                    (term, namespace, cap),
+                ).fetchone()
+                if found:
+                    counts[term] = int(found)
+            (total,) = conn.execute(
+                "SELECT count(*) FROM memories WHERE namespace = ?", (namespace,)
+            ).fetchone()
+        return int(total), counts
 
     def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:
         where, params = filter_sql(flt)

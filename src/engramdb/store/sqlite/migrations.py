@@ -188,6 +188,14 @@ MIGRATIONS: list[list[str]] = [
         "ALTER TABLE api_keys ADD COLUMN created_by TEXT",
         "CREATE INDEX api_keys_by_creator ON api_keys (created_by)",
     ],
+    # 7: random secrets of this store, shared by every process and replica using it (the key
+    # that seals page cursors)
+    [
+        """CREATE TABLE IF NOT EXISTS secrets (
+            name  TEXT PRIMARY KEY,
+            value BLOB NOT NULL
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)
