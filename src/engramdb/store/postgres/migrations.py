@@ -189,7 +189,7 @@ MIGRATIONS: list[list[str]] = [
     # random secrets of this store, shared by every process and replica using it (the key
     # that seals page cursors)
     [
-        """CREATE TABLE secrets (
+        """CREATE TABLE IF NOT EXISTS secrets (
             name  text  PRIMARY KEY,
             value bytea NOT NULL
         )""",
