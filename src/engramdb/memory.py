@@ -18,7 +18,6 @@ import copy
 import hashlib
 import json
 import logging
-import math
 import re
 import threading
 import uuid
@@ -32,8 +31,8 @@ import numpy as np
 import orjson
 
 from .embed import Embedder, EmbeddingError, resolve_embedder
-from .errors import InvalidInputError, NotFoundError
-from .filters import Filter, normalize_tags, parse_datetime
+from .errors import InvalidInputError, NotFoundError, PayloadTooLargeError
+from .filters import MAX_TAG_LENGTH, Filter, normalize_tags, parse_datetime
 from .search.fusion import Fusion, Lane, apply_boosts, boost_neighbors, boost_speaker, fuse
 from .search.query import (
     POSTINGS_BUDGET,
@@ -57,7 +56,7 @@ from .types import (
     now_us,
     us_from_datetime,
 )
-from .validation import check_id, check_limit
+from .validation import MAX_QUERY_CHARS, check_id, check_limit, check_text, encode_json
 
 log = logging.getLogger("engramdb")
 
@@ -67,6 +66,8 @@ FilterInput = Filter | Mapping[str, Any] | None
 MAX_CONTENT_CHARS = 32_000
 MAX_LIMIT = 10_000
 MAX_METADATA_BYTES = 16_384
+MAX_FACT_CHARS = 1000
+"""Longest subject, predicate, object or source of a triple."""
 
 
 @dataclass(frozen=True)
@@ -141,12 +142,14 @@ class Memory:
         embedder: Embedder | str | None = "auto",
         settings: RecallSettings | None = None,
         max_content_chars: int = MAX_CONTENT_CHARS,
+        max_query_chars: int = MAX_QUERY_CHARS,
     ) -> None:
         self.store = resolve_store(store)
         self.namespace = check_id("namespace", namespace)
         self.embedder = resolve_embedder(embedder)
         self.settings = settings or RecallSettings()
         self.max_content_chars = max_content_chars
+        self.max_query_chars = max_query_chars
         self._locked = False
         self._shared = _SharedIndex()  # views made by scoped() share it
 
@@ -267,8 +270,8 @@ class Memory:
                 ),
                 **scope,
             )
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"{where}{exc}") from None
+        except InvalidInputError as exc:  # same kind (e.g. too large: 413), says which entry
+            raise type(exc)(f"{where}{exc}") from None
 
     def _content(self, content: object) -> str:
         if isinstance(content, bytes):
@@ -282,7 +285,7 @@ class Memory:
         if not content:
             raise InvalidInputError("content must not be empty or whitespace")
         if len(content) > self.max_content_chars:
-            raise InvalidInputError(
+            raise PayloadTooLargeError(
                 f"content is {len(content):,} characters; the limit is {self.max_content_chars:,}"
                 " (split it, or raise max_content_chars)"
             )
@@ -447,6 +450,11 @@ class Memory:
         ns = self._ns(namespace)
         if not isinstance(query, str):
             raise InvalidInputError(f"query must be a string, got {type(query).__name__}")
+        if len(query) > self.max_query_chars:
+            raise PayloadTooLargeError(
+                f"query is {len(query):,} characters; the limit is {self.max_query_chars:,}"
+            )
+        check_text("query", query)
         k = check_limit(limit, allow_none=False, maximum=MAX_LIMIT) or 0
         if mode not in ("hybrid", "text", "vector"):
             raise InvalidInputError(f"mode must be 'hybrid', 'text' or 'vector', got {mode!r}")
@@ -469,7 +477,12 @@ class Memory:
             if match is not None:
                 ranked = self.store.memory_text_search(ns, match, flt, limit=pool)
                 lanes.append(Lane("text", ranked, cfg.text_weight))
-            tagged = self.store.memory_tag_search(ns, query.strip(), flt, limit=MAX_LIMIT)
+            tag = query.strip()  # longer than any tag can be: no lookup
+            tagged = (
+                self.store.memory_tag_search(ns, tag, flt, limit=MAX_LIMIT)
+                if len(tag) <= MAX_TAG_LENGTH
+                else []
+            )
             if tagged:
                 lanes.append(Lane("tag", [(r, 1.0) for r in tagged], cfg.tag_weight))
         if mode in ("hybrid", "vector") and self.embedder is not None:
@@ -582,9 +595,12 @@ class Memory:
             or not isinstance(confidence, (int, float))
             or not (0.0 <= confidence <= 1.0)
         ):
-            raise InvalidInputError(f"confidence must be a number from 0 to 1, got {confidence!r}")
+            shown = f"{confidence!r}"[:40]
+            raise InvalidInputError(f"confidence must be a number from 0 to 1, got {shown}")
         if source is not None and not isinstance(source, str):
             raise InvalidInputError("source must be a string")
+        if source is not None and len(check_text("source", source)) > MAX_FACT_CHARS:
+            raise InvalidInputError(f"source is longer than {MAX_FACT_CHARS} characters")
         start = (
             us_from_datetime(parse_datetime("valid_from", valid_from))
             if valid_from is not None
@@ -746,6 +762,7 @@ class AsyncMemory:
         embedder: Embedder | str | None = "auto",
         settings: RecallSettings | None = None,
         max_content_chars: int = MAX_CONTENT_CHARS,
+        max_query_chars: int = MAX_QUERY_CHARS,
     ) -> None:
         self.sync = Memory(
             store,
@@ -753,6 +770,7 @@ class AsyncMemory:
             embedder=embedder,
             settings=settings,
             max_content_chars=max_content_chars,
+            max_query_chars=max_query_chars,
         )
 
     @staticmethod
@@ -835,10 +853,11 @@ def _replace(draft: NewMemory, **changes: Any) -> NewMemory:
 
 
 def _importance(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInputError(f"importance must be a number from 0 to 1, got {value!r}")
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise InvalidInputError(f"importance must be a number from 0 to 1, got {value!r}")
+    # the range test comes first: it is exact for huge ints (which float() cannot convert)
+    # and false for NaN and infinities
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        shown = f"{value!r}"[:40]
+        raise InvalidInputError(f"importance must be a number from 0 to 1, got {shown}")
     return float(value)
 
 
@@ -847,16 +866,12 @@ def _metadata(value: object) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise InvalidInputError(f"metadata must be a dict, got {type(value).__name__}")
-    try:
-        text = json.dumps(dict(value), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"metadata must be JSON-serialisable: {exc}") from None
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_METADATA_BYTES:
-        raise InvalidInputError(f"metadata is larger than {MAX_METADATA_BYTES:,} bytes as JSON")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInputError("metadata contains a lone surrogate") from None
+    text = encode_json("metadata", dict(value))  # depth, JSON types, valid Unicode
+    size = len(text.encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise PayloadTooLargeError(
+            f"metadata is {size:,} bytes as JSON; the limit is {MAX_METADATA_BYTES:,}"
+        )
     parsed: dict[str, Any] = json.loads(text)
     try:  # stores write metadata with orjson: integers must fit in 64 bits
         orjson.dumps(parsed)
@@ -888,8 +903,8 @@ def _metadata_text(metadata: Mapping[str, Any]) -> str:
 def _triple_part(name: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError(f"{name} must be a non-empty string")
-    if len(value) > 1000:
-        raise InvalidInputError(f"{name} is longer than 1000 characters")
+    if len(value) > MAX_FACT_CHARS:
+        raise InvalidInputError(f"{name} is longer than {MAX_FACT_CHARS} characters")
     check_id(name, value.strip()[:512])
     return value.strip()
 
@@ -904,6 +919,9 @@ def _decode_cursor(cursor: str | None) -> int | None:
     if not isinstance(cursor, str) or not cursor.startswith("c"):
         raise InvalidInputError("cursor must be a value returned as next_cursor")
     try:
-        return int(cursor[1:], 16)
+        rowid = int(cursor[1:], 16) if len(cursor) <= 17 else -1
     except ValueError:
-        raise InvalidInputError("cursor must be a value returned as next_cursor") from None
+        rowid = -1
+    if not 0 <= rowid < 2**63:  # a row id is a signed 64-bit integer
+        raise InvalidInputError("cursor must be a value returned as next_cursor")
+    return rowid

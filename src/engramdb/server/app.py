@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -18,7 +19,7 @@ from .auth import KeyRing
 from .errors import install_error_handlers
 from .middleware import AccessLog, BodyLimit, Idempotency, Message, Receive, Scope, Send
 from .models import HealthOut
-from .quotas import Limiter
+from .quotas import Limiter, TokenBuckets
 from .settings import ServerSettings
 from .tenant import Services
 
@@ -70,6 +71,10 @@ def create_app(
             store if store is not None else open_store(settings.store),
             embedder=settings.embedder,
         )
+    else:  # the caller's facade keeps its own limits
+        memory = copy.copy(memory)
+    memory.max_content_chars = settings.max_content_chars
+    memory.max_query_chars = settings.max_query_chars
     keys = KeyRing(memory.store, settings.admin_keys)
     app = FastAPI(
         title="engramdb",
@@ -79,6 +84,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.services = Services(memory, keys, Limiter(memory.store, settings.quotas))
+    app.state.registrations = TokenBuckets()  # open registrations per client address
     install_error_handlers(app)
 
     from . import compat, v1

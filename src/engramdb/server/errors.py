@@ -1,6 +1,8 @@
 """Every error the server sends is ``{"error": {"code", "message"}}`` with a precise status.
 
 Anything a client can send maps to a 4xx; 5xx means the store is unreachable (503) or a bug.
+A 5xx body never carries the underlying error's text (it may name files or SQL): it says what
+kind of failure it was and gives the request id; the detail goes to the server log.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from ..errors import (
     InvalidInputError,
     LeaseHeldError,
     NotFoundError,
+    PayloadTooLargeError,
     StoreUnavailableError,
 )
 
@@ -51,6 +54,7 @@ def error_response(
 
 # most specific first: the first isinstance match wins
 _ENGRAM_ERRORS: list[tuple[type[EngramError], int, str]] = [
+    (PayloadTooLargeError, 413, "payload_too_large"),
     (InvalidInputError, 400, "invalid_input"),
     (NotFoundError, 404, "not_found"),
     (LeaseHeldError, 409, "lease_held"),
@@ -91,6 +95,26 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
     return 422, "validation_error", "; ".join(parts) + more
 
 
+_FAILURES = {
+    "store_unavailable": "the store is unavailable",
+    "corrupt_record": "a stored record cannot be decoded; it was left in place",
+    "store_error": "the store failed",
+}
+
+
+def request_id(request: Request) -> str:
+    """The id the access log gives this request (also sent as ``X-Request-Id``)."""
+    state = request.scope.get("state") or {}
+    return str(state.get("request_id") or "-")
+
+
+def _server_failure(request: Request, exc: Exception, status: int, code: str) -> JSONResponse:
+    rid = request_id(request)
+    log.error("%s %s failed (request %s): %s", request.method, request.url.path, rid, exc)
+    what = _FAILURES.get(code, "internal server error")
+    return error_response(status, code, f"{what} (request id {rid}; details in the server log)")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure to one JSON error shape."""
 
@@ -103,10 +127,14 @@ def install_error_handlers(app: FastAPI) -> None:
         for kind, status, code in _ENGRAM_ERRORS:
             if isinstance(exc, kind):
                 if status >= 500:
-                    log.error("%s %s: %s", request.method, request.url.path, exc)
+                    return _server_failure(request, exc, status, code)
                 return error_response(status, code, str(exc))
-        log.error("%s %s: %s", request.method, request.url.path, exc)
-        return error_response(503, "store_error", str(exc))
+        return _server_failure(request, exc, 503, "store_error")
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        # only input nested thousands of levels deep gets here (the JSON parser's recursion)
+        return error_response(400, "invalid_input", "the request is nested too deeply")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -123,5 +151,10 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "internal server error (logged)")
+        rid = request_id(request)
+        log.exception(
+            "unhandled error in %s %s (request %s)", request.method, request.url.path, rid
+        )
+        return error_response(
+            500, "internal_error", f"internal server error (request id {rid}; logged)"
+        )

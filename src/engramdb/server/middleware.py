@@ -87,7 +87,11 @@ class AccessLog:
 
 
 class BodyLimit:
-    """413 for bodies over ``max_bytes``, by Content-Length or while streaming."""
+    """413 for bodies over ``max_bytes``, by Content-Length or while streaming.
+
+    A body without Content-Length (chunked) is read here, up to the limit, before the app
+    sees it: the app's body parser would turn any error while reading into a 400.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -105,6 +109,15 @@ class BodyLimit:
             else:
                 await send_error(send, 400, "bad_request", "invalid Content-Length header")
             return
+        if length is None:
+            try:
+                body = await read_body(receive, limit=self.max_bytes)
+            except _TooLarge:
+                await send_error(send, 413, "body_too_large", too_large)
+                return
+            except _Disconnected:
+                return
+            receive = _replay(body, receive)
         received = 0
         started = False
 
@@ -134,15 +147,35 @@ class _TooLarge(Exception):
     pass
 
 
-async def read_body(receive: Receive) -> bytes:
+async def read_body(receive: Receive, *, limit: int | None = None) -> bytes:
+    """The whole request body; :class:`_TooLarge` as soon as it passes ``limit`` bytes."""
     chunks = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise _Disconnected
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands over ``body`` once, then listens to the client again."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 class _Disconnected(Exception):

@@ -5,16 +5,74 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
 
-from ..memory import MAX_LIMIT
+from ..filters import MAX_METADATA_FILTER_KEYS, MAX_TAG_LENGTH, MAX_TAGS
+from ..memory import MAX_FACT_CHARS, MAX_LIMIT
+from ..validation import MAX_ID_LENGTH, check_depth, check_text
+
+# Every field of every request body is bounded here, once: strings in length and to valid
+# Unicode (a lone surrogate such as "\ud800" cannot be stored), numbers to finite values in
+# range, lists in count, JSON objects in nesting depth. Content and queries have no schema
+# bound: the library checks them against its configured limits and answers 413 naming the
+# limit (GET /v1/limits lists them all); the body size limit bounds them first.
+
+
+def _valid_text(value: str) -> str:
+    return check_text("string", value)  # InvalidInputError is a ValueError: a 422
+
+
+def _valid_json(value: dict[str, Any]) -> dict[str, Any]:
+    check_depth("value", value)
+    _check_strings(value)
+    return value
+
+
+def _check_strings(value: object) -> None:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            check_text("string", node)
+        elif isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+_Unicode = AfterValidator(_valid_text)
 
 # Strict scalars: "0.5" is not a number and 1 is not a string.
-Str = Annotated[str, Strict()]
+Str = Annotated[str, Strict(), _Unicode]
+"""Unbounded in the schema: only for content and queries, which the library bounds (413)."""
+Id = Annotated[str, Strict(), Field(max_length=MAX_ID_LENGTH), _Unicode]
+Tag = Annotated[str, Strict(), Field(max_length=MAX_TAG_LENGTH), _Unicode]
+Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS)]
+TagsText = Annotated[str, Strict(), Field(max_length=MAX_TAGS * (MAX_TAG_LENGTH + 1)), _Unicode]
+"""Tags as one comma-separated string (the compatibility API)."""
+FactText = Annotated[str, Strict(), Field(max_length=MAX_FACT_CHARS), _Unicode]
+KEY_NAME_CHARS = 200
+PURPOSE_CHARS = 1000
+KeyName = Annotated[str, Strict(), Field(min_length=1, max_length=KEY_NAME_CHARS), _Unicode]
+Purpose = Annotated[str, Strict(), Field(max_length=PURPOSE_CHARS), _Unicode]
 Int = Annotated[int, Strict()]
 Bool = Annotated[bool, Strict()]
-Number = Annotated[float, Strict()] | Annotated[int, Strict()]
+Number = (
+    Annotated[float, Strict(), Field(allow_inf_nan=False)]
+    | Annotated[int, Strict(), Field(ge=-(2**63), lt=2**63)]
+)
+Fraction = (
+    Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)]
+    | Annotated[int, Strict(), Field(ge=0, le=1)]
+)
+"""A number from 0 to 1 (importance, confidence)."""
 Limit = Annotated[int, Strict(), Field(ge=1, le=MAX_LIMIT)]
+JSONObject = Annotated[dict[str, Any], AfterValidator(_valid_json)]
+"""Any JSON object nested at most MAX_JSON_DEPTH deep, of valid Unicode."""
+MetadataValue = Annotated[str, Strict(), Field(max_length=MAX_FACT_CHARS), _Unicode] | Bool | Number
+MAX_BATCH = 1000
+MAX_ITEMS = 10_000
 
 
 class Body(BaseModel):
@@ -26,25 +84,27 @@ class Body(BaseModel):
 # -- requests -----------------------------------------------------------------------------
 class MemoryIn(Body):
     content: Str
-    user_id: Str | None = None
-    agent_id: Str | None = None
-    session_id: Str | None = None
-    tags: list[Str] = []
-    metadata: dict[str, Any] = {}
-    importance: Number = 0.5
+    user_id: Id | None = None
+    agent_id: Id | None = None
+    session_id: Id | None = None
+    tags: Tags = []
+    metadata: JSONObject = {}
+    importance: Fraction = 0.5
     occurred_at: datetime | None = None
 
 
 class MemoryBatchIn(Body):
-    memories: Annotated[list[MemoryIn], Field(min_length=1, max_length=1000)]
+    memories: Annotated[list[MemoryIn], Field(min_length=1, max_length=MAX_BATCH)]
 
 
 class FiltersIn(Body):
-    user_id: Str | None = None
-    agent_id: Str | None = None
-    session_id: Str | None = None
-    tags: list[Str] | None = None
-    metadata: dict[str, Any] | None = None
+    user_id: Id | None = None
+    agent_id: Id | None = None
+    session_id: Id | None = None
+    tags: Tags | None = None
+    metadata: (
+        Annotated[dict[Id, MetadataValue], Field(max_length=MAX_METADATA_FILTER_KEYS)] | None
+    ) = None
     since: datetime | None = None
     until: datetime | None = None
 
@@ -62,9 +122,9 @@ class RecallIn(Body):
 
 class MemoryPatch(Body):
     content: Str | None = None
-    tags: list[Str] | None = None
-    metadata: dict[str, Any] | None = None
-    importance: Number | None = None
+    tags: Tags | None = None
+    metadata: JSONObject | None = None
+    importance: Fraction | None = None
 
 
 class ForgetIn(Body):
@@ -73,15 +133,15 @@ class ForgetIn(Body):
 
 
 class ItemsIn(Body):
-    items: list[dict[str, Any]]
+    items: Annotated[list[JSONObject], Field(max_length=MAX_ITEMS)]
 
 
 class TripleIn(Body):
-    subject: Str
-    predicate: Str
-    object: Str
-    confidence: Number = 1.0
-    source: Str | None = None
+    subject: FactText
+    predicate: FactText
+    object: FactText
+    confidence: Fraction = 1.0
+    source: FactText | None = None
     valid_from: datetime | None = None
     single_valued: Bool = False
 
@@ -93,9 +153,9 @@ class LimitsIn(Body):
 
 
 class KeyIn(Body):
-    name: Annotated[str, Strict(), Field(min_length=1, max_length=200)]
-    purpose: Annotated[str, Strict(), Field(max_length=1000)] | None = None
-    namespace: Str | None = None
+    name: KeyName
+    purpose: Purpose | None = None
+    namespace: Id | None = None
     limits: LimitsIn | None = None
 
 
@@ -284,6 +344,29 @@ class ErrorDetail(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorDetail
+
+
+class LimitsOut(BaseModel):
+    """Size limits of this server (README "Limits" table)."""
+
+    content_chars: int = Field(description="characters of a memory's content (413 beyond)")
+    metadata_bytes: int = Field(description="bytes of a memory's metadata as JSON (413)")
+    query_chars: int = Field(description="characters of a recall query (413)")
+    body_bytes: int = Field(description="bytes of a request body (413)")
+    batch_memories: int = Field(description="memories in one batch")
+    session_items_per_request: int = Field(description="session items in one append")
+    tags_per_memory: int
+    tag_chars: int
+    id_chars: int = Field(description="characters of an id: session, user, agent, namespace")
+    fact_chars: int = Field(description="characters of a triple's subject/predicate/object")
+    json_depth: int = Field(description="nesting depth of metadata and session items")
+    page_limit: int = Field(description="largest `limit` of a recall or list page")
+    metadata_filter_keys: int
+    key_name_chars: int
+    purpose_chars: int
+    registrations_per_minute: int | None = Field(
+        description="open registrations per client address and minute (null: unlimited)"
+    )
 
 
 class HealthOut(BaseModel):

@@ -30,12 +30,46 @@ def seconds_to_midnight(now: datetime | None = None) -> int:
     return max(1, int((tomorrow - now).total_seconds()) + 1)
 
 
+class TokenBuckets:
+    """One token bucket per name (a key id, a client address), in this process: ``rate``
+    tokens a second up to ``burst``; :meth:`take` spends one or says how long to wait."""
+
+    MAX_NAMES = 100_000
+    """Buckets kept at most; past that the oldest full ones are forgotten (a forgotten bucket
+    is a full one, so forgetting loses nothing)."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}  # name -> (tokens, last refill)
+        self._lock = threading.Lock()
+
+    def take(self, name: str, rate: float, burst: float) -> int | None:
+        """Spend a token of ``name``'s bucket: ``None`` if there was one, else the whole
+        seconds to wait for the next."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.pop(name, (burst, now))
+            tokens = min(burst, tokens + (now - last) * rate)
+            if len(self._buckets) >= self.MAX_NAMES:
+                self._forget_full(now, rate, burst)
+            if tokens < 1.0:
+                self._buckets[name] = (tokens, now)
+                return max(1, int((1.0 - tokens) / rate + 0.999))
+            self._buckets[name] = (tokens - 1.0, now)
+            return None
+
+    def _forget_full(self, now: float, rate: float, burst: float) -> None:
+        for name, (tokens, last) in list(self._buckets.items()):
+            if tokens + (now - last) * rate >= burst:
+                del self._buckets[name]
+        while len(self._buckets) >= self.MAX_NAMES:  # all busy: drop the least recent
+            del self._buckets[next(iter(self._buckets))]
+
+
 class Limiter:
     def __init__(self, store: Store, defaults: Quotas) -> None:
         self.store = store
         self.defaults = defaults
-        self._buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, last refill)
-        self._lock = threading.Lock()
+        self._buckets = TokenBuckets()  # per key id
 
     def limits(self, key: ApiKey) -> dict[str, int | None]:
         """The key's limits: its own where set, the server defaults elsewhere."""
@@ -46,21 +80,14 @@ class Limiter:
         rate = self.limits(key)["requests_per_second"]
         if rate is None:
             return
-        burst = 2.0 * rate
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key.id, (burst, now))
-            tokens = min(burst, tokens + (now - last) * rate)
-            if tokens < 1.0:
-                self._buckets[key.id] = (tokens, now)
-                wait = max(1, int((1.0 - tokens) / rate + 0.999))
-                raise ApiError(
-                    429,
-                    "rate_limited",
-                    f"rate limit of {rate} requests per second exceeded for this key",
-                    {"Retry-After": str(wait)},
-                )
-            self._buckets[key.id] = (tokens - 1.0, now)
+        wait = self._buckets.take(key.id, rate, 2.0 * rate)
+        if wait is not None:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"rate limit of {rate} requests per second exceeded for this key",
+                {"Retry-After": str(wait)},
+            )
 
     def count_recall(self, key: ApiKey) -> None:
         limit = self.limits(key)["recalls_per_day"]

@@ -9,14 +9,20 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from ..errors import InvalidInputError, NotFoundError
-from ..memory import MAX_LIMIT
+from ..filters import MAX_METADATA_FILTER_KEYS, MAX_TAG_LENGTH, MAX_TAGS
+from ..memory import MAX_FACT_CHARS, MAX_LIMIT, MAX_METADATA_BYTES
 from ..sessions import list_sessions
 from ..types import datetime_from_us, us_from_datetime
+from ..validation import MAX_ID_LENGTH, MAX_JSON_DEPTH
 from .errors import ApiError
 from .models import (
+    KEY_NAME_CHARS,
+    MAX_BATCH,
+    MAX_ITEMS,
+    PURPOSE_CHARS,
     AddedOut,
     ClearedOut,
     DeletedOut,
@@ -31,6 +37,7 @@ from .models import (
     KeyOut,
     KeysOut,
     LearnOut,
+    LimitsOut,
     MemoriesOut,
     MemoryBatchIn,
     MemoryIn,
@@ -60,11 +67,50 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/v1", responses=ERRORS)
 
 PageLimit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-ItemLimit = Annotated[int | None, Query(ge=0, le=1_000_000)]
+ItemLimit = Annotated[int | None, Query(ge=0)]
+"""Any count: a limit above the session's length returns it all (the Agents SDK asks for
+2**31 - 1)."""
+
+
+# -- limits ---------------------------------------------------------------------------------
+@router.get("/limits", response_model=LimitsOut, tags=["limits"])
+def limits(request: Request) -> LimitsOut:
+    """The size limits this server enforces (needs no key: clients size requests before they
+    have one). Over a size limit is a 413 naming the limit; over a count or length bound in
+    the OpenAPI schema, a 422."""
+    settings = request.app.state.settings
+    memory = request.app.state.services.memory
+    return LimitsOut(
+        content_chars=memory.max_content_chars,
+        metadata_bytes=MAX_METADATA_BYTES,
+        query_chars=memory.max_query_chars,
+        body_bytes=settings.max_body_bytes,
+        batch_memories=MAX_BATCH,
+        session_items_per_request=MAX_ITEMS,
+        tags_per_memory=MAX_TAGS,
+        tag_chars=MAX_TAG_LENGTH,
+        id_chars=MAX_ID_LENGTH,
+        fact_chars=MAX_FACT_CHARS,
+        json_depth=MAX_JSON_DEPTH,
+        page_limit=MAX_LIMIT,
+        metadata_filter_keys=MAX_METADATA_FILTER_KEYS,
+        key_name_chars=KEY_NAME_CHARS,
+        purpose_chars=PURPOSE_CHARS,
+        registrations_per_minute=settings.registrations_per_minute,
+    )
 
 
 # -- sessions -------------------------------------------------------------------------------
 # Session ids travel percent-encoded in the path (see RawSessionPath); they are decoded here.
+
+
+def _sid(raw: str) -> str:
+    """The session id from its percent-encoded path segment. Escapes that are not UTF-8
+    (``%FF``) are refused, not replaced: two such ids would otherwise name one session."""
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidInputError("the session id is not valid UTF-8 once percent-decoded") from None
 
 
 def _session_cursor(updated_at: datetime, session_id: str) -> str:
@@ -98,7 +144,7 @@ def sessions_list(t: TenantDep, limit: PageLimit = 50, cursor: str | None = None
 @router.get("/sessions/{session_id}/items", response_model=ItemsOut, tags=["sessions"])
 def session_items(t: TenantDep, session_id: str, limit: ItemLimit = None) -> ItemsOut:
     """The last ``limit`` items (all if omitted), oldest first."""
-    return ItemsOut(items=t.session(unquote(session_id)).get_items(limit))
+    return ItemsOut(items=t.session(_sid(session_id)).get_items(limit))
 
 
 @router.post(
@@ -106,34 +152,34 @@ def session_items(t: TenantDep, session_id: str, limit: ItemLimit = None) -> Ite
 )
 def session_add(t: TenantDep, session_id: str, body: ItemsIn) -> AddedOut:
     """Append items (all or nothing)."""
-    t.session(unquote(session_id)).add_items(body.items)
+    t.session(_sid(session_id)).add_items(body.items)
     return AddedOut(added=len(body.items))
 
 
 @router.post("/sessions/{session_id}/pop", response_model=PoppedOut, tags=["sessions"])
 def session_pop(t: TenantDep, session_id: str) -> PoppedOut:
     """Remove and return the newest item (``null`` when empty)."""
-    return PoppedOut(item=t.session(unquote(session_id)).pop_item())
+    return PoppedOut(item=t.session(_sid(session_id)).pop_item())
 
 
 @router.post("/sessions/{session_id}/clear", response_model=ClearedOut, tags=["sessions"])
 def session_clear(t: TenantDep, session_id: str) -> ClearedOut:
     """Remove every item; the session keeps existing."""
-    sid = t.session(unquote(session_id)).session_id
+    sid = t.session(_sid(session_id)).session_id
     return ClearedOut(removed=t.memory.store.session_clear(t.namespace, sid))
 
 
 @router.delete("/sessions/{session_id}", response_model=DeletedOut, tags=["sessions"])
 def session_delete(t: TenantDep, session_id: str) -> DeletedOut:
     """Remove the session and its items."""
-    sid = t.session(unquote(session_id)).session_id
+    sid = t.session(_sid(session_id)).session_id
     return DeletedOut(deleted=t.memory.store.session_delete(t.namespace, sid))
 
 
 @router.get("/sessions/{session_id}", response_model=SessionOut, tags=["sessions"])
 def session_info(t: TenantDep, session_id: str) -> SessionOut:
     """When the session started and last changed, and how many items it holds."""
-    session = t.session(unquote(session_id))
+    session = t.session(_sid(session_id))
     info = session.info()
     if info is None:
         raise NotFoundError(f"no session {session.session_id!r}")

@@ -51,8 +51,9 @@ def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
         )
         params.append(tag)
     for key, value in flt.metadata.items():
-        sql.append(f"json_extract({alias}.metadata, ?) = ?")
-        params += ['$."' + key.replace('"', '""') + '"', value]
+        # json_each matches the key as a literal: a JSON path cannot quote every key (")
+        sql.append(f"(SELECT value FROM json_each({alias}.metadata) WHERE key = ?) = ?")
+        params += [key, value]
     if flt.since is not None:
         sql.append(f"coalesce({alias}.occurred_at, {alias}.created_at) >= ?")
         params.append(us_from_datetime(flt.since))
