@@ -909,6 +909,11 @@ def _triple_part(name: str, value: object) -> str:
     return value.strip()
 
 
+CURSOR_PATTERN = r"^c[0-9a-f]{1,15}$"
+"""Every string this matches is a cursor :func:`_decode_cursor` takes (the HTTP API declares
+it, so any schema-valid cursor is answered). Change it with the cursor format."""
+
+
 def _encode_cursor(rowid: int) -> str:
     return f"c{rowid:x}"
 

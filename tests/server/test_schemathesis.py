@@ -1,9 +1,13 @@
 """Property-based requests generated from the OpenAPI spec (schemathesis): whatever a client
-sends, the server answers with a 2xx or a typed 4xx error body, never a 5xx."""
+sends, the server answers with a 2xx or a typed 4xx error body, never a 5xx; and the
+schemathesis CLI with every check finds nothing against a live server."""
 
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,7 @@ from engramdb.memory import Memory
 from engramdb.server import create_app
 from engramdb.server.settings import ServerSettings
 from engramdb.store import open_store
-from tests.live_server import ADMIN_KEY
+from tests.live_server import ADMIN_KEY, start_live_server
 
 KEYS: dict[str, str] = {}
 SEEN: dict[int, int] = {}
@@ -67,3 +71,69 @@ def test_no_server_errors(api_schema: Any) -> None:
             assert mode is GenerationMode.NEGATIVE, operation.label
     # the generated requests reached the handlers, valid and invalid ones alike
     assert SEEN.get(200, 0) > 50 and SEEN.get(422, 0) > 50 and SEEN.get(400, 0) > 50, SEEN
+
+
+# -- issue 10 item 15: the schemathesis CLI, every check, against a live server ---------------
+
+SCHEMATHESIS = [
+    sys.executable,
+    "-c",
+    "import sys; from schemathesis.cli import schemathesis; sys.exit(schemathesis())",
+]
+
+
+def _schemathesis(url: str, key: str, *selection: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            *SCHEMATHESIS,
+            "run",
+            f"{url}/openapi.json",
+            "--checks",
+            "all",
+            "--header",
+            f"X-API-Key: {key}",
+            "--max-examples",
+            "15",
+            "--generation-deterministic",
+            "--workers",
+            "2",
+            "--no-color",
+            "--request-timeout",
+            "30",
+            *selection,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+    )
+
+
+def test_item_15_schemathesis_all_checks_find_nothing_on_a_live_server(
+    tmp_path: Path,
+) -> None:
+    """``schemathesis run --checks all`` against ``engramdb serve`` on loopback: every check
+    (server errors, status codes, content types, headers, response schemas, negative and
+    positive data, Allow headers, auth...) passes on every operation.
+
+    Revoking keys runs on its own, last: the fuzzer would otherwise revoke the very key the
+    other operations are tested with."""
+    server = start_live_server(
+        str(tmp_path / "data"),
+        log_path=tmp_path / "server.log",
+        embedder="hashing",
+        registrations_per_minute=1_000_000,
+    )
+    try:
+        key = server.register("fuzz")
+        runs = [
+            _schemathesis(server.url, key, "--exclude-path", "/v1/keys/{key_id}"),
+            _schemathesis(server.url, key, "--include-path", "/v1/keys/{key_id}"),
+        ]
+    finally:
+        server.stop()
+    for run in runs:
+        report = run.stdout[-6000:] + run.stderr[-2000:]
+        assert run.returncode == 0, report
+        assert "Failures:" not in run.stdout and " passed" in run.stdout, report
+    assert "Tested: 30" in runs[0].stdout and "Tested: 1" in runs[1].stdout, runs[0].stdout[-3000:]

@@ -11,6 +11,8 @@ from ..types import MemoryRecord
 from .errors import ApiError
 from .models import (
     Body,
+    Content,
+    CursorQuery,
     FactText,
     Fraction,
     JSONObject,
@@ -33,7 +35,7 @@ class RegisterIn(Body):
 
 
 class StoreIn(Body):
-    content: Str
+    content: Content
     tags: Tags | TagsText | None = None
     importance: Fraction | None = None
     metadata: JSONObject | None = None
@@ -145,7 +147,7 @@ def list_memories(
     t: TenantDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    cursor: str | None = None,
+    cursor: CursorQuery = None,
 ) -> dict[str, Any]:
     """Memories in the order they were stored: ``limit`` + ``offset``, or ``cursor``."""
     items: list[MemoryRecord] = []

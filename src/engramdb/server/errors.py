@@ -8,6 +8,7 @@ kind of failure it was and gives the request id; the detail goes to the server l
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -115,6 +116,31 @@ def _server_failure(request: Request, exc: Exception, status: int, code: str) ->
     return error_response(status, code, f"{what} (request id {rid}; details in the server log)")
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents at this path (the router's own 405 names only the
+    first matching route's; ``Allow`` must list them all). Read from the OpenAPI paths, so
+    the header and the schema cannot disagree. A fixed path (``/v1/memories/batch``) wins over
+    a template it also fits (``/v1/memories/{memory_id}``), as in routing."""
+    table: list[tuple[re.Pattern[str], bool, set[str]]] | None = getattr(
+        request.app.state, "allow_table", None
+    )
+    if table is None:
+        table = [
+            (
+                re.compile("^" + re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(path)) + "$"),
+                "{" in path,
+                {method.upper() for method in operations},
+            )
+            for path, operations in request.app.openapi()["paths"].items()
+        ]
+        request.app.state.allow_table = table
+    path = request.scope["path"]
+    matches = [(templated, methods) for pattern, templated, methods in table if pattern.match(path)]
+    fixed = [methods for templated, methods in matches if not templated]
+    chosen = fixed or [methods for _, methods in matches]
+    return sorted({method for methods in chosen for method in methods})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure to one JSON error shape."""
 
@@ -145,9 +171,14 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}"
-        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+        if exc.status_code == 405:
+            allowed = allowed_methods(request)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            message = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
+        return error_response(exc.status_code, code, message, headers)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:

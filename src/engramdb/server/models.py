@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict
+from fastapi import Query
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
 from ..filters import MAX_METADATA_FILTER_KEYS, MAX_TAG_LENGTH, MAX_TAGS
-from ..memory import MAX_FACT_CHARS, MAX_LIMIT
+from ..memory import CURSOR_PATTERN, MAX_FACT_CHARS, MAX_LIMIT
 from ..validation import MAX_ID_LENGTH, check_depth, check_text
 
 # Every field of every request body is bounded here, once: strings in length and to valid
@@ -41,22 +52,62 @@ def _check_strings(value: object) -> None:
             stack.extend(node)
 
 
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _json_number(value: object) -> object:
+    if isinstance(value, (str, bytes, bool)):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+def _not_a_number(value: object) -> object:
+    if isinstance(value, (int, float)) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("must be an ISO 8601 date/time string")
+    return value
+
+
+def _in_range(value: datetime) -> datetime:
+    try:
+        (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ValueError("date/time is out of range once converted to UTC") from None
+    return value
+
+
 _Unicode = AfterValidator(_valid_text)
+_SPACE = r"\x00\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NON_BLANK = rf"^[^\x00]*[^{_SPACE}][^\x00]*$"
+r"""Some character that is neither NUL nor white space (``str.isspace``, spelled out: regex
+engines disagree on ``\s``), and no NUL: what ids, tags and content must be."""
 
 # Strict scalars: "0.5" is not a number and 1 is not a string.
 Str = Annotated[str, Strict(), _Unicode]
-"""Unbounded in the schema: only for content and queries, which the library bounds (413)."""
-Id = Annotated[str, Strict(), Field(max_length=MAX_ID_LENGTH), _Unicode]
-Tag = Annotated[str, Strict(), Field(max_length=MAX_TAG_LENGTH), _Unicode]
+"""Unbounded in the schema: only for queries (any text is a query; the library bounds its
+length with a 413)."""
+Content = Annotated[str, Strict(), Field(pattern=NON_BLANK), _Unicode]
+"""Its length is bounded by the library, which answers 413 naming the limit."""
+Id = Annotated[str, Strict(), Field(max_length=MAX_ID_LENGTH, pattern=NON_BLANK), _Unicode]
+Tag = Annotated[str, Strict(), Field(max_length=MAX_TAG_LENGTH, pattern=NON_BLANK), _Unicode]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS)]
-TagsText = Annotated[str, Strict(), Field(max_length=MAX_TAGS * (MAX_TAG_LENGTH + 1)), _Unicode]
-"""Tags as one comma-separated string (the compatibility API)."""
-FactText = Annotated[str, Strict(), Field(max_length=MAX_FACT_CHARS), _Unicode]
+_TAG_PART = rf"[^,\x00]{{0,{MAX_TAG_LENGTH}}}"
+TagsText = Annotated[
+    str,
+    Strict(),
+    Field(pattern=rf"^{_TAG_PART}(,{_TAG_PART}){{0,{MAX_TAGS - 1}}}$"),
+    _Unicode,
+]
+"""Tags as one comma-separated string (the compatibility API): at most MAX_TAGS parts of at
+most MAX_TAG_LENGTH characters."""
+FactText = Annotated[str, Strict(), Field(max_length=MAX_FACT_CHARS, pattern=NON_BLANK), _Unicode]
 KEY_NAME_CHARS = 200
 PURPOSE_CHARS = 1000
-KeyName = Annotated[str, Strict(), Field(min_length=1, max_length=KEY_NAME_CHARS), _Unicode]
+KeyName = Annotated[str, Strict(), Field(max_length=KEY_NAME_CHARS, pattern=NON_BLANK), _Unicode]
 Purpose = Annotated[str, Strict(), Field(max_length=PURPOSE_CHARS), _Unicode]
-Int = Annotated[int, Strict()]
+Int = Annotated[int, BeforeValidator(_json_number)]
+"""An integer as JSON has it: ``7`` or ``7.0``, never ``"7"`` or ``true``."""
+DateTime = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_in_range)]
+"""An ISO 8601 date/time string (a number is not one), within the years 1 to 9999 in UTC."""
 Bool = Annotated[bool, Strict()]
 Number = (
     Annotated[float, Strict(), Field(allow_inf_nan=False)]
@@ -67,12 +118,32 @@ Fraction = (
     | Annotated[int, Strict(), Field(ge=0, le=1)]
 )
 """A number from 0 to 1 (importance, confidence)."""
-Limit = Annotated[int, Strict(), Field(ge=1, le=MAX_LIMIT)]
+Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT), BeforeValidator(_json_number)]
 JSONObject = Annotated[dict[str, Any], AfterValidator(_valid_json)]
 """Any JSON object nested at most MAX_JSON_DEPTH deep, of valid Unicode."""
 MetadataValue = Annotated[str, Strict(), Field(max_length=MAX_FACT_CHARS), _Unicode] | Bool | Number
+MetadataFilter = Annotated[
+    dict[Id, MetadataValue],
+    Field(
+        max_length=MAX_METADATA_FILTER_KEYS,
+        # every key must match (patternProperties alone would let other keys through)
+        json_schema_extra={
+            "propertyNames": {"maxLength": MAX_ID_LENGTH, "pattern": NON_BLANK},
+            "additionalProperties": False,
+        },
+    ),
+]
 MAX_BATCH = 1000
 MAX_ITEMS = 10_000
+
+
+# query parameters
+IdQuery = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH, pattern=NON_BLANK)]
+FactQuery = Annotated[str | None, Query(min_length=1, max_length=MAX_FACT_CHARS, pattern=NON_BLANK)]
+TagQuery = Annotated[list[Tag] | None, Query(max_length=MAX_TAGS)]
+DateTimeQuery = Annotated[DateTime | None, Query()]
+CursorQuery = Annotated[str | None, Query(pattern=CURSOR_PATTERN)]
+"""A memory list cursor (``next_cursor`` of the previous page)."""
 
 
 class Body(BaseModel):
@@ -83,14 +154,14 @@ class Body(BaseModel):
 
 # -- requests -----------------------------------------------------------------------------
 class MemoryIn(Body):
-    content: Str
+    content: Content
     user_id: Id | None = None
     agent_id: Id | None = None
     session_id: Id | None = None
     tags: Tags = []
     metadata: JSONObject = {}
     importance: Fraction = 0.5
-    occurred_at: datetime | None = None
+    occurred_at: DateTime | None = None
 
 
 class MemoryBatchIn(Body):
@@ -102,11 +173,9 @@ class FiltersIn(Body):
     agent_id: Id | None = None
     session_id: Id | None = None
     tags: Tags | None = None
-    metadata: (
-        Annotated[dict[Id, MetadataValue], Field(max_length=MAX_METADATA_FILTER_KEYS)] | None
-    ) = None
-    since: datetime | None = None
-    until: datetime | None = None
+    metadata: MetadataFilter | None = None
+    since: DateTime | None = None
+    until: DateTime | None = None
 
     def to_filter(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -120,14 +189,63 @@ class RecallIn(Body):
     explain: Bool = False
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # leaving the field out is the default; null is not a value
+
+
 class MemoryPatch(Body):
-    content: Str | None = None
-    tags: Tags | None = None
-    metadata: JSONObject | None = None
-    importance: Fraction | None = None
+    """At least one field; ``null`` is not a value (leave the field out to keep it)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    content: Content | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
+    tags: Tags | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
+    metadata: JSONObject | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
+    importance: Fraction | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _some_change(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if not data:
+                raise ValueError("pass at least one of content, tags, metadata, importance")
+            nulls = sorted(str(k) for k, v in data.items() if v is None)
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)}: null is not a value; leave it out")
+        return data
+
+
+_SCOPES: dict[str, dict[str, Any]] = {
+    "user_id": {"type": "string"},
+    "agent_id": {"type": "string"},
+    "session_id": {"type": "string"},
+    "tags": {"type": "array", "minItems": 1},
+    "metadata": {"type": "object", "minProperties": 1},
+    "since": {"type": "string"},
+    "until": {"type": "string"},
+}
+"""What makes a forget filter scoped (:attr:`engramdb.Filter.scoped`): one of these given."""
+
+
+def _scoped_filters(schema: dict[str, Any]) -> None:
+    schema["properties"]["filters"] = {
+        "allOf": [
+            schema["properties"]["filters"],
+            {
+                "anyOf": [
+                    {"required": [name], "properties": {name: given}}
+                    for name, given in _SCOPES.items()
+                ]
+            },
+        ]
+    }
 
 
 class ForgetIn(Body):
+    """``filters`` must narrow the namespace (the library refuses an unscoped forget)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_scoped_filters)
+
     filters: FiltersIn
     dry_run: Bool = False
 
@@ -142,14 +260,18 @@ class TripleIn(Body):
     object: FactText
     confidence: Fraction = 1.0
     source: FactText | None = None
-    valid_from: datetime | None = None
+    valid_from: DateTime | None = None
     single_valued: Bool = False
 
 
 class LimitsIn(Body):
-    max_memories: Annotated[int, Strict(), Field(ge=0, le=2**53)] | None = None
-    recalls_per_day: Annotated[int, Strict(), Field(ge=0, le=2**53)] | None = None
-    requests_per_second: Annotated[int, Strict(), Field(ge=1, le=10**6)] | None = None
+    max_memories: Annotated[int, Field(ge=0, le=2**53), BeforeValidator(_json_number)] | None = None
+    recalls_per_day: Annotated[int, Field(ge=0, le=2**53), BeforeValidator(_json_number)] | None = (
+        None
+    )
+    requests_per_second: (
+        Annotated[int, Field(ge=1, le=10**6), BeforeValidator(_json_number)] | None
+    ) = None
 
 
 class KeyIn(Body):

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import unquote
@@ -22,15 +19,20 @@ from .models import (
     KEY_NAME_CHARS,
     MAX_BATCH,
     MAX_ITEMS,
+    NON_BLANK,
     PURPOSE_CHARS,
     AddedOut,
     ClearedOut,
+    CursorQuery,
+    DateTimeQuery,
     DeletedOut,
     ErrorOut,
+    FactQuery,
     ForgetIn,
     ForgetOut,
     HistoryOut,
     HitOut,
+    IdQuery,
     ItemsIn,
     ItemsOut,
     KeyIn,
@@ -53,6 +55,7 @@ from .models import (
     SessionOut,
     SessionPageOut,
     StatsOut,
+    TagQuery,
     TripleIn,
     TripleOut,
     TriplesOut,
@@ -113,24 +116,29 @@ def _sid(raw: str) -> str:
         raise InvalidInputError("the session id is not valid UTF-8 once percent-decoded") from None
 
 
+SESSION_CURSOR_PATTERN = r"^[0-9a-f]{1,14}\.([0-9a-f]{2}){0,2048}$"
+"""``<updated_at µs, hex>.<session id, UTF-8 in hex>``: a position in the namespace's own
+session list. Every string this matches is a position, so every schema-valid cursor is
+answered (a made-up one is just some position)."""
+SessionCursorQuery = Annotated[str | None, Query(pattern=SESSION_CURSOR_PATTERN)]
+
+
 def _session_cursor(updated_at: datetime, session_id: str) -> str:
-    raw = json.dumps([us_from_datetime(updated_at), session_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{us_from_datetime(updated_at):x}.{session_id.encode().hex()}"
 
 
 def _parse_session_cursor(cursor: str) -> tuple[datetime, str]:
+    us, _, sid = cursor.partition(".")
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        us, sid = json.loads(raw)
-        if not isinstance(us, int) or not isinstance(sid, str):
-            raise ValueError
-        return datetime_from_us(us), sid
-    except (ValueError, binascii.Error, TypeError, OverflowError):
+        return datetime_from_us(int(us, 16)), bytes.fromhex(sid).decode("utf-8", "replace")
+    except (ValueError, OverflowError):
         raise InvalidInputError("invalid cursor") from None
 
 
 @router.get("/sessions", response_model=SessionPageOut, tags=["sessions"])
-def sessions_list(t: TenantDep, limit: PageLimit = 50, cursor: str | None = None) -> SessionPageOut:
+def sessions_list(
+    t: TenantDep, limit: PageLimit = 50, cursor: SessionCursorQuery = None
+) -> SessionPageOut:
     """Sessions of the namespace, most recently updated first."""
     before = _parse_session_cursor(cursor) if cursor else None
     found = list_sessions(t.memory.store, namespace=t.namespace, limit=limit, before=before)
@@ -231,13 +239,13 @@ def forget_scoped(t: TenantDep, body: ForgetIn) -> ForgetOut:
 def memories_list(
     t: TenantDep,
     limit: PageLimit = 50,
-    cursor: str | None = None,
-    user_id: str | None = None,
-    agent_id: str | None = None,
-    session_id: str | None = None,
-    tag: Annotated[list[str] | None, Query()] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    cursor: CursorQuery = None,
+    user_id: IdQuery = None,
+    agent_id: IdQuery = None,
+    session_id: IdQuery = None,
+    tag: TagQuery = None,
+    since: DateTimeQuery = None,
+    until: DateTimeQuery = None,
 ) -> MemoryPageOut:
     """Memories in the order they were stored, a page at a time (``tag`` repeatable: all of
     them; ``since``/``until`` bound when the memory happened)."""
@@ -314,10 +322,10 @@ def learn(t: TenantDep, body: TripleIn) -> LearnOut:
 @router.get("/triples", response_model=TriplesOut, tags=["triples"])
 def facts(
     t: TenantDep,
-    subject: str | None = None,
-    predicate: str | None = None,
-    object: str | None = None,
-    as_of: datetime | None = None,
+    subject: FactQuery = None,
+    predicate: FactQuery = None,
+    object: FactQuery = None,
+    as_of: DateTimeQuery = None,
     include_history: bool = False,
     limit: PageLimit = 100,
 ) -> TriplesOut:
@@ -335,7 +343,9 @@ def facts(
 
 @router.get("/triples/neighbors", response_model=NeighborsOut, tags=["triples"])
 def neighbors(
-    t: TenantDep, entity: str, depth: Annotated[int, Query(ge=1, le=5)] = 1
+    t: TenantDep,
+    entity: Annotated[str, Query(min_length=1, max_length=MAX_FACT_CHARS, pattern=NON_BLANK)],
+    depth: Annotated[int, Query(ge=1, le=5)] = 1,
 ) -> NeighborsOut:
     """Facts reachable from an entity within ``depth`` hops."""
     found = t.memory.neighbors(entity, depth=depth)
@@ -365,7 +375,7 @@ def stats(t: TenantDep) -> dict[str, Any]:
 
 
 @router.get("/keys", response_model=KeysOut, tags=["keys"])
-def keys_list(who: PrincipalDep, svc: ServicesDep, namespace: str | None = None) -> KeysOut:
+def keys_list(who: PrincipalDep, svc: ServicesDep, namespace: IdQuery = None) -> KeysOut:
     """Keys of the caller's namespace (admins: every namespace, or ``?namespace=``)."""
     if who.key is None:
         return KeysOut(keys=[KeyOut.of(k) for k in svc.keys.store.key_list(namespace)])
