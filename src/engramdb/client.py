@@ -506,6 +506,7 @@ class _Core:
             f"/v1/sessions/{self._sid(session_id)}/items",
             lambda d: d["items"],
             params=params,
+            on_404=list,  # a session nothing was ever added to is an empty one
         )
 
     def _c_add_items(self, session_id: str, items: Sequence[JSONItem]) -> _Call[int]:

@@ -151,8 +151,13 @@ def sessions_list(
 
 @router.get("/sessions/{session_id}/items", response_model=ItemsOut, tags=["sessions"])
 def session_items(t: TenantDep, session_id: str, limit: ItemLimit = None) -> ItemsOut:
-    """The last ``limit`` items (all if omitted), oldest first."""
-    return ItemsOut(items=t.session(_sid(session_id)).get_items(limit))
+    """The last ``limit`` items (all if omitted), oldest first; 404 for a session that never
+    had items or was deleted (a cleared one answers ``[]``)."""
+    session = t.session(_sid(session_id))
+    items = session.get_items(limit)
+    if not items and session.info() is None:
+        raise NotFoundError(f"no session {session.session_id!r}")
+    return ItemsOut(items=items)
 
 
 @router.post(
