@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
-import orjson
 
 from .embed import Embedder, EmbeddingError, resolve_embedder
 from .errors import InvalidInputError, NotFoundError, PayloadTooLargeError
@@ -873,10 +872,6 @@ def _metadata(value: object) -> dict[str, Any]:
             f"metadata is {size:,} bytes as JSON; the limit is {MAX_METADATA_BYTES:,}"
         )
     parsed: dict[str, Any] = json.loads(text)
-    try:  # stores write metadata with orjson: integers must fit in 64 bits
-        orjson.dumps(parsed)
-    except TypeError as exc:
-        raise InvalidInputError(f"metadata is not storable: {exc}") from None
     return parsed
 
 

@@ -124,14 +124,14 @@ def _check_utf8(kind: str, text: str) -> None:
         ) from None
 
 
-_LONG_NUMBER = re.compile(r"\d{19}")
+LONG_NUMBER = re.compile(r"\d{19}")
 """orjson reads integers beyond 64 bits as floats; texts that may hold one use ``json``."""
 
 
 def decode_item(text: str, *, record_id: int | str, where: str) -> dict[str, Any]:
     """Parse one stored item; a record that does not parse to an object is corrupt."""
     try:
-        if _LONG_NUMBER.search(text):
+        if LONG_NUMBER.search(text):
             raise orjson.JSONDecodeError("may hold a big integer", text, 0)
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
@@ -170,7 +170,7 @@ def decode_items(rows: Sequence[Sequence[Any]], *, where: str) -> list[dict[str,
     values: Any = None
     if all(isinstance(t, str) and t[:1] == "{" and t[-1:] == "}" for t in texts):
         joined = "[" + ",".join(texts) + "]"
-        if not _LONG_NUMBER.search(joined):
+        if not LONG_NUMBER.search(joined):
             with contextlib.suppress(orjson.JSONDecodeError):
                 values = orjson.loads(joined)
     if values is None or len(values) != len(rows) or any(type(v) is not dict for v in values):

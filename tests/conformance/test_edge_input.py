@@ -164,3 +164,18 @@ def test_item_18_a_non_json_item_raises_type_error(store: Store) -> None:
         with pytest.raises(NotJSONError):  # also an InvalidInputError: the 400 on a server
             asyncio.run(AsyncSession("types", store).add_items([bad]))  # type: ignore[list-item]
     assert session.get_items() == []
+
+
+def test_item_15_big_integers_in_metadata_round_trip_exactly(memory: Memory) -> None:
+    """Schema-valid JSON numbers are stored as given (schemathesis found a 400 for integers
+    beyond 64 bits)."""
+    meta = {"big": 2**70, "neg": -(2**80), "nested": [{"n": 10**30}], "small": 5}
+    record = memory.remember("numbers", metadata=meta)
+    assert memory.get(record.id).metadata == meta
+    assert type(memory.get(record.id).metadata["big"]) is int
+    updated = memory.update(record.id, metadata={**meta, "big": 2**71})
+    assert memory.get(updated.id).metadata["big"] == 2**71
+    assert memory.history(record.id)[0].metadata == meta
+    assert [m.metadata for m in memory.list({"metadata": {"small": 5}}).items] == [
+        {**meta, "big": 2**71}
+    ]
