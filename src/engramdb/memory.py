@@ -901,7 +901,7 @@ def _triple_part(name: str, value: object) -> str:
     if len(value) > MAX_FACT_CHARS:
         raise InvalidInputError(f"{name} is longer than {MAX_FACT_CHARS} characters")
     check_id(name, value.strip()[:512])
-    return value.strip()
+    return check_text(name, value.strip())
 
 
 CURSOR_PATTERN = r"^c[0-9a-f]{1,15}$"

@@ -97,6 +97,8 @@ def test_item_13_huge_numbers_surrogates_and_cursors_are_invalid_input(memory: M
     with pytest.raises(InvalidInputError, match="Unicode"):
         memory.learn("a", "b", "c", source="\ud800")
     with pytest.raises(InvalidInputError, match="Unicode"):
+        memory.learn("a", "b", "x" * 600 + "\ud800")
+    with pytest.raises(InvalidInputError, match="Unicode"):
         memory.recall("x", filters={"metadata": {"k": "\udfff"}})
     with pytest.raises(InvalidInputError, match="Unicode"):
         memory.recall("x", filters={"metadata": {"\ud800": 1}})

@@ -278,6 +278,11 @@ def test_item_13_error_bodies_never_carry_the_underlying_message(
     error = error_of(r)
     assert secret not in r.text and "/srv" not in r.text
     assert error["code"] == "store_error" and "req-1234" in error["message"]
+    # the idempotency layer, before any route, keeps the detail out of the body too
+    monkeypatch.setattr(api.memory.store, "idempotency_claim", failing)
+    r = call("POST", "/v1/memories", json={"content": "x"}, headers={"Idempotency-Key": "k"})
+    assert r.status_code == 503 and secret not in r.text, r.text
+    assert error_of(r)["code"] == "store_unavailable"
 
 
 # -- item 14: query length is bounded ------------------------------------------------------

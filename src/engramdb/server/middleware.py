@@ -24,6 +24,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 access_log = logging.getLogger("engramdb.access")
+log = logging.getLogger("engramdb.server")
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 IDEMPOTENCY_TTL = 24 * 3600.0
@@ -41,6 +42,18 @@ async def send_error(
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _store_failed(scope: Scope, send: Send, exc: Exception) -> None:
+    """503 without the store's own message (it may name files): the log has it."""
+    request_id = scope.get("state", {}).get("request_id", "-")
+    log.error("%s %s failed (request %s): %s", scope["method"], scope["path"], request_id, exc)
+    await send_error(
+        send,
+        503,
+        "store_unavailable",
+        f"the store is unavailable (request id {request_id}; details in the server log)",
+    )
 
 
 class AccessLog:
@@ -214,7 +227,7 @@ class Idempotency:
             await send_error(send, exc.status, exc.code, exc.message, exc.headers)
             return
         except EngramError as exc:
-            await send_error(send, 503, "store_unavailable", str(exc))
+            await _store_failed(scope, send, exc)
             return
         if principal.key is None:  # admins write nothing worth replaying
             await self.app(scope, receive, send)
@@ -237,7 +250,7 @@ class Idempotency:
                 )
             )
         except EngramError as exc:
-            await send_error(send, 503, "store_unavailable", str(exc))
+            await _store_failed(scope, send, exc)
             return
         if found is not None:
             await self._answer_existing(send, found.request_hash == fingerprint, found)
