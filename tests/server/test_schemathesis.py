@@ -82,7 +82,9 @@ SCHEMATHESIS = [
 ]
 
 
-def _schemathesis(url: str, key: str, *selection: str) -> subprocess.CompletedProcess[str]:
+def _schemathesis(
+    url: str, key: str, where: Path, *selection: str
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [
             *SCHEMATHESIS,
@@ -106,6 +108,7 @@ def _schemathesis(url: str, key: str, *selection: str) -> subprocess.CompletedPr
         text=True,
         timeout=300,
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
+        cwd=where,  # its cache (.schemathesis/) goes there, not into the checkout
     )
 
 
@@ -127,8 +130,8 @@ def test_item_15_schemathesis_all_checks_find_nothing_on_a_live_server(
     try:
         key = server.register("fuzz")
         runs = [
-            _schemathesis(server.url, key, "--exclude-path", "/v1/keys/{key_id}"),
-            _schemathesis(server.url, key, "--include-path", "/v1/keys/{key_id}"),
+            _schemathesis(server.url, key, tmp_path, "--exclude-path", "/v1/keys/{key_id}"),
+            _schemathesis(server.url, key, tmp_path, "--include-path", "/v1/keys/{key_id}"),
         ]
     finally:
         server.stop()
