@@ -68,7 +68,7 @@ from .errors import (
 )
 from .filters import Filter, normalize_tags
 from .memory import ForgetResult, Page, content_hash
-from .sessions import SessionSettingsLike, resolve_limit
+from .sessions import SessionSettingsLike, coerce_session_settings, resolve_limit
 from .types import (
     ApiKey,
     Hit,
@@ -507,6 +507,7 @@ class _Core:
             f"/v1/sessions/{self._sid(session_id)}/items",
             lambda d: d["items"],
             params=params,
+            on_404=list,  # a session nothing was ever added to is an empty one
         )
 
     def _c_add_items(self, session_id: str, items: Sequence[JSONItem]) -> _Call[int]:
@@ -1432,11 +1433,14 @@ class RemoteSession:
     ``client`` is the server's URL (the session opens its own :class:`AsyncClient`; pass
     ``api_key`` and any client options) or an :class:`AsyncClient` to share. Items are checked
     before they are sent: a bad batch fails here with the local session's errors, and nothing
-    is stored. ``session_settings``: the SDK's ``SessionSettings`` (a dict of its fields is
-    converted), or anything with a ``limit``; an explicit ``get_items(limit)`` wins.
+    is stored (an item that is not JSON raises :class:`~engramdb.NotJSONError`, a
+    ``TypeError``, as the SDK's sessions do). ``session_settings``: as the SDK's sessions take
+    them (see :func:`engramdb.sessions.coerce_session_settings`): ``None`` is the default
+    ``SessionSettings()``, a dict goes through the SDK's coercion (unknown keys raise
+    ``TypeError``). An explicit ``get_items(limit)`` wins; any non-negative limit is accepted.
     """
 
-    session_settings: SessionSettingsLike | None
+    session_settings: SessionSettingsLike
 
     def __init__(
         self,
@@ -1460,9 +1464,7 @@ class RemoteSession:
             raise InvalidInputError(
                 f"client must be an AsyncClient or the server's URL, got {type(client).__name__}"
             )
-        if isinstance(session_settings, dict):
-            session_settings = _sdk_session_settings(session_settings)
-        self.session_settings = session_settings
+        self.session_settings = coerce_session_settings(session_settings)
 
     async def get_items(self, limit: int | None = None) -> builtins.list[JSONItem]:
         """The last ``limit`` items, oldest first. An explicit limit wins over the settings."""
@@ -1493,21 +1495,6 @@ class RemoteSession:
 
     def __repr__(self) -> str:
         return f"RemoteSession({self.session_id!r}, {self.client.base_url!r})"
-
-
-def _sdk_session_settings(values: dict[str, Any]) -> SessionSettingsLike:
-    """The SDK's ``SessionSettings`` from a dict (engramdb's if the SDK is not installed)."""
-    try:
-        from agents.memory import SessionSettings
-    except ImportError:
-        from .types import SessionSettings as LocalSettings
-
-        try:
-            return LocalSettings(**values)
-        except TypeError as exc:
-            raise InvalidInputError(f"session_settings: {exc}") from None
-    settings: SessionSettingsLike = SessionSettings(**values)
-    return settings
 
 
 __all__ = [

@@ -22,6 +22,9 @@ from .errors import InvalidInputError
 _NONCE = 12
 _TAG = 16
 MAX_CURSOR_CHARS = 1024
+CURSOR_PATTERN = rf"^[A-Za-z0-9_-]{{{((_NONCE + _TAG + 1) * 4 + 2) // 3},{MAX_CURSOR_CHARS}}}$"
+"""What a cursor looks like (the HTTP API declares it): unpadded URL-safe base64 of the
+nonce, at least one byte of payload, and the tag."""
 
 
 def _stream(key: bytes, nonce: bytes, size: int) -> bytes:

@@ -28,7 +28,13 @@ class NotFoundError(EngramError, LookupError):
 
 
 class PayloadTooLargeError(InvalidInputError):
-    """The request body is larger than the server accepts (HTTP 413); nothing was written."""
+    """Input over a size limit: content, metadata, a query, or a whole request body (HTTP
+    413). The message names the limit; nothing was written. See ``GET /v1/limits``."""
+
+
+class NotJSONError(InvalidInputError, TypeError):
+    """A value that must be JSON is not (a set, an arbitrary object, ...). It is also a
+    ``TypeError``, as the OpenAI Agents SDK's own sessions raise for such items."""
 
 
 class AuthenticationError(EngramError):
@@ -118,6 +124,7 @@ __all__ = [
     "InvalidInputError",
     "LeaseHeldError",
     "NotFoundError",
+    "NotJSONError",
     "PayloadTooLargeError",
     "PermissionDeniedError",
     "QuotaExceededError",

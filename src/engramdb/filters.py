@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
 from .errors import InvalidInputError
-from .validation import check_id
+from .validation import check_id, check_text
 
 MetadataValue = str | int | float | bool
 
@@ -85,6 +86,11 @@ class Filter:
 
 MAX_TAGS = 64
 MAX_TAG_LENGTH = 128
+MAX_METADATA_FILTER_KEYS = 32
+
+
+def _finite(value: str | float) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def normalize_tags(tags: object) -> tuple[str, ...]:
@@ -143,13 +149,20 @@ def parse_datetime(name: str, value: object) -> datetime:
 def _metadata_filter(value: object) -> dict[str, MetadataValue]:
     if not isinstance(value, Mapping):
         raise InvalidInputError("metadata filter must be a dict of key -> value")
+    if len(value) > MAX_METADATA_FILTER_KEYS:
+        raise InvalidInputError(f"a metadata filter has at most {MAX_METADATA_FILTER_KEYS} keys")
     out: dict[str, MetadataValue] = {}
     for key, item in value.items():
         if not isinstance(key, str) or not key:
             raise InvalidInputError("metadata filter keys must be non-empty strings")
-        if not isinstance(item, (str, int, float, bool)) or item != item:  # NaN != NaN
+        check_id("metadata filter key", key)
+        if not isinstance(item, (str, int, float, bool)) or not _finite(item):
             raise InvalidInputError(
                 f"metadata filter value for {key!r} must be a string, number or boolean"
             )
+        if isinstance(item, str):
+            check_text(f"metadata filter value for {key!r}", item)
+        if isinstance(item, int) and not -(2**63) <= item < 2**63:
+            raise InvalidInputError(f"metadata filter value for {key!r} is out of range")
         out[key] = item
     return out

@@ -18,7 +18,6 @@ import copy
 import hashlib
 import json
 import logging
-import math
 import re
 import threading
 import uuid
@@ -31,12 +30,11 @@ from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
-import orjson
 
 from . import cursors
 from .embed import Embedder, EmbeddingError, resolve_embedder
-from .errors import InvalidInputError, NotFoundError
-from .filters import Filter, normalize_tags, parse_datetime, tags_to_merge
+from .errors import InvalidInputError, NotFoundError, PayloadTooLargeError
+from .filters import MAX_TAG_LENGTH, Filter, normalize_tags, parse_datetime, tags_to_merge
 from .search.fusion import (
     Fused,
     Fusion,
@@ -72,7 +70,7 @@ from .types import (
     now_us,
     us_from_datetime,
 )
-from .validation import check_id, check_limit
+from .validation import MAX_QUERY_CHARS, check_id, check_limit, check_text, encode_json
 
 log = logging.getLogger("engramdb")
 
@@ -82,6 +80,8 @@ FilterInput = Filter | Mapping[str, Any] | None
 MAX_CONTENT_CHARS = 32_000
 MAX_LIMIT = 10_000
 MAX_METADATA_BYTES = 16_384
+MAX_FACT_CHARS = 1000
+"""Longest subject, predicate, object or source of a triple."""
 
 
 @dataclass(frozen=True)
@@ -157,12 +157,14 @@ class Memory:
         embedder: Embedder | str | None = "auto",
         settings: RecallSettings | None = None,
         max_content_chars: int = MAX_CONTENT_CHARS,
+        max_query_chars: int = MAX_QUERY_CHARS,
     ) -> None:
         self.store = resolve_store(store)
         self.namespace = check_id("namespace", namespace)
         self.embedder = resolve_embedder(embedder)
         self.settings = settings or RecallSettings()
         self.max_content_chars = max_content_chars
+        self.max_query_chars = max_query_chars
         self._locked = False
         self._shared = _SharedIndex()  # views made by scoped() share it
 
@@ -361,8 +363,8 @@ class Memory:
                 ),
                 **scope,
             )
-        except InvalidInputError as exc:
-            raise InvalidInputError(f"{where}{exc}") from None
+        except InvalidInputError as exc:  # same kind (e.g. too large: 413), says which entry
+            raise type(exc)(f"{where}{exc}") from None
 
     def _content(self, content: object) -> str:
         if isinstance(content, bytes):
@@ -376,7 +378,7 @@ class Memory:
         if not content:
             raise InvalidInputError("content must not be empty or whitespace")
         if len(content) > self.max_content_chars:
-            raise InvalidInputError(
+            raise PayloadTooLargeError(
                 f"content is {len(content):,} characters; the limit is {self.max_content_chars:,}"
                 " (split it, or raise max_content_chars)"
             )
@@ -566,6 +568,11 @@ class Memory:
         ns = self._ns(namespace)
         if not isinstance(query, str):
             raise InvalidInputError(f"query must be a string, got {type(query).__name__}")
+        if len(query) > self.max_query_chars:
+            raise PayloadTooLargeError(
+                f"query is {len(query):,} characters; the limit is {self.max_query_chars:,}"
+            )
+        check_text("query", query)
         k = check_limit(limit, allow_none=False, maximum=MAX_LIMIT) or 0
         if mode not in ("hybrid", "text", "vector"):
             raise InvalidInputError(f"mode must be 'hybrid', 'text' or 'vector', got {mode!r}")
@@ -604,8 +611,10 @@ class Memory:
                     ns, match, flt, limit=pool, stems=[index_stem(t) for t in kept]
                 )
                 lanes.append(Lane("text", ranked, cfg.text_weight))
-            if not query_tags:  # a query equal to a (plain) tag also finds that tag
-                tagged = self.store.memory_tag_search(ns, query.strip(), flt, limit=MAX_LIMIT)
+            plain = query.strip()
+            # a query equal to a (plain) tag also finds that tag; a longer one cannot be a tag
+            if not query_tags and len(plain) <= MAX_TAG_LENGTH:
+                tagged = self.store.memory_tag_search(ns, plain, flt, limit=MAX_LIMIT)
                 if tagged:
                     lanes.append(Lane("tag", [(r, 1.0) for r in tagged], cfg.tag_weight))
         if tag_matches:
@@ -755,9 +764,12 @@ class Memory:
             or not isinstance(confidence, (int, float))
             or not (0.0 <= confidence <= 1.0)
         ):
-            raise InvalidInputError(f"confidence must be a number from 0 to 1, got {confidence!r}")
+            shown = f"{confidence!r}"[:40]
+            raise InvalidInputError(f"confidence must be a number from 0 to 1, got {shown}")
         if source is not None and not isinstance(source, str):
             raise InvalidInputError("source must be a string")
+        if source is not None and len(check_text("source", source)) > MAX_FACT_CHARS:
+            raise InvalidInputError(f"source is longer than {MAX_FACT_CHARS} characters")
         start = (
             us_from_datetime(parse_datetime("valid_from", valid_from))
             if valid_from is not None
@@ -1025,6 +1037,7 @@ class AsyncMemory:
         embedder: Embedder | str | None = "auto",
         settings: RecallSettings | None = None,
         max_content_chars: int = MAX_CONTENT_CHARS,
+        max_query_chars: int = MAX_QUERY_CHARS,
     ) -> None:
         self.sync = Memory(
             store,
@@ -1032,6 +1045,7 @@ class AsyncMemory:
             embedder=embedder,
             settings=settings,
             max_content_chars=max_content_chars,
+            max_query_chars=max_query_chars,
         )
 
     @staticmethod
@@ -1136,10 +1150,11 @@ def _replace(draft: NewMemory, **changes: Any) -> NewMemory:
 
 
 def _importance(value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInputError(f"importance must be a number from 0 to 1, got {value!r}")
-    if not math.isfinite(value) or not 0.0 <= value <= 1.0:
-        raise InvalidInputError(f"importance must be a number from 0 to 1, got {value!r}")
+    # the range test comes first: it is exact for huge ints (which float() cannot convert)
+    # and false for NaN and infinities
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        shown = f"{value!r}"[:40]
+        raise InvalidInputError(f"importance must be a number from 0 to 1, got {shown}")
     return float(value)
 
 
@@ -1148,21 +1163,13 @@ def _metadata(value: object) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise InvalidInputError(f"metadata must be a dict, got {type(value).__name__}")
-    try:
-        text = json.dumps(dict(value), ensure_ascii=False, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"metadata must be JSON-serialisable: {exc}") from None
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_METADATA_BYTES:
-        raise InvalidInputError(f"metadata is larger than {MAX_METADATA_BYTES:,} bytes as JSON")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInputError("metadata contains a lone surrogate") from None
+    text = encode_json("metadata", dict(value))  # depth, JSON types, valid Unicode
+    size = len(text.encode("utf-8"))
+    if size > MAX_METADATA_BYTES:
+        raise PayloadTooLargeError(
+            f"metadata is {size:,} bytes as JSON; the limit is {MAX_METADATA_BYTES:,}"
+        )
     parsed: dict[str, Any] = json.loads(text)
-    try:  # stores write metadata with orjson: integers must fit in 64 bits
-        orjson.dumps(parsed)
-    except TypeError as exc:
-        raise InvalidInputError(f"metadata is not storable: {exc}") from None
     return parsed
 
 
@@ -1189,7 +1196,7 @@ def _metadata_text(metadata: Mapping[str, Any]) -> str:
 def _triple_part(name: str, value: object) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError(f"{name} must be a non-empty string")
-    if len(value) > 1000:
-        raise InvalidInputError(f"{name} is longer than 1000 characters")
+    if len(value) > MAX_FACT_CHARS:
+        raise InvalidInputError(f"{name} is longer than {MAX_FACT_CHARS} characters")
     check_id(name, value.strip()[:512])
-    return value.strip()
+    return check_text(name, value.strip())

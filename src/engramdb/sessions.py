@@ -13,13 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar, cast
 
 from .errors import LeaseHeldError
 from .store import Store, open_store
@@ -40,11 +41,56 @@ class SessionSettingsLike(Protocol):
     def limit(self) -> int | None: ...
 
 
+ALL_ITEMS = 2**62
+"""A limit at or above this is "all items" (no store can hold more; SQL integers stop at 2**63)."""
+
+
 def resolve_limit(limit: int | None, settings: SessionSettingsLike | None) -> int | None:
-    """The effective ``get_items`` limit: an explicit limit wins, then the settings' default."""
+    """The effective ``get_items`` limit: an explicit limit wins, then the settings' default.
+
+    Any non-negative integer is valid; one larger than the session is the whole session (the
+    Agents SDK passes ``2**31 - 1``).
+    """
     if limit is None and settings is not None:
         limit = settings.limit
-    return check_limit(limit)
+    checked = check_limit(limit)
+    return None if checked is not None and checked >= ALL_ITEMS else checked
+
+
+def coerce_session_settings(value: object) -> SessionSettingsLike:
+    """``session_settings`` as the OpenAI Agents SDK's sessions take them.
+
+    ``None`` is the default settings (``limit=None``), as in the SDK's ``SQLiteSession``; a
+    dict goes through the SDK's own ``coerce_session_settings`` when the SDK is installed
+    (an unknown key raises its ``TypeError``), else through the same rule here; anything
+    with a ``limit`` (the SDK's or engramdb's ``SessionSettings``) is kept as it is.
+    The SDK is imported only when a dict needs it or when it is already loaded.
+    """
+    from .types import SessionSettings
+
+    if value is None:
+        sdk = sys.modules.get("agents.memory.session_settings")
+        default: SessionSettingsLike = (
+            sdk.SessionSettings() if sdk is not None else SessionSettings()
+        )
+        return default
+    if isinstance(value, dict):
+        try:
+            from agents.memory.session_settings import (
+                coerce_session_settings as sdk_coerce,
+            )
+        except ImportError:
+            unknown = sorted(str(name) for name in value if name != "limit")
+            if unknown:
+                raise TypeError(f"Unknown session settings: {', '.join(unknown)}") from None
+            return SessionSettings(**value)
+        coerced: SessionSettingsLike = sdk_coerce(value)
+        return coerced
+    if not hasattr(value, "limit"):
+        raise TypeError(
+            f"session_settings must be a SessionSettings or a dict, got {type(value).__name__}"
+        )
+    return cast(SessionSettingsLike, value)
 
 
 def default_data_dir() -> Path:
@@ -70,12 +116,12 @@ class Session:
         store: Store | str | Path | None = None,
         *,
         namespace: str = DEFAULT_NAMESPACE,
-        session_settings: SessionSettingsLike | None = None,
+        session_settings: SessionSettingsLike | dict[str, Any] | None = None,
     ) -> None:
         self.session_id = check_id("session_id", session_id)
         self.namespace = check_id("namespace", namespace)
+        self.session_settings = coerce_session_settings(session_settings)
         self.store = resolve_store(store)
-        self.session_settings = session_settings
 
     def _limit(self, limit: int | None) -> int | None:
         return resolve_limit(limit, self.session_settings)
@@ -85,7 +131,12 @@ class Session:
         return self.store.session_get(self.namespace, self.session_id, self._limit(limit))
 
     def add_items(self, items: Sequence[JSONItem]) -> None:
-        """Append items in order; all or nothing (a bad item rejects the batch)."""
+        """Append items in order; all or nothing (a bad item rejects the batch).
+
+        An item that is not JSON (a set, an object) raises :class:`~engramdb.NotJSONError`,
+        a ``TypeError`` as in the Agents SDK; one nested deeper than 64 levels, or with a lone
+        surrogate, raises :class:`~engramdb.InvalidInputError`. Nothing unreadable is stored.
+        """
         self.store.session_add(self.namespace, self.session_id, encode_items(items))
 
     def pop_item(self) -> JSONItem | None:
@@ -138,13 +189,15 @@ class AsyncSession:
         store: Store | str | Path | None = None,
         *,
         namespace: str = DEFAULT_NAMESPACE,
-        session_settings: SessionSettingsLike | None = None,
+        session_settings: SessionSettingsLike | dict[str, Any] | None = None,
     ) -> None:
-        self._sync = Session(session_id, store, namespace=namespace)
+        self._sync = Session(
+            session_id, store, namespace=namespace, session_settings=session_settings
+        )
         self.session_id = self._sync.session_id
         self.namespace = self._sync.namespace
         self.store = self._sync.store
-        self.session_settings = session_settings
+        self.session_settings = self._sync.session_settings
 
     def _limit(self, limit: int | None) -> int | None:
         return resolve_limit(limit, self.session_settings)
@@ -261,6 +314,7 @@ __all__ = [
     "AsyncSession",
     "Session",
     "SessionSettingsLike",
+    "coerce_session_settings",
     "default_data_dir",
     "list_sessions",
 ]

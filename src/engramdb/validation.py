@@ -5,14 +5,20 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, cast
 
 import orjson
 
-from .errors import CorruptRecordError, InvalidInputError
+from .errors import CorruptRecordError, InvalidInputError, NotJSONError
 
 MAX_ID_LENGTH = 512
+"""Longest identifier (session id, user/agent id, namespace, memory id), in characters."""
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of a stored JSON value (session items, metadata): a dict or list in a
+dict counts 2. Anything deeper is refused on the way in, so everything stored can be read."""
+MAX_QUERY_CHARS = 4096
+"""Longest recall query by default, in characters (``Memory(max_query_chars=...)``)."""
 
 
 def check_id(kind: str, value: object) -> str:
@@ -50,18 +56,56 @@ def check_limit(
     return limit
 
 
+def check_text(kind: str, value: str) -> str:
+    """Return ``value`` if it can be stored as UTF-8 (no lone surrogate), else raise."""
+    _check_utf8(kind, value)
+    return value
+
+
+def check_depth(kind: str, value: object, *, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Raise :class:`InvalidInputError` if ``value`` nests dicts/lists deeper than
+    ``max_depth`` (a flat dict is depth 1). Iterative, so any depth is safe to check."""
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children: Iterable[object]
+        if isinstance(node, dict):
+            children = node.values()
+        elif isinstance(node, (list, tuple)):
+            children = node
+        else:
+            continue
+        if depth > max_depth:
+            raise InvalidInputError(
+                f"{kind} is nested more than {max_depth} levels deep; the limit is {max_depth}"
+            )
+        stack.extend((child, depth + 1) for child in children)
+
+
+def encode_json(kind: str, value: object) -> str:
+    """``value`` as compact JSON text, checked so it can be stored and read back: nesting
+    within :data:`MAX_JSON_DEPTH`, valid Unicode, finite numbers, only JSON types.
+
+    A value that is not JSON (a set, an object, ...) raises :class:`NotJSONError`, which is
+    also a ``TypeError`` (what ``json.dumps`` raises); other problems raise
+    :class:`InvalidInputError`.
+    """
+    check_depth(kind, value)
+    try:
+        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except TypeError as exc:
+        raise NotJSONError(f"{kind} is not JSON-serialisable: {exc}") from None
+    except ValueError as exc:
+        raise InvalidInputError(f"{kind} is not JSON-serialisable: {exc}") from None
+    _check_utf8(kind, text)
+    return text
+
+
 def encode_item(index: int, item: object) -> str:
     """Serialise one session item to compact JSON text, or raise saying which item is wrong."""
     if not isinstance(item, dict):
-        raise InvalidInputError(
-            f"item {index} must be a JSON object (dict), got {type(item).__name__}"
-        )
-    try:
-        text = json.dumps(item, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise InvalidInputError(f"item {index} is not JSON-serialisable: {exc}") from None
-    _check_utf8(f"item {index}", text)
-    return text
+        raise NotJSONError(f"item {index} must be a JSON object (dict), got {type(item).__name__}")
+    return encode_json(f"item {index}", item)
 
 
 def encode_items(items: Sequence[object]) -> list[str]:
@@ -80,24 +124,38 @@ def _check_utf8(kind: str, text: str) -> None:
         ) from None
 
 
-_LONG_NUMBER = re.compile(r"\d{19}")
+LONG_NUMBER = re.compile(r"\d{19}")
 """orjson reads integers beyond 64 bits as floats; texts that may hold one use ``json``."""
 
 
 def decode_item(text: str, *, record_id: int | str, where: str) -> dict[str, Any]:
     """Parse one stored item; a record that does not parse to an object is corrupt."""
     try:
-        if _LONG_NUMBER.search(text):
+        if LONG_NUMBER.search(text):
             raise orjson.JSONDecodeError("may hold a big integer", text, 0)
         value = orjson.loads(text)
     except orjson.JSONDecodeError:
         try:  # orjson is stricter than the json module that wrote it (huge integers, ...)
             value = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             value = None
     if type(value) is not dict:
         raise corrupt_item(record_id, where)
+    _check_stored_depth(text, value, record_id, where)
     return value
+
+
+def _check_stored_depth(text: str, value: object, record_id: int | str, where: str) -> None:
+    """An item nested deeper than :data:`MAX_JSON_DEPTH` (only an older engramdb could store
+    one) is reported like a corrupt one: never served, never popped, left in place."""
+    if text.count("{") + text.count("[") <= MAX_JSON_DEPTH:  # cannot be that deep
+        return
+    try:
+        check_depth("item", value)
+    except InvalidInputError:
+        raise corrupt_item(
+            record_id, where, f"is nested more than {MAX_JSON_DEPTH} levels deep"
+        ) from None
 
 
 def decode_items(rows: Sequence[Sequence[Any]], *, where: str) -> list[dict[str, Any]]:
@@ -112,17 +170,21 @@ def decode_items(rows: Sequence[Sequence[Any]], *, where: str) -> list[dict[str,
     values: Any = None
     if all(isinstance(t, str) and t[:1] == "{" and t[-1:] == "}" for t in texts):
         joined = "[" + ",".join(texts) + "]"
-        if not _LONG_NUMBER.search(joined):
+        if not LONG_NUMBER.search(joined):
             with contextlib.suppress(orjson.JSONDecodeError):
                 values = orjson.loads(joined)
     if values is None or len(values) != len(rows) or any(type(v) is not dict for v in values):
         return [decode_item(row[1], record_id=row[0], where=where) for row in rows]
+    for row, value in zip(rows, values, strict=True):
+        _check_stored_depth(row[1], value, row[0], where)
     return cast(list[dict[str, Any]], values)
 
 
-def corrupt_item(record_id: int | str, where: str) -> CorruptRecordError:
+def corrupt_item(
+    record_id: int | str, where: str, problem: str = "is not a JSON object"
+) -> CorruptRecordError:
     return CorruptRecordError(
-        f"stored item {record_id} in {where} is not a JSON object; it was left in place. "
+        f"stored item {record_id} in {where} {problem}; it was left in place. "
         "Inspect it with `engramdb sessions show` and remove it explicitly if it is garbage.",
         record_id=record_id,
     )

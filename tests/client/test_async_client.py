@@ -161,7 +161,7 @@ def test_remote_session_options(live_server: LiveServer, key: str) -> None:
 
     asyncio.run(use())
     local = RemoteSession("opts", AsyncClient(live_server.url, key), session_settings=None)
-    assert local.session_settings is None
+    assert local.session_settings.limit is None  # the default SessionSettings()
     assert asyncio.run(local.get_items()) == [{"n": n} for n in range(4)]
     ours = RemoteSession(
         "x", AsyncClient(live_server.url, key), session_settings=SessionSettings(1)

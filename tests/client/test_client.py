@@ -307,7 +307,7 @@ def test_error_mapping_keeps_status_code_and_message(
 
     with pytest.raises(InvalidInputError) as bad:
         client.remember("   ")
-    assert (bad.value.status, bad.value.code) == (400, "invalid_input")
+    assert (bad.value.status, bad.value.code) == (422, "validation_error")  # blank: the schema
     assert "content" in str(bad.value)
 
     with pytest.raises(InvalidInputError) as unknown:

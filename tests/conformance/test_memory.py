@@ -142,7 +142,6 @@ def test_update_to_content_that_already_exists_is_a_conflict(mem: Memory) -> Non
         ({"content": "ok", "metadata": ["x"]}, "metadata"),
         ({"content": "ok", "metadata": {"x": object()}}, "metadata"),
         ({"content": "ok", "metadata": {"x": math.nan}}, "metadata"),
-        ({"content": "ok", "metadata": {"x": 2**70}}, "metadata"),
         ({"content": "ok", "user_id": ""}, "user_id"),
         ({"content": "ok", "user_id": 7}, "user_id"),
         ({"content": "ok", "occurred_at": "yesterday"}, "occurred_at"),
@@ -207,8 +206,8 @@ FTS_TRAPS = [
     "🧠🔥",
     "\u202e",
     "\x00",
-    "x" * 10_000,
-    "word " * 2_000,
+    "x" * 4_000,  # up to the query limit (4,096 characters; beyond is PayloadTooLargeError)
+    "word " * 800,
     "\\",
     "%",
     "_",

@@ -20,7 +20,9 @@ set_tracing_disabled(True)
 def test_remote_session_satisfies_the_sdk_protocol(live_server: LiveServer) -> None:
     session = RemoteSession("proto", live_server.url, api_key=live_server.register())
     assert isinstance(session, SDKSession)
-    assert session.session_id == "proto" and session.session_settings is None
+    assert session.session_id == "proto"
+    # the SDK's default, as its own sessions have it
+    assert session.session_settings == SessionSettings()
     with_settings = RemoteSession("proto", session.client, session_settings={"limit": 3})
     assert isinstance(with_settings.session_settings, SessionSettings)
 

@@ -38,6 +38,7 @@ def test_every_endpoint_keeps_namespaces_apart(api: Api) -> None:
         ("DELETE", f"/v1/memories/{mid}", {}),
         ("GET", "/v1/sessions/chat", {}),
         ("DELETE", f"/v1/keys/{a_keys[0]['id']}", {}),
+        ("GET", "/v1/sessions/chat/items", {}),  # b has no such session: 404
         ("GET", f"/v1/keys?namespace={a_keys[0]['namespace']}", {}),
         ("POST", "/v1/keys", {"json": {"name": "x", "namespace": a_keys[0]["namespace"]}}),
     ]
@@ -56,7 +57,6 @@ def test_every_endpoint_keeps_namespaces_apart(api: Api) -> None:
         ("GET", "/v1/memories?user_id=alice&tag=secret", {}),
         ("GET", "/api/memory/list?limit=10000", {}),
         ("GET", "/v1/sessions", {}),
-        ("GET", "/v1/sessions/chat/items", {}),
         ("POST", "/v1/sessions/chat/pop", {}),
         ("POST", "/v1/sessions/chat/clear", {}),
         ("DELETE", "/v1/sessions/chat", {}),

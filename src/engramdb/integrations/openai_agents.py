@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 class EngramSession(AsyncSession):
     """An ``agents.memory.Session`` stored in engramdb (SQLite by default, any Store)."""
 
-    session_settings: SessionSettings | None
+    session_settings: SessionSettings
 
     def __init__(
         self,
@@ -40,10 +40,15 @@ class EngramSession(AsyncSession):
     ) -> None:
         from agents.memory import SessionSettings
 
-        super().__init__(session_id, store, namespace=namespace)
-        if isinstance(session_settings, dict):
-            session_settings = SessionSettings(**session_settings)
-        self.session_settings = session_settings or SessionSettings()
+        # the SDK's coercion: a dict with an unknown key raises its TypeError
+        super().__init__(
+            session_id,
+            store,
+            namespace=namespace,
+            session_settings=session_settings
+            if session_settings is not None
+            else SessionSettings(),
+        )
 
 
 __all__ = ["EngramSession"]

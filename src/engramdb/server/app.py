@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import json
 import logging
@@ -26,7 +27,7 @@ from .auth import KeyRing
 from .errors import install_error_handlers
 from .middleware import AccessLog, BodyLimit, Idempotency, Message, Receive, Scope, Send
 from .models import ErrorDetail, HealthOut
-from .quotas import Limiter
+from .quotas import Limiter, TokenBuckets
 from .settings import ServerSettings
 from .tenant import Services
 
@@ -78,6 +79,10 @@ def create_app(
             store if store is not None else open_store(settings.store),
             embedder=settings.embedder,
         )
+    else:  # the caller's facade keeps its own limits
+        memory = copy.copy(memory)
+    memory.max_content_chars = settings.max_content_chars
+    memory.max_query_chars = settings.max_query_chars
     keys = KeyRing(memory.store, settings.admin_keys)
     app = FastAPI(
         title="engramdb",
@@ -87,6 +92,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.services = Services(memory, keys, Limiter(memory.store, settings.quotas))
+    app.state.registrations = TokenBuckets()  # open registrations per client address
     install_error_handlers(app)
 
     from . import compat, v1
@@ -125,7 +131,10 @@ def _health(memory: Memory, backend: str) -> HealthOut | JSONResponse:
             status="unhealthy",
             version=__version__,
             store=backend,
-            error=ErrorDetail(code="store_unavailable", message=str(exc)),
+            # the detail (a file path, a host) goes to the log only, as for every 5xx body
+            error=ErrorDetail(
+                code="store_unavailable", message="the store is unavailable; see the server log"
+            ),
         )
         return JSONResponse(body.model_dump(), status_code=503)
     return HealthOut(status="healthy", version=__version__, store=backend)

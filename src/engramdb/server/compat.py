@@ -9,7 +9,20 @@ from fastapi import APIRouter, Query, Request
 from ..memory import MAX_LIMIT
 from ..types import MemoryRecord
 from .errors import ApiError
-from .models import Body, Limit, Number, Str
+from .models import (
+    Body,
+    Content,
+    CursorQuery,
+    FactText,
+    Fraction,
+    JSONObject,
+    KeyName,
+    Limit,
+    Purpose,
+    Str,
+    Tags,
+    TagsText,
+)
 from .tenant import ServicesDep, TenantDep, principal
 from .v1 import ERRORS, stats_of
 
@@ -17,30 +30,30 @@ router = APIRouter(responses=ERRORS, tags=["compatibility"])
 
 
 class RegisterIn(Body):
-    agent_name: Str
-    purpose: Str | None = None
+    agent_name: KeyName
+    purpose: Purpose | None = None
 
 
 class StoreIn(Body):
-    content: Str
-    tags: list[Str] | Str | None = None
-    importance: Number | None = None
-    metadata: dict[str, Any] | None = None
+    content: Content
+    tags: Tags | TagsText | None = None
+    importance: Fraction | None = None
+    metadata: JSONObject | None = None
 
 
 class RecallIn(Body):
     query: Str = ""
-    tags: list[Str] | Str | None = None
+    tags: Tags | TagsText | None = None
     """Exact tags, all of which a memory must carry (a list or a comma-separated string)."""
     limit: Limit = 10
 
 
 class LearnIn(Body):
-    subject: Str
-    predicate: Str
-    object: Str
-    confidence: Number | None = None
-    source: Str | None = None
+    subject: FactText
+    predicate: FactText
+    object: FactText
+    confidence: Fraction | None = None
+    source: FactText | None = None
 
 
 def _memory(record: MemoryRecord, score: float | None = None) -> dict[str, Any]:
@@ -60,14 +73,27 @@ def _memory(record: MemoryRecord, score: float | None = None) -> dict[str, Any]:
 
 @router.post("/api/keys/register")
 def register(request: Request, svc: ServicesDep, body: RegisterIn) -> dict[str, Any]:
-    """A new API key bound to a new namespace of its own."""
-    mode = request.app.state.settings.registration
+    """A new API key bound to a new namespace of its own. Open registration is rate-limited
+    per client address (``registrations_per_minute``)."""
+    settings = request.app.state.settings
+    mode = settings.registration
     if mode == "closed":
         raise ApiError(403, "forbidden", "key registration is disabled on this server")
     if mode == "admin" and not principal(request).admin:
         raise ApiError(403, "forbidden", "key registration needs an admin key on this server")
-    if not body.agent_name.strip() or len(body.agent_name) > 200:
+    if not body.agent_name.strip():
         raise ApiError(422, "validation_error", "agent_name: 1 to 200 characters")
+    rate = settings.registrations_per_minute
+    if mode == "open" and rate is not None:
+        address = request.client.host if request.client else "unknown"
+        wait = request.app.state.registrations.take(address, rate / 60.0, float(rate))
+        if wait is not None:
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"at most {rate} registrations a minute from one address; retry in {wait}s",
+                {"Retry-After": str(wait)},
+            )
     key, secret = svc.keys.create(None, body.agent_name, body.purpose)
     return {
         "api_key": secret,
@@ -147,7 +173,7 @@ def list_memories(
     t: TenantDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
     offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
-    cursor: str | None = None,
+    cursor: CursorQuery = None,
 ) -> dict[str, Any]:
     """Memories in the order they were stored: ``limit`` + ``offset``, or ``cursor``."""
     items: list[MemoryRecord] = []

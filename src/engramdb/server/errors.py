@@ -1,11 +1,14 @@
 """Every error the server sends is ``{"error": {"code", "message"}}`` with a precise status.
 
 Anything a client can send maps to a 4xx; 5xx means the store is unreachable (503) or a bug.
+A 5xx body never carries the underlying error's text (it may name files or SQL): it says what
+kind of failure it was and gives the request id; the detail goes to the server log.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -20,6 +23,7 @@ from ..errors import (
     InvalidInputError,
     LeaseHeldError,
     NotFoundError,
+    PayloadTooLargeError,
     QuotaExceededError,
     StoreUnavailableError,
 )
@@ -52,6 +56,7 @@ def error_response(
 
 # most specific first: the first isinstance match wins
 _ENGRAM_ERRORS: list[tuple[type[EngramError], int, str]] = [
+    (PayloadTooLargeError, 413, "payload_too_large"),
     (InvalidInputError, 400, "invalid_input"),
     (NotFoundError, 404, "not_found"),
     (LeaseHeldError, 409, "lease_held"),
@@ -92,6 +97,51 @@ def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
     return 422, "validation_error", "; ".join(parts) + more
 
 
+_FAILURES = {
+    "store_unavailable": "the store is unavailable",
+    "corrupt_record": "a stored record cannot be decoded; it was left in place",
+    "store_error": "the store failed",
+}
+
+
+def request_id(request: Request) -> str:
+    """The id the access log gives this request (also sent as ``X-Request-Id``)."""
+    state = request.scope.get("state") or {}
+    return str(state.get("request_id") or "-")
+
+
+def _server_failure(request: Request, exc: Exception, status: int, code: str) -> JSONResponse:
+    rid = request_id(request)
+    log.error("%s %s failed (request %s): %s", request.method, request.url.path, rid, exc)
+    what = _FAILURES.get(code, "internal server error")
+    return error_response(status, code, f"{what} (request id {rid}; details in the server log)")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents at this path (the router's own 405 names only the
+    first matching route's; ``Allow`` must list them all). Read from the OpenAPI paths, so
+    the header and the schema cannot disagree. A fixed path (``/v1/memories/batch``) wins over
+    a template it also fits (``/v1/memories/{memory_id}``), as in routing."""
+    table: list[tuple[re.Pattern[str], bool, set[str]]] | None = getattr(
+        request.app.state, "allow_table", None
+    )
+    if table is None:
+        table = [
+            (
+                re.compile("^" + re.sub(r"\\\{[^}]*\\\}", "[^/]+", re.escape(path)) + "$"),
+                "{" in path,
+                {method.upper() for method in operations},
+            )
+            for path, operations in request.app.openapi()["paths"].items()
+        ]
+        request.app.state.allow_table = table
+    path = request.scope["path"]
+    matches = [(templated, methods) for pattern, templated, methods in table if pattern.match(path)]
+    fixed = [methods for templated, methods in matches if not templated]
+    chosen = fixed or [methods for _, methods in matches]
+    return sorted({method for methods in chosen for method in methods})
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure to one JSON error shape."""
 
@@ -107,10 +157,14 @@ def install_error_handlers(app: FastAPI) -> None:
         for kind, status, code in _ENGRAM_ERRORS:
             if isinstance(exc, kind):
                 if status >= 500:
-                    log.error("%s %s: %s", request.method, request.url.path, exc)
+                    return _server_failure(request, exc, status, code)
                 return error_response(status, code, str(exc))
-        log.error("%s %s: %s", request.method, request.url.path, exc)
-        return error_response(503, "store_error", str(exc))
+        return _server_failure(request, exc, 503, "store_error")
+
+    @app.exception_handler(RecursionError)
+    async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
+        # only input nested thousands of levels deep gets here (the JSON parser's recursion)
+        return error_response(400, "invalid_input", "the request is nested too deeply")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -121,11 +175,21 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "error")
         message = exc.detail if isinstance(exc.detail, str) else "request failed"
+        headers = getattr(exc, "headers", None)
         if exc.status_code == 404 and message == "Not Found":
             message = f"no route {request.method} {request.url.path}"
-        return error_response(exc.status_code, code, message, getattr(exc, "headers", None))
+        if exc.status_code == 405:
+            allowed = allowed_methods(request)
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            message = f"{request.method} is not allowed here; allowed: {', '.join(allowed)}"
+        return error_response(exc.status_code, code, message, headers)
 
     @app.exception_handler(Exception)
     async def _bug(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return error_response(500, "internal_error", "internal server error (logged)")
+        rid = request_id(request)
+        log.exception(
+            "unhandled error in %s %s (request %s)", request.method, request.url.path, rid
+        )
+        return error_response(
+            500, "internal_error", f"internal server error (request id {rid}; logged)"
+        )

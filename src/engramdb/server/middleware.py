@@ -24,6 +24,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 access_log = logging.getLogger("engramdb.access")
+log = logging.getLogger("engramdb.server")
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 IDEMPOTENCY_TTL = 24 * 3600.0
@@ -41,6 +42,18 @@ async def send_error(
     raw += [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     await send({"type": "http.response.start", "status": status, "headers": raw})
     await send({"type": "http.response.body", "body": body})
+
+
+async def _store_failed(scope: Scope, send: Send, exc: Exception) -> None:
+    """503 without the store's own message (it may name files): the log has it."""
+    request_id = scope.get("state", {}).get("request_id", "-")
+    log.error("%s %s failed (request %s): %s", scope["method"], scope["path"], request_id, exc)
+    await send_error(
+        send,
+        503,
+        "store_unavailable",
+        f"the store is unavailable (request id {request_id}; details in the server log)",
+    )
 
 
 class AccessLog:
@@ -87,7 +100,11 @@ class AccessLog:
 
 
 class BodyLimit:
-    """413 for bodies over ``max_bytes``, by Content-Length or while streaming."""
+    """413 for bodies over ``max_bytes``, by Content-Length or while streaming.
+
+    A body without Content-Length (chunked) is read here, up to the limit, before the app
+    sees it: the app's body parser would turn any error while reading into a 400.
+    """
 
     def __init__(self, app: ASGIApp, max_bytes: int) -> None:
         self.app = app
@@ -105,6 +122,15 @@ class BodyLimit:
             else:
                 await send_error(send, 400, "bad_request", "invalid Content-Length header")
             return
+        if length is None:
+            try:
+                body = await read_body(receive, limit=self.max_bytes)
+            except _TooLarge:
+                await send_error(send, 413, "body_too_large", too_large)
+                return
+            except _Disconnected:
+                return
+            receive = _replay(body, receive)
         received = 0
         started = False
 
@@ -134,15 +160,35 @@ class _TooLarge(Exception):
     pass
 
 
-async def read_body(receive: Receive) -> bytes:
+async def read_body(receive: Receive, *, limit: int | None = None) -> bytes:
+    """The whole request body; :class:`_TooLarge` as soon as it passes ``limit`` bytes."""
     chunks = []
+    size = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise _Disconnected
-        chunks.append(message.get("body", b""))
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if limit is not None and size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
         if not message.get("more_body", False):
             return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands over ``body`` once, then listens to the client again."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
 
 
 class _Disconnected(Exception):
@@ -181,7 +227,7 @@ class Idempotency:
             await send_error(send, exc.status, exc.code, exc.message, exc.headers)
             return
         except EngramError as exc:
-            await send_error(send, 503, "store_unavailable", str(exc))
+            await _store_failed(scope, send, exc)
             return
         if principal.key is None:  # admins write nothing worth replaying
             await self.app(scope, receive, send)
@@ -204,7 +250,7 @@ class Idempotency:
                 )
             )
         except EngramError as exc:
-            await send_error(send, 503, "store_unavailable", str(exc))
+            await _store_failed(scope, send, exc)
             return
         if found is not None:
             await self._answer_existing(send, found.request_hash == fingerprint, found)

@@ -2,20 +2,150 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, Strict
+from fastapi import Query
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    model_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
 
-from ..memory import MAX_LIMIT
+from ..cursors import CURSOR_PATTERN
+from ..filters import MAX_METADATA_FILTER_KEYS, MAX_TAG_LENGTH, MAX_TAGS
+from ..memory import MAX_FACT_CHARS, MAX_LIMIT
 from ..types import Remembered
+from ..validation import MAX_ID_LENGTH, check_depth, check_text
+
+# Every field of every request body is bounded here, once: strings in length and to valid
+# Unicode (a lone surrogate such as "\ud800" cannot be stored), numbers to finite values in
+# range, lists in count, JSON objects in nesting depth. Content and queries have no schema
+# bound: the library checks them against its configured limits and answers 413 naming the
+# limit (GET /v1/limits lists them all); the body size limit bounds them first.
+
+
+def _valid_text(value: str) -> str:
+    return check_text("string", value)  # InvalidInputError is a ValueError: a 422
+
+
+def _valid_json(value: dict[str, Any]) -> dict[str, Any]:
+    check_depth("value", value)
+    _check_strings(value)
+    return value
+
+
+def _check_strings(value: object) -> None:
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            check_text("string", node)
+        elif isinstance(node, dict):
+            stack.extend(node)
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
+_NUMBER = re.compile(r"\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*")
+
+
+def _json_number(value: object) -> object:
+    if isinstance(value, (str, bytes, bool)):
+        raise ValueError("must be a JSON number")
+    return value
+
+
+def _not_a_number(value: object) -> object:
+    if isinstance(value, (int, float)) or (isinstance(value, str) and _NUMBER.fullmatch(value)):
+        raise ValueError("must be an ISO 8601 date/time string")
+    return value
+
+
+def _in_range(value: datetime) -> datetime:
+    try:
+        (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError:
+        raise ValueError("date/time is out of range once converted to UTC") from None
+    return value
+
+
+_Unicode = AfterValidator(_valid_text)
+_SPACE = r"\x00\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+NON_BLANK = rf"^[^\x00]*[^{_SPACE}][^\x00]*$"
+r"""Some character that is neither NUL nor white space (``str.isspace``, spelled out: regex
+engines disagree on ``\s``), and no NUL: what ids, tags and content must be."""
 
 # Strict scalars: "0.5" is not a number and 1 is not a string.
-Str = Annotated[str, Strict()]
-Int = Annotated[int, Strict()]
+Str = Annotated[str, Strict(), _Unicode]
+"""Unbounded in the schema: only for queries (any text is a query; the library bounds its
+length with a 413)."""
+Content = Annotated[str, Strict(), Field(pattern=NON_BLANK), _Unicode]
+"""Its length is bounded by the library, which answers 413 naming the limit."""
+Id = Annotated[str, Strict(), Field(max_length=MAX_ID_LENGTH, pattern=NON_BLANK), _Unicode]
+Tag = Annotated[str, Strict(), Field(max_length=MAX_TAG_LENGTH, pattern=NON_BLANK), _Unicode]
+Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS)]
+_TAG_PART = rf"[^,\x00]{{0,{MAX_TAG_LENGTH}}}"
+TagsText = Annotated[
+    str,
+    Strict(),
+    Field(pattern=rf"^{_TAG_PART}(,{_TAG_PART}){{0,{MAX_TAGS - 1}}}$"),
+    _Unicode,
+]
+"""Tags as one comma-separated string (the compatibility API): at most MAX_TAGS parts of at
+most MAX_TAG_LENGTH characters."""
+FactText = Annotated[str, Strict(), Field(max_length=MAX_FACT_CHARS, pattern=NON_BLANK), _Unicode]
+KEY_NAME_CHARS = 200
+PURPOSE_CHARS = 1000
+KeyName = Annotated[str, Strict(), Field(max_length=KEY_NAME_CHARS, pattern=NON_BLANK), _Unicode]
+Purpose = Annotated[str, Strict(), Field(max_length=PURPOSE_CHARS), _Unicode]
+Int = Annotated[int, BeforeValidator(_json_number)]
+"""An integer as JSON has it: ``7`` or ``7.0``, never ``"7"`` or ``true``."""
+DateTime = Annotated[datetime, BeforeValidator(_not_a_number), AfterValidator(_in_range)]
+"""An ISO 8601 date/time string (a number is not one), within the years 1 to 9999 in UTC."""
 Bool = Annotated[bool, Strict()]
-Number = Annotated[float, Strict()] | Annotated[int, Strict()]
-Limit = Annotated[int, Strict(), Field(ge=1, le=MAX_LIMIT)]
+Number = (
+    Annotated[float, Strict(), Field(allow_inf_nan=False)]
+    | Annotated[int, Strict(), Field(ge=-(2**63), lt=2**63)]
+)
+Fraction = (
+    Annotated[float, Strict(), Field(ge=0, le=1, allow_inf_nan=False)]
+    | Annotated[int, Strict(), Field(ge=0, le=1)]
+)
+"""A number from 0 to 1 (importance, confidence)."""
+Limit = Annotated[int, Field(ge=1, le=MAX_LIMIT), BeforeValidator(_json_number)]
+JSONObject = Annotated[dict[str, Any], AfterValidator(_valid_json)]
+"""Any JSON object nested at most MAX_JSON_DEPTH deep, of valid Unicode."""
+MetadataValue = Annotated[str, Strict(), Field(max_length=MAX_FACT_CHARS), _Unicode] | Bool | Number
+MetadataFilter = Annotated[
+    dict[Id, MetadataValue],
+    Field(
+        max_length=MAX_METADATA_FILTER_KEYS,
+        # every key must match (patternProperties alone would let other keys through)
+        json_schema_extra={
+            "propertyNames": {"maxLength": MAX_ID_LENGTH, "pattern": NON_BLANK},
+            "additionalProperties": False,
+        },
+    ),
+]
+MAX_BATCH = 1000
+MAX_ITEMS = 10_000
+
+
+# query parameters
+IdQuery = Annotated[str | None, Query(min_length=1, max_length=MAX_ID_LENGTH, pattern=NON_BLANK)]
+FactQuery = Annotated[str | None, Query(min_length=1, max_length=MAX_FACT_CHARS, pattern=NON_BLANK)]
+TagQuery = Annotated[list[Tag] | None, Query(max_length=MAX_TAGS)]
+DateTimeQuery = Annotated[DateTime | None, Query()]
+CursorQuery = Annotated[str | None, Query(pattern=CURSOR_PATTERN)]
+"""A memory list cursor (``next_cursor`` of the previous page)."""
 
 
 class Body(BaseModel):
@@ -26,28 +156,28 @@ class Body(BaseModel):
 
 # -- requests -----------------------------------------------------------------------------
 class MemoryIn(Body):
-    content: Str
-    user_id: Str | None = None
-    agent_id: Str | None = None
-    session_id: Str | None = None
-    tags: list[Str] = []
-    metadata: dict[str, Any] = {}
-    importance: Number = 0.5
-    occurred_at: datetime | None = None
+    content: Content
+    user_id: Id | None = None
+    agent_id: Id | None = None
+    session_id: Id | None = None
+    tags: Tags = []
+    metadata: JSONObject = {}
+    importance: Fraction = 0.5
+    occurred_at: DateTime | None = None
 
 
 class MemoryBatchIn(Body):
-    memories: Annotated[list[MemoryIn], Field(min_length=1, max_length=1000)]
+    memories: Annotated[list[MemoryIn], Field(min_length=1, max_length=MAX_BATCH)]
 
 
 class FiltersIn(Body):
-    user_id: Str | None = None
-    agent_id: Str | None = None
-    session_id: Str | None = None
-    tags: list[Str] | None = None
-    metadata: dict[str, Any] | None = None
-    since: datetime | None = None
-    until: datetime | None = None
+    user_id: Id | None = None
+    agent_id: Id | None = None
+    session_id: Id | None = None
+    tags: Tags | None = None
+    metadata: MetadataFilter | None = None
+    since: DateTime | None = None
+    until: DateTime | None = None
 
     def to_filter(self) -> dict[str, Any]:
         return self.model_dump(exclude_none=True)
@@ -61,17 +191,68 @@ class RecallIn(Body):
     explain: Bool = False
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # leaving the field out is the default; null is not a value
+
+
 class MemoryPatch(Body):
-    content: Str | None = None
-    tags: list[Str] | None = None
-    metadata: dict[str, Any] | None = None
-    importance: Number | None = None
+    """At least one field; ``null`` is not a value (leave the field out to keep it)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1})
+
+    content: Content | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
+    tags: Tags | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
+    metadata: JSONObject | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
+    importance: Fraction | SkipJsonSchema[None] = Field(None, json_schema_extra=_no_default)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _some_change(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            if not data:
+                raise ValueError("pass at least one of content, tags, metadata, importance")
+            nulls = sorted(str(k) for k, v in data.items() if v is None)
+            if nulls:
+                raise ValueError(f"{', '.join(nulls)}: null is not a value; leave it out")
+        return data
+
+
+_ID_GIVEN = {"type": "string", "maxLength": MAX_ID_LENGTH, "pattern": NON_BLANK}
+_SCOPES: dict[str, dict[str, Any]] = {
+    "user_id": _ID_GIVEN,
+    "agent_id": _ID_GIVEN,
+    "session_id": _ID_GIVEN,
+    "tags": {"type": "array", "minItems": 1, "maxItems": MAX_TAGS},
+    "metadata": {"type": "object", "minProperties": 1, "maxProperties": MAX_METADATA_FILTER_KEYS},
+}
+"""What gives a forget filter a scope (:attr:`engramdb.Filter.has_scope`): one of these given;
+``since``/``until`` only narrow a scope."""
+
+
+def _one_of_required(names: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"required": [name], "properties": {name: given}} for name, given in names.items()]
+
+
+def _scoped_forget(schema: dict[str, Any]) -> None:
+    # a scope in the filters, or all: true on purpose
+    schema["anyOf"] = [
+        {"required": ["all"], "properties": {"all": {"const": True}}},
+        {"required": ["filters"], "properties": {"filters": {"anyOf": _one_of_required(_SCOPES)}}},
+    ]
+
+
+def _some_part(schema: dict[str, Any]) -> None:
+    parts = ("subject", "predicate", "object")
+    given = {"type": "string", "maxLength": MAX_FACT_CHARS, "pattern": NON_BLANK}
+    schema["anyOf"] = _one_of_required({name: given for name in parts})
 
 
 class ForgetIn(Body):
     """A scoped forget: ``filters`` must name user, agent, session, tags or metadata
     (``since``/``until`` only narrow them); ``all: true`` forgets the whole namespace on
     purpose (within ``since``/``until`` if given)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_scoped_forget)
 
     filters: FiltersIn | None = None
     all: Bool = False
@@ -81,37 +262,43 @@ class ForgetIn(Body):
 class FactsForgetIn(Body):
     """Forget every fact (current and superseded) matching a pattern; one part is required."""
 
-    subject: Str | None = None
-    predicate: Str | None = None
-    object: Str | None = None
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_some_part)
+
+    subject: FactText | None = None
+    predicate: FactText | None = None
+    object: FactText | None = None
     dry_run: Bool = False
 
 
 class ItemsIn(Body):
-    items: list[dict[str, Any]]
+    items: Annotated[list[JSONObject], Field(max_length=MAX_ITEMS)]
 
 
 class TripleIn(Body):
-    subject: Str
-    predicate: Str
-    object: Str
-    confidence: Number = 1.0
-    source: Str | None = None
-    valid_from: datetime | None = None
+    subject: FactText
+    predicate: FactText
+    object: FactText
+    confidence: Fraction = 1.0
+    source: FactText | None = None
+    valid_from: DateTime | None = None
     single_valued: Bool = False
 
 
 class LimitsIn(Body):
-    max_memories: Annotated[int, Strict(), Field(ge=0, le=2**53)] | None = None
-    max_facts: Annotated[int, Strict(), Field(ge=0, le=2**53)] | None = None
-    recalls_per_day: Annotated[int, Strict(), Field(ge=0, le=2**53)] | None = None
-    requests_per_second: Annotated[int, Strict(), Field(ge=1, le=10**6)] | None = None
+    max_memories: Annotated[int, Field(ge=0, le=2**53), BeforeValidator(_json_number)] | None = None
+    max_facts: Annotated[int, Field(ge=0, le=2**53), BeforeValidator(_json_number)] | None = None
+    recalls_per_day: Annotated[int, Field(ge=0, le=2**53), BeforeValidator(_json_number)] | None = (
+        None
+    )
+    requests_per_second: (
+        Annotated[int, Field(ge=1, le=10**6), BeforeValidator(_json_number)] | None
+    ) = None
 
 
 class KeyIn(Body):
-    name: Annotated[str, Strict(), Field(min_length=1, max_length=200)]
-    purpose: Annotated[str, Strict(), Field(max_length=1000)] | None = None
-    namespace: Str | None = None
+    name: KeyName
+    purpose: Purpose | None = None
+    namespace: Id | None = None
     limits: LimitsIn | None = None
 
 
@@ -328,6 +515,29 @@ class ErrorDetail(BaseModel):
 
 class ErrorOut(BaseModel):
     error: ErrorDetail
+
+
+class LimitsOut(BaseModel):
+    """Size limits of this server (README "Limits" table)."""
+
+    content_chars: int = Field(description="characters of a memory's content (413 beyond)")
+    metadata_bytes: int = Field(description="bytes of a memory's metadata as JSON (413)")
+    query_chars: int = Field(description="characters of a recall query (413)")
+    body_bytes: int = Field(description="bytes of a request body (413)")
+    batch_memories: int = Field(description="memories in one batch")
+    session_items_per_request: int = Field(description="session items in one append")
+    tags_per_memory: int
+    tag_chars: int
+    id_chars: int = Field(description="characters of an id: session, user, agent, namespace")
+    fact_chars: int = Field(description="characters of a triple's subject/predicate/object")
+    json_depth: int = Field(description="nesting depth of metadata and session items")
+    page_limit: int = Field(description="largest `limit` of a recall or list page")
+    metadata_filter_keys: int
+    key_name_chars: int
+    purpose_chars: int
+    registrations_per_minute: int | None = Field(
+        description="open registrations per client address and minute (null: unlimited)"
+    )
 
 
 class HealthOut(BaseModel):

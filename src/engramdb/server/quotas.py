@@ -36,12 +36,56 @@ def seconds_to_midnight(now: datetime | None = None) -> int:
     return max(1, int((tomorrow - now).total_seconds()) + 1)
 
 
+class TokenBuckets:
+    """One token bucket per name (a key id, a client address), in this process: ``rate``
+    tokens a second up to ``burst``; :meth:`take` spends one or says how long to wait."""
+
+    MAX_NAMES = 100_000
+    """Buckets kept at most; past that the oldest full ones are forgotten (a forgotten bucket
+    is a full one, so forgetting loses nothing)."""
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, tuple[float, float]] = {}  # name -> (tokens, last refill)
+        self._lock = threading.Lock()
+
+    def take(self, name: str, rate: float, burst: float) -> int | None:
+        """Spend a token of ``name``'s bucket: ``None`` if there was one, else the whole
+        seconds to wait for the next."""
+        empty = self.take_all([(name, rate, burst)])
+        return None if empty is None else empty[1]
+
+    def take_all(self, buckets: Sequence[tuple[str, float, float]]) -> tuple[str, int] | None:
+        """Spend one token of each ``(name, rate, burst)`` bucket, or none if one of them is
+        empty: ``None``, or the first empty bucket's name and the whole seconds to wait."""
+        now = time.monotonic()
+        with self._lock:
+            refilled: list[tuple[str, float]] = []
+            for name, rate, burst in buckets:
+                tokens, last = self._buckets.pop(name, (burst, now))
+                tokens = min(burst, tokens + (now - last) * rate)
+                if len(self._buckets) >= self.MAX_NAMES:
+                    self._forget_full(now, rate, burst)
+                self._buckets[name] = (tokens, now)
+                if tokens < 1.0:
+                    return name, max(1, int((1.0 - tokens) / rate + 0.999))
+                refilled.append((name, tokens))
+            for name, tokens in refilled:
+                self._buckets[name] = (tokens - 1.0, now)
+            return None
+
+    def _forget_full(self, now: float, rate: float, burst: float) -> None:
+        for name, (tokens, last) in list(self._buckets.items()):
+            if tokens + (now - last) * rate >= burst:
+                del self._buckets[name]
+        while len(self._buckets) >= self.MAX_NAMES:  # all busy: drop the least recent
+            del self._buckets[next(iter(self._buckets))]
+
+
 class Limiter:
     def __init__(self, store: Store, defaults: Quotas) -> None:
         self.store = store
         self.defaults = defaults
-        self._buckets: dict[str, tuple[float, float]] = {}  # key id -> (tokens, last refill)
-        self._lock = threading.Lock()
+        self._buckets = TokenBuckets()  # per key id
 
     def limits(self, key: ApiKey) -> dict[str, int | None]:
         """The key's limits: its own where set, the server defaults elsewhere."""
@@ -51,29 +95,20 @@ class Limiter:
     def check_rate(self, key: ApiKey, ancestors: Sequence[ApiKey] = ()) -> None:
         """Take a token from the key's bucket and from each ancestor's (keys created by a
         namespace key share its rate), or none if one of them is empty."""
-        now = time.monotonic()
-        with self._lock:
-            taken: list[tuple[str, float]] = []
-            for who in (key, *ancestors):
-                rate = self.limits(who)["requests_per_second"]
-                if rate is None:
-                    continue
-                burst = 2.0 * rate
-                tokens, last = self._buckets.get(who.id, (burst, now))
-                tokens = min(burst, tokens + (now - last) * rate)
-                if tokens < 1.0:
-                    self._buckets[who.id] = (tokens, now)
-                    wait = max(1, int((1.0 - tokens) / rate + 0.999))
-                    whose = "this key" if who is key else "the key that created this one"
-                    raise ApiError(
-                        429,
-                        "rate_limited",
-                        f"rate limit of {rate} requests per second exceeded for {whose}",
-                        {"Retry-After": str(wait)},
-                    )
-                taken.append((who.id, tokens - 1.0))
-            for key_id, tokens in taken:
-                self._buckets[key_id] = (tokens, now)
+        rates = {who.id: self.limits(who)["requests_per_second"] for who in (key, *ancestors)}
+        empty = self._buckets.take_all(
+            [(key_id, rate, 2.0 * rate) for key_id, rate in rates.items() if rate is not None]
+        )
+        if empty is not None:
+            key_id, wait = empty
+            rate = rates[key_id]
+            whose = "this key" if key_id == key.id else "the key that created this one"
+            raise ApiError(
+                429,
+                "rate_limited",
+                f"rate limit of {rate} requests per second exceeded for {whose}",
+                {"Retry-After": str(wait)},
+            )
 
     def count_recall(self, key: ApiKey, ancestors: Sequence[ApiKey] = ()) -> None:
         """Count one recall for the key and each of its ancestors in one unit of work: if

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ..errors import InvalidInputError
+from ..memory import MAX_CONTENT_CHARS
+from ..validation import MAX_QUERY_CHARS
 
 CONFIG_ENV = "ENGRAMDB_CONFIG"
 
@@ -41,6 +43,11 @@ class ServerSettings(BaseSettings):
     registration: Literal["open", "admin", "closed"] = "open"
     admin_keys: Annotated[list[str], NoDecode] = []
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    max_content_chars: int = Field(default=MAX_CONTENT_CHARS, ge=1, le=10_000_000)
+    max_query_chars: int = Field(default=MAX_QUERY_CHARS, ge=1, le=1_000_000)
+    registrations_per_minute: int | None = Field(default=10, ge=1)
+    """Open registrations (``/api/keys/register``) per client address and minute, with bursts
+    of as many; ``None`` turns the limit off."""
     max_memories: int | None = Field(default=None, ge=0)
     max_facts: int | None = Field(default=None, ge=0)
     recalls_per_day: int | None = Field(default=None, ge=0)

@@ -7,30 +7,43 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
+from ..cursors import CURSOR_PATTERN
 from ..errors import InvalidInputError, NotFoundError
-from ..memory import MAX_LIMIT
+from ..filters import MAX_METADATA_FILTER_KEYS, MAX_TAG_LENGTH, MAX_TAGS
+from ..memory import MAX_FACT_CHARS, MAX_LIMIT, MAX_METADATA_BYTES
 from ..sessions import list_sessions
 from ..types import datetime_from_us, us_from_datetime
+from ..validation import MAX_ID_LENGTH, MAX_JSON_DEPTH
 from .auth import child_limits
 from .errors import ApiError
 from .models import (
+    KEY_NAME_CHARS,
+    MAX_BATCH,
+    MAX_ITEMS,
+    NON_BLANK,
+    PURPOSE_CHARS,
     AddedOut,
     ClearedOut,
+    CursorQuery,
+    DateTimeQuery,
     DeletedOut,
     ErrorOut,
+    FactQuery,
     FactsForgetIn,
     ForgetIn,
     ForgetOut,
     HistoryOut,
     HitOut,
+    IdQuery,
     ItemsIn,
     ItemsOut,
     KeyIn,
     KeyOut,
     KeysOut,
     LearnOut,
+    LimitsOut,
     MemoriesOut,
     MemoryBatchIn,
     MemoryIn,
@@ -47,6 +60,7 @@ from .models import (
     SessionOut,
     SessionPageOut,
     StatsOut,
+    TagQuery,
     TripleIn,
     TripleOut,
     TriplesOut,
@@ -61,11 +75,54 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/v1", responses=ERRORS)
 
 PageLimit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
-ItemLimit = Annotated[int | None, Query(ge=0, le=1_000_000)]
+ItemLimit = Annotated[int | None, Query(ge=0)]
+"""Any count: a limit above the session's length returns it all (the Agents SDK asks for
+2**31 - 1)."""
+
+
+# -- limits ---------------------------------------------------------------------------------
+@router.get("/limits", response_model=LimitsOut, tags=["limits"])
+def limits(request: Request) -> LimitsOut:
+    """The size limits this server enforces (needs no key: clients size requests before they
+    have one). Over a size limit is a 413 naming the limit; over a count or length bound in
+    the OpenAPI schema, a 422."""
+    settings = request.app.state.settings
+    memory = request.app.state.services.memory
+    return LimitsOut(
+        content_chars=memory.max_content_chars,
+        metadata_bytes=MAX_METADATA_BYTES,
+        query_chars=memory.max_query_chars,
+        body_bytes=settings.max_body_bytes,
+        batch_memories=MAX_BATCH,
+        session_items_per_request=MAX_ITEMS,
+        tags_per_memory=MAX_TAGS,
+        tag_chars=MAX_TAG_LENGTH,
+        id_chars=MAX_ID_LENGTH,
+        fact_chars=MAX_FACT_CHARS,
+        json_depth=MAX_JSON_DEPTH,
+        page_limit=MAX_LIMIT,
+        metadata_filter_keys=MAX_METADATA_FILTER_KEYS,
+        key_name_chars=KEY_NAME_CHARS,
+        purpose_chars=PURPOSE_CHARS,
+        registrations_per_minute=settings.registrations_per_minute,
+    )
 
 
 # -- sessions -------------------------------------------------------------------------------
 # Session ids travel percent-encoded in the path (see RawSessionPath); they are decoded here.
+
+
+def _sid(raw: str) -> str:
+    """The session id from its percent-encoded path segment. Escapes that are not UTF-8
+    (``%FF``) are refused, not replaced: two such ids would otherwise name one session."""
+    try:
+        return unquote(raw, errors="strict")
+    except UnicodeDecodeError:
+        raise InvalidInputError("the session id is not valid UTF-8 once percent-decoded") from None
+
+
+SessionCursorQuery = Annotated[str | None, Query(pattern=CURSOR_PATTERN)]
+"""A session list cursor (``next_cursor`` of the previous page): opaque, sealed."""
 
 
 def _session_cursor(t: Tenant, updated_at: datetime, session_id: str) -> str:
@@ -85,7 +142,9 @@ def _parse_session_cursor(t: Tenant, cursor: str) -> tuple[datetime, str]:
 
 
 @router.get("/sessions", response_model=SessionPageOut, tags=["sessions"])
-def sessions_list(t: TenantDep, limit: PageLimit = 50, cursor: str | None = None) -> SessionPageOut:
+def sessions_list(
+    t: TenantDep, limit: PageLimit = 50, cursor: SessionCursorQuery = None
+) -> SessionPageOut:
     """Sessions of the namespace, most recently updated first."""
     before = _parse_session_cursor(t, cursor) if cursor else None
     found = list_sessions(t.memory.store, namespace=t.namespace, limit=limit, before=before)
@@ -98,8 +157,13 @@ def sessions_list(t: TenantDep, limit: PageLimit = 50, cursor: str | None = None
 
 @router.get("/sessions/{session_id}/items", response_model=ItemsOut, tags=["sessions"])
 def session_items(t: TenantDep, session_id: str, limit: ItemLimit = None) -> ItemsOut:
-    """The last ``limit`` items (all if omitted), oldest first."""
-    return ItemsOut(items=t.session(unquote(session_id)).get_items(limit))
+    """The last ``limit`` items (all if omitted), oldest first; 404 for a session that never
+    had items or was deleted (a cleared one answers ``[]``)."""
+    session = t.session(_sid(session_id))
+    items = session.get_items(limit)
+    if not items and session.info() is None:
+        raise NotFoundError(f"no session {session.session_id!r}")
+    return ItemsOut(items=items)
 
 
 @router.post(
@@ -107,34 +171,34 @@ def session_items(t: TenantDep, session_id: str, limit: ItemLimit = None) -> Ite
 )
 def session_add(t: TenantDep, session_id: str, body: ItemsIn) -> AddedOut:
     """Append items (all or nothing)."""
-    t.session(unquote(session_id)).add_items(body.items)
+    t.session(_sid(session_id)).add_items(body.items)
     return AddedOut(added=len(body.items))
 
 
 @router.post("/sessions/{session_id}/pop", response_model=PoppedOut, tags=["sessions"])
 def session_pop(t: TenantDep, session_id: str) -> PoppedOut:
     """Remove and return the newest item (``null`` when empty)."""
-    return PoppedOut(item=t.session(unquote(session_id)).pop_item())
+    return PoppedOut(item=t.session(_sid(session_id)).pop_item())
 
 
 @router.post("/sessions/{session_id}/clear", response_model=ClearedOut, tags=["sessions"])
 def session_clear(t: TenantDep, session_id: str) -> ClearedOut:
     """Remove every item; the session keeps existing."""
-    sid = t.session(unquote(session_id)).session_id
+    sid = t.session(_sid(session_id)).session_id
     return ClearedOut(removed=t.memory.store.session_clear(t.namespace, sid))
 
 
 @router.delete("/sessions/{session_id}", response_model=DeletedOut, tags=["sessions"])
 def session_delete(t: TenantDep, session_id: str) -> DeletedOut:
     """Remove the session and its items."""
-    sid = t.session(unquote(session_id)).session_id
+    sid = t.session(_sid(session_id)).session_id
     return DeletedOut(deleted=t.memory.store.session_delete(t.namespace, sid))
 
 
 @router.get("/sessions/{session_id}", response_model=SessionOut, tags=["sessions"])
 def session_info(t: TenantDep, session_id: str) -> SessionOut:
     """When the session started and last changed, and how many items it holds."""
-    session = t.session(unquote(session_id))
+    session = t.session(_sid(session_id))
     info = session.info()
     if info is None:
         raise NotFoundError(f"no session {session.session_id!r}")
@@ -192,13 +256,13 @@ def forget_scoped(t: TenantDep, body: ForgetIn) -> ForgetOut:
 def memories_list(
     t: TenantDep,
     limit: PageLimit = 50,
-    cursor: str | None = None,
-    user_id: str | None = None,
-    agent_id: str | None = None,
-    session_id: str | None = None,
-    tag: Annotated[list[str] | None, Query()] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    cursor: CursorQuery = None,
+    user_id: IdQuery = None,
+    agent_id: IdQuery = None,
+    session_id: IdQuery = None,
+    tag: TagQuery = None,
+    since: DateTimeQuery = None,
+    until: DateTimeQuery = None,
 ) -> MemoryPageOut:
     """Memories in the order they were stored, a page at a time (``tag`` repeatable: all of
     them; ``since``/``until`` bound when the memory happened)."""
@@ -276,10 +340,10 @@ def learn(t: TenantDep, body: TripleIn) -> LearnOut:
 @router.get("/triples", response_model=TriplesOut, tags=["triples"])
 def facts(
     t: TenantDep,
-    subject: str | None = None,
-    predicate: str | None = None,
-    object: str | None = None,
-    as_of: datetime | None = None,
+    subject: FactQuery = None,
+    predicate: FactQuery = None,
+    object: FactQuery = None,
+    as_of: DateTimeQuery = None,
     include_history: bool = False,
     limit: PageLimit = 100,
 ) -> TriplesOut:
@@ -312,7 +376,9 @@ def forget_fact(t: TenantDep, triple_id: str) -> ForgetOut:
 
 @router.get("/triples/neighbors", response_model=NeighborsOut, tags=["triples"])
 def neighbors(
-    t: TenantDep, entity: str, depth: Annotated[int, Query(ge=1, le=5)] = 1
+    t: TenantDep,
+    entity: Annotated[str, Query(min_length=1, max_length=MAX_FACT_CHARS, pattern=NON_BLANK)],
+    depth: Annotated[int, Query(ge=1, le=5)] = 1,
 ) -> NeighborsOut:
     """Facts reachable from an entity within ``depth`` hops."""
     found = t.memory.neighbors(entity, depth=depth)
@@ -342,7 +408,7 @@ def stats(t: TenantDep) -> dict[str, Any]:
 
 
 @router.get("/keys", response_model=KeysOut, tags=["keys"])
-def keys_list(who: PrincipalDep, svc: ServicesDep, namespace: str | None = None) -> KeysOut:
+def keys_list(who: PrincipalDep, svc: ServicesDep, namespace: IdQuery = None) -> KeysOut:
     """Admins: keys of every namespace (or ``?namespace=``). A namespace key: itself and the
     keys created from it (directly or through its children), never its siblings."""
     if who.key is None:

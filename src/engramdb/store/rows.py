@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
 
 from ..types import ApiKey, IdempotentResponse, MemoryRecord, Triple, datetime_from_us
+from ..validation import LONG_NUMBER
 from .base import NewMemory
 
 MEMORY_COLUMNS = (
@@ -35,7 +37,7 @@ def memory_record(row: Sequence[Any]) -> MemoryRecord:
         agent_id=row[5],
         session_id=row[6],
         tags=tuple(orjson.loads(row[7])),
-        metadata=orjson.loads(row[8]),
+        metadata=from_json(row[8]),
         importance=row[9],
         occurred_at=datetime_from_us(row[10]) if row[10] is not None else None,
         created_at=datetime_from_us(row[11]),
@@ -107,5 +109,16 @@ def idempotent_record(row: Sequence[Any]) -> IdempotentResponse:
 
 
 def to_json(value: Any) -> str:
-    """Compact JSON text for a stored column."""
-    return orjson.dumps(value).decode()
+    """Compact JSON text for a stored column (an integer beyond 64 bits is written exactly)."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:  # orjson stops at 64-bit integers; the json module does not
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
+def from_json(text: str) -> Any:
+    """A stored JSON column, read back exactly (orjson would turn integers beyond 64 bits
+    into floats: such texts go to the json module)."""
+    if LONG_NUMBER.search(text):
+        return json.loads(text)
+    return orjson.loads(text)

@@ -35,6 +35,7 @@ from ..rows import (
     CONTEXT_SPAN,
     MEMORY_COLUMNS,
     TRIPLE_COLUMNS,
+    from_json,
     memory_record,
     new_record,
     to_json,
@@ -583,7 +584,7 @@ class MemoriesMixin:
                 r[1],
                 r[2],
                 tuple(orjson.loads(r[3])),
-                orjson.loads(r[4]),
+                from_json(r[4]),
                 r[5],
                 datetime_from_us(r[6]),
             )

@@ -29,6 +29,7 @@ from ..rows import (
     CONTEXT_SPAN,
     MEMORY_COLUMNS,
     TRIPLE_COLUMNS,
+    from_json,
     memory_record,
     new_record,
     to_json,
@@ -119,8 +120,9 @@ def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
         )
         params.append(tag)
     for key, value in flt.metadata.items():
-        sql.append(f"json_extract({alias}.metadata, ?) = ?")
-        params += ['$."' + key.replace('"', '""') + '"', value]
+        # json_each matches the key as a literal: a JSON path cannot quote every key (")
+        sql.append(f"(SELECT value FROM json_each({alias}.metadata) WHERE key = ?) = ?")
+        params += [key, value]
     if flt.since is not None:
         sql.append(f"coalesce({alias}.occurred_at, {alias}.created_at) >= ?")
         params.append(us_from_datetime(flt.since))
@@ -720,7 +722,7 @@ class MemoriesMixin:
                 r[1],
                 r[2],
                 tuple(orjson.loads(r[3])),
-                orjson.loads(r[4]),
+                from_json(r[4]),
                 r[5],
                 datetime_from_us(r[6]),
             )
