@@ -116,12 +116,27 @@ class CorruptRecordError(StoreError):
         self.record_id = record_id
 
 
+class LLMError(EngramError):
+    """A language model call failed (the memory manager retries later; nothing is lost)."""
+
+
+class LLMUnavailableError(LLMError):
+    """The model endpoint could not be reached, timed out, or kept answering 429/5xx."""
+
+
+class LLMResponseError(LLMError):
+    """The model answered, but not with a JSON object matching the requested schema."""
+
+
 __all__ = [
     "AuthenticationError",
     "ConflictError",
     "CorruptRecordError",
     "EngramError",
     "InvalidInputError",
+    "LLMError",
+    "LLMResponseError",
+    "LLMUnavailableError",
     "LeaseHeldError",
     "NotFoundError",
     "NotJSONError",
