@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from engramdb.manager.decide import (
     DECISION_SCHEMA,
     Decision,
     DecisionEvent,
+    adecide,
     apply_decisions,
     decide,
     jaccard,
@@ -370,3 +372,13 @@ def test_issue11_decide_update_keeps_version_history_on_memory(tmp_path: Path) -
         "seqs": [3],
     }
     mem.close()
+
+
+def test_issue11_decide_async_matches_sync() -> None:
+    cands = [candidate("Ada moved to Berlin"), candidate("Ada lives in Paris")]
+    script = [answer("update", 2, "Ada lives in Berlin")]
+    sync = decide(ScriptedLLM(script), cands, similar_to(STORED))
+    llm = ScriptedLLM(script)
+    result = asyncio.run(adecide(llm, cands, similar_to(STORED)))
+    assert result == sync and len(llm.calls) == 1
+    assert [d.action for d in result] == ["update", "none"]

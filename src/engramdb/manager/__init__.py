@@ -18,11 +18,12 @@ from .decide import (
     DecisionEvent,
     MemoryOps,
     Similar,
+    adecide,
     apply_decisions,
     decide,
     near_duplicate,
 )
-from .extract import Candidate, Extraction, Rejected, TripleCandidate, extract
+from .extract import Candidate, Extraction, Rejected, TripleCandidate, aextract, extract
 from .prompts import PROMPT_VERSION, load_prompt
 from .transcript import (
     Redactor,
@@ -52,6 +53,8 @@ __all__ = [
     "ToolRule",
     "Transcript",
     "TripleCandidate",
+    "adecide",
+    "aextract",
     "apply_decisions",
     "build_context",
     "decide",

@@ -25,6 +25,7 @@ raises before anything is applied.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +33,7 @@ from functools import partial
 from typing import Any, Literal, Protocol, get_args
 
 from ..errors import LLMResponseError, NotFoundError
-from ..llm.base import LLM, Message, Usage
+from ..llm.base import LLM, Completion, Message, Usage
 from ..search.query import words
 from ..types import MemoryRecord
 from .extract import DEFAULT_MAX_CONTENT_CHARS, Candidate, normalize_text
@@ -46,6 +47,7 @@ NEAR_DUPLICATE_JACCARD = 0.9
 """Word-set Jaccard similarity at or above which the fallback calls two texts duplicates."""
 
 DEFAULT_MAX_SIMILAR = 5
+SCHEMA_NAME = "decide_memory"
 MAX_REASON_CHARS = 500
 
 Similar = Callable[[Candidate], Sequence[MemoryRecord]]
@@ -213,20 +215,48 @@ def decide(
     decisions: list[Decision] = []
     for candidate in candidates:
         existing = list(similar(candidate))[:max_similar]
-        decisions.append(
-            _decide_one(llm, candidate, existing, redact=redact, max_chars=max_content_chars)
-        )
+        decided = _without_model(llm, candidate, existing)
+        if decided is None:
+            assert llm is not None
+            messages = build_decision_messages(candidate, existing, redact=redact)
+            answer = llm.complete_json(messages, DECISION_SCHEMA, name=SCHEMA_NAME)
+            decided = parse_decision(
+                answer, candidate, existing, redact=redact, max_chars=max_content_chars
+            )
+        decisions.append(decided)
     return decisions
 
 
-def _decide_one(
+async def adecide(
     llm: LLM | None,
-    candidate: Candidate,
-    existing: list[MemoryRecord],
+    candidates: Iterable[Candidate],
+    similar: Similar,
     *,
-    redact: Redactor,
-    max_chars: int,
-) -> Decision:
+    redact: Redactor = identity,
+    max_similar: int = DEFAULT_MAX_SIMILAR,
+    max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS,
+) -> list[Decision]:
+    """:func:`decide` with the model called through ``llm.acomplete_json`` (``similar`` runs
+    in a worker thread: it is a store read)."""
+    decisions: list[Decision] = []
+    for candidate in candidates:
+        existing = list(await asyncio.to_thread(similar, candidate))[:max_similar]
+        decided = _without_model(llm, candidate, existing)
+        if decided is None:
+            assert llm is not None
+            messages = build_decision_messages(candidate, existing, redact=redact)
+            answer = await llm.acomplete_json(messages, DECISION_SCHEMA, name=SCHEMA_NAME)
+            decided = parse_decision(
+                answer, candidate, existing, redact=redact, max_chars=max_content_chars
+            )
+        decisions.append(decided)
+    return decisions
+
+
+def _without_model(
+    llm: LLM | None, candidate: Candidate, existing: Sequence[MemoryRecord]
+) -> Decision | None:
+    """The decision when no model needs asking (a duplicate, nothing similar, no model)."""
     for record in existing:
         same = normalize_text(record.content) == normalize_text(candidate.content)
         if same or (llm is None and near_duplicate(record.content, candidate.content)):
@@ -237,8 +267,20 @@ def _decide_one(
     if llm is None or not existing:
         why = "nothing similar stored" if not existing else "no near-duplicate stored"
         return Decision("add", candidate, None, candidate.content, why, None)
-    messages = build_decision_messages(candidate, existing, redact=redact)
-    completion = llm.complete_json(messages, DECISION_SCHEMA, name="decide_memory")
+    return None
+
+
+def parse_decision(
+    completion: Completion,
+    candidate: Candidate,
+    existing: Sequence[MemoryRecord],
+    *,
+    redact: Redactor = identity,
+    max_chars: int = DEFAULT_MAX_CONTENT_CHARS,
+) -> Decision:
+    """The :class:`Decision` a model's answer means, handles resolved against ``existing``
+    (an unknown handle: update → add, delete → none); raises
+    :class:`~engramdb.errors.LLMResponseError` for an answer that is not a valid decision."""
     data = completion.data
     if not isinstance(data, Mapping):
         raise LLMResponseError("the decision answer is not a JSON object")
@@ -377,10 +419,12 @@ __all__ = [
     "DecisionEvent",
     "MemoryOps",
     "Similar",
+    "adecide",
     "apply_decisions",
     "build_decision_messages",
     "decide",
     "jaccard",
     "memory_metadata",
     "near_duplicate",
+    "parse_decision",
 ]

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 from ..errors import InvalidInputError, LLMResponseError
-from ..llm.base import LLM, Message, Usage
+from ..llm.base import LLM, Completion, Message, Usage
 from ..search.query import words
 from .dates import resolve_date
 from .prompts import PROMPT_VERSION, load_prompt
@@ -47,6 +47,7 @@ MEMORY_TYPES: tuple[str, ...] = get_args(MemoryType)
 DEFAULT_MAX_WINDOW_TOKENS = 6000
 DEFAULT_MAX_CONTENT_CHARS = 1000
 DEFAULT_MAX_CANDIDATES = 50
+SCHEMA_NAME = "extract_memories"
 MAX_TRIPLE_PART_CHARS = 200
 
 EXTRACTION_SCHEMA: dict[str, Any] = {
@@ -164,6 +165,105 @@ def build_extraction_messages(
     return [Message("system", load_prompt("extract")), Message("user", user)]
 
 
+@dataclass
+class _Run:
+    """One extraction in progress: the calls to make, and what their answers add up to."""
+
+    session_id: str
+    user_id: str | None
+    agent_id: str | None
+    redact: Redactor
+    max_content_chars: int
+    max_candidates: int
+    seqs: tuple[int, ...]
+    calls: list[tuple[list[SessionItem], tuple[int, ...], list[Message]]]
+    candidates: list[Candidate] = field(default_factory=list)
+    triples: list[TripleCandidate] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str | None = None
+    seen: set[str] = field(default_factory=set)
+    seen_triples: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def take(self, window: list[SessionItem], shown: tuple[int, ...], answer: Completion) -> None:
+        self.model = answer.model
+        self.prompt_tokens += answer.usage.prompt_tokens
+        self.completion_tokens += answer.usage.completion_tokens
+        found, found_triples, dropped = parse_extraction(
+            answer.data,
+            window,
+            shown=shown,
+            session_id=self.session_id,
+            user_id=self.user_id,
+            agent_id=self.agent_id,
+            redact=self.redact,
+            max_content_chars=self.max_content_chars,
+            max_candidates=self.max_candidates,
+        )
+        self.rejected += dropped
+        for candidate in found:
+            key = normalize_text(candidate.content)
+            if key in self.seen:
+                self.rejected.append(Rejected("duplicate", candidate.content))
+                continue
+            self.seen.add(key)
+            self.candidates.append(candidate)
+        for triple in found_triples:
+            tkey = (triple.subject.lower(), triple.predicate.lower(), triple.object.lower())
+            if tkey not in self.seen_triples:
+                self.seen_triples.add(tkey)
+                self.triples.append(triple)
+
+    def result(self) -> Extraction:
+        return Extraction(
+            session_id=self.session_id,
+            seqs=self.seqs,
+            candidates=tuple(self.candidates),
+            triples=tuple(self.triples),
+            model=self.model,
+            usage=Usage(self.prompt_tokens, self.completion_tokens),
+            rejected=tuple(self.rejected),
+        )
+
+
+def _plan(
+    items: Iterable[Sequence[Any]],
+    *,
+    session_id: str,
+    user_id: str | None,
+    agent_id: str | None,
+    now: datetime | None,
+    redact: Redactor,
+    tools: ToolRule,
+    max_window_tokens: int,
+    max_content_chars: int,
+    max_candidates: int,
+) -> _Run:
+    if not isinstance(session_id, str) or not session_id:
+        raise InvalidInputError("session_id must be a non-empty string")
+    entries = as_session_items(items)
+    moment = now or datetime.now(UTC)
+    calls: list[tuple[list[SessionItem], tuple[int, ...], list[Message]]] = []
+    for window in split_windows(entries, max_window_tokens=max_window_tokens, tools=tools):
+        transcript = render_transcript(
+            window, tools=tools, redact=redact, max_item_tokens=max_window_tokens
+        )
+        if transcript.seqs:
+            messages = build_extraction_messages(transcript.text, session_id=session_id, now=moment)
+            calls.append((window, transcript.seqs, messages))
+    return _Run(
+        session_id=session_id,
+        user_id=user_id,
+        agent_id=agent_id,
+        redact=redact,
+        max_content_chars=max_content_chars,
+        max_candidates=max_candidates,
+        seqs=tuple(e.seq for e in entries),
+        calls=calls,
+    )
+
+
 def extract(
     llm: LLM,
     items: Iterable[Sequence[Any]],
@@ -180,66 +280,62 @@ def extract(
 ) -> Extraction:
     """Candidate memories from ``items``: ``(seq, created_at, item)`` tuples, oldest first.
 
-    A window over ``max_window_tokens`` (estimated) is sent as several calls, one per
-    sub-window (see :func:`~engramdb.manager.transcript.split_windows`); their results are
-    merged. No items (or only items that render to nothing) means no call. Raises
+    The candidates are scoped to ``user_id`` / ``agent_id`` and carry ``session_id`` and the
+    sequence numbers they came from. ``now`` is only shown to the model as the extraction
+    time; relative dates resolve against each item's own timestamp. A window over
+    ``max_window_tokens`` (estimated) is sent as several calls, one per sub-window (see
+    :func:`~engramdb.manager.transcript.split_windows`); their results are merged. No items
+    (or only items that render to nothing) means no call. Raises
     :class:`~engramdb.errors.LLMError` subclasses from the model and
     :class:`~engramdb.errors.LLMResponseError` for an answer of the wrong shape."""
-    if not isinstance(session_id, str) or not session_id:
-        raise InvalidInputError("session_id must be a non-empty string")
-    entries = as_session_items(items)
-    moment = now or datetime.now(UTC)
-    candidates: list[Candidate] = []
-    triples: list[TripleCandidate] = []
-    rejected: list[Rejected] = []
-    prompt_tokens = completion_tokens = 0
-    model: str | None = None
-    seen: set[str] = set()
-    seen_triples: set[tuple[str, str, str]] = set()
-    for window in split_windows(entries, max_window_tokens=max_window_tokens, tools=tools):
-        transcript = render_transcript(
-            window, tools=tools, redact=redact, max_item_tokens=max_window_tokens
-        )
-        if not transcript.seqs:
-            continue
-        messages = build_extraction_messages(transcript.text, session_id=session_id, now=moment)
-        completion = llm.complete_json(messages, EXTRACTION_SCHEMA, name="extract_memories")
-        model = completion.model
-        prompt_tokens += completion.usage.prompt_tokens
-        completion_tokens += completion.usage.completion_tokens
-        found, found_triples, dropped = parse_extraction(
-            completion.data,
-            window,
-            shown=transcript.seqs,
-            session_id=session_id,
-            user_id=user_id,
-            agent_id=agent_id,
-            redact=redact,
-            max_content_chars=max_content_chars,
-            max_candidates=max_candidates,
-        )
-        rejected += dropped
-        for candidate in found:
-            key = normalize_text(candidate.content)
-            if key in seen:
-                rejected.append(Rejected("duplicate", candidate.content))
-                continue
-            seen.add(key)
-            candidates.append(candidate)
-        for triple in found_triples:
-            tkey = (triple.subject.lower(), triple.predicate.lower(), triple.object.lower())
-            if tkey not in seen_triples:
-                seen_triples.add(tkey)
-                triples.append(triple)
-    return Extraction(
+    run = _plan(
+        items,
         session_id=session_id,
-        seqs=tuple(e.seq for e in entries),
-        candidates=tuple(candidates),
-        triples=tuple(triples),
-        model=model,
-        usage=Usage(prompt_tokens, completion_tokens),
-        rejected=tuple(rejected),
+        user_id=user_id,
+        agent_id=agent_id,
+        now=now,
+        redact=redact,
+        tools=tools,
+        max_window_tokens=max_window_tokens,
+        max_content_chars=max_content_chars,
+        max_candidates=max_candidates,
     )
+    for window, shown, messages in run.calls:
+        run.take(window, shown, llm.complete_json(messages, EXTRACTION_SCHEMA, name=SCHEMA_NAME))
+    return run.result()
+
+
+async def aextract(
+    llm: LLM,
+    items: Iterable[Sequence[Any]],
+    *,
+    session_id: str,
+    user_id: str | None = None,
+    agent_id: str | None = None,
+    now: datetime | None = None,
+    redact: Redactor = identity,
+    tools: ToolRule = "summarize",
+    max_window_tokens: int = DEFAULT_MAX_WINDOW_TOKENS,
+    max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS,
+    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+) -> Extraction:
+    """:func:`extract` with the model called through ``llm.acomplete_json``."""
+    run = _plan(
+        items,
+        session_id=session_id,
+        user_id=user_id,
+        agent_id=agent_id,
+        now=now,
+        redact=redact,
+        tools=tools,
+        max_window_tokens=max_window_tokens,
+        max_content_chars=max_content_chars,
+        max_candidates=max_candidates,
+    )
+    for window, shown, messages in run.calls:
+        answer = await llm.acomplete_json(messages, EXTRACTION_SCHEMA, name=SCHEMA_NAME)
+        run.take(window, shown, answer)
+    return run.result()
 
 
 def _field(obj: Mapping[str, Any], key: str, kinds: type | tuple[type, ...], where: str) -> Any:
@@ -347,6 +443,7 @@ __all__ = [
     "MemoryType",
     "Rejected",
     "TripleCandidate",
+    "aextract",
     "build_extraction_messages",
     "extract",
     "normalize_text",
