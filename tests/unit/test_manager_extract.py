@@ -26,7 +26,7 @@ def items(*bodies: dict[str, Any]) -> list[tuple[int, datetime, dict[str, Any]]]
     return [(i + 10, T0 + timedelta(days=i), body) for i, body in enumerate(bodies)]
 
 
-def memory(content: str, seqs: list[int], **over: Any) -> dict[str, Any]:
+def memory(content: str, seqs: list[Any], **over: Any) -> dict[str, Any]:
     out: dict[str, Any] = {
         "type": "fact",
         "content": content,
@@ -337,3 +337,16 @@ def test_issue11_extract_prompt_files_are_in_the_wheel_artifacts() -> None:
     for prompt in prompts:
         relative = prompt.relative_to(root).as_posix()
         assert any(fnmatch.fnmatch(relative, pattern) for pattern in globs), relative
+
+
+def test_issue11_extract_importance_clamped_and_non_finite_defaulted() -> None:
+    answer = {
+        "memories": [
+            memory("Ada a", [10], importance=7),
+            memory("Ada b", [10], importance=-1),
+            memory("Ada c", [10], importance=float("nan")),
+        ],
+        "triples": [],
+    }
+    result = extract(ScriptedLLM([answer]), CHAT, session_id="s1")
+    assert [c.importance for c in result.candidates] == [1.0, 0.0, 0.5]

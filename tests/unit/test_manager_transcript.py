@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from engramdb.manager.transcript import (
 T0 = datetime(2026, 5, 3, 14, 2, tzinfo=UTC)
 
 
-def items(*bodies: dict[str, object]) -> list[tuple[int, datetime, dict[str, object]]]:
+def items(*bodies: dict[str, Any]) -> list[tuple[int, datetime, dict[str, Any]]]:
     return [(i + 1, T0 + timedelta(minutes=i), body) for i, body in enumerate(bodies)]
 
 
@@ -129,3 +130,35 @@ def test_issue11_transcript_rejects_bad_tuples() -> None:
         render_transcript([(1, "yesterday", {"role": "user", "content": "x"})])
     with pytest.raises(InvalidInputError):
         split_windows(items({"role": "user", "content": "x"}), max_window_tokens=0)
+
+
+CHAT_TOOLS = items(
+    {"role": "system", "content": "You are helpful."},
+    {
+        "role": "assistant",
+        "content": "Let me check.",
+        "tool_calls": [
+            {
+                "id": "t1",
+                "type": "function",
+                "function": {"name": "get_weather", "arguments": '{"city": "Oslo"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "t1", "content": "rain " * 80},
+    {"role": "assistant", "content": None, "tool_calls": [{"id": "t2", "function": {"name": "x"}}]},
+)
+
+
+def test_issue11_transcript_chat_completions_tool_messages_follow_the_rule() -> None:
+    summarized = render_transcript(CHAT_TOOLS, tool_chars=30).text.splitlines()
+    assert summarized[0] == "[#1 2026-05-03T14:02Z] system: You are helpful."
+    assert summarized[1] == "[#2 2026-05-03T14:03Z] assistant: Let me check."
+    assert summarized[2] == '  tool call get_weather: {"city": "Oslo"}'
+    assert summarized[3].startswith("[#3 2026-05-03T14:04Z] tool result (get_weather): rain")
+    assert "more chars]" in summarized[3]
+    assert summarized[4] == "[#4 2026-05-03T14:05Z] assistant: tool call x:"
+    dropped = render_transcript(CHAT_TOOLS, tools="drop")
+    assert dropped.seqs == (1, 2)
+    assert "tool" not in dropped.text
+    assert ("rain " * 80).strip() in render_transcript(CHAT_TOOLS, tools="keep").text

@@ -18,6 +18,7 @@ Every text returned is passed through ``redact`` as well as every text sent.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -338,6 +339,11 @@ async def aextract(
     return run.result()
 
 
+def _unit(value: float) -> float:
+    """An importance clamped to [0, 1]; a non-finite one is the default 0.5."""
+    return min(1.0, max(0.0, value)) if math.isfinite(value) else 0.5
+
+
 def _field(obj: Mapping[str, Any], key: str, kinds: type | tuple[type, ...], where: str) -> Any:
     if key not in obj:
         raise LLMResponseError(f"{where}: the field {key!r} is missing")
@@ -415,7 +421,7 @@ def parse_extraction(
                 about=about[:200],
                 occurred_at=resolve_date(redact(occurred) if occurred else None, times[seqs[0]]),
                 source_seqs=seqs,
-                importance=min(1.0, max(0.0, float(importance))),
+                importance=_unit(float(importance)),
                 session_id=session_id,
                 user_id=user_id,
                 agent_id=agent_id,

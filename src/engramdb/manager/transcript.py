@@ -163,12 +163,7 @@ def render_item(
     if kind == "reasoning":
         return None
     if kind is None or kind == "message" or ("role" in item and not str(kind).endswith("_call")):
-        role = item.get("role")
-        text = _parts_text(item.get("content")).strip()
-        if not text:
-            return None
-        speaker = role if isinstance(role, str) and role else "unknown"
-        return f"{speaker}: {text}"
+        return _message(item, tools, tool_chars, call_names or {})
     kind = str(kind)
     if tools == "drop" and (kind.endswith("_call") or kind.endswith("_call_output")):
         return None
@@ -190,12 +185,49 @@ def render_item(
     return f"{kind}: {text}" if text else None
 
 
+def _message(
+    item: Mapping[str, Any], tools: ToolRule, tool_chars: int, call_names: Mapping[str, str]
+) -> str | None:
+    """A chat message. Chat-completions tool traffic follows the tool rule too: a ``tool`` (or
+    ``function``) role message is a tool result, an assistant's ``tool_calls`` are tool calls
+    (shown on continuation lines after its text)."""
+    role = item.get("role")
+    text = _parts_text(item.get("content")).strip()
+    if role in ("tool", "function"):
+        if tools == "drop":
+            return None
+        call_id = item.get("tool_call_id")
+        name = item.get("name") or (call_names.get(call_id) if isinstance(call_id, str) else None)
+        head = f"tool result ({name}):" if name else "tool result:"
+        return _tool_line(head, text, tools, tool_chars)
+    lines = [text] if text else []
+    calls = item.get("tool_calls")
+    if tools != "drop" and isinstance(calls, list):
+        for call in calls:
+            function = call.get("function") if isinstance(call, Mapping) else None
+            if isinstance(function, Mapping):
+                name = str(function.get("name") or "function")
+                args = _json_text(function.get("arguments", ""))
+                lines.append(_tool_line(f"tool call {name}:", args, tools, tool_chars))
+    if not lines:
+        return None
+    speaker = role if isinstance(role, str) and role else "unknown"
+    return f"{speaker}: " + "\n".join(lines)
+
+
 def _call_names(items: Iterable[SessionItem]) -> dict[str, str]:
+    """Tool names by call id (Responses ``function_call`` items and chat ``tool_calls``)."""
     names: dict[str, str] = {}
     for entry in items:
         call_id, name = entry.item.get("call_id"), entry.item.get("name")
         if entry.item.get("type") == "function_call" and isinstance(call_id, str):
             names[call_id] = str(name or "function")
+        calls = entry.item.get("tool_calls")
+        for call in calls if isinstance(calls, list) else ():
+            if isinstance(call, Mapping) and isinstance(call.get("id"), str):
+                function = call.get("function")
+                fname = function.get("name") if isinstance(function, Mapping) else None
+                names[call["id"]] = str(fname or "function")
     return names
 
 
