@@ -251,7 +251,9 @@ def _plan(
             window, tools=tools, redact=redact, max_item_tokens=max_window_tokens
         )
         if transcript.seqs:
-            messages = build_extraction_messages(transcript.text, session_id=session_id, now=moment)
+            messages = build_extraction_messages(
+                transcript.text, session_id=redact(session_id), now=moment
+            )
             calls.append((window, transcript.seqs, messages))
     return _Run(
         session_id=session_id,
