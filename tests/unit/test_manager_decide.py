@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -382,3 +383,15 @@ def test_issue11_decide_async_matches_sync() -> None:
     result = asyncio.run(adecide(llm, cands, similar_to(STORED)))
     assert result == sync and len(llm.calls) == 1
     assert [d.action for d in result] == ["update", "none"]
+
+
+def test_issue11_decide_decision_to_dict_is_json_ready() -> None:
+    (decision,) = decide(
+        ScriptedLLM([answer("update", 2, "Ada lives in Berlin")], model="m"),
+        [candidate("Ada moved to Berlin")],
+        similar_to(STORED),
+    )
+    data = json.loads(json.dumps(decision.to_dict()))
+    assert data["action"] == "update" and data["target_id"] == "mem_city"
+    assert data["target_content"] == "Ada lives in Paris"
+    assert data["candidate"]["source_seqs"] == [3] and data["candidate"]["session_id"] == "s1"

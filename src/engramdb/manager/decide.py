@@ -85,6 +85,19 @@ class Decision:
     target_content: str | None = None
     """The text of the memory at ``target_id`` when the decision was made."""
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the candidate nested)."""
+        return {
+            "action": self.action,
+            "target_id": self.target_id,
+            "new_content": self.new_content,
+            "reason": self.reason,
+            "model": self.model,
+            "prompt_version": self.prompt_version,
+            "target_content": self.target_content,
+            "candidate": self.candidate.to_dict(),
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class DecisionEvent:

@@ -114,6 +114,20 @@ class Candidate:
     user_id: str | None = None
     agent_id: str | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "type": self.type,
+            "content": self.content,
+            "about": self.about,
+            "occurred_at": self.occurred_at,
+            "source_seqs": list(self.source_seqs),
+            "importance": self.importance,
+            "session_id": self.session_id,
+            "user_id": self.user_id,
+            "agent_id": self.agent_id,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class TripleCandidate:
