@@ -27,7 +27,7 @@ from dataclasses import replace as dataclass_replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -71,6 +71,9 @@ from .types import (
     us_from_datetime,
 )
 from .validation import MAX_QUERY_CHARS, check_id, check_limit, check_text, encode_json
+
+if TYPE_CHECKING:
+    from .manager.context import Context
 
 log = logging.getLogger("engramdb")
 
@@ -669,6 +672,28 @@ class Memory:
         )
         return self._hits(ns, ordered, k, explain, records)
 
+    def context(
+        self,
+        query: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        budget_tokens: int = 800,
+        limit: int = 20,
+        namespace: str | None = None,
+    ) -> Context:
+        """The memories recalled for ``query`` as a block to put into a prompt: fenced, marked
+        as data (not instructions), most relevant first, each with its date and source
+        session, within ``budget_tokens`` (estimated as characters / 4); plus the ids shown.
+        See :func:`engramdb.manager.context.build_context`."""
+        from .manager.context import build_context  # the manager package sits beside Memory
+
+        scope = {"user_id": user_id, "agent_id": agent_id, "session_id": session_id}
+        filters = {key: value for key, value in scope.items() if value is not None}
+        hits = self.recall(query, filters=filters or None, limit=limit, namespace=namespace)
+        return build_context(hits, budget_tokens=budget_tokens)
+
     def _hits(
         self,
         namespace: str,
@@ -1067,6 +1092,9 @@ class AsyncMemory:
 
     async def recall(self, query: str, **kwargs: Any) -> builtins.list[Hit]:
         return await self._run(self.sync.recall, query, **kwargs)
+
+    async def context(self, query: str, **kwargs: Any) -> Context:
+        return await self._run(self.sync.context, query, **kwargs)
 
     async def get(self, memory_id: str, **kwargs: Any) -> MemoryRecord:
         return await self._run(self.sync.get, memory_id, **kwargs)
