@@ -60,6 +60,8 @@ def _kind_of_key(name: str) -> str:
         ("api_key", "api_key"),
         ("passphrase", "password"),
         ("passwd", "password"),
+        ("passcode", "password"),
+        ("pin_code", "password"),
         ("password", "password"),
         ("token", "token"),
         ("secret", "secret"),
@@ -93,7 +95,7 @@ def _group(kind: str, group: int | str = "value") -> Replacer:
 # -- specific formats (run first: they name the kind precisely) -------------------------------
 
 _PRIVATE_KEY = re.compile(
-    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY( BLOCK)?-----"
+    r"-----BEGIN ((?:[A-Z0-9]+ )*)PRIVATE KEY((?: BLOCK)?)-----"
     r"[\s\S]*?(?:-----END \1PRIVATE KEY\2-----|\Z)"
 )
 _JWT = re.compile(_B + r"eyJ[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]*" + _E)
@@ -140,7 +142,7 @@ _ASSIGN = re.compile(
     r"(?P<sep>[ \t]*(?::=|=>|=|:)[ \t]*)"
     r"(?:\"" + _NOT_REDACTED + r"(?P<dq>(?:[^\"\\\n]|\\.)+)\""
     r"|'" + _NOT_REDACTED + r"(?P<sq>(?:[^'\\\n]|\\.)+)'"
-    r"|" + _NOT_REDACTED + r"(?P<value>[^\s\"'`,;(){}\[\]<>]+))"
+    r"|" + _NOT_REDACTED + r"(?P<value>[^\s\"'`,;(){}\[\]<>=:][^\s\"'`,;(){}\[\]<>]*))"
 )
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
@@ -159,8 +161,11 @@ def _assignment(m: re.Match[str]) -> str | None:
     rest = text[m.end() : len(text) if line_end == -1 else line_end].strip()
     if value.lower() in _CODE_WORDS or value.startswith(("$", "%", "#", "*", "@", "<")):
         return None  # None / null / a type annotation / ${VAR} / %(x)s / masked
-    if after in ("(", "[", "{") or value.endswith((".", ":")):
+    if after in ("(", "[", "{"):
         return None  # a call or subscript: code
+    if value.endswith((".", ":")) and len(value) > 1:  # the end of a sentence: keep the stop
+        start = m.start("value")
+        return text[m.start() : start] + _marker(kind) + value[-1]
     if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)+", value):
         return None  # a dotted name: self.secret, os.environ, settings.TOKEN
     if sep == ":":
@@ -179,9 +184,31 @@ def _assignment(m: re.Match[str]) -> str | None:
     if spaced and _IDENT.fullmatch(value):
         if "_" in value and value.lower() == value:
             return None  # a snake_case variable: token = next_token
-        if value == key or (rest and rest[0] not in ";,#"):
-            return None  # api_key = api_key; token = await get_token()
+        if is_secret_key(value) or (rest and rest[0] not in ";,#"):
+            return None  # self.token = token; token = await get_token()
     return _group(kind)(m)
+
+
+# "my password is hunter2", "the API key was: abc123def": prose, so only a value that looks
+# like a secret (letters and digits or symbols, 6+ characters).
+_PROSE = re.compile(
+    r"(?i)\b(?P<word>password|passwd|passphrase|passcode|pin code|api[ _-]?key|access[ _-]?key"
+    r"|secret key|secret|token)s?\s+(?:is|was|are|were)(?:\s+now)?:?\s+[\"']?"
+    + _NOT_REDACTED
+    + r"(?P<value>[^\s\"'`,;()\[\]{}<>]{6,}?)[\"']?(?=[.!?]?(?:\s|$)|[,;)])"
+)
+
+
+def _prose(m: re.Match[str]) -> str | None:
+    value = m.group("value")
+    has_digit = bool(re.search(r"[0-9]", value))
+    has_letter = bool(re.search(r"[A-Za-z]", value))
+    has_symbol = bool(re.search(r"[^A-Za-z0-9]", value))
+    if not ((has_digit and has_letter) or (has_symbol and (has_digit or has_letter))):
+        return None
+    if re.fullmatch(r"[0-9][0-9.,:/-]*", value) or re.fullmatch(r"[A-Za-z]+-[A-Za-z]+", value):
+        return None  # a number, a date, a hyphenated word
+    return _group(_kind_of_key(m.group("word").replace(" ", "_")))(m)
 
 
 _RULES: tuple[tuple[str, re.Pattern[str], Replacer], ...] = (
@@ -199,6 +226,7 @@ _RULES: tuple[tuple[str, re.Pattern[str], Replacer], ...] = (
     ("auth_header", _AUTH_HEADER, _auth_header),
     ("connection_string_password", _URL_PASSWORD, _group("password")),
     ("assignment", _ASSIGN, _assignment),
+    ("prose", _PROSE, _prose),
 )
 
 _KIND = re.compile(r"\[REDACTED:([a-z_]+)\]")
