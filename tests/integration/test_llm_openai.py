@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 from datetime import UTC, datetime, timedelta
@@ -286,6 +287,15 @@ async def test_issue11_llm_async_variant(fake_openai: FakeOpenAI, waits: list[fl
         fake_openai.answer('{"facts": [1]}')
         with pytest.raises(LLMResponseError, match=r"\$\.facts\[0\]"):
             await llm.acomplete_json(MESSAGES, SCHEMA, name="facts")
+
+
+def test_issue11_llm_async_calls_from_fresh_event_loops(fake_openai: FakeOpenAI) -> None:
+    fake_openai.default = lambda body: Reply('{"facts": []}', usage=(1, 1))
+    llm = make(fake_openai)
+    for _ in range(3):  # as a sync wrapper running asyncio.run per call would
+        done = asyncio.run(llm.acomplete_json(MESSAGES, SCHEMA, name="facts"))
+        assert done.data == {"facts": []}
+    assert llm.calls == 3
 
 
 def test_issue11_llm_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -151,6 +151,7 @@ class OpenAICompatibleLLM:
         self._openai = openai
         self._client: openai.OpenAI | None = None
         self._aclient: openai.AsyncOpenAI | None = None
+        self._aclient_loop: asyncio.AbstractEventLoop | None = None
         self._fallback = json_mode == "prompt"
         self._lock = threading.Lock()
         self.calls = 0
@@ -203,9 +204,13 @@ class OpenAICompatibleLLM:
             return self._client
 
     def _async_client(self) -> openai.AsyncOpenAI:
+        # An async HTTP client's connections belong to the event loop that opened them: a
+        # caller that runs each call in a fresh loop (asyncio.run) gets a client per loop.
+        loop = asyncio.get_running_loop()
         with self._lock:
-            if self._aclient is None:
+            if self._aclient is None or self._aclient_loop is not loop:
                 self._aclient = self._openai.AsyncOpenAI(**self._client_kwargs())
+                self._aclient_loop = loop
             return self._aclient
 
     def close(self) -> None:
@@ -217,7 +222,7 @@ class OpenAICompatibleLLM:
     async def aclose(self) -> None:
         """Close both HTTP clients."""
         aclient, self._aclient = self._aclient, None
-        if aclient is not None:
+        if aclient is not None and self._aclient_loop is asyncio.get_running_loop():
             await aclient.close()
         self.close()
 
