@@ -7,6 +7,7 @@ from a script, ``GET /v1/models`` lists one model. Use the ``fake_openai`` fixtu
     fake_openai.answer({"facts": []})                 # a JSON object answer
     fake_openai.answer("Sure! ```json\\n{...}\\n```")   # a raw text answer
     fake_openai.error(429, retry_after="1")           # an HTTP error
+    fake_openai.reply(Reply(disconnect=True))         # a dropped connection
     fake_openai.answer({...}, delay=0.5)              # a slow answer
     fake_openai.reject_json_schema = True             # 400 for response_format json_schema
     fake_openai.default = lambda body: Reply(...)     # when the script is empty
@@ -18,7 +19,9 @@ An empty script answers HTTP 418 ("no scripted reply left") unless ``default`` i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -40,6 +43,8 @@ class Reply:
     usage: tuple[int, int] = (10, 5)
     finish_reason: str = "stop"
     model: str | None = None
+    disconnect: bool = False
+    """Close the connection without answering (a crashed or restarting server)."""
 
 
 @dataclass
@@ -126,6 +131,11 @@ class _Handler(BaseHTTPRequestHandler):
         reply = fake._next(body)
         if reply.delay:
             time.sleep(reply.delay)
+        if reply.disconnect:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
         if reply.status != 200:
             self._send(
                 reply.status,

@@ -224,6 +224,16 @@ def test_issue11_llm_connection_refused_is_unavailable(waits: list[float]) -> No
     assert len(waits) == 2 and llm.retries == 2
 
 
+def test_issue11_llm_dropped_connection_is_retried(
+    fake_openai: FakeOpenAI, waits: list[float]
+) -> None:
+    fake_openai.reply(Reply(disconnect=True))
+    fake_openai.answer(GOOD)
+    llm = make(fake_openai)
+    assert llm.complete_json(MESSAGES, SCHEMA, name="facts").data == GOOD
+    assert len(waits) == 1 and llm.retries == 1 and len(fake_openai.completions) == 2
+
+
 @pytest.mark.parametrize("status", [401, 404])
 def test_issue11_llm_auth_and_unknown_model_fail_at_once(
     fake_openai: FakeOpenAI, waits: list[float], status: int
@@ -312,6 +322,10 @@ def test_issue11_llm_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ENGRAMDB_LLM_MODEL")
     with pytest.raises(InvalidInputError, match="ENGRAMDB_LLM_MODEL"):
         OpenAICompatibleLLM()
+    with pytest.raises(InvalidInputError, match="json_mode"):
+        OpenAICompatibleLLM("m", json_mode="tools")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="timeout"):
+        OpenAICompatibleLLM("m", timeout=0)
 
 
 def test_issue11_llm_resolve_llm(monkeypatch: pytest.MonkeyPatch) -> None:
