@@ -104,3 +104,15 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
     server = start_live_server(str(where / "data"), log_path=where / "server.log")
     yield server
     server.stop()
+
+
+from tests.fake_openai import FakeOpenAI  # noqa: E402  (appended with the fixture)
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """A fake OpenAI-compatible server on loopback (tests/fake_openai.py): script its answers,
+    point ``OpenAICompatibleLLM(base_url=fake_openai.base_url)`` at it, read its requests."""
+    server = FakeOpenAI()
+    yield server
+    server.stop()

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import email.utils
 import json
 import random
 import re
@@ -68,6 +67,7 @@ from .errors import (
 )
 from .filters import Filter, normalize_tags
 from .memory import ForgetResult, Page, content_hash
+from .retrying import parse_retry_after
 from .sessions import SessionSettingsLike, coerce_session_settings, resolve_limit
 from .types import (
     ApiKey,
@@ -349,20 +349,7 @@ def _error_body(response: httpx.Response) -> tuple[str | None, str]:
 
 def retry_after(response: httpx.Response) -> float | None:
     """The ``Retry-After`` header in seconds (a number or an HTTP date), or ``None``."""
-    value = response.headers.get("retry-after")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return parse_retry_after(response.headers.get("retry-after"))
 
 
 def error_for(response: httpx.Response) -> EngramError:
