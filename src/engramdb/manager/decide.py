@@ -34,11 +34,12 @@ from typing import Any, Literal, Protocol, get_args
 
 from ..errors import LLMResponseError, NotFoundError
 from ..llm.base import LLM, Completion, Message, Usage
+from ..redact import redact as redact_secrets
 from ..search.query import words
 from ..types import MemoryRecord
 from .extract import DEFAULT_MAX_CONTENT_CHARS, Candidate, normalize_text
 from .prompts import PROMPT_VERSION, load_prompt
-from .transcript import Redactor, fence, identity
+from .transcript import Redactor, fence
 
 Action = Literal["add", "update", "delete", "none"]
 ACTIONS: tuple[str, ...] = get_args(Action)
@@ -186,7 +187,7 @@ def _one_line(text: str) -> str:
 
 
 def build_decision_messages(
-    candidate: Candidate, existing: Sequence[MemoryRecord], *, redact: Redactor = identity
+    candidate: Candidate, existing: Sequence[MemoryRecord], *, redact: Redactor = redact_secrets
 ) -> list[Message]:
     """The chat messages of one decision call: the versioned system prompt, then the candidate
     and the stored memories (as handles 1..n) inside a ``data`` fence."""
@@ -215,7 +216,7 @@ def decide(
     candidates: Iterable[Candidate],
     similar: Similar,
     *,
-    redact: Redactor = identity,
+    redact: Redactor = redact_secrets,
     max_similar: int = DEFAULT_MAX_SIMILAR,
     max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS,
 ) -> list[Decision]:
@@ -245,7 +246,7 @@ async def adecide(
     candidates: Iterable[Candidate],
     similar: Similar,
     *,
-    redact: Redactor = identity,
+    redact: Redactor = redact_secrets,
     max_similar: int = DEFAULT_MAX_SIMILAR,
     max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS,
 ) -> list[Decision]:
@@ -288,7 +289,7 @@ def parse_decision(
     candidate: Candidate,
     existing: Sequence[MemoryRecord],
     *,
-    redact: Redactor = identity,
+    redact: Redactor = redact_secrets,
     max_chars: int = DEFAULT_MAX_CONTENT_CHARS,
 ) -> Decision:
     """The :class:`Decision` a model's answer means, handles resolved against ``existing``

@@ -27,6 +27,7 @@ from typing import Any, Literal, get_args
 
 from ..errors import InvalidInputError, LLMResponseError
 from ..llm.base import LLM, Completion, Message, Usage
+from ..redact import redact as redact_secrets
 from ..search.query import words
 from .dates import resolve_date
 from .prompts import PROMPT_VERSION, load_prompt
@@ -37,7 +38,6 @@ from .transcript import (
     as_session_items,
     fence,
     format_time,
-    identity,
     render_transcript,
     split_windows,
 )
@@ -289,7 +289,7 @@ def extract(
     user_id: str | None = None,
     agent_id: str | None = None,
     now: datetime | None = None,
-    redact: Redactor = identity,
+    redact: Redactor = redact_secrets,
     tools: ToolRule = "summarize",
     max_window_tokens: int = DEFAULT_MAX_WINDOW_TOKENS,
     max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS,
@@ -330,7 +330,7 @@ async def aextract(
     user_id: str | None = None,
     agent_id: str | None = None,
     now: datetime | None = None,
-    redact: Redactor = identity,
+    redact: Redactor = redact_secrets,
     tools: ToolRule = "summarize",
     max_window_tokens: int = DEFAULT_MAX_WINDOW_TOKENS,
     max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS,
@@ -381,7 +381,7 @@ def parse_extraction(
     session_id: str,
     user_id: str | None = None,
     agent_id: str | None = None,
-    redact: Redactor = identity,
+    redact: Redactor = redact_secrets,
     max_content_chars: int = DEFAULT_MAX_CONTENT_CHARS,
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
 ) -> tuple[list[Candidate], list[TripleCandidate], list[Rejected]]:
