@@ -682,10 +682,13 @@ class MemoryManager:
     def flush(self, timeout: float | None = None) -> bool:
         """Extract every session with unextracted items now and wait for those jobs.
 
-        Sessions with new items, queued, running or waiting for a retry (retried at once) are
-        served; ``True`` when every one succeeded within ``timeout`` seconds (``None``: no
-        limit). A failed window keeps its items after the mark and is retried in the
-        background; then ``False``."""
+        Sessions with new items, queued, running, waiting for a retry or given up after
+        failures (both retried at once) are served; ``True`` when every one succeeded within
+        ``timeout`` seconds (``None``: no limit). A failed window keeps its items after the
+        mark and is retried in the background; then ``False``.
+
+        Only items the manager saw arrive (through watched sessions) or sessions it already
+        worked on are known to it; for items written elsewhere use :meth:`extract_now`."""
         return self._wait(self._flush_targets(), timeout)
 
     async def aflush(self, timeout: float | None = None) -> bool:
@@ -700,7 +703,8 @@ class MemoryManager:
             if self._stopped:
                 return targets
             for state in self._states.values():
-                if state.new_items or state.phase == "waiting":
+                if state.new_items or state.phase == "waiting" or state.ok < state.done:
+                    # new items, a retry ahead, or a session given up after failures
                     targets[state.session_id] = self._request(state, expedite=True)
                 elif state.phase != "idle" or state.wanted > state.done:
                     targets[state.session_id] = state.wanted
