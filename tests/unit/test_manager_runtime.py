@@ -330,6 +330,17 @@ def test_issue11_runtime_close_flushes_and_stops(managers: Any) -> None:
         manager.watch(FakeSession("t", source))
 
 
+def test_issue11_runtime_close_timeout_with_a_stuck_model(managers: Any) -> None:
+    source, gate = MemSource(), threading.Event()
+    proc = Recorder(gate=gate)
+    manager = managers(source, proc, triggers=Triggers(every_n_turns=1))
+    manager.watch(FakeSession("s", source)).add_items([user("a")])
+    assert proc.entered.wait(10)
+    assert manager.close(timeout=0.05) is False  # the model never answered: not flushed
+    assert source.mark("s") == 0  # nothing committed; the items are still there
+    gate.set()
+
+
 def test_issue11_runtime_closing_event_loop_does_not_lose_work(managers: Any) -> None:
     source, gate = MemSource(), threading.Event()
     proc = Recorder(gate=gate)
@@ -530,6 +541,34 @@ def test_issue11_runtime_restart_resumes_without_repeats_or_gaps(managers: Any) 
     seen = first_proc.seqs("s") + second_proc.seqs("s")
     assert seen == source.all_seqs("s") == [1, 2, 3, 4, 5, 6]  # each once, none skipped
     assert second_proc.seqs("s") == [4, 5, 6]
+
+
+def test_issue11_runtime_watch_catch_up_resumes_a_backlog(managers: Any) -> None:
+    source = MemSource()
+    source.append("s", [user("left by a crashed run"), assistant("ok")])
+    source.marks["s"] = 1  # the crashed run had extracted item 1
+    proc = Recorder()
+    manager = managers(source, proc)
+    manager.watch(FakeSession("s", source), catch_up=True)  # no new item, no trigger
+    wait_until(lambda: manager.stats().windows == 1)
+    assert proc.seqs("s") == [2]
+
+
+def test_issue11_runtime_notify_and_plain_function_processor(managers: Any) -> None:
+    source = MemSource()
+    seen: list[list[int]] = []
+
+    def process(session_id: str, items: Sequence[WindowItem]) -> WindowResult:
+        seen.append([seq for seq, _, _ in items])
+        return WindowResult(updated=1, deleted=1)
+
+    manager = managers(source, process, triggers=Triggers(every_n_turns=2))
+    batch = [user("stored by a server route"), user("without a watched session")]
+    source.append("s", batch)
+    manager.notify("s", batch)
+    wait_until(lambda: manager.stats().windows == 1)
+    assert seen == [[1, 2]]
+    assert (manager.stats().updated, manager.stats().deleted) == (1, 1)
 
 
 class FileMarks:

@@ -361,7 +361,7 @@ class WatchedSession(_Watched):
         """Store ``items`` in the wrapped session, then notify the manager (no I/O)."""
         batch = list(items)
         self.session.add_items(batch)
-        self._manager._notify(self.session_id, batch)
+        self._manager.notify(self.session_id, batch)
 
     def pop_item(self) -> Any:
         """The wrapped session's ``pop_item``."""
@@ -398,7 +398,7 @@ class AsyncWatchedSession(_Watched):
         """Store ``items`` in the wrapped session, then notify the manager (no I/O)."""
         batch = list(items)
         await self.session.add_items(batch)
-        self._manager._notify(self.session_id, batch)
+        self._manager.notify(self.session_id, batch)
 
     async def pop_item(self) -> Any:
         """The wrapped session's ``pop_item``."""
@@ -491,7 +491,7 @@ class MemoryManager:
     def __init__(
         self,
         source: WindowSource,
-        processor: WindowProcessor,
+        processor: WindowProcessor | Callable[[str, Sequence[WindowItem]], WindowResult],
         *,
         triggers: Triggers | None = None,
         max_window_items: int = 50,
@@ -523,7 +523,9 @@ class MemoryManager:
             if not number > 0:
                 raise InvalidInputError(f"{name} must be > 0, got {number!r}")
         self.source = source
-        self.processor = processor
+        self.processor: WindowProcessor = (
+            processor if isinstance(processor, WindowProcessor) else _CallableProcessor(processor)
+        )
         self.triggers = triggers if triggers is not None else Triggers()
         self.retry = retry if retry is not None else Backoff()
         self.max_window_items = max_window_items
@@ -572,32 +574,44 @@ class MemoryManager:
 
     # -- watching ---------------------------------------------------------------------------
     @overload
-    def watch(self, session: AsyncSessionLike) -> AsyncWatchedSession: ...
+    def watch(
+        self, session: AsyncSessionLike, *, catch_up: bool = False
+    ) -> AsyncWatchedSession: ...
 
     @overload
-    def watch(self, session: SyncSessionLike) -> WatchedSession: ...
+    def watch(self, session: SyncSessionLike, *, catch_up: bool = False) -> WatchedSession: ...
 
-    def watch(self, session: Any) -> WatchedSession | AsyncWatchedSession:
+    def watch(
+        self, session: Any, *, catch_up: bool = False
+    ) -> WatchedSession | AsyncWatchedSession:
         """Wrap ``session`` so its new items are extracted in the background.
 
         Sync sessions give a :class:`WatchedSession`, async ones (``add_items`` a coroutine
         function: :class:`engramdb.AsyncSession`, Agents SDK sessions) an
-        :class:`AsyncWatchedSession`. Items stored before ``watch`` are extracted by the next
-        job of the session (any trigger, :meth:`flush` after new items, or
-        :meth:`extract_now`).
+        :class:`AsyncWatchedSession`. Items stored before ``watch`` (by an earlier run, a
+        crashed process) are extracted by the session's next job; ``catch_up=True`` starts
+        that job now, in the background.
         """
         session_id = getattr(session, "session_id", None)
         if not isinstance(session_id, str) or not session_id:
             raise InvalidInputError("a watched session needs a non-empty string session_id")
         with self._lock:
             self._check_open()
-            self._state(session_id).watchers += 1
+            state = self._state(session_id)
+            state.watchers += 1
+            if catch_up:
+                self._request(state)
         if inspect.iscoroutinefunction(session.add_items):
             return AsyncWatchedSession(self, session)
         return WatchedSession(self, session)
 
-    def _notify(self, session_id: str, items: Sequence[Any]) -> None:
-        """The hot path: count what arrived, maybe queue the session. No I/O."""
+    def notify(self, session_id: str, items: Sequence[Any]) -> None:
+        """Tell the manager that ``items`` were just stored in ``session_id``.
+
+        Watched sessions call it after each ``add_items``; call it yourself where items are
+        stored another way (a server's session route). The hot path: counters, the trigger
+        check and at most one queue append under a lock; no I/O, never raises for a closed
+        manager, never waits for extraction."""
         triggers = self.triggers
         turns = sum(1 for item in items if is_user_turn(item))
         tokens = (
@@ -712,7 +726,13 @@ class MemoryManager:
 
     def close(self, timeout: float | None = None) -> bool:
         """Flush, then stop the timer and worker threads (a job in progress finishes its
-        current window). Returns what the flush returned; idempotent."""
+        current window). Returns what the flush returned; idempotent.
+
+        ``timeout`` bounds the whole call: a worker still inside a processor call when it
+        runs out is left behind (a daemon thread: it commits its window if it finishes
+        before the process exits; otherwise the mark stays and the next run extracts those
+        items)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             if self._closing:
                 return True
@@ -727,7 +747,7 @@ class MemoryManager:
         current = threading.current_thread()
         for thread in self._threads:
             if thread is not current:
-                thread.join()
+                thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
         if self._exit_hook is not None:
             atexit.unregister(self._exit_hook)
             self._exit_hook = None
@@ -998,6 +1018,18 @@ class MemoryManager:
         counters["updated"] += record.result.updated
         counters["deleted"] += record.result.deleted
         counters["none"] += record.result.none
+
+
+class _CallableProcessor:
+    """A plain function used as a :class:`WindowProcessor`."""
+
+    def __init__(self, func: Callable[[str, Sequence[WindowItem]], WindowResult]) -> None:
+        if not callable(func):
+            raise InvalidInputError("processor must have process(session_id, items) or be callable")
+        self.func = func
+
+    def process(self, session_id: str, items: Sequence[WindowItem]) -> WindowResult:
+        return self.func(session_id, items)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
