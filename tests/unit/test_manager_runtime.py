@@ -27,7 +27,7 @@ from engramdb.manager.runtime import (
     WindowItem,
     WindowResult,
     WindowSource,
-    estimate_tokens,
+    item_tokens,
 )
 from engramdb.sessions import AsyncSession, Session
 from engramdb.store import Store, open_store
@@ -509,7 +509,7 @@ def test_issue11_runtime_backlog_is_processed_window_by_window(managers: Any) ->
 def test_issue11_runtime_window_token_budget(managers: Any) -> None:
     source, proc = MemSource(), Recorder()
     item = user("x" * 370)
-    per_item = estimate_tokens(item)
+    per_item = item_tokens(item)
     assert 95 <= per_item <= 105
     manager = managers(source, proc, max_window_tokens=per_item * 2 + 10)
     source.append("s", [item, item, item, user("y" * 4000), item])

@@ -68,8 +68,9 @@ from ..errors import EngramError, InvalidInputError
 
 log = logging.getLogger("engramdb.manager")
 
-WindowItem = tuple[int, datetime, dict[str, Any]]
-"""One session item as a window carries it: ``(seq, created_at, item)``."""
+WindowItem = tuple[int, datetime, Mapping[str, Any]]
+"""One session item as a window carries it: ``(seq, created_at, item)`` (a
+:class:`engramdb.manager.transcript.SessionItem` is one)."""
 
 
 class ManagerClosedError(EngramError):
@@ -311,8 +312,9 @@ class AsyncSessionLike(Protocol):
     async def clear_session(self) -> None: ...
 
 
-def estimate_tokens(item: object) -> int:
-    """A cheap token estimate of one item: its JSON length / 4, rounded up."""
+def item_tokens(item: object) -> int:
+    """A cheap token estimate of one raw item: its JSON length / 4, rounded up (the same
+    chars/4 rule as the transcript's estimate, without rendering)."""
     try:
         size = len(orjson.dumps(item))
     except TypeError:
@@ -615,9 +617,7 @@ class MemoryManager:
         triggers = self.triggers
         turns = sum(1 for item in items if is_user_turn(item))
         tokens = (
-            sum(estimate_tokens(item) for item in items)
-            if triggers.token_threshold is not None
-            else 0
+            sum(item_tokens(item) for item in items) if triggers.token_threshold is not None else 0
         )
         now = self._clock()
         with self._lock:
@@ -998,9 +998,9 @@ class MemoryManager:
     def _cut(self, rows: Sequence[WindowItem]) -> list[WindowItem]:
         """The longest prefix within ``max_window_tokens`` (at least one item)."""
         window = [rows[0]]
-        budget = self.max_window_tokens - estimate_tokens(rows[0][2])
+        budget = self.max_window_tokens - item_tokens(rows[0][2])
         for row in rows[1:]:
-            budget -= estimate_tokens(row[2])
+            budget -= item_tokens(row[2])
             if budget < 0:
                 break
             window.append(row)
@@ -1058,6 +1058,6 @@ __all__ = [
     "WindowRecord",
     "WindowResult",
     "WindowSource",
-    "estimate_tokens",
     "is_user_turn",
+    "item_tokens",
 ]
