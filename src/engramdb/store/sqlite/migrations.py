@@ -196,6 +196,35 @@ MIGRATIONS: list[list[str]] = [
             value BLOB NOT NULL
         ) WITHOUT ROWID""",
     ],
+    # 8: the memory manager. A memory can be invalidated (excluded from recall, kept and
+    # restorable); memory_events records each decision about a memory (why it exists: action,
+    # reason, model, prompt version, the session items it came from); extraction_marks holds,
+    # per session, the last item sequence number extraction processed (compare-and-set).
+    [
+        "ALTER TABLE memories ADD COLUMN invalidated_at INTEGER",
+        "ALTER TABLE memories ADD COLUMN invalidated_reason TEXT",
+        """CREATE TABLE memory_events (
+            seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+            namespace      TEXT NOT NULL,
+            memory_id      TEXT NOT NULL,
+            at             INTEGER NOT NULL,
+            action         TEXT NOT NULL,
+            reason         TEXT,
+            model          TEXT,
+            prompt_version TEXT,
+            session_id     TEXT,
+            item_seqs      TEXT NOT NULL,
+            details        TEXT NOT NULL
+        )""",
+        "CREATE INDEX memory_events_by_memory ON memory_events (namespace, memory_id, seq)",
+        """CREATE TABLE extraction_marks (
+            namespace  TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            last_seq   INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (namespace, session_id)
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)
