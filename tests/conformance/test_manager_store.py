@@ -233,9 +233,14 @@ def test_issue11_marks_two_racing_processes_exactly_one_wins(backend: Backend) -
             barrier = threading.Barrier(2)
             won: list[bool] = [False, False]
 
-            def race(n: int, start: int = mark, end: int = mark + 5) -> None:
+            def race(
+                n: int,
+                start: int = mark,
+                barrier: threading.Barrier = barrier,
+                won: list[bool] = won,
+            ) -> None:
                 barrier.wait()
-                won[n] = stores[n].extraction_advance("ns", "race", start, end)
+                won[n] = stores[n].extraction_advance("ns", "race", start, start + 5)
 
             threads = [threading.Thread(target=race, args=(n,)) for n in range(2)]
             for t in threads:
