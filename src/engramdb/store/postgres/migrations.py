@@ -214,9 +214,9 @@ MIGRATIONS: list[list[str]] = [
     # 5: as SQLite's version 8: invalidated memories (excluded from recall, kept and
     # restorable), memory_events (why each memory exists) and per-session extraction marks.
     [
-        "ALTER TABLE memories ADD COLUMN invalidated_at bigint",
-        "ALTER TABLE memories ADD COLUMN invalidated_reason text",
-        """CREATE TABLE memory_events (
+        "ALTER TABLE memories ADD COLUMN IF NOT EXISTS invalidated_at bigint",
+        "ALTER TABLE memories ADD COLUMN IF NOT EXISTS invalidated_reason text",
+        """CREATE TABLE IF NOT EXISTS memory_events (
             seq            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
             namespace      text   NOT NULL,
             memory_id      text   NOT NULL,
@@ -229,8 +229,9 @@ MIGRATIONS: list[list[str]] = [
             item_seqs      text   NOT NULL,
             details        text   NOT NULL
         )""",
-        "CREATE INDEX memory_events_by_memory ON memory_events (namespace, memory_id, seq)",
-        """CREATE TABLE extraction_marks (
+        """CREATE INDEX IF NOT EXISTS memory_events_by_memory
+            ON memory_events (namespace, memory_id, seq)""",
+        """CREATE TABLE IF NOT EXISTS extraction_marks (
             namespace  text   NOT NULL,
             session_id text   NOT NULL,
             last_seq   bigint NOT NULL,
