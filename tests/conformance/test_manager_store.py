@@ -334,3 +334,38 @@ def test_issue11_import_rejects_a_bad_event_record(mem: Memory) -> None:
     records[-1]["counts"]["event"] = 1
     with pytest.raises(InvalidInputError, match="action"):
         mem.import_records(records)
+
+
+def test_issue11_upgrade_from_the_previous_schema_keeps_memories_live(backend: Backend) -> None:
+    from engramdb.store import open_store
+
+    store = open_store(backend.target)
+    old = Memory(store, embedder=None).remember("written by the engramdb before issue 11")
+    # take the schema back to the version before issue 11, as an older engramdb left it
+    undo = (
+        "DROP TABLE memory_events; DROP TABLE extraction_marks; "
+        "ALTER TABLE memories DROP COLUMN invalidated_at; "
+        "ALTER TABLE memories DROP COLUMN invalidated_reason; "
+    )
+    if backend.name == "sqlite":
+        import sqlite3
+
+        store.close()
+        with sqlite3.connect(store.path) as conn:  # type: ignore[attr-defined]
+            conn.executescript(undo + "PRAGMA user_version = 7;")
+    else:
+        store.run(  # type: ignore[attr-defined]
+            lambda conn: conn.execute(undo + "UPDATE engramdb_schema SET version = 4")
+        )
+        store.close()
+    reopened = open_store(backend.target)
+    try:
+        mem = Memory(reopened, embedder=None)
+        assert mem.get(old.id).invalidated_at is None
+        assert old.id in ids(mem.recall("written before issue"))
+        assert mem.events(old.id) == []
+        assert reopened.extraction_mark(mem.namespace, "s") == -1
+        mem.invalidate(old.id)
+        assert old.id not in ids(mem.recall("written before issue"))
+    finally:
+        reopened.close()
