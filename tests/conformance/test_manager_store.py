@@ -73,6 +73,20 @@ def test_issue11_invalidate_excludes_from_every_recall_lane_and_restore_brings_b
     assert all(wrong.id in lane for lane in everywhere())
 
 
+def test_issue11_invalidated_text_leaves_its_neighbours_context(mem: Memory) -> None:
+    before = mem.remember("Ada went hiking on Saturday", session_id="s")
+    wrong = mem.remember("Ada adopted a zebracorn named Pip", session_id="s")
+    after = mem.remember("Ada cooked pasta on Sunday", session_id="s")
+    found = set(ids(mem.recall("zebracorn", mode="text")))
+    assert found == {before.id, wrong.id, after.id}  # neighbours match through their context
+    mem.invalidate(wrong.id)
+    assert mem.recall("zebracorn", mode="text") == []
+    # the others still quote each other (the context spans two live memories each side)
+    assert set(ids(mem.recall("hiking", mode="text"))) == {before.id, after.id}
+    mem.restore(wrong.id)
+    assert set(ids(mem.recall("zebracorn", mode="text"))) == found
+
+
 def test_issue11_invalidated_vector_leaves_the_in_process_index(mem: Memory) -> None:
     a = mem.remember("the train to Lyon leaves at nine")
     mem.remember("the bus to Turin leaves at ten")

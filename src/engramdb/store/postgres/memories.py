@@ -54,7 +54,10 @@ _T = TypeVar("_T")
 # ts_rank weights {D, C, B, A}: neighbours' context (D) 0.3, metadata values (C) 0.3, tags (B)
 # 0.6, content (A) 1.0: the same proportions as SQLite's bm25 column weights
 _RANK_WEIGHTS = [0.3, 0.3, 0.6, 1.0]
-_SAME_SESSION = "n.namespace = m.namespace AND n.session_id = m.session_id"
+# a memory's context is the text of its live (not invalidated) session neighbours
+_SAME_SESSION = (
+    "n.namespace = m.namespace AND n.session_id = m.session_id AND n.invalidated_at IS NULL"
+)
 _NEAR = (
     f"(SELECT n.rowid, n.content FROM memories n WHERE {_SAME_SESSION} AND n.rowid < m.rowid "
     f"ORDER BY n.rowid DESC LIMIT {CONTEXT_SPAN}) UNION ALL "
@@ -612,11 +615,13 @@ class MemoriesMixin:
     ) -> MemoryRecord | None:
         def work(conn: Conn) -> MemoryRecord | None:
             # the vector is a column of the row: pgvector searches skip it by the filter
-            conn.execute(
+            changed = conn.execute(
                 "UPDATE memories SET invalidated_at = %s, invalidated_reason = %s "
-                "WHERE namespace = %s AND id = %s AND invalidated_at IS NULL",
+                "WHERE namespace = %s AND id = %s AND invalidated_at IS NULL RETURNING rowid",
                 (now_us(), reason, namespace, memory_id),
-            )
+            ).fetchone()
+            if changed is not None:  # the neighbours' context no longer quotes its text
+                _refresh_context(conn, _neighbor_rowids(conn, [int(changed[0])]))
             row = conn.execute(
                 f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s",
                 (namespace, memory_id),
@@ -627,11 +632,14 @@ class MemoriesMixin:
 
     def memory_restore(self, namespace: str, memory_id: str) -> MemoryRecord | None:
         def work(conn: Conn) -> MemoryRecord | None:
-            conn.execute(
+            changed = conn.execute(
                 "UPDATE memories SET invalidated_at = NULL, invalidated_reason = NULL "
-                "WHERE namespace = %s AND id = %s AND invalidated_at IS NOT NULL",
+                "WHERE namespace = %s AND id = %s AND invalidated_at IS NOT NULL RETURNING rowid",
                 (namespace, memory_id),
-            )
+            ).fetchone()
+            if changed is not None:  # it and its neighbours quote each other again
+                rowid = int(changed[0])
+                _refresh_context(conn, [rowid, *_neighbor_rowids(conn, [rowid])])
             row = conn.execute(
                 f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s",
                 (namespace, memory_id),

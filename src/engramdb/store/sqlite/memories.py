@@ -138,17 +138,19 @@ def filter_sql(flt: Filter, alias: str = "m", *, live: bool = True) -> tuple[str
 
 
 def _session_neighbors(conn: sqlite3.Connection, rowid: int) -> list[tuple[int, str]]:
-    """(rowid, content) of up to CONTEXT_SPAN memories before and after ``rowid`` in its
-    session, in order; none if it has no session."""
+    """(rowid, content) of up to CONTEXT_SPAN live (not invalidated) memories before and after
+    ``rowid`` in its session, in order; none if it has no session."""
     return [
         (r[0], r[1])
         for r in conn.execute(
             "SELECT rowid, content FROM (SELECT n.rowid, n.content FROM memories m "
             "JOIN memories n ON n.namespace = m.namespace AND n.session_id = m.session_id "
-            "AND n.rowid < m.rowid WHERE m.rowid = ?1 ORDER BY n.rowid DESC LIMIT ?2) "
+            "AND n.rowid < m.rowid AND n.invalidated_at IS NULL WHERE m.rowid = ?1 "
+            "ORDER BY n.rowid DESC LIMIT ?2) "
             "UNION ALL SELECT rowid, content FROM (SELECT n.rowid, n.content FROM memories m "
             "JOIN memories n ON n.namespace = m.namespace AND n.session_id = m.session_id "
-            "AND n.rowid > m.rowid WHERE m.rowid = ?1 ORDER BY n.rowid LIMIT ?2) "
+            "AND n.rowid > m.rowid AND n.invalidated_at IS NULL WHERE m.rowid = ?1 "
+            "ORDER BY n.rowid LIMIT ?2) "
             "ORDER BY rowid",
             (rowid, CONTEXT_SPAN),
         )
@@ -755,9 +757,12 @@ class MemoriesMixin:
                 "RETURNING rowid, embedding_seq",
                 (now_us(), reason, namespace, memory_id),
             ).fetchone()
-            if row is not None and row[1] is not None:
-                # in-process vector indexes drop it (vector_changes skips invalidated rows)
-                conn.execute("INSERT INTO vector_removals (memory_rowid) VALUES (?)", (row[0],))
+            if row is not None:
+                if row[1] is not None:
+                    # in-process vector indexes drop it (vector_changes skips invalidated rows)
+                    conn.execute("INSERT INTO vector_removals (memory_rowid) VALUES (?)", (row[0],))
+                # the session neighbours' indexed context no longer quotes its text
+                self._refresh_context(conn, self._neighbor_rowids(conn, row[0]))
             found = conn.execute(
                 f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND m.id = ?",
                 (namespace, memory_id),
@@ -778,6 +783,7 @@ class MemoriesMixin:
                     "embedding_seq = ? WHERE rowid = ?",
                     (self._next_embedding_seq(conn) if row[1] else None, row[0]),
                 )
+                self._refresh_context(conn, [row[0]], with_neighbors=True)
             found = conn.execute(
                 f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND m.id = ?",
                 (namespace, memory_id),
