@@ -383,3 +383,12 @@ def test_issue11_upgrade_from_the_previous_schema_keeps_memories_live(backend: B
         assert old.id not in ids(mem.recall("written before issue"))
     finally:
         reopened.close()
+
+
+def test_issue11_api_memory_shape_shows_invalidation(mem: Memory) -> None:
+    from engramdb.server.models import MemoryOut
+
+    m = mem.remember("shown through the API")
+    assert MemoryOut.of(m).model_dump(mode="json")["invalidated_at"] is None
+    shown = MemoryOut.of(mem.invalidate(m.id, reason="wrong")).model_dump(mode="json")
+    assert shown["invalidated_at"] is not None and shown["invalidated_reason"] == "wrong"
