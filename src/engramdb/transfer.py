@@ -4,8 +4,8 @@ The first line is a header, ``{"type": "engramdb-export", "version": 1, ...}``; 
 line is one record with a ``"type"``: ``namespace`` (starts a namespace's section), ``memory``
 (with its version history and invalidation), ``triple``, ``event`` (a recorded decision about
 a memory), ``session`` followed by its ``session_item`` records in order, and a final ``end``
-record with the count of each type (a file without it was cut
-short). docs/export-format.md describes every field.
+record with the count of each type (a file without it was cut short). docs/export-format.md
+describes every field.
 
 Both directions stream: the store is read in pages and the file line by line, so neither is
 ever held in memory. Import is idempotent: ids are kept, a memory or fact already present is
