@@ -56,11 +56,13 @@ from .search.query import (
 from .search.vectors import VectorIndex
 from .sessions import resolve_store
 from .store import Store
-from .store.base import MemoryChanges, NewMemory, NewTriple
+from .store.base import MemoryChanges, NewMemory, NewMemoryEvent, NewTriple
+from .store.rows import event_rows
 from .transfer import ImportReport
 from .types import (
     DEFAULT_NAMESPACE,
     Hit,
+    MemoryEvent,
     MemoryRecord,
     MemoryStats,
     MemoryVersion,
@@ -511,6 +513,85 @@ class Memory:
         self.get(memory_id, namespace=ns)
         return self.store.memory_history(ns, memory_id)
 
+    # -- invalidation and decision records (the memory manager) --------------------------
+    def invalidate(
+        self,
+        memory_id: str,
+        *,
+        reason: str | None = None,
+        event: NewMemoryEvent | None = None,
+        namespace: str | None = None,
+    ) -> MemoryRecord:
+        """Invalidate a memory: from now on recall (every lane) and :meth:`list` leave it
+        out; :meth:`get`, :meth:`history` and :meth:`events` still show it (with
+        ``invalidated_at`` set) and :meth:`restore` brings it back. It still counts as stored
+        (stats, quotas); :meth:`forget` removes it for good.
+
+        An ``invalidate`` event is recorded in the same transaction (``event`` supplies its
+        model, prompt version and provenance; its memory id and action are set here).
+        Invalidating an invalidated memory changes and records nothing."""
+        return self._set_invalidated(memory_id, "invalidate", reason, event, namespace)
+
+    def restore(
+        self,
+        memory_id: str,
+        *,
+        reason: str | None = None,
+        event: NewMemoryEvent | None = None,
+        namespace: str | None = None,
+    ) -> MemoryRecord:
+        """Undo :meth:`invalidate` (recording a ``restore`` event); a live memory is returned
+        unchanged, with nothing recorded."""
+        return self._set_invalidated(memory_id, "restore", reason, event, namespace)
+
+    def _set_invalidated(
+        self,
+        memory_id: str,
+        action: Literal["invalidate", "restore"],
+        reason: str | None,
+        event: NewMemoryEvent | None,
+        namespace: str | None,
+    ) -> MemoryRecord:
+        ns = self._ns(namespace)
+        check_id("memory_id", memory_id)
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidInputError(f"reason must be a string, got {type(reason).__name__}")
+        base = event or NewMemoryEvent(memory_id, action)
+        record = dataclass_replace(
+            base, memory_id=memory_id, action=action, reason=reason or base.reason
+        )
+        event_rows(ns, [record], 0)  # bad input fails before anything is written
+        with self.store.atomic():
+            before = self.store.memory_get(ns, memory_id)
+            if before is None:
+                raise NotFoundError(f"no memory {memory_id!r} in namespace {ns!r}")
+            if before.invalidated == (action == "invalidate"):
+                return before
+            if action == "invalidate":
+                after = self.store.memory_invalidate(ns, memory_id, reason=record.reason)
+            else:
+                after = self.store.memory_restore(ns, memory_id)
+            assert after is not None
+            self.store.memory_event_add(ns, [record])
+        return after
+
+    def events(self, memory_id: str, *, namespace: str | None = None) -> builtins.list[MemoryEvent]:
+        """Why a memory exists: the decisions recorded about it (added, updated, invalidated,
+        restored, ...; by which model and prompt, from which session items), oldest first.
+        :class:`NotFoundError` if there is no such memory."""
+        ns = self._ns(namespace)
+        self.get(memory_id, namespace=ns)
+        return self.store.memory_events(ns, memory_id)
+
+    def record_events(
+        self, events: Sequence[NewMemoryEvent], *, namespace: str | None = None
+    ) -> int:
+        """Record decisions about memories (see :meth:`events`), in one transaction; an event
+        for a memory not in the namespace is not recorded. Returns how many were. Call it
+        inside ``memory.store.atomic()`` with the write it explains to commit both at once."""
+        ns = self._ns(namespace)
+        return self.store.memory_event_add(ns, list(events))
+
     def list(
         self,
         filters: FilterInput = None,
@@ -518,9 +599,11 @@ class Memory:
         namespace: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
+        include_invalidated: bool = False,
     ) -> Page:
         """Memories in the order they were stored, a page at a time (stable under inserts).
-        ``next_cursor`` is opaque and valid in this namespace only."""
+        ``next_cursor`` is opaque and valid in this namespace only. Invalidated memories (see
+        :meth:`invalidate`) are left out unless ``include_invalidated``."""
         ns = self._ns(namespace)
         page = check_limit(limit, allow_none=False, maximum=MAX_LIMIT) or 0
         if page == 0:
@@ -531,7 +614,13 @@ class Memory:
             if len(raw) != 8:
                 raise InvalidInputError("cursor must be a next_cursor value returned by list")
             after = int.from_bytes(raw, "big")
-        items, last = self.store.memory_list(ns, Filter.parse(filters), after=after, limit=page)
+        items, last = self.store.memory_list(
+            ns,
+            Filter.parse(filters),
+            after=after,
+            limit=page,
+            include_invalidated=bool(include_invalidated),
+        )
         next_cursor = (
             self.seal_cursor("memories", last.to_bytes(8, "big"), namespace=ns)
             if last is not None
@@ -1107,6 +1196,18 @@ class AsyncMemory:
 
     async def history(self, memory_id: str, **kwargs: Any) -> builtins.list[MemoryVersion]:
         return await self._run(self.sync.history, memory_id, **kwargs)
+
+    async def invalidate(self, memory_id: str, **kwargs: Any) -> MemoryRecord:
+        return await self._run(self.sync.invalidate, memory_id, **kwargs)
+
+    async def restore(self, memory_id: str, **kwargs: Any) -> MemoryRecord:
+        return await self._run(self.sync.restore, memory_id, **kwargs)
+
+    async def events(self, memory_id: str, **kwargs: Any) -> builtins.list[MemoryEvent]:
+        return await self._run(self.sync.events, memory_id, **kwargs)
+
+    async def record_events(self, events: Sequence[NewMemoryEvent], **kwargs: Any) -> int:
+        return await self._run(self.sync.record_events, list(events), **kwargs)
 
     async def forget(self, memory_id: str | None = None, **kwargs: Any) -> ForgetResult:
         return await self._run(self.sync.forget, memory_id, **kwargs)

@@ -22,10 +22,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
 
-from .errors import LeaseHeldError
+from .errors import InvalidInputError, LeaseHeldError
 from .store import Store, open_store
-from .types import DEFAULT_NAMESPACE, JSONItem, SessionInfo, us_from_datetime
-from .validation import check_id, check_limit, encode_items
+from .types import DEFAULT_NAMESPACE, JSONItem, SessionInfo, datetime_from_us, us_from_datetime
+from .validation import check_id, check_limit, decode_item, encode_items
 
 _T = TypeVar("_T")
 
@@ -151,6 +151,15 @@ class Session:
         """Created/updated times and item count, or ``None`` if nothing was ever written."""
         return self.store.session_info(self.namespace, self.session_id)
 
+    def items_after(
+        self, after_seq: int = -1, limit: int = 100
+    ) -> list[tuple[int, datetime, JSONItem]]:
+        """Up to ``limit`` items whose sequence number is above ``after_seq``, oldest first,
+        as ``(seq, created_at, item)``: what an extractor reads past its high-water mark
+        (``store.extraction_mark``; -1, the default, reads from the first item, numbered 0).
+        Sequence numbers only grow: a cleared or popped item's number is never reused."""
+        return items_after(self.store, self.namespace, self.session_id, after_seq, limit)
+
     @contextlib.contextmanager
     def run_lease(self, *, ttl: float = 60.0, wait: float | None = 30.0) -> Iterator[str]:
         """Hold this session's run lease so concurrent agent runs on it do not interleave.
@@ -227,6 +236,12 @@ class AsyncSession:
         """Created/updated times and item count, or ``None`` if nothing was ever written."""
         return await _in_thread(self._sync.info)
 
+    async def items_after(
+        self, after_seq: int = -1, limit: int = 100
+    ) -> list[tuple[int, datetime, JSONItem]]:
+        """See :meth:`Session.items_after`."""
+        return await _in_thread(self._sync.items_after, after_seq, limit)
+
     @contextlib.asynccontextmanager
     async def run_lease(
         self, *, ttl: float = 60.0, wait: float | None = 30.0
@@ -250,6 +265,24 @@ class AsyncSession:
             stop.set()
             await renewer
             await _in_thread(lease.release)
+
+
+def items_after(
+    store: Store, namespace: str, session_id: str, after_seq: int, limit: int
+) -> list[tuple[int, datetime, JSONItem]]:
+    """``(seq, created_at, item)`` of up to ``limit`` items with ``seq > after_seq`` (see
+    :meth:`Session.items_after`), read through the store's paged item reader."""
+    if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < -1:
+        raise InvalidInputError(f"after_seq must be an integer >= -1, got {after_seq!r}")
+    page = check_limit(limit, allow_none=False, maximum=10_000)
+    if not page:
+        return []
+    rows = store.session_export_items(namespace, session_id, after=after_seq, limit=page)
+    where = f"session {session_id!r}"
+    return [
+        (r.seq, datetime_from_us(r.created_at), decode_item(r.data, record_id=r.seq, where=where))
+        for r in rows
+    ]
 
 
 def list_sessions(

@@ -2,9 +2,10 @@
 
 The first line is a header, ``{"type": "engramdb-export", "version": 1, ...}``; every other
 line is one record with a ``"type"``: ``namespace`` (starts a namespace's section), ``memory``
-(with its version history), ``triple``, ``session`` followed by its ``session_item`` records in
-order, and a final ``end`` record with the count of each type (a file without it was cut
-short). docs/export-format.md describes every field.
+(with its version history and invalidation), ``triple``, ``event`` (a recorded decision about
+a memory), ``session`` followed by its ``session_item`` records in order, and a final ``end``
+record with the count of each type (a file without it was cut short). docs/export-format.md
+describes every field.
 
 Both directions stream: the store is read in pages and the file line by line, so neither is
 ever held in memory. Import is idempotent: ids are kept, a memory or fact already present is
@@ -27,7 +28,7 @@ import binascii
 import itertools
 import json
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -36,7 +37,8 @@ import orjson
 
 from .errors import ConflictError, EngramError, InvalidInputError
 from .filters import normalize_tags, parse_datetime
-from .store.base import ImportedMemory, NewMemory, TripleRow
+from .store.base import ImportedMemory, NewMemory, NewMemoryEvent, TripleRow
+from .store.rows import event_key, event_rows
 from .types import MemoryVersion, Triple, datetime_from_us, now_us, us_from_datetime
 from .validation import check_id
 
@@ -46,12 +48,13 @@ if TYPE_CHECKING:
 FORMAT = "engramdb-export"
 VERSION = 1
 PAGE = 500
-KINDS = ("memories", "history", "triples", "sessions", "session_items")
+KINDS = ("memories", "history", "triples", "events", "sessions", "session_items")
 """What an import counts (``history``: prior versions of memories)."""
 
 _RECORD_KIND = {
     "memory": "memories",
     "triple": "triples",
+    "event": "events",
     "session": "sessions",
     "session_item": "session_items",
 }
@@ -73,6 +76,22 @@ _MEMORY_FIELDS = frozenset(
         "embedding_model",
         "embedding",
         "history",
+        "invalidated_at",
+        "invalidated_reason",
+    }
+)
+_EVENT_FIELDS = frozenset(
+    {
+        "type",
+        "memory_id",
+        "at",
+        "action",
+        "reason",
+        "model",
+        "prompt_version",
+        "session_id",
+        "item_seqs",
+        "details",
     }
 )
 _HISTORY_FIELDS = frozenset({"version", "content", "tags", "metadata", "importance", "replaced_at"})
@@ -157,6 +176,9 @@ def export_records(
                     "version": r.version,
                     "embedding_model": m.embedding_model,
                 }
+                if r.invalidated_at is not None:
+                    out["invalidated_at"] = _iso(r.invalidated_at)
+                    out["invalidated_reason"] = r.invalidated_reason
                 if with_vectors:
                     out["embedding"] = (
                         base64.b64encode(m.embedding).decode() if m.embedding is not None else None
@@ -194,6 +216,23 @@ def export_records(
                     "memory_id": row.memory_id,
                 }
             after = triples[-1].rowid
+        after = 0
+        while events := store.memory_event_export(ns, after=after, limit=PAGE):
+            for e in events:
+                counts["event"] += 1
+                yield {
+                    "type": "event",
+                    "memory_id": e.memory_id,
+                    "at": _iso(e.at),
+                    "action": e.action,
+                    "reason": e.reason,
+                    "model": e.model,
+                    "prompt_version": e.prompt_version,
+                    "session_id": e.session_id,
+                    "item_seqs": list(e.item_seqs),
+                    "details": e.details,
+                }
+            after = events[-1].id
         last: str | None = None
         while sessions := store.session_export(ns, after=last, limit=PAGE):
             for info in sessions:
@@ -288,6 +327,7 @@ class _Importer:
         self.ns: str | None = None
         self.memories: list[tuple[int, ImportedMemory]] = []
         self.triples: list[TripleRow] = []
+        self.events: list[NewMemoryEvent] = []
         self.session: _SessionImport | None = None
         self.seen: dict[str, int] = dict.fromkeys(("namespace", *_RECORD_KIND), 0)
         self.ended = False
@@ -367,16 +407,22 @@ class _Importer:
             raise InvalidInputError(f"{self.at(n)}: a {kind} record before any namespace record")
         self.seen[kind] += 1
         if kind == "memory":
-            if self.triples:
+            if self.triples or self.events:
                 self._flush()
             self.memories.append((n, self._memory(n, record)))
             if len(self.memories) >= self.batch_size:
                 self._flush()
         elif kind == "triple":
-            if self.memories:
+            if self.memories or self.events:
                 self._flush()
             self.triples.append(self._triple(n, record))
             if len(self.triples) >= self.batch_size:
+                self._flush()
+        elif kind == "event":
+            if self.memories or self.triples:
+                self._flush()  # an event is recorded only for a memory already stored
+            self.events.append(self._event(n, record))
+            if len(self.events) >= self.batch_size:
                 self._flush()
         elif kind == "session":
             self._flush()
@@ -429,6 +475,28 @@ class _Importer:
                 assert self.ns is not None
                 for new in self.store.triple_import(self.ns, batch_t):
                     (self.report.created if new else self.report.skipped)["triples"] += 1
+        if self.events:
+            batch_e, self.events = self.events, []
+            if self.write:
+                assert self.ns is not None
+                fresh = self._new_events(self.ns, batch_e)
+                added = self.store.memory_event_add(self.ns, fresh) if fresh else 0
+                self.report.created["events"] += added
+                self.report.skipped["events"] += len(batch_e) - added
+
+    def _new_events(self, ns: str, events: list[NewMemoryEvent]) -> list[NewMemoryEvent]:
+        """The events not recorded yet (importing a file twice records each event once)."""
+        have: dict[str, set[tuple[Any, ...]]] = {}
+        out = []
+        for e in events:
+            if e.memory_id not in have:
+                have[e.memory_id] = {
+                    event_key(x) for x in self.store.memory_events(ns, e.memory_id)
+                }
+            key = event_key(e)
+            if key not in have[e.memory_id]:  # (the same event twice in a file: both kept)
+                out.append(e)
+        return out
 
     def _embedded(self, items: list[ImportedMemory]) -> list[ImportedMemory]:
         """Embed, with the importing memory's embedder, what the file brought no vector for."""
@@ -438,7 +506,7 @@ class _Importer:
         drafts = self.mem._with_embeddings([items[n].memory for n in todo])
         out = list(items)
         for n, draft in zip(todo, drafts, strict=True):
-            out[n] = ImportedMemory(draft, items[n].updated_at, items[n].version, items[n].history)
+            out[n] = replace(items[n], memory=draft)
         return out
 
     # -- sessions --------------------------------------------------------------------------
@@ -476,10 +544,15 @@ class _Importer:
             updated_us = _us("updated_at", updated) if updated is not None else draft.created_at
             history = self._history(draft.id, version, record.get("history", []))
             draft = self._vector(draft, record.get("embedding"), record.get("embedding_model"))
+            invalidated = record.get("invalidated_at")
+            invalidated_us = _us("invalidated_at", invalidated) if invalidated is not None else None
+            reason = record.get("invalidated_reason")
+            if reason is not None and not isinstance(reason, str):
+                raise InvalidInputError("invalidated_reason must be a string")
         except InvalidInputError as exc:
             raise InvalidInputError(f"{self.at(n)}: {exc}") from None
         assert updated_us is not None
-        return ImportedMemory(draft, updated_us, version, history)
+        return ImportedMemory(draft, updated_us, version, history, invalidated_us, reason)
 
     def _legacy_memory(self, n: int, record: Any) -> None:
         if not isinstance(record, dict):
@@ -547,6 +620,38 @@ class _Importer:
         from dataclasses import replace
 
         return replace(draft, embedding=raw, embedding_model=model)
+
+    def _event(self, n: int, record: dict[str, Any]) -> NewMemoryEvent:
+        try:
+            _no_unknown(record, _EVENT_FIELDS)
+            at = _us("at", record.get("at"))
+            texts: dict[str, str | None] = {}
+            for name in ("reason", "model", "prompt_version", "session_id"):
+                value = record.get(name)
+                if value is not None and not isinstance(value, str):
+                    raise InvalidInputError(f"{name} must be a string")
+                texts[name] = value
+            seqs = record.get("item_seqs") or []
+            if not isinstance(seqs, list):
+                raise InvalidInputError("item_seqs must be a list of integers")
+            details = record.get("details") or {}
+            if not isinstance(details, dict):
+                raise InvalidInputError("details must be an object")
+            action = record.get("action")
+            if not isinstance(action, str):
+                raise InvalidInputError("action must be a string")
+            event = NewMemoryEvent(
+                memory_id=check_id("memory_id", record.get("memory_id")),
+                action=action,
+                item_seqs=tuple(seqs),
+                details=details,
+                at=at,
+                **texts,
+            )
+            event_rows(self.ns or "", [event], at)  # the store's own checks, before writing
+        except InvalidInputError as exc:
+            raise InvalidInputError(f"{self.at(n)}: {exc}") from None
+        return event
 
     def _triple(self, n: int, record: dict[str, Any]) -> TripleRow:
         from .memory import _triple_part

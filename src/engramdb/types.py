@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -70,6 +70,16 @@ class MemoryRecord:
     updated_at: datetime
     version: int
     content_hash: str
+    invalidated_at: datetime | None = None
+    """When the memory was invalidated (``Memory.invalidate``: excluded from recall and, by
+    default, from ``list``; kept, with its history, and restorable); ``None`` while live."""
+    invalidated_reason: str | None = None
+    """Why it was invalidated, if a reason was given."""
+
+    @property
+    def invalidated(self) -> bool:
+        """True while the memory is invalidated."""
+        return self.invalidated_at is not None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (datetimes as ISO 8601)."""
@@ -87,6 +97,52 @@ class MemoryRecord:
             "created_at": self.created_at.isoformat(),
             "updated_at": self.updated_at.isoformat(),
             "version": self.version,
+            "invalidated_at": self.invalidated_at.isoformat() if self.invalidated_at else None,
+            "invalidated_reason": self.invalidated_reason,
+        }
+
+
+MEMORY_EVENT_ACTIONS = frozenset(
+    {"add", "update", "delete", "invalidate", "restore", "none", "merge"}
+)
+"""What a memory event may record (``delete`` is a manager's decision; the memory is then
+invalidated, not removed)."""
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryEvent:
+    """One recorded decision about a memory: why it exists, changed or was invalidated.
+
+    ``action`` is one of :data:`MEMORY_EVENT_ACTIONS`; ``model`` and ``prompt_version`` name
+    what decided it (``None``: a person or a deterministic rule); ``session_id`` and
+    ``item_seqs`` point at the session items it came from; ``details`` holds anything else
+    (JSON). ``id`` orders a memory's events (store-assigned, increasing)."""
+
+    id: int
+    namespace: str
+    memory_id: str
+    at: datetime
+    action: str
+    reason: str | None = None
+    model: str | None = None
+    prompt_version: str | None = None
+    session_id: str | None = None
+    item_seqs: tuple[int, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (datetimes as ISO 8601)."""
+        return {
+            "id": self.id,
+            "memory_id": self.memory_id,
+            "at": self.at.isoformat(),
+            "action": self.action,
+            "reason": self.reason,
+            "model": self.model,
+            "prompt_version": self.prompt_version,
+            "session_id": self.session_id,
+            "item_seqs": list(self.item_seqs),
+            "details": self.details,
         }
 
 

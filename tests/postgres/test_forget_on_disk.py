@@ -77,3 +77,35 @@ def test_item_10_vacuum_full_leaves_no_forgotten_bytes_in_postgres(pg_server: Pg
             assert found == 0, table
     assert kept in mem.get(before.id).content
     store.close()
+
+
+def test_issue11_vacuum_full_leaves_no_forgotten_event_bytes_in_postgres(
+    pg_server: PgServer,
+) -> None:
+    from engramdb.store.base import NewMemoryEvent
+
+    url = pg_server.new_schema()
+    store = PostgresStore(url)
+    mem = Memory(store, embedder=None)
+    kept, reason, why = (_secret(x) for x in "krw")
+    other = mem.remember("a memory that stays")
+    gone = mem.remember("a memory the manager wrote")
+    mem.record_events(
+        [
+            NewMemoryEvent(gone.id, "add", reason=f"the user said {reason}"),
+            NewMemoryEvent(other.id, "add", reason=f"kept because {kept}"),
+        ]
+    )
+    mem.invalidate(gone.id, reason=f"contradicted by {why}")
+    mem.forget(gone.id)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
+        assert reason.encode() in _relation_bytes(conn, pg_server.data)  # a dead tuple
+        for table in ("memories", "memory_events"):
+            conn.execute(f"VACUUM FULL {table}")
+        conn.execute("CHECKPOINT")
+        on_disk = _relation_bytes(conn, pg_server.data)
+        assert kept.encode() in on_disk  # the scan sees live rows: the check can fail
+        for s in (reason, why):
+            assert s.encode() not in on_disk, s
+    store.close()

@@ -210,3 +210,33 @@ def test_key_with_the_same_secret_under_another_id_is_refused(
     finally:
         source.close()
         target.close()
+
+
+def test_issue11_migrate_carries_invalidation_and_memory_events(
+    tmp_path: Path, pg_server: PgServer
+) -> None:
+    from engramdb.store.base import NewMemoryEvent
+
+    source = open_store(tmp_path / "data")
+    mem = Memory(source, embedder=HashingEmbedder(64))
+    live = mem.remember("a live memory")
+    wrong = mem.remember("an invalidated memory")
+    mem.record_events([NewMemoryEvent(live.id, "add", model="fake", item_seqs=(1, 2))])
+    mem.invalidate(wrong.id, reason="contradicted")
+    url = pg_server.new_schema()
+    target = open_store(url)
+    try:
+        transfer(source, target)
+        transfer(source, target)  # a repeated migrate records no event twice
+        copied = Memory(target, embedder=HashingEmbedder(64))
+        assert copied.get(wrong.id).invalidated_reason == "contradicted"
+        assert wrong.id not in [h.memory.id for h in copied.recall("invalidated memory")]
+        for memory_id in (live.id, wrong.id):
+            assert [
+                (e.at, e.action, e.reason, e.model, e.item_seqs) for e in mem.events(memory_id)
+            ] == [
+                (e.at, e.action, e.reason, e.model, e.item_seqs) for e in copied.events(memory_id)
+            ]
+    finally:
+        target.close()
+        source.close()

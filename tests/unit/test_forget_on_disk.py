@@ -185,3 +185,38 @@ def test_item_10_the_batched_merge_runs_on_its_timer(
     assert word[:8].encode() not in _files(tmp_path)
     assert store._scrub_done == store._scrub_wanted
     store.close()
+
+
+def test_issue11_forgotten_memory_events_leave_no_bytes_in_the_sqlite_files(
+    tmp_path: Path,
+) -> None:
+    from engramdb.store.base import NewMemoryEvent
+
+    data = tmp_path / "data"
+    data.mkdir()
+    store = SQLiteStore(data / "engram.db")
+    mem = Memory(store, embedder=None)
+    kept, reason, details, why = (_secret(x) for x in "krdw")
+    mem.remember_many([{"content": f"filler memory number {n}"} for n in range(200)])
+    other = mem.remember("a memory that stays")
+    gone = mem.remember("a memory the manager wrote")
+    mem.record_events(
+        [
+            NewMemoryEvent(
+                gone.id, "add", reason=f"the user said {reason}", details={"q": details}
+            ),
+            NewMemoryEvent(other.id, "add", reason=f"kept because {kept}"),
+        ]
+    )
+    mem.invalidate(gone.id, reason=f"contradicted by {why}")
+    everything = _files(data)
+    for s in (kept, reason, details, why):
+        assert s.encode() in everything, s
+
+    mem.forget(gone.id)
+
+    on_disk = _files(data)
+    assert kept.encode() in on_disk  # the scan sees live text: the check can fail
+    for s in (reason, details, why):
+        assert s.encode() not in on_disk, s
+    store.close()

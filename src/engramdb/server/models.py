@@ -330,6 +330,14 @@ class MemoryOut(FromRecord):
     created_at: datetime
     updated_at: datetime
     version: int
+    invalidated_at: datetime | None = Field(
+        default=None,
+        description="when the memory was invalidated (excluded from recall, kept with its "
+        "history, restorable); null while it is live",
+    )
+    invalidated_reason: str | None = Field(
+        default=None, description="why it was invalidated, if a reason was given"
+    )
 
 
 class RememberedOut(MemoryOut):

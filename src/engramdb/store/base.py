@@ -15,6 +15,7 @@ from ..filters import Filter
 from ..types import (
     ApiKey,
     IdempotentResponse,
+    MemoryEvent,
     MemoryRecord,
     MemoryStats,
     MemoryVersion,
@@ -51,6 +52,9 @@ class ImportedMemory:
     updated_at: int
     version: int
     history: tuple[MemoryVersion, ...] = ()
+    invalidated_at: int | None = None
+    """Kept as given: an invalidated memory stays invalidated."""
+    invalidated_reason: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +74,24 @@ class SessionItemRow:
     seq: int
     data: str
     created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewMemoryEvent:
+    """A decision to record about a memory (see :class:`~engramdb.types.MemoryEvent`).
+
+    ``action`` must be one of :data:`~engramdb.types.MEMORY_EVENT_ACTIONS`; ``at`` in
+    microseconds (``None``: now; imports keep the original time)."""
+
+    memory_id: str
+    action: str
+    reason: str | None = None
+    model: str | None = None
+    prompt_version: str | None = None
+    session_id: str | None = None
+    item_seqs: tuple[int, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+    at: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,6 +228,21 @@ class Store(Protocol):
     ) -> list[SessionInfo]:
         """Sessions of a namespace, most recently updated first, paged by ``before``."""
 
+    # -- extraction high-water marks -------------------------------------------------------
+    def extraction_mark(self, namespace: str, session_id: str) -> int:
+        """The sequence number of the last session item extraction has processed; -1 if
+        none yet (items are numbered from 0). Read on with ``Session.items_after(mark)``."""
+
+    def extraction_advance(
+        self, namespace: str, session_id: str, from_seq: int, to_seq: int
+    ) -> bool:
+        """Compare-and-set the mark: move it from ``from_seq`` to ``to_seq`` only if it still
+        equals ``from_seq`` (a missing mark equals -1). Returns whether it moved: of two
+        processes that read the same mark and processed the same window, exactly one wins.
+        Raises :class:`~engramdb.errors.InvalidInputError` if ``to_seq < from_seq`` or either
+        is below -1. ``session_delete`` removes the mark; ``session_clear`` keeps it (sequence
+        numbers are never reused)."""
+
     # -- leases ----------------------------------------------------------------------------
     def lease_acquire(self, namespace: str, name: str, owner: str, ttl: float) -> bool:
         """Take (or renew, if ``owner`` already holds it) a lease; False if held by another."""
@@ -231,9 +268,16 @@ class Store(Protocol):
         """One memory by public id, only if it belongs to ``namespace``."""
 
     def memory_list(
-        self, namespace: str, flt: Filter, *, after: int | None, limit: int
+        self,
+        namespace: str,
+        flt: Filter,
+        *,
+        after: int | None,
+        limit: int,
+        include_invalidated: bool = False,
     ) -> tuple[list[MemoryRecord], int | None]:
-        """Memories in insertion order after cursor ``after``; returns the next cursor."""
+        """Memories in insertion order after cursor ``after``; returns the next cursor.
+        Invalidated memories only with ``include_invalidated``."""
 
     def memory_update(
         self, namespace: str, memory_id: str, changes: MemoryChanges
@@ -243,8 +287,32 @@ class Store(Protocol):
     def memory_history(self, namespace: str, memory_id: str) -> list[MemoryVersion]:
         """Prior versions, oldest first."""
 
+    def memory_invalidate(
+        self, namespace: str, memory_id: str, *, reason: str | None
+    ) -> MemoryRecord | None:
+        """Mark a memory invalidated (now): from then on no search method, nor
+        ``memory_records``, nor ``memory_list`` by default, returns it, and a store-fed vector
+        index drops its vector. Content, version and history are kept; it still counts in
+        ``usage_counts`` and quotas (it is stored). Already invalidated: unchanged. Returns
+        the record, ``None`` if there is no such memory in ``namespace``."""
+
+    def memory_restore(self, namespace: str, memory_id: str) -> MemoryRecord | None:
+        """Undo :meth:`memory_invalidate` (a live memory is returned unchanged); ``None`` if
+        there is no such memory in ``namespace``."""
+
+    def memory_event_add(self, namespace: str, events: Sequence[NewMemoryEvent]) -> int:
+        """Record events, in order, in one transaction (joins :meth:`atomic`, so a decision
+        and its record commit together). An event whose memory is not in ``namespace`` is
+        not recorded. Returns how many were. Bad ``action``: InvalidInputError, nothing
+        recorded."""
+
+    def memory_events(self, namespace: str, memory_id: str) -> list[MemoryEvent]:
+        """A memory's events, oldest first (none for a memory of another namespace).
+        ``memory_delete`` removes them with the memory."""
+
     def memory_ids(self, namespace: str, flt: Filter, *, limit: int | None) -> list[str]:
-        """Public ids of the memories matching a filter (for forget-by-filter)."""
+        """Public ids of the memories matching a filter, invalidated ones included (for
+        forget-by-filter)."""
 
     def memory_delete(
         self, namespace: str, memory_ids: Sequence[str], *, scrub: bool = False
@@ -288,7 +356,8 @@ class Store(Protocol):
         """Rowids matching a scoped filter (``None`` if more than ``limit``)."""
 
     def memory_records(self, namespace: str, rowids: Sequence[int]) -> dict[int, MemoryRecord]:
-        """Records for rowids (those in ``namespace`` only)."""
+        """Records for rowids (those in ``namespace`` only, and not invalidated: recall reads
+        its hits through here)."""
 
     def memory_vectors(self, namespace: str, rowids: Sequence[int]) -> dict[int, bytes]:
         """Stored embeddings for rowids (those in ``namespace`` only)."""
@@ -318,7 +387,9 @@ class Store(Protocol):
         """Nearest ``(rowid, cosine)`` among ``model`` embeddings (native stores only)."""
 
     def vector_changes(self, embedding_seq: int, removal_seq: int, *, limit: int) -> VectorDelta:
-        """Embeddings written and removed after the given marks, across all namespaces."""
+        """Embeddings written and removed after the given marks, across all namespaces.
+        Invalidated memories' embeddings are not among those written (invalidating one logs
+        a removal; restoring it writes its embedding anew)."""
 
     def memory_stats(self, namespace: str) -> MemoryStats:
         """Counts for one namespace."""
@@ -394,6 +465,10 @@ class Store(Protocol):
     def triple_import(self, namespace: str, triples: Sequence[TripleRow]) -> list[bool]:
         """Insert facts exactly as given (ids, validity, times, memory links), in one
         transaction; an id already in ``namespace`` is skipped (``False``)."""
+
+    def memory_event_export(self, namespace: str, *, after: int, limit: int) -> list[MemoryEvent]:
+        """Memory events with id > ``after``, in id order (imports go through
+        :meth:`memory_event_add`, which keeps a given ``at``)."""
 
     def session_export(self, namespace: str, *, after: str | None, limit: int) -> list[SessionInfo]:
         """Sessions ordered by id, after ``after``."""

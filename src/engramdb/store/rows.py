@@ -4,18 +4,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
 
-from ..types import ApiKey, IdempotentResponse, MemoryRecord, Triple, datetime_from_us
+from ..types import (
+    MEMORY_EVENT_ACTIONS,
+    ApiKey,
+    IdempotentResponse,
+    MemoryEvent,
+    MemoryRecord,
+    Triple,
+    datetime_from_us,
+    us_from_datetime,
+)
 from ..validation import LONG_NUMBER
-from .base import NewMemory
+from .base import NewMemory, NewMemoryEvent
 
 MEMORY_COLUMNS = (
     "m.rowid, m.id, m.namespace, m.content, m.user_id, m.agent_id, m.session_id, m.tags, "
     "m.metadata, m.importance, m.occurred_at, m.created_at, m.updated_at, m.version, "
-    "m.content_hash"
+    "m.content_hash, m.invalidated_at, m.invalidated_reason"
 )
 TRIPLE_COLUMNS = (
     "id, namespace, subject, predicate, object, confidence, source, valid_from, valid_to, "
@@ -44,6 +54,125 @@ def memory_record(row: Sequence[Any]) -> MemoryRecord:
         updated_at=datetime_from_us(row[12]),
         version=row[13],
         content_hash=row[14],
+        invalidated_at=datetime_from_us(row[15]) if row[15] is not None else None,
+        invalidated_reason=row[16],
+    )
+
+
+EVENT_COLUMNS = (
+    "seq, namespace, memory_id, at, action, reason, model, prompt_version, session_id, "
+    "item_seqs, details"
+)
+"""Columns of ``memory_events`` in the order :func:`event_record` reads them."""
+MAX_EVENT_TEXT = 10_000
+"""Longest ``reason`` (characters) an event may carry; ``details`` at most 64 KiB of JSON."""
+
+
+def event_rows(namespace: str, events: Sequence[NewMemoryEvent], now: int) -> list[tuple[Any, ...]]:
+    """Validated insert rows (every column of EVENT_COLUMNS but seq) for ``events``; raises
+    InvalidInputError (nothing is written) if any is malformed."""
+    from ..errors import InvalidInputError
+    from ..validation import check_depth, check_id, check_text
+
+    rows = []
+    for event in events:
+        if event.action not in MEMORY_EVENT_ACTIONS:
+            raise InvalidInputError(
+                f"event action must be one of {', '.join(sorted(MEMORY_EVENT_ACTIONS))}, "
+                f"got {event.action!r}"
+            )
+        check_id("memory_id", event.memory_id)
+        for name in ("model", "prompt_version", "session_id"):
+            value = getattr(event, name)
+            if value is not None:
+                check_id(name, value)
+        if event.reason is not None:
+            if not isinstance(event.reason, str) or "\x00" in event.reason:
+                raise InvalidInputError("an event's reason must be text without NUL characters")
+            check_text("reason", event.reason)
+            if len(event.reason) > MAX_EVENT_TEXT:
+                raise InvalidInputError(f"an event's reason is at most {MAX_EVENT_TEXT} characters")
+        if event.at is not None and (isinstance(event.at, bool) or not isinstance(event.at, int)):
+            raise InvalidInputError("an event's time must be integer microseconds")
+        seqs = list(event.item_seqs)
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 0 for n in seqs):
+            raise InvalidInputError("item_seqs must be non-negative integers")
+        if not isinstance(event.details, dict):
+            raise InvalidInputError("event details must be a JSON object")
+        check_depth("event details", event.details)
+        try:
+            details = to_json(event.details)
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                "event details must be JSON (strings, numbers, lists, objects)"
+            ) from None
+        if len(details) > 65_536:
+            raise InvalidInputError("event details are at most 64 KiB of JSON")
+        rows.append(
+            (
+                namespace,
+                event.memory_id,
+                event.at if event.at is not None else now,
+                event.action,
+                event.reason,
+                event.model,
+                event.prompt_version,
+                event.session_id,
+                to_json(seqs),
+                details,
+            )
+        )
+    return rows
+
+
+def event_key(event: MemoryEvent | NewMemoryEvent) -> tuple[Any, ...]:
+    """What makes two events the same (the store-assigned id aside): how imports and
+    ``migrate`` avoid recording an event twice."""
+    at = event.at
+    if isinstance(at, datetime):
+        at = us_from_datetime(at)
+    return (
+        event.memory_id,
+        at,
+        event.action,
+        event.reason,
+        event.model,
+        event.prompt_version,
+        event.session_id,
+        tuple(event.item_seqs),
+        orjson.dumps(event.details, option=orjson.OPT_SORT_KEYS),
+    )
+
+
+def new_event(event: MemoryEvent) -> NewMemoryEvent:
+    """A stored event as one to record again (in another store), its time kept."""
+    return NewMemoryEvent(
+        memory_id=event.memory_id,
+        action=event.action,
+        reason=event.reason,
+        model=event.model,
+        prompt_version=event.prompt_version,
+        session_id=event.session_id,
+        item_seqs=event.item_seqs,
+        details=event.details,
+        at=us_from_datetime(event.at),
+    )
+
+
+def event_record(row: Sequence[Any]) -> MemoryEvent:
+    """A memory event from a row of EVENT_COLUMNS."""
+    return MemoryEvent(
+        id=int(row[0]),
+        namespace=row[1],
+        memory_id=row[2],
+        at=datetime_from_us(row[3]),
+        action=row[4],
+        reason=row[5],
+        model=row[6],
+        prompt_version=row[7],
+        session_id=row[8],
+        item_seqs=tuple(orjson.loads(row[9])),
+        details=from_json(row[10]),
     )
 
 
@@ -106,6 +235,20 @@ def idempotent_record(row: Sequence[Any]) -> IdempotentResponse:
         body=bytes(row[2]) if row[2] is not None else None,
         created_at=datetime_from_us(row[3]),
     )
+
+
+def check_mark_move(from_seq: int, to_seq: int) -> None:
+    """Raise InvalidInputError unless an extraction mark may move from ``from_seq`` to
+    ``to_seq`` (integers from -1, "nothing processed", never backwards)."""
+    from ..errors import InvalidInputError
+
+    for name, value in (("from_seq", from_seq), ("to_seq", to_seq)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < -1:
+            raise InvalidInputError(f"{name} must be an integer >= -1, got {value!r}")
+    if to_seq < from_seq:
+        raise InvalidInputError(
+            f"an extraction mark never moves backwards (from {from_seq} to {to_seq})"
+        )
 
 
 def to_json(value: Any) -> str:

@@ -28,6 +28,7 @@ from typing import Any
 from ..errors import ConflictError, InvalidInputError
 from ..types import us_from_datetime
 from .base import ExportedMemory, ImportedMemory, NewMemory, Store
+from .rows import event_key, new_event
 
 Progress = Callable[[str, int], None]
 """Called as ``progress(kind, count)`` after each copied batch; kinds as in :data:`KINDS`."""
@@ -357,6 +358,7 @@ def transfer(
                     (report.copied if fresh else report.skipped)["triples"] += 1
                 tick("triples", len(triples))
                 after = triples[-1].rowid
+            _copy_events(source, target, ns, batch_size)
             keys = reader.api_keys(ns)
             for start in range(0, len(keys), batch_size):
                 chunk = keys[start : start + batch_size]
@@ -424,6 +426,23 @@ def _copy_sessions(
         last = sessions[-1].session_id
 
 
+def _copy_events(source: Store, target: Store, namespace: str, batch_size: int) -> None:
+    """Copy the memory events the target lacks (a repeated migrate adds none twice)."""
+    after = 0
+    while events := source.memory_event_export(namespace, after=after, limit=batch_size):
+        have: dict[str, set[tuple[Any, ...]]] = {}
+        todo = []
+        for e in events:
+            if e.memory_id not in have:
+                have[e.memory_id] = {
+                    event_key(x) for x in target.memory_events(namespace, e.memory_id)
+                }
+            if event_key(e) not in have[e.memory_id]:
+                todo.append(new_event(e))
+        target.memory_event_add(namespace, todo)
+        after = events[-1].id
+
+
 def _imported(m: ExportedMemory) -> ImportedMemory:
     """A memory as read from one store, ready to be written to another."""
     r = m.record
@@ -447,6 +466,10 @@ def _imported(m: ExportedMemory) -> ImportedMemory:
         updated_at=us_from_datetime(r.updated_at),
         version=r.version,
         history=m.history,
+        invalidated_at=(
+            us_from_datetime(r.invalidated_at) if r.invalidated_at is not None else None
+        ),
+        invalidated_reason=r.invalidated_reason,
     )
 
 

@@ -22,6 +22,7 @@ from psycopg import sql
 from ...errors import ConflictError
 from ...filters import Filter, tags_to_merge
 from ...types import (
+    MemoryEvent,
     MemoryRecord,
     MemoryStats,
     MemoryVersion,
@@ -30,11 +31,14 @@ from ...types import (
     now_us,
     us_from_datetime,
 )
-from ..base import MemoryChanges, NewMemory, NewTriple, VectorDelta
+from ..base import MemoryChanges, NewMemory, NewMemoryEvent, NewTriple, VectorDelta
 from ..rows import (
     CONTEXT_SPAN,
+    EVENT_COLUMNS,
     MEMORY_COLUMNS,
     TRIPLE_COLUMNS,
+    event_record,
+    event_rows,
     from_json,
     memory_record,
     new_record,
@@ -50,7 +54,10 @@ _T = TypeVar("_T")
 # ts_rank weights {D, C, B, A}: neighbours' context (D) 0.3, metadata values (C) 0.3, tags (B)
 # 0.6, content (A) 1.0: the same proportions as SQLite's bm25 column weights
 _RANK_WEIGHTS = [0.3, 0.3, 0.6, 1.0]
-_SAME_SESSION = "n.namespace = m.namespace AND n.session_id = m.session_id"
+# a memory's context is the text of its live (not invalidated) session neighbours
+_SAME_SESSION = (
+    "n.namespace = m.namespace AND n.session_id = m.session_id AND n.invalidated_at IS NULL"
+)
 _NEAR = (
     f"(SELECT n.rowid, n.content FROM memories n WHERE {_SAME_SESSION} AND n.rowid < m.rowid "
     f"ORDER BY n.rowid DESC LIMIT {CONTEXT_SPAN}) UNION ALL "
@@ -137,6 +144,10 @@ def _delete_memories(conn: Conn, namespace: str, memory_ids: Sequence[str]) -> l
     if removed:  # the neighbours' context no longer quotes the removed text
         _refresh_context(conn, near)
         conn.execute("DELETE FROM memory_history WHERE memory_id = ANY(%s)", (removed,))
+        conn.execute(
+            "DELETE FROM memory_events WHERE namespace = %s AND memory_id = ANY(%s)",
+            (namespace, removed),
+        )
         made = [(str(r[0]), t) for r in rows if (t := _made_for(r[1])) is not None]
         if made:
             facts = conn.execute(
@@ -193,9 +204,10 @@ def _made_for(metadata: object) -> str | None:
     return found if isinstance(found, str) else None
 
 
-def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
-    """SQL conditions (each starting with ' AND ') and their parameters."""
-    conds: list[str] = []
+def filter_sql(flt: Filter, alias: str = "m", *, live: bool = True) -> tuple[str, list[Any]]:
+    """SQL conditions (each starting with ' AND ') and their parameters. ``live``:
+    invalidated memories do not match (every search; ``list`` by default)."""
+    conds: list[str] = [f"{alias}.invalidated_at IS NULL"] if live else []
     params: list[Any] = []
     for name in ("user_id", "agent_id", "session_id"):
         value = getattr(flt, name)
@@ -554,9 +566,15 @@ class MemoriesMixin:
         return memory_record(row) if row else None
 
     def memory_list(
-        self, namespace: str, flt: Filter, *, after: int | None, limit: int
+        self,
+        namespace: str,
+        flt: Filter,
+        *,
+        after: int | None,
+        limit: int,
+        include_invalidated: bool = False,
     ) -> tuple[list[MemoryRecord], int | None]:
-        where, params = filter_sql(flt)
+        where, params = filter_sql(flt, live=not include_invalidated)
         rows = self.read(
             lambda conn: conn.execute(
                 f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s "
@@ -591,8 +609,76 @@ class MemoriesMixin:
             for r in rows
         ]
 
+    # -- invalidation and events (the memory manager) ---------------------------------------
+    def memory_invalidate(
+        self, namespace: str, memory_id: str, *, reason: str | None
+    ) -> MemoryRecord | None:
+        def work(conn: Conn) -> MemoryRecord | None:
+            # the vector is a column of the row: pgvector searches skip it by the filter
+            changed = conn.execute(
+                "UPDATE memories SET invalidated_at = %s, invalidated_reason = %s "
+                "WHERE namespace = %s AND id = %s AND invalidated_at IS NULL RETURNING rowid",
+                (now_us(), reason, namespace, memory_id),
+            ).fetchone()
+            if changed is not None:  # the neighbours' context no longer quotes its text
+                _refresh_context(conn, _neighbor_rowids(conn, [int(changed[0])]))
+            row = conn.execute(
+                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s",
+                (namespace, memory_id),
+            ).fetchone()
+            return memory_record(row) if row else None
+
+        return self.run(work)
+
+    def memory_restore(self, namespace: str, memory_id: str) -> MemoryRecord | None:
+        def work(conn: Conn) -> MemoryRecord | None:
+            changed = conn.execute(
+                "UPDATE memories SET invalidated_at = NULL, invalidated_reason = NULL "
+                "WHERE namespace = %s AND id = %s AND invalidated_at IS NOT NULL RETURNING rowid",
+                (namespace, memory_id),
+            ).fetchone()
+            if changed is not None:  # it and its neighbours quote each other again
+                rowid = int(changed[0])
+                _refresh_context(conn, [rowid, *_neighbor_rowids(conn, [rowid])])
+            row = conn.execute(
+                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s",
+                (namespace, memory_id),
+            ).fetchone()
+            return memory_record(row) if row else None
+
+        return self.run(work)
+
+    def memory_event_add(self, namespace: str, events: Sequence[NewMemoryEvent]) -> int:
+        if not events:
+            return 0
+        rows = event_rows(namespace, events, now_us())
+
+        def work(conn: Conn) -> int:
+            added = 0
+            for values in rows:
+                added += conn.execute(
+                    "INSERT INTO memory_events (namespace, memory_id, at, action, reason, model, "
+                    "prompt_version, session_id, item_seqs, details) "
+                    "SELECT %s, %s, %s, %s, %s, %s, %s, %s, %s, %s WHERE EXISTS "
+                    "(SELECT 1 FROM memories WHERE id = %s AND namespace = %s)",
+                    (*values, values[1], values[0]),
+                ).rowcount
+            return added
+
+        return self.run(work)
+
+    def memory_events(self, namespace: str, memory_id: str) -> list[MemoryEvent]:
+        rows = self.read(
+            lambda conn: conn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM memory_events WHERE namespace = %s "
+                "AND memory_id = %s ORDER BY seq",
+                (namespace, memory_id),
+            ).fetchall()
+        )
+        return [event_record(r) for r in rows]
+
     def memory_ids(self, namespace: str, flt: Filter, *, limit: int | None) -> list[str]:
-        where, params = filter_sql(flt)
+        where, params = filter_sql(flt, live=False)  # forget takes invalidated ones too
         query = f"SELECT m.id FROM memories m WHERE m.namespace = %s{where} ORDER BY m.rowid"
         args: list[Any] = [namespace, *params]
         if limit is not None:
@@ -661,7 +747,7 @@ class MemoriesMixin:
         rows = self.read(
             lambda conn: conn.execute(
                 f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s "
-                "AND m.rowid = ANY(%s::bigint[])",
+                "AND m.rowid = ANY(%s::bigint[]) AND m.invalidated_at IS NULL",
                 (namespace, list(rowids)),
             ).fetchall()
         )

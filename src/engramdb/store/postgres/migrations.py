@@ -211,6 +211,34 @@ MIGRATIONS: list[list[str]] = [
             value bytea NOT NULL
         )""",
     ],
+    # 5: as SQLite's version 8: invalidated memories (excluded from recall, kept and
+    # restorable), memory_events (why each memory exists) and per-session extraction marks.
+    [
+        "ALTER TABLE memories ADD COLUMN IF NOT EXISTS invalidated_at bigint",
+        "ALTER TABLE memories ADD COLUMN IF NOT EXISTS invalidated_reason text",
+        """CREATE TABLE IF NOT EXISTS memory_events (
+            seq            bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            namespace      text   NOT NULL,
+            memory_id      text   NOT NULL,
+            at             bigint NOT NULL,
+            action         text   NOT NULL,
+            reason         text,
+            model          text,
+            prompt_version text,
+            session_id     text,
+            item_seqs      text   NOT NULL,
+            details        text   NOT NULL
+        )""",
+        """CREATE INDEX IF NOT EXISTS memory_events_by_memory
+            ON memory_events (namespace, memory_id, seq)""",
+        """CREATE TABLE IF NOT EXISTS extraction_marks (
+            namespace  text   NOT NULL,
+            session_id text   NOT NULL,
+            last_seq   bigint NOT NULL,
+            updated_at bigint NOT NULL,
+            PRIMARY KEY (namespace, session_id)
+        )""",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -38,6 +38,7 @@ from ...errors import (
 )
 from ...types import SessionInfo, datetime_from_us, now_us
 from ...validation import decode_item, decode_items
+from ..rows import check_mark_move
 from .access import AccessMixin
 from .memories import MemoriesMixin
 from .migrations import migrate
@@ -371,6 +372,10 @@ class PostgresStore(MemoriesMixin, AccessMixin, TransferMixin):
                 "DELETE FROM session_items WHERE namespace = %s AND session_id = %s",
                 (namespace, session_id),
             )
+            conn.execute(
+                "DELETE FROM extraction_marks WHERE namespace = %s AND session_id = %s",
+                (namespace, session_id),
+            )
             return bool(existed)
 
         return self.run(work)
@@ -412,6 +417,40 @@ class PostgresStore(MemoriesMixin, AccessMixin, TransferMixin):
                 )
             ]
         )
+
+    # -- extraction high-water marks -------------------------------------------------------
+    def extraction_mark(self, namespace: str, session_id: str) -> int:
+        row = self.read(
+            lambda conn: conn.execute(
+                "SELECT last_seq FROM extraction_marks WHERE namespace = %s AND session_id = %s",
+                (namespace, session_id),
+            ).fetchone()
+        )
+        return int(row[0]) if row else -1
+
+    def extraction_advance(
+        self, namespace: str, session_id: str, from_seq: int, to_seq: int
+    ) -> bool:
+        check_mark_move(from_seq, to_seq)
+        now = now_us()
+
+        def work(conn: Conn) -> bool:
+            # a concurrent UPDATE waits for the row lock and then re-checks last_seq; a
+            # concurrent first INSERT waits on the key and then does nothing: one wins
+            moved = conn.execute(
+                "UPDATE extraction_marks SET last_seq = %s, updated_at = %s "
+                "WHERE namespace = %s AND session_id = %s AND last_seq = %s",
+                (to_seq, now, namespace, session_id, from_seq),
+            ).rowcount
+            if not moved and from_seq == -1:  # no mark yet counts as -1
+                moved = conn.execute(
+                    "INSERT INTO extraction_marks (namespace, session_id, last_seq, updated_at) "
+                    "VALUES (%s, %s, %s, %s) ON CONFLICT DO NOTHING",
+                    (namespace, session_id, to_seq, now),
+                ).rowcount
+            return bool(moved)
+
+        return self.run(work)
 
     # -- leases ----------------------------------------------------------------------------
     def lease_acquire(self, namespace: str, name: str, owner: str, ttl: float) -> bool:

@@ -11,9 +11,17 @@ import orjson
 import psycopg
 
 from ...errors import ConflictError
-from ...types import MemoryVersion, SessionInfo, datetime_from_us, us_from_datetime
+from ...types import MemoryEvent, MemoryVersion, SessionInfo, datetime_from_us, us_from_datetime
 from ..base import ExportedMemory, ImportedMemory, SessionItemRow, TripleRow
-from ..rows import MEMORY_COLUMNS, TRIPLE_COLUMNS, memory_record, to_json, triple_record
+from ..rows import (
+    EVENT_COLUMNS,
+    MEMORY_COLUMNS,
+    TRIPLE_COLUMNS,
+    event_record,
+    memory_record,
+    to_json,
+    triple_record,
+)
 from .memories import _count, _dim, _neighbor_rowids, _refresh_context, _vector
 
 Conn = psycopg.Connection[tuple[Any, ...]]
@@ -42,6 +50,8 @@ def _memory_row(namespace: str, item: ImportedMemory) -> tuple[Any, ...]:
         _vector(m.embedding),
         m.embedding_model if m.embedding is not None else None,
         _dim(m.embedding),
+        item.invalidated_at,
+        item.invalidated_reason if item.invalidated_at is not None else None,
     )
 
 
@@ -148,8 +158,9 @@ class TransferMixin:
                         "INSERT INTO memories (id, namespace, user_id, agent_id, session_id, "
                         "content, content_hash, tags, tag_text, metadata, search_text, importance, "
                         "occurred_at, created_at, updated_at, version, embedding, embedding_model, "
-                        "embedding_dim) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                        "%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING "
+                        "embedding_dim, invalidated_at, invalidated_reason) VALUES (%s, %s, %s, "
+                        "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                        "%s) ON CONFLICT DO NOTHING "
                         "RETURNING id, rowid",
                         [_memory_row(namespace, item) for item in todo.values()],
                         returning=True,
@@ -263,6 +274,16 @@ class TransferMixin:
         return self.run(work)
 
     # -- sessions --------------------------------------------------------------------------
+    def memory_event_export(self, namespace: str, *, after: int, limit: int) -> list[MemoryEvent]:
+        rows = self.read(
+            lambda conn: conn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM memory_events WHERE namespace = %s AND seq > %s "
+                "ORDER BY seq LIMIT %s",
+                (namespace, after, limit),
+            ).fetchall()
+        )
+        return [event_record(r) for r in rows]
+
     def session_export(self, namespace: str, *, after: str | None, limit: int) -> list[SessionInfo]:
         rows = self.read(
             lambda conn: conn.execute(

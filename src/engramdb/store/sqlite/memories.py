@@ -16,6 +16,7 @@ import orjson
 
 from ...filters import Filter, tags_to_merge
 from ...types import (
+    MemoryEvent,
     MemoryRecord,
     MemoryStats,
     MemoryVersion,
@@ -24,11 +25,14 @@ from ...types import (
     now_us,
     us_from_datetime,
 )
-from ..base import MemoryChanges, NewMemory, NewTriple, VectorDelta
+from ..base import MemoryChanges, NewMemory, NewMemoryEvent, NewTriple, VectorDelta
 from ..rows import (
     CONTEXT_SPAN,
+    EVENT_COLUMNS,
     MEMORY_COLUMNS,
     TRIPLE_COLUMNS,
+    event_record,
+    event_rows,
     from_json,
     memory_record,
     new_record,
@@ -104,9 +108,10 @@ def bm25_rank(
     return scored[:limit]
 
 
-def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
-    """SQL conditions (joined with AND, each starting with ' AND ') and their parameters."""
-    sql: list[str] = []
+def filter_sql(flt: Filter, alias: str = "m", *, live: bool = True) -> tuple[str, list[Any]]:
+    """SQL conditions (joined with AND, each starting with ' AND ') and their parameters.
+    ``live``: invalidated memories do not match (every search; ``list`` by default)."""
+    sql: list[str] = [f"{alias}.invalidated_at IS NULL"] if live else []
     params: list[Any] = []
     for name in ("user_id", "agent_id", "session_id"):
         value = getattr(flt, name)
@@ -133,17 +138,19 @@ def filter_sql(flt: Filter, alias: str = "m") -> tuple[str, list[Any]]:
 
 
 def _session_neighbors(conn: sqlite3.Connection, rowid: int) -> list[tuple[int, str]]:
-    """(rowid, content) of up to CONTEXT_SPAN memories before and after ``rowid`` in its
-    session, in order; none if it has no session."""
+    """(rowid, content) of up to CONTEXT_SPAN live (not invalidated) memories before and after
+    ``rowid`` in its session, in order; none if it has no session."""
     return [
         (r[0], r[1])
         for r in conn.execute(
             "SELECT rowid, content FROM (SELECT n.rowid, n.content FROM memories m "
             "JOIN memories n ON n.namespace = m.namespace AND n.session_id = m.session_id "
-            "AND n.rowid < m.rowid WHERE m.rowid = ?1 ORDER BY n.rowid DESC LIMIT ?2) "
+            "AND n.rowid < m.rowid AND n.invalidated_at IS NULL WHERE m.rowid = ?1 "
+            "ORDER BY n.rowid DESC LIMIT ?2) "
             "UNION ALL SELECT rowid, content FROM (SELECT n.rowid, n.content FROM memories m "
             "JOIN memories n ON n.namespace = m.namespace AND n.session_id = m.session_id "
-            "AND n.rowid > m.rowid WHERE m.rowid = ?1 ORDER BY n.rowid LIMIT ?2) "
+            "AND n.rowid > m.rowid AND n.invalidated_at IS NULL WHERE m.rowid = ?1 "
+            "ORDER BY n.rowid LIMIT ?2) "
             "ORDER BY rowid",
             (rowid, CONTEXT_SPAN),
         )
@@ -528,6 +535,10 @@ class MemoriesMixin:
         # neighbours' context quoted this memory's text: it goes from there too
         self._refresh_context(conn, neighbors)
         conn.execute("DELETE FROM memory_history WHERE memory_id = ?", (memory_id,))
+        conn.execute(
+            "DELETE FROM memory_events WHERE namespace = ? AND memory_id = ?",
+            (namespace, memory_id),
+        )
         if row[1] is not None:
             conn.execute("INSERT INTO vector_removals (memory_rowid) VALUES (?)", (row[0],))
         # the current fact this memory was made for goes with it; other links are cleared
@@ -692,9 +703,15 @@ class MemoriesMixin:
         return memory_record(row) if row else None
 
     def memory_list(
-        self, namespace: str, flt: Filter, *, after: int | None, limit: int
+        self,
+        namespace: str,
+        flt: Filter,
+        *,
+        after: int | None,
+        limit: int,
+        include_invalidated: bool = False,
     ) -> tuple[list[MemoryRecord], int | None]:
-        where, params = filter_sql(flt)
+        where, params = filter_sql(flt, live=not include_invalidated)
         with self._reader() as conn:
             rows = conn.execute(
                 f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? "
@@ -729,8 +746,77 @@ class MemoriesMixin:
             for r in rows
         ]
 
+    # -- invalidation and events (the memory manager) ---------------------------------------
+    def memory_invalidate(
+        self, namespace: str, memory_id: str, *, reason: str | None
+    ) -> MemoryRecord | None:
+        with self._writer() as conn:
+            row = conn.execute(
+                "UPDATE memories SET invalidated_at = ?, invalidated_reason = ? "
+                "WHERE namespace = ? AND id = ? AND invalidated_at IS NULL "
+                "RETURNING rowid, embedding_seq",
+                (now_us(), reason, namespace, memory_id),
+            ).fetchone()
+            if row is not None:
+                if row[1] is not None:
+                    # in-process vector indexes drop it (vector_changes skips invalidated rows)
+                    conn.execute("INSERT INTO vector_removals (memory_rowid) VALUES (?)", (row[0],))
+                # the session neighbours' indexed context no longer quotes its text
+                self._refresh_context(conn, self._neighbor_rowids(conn, row[0]))
+            found = conn.execute(
+                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND m.id = ?",
+                (namespace, memory_id),
+            ).fetchone()
+        return memory_record(found) if found else None
+
+    def memory_restore(self, namespace: str, memory_id: str) -> MemoryRecord | None:
+        with self._writer() as conn:
+            row = conn.execute(
+                "SELECT rowid, embedding IS NOT NULL FROM memories WHERE namespace = ? "
+                "AND id = ? AND invalidated_at IS NOT NULL",
+                (namespace, memory_id),
+            ).fetchone()
+            if row is not None:
+                # a fresh embedding sequence number: vector indexes take the vector back
+                conn.execute(
+                    "UPDATE memories SET invalidated_at = NULL, invalidated_reason = NULL, "
+                    "embedding_seq = ? WHERE rowid = ?",
+                    (self._next_embedding_seq(conn) if row[1] else None, row[0]),
+                )
+                self._refresh_context(conn, [row[0]], with_neighbors=True)
+            found = conn.execute(
+                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND m.id = ?",
+                (namespace, memory_id),
+            ).fetchone()
+        return memory_record(found) if found else None
+
+    def memory_event_add(self, namespace: str, events: Sequence[NewMemoryEvent]) -> int:
+        if not events:
+            return 0
+        rows = event_rows(namespace, events, now_us())
+        with self._writer() as conn:
+            added = 0
+            for values in rows:
+                added += conn.execute(
+                    "INSERT INTO memory_events (namespace, memory_id, at, action, reason, model, "
+                    "prompt_version, session_id, item_seqs, details) "
+                    "SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE EXISTS "
+                    "(SELECT 1 FROM memories WHERE id = ?2 AND namespace = ?1)",
+                    values,
+                ).rowcount
+        return added
+
+    def memory_events(self, namespace: str, memory_id: str) -> list[MemoryEvent]:
+        with self._reader() as conn:
+            rows = conn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM memory_events WHERE namespace = ? "
+                "AND memory_id = ? ORDER BY seq",
+                (namespace, memory_id),
+            ).fetchall()
+        return [event_record(r) for r in rows]
+
     def memory_ids(self, namespace: str, flt: Filter, *, limit: int | None) -> list[str]:
-        where, params = filter_sql(flt)
+        where, params = filter_sql(flt, live=False)  # forget takes invalidated ones too
         sql = f"SELECT m.id FROM memories m WHERE m.namespace = ?{where} ORDER BY m.rowid"
         if limit is not None:
             sql += f" LIMIT {int(limit)}"
@@ -837,7 +923,7 @@ class MemoriesMixin:
                 # "+" keeps SQLite from scanning the namespace index instead of looking the
                 # rowids up one by one
                 f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE +m.namespace = ? AND m.rowid IN "
-                "(SELECT value FROM json_each(?))",
+                "(SELECT value FROM json_each(?)) AND m.invalidated_at IS NULL",
                 (namespace, to_json(list(rowids))),
             ).fetchall()
         return {r[0]: memory_record(r) for r in rows}
@@ -919,7 +1005,7 @@ class MemoriesMixin:
                 added = conn.execute(
                     "SELECT rowid, namespace, embedding_model, embedding, embedding_seq, "
                     "session_id FROM memories WHERE embedding_seq > ? "
-                    "ORDER BY embedding_seq LIMIT ?",
+                    "AND invalidated_at IS NULL ORDER BY embedding_seq LIMIT ?",
                     (embedding_seq, limit),
                 ).fetchall()
             finally:

@@ -7,10 +7,27 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 
 from ...errors import SchemaVersionError
 
-MIGRATIONS: list[list[str]] = [
+Step = str | Callable[[sqlite3.Connection], None]
+"""A statement, or a function for what SQL cannot say conditionally (adding a column)."""
+
+
+def add_column(table: str, column: str, declaration: str) -> Callable[[sqlite3.Connection], None]:
+    """A step adding a column unless the table has it already (a step may meet a schema that
+    a newer engramdb wrote and an older version number claims: it must not fail there)."""
+
+    def step(conn: sqlite3.Connection) -> None:
+        have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+        if column not in have:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+    return step
+
+
+MIGRATIONS: list[list[Step]] = [
     # 1: sessions and their items. A session's items are clustered by (namespace, session_id,
     # seq), so reading the last N or popping the newest touches only the pages at its end.
     # seq comes from sessions.next_seq, which only grows: a number is never reused, even after
@@ -196,6 +213,36 @@ MIGRATIONS: list[list[str]] = [
             value BLOB NOT NULL
         ) WITHOUT ROWID""",
     ],
+    # 8: the memory manager. A memory can be invalidated (excluded from recall, kept and
+    # restorable); memory_events records each decision about a memory (why it exists: action,
+    # reason, model, prompt version, the session items it came from); extraction_marks holds,
+    # per session, the last item sequence number extraction processed (compare-and-set).
+    [
+        add_column("memories", "invalidated_at", "INTEGER"),
+        add_column("memories", "invalidated_reason", "TEXT"),
+        """CREATE TABLE IF NOT EXISTS memory_events (
+            seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+            namespace      TEXT NOT NULL,
+            memory_id      TEXT NOT NULL,
+            at             INTEGER NOT NULL,
+            action         TEXT NOT NULL,
+            reason         TEXT,
+            model          TEXT,
+            prompt_version TEXT,
+            session_id     TEXT,
+            item_seqs      TEXT NOT NULL,
+            details        TEXT NOT NULL
+        )""",
+        """CREATE INDEX IF NOT EXISTS memory_events_by_memory
+            ON memory_events (namespace, memory_id, seq)""",
+        """CREATE TABLE IF NOT EXISTS extraction_marks (
+            namespace  TEXT NOT NULL,
+            session_id TEXT NOT NULL,
+            last_seq   INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL,
+            PRIMARY KEY (namespace, session_id)
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)
@@ -213,7 +260,10 @@ def migrate(conn: sqlite3.Connection, *, target: int = LATEST_VERSION) -> int:
             )
         for step in range(version, target):
             for statement in MIGRATIONS[step]:
-                conn.execute(statement)
+                if callable(statement):
+                    statement(conn)
+                else:
+                    conn.execute(statement)
         if target > version:
             conn.execute(f"PRAGMA user_version = {int(target)}")
         conn.execute("COMMIT")

@@ -37,6 +37,7 @@ from typing import Any, Literal
 from ...errors import StoreError, StoreUnavailableError
 from ...types import SessionInfo, datetime_from_us, now_us
 from ...validation import decode_item, decode_items
+from ..rows import check_mark_move
 from .access import AccessMixin
 from .memories import MemoriesMixin
 from .migrations import migrate
@@ -513,6 +514,10 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
                 "DELETE FROM sessions WHERE namespace = ? AND session_id = ?",
                 (namespace, session_id),
             ).rowcount
+            conn.execute(
+                "DELETE FROM extraction_marks WHERE namespace = ? AND session_id = ?",
+                (namespace, session_id),
+            )
             return bool(existed)
 
     def session_info(self, namespace: str, session_id: str) -> SessionInfo | None:
@@ -540,6 +545,34 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
         with self._read() as conn:
             rows = conn.execute(query, params).fetchall()
         return [_session_info(row) for row in rows]
+
+    # -- extraction high-water marks -------------------------------------------------------
+    def extraction_mark(self, namespace: str, session_id: str) -> int:
+        with self._read() as conn:
+            row = conn.execute(
+                "SELECT last_seq FROM extraction_marks WHERE namespace = ? AND session_id = ?",
+                (namespace, session_id),
+            ).fetchone()
+        return int(row[0]) if row else -1
+
+    def extraction_advance(
+        self, namespace: str, session_id: str, from_seq: int, to_seq: int
+    ) -> bool:
+        check_mark_move(from_seq, to_seq)
+        now = now_us()
+        with self._write() as conn:  # BEGIN IMMEDIATE: one writer compares and sets at a time
+            moved = conn.execute(
+                "UPDATE extraction_marks SET last_seq = ?, updated_at = ? "
+                "WHERE namespace = ? AND session_id = ? AND last_seq = ?",
+                (to_seq, now, namespace, session_id, from_seq),
+            ).rowcount
+            if not moved and from_seq == -1:  # no mark yet counts as -1
+                moved = conn.execute(
+                    "INSERT INTO extraction_marks (namespace, session_id, last_seq, updated_at) "
+                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                    (namespace, session_id, to_seq, now),
+                ).rowcount
+        return bool(moved)
 
     # -- leases ----------------------------------------------------------------------------
     def lease_acquire(self, namespace: str, name: str, owner: str, ttl: float) -> bool:

@@ -13,9 +13,17 @@ from typing import Any
 import orjson
 
 from ...errors import ConflictError
-from ...types import MemoryVersion, SessionInfo, datetime_from_us, us_from_datetime
+from ...types import MemoryEvent, MemoryVersion, SessionInfo, datetime_from_us, us_from_datetime
 from ..base import ExportedMemory, ImportedMemory, SessionItemRow, TripleRow
-from ..rows import MEMORY_COLUMNS, TRIPLE_COLUMNS, memory_record, to_json, triple_record
+from ..rows import (
+    EVENT_COLUMNS,
+    MEMORY_COLUMNS,
+    TRIPLE_COLUMNS,
+    event_record,
+    memory_record,
+    to_json,
+    triple_record,
+)
 from .memories import _count
 
 
@@ -124,8 +132,10 @@ class TransferMixin:
                 row = conn.execute(
                     "INSERT OR IGNORE INTO memories (id, namespace, user_id, agent_id, "
                     "session_id, content, content_hash, tags, metadata, importance, occurred_at, "
-                    "created_at, updated_at, version, embedding, embedding_model, embedding_seq) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING rowid",
+                    "created_at, updated_at, version, embedding, embedding_model, embedding_seq, "
+                    "invalidated_at, invalidated_reason) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "RETURNING rowid",
                     (
                         m.id,
                         namespace,
@@ -144,6 +154,8 @@ class TransferMixin:
                         m.embedding,
                         m.embedding_model if m.embedding is not None else None,
                         seq if m.embedding is not None else None,
+                        item.invalidated_at,
+                        item.invalidated_reason if item.invalidated_at is not None else None,
                     ),
                 ).fetchone()
                 if m.embedding is not None:
@@ -246,6 +258,15 @@ class TransferMixin:
         return out
 
     # -- sessions --------------------------------------------------------------------------
+    def memory_event_export(self, namespace: str, *, after: int, limit: int) -> list[MemoryEvent]:
+        with self._reader() as conn:
+            rows = conn.execute(
+                f"SELECT {EVENT_COLUMNS} FROM memory_events WHERE namespace = ? AND seq > ? "
+                "ORDER BY seq LIMIT ?",
+                (namespace, after, limit),
+            ).fetchall()
+        return [event_record(r) for r in rows]
+
     def session_export(self, namespace: str, *, after: str | None, limit: int) -> list[SessionInfo]:
         with self._reader() as conn:
             rows = conn.execute(
