@@ -35,6 +35,7 @@ from . import cursors
 from .embed import Embedder, EmbeddingError, resolve_embedder
 from .errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 from .filters import MAX_TAG_LENGTH, Filter, normalize_tags, parse_datetime, tags_to_merge
+from .llm import LLM, resolve_llm
 from .search.fusion import (
     Fused,
     Fusion,
@@ -54,7 +55,7 @@ from .search.query import (
     words,
 )
 from .search.vectors import VectorIndex
-from .sessions import resolve_store
+from .sessions import Session, resolve_store
 from .store import Store
 from .store.base import MemoryChanges, NewMemory, NewMemoryEvent, NewTriple
 from .store.rows import event_rows
@@ -76,6 +77,7 @@ from .validation import MAX_QUERY_CHARS, check_id, check_limit, check_text, enco
 
 if TYPE_CHECKING:
     from .manager.context import Context
+    from .manager.pipeline import ExtractionReport
 
 log = logging.getLogger("engramdb")
 
@@ -163,8 +165,12 @@ class Memory:
         settings: RecallSettings | None = None,
         max_content_chars: int = MAX_CONTENT_CHARS,
         max_query_chars: int = MAX_QUERY_CHARS,
+        llm: LLM | str | None = None,
     ) -> None:
         self.store = resolve_store(store)
+        self.llm = resolve_llm(llm)
+        """The model :meth:`add_messages` and :meth:`extract` use (``"openai:MODEL"``, any
+        :class:`~engramdb.llm.LLM`, or ``None``)."""
         self.namespace = check_id("namespace", namespace)
         self.embedder = resolve_embedder(embedder)
         self.settings = settings or RecallSettings()
@@ -783,6 +789,80 @@ class Memory:
         hits = self.recall(query, filters=filters or None, limit=limit, namespace=namespace)
         return build_context(hits, budget_tokens=budget_tokens)
 
+    # -- the memory manager: conversation in, memories out ---------------------------------
+    def add_messages(
+        self,
+        messages: Iterable[dict[str, Any]],
+        *,
+        session_id: str,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        infer: bool = True,
+        dry_run: bool = False,
+        quota: Quota | None = None,
+        namespace: str | None = None,
+    ) -> ExtractionReport:
+        """Store ``messages`` in the session, then turn what the session says into memories.
+
+        With ``infer`` (the default) the LLM extracts facts, preferences, events and plans from
+        every item past the session's high-water mark (so nothing said earlier is skipped and
+        nothing is extracted twice), decides add / update / delete / none for each against the
+        most similar memories of the same user and agent, and applies the decisions, recording
+        each as an event (see :meth:`events`). ``infer=False`` stores each message as said
+        (deduplicated). ``dry_run`` decides without applying or moving the mark. Returns
+        what was decided and applied; the model's errors propagate after the messages are
+        stored (a later call or the :class:`~engramdb.manager.MemoryManager` retries them)."""
+        ns = self._ns(namespace)
+        self._llm_for(infer)
+        Session(check_id("session_id", session_id), self.store, namespace=ns).add_items(
+            builtins.list(messages)
+        )
+        return self.extract(
+            session_id,
+            user_id=user_id,
+            agent_id=agent_id,
+            infer=infer,
+            dry_run=dry_run,
+            quota=quota,
+            namespace=ns,
+        )
+
+    def extract(
+        self,
+        session_id: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        infer: bool = True,
+        dry_run: bool = False,
+        quota: Quota | None = None,
+        namespace: str | None = None,
+    ) -> ExtractionReport:
+        """Extract memories from the session's items past its high-water mark (see
+        :meth:`add_messages`), window by window, under the session's extraction lease."""
+        from .manager.pipeline import Pipeline, extract_session
+
+        ns = self._ns(namespace)
+        pipeline = Pipeline(
+            self,
+            self._llm_for(infer),
+            namespace=ns,
+            user_id=user_id,
+            agent_id=agent_id,
+            quota=quota,
+        )
+        return extract_session(pipeline, check_id("session_id", session_id), dry_run=dry_run)
+
+    def _llm_for(self, infer: bool) -> LLM | None:
+        if not isinstance(infer, bool):
+            raise InvalidInputError(f"infer must be true or false, got {infer!r}")
+        if infer and self.llm is None:
+            raise InvalidInputError(
+                "extraction needs an LLM: Memory(..., llm='openai:MODEL') or ENGRAMDB_LLM_MODEL"
+                " with an OpenAI-compatible endpoint; infer=False stores messages as said"
+            )
+        return self.llm if infer else None
+
     def _hits(
         self,
         namespace: str,
@@ -1152,6 +1232,7 @@ class AsyncMemory:
         settings: RecallSettings | None = None,
         max_content_chars: int = MAX_CONTENT_CHARS,
         max_query_chars: int = MAX_QUERY_CHARS,
+        llm: LLM | str | None = None,
     ) -> None:
         self.sync = Memory(
             store,
@@ -1160,6 +1241,7 @@ class AsyncMemory:
             settings=settings,
             max_content_chars=max_content_chars,
             max_query_chars=max_query_chars,
+            llm=llm,
         )
 
     @staticmethod
@@ -1184,6 +1266,14 @@ class AsyncMemory:
 
     async def context(self, query: str, **kwargs: Any) -> Context:
         return await self._run(self.sync.context, query, **kwargs)
+
+    async def add_messages(
+        self, messages: Iterable[dict[str, Any]], **kwargs: Any
+    ) -> ExtractionReport:
+        return await self._run(self.sync.add_messages, builtins.list(messages), **kwargs)
+
+    async def extract(self, session_id: str, **kwargs: Any) -> ExtractionReport:
+        return await self._run(self.sync.extract, session_id, **kwargs)
 
     async def get(self, memory_id: str, **kwargs: Any) -> MemoryRecord:
         return await self._run(self.sync.get, memory_id, **kwargs)
