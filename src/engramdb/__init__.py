@@ -36,6 +36,7 @@ from .sessions import AsyncSession, Session, list_sessions
 from .store import Store, open_store
 from .types import (
     Hit,
+    MemoryEvent,
     MemoryRecord,
     MemoryStats,
     MemoryVersion,
@@ -48,14 +49,20 @@ from .types import (
 
 if TYPE_CHECKING:
     from .client import AsyncClient, Client, RemoteSession
+    from .manager import MemoryManager
 
 __version__ = "0.1.0"
 
-_LAZY = {"AsyncClient": "client", "Client": "client", "RemoteSession": "client"}
+_LAZY = {
+    "AsyncClient": "client",
+    "Client": "client",
+    "RemoteSession": "client",
+    "MemoryManager": "manager",
+}
 
 
 def __getattr__(name: str) -> Any:
-    """The HTTP clients, imported on first use (httpx takes a while to import)."""
+    """The HTTP clients and the memory manager, imported on first use."""
     if name in _LAZY:
         import importlib
 
@@ -83,6 +90,8 @@ __all__ = [
     "LLMUnavailableError",
     "LeaseHeldError",
     "Memory",
+    "MemoryEvent",
+    "MemoryManager",
     "MemoryRecord",
     "MemoryStats",
     "MemoryVersion",
