@@ -25,7 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from . import __version__
@@ -561,13 +561,9 @@ def extract(
         typer.echo(json.dumps(data, ensure_ascii=False))
         return
     table = Table(
-        "type",
-        "candidate",
-        "items",
-        "action",
-        "memory",
-        "new content",
-        "reason",
+        *_folding(
+            "type", "candidate", "when", "items", "action", "memory", "new content", "reason"
+        ),
         title=Text(f"extract {session_id!r}" + (" (dry run)" if dry_run else "")),
     )
     counts: dict[str, int] = {}
@@ -578,6 +574,7 @@ def extract(
             table.add_row(
                 Text(candidate["type"]),
                 Text(candidate["content"]),
+                Text(candidate["occurred_at"] or ""),
                 Text(_seqs(candidate["source_seqs"])),
                 Text(d["action"], style=_ACTION_STYLE.get(d["action"], "")),
                 Text(d["memory_id"] or d["target_id"] or ""),
@@ -588,6 +585,7 @@ def extract(
             table.add_row(
                 Text("?"),
                 Text(rejected["content"]),
+                Text(""),
                 Text(""),
                 Text("rejected", style="dim"),
                 Text(""),
@@ -604,6 +602,12 @@ def extract(
     if dry_run:
         summary += "; dry run: nothing written"
     console.print(Text(summary))
+
+
+def _folding(*headers: str) -> list[Column]:
+    """Columns that fold what does not fit onto more lines: content and ids (what `history`
+    takes) are shown whole in a narrow terminal, never cut with an ellipsis."""
+    return [Column(header, overflow="fold") for header in headers]
 
 
 _ACTION_STYLE = {"add": "green", "update": "yellow", "delete": "red", "none": "dim"}
@@ -648,12 +652,14 @@ def history(
     )
     console.print(Text.assemble((record.id, "bold"), f" v{record.version}, {status}"))
     console.print(Text(record.content))
-    table = Table("version", "content", "replaced at", title="versions")
+    table = Table(*_folding("version", "content", "replaced at"), title="versions")
     for v in versions:
         table.add_row(str(v.version), Text(v.content), _when(v.replaced_at))
     table.add_row(Text(f"{record.version} (current)"), Text(record.content), "")
     console.print(table)
-    table = Table("time", "action", "model", "prompt", "source", "reason", title="events")
+    table = Table(
+        *_folding("time", "action", "model", "prompt", "source", "reason"), title="events"
+    )
     for e in events:
         source = e.session_id or ""
         if e.item_seqs:

@@ -184,3 +184,17 @@ def test_issue11_cli_history_unknown_id_is_a_clear_error(env: tuple[Path, FakeOp
     result = runner.invoke(app, ["history", "mem_[red]nope[/red]", "-d", str(data)])
     assert result.exit_code == 1
     assert "no memory 'mem_[red]nope[/red]' in namespace 'default'" in result.output
+
+
+def test_issue11_cli_extract_narrow_terminal_cuts_nothing(
+    env: tuple[Path, FakeOpenAI], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data, _ = env
+    monkeypatch.setattr(cli.console, "_width", 60)
+    result = runner.invoke(app, _extract(data, "--llm", "openai:fake-model"))
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output  # long words and ids fold onto more lines
+    memory_id = Memory(open_store(data, create=False), embedder="none").list().items[0].id
+    result = runner.invoke(app, ["history", memory_id, "-d", str(data)])
+    assert result.exit_code == 0, result.output
+    assert "…" not in result.output
