@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from engramdb import Memory, Session, cli, open_store
 from engramdb.cli import app
 from tests.fake_openai import FakeOpenAI, Reply
+from tests.pg_server import PgServer
 
 runner = CliRunner()
 
@@ -198,3 +199,24 @@ def test_issue11_cli_extract_narrow_terminal_cuts_nothing(
     result = runner.invoke(app, ["history", memory_id, "-d", str(data)])
     assert result.exit_code == 0, result.output
     assert "…" not in result.output
+
+
+def test_issue11_cli_extract_and_history_on_postgresql(
+    env: tuple[Path, FakeOpenAI], pg_server: PgServer
+) -> None:
+    url = pg_server.new_schema()
+    store = open_store(url)
+    Session("chat-1", store).add_items(MESSAGES)
+    store.close()
+    result = runner.invoke(
+        app, ["extract", "--session", "chat-1", "--store", url, "--llm", "openai:fake-model"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 window(s), 3 item(s), 2 decision(s): add 2; 120 tokens" in result.output
+    mem = Memory(open_store(url, create=False), embedder="none")
+    memory_id = next(m.id for m in mem.list().items if m.content == "Ada prefers green tea")
+    mem.close()
+    result = runner.invoke(app, ["history", memory_id, "--store", url, "--json"])
+    assert result.exit_code == 0, result.output
+    (event,) = json.loads(result.output)["events"]
+    assert (event["action"], event["session_id"], event["item_seqs"]) == ("add", "chat-1", [2])
