@@ -1,17 +1,23 @@
-"""Run benchmarks: ``python -m bench`` (all) or ``python -m bench sessions ...``."""
+"""Run benchmarks: ``python -m bench`` (all) or ``python -m bench sessions ...``.
+
+``extraction_quality`` is opt-in (named explicitly): it needs a model endpoint and costs
+tokens; see bench/results/extraction_quality.md."""
 
 from __future__ import annotations
 
 import importlib
 import sys
 
-BENCHMARKS = ["sessions", "locomo", "scale", "postgres", "server"]
+BENCHMARKS = ["sessions", "locomo", "scale", "postgres", "server", "extraction"]
+OPT_IN = ["extraction_quality"]
 
 
 def main(argv: list[str]) -> None:
     for name in argv or BENCHMARKS:
-        if name not in BENCHMARKS:
-            raise SystemExit(f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS)}")
+        if name not in BENCHMARKS + OPT_IN:
+            raise SystemExit(
+                f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS + OPT_IN)}"
+            )
         importlib.import_module(f"bench.{name}").main()
 
 

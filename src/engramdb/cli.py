@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
@@ -23,7 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
     TransferSpeedColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 from rich.text import Text
 
 from . import __version__
@@ -33,6 +35,9 @@ from .sessions import Session, list_sessions
 from .store import Store, open_store
 from .transfer import KINDS, write_export
 from .types import DEFAULT_NAMESPACE
+
+if TYPE_CHECKING:
+    from .manager.pipeline import ExtractionReport
 
 app = typer.Typer(
     help="engramdb: persistent memory for AI agents.",
@@ -83,7 +88,8 @@ def _closing(store: Store) -> Store:
 
 
 def _fail(exc: EngramError) -> typer.Exit:
-    err_console.print(f"[bold red]error:[/] {exc}")
+    # the message may quote user text (ids, content): printed literally, never as markup
+    err_console.print(Text.assemble(("error:", "bold red"), f" {exc}"))
     return typer.Exit(code=1)
 
 
@@ -460,6 +466,212 @@ def stats(
     table = Table("what", "count", title=f"namespace {namespace!r}")
     for name, value in values.items():
         table.add_row(name, f"{value:,}")
+    console.print(table)
+
+
+# -- the memory manager: extract a session, explain a memory ---------------------------------
+LLMOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--llm",
+        envvar="ENGRAMDB_LLM",
+        help="openai:MODEL (any OpenAI-compatible endpoint: ENGRAMDB_LLM_BASE_URL, "
+        "ENGRAMDB_LLM_API_KEY). Default: openai with ENGRAMDB_LLM_MODEL when that is set.",
+    ),
+]
+
+
+def _llm_spec(llm: str | None, infer: bool) -> str | None:
+    """The model ``engramdb extract`` uses: ``--llm`` / ``$ENGRAMDB_LLM``, else the
+    OpenAI-compatible provider when ``$ENGRAMDB_LLM_MODEL`` names a model; none without
+    ``infer`` (``Memory.extract`` then says what is missing)."""
+    if not infer:
+        return None
+    if llm:
+        return llm
+    return "openai" if os.environ.get("ENGRAMDB_LLM_MODEL") else None
+
+
+def _seqs(seqs: Sequence[int]) -> str:
+    return ", ".join(f"#{seq}" for seq in seqs)
+
+
+def _report_dict(report: ExtractionReport) -> dict[str, Any]:
+    """An extraction report as JSON: per window its items, model, tokens, candidates (with the
+    decision each got and the memory it produced) and rejected candidates."""
+    windows = []
+    for window in report.windows:
+        applied = {id(a.decision): a.memory_id for a in window.applied}
+        usage = window.extraction.usage
+        windows.append(
+            {
+                "seqs": list(window.extraction.seqs),
+                "model": window.extraction.model,
+                "prompt_version": window.extraction.prompt_version,
+                "tokens": {
+                    "prompt": usage.prompt_tokens,
+                    "completion": usage.completion_tokens,
+                    "total": usage.total_tokens,
+                },
+                "decisions": [
+                    {**d.to_dict(), "memory_id": applied.get(id(d))} for d in window.decisions
+                ],
+                "rejected": [
+                    {"reason": r.reason, "content": r.content} for r in window.extraction.rejected
+                ],
+            }
+        )
+    return {
+        "session_id": report.session_id,
+        "dry_run": report.dry_run,
+        "tokens": report.tokens,
+        "windows": windows,
+    }
+
+
+@app.command()
+def extract(
+    session_id: Annotated[str, typer.Option("--session", help="The session to extract from.")],
+    data_dir: DataDir = ".engramdb",
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    user: UserOpt = None,
+    agent: AgentOpt = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option("--dry-run", help="Show candidates and decisions; write nothing."),
+    ] = False,
+    infer: Annotated[
+        bool,
+        typer.Option("--infer/--no-infer", help="--no-infer stores each message as said."),
+    ] = True,
+    llm: LLMOpt = None,
+    embedder: EmbedderOpt = "auto",
+    as_json: AsJson = False,
+) -> None:
+    """Turn a session's new items (past its high-water mark) into memories: each candidate
+    the model extracts, with the decision it got (add / update / delete / none) and why."""
+    try:
+        store = _closing(open_store(data_dir, create=False))
+        mem = Memory(store, namespace=namespace, embedder=embedder, llm=_llm_spec(llm, infer))
+        report = mem.extract(session_id, user_id=user, agent_id=agent, infer=infer, dry_run=dry_run)
+    except EngramError as exc:
+        raise _fail(exc) from None
+    data = _report_dict(report)
+    if as_json:
+        typer.echo(json.dumps(data, ensure_ascii=False))
+        return
+    table = Table(
+        *_folding(
+            "type", "candidate", "when", "items", "action", "memory", "new content", "reason"
+        ),
+        title=Text(f"extract {session_id!r}" + (" (dry run)" if dry_run else "")),
+    )
+    counts: dict[str, int] = {}
+    for window in data["windows"]:
+        for d in window["decisions"]:
+            counts[d["action"]] = counts.get(d["action"], 0) + 1
+            candidate = d["candidate"]
+            table.add_row(
+                Text(candidate["type"]),
+                Text(candidate["content"]),
+                Text(candidate["occurred_at"] or ""),
+                Text(_seqs(candidate["source_seqs"])),
+                Text(d["action"], style=_ACTION_STYLE.get(d["action"], "")),
+                Text(d["memory_id"] or d["target_id"] or ""),
+                Text(d["new_content"] or ""),
+                Text(d["reason"]),
+            )
+        for rejected in window["rejected"]:
+            table.add_row(
+                Text("?"),
+                Text(rejected["content"]),
+                Text(""),
+                Text(""),
+                Text("rejected", style="dim"),
+                Text(""),
+                Text(""),
+                Text(rejected["reason"]),
+            )
+    console.print(table)
+    actions = ", ".join(f"{action} {n}" for action, n in sorted(counts.items())) or "nothing"
+    items = sum(len(w["seqs"]) for w in data["windows"])
+    summary = (
+        f"{len(data['windows'])} window(s), {items} item(s), {sum(counts.values())} "
+        f"decision(s): {actions}; {report.tokens:,} tokens"
+    )
+    if dry_run:
+        summary += "; dry run: nothing written"
+    console.print(Text(summary))
+
+
+def _folding(*headers: str) -> list[Column]:
+    """Columns that fold what does not fit onto more lines: content and ids (what `history`
+    takes) are shown whole in a narrow terminal, never cut with an ellipsis."""
+    return [Column(header, overflow="fold") for header in headers]
+
+
+_ACTION_STYLE = {"add": "green", "update": "yellow", "delete": "red", "none": "dim"}
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else ""
+
+
+@app.command()
+def history(
+    memory_id: Annotated[str, typer.Argument(help="A memory id.")],
+    data_dir: DataDir = ".engramdb",
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    as_json: AsJson = False,
+) -> None:
+    """Why a memory exists: its prior versions and every decision recorded about it (what,
+    when, by which model and prompt, from which session items, and why)."""
+    try:
+        mem = _memory(data_dir, namespace, "none", create=False)
+        record = mem.get(memory_id)
+        versions = mem.history(memory_id)
+        events = mem.events(memory_id)
+    except EngramError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        payload = {
+            "memory": record.to_dict(),
+            "versions": [
+                {"version": v.version, "content": v.content, "replaced_at": _when(v.replaced_at)}
+                for v in versions
+            ],
+            "events": [e.to_dict() for e in events],
+        }
+        typer.echo(json.dumps(payload, ensure_ascii=False))
+        return
+    status = (
+        f"invalidated {_when(record.invalidated_at)}"
+        + (f" ({record.invalidated_reason})" if record.invalidated_reason else "")
+        if record.invalidated
+        else "live"
+    )
+    console.print(Text.assemble((record.id, "bold"), f" v{record.version}, {status}"))
+    console.print(Text(record.content))
+    table = Table(*_folding("version", "content", "replaced at"), title="versions")
+    for v in versions:
+        table.add_row(str(v.version), Text(v.content), _when(v.replaced_at))
+    table.add_row(Text(f"{record.version} (current)"), Text(record.content), "")
+    console.print(table)
+    table = Table(
+        *_folding("time", "action", "model", "prompt", "source", "reason"), title="events"
+    )
+    for e in events:
+        source = e.session_id or ""
+        if e.item_seqs:
+            source += f" {_seqs(e.item_seqs)}"
+        table.add_row(
+            _when(e.at),
+            Text(e.action, style=_ACTION_STYLE.get(e.action, "")),
+            Text(e.model or ""),
+            Text(e.prompt_version or ""),
+            Text(source.strip()),
+            Text(e.reason or ""),
+        )
     console.print(table)
 
 
