@@ -67,8 +67,9 @@ def test_issue11_add_messages_adds_with_provenance_and_events(store: Store) -> N
     assert stored[0].metadata["source"] == {"session_id": "chat-1", "seqs": [0]}
     events = mem.events(stored[0].id)
     assert [(e.action, e.model, e.session_id, e.item_seqs) for e in events] == [
-        ("add", None, "chat-1", (0,))  # nothing similar was stored: added without asking
+        ("add", "scripted", "chat-1", (0,))  # the model that extracted it
     ]
+    assert events[0].details["decided_by"] == "rule"  # nothing similar stored: no question
     # the conversation itself is in the session, and the mark moved past both items
     assert len(Session("chat-1", store).get_items()) == 2
     assert store.extraction_mark(mem.namespace, "chat-1") == 1

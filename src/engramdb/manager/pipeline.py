@@ -54,10 +54,20 @@ class FacadeOps:
     source items, commit together. A memory the manager adds again after it was invalidated is
     restored (the same text in the same scope is the same memory)."""
 
-    def __init__(self, memory: Memory, namespace: str, *, quota: Quota | None = None) -> None:
+    def __init__(
+        self,
+        memory: Memory,
+        namespace: str,
+        *,
+        quota: Quota | None = None,
+        extraction_model: str | None = None,
+    ) -> None:
         self.memory = memory
         self.namespace = namespace
         self.quota = quota
+        self.extraction_model = extraction_model
+        """The model that extracted the candidates: an event decided by a rule (nothing
+        similar stored, an exact duplicate) names it, with ``details.decided_by = "rule"``."""
         self._pending_invalidations: dict[str, str] = {}
 
     def remember(
@@ -103,13 +113,17 @@ class FacadeOps:
             memory_id=event.memory_id,
             action=event.action,
             reason=event.reason or None,
-            model=event.model,
+            model=event.model or self.extraction_model,
             prompt_version=event.prompt_version,
             session_id=event.session_id,
             item_seqs=tuple(event.seqs),
             details={
                 k: v
-                for k, v in (("content", event.content), ("previous", event.previous_content))
+                for k, v in (
+                    ("content", event.content),
+                    ("previous", event.previous_content),
+                    ("decided_by", "rule" if event.model is None else None),
+                )
                 if v is not None
             },
             at=us_from_datetime(event.at),
@@ -210,7 +224,9 @@ class Pipeline:
         decisions = decide(self.llm, extraction.candidates, self.similar)
         outcome = WindowOutcome(extraction, decisions)
         if not dry_run:
-            ops = FacadeOps(self.memory, self.namespace, quota=self.quota)
+            ops = FacadeOps(
+                self.memory, self.namespace, quota=self.quota, extraction_model=extraction.model
+            )
             outcome.applied = apply_decisions(ops, decisions, session_id=session_id)
             for triple in extraction.triples:
                 self.memory.learn(
