@@ -195,6 +195,21 @@ def test_issue11_extract_respects_the_memory_quota(store: Store, fake_openai: Fa
     api.client.close()
 
 
+def test_issue11_extract_respects_the_fact_quota(store: Store, fake_openai: FakeOpenAI) -> None:
+    """Triples the model extracts count toward the key's max_facts like any learned fact."""
+    api = _api(store, fake_openai)
+    call = api.as_key(api.key(max_facts=0))
+    fake_openai.answer(
+        {"memories": [], "triples": [{"subject": "Ada", "predicate": "lives in", "object": "Lyon"}]}
+    )
+    r = _extract(call, "s", "I live in Lyon")
+    assert r.status_code == 429, r.text
+    assert r.json()["error"]["code"] == "quota_exceeded"
+    assert call("GET", "/v1/triples").json()["triples"] == []
+    assert call("GET", "/v1/sessions/s").json()["item_count"] == 1
+    api.client.close()
+
+
 # -- events, invalidate, restore -----------------------------------------------------------------
 
 

@@ -219,6 +219,7 @@ class Pipeline:
                     triple.object,
                     source=f"session:{session_id}",
                     namespace=self.namespace,
+                    quota=self.quota,
                 )
         return outcome
 
