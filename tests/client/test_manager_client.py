@@ -5,11 +5,13 @@ started here whose model is the fake OpenAI-compatible server."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from engramdb import AsyncClient, Client
+from engramdb import AsyncClient, Client, Memory
 from engramdb.client import ExtractResult
 from engramdb.errors import ConflictError, LLMUnavailableError, NotFoundError
 from engramdb.manager.decide import DecisionEvent
@@ -144,3 +146,32 @@ async def test_issue11_async_client_manager_calls(llm_server: LiveServer, fake: 
         assert [e.action for e in events] == ["add", "invalidate", "restore"]
         dry = await c.extract("a", dry_run=True)
         assert dry.dry_run and dry.decisions == [] and dry.applied == []
+
+
+def test_issue11_served_manager_extracts_remote_sessions_and_flushes_on_shutdown(
+    tmp_path: Path, fake: FakeOpenAI
+) -> None:
+    """``engramdb serve`` with ``ENGRAMDB_EXTRACT_SESSIONS``: items a remote client appends
+    are extracted by the server; a graceful shutdown flushes what no trigger reached yet."""
+    fake.answer({"memories": [_fact("Ada plays the cello")], "triples": []})
+    server = start_live_server(
+        str(tmp_path / "data"),
+        log_path=tmp_path / "server.log",
+        embedder="hashing",
+        llm="openai:fake-model",
+        llm_base_url=fake.base_url,
+        extract_sessions="true",
+        extract_every_turns=100,  # only the shutdown flush extracts
+        extract_idle_seconds=3600,
+    )
+    try:
+        with Client(server.url, server.register("served")) as c:
+            c.add_items("chat", _say("I play the cello"))
+            namespace = c.stats()["namespace"]
+    finally:
+        # uvicorn re-raises the signal after its graceful shutdown: -SIGTERM is a clean exit
+        assert server.stop() in (0, -signal.SIGTERM), server.log()
+    with Memory(tmp_path / "data", embedder="hashing") as mem:
+        (found,) = mem.list(namespace=namespace).items
+        assert found.content == "Ada plays the cello" and found.session_id == "chat"
+        assert [e.action for e in mem.events(found.id, namespace=namespace)] == ["add"]

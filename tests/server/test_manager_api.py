@@ -159,6 +159,9 @@ def test_issue11_extract_llm_down_is_503_and_the_messages_are_kept(
     assert r.headers["Retry-After"].isdigit()
     assert call("GET", "/v1/sessions/s").json()["item_count"] == 1
     assert call("GET", "/v1/memories").json()["memories"] == []
+    fake_openai.error(503, message="still overloaded")
+    r = call("POST", "/v1/sessions/s/extract")
+    assert r.status_code == 503 and r.json()["error"]["code"] == "llm_unavailable"
     # the model is back: the session extract route takes the kept message
     fake_openai.answer({"memories": [_fact("Ada lives in Lyon")], "triples": []})
     r = call("POST", "/v1/sessions/s/extract")
