@@ -40,6 +40,8 @@ class Tenant:
     limiter: Limiter
     ancestors: tuple[ApiKey, ...] = ()
     """The keys this key was created from (their per-key limits bound it too)."""
+    managers: Managers | None = None
+    """The server-run memory managers (``extract_sessions``), if on."""
 
     @property
     def namespace(self) -> str:
@@ -49,9 +51,6 @@ class Tenant:
     def quota(self) -> Quota:
         """The stored-data limits the facade's writes are checked against."""
         return self.limiter.quota(self.key)
-
-    managers: Managers | None = None
-    """The server-run memory managers (``extract_sessions``), if on."""
 
     def session(self, session_id: str) -> Session:
         return Session(session_id, self.memory.store, namespace=self.namespace)
