@@ -853,6 +853,14 @@ def serve(
     config: Annotated[
         Path | None, typer.Option(help="TOML config file (env: ENGRAMDB_CONFIG).")
     ] = None,
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            help="Model for extraction: openai:<model> (endpoint from ENGRAMDB_LLM_BASE_URL "
+            "or OPENAI_BASE_URL). [default: none]",
+            show_default=False,
+        ),
+    ] = None,
     recreate: Annotated[
         bool,
         typer.Option(
@@ -875,7 +883,13 @@ def serve(
 
     try:
         settings = load_settings(
-            config, store=store, host=host, port=port, workers=workers, embedder=embedder
+            config,
+            store=store,
+            host=host,
+            port=port,
+            workers=workers,
+            embedder=embedder,
+            llm=llm,
         )
         # open once here: a bad store fails fast with one line, and migrations run once
         open_store(settings.store, recreate=recreate).close()

@@ -14,7 +14,10 @@ response into engramdb's records (:class:`~engramdb.MemoryRecord`, :class:`~engr
 Errors are engramdb's exception tree, with the server's message, HTTP ``status`` and ``code``:
 400/422 :class:`~engramdb.InvalidInputError`, 401 :class:`~engramdb.AuthenticationError`,
 403 :class:`~engramdb.PermissionDeniedError`, 404 :class:`~engramdb.NotFoundError`,
-409 :class:`~engramdb.ConflictError` (``lease_held``: :class:`~engramdb.LeaseHeldError`),
+409 :class:`~engramdb.ConflictError` (``lease_held``: :class:`~engramdb.LeaseHeldError`;
+``llm_not_configured``: the server has no model for ``add_messages(infer=True)``),
+502/503 from the server's model (``llm_bad_response``, ``llm_unavailable``)
+:class:`~engramdb.errors.LLMResponseError` / :class:`~engramdb.errors.LLMUnavailableError`,
 413 :class:`~engramdb.PayloadTooLargeError`, 429 :class:`~engramdb.RateLimitError` (with
 ``retry_after``), 503 and an unreachable server :class:`~engramdb.StoreUnavailableError`, a
 corrupt stored item :class:`~engramdb.CorruptRecordError`, other 5xx
@@ -28,7 +31,9 @@ could not be reached, answered 429 (after its ``Retry-After``, unless that is lo
 the last two only for calls that are safe to repeat: reads, deletes, and writes, each of which
 is sent with an ``Idempotency-Key`` (one per call, the same on every attempt), so the server
 runs it once and replays the first response to a retry. Adding session items or popping one is
-never applied twice. Creating or registering a key is retried only if it was never sent.
+never applied twice; neither is ``add_messages`` when the server's model failed (the server
+stored the messages before the model was asked, so that error is raised, not retried).
+Creating or registering a key is retried only if it was never sent.
 """
 
 from __future__ import annotations
@@ -57,6 +62,8 @@ from .errors import (
     EngramError,
     InvalidInputError,
     LeaseHeldError,
+    LLMResponseError,
+    LLMUnavailableError,
     NotFoundError,
     PayloadTooLargeError,
     PermissionDeniedError,
@@ -73,6 +80,7 @@ from .types import (
     ApiKey,
     Hit,
     JSONItem,
+    MemoryEvent,
     MemoryRecord,
     MemoryVersion,
     SessionInfo,
@@ -82,6 +90,8 @@ from .validation import check_id, check_limit, encode_items
 
 if TYPE_CHECKING:
     from agents.memory import SessionSettings as SDKSessionSettings
+
+    from .manager.decide import Decision, DecisionEvent
 
 _T = TypeVar("_T")
 
@@ -96,6 +106,10 @@ MAX_RETRY_WAIT = 30.0
 the :class:`~engramdb.RateLimitError` is raised at once (a daily quota does not reset soon)."""
 
 RETRY_STATUSES = frozenset({502, 503, 504})
+
+DONE_BEFORE_FAILING = frozenset({"llm_unavailable", "llm_bad_response"})
+"""Error codes of requests that did their write before failing (``add_messages`` stored the
+messages, then the model failed): never repeated, or the messages would be stored twice."""
 
 try:
     from importlib.metadata import version as _dist_version
@@ -132,6 +146,22 @@ class SessionPage:
 
     items: list[SessionInfo]
     next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ExtractResult:
+    """What :meth:`Client.add_messages` (or :meth:`Client.extract`) did on the server: the
+    decisions the model made for each candidate memory (``Decision``, as
+    :meth:`engramdb.Memory.add_messages` returns them) and the events of those applied
+    (empty on a dry run), with the model tokens used."""
+
+    session_id: str
+    stored: int
+    """Messages stored in the session by this call."""
+    dry_run: bool
+    decisions: list[Decision]
+    applied: list[DecisionEvent]
+    tokens: int
 
 
 # -- the shared core: requests in, records out -----------------------------------------------
@@ -242,6 +272,12 @@ def _filters(filters: FilterInput) -> dict[str, Any] | None:
     return _filter_dict(Filter.parse(filters))
 
 
+def _flag(name: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidInputError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
 def _drop_none(**values: Any) -> dict[str, Any]:
     return {k: v for k, v in values.items() if v is not None}
 
@@ -267,6 +303,82 @@ def parse_memory(d: Mapping[str, Any]) -> MemoryRecord:
         updated_at=_dt(d["updated_at"]),
         version=int(d["version"]),
         content_hash=content_hash(content),
+        invalidated_at=_opt_dt(d.get("invalidated_at")),
+        invalidated_reason=d.get("invalidated_reason"),
+    )
+
+
+def parse_event(d: Mapping[str, Any], namespace: str = "") -> MemoryEvent:
+    """An event object of the API (``GET /v1/memories/{id}/events``) as a
+    :class:`MemoryEvent`."""
+    return MemoryEvent(
+        id=int(d["id"]),
+        namespace=d.get("namespace", namespace),
+        memory_id=d["memory_id"],
+        at=_dt(d["at"]),
+        action=d["action"],
+        reason=d.get("reason"),
+        model=d.get("model"),
+        prompt_version=d.get("prompt_version"),
+        session_id=d.get("session_id"),
+        item_seqs=tuple(int(n) for n in d.get("item_seqs") or ()),
+        details=dict(d.get("details") or {}),
+    )
+
+
+def parse_extraction(d: Mapping[str, Any]) -> ExtractResult:
+    """The answer of ``POST /v1/memories/extract`` as an :class:`ExtractResult`."""
+    from .manager.decide import Decision, DecisionEvent
+    from .manager.extract import Candidate
+
+    def candidate(c: Mapping[str, Any]) -> Candidate:
+        return Candidate(
+            type=c["type"],
+            content=c["content"],
+            about=c["about"],
+            occurred_at=c.get("occurred_at"),
+            source_seqs=tuple(int(n) for n in c.get("source_seqs") or ()),
+            importance=float(c["importance"]),
+            session_id=c["session_id"],
+            user_id=c.get("user_id"),
+            agent_id=c.get("agent_id"),
+        )
+
+    decisions = [
+        Decision(
+            action=x["action"],
+            candidate=candidate(x["candidate"]),
+            target_id=x.get("target_id"),
+            new_content=x.get("new_content"),
+            reason=x["reason"],
+            model=x.get("model"),
+            prompt_version=x["prompt_version"],
+            target_content=x.get("target_content"),
+        )
+        for x in d["decisions"]
+    ]
+    applied = [
+        DecisionEvent(
+            action=x["action"],
+            memory_id=x.get("memory_id"),
+            reason=x["reason"],
+            model=x.get("model"),
+            prompt_version=x["prompt_version"],
+            session_id=x["session_id"],
+            seqs=tuple(int(n) for n in x.get("seqs") or ()),
+            content=x.get("content"),
+            previous_content=x.get("previous_content"),
+            at=_dt(x["at"]),
+        )
+        for x in d["applied"]
+    ]
+    return ExtractResult(
+        session_id=d["session_id"],
+        stored=int(d["stored"]),
+        dry_run=bool(d["dry_run"]),
+        decisions=decisions,
+        applied=applied,
+        tokens=int(d["tokens"]),
     )
 
 
@@ -373,6 +485,10 @@ def error_for(response: httpx.Response) -> EngramError:
         error = RateLimitError(message, retry_after=retry_after(response))
     elif code == "corrupt_record":  # reported and left in place, as the local store does
         error = CorruptRecordError(message)
+    elif code == "llm_unavailable":
+        error = LLMUnavailableError(message)
+    elif code == "llm_bad_response":
+        error = LLMResponseError(message)
     elif status == 503:
         error = StoreError(message) if code == "store_error" else StoreUnavailableError(message)
     elif 400 <= status < 500:
@@ -448,6 +564,8 @@ class _Core:
         if attempt >= self.retries:
             return None
         status = response.status_code
+        if error.code in DONE_BEFORE_FAILING:
+            return None
         if status == 429:  # refused before anything ran: safe to repeat any call
             wait = error.retry_after if isinstance(error, RateLimitError) else None
             if wait is None:
@@ -609,7 +727,13 @@ class _Core:
             "GET", f"/v1/memories/{_segment(check_id('memory_id', memory_id))}", self._memory
         )
 
-    def _c_list(self, filters: FilterInput, cursor: str | None, limit: int) -> _Call[Page]:
+    def _c_list(
+        self,
+        filters: FilterInput,
+        cursor: str | None,
+        limit: int,
+        include_invalidated: bool = False,
+    ) -> _Call[Page]:
         flt = Filter.parse(filters)
         if flt.metadata or flt.since or flt.until:
             raise InvalidInputError(
@@ -621,6 +745,8 @@ class _Core:
         params += [("tag", tag) for tag in flt.tags]
         if cursor is not None:
             params.append(("cursor", cursor))
+        if _flag("include_invalidated", include_invalidated):
+            params.append(("include_invalidated", "true"))
         return _Call(
             "GET",
             "/v1/memories",
@@ -638,6 +764,67 @@ class _Core:
             f"/v1/memories/{_segment(check_id('memory_id', memory_id))}/history",
             lambda d: [parse_version(v) for v in d["versions"]],
         )
+
+    def _c_events(self, memory_id: str) -> _Call[builtins.list[MemoryEvent]]:
+        return _Call(
+            "GET",
+            f"/v1/memories/{_segment(check_id('memory_id', memory_id))}/events",
+            lambda d: [parse_event(e) for e in d["events"]],
+        )
+
+    def _c_set_invalidated(
+        self, memory_id: str, action: Literal["invalidate", "restore"], reason: str | None
+    ) -> _Call[MemoryRecord]:
+        if reason is not None and not isinstance(reason, str):
+            raise InvalidInputError(f"reason must be a string, got {type(reason).__name__}")
+        path = f"/v1/memories/{_segment(check_id('memory_id', memory_id))}/{action}"
+        return _write("POST", path, _dumps(_drop_none(reason=reason)), self._memory)
+
+    def _c_add_messages(
+        self,
+        messages: Iterable[JSONItem],
+        session_id: str,
+        user_id: str | None,
+        agent_id: str | None,
+        infer: bool,
+        dry_run: bool,
+    ) -> _Call[ExtractResult]:
+        if isinstance(messages, (str, bytes, dict)):
+            raise InvalidInputError("messages must be a list of dicts")
+        # the exact JSON text the local session stores, checked as add_items checks it
+        texts = encode_items(builtins.list(messages))
+        rest = {
+            "session_id": check_id("session_id", session_id),
+            "infer": _flag("infer", infer),
+            "dry_run": _flag("dry_run", dry_run),
+            **self._scope(user_id, agent_id),
+        }
+        body = b'{"messages":[' + ",".join(texts).encode("utf-8") + b"]," + _dumps(rest)[1:]
+        return _write("POST", "/v1/memories/extract", body, parse_extraction)
+
+    def _c_extract(
+        self,
+        session_id: str,
+        user_id: str | None,
+        agent_id: str | None,
+        infer: bool,
+        dry_run: bool,
+    ) -> _Call[ExtractResult]:
+        body = {
+            "infer": _flag("infer", infer),
+            "dry_run": _flag("dry_run", dry_run),
+            **self._scope(user_id, agent_id),
+        }
+        path = f"/v1/sessions/{self._sid(session_id)}/extract"
+        return _write("POST", path, _dumps(body), parse_extraction)
+
+    @staticmethod
+    def _scope(user_id: str | None, agent_id: str | None) -> dict[str, str]:
+        return {
+            name: check_id(name, value)
+            for name, value in (("user_id", user_id), ("agent_id", agent_id))
+            if value is not None
+        }
 
     def _c_forget(
         self, memory_id: str | None, filters: FilterInput, all: bool, dry_run: bool
@@ -955,11 +1142,63 @@ class Client(_Core):
         return self._run(self._c_get(memory_id))
 
     def list(
-        self, filters: FilterInput = None, *, cursor: str | None = None, limit: int = 50
+        self,
+        filters: FilterInput = None,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+        include_invalidated: bool = False,
     ) -> Page:
         """Memories in the order stored, a page at a time (filters: user_id, agent_id,
-        session_id, tags)."""
-        return self._run(self._c_list(filters, cursor, limit))
+        session_id, tags); invalidated ones only with ``include_invalidated``."""
+        return self._run(self._c_list(filters, cursor, limit, include_invalidated))
+
+    def add_messages(
+        self,
+        messages: Iterable[JSONItem],
+        *,
+        session_id: str,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        infer: bool = True,
+        dry_run: bool = False,
+    ) -> ExtractResult:
+        """Store ``messages`` in the session and let the server's model turn what the session
+        says into memories (``infer=False``: each message stored as said), as
+        :meth:`engramdb.Memory.add_messages` does. :class:`~engramdb.ConflictError` (code
+        ``llm_not_configured``) if the server has no model, nothing stored; when the model
+        fails (:class:`~engramdb.errors.LLMUnavailableError`,
+        :class:`~engramdb.errors.LLMResponseError`) the messages are stored all the same and
+        the next call (or :meth:`extract`) extracts them."""
+        call = self._c_add_messages(messages, session_id, user_id, agent_id, infer, dry_run)
+        return self._run(call)
+
+    def extract(
+        self,
+        session_id: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        infer: bool = True,
+        dry_run: bool = False,
+    ) -> ExtractResult:
+        """Extract what a session holds past its high-water mark (what an earlier
+        :meth:`add_messages` stored but could not extract, items added with
+        :meth:`add_items`); :class:`~engramdb.NotFoundError` for an unknown session."""
+        return self._run(self._c_extract(session_id, user_id, agent_id, infer, dry_run))
+
+    def events(self, memory_id: str) -> builtins.list[MemoryEvent]:
+        """Why a memory exists: the decisions recorded about it, oldest first."""
+        return self._run(self._c_events(memory_id))
+
+    def invalidate(self, memory_id: str, reason: str | None = None) -> MemoryRecord:
+        """Invalidate a memory (left out of recall and lists, kept with its history,
+        restorable with :meth:`restore`)."""
+        return self._run(self._c_set_invalidated(memory_id, "invalidate", reason))
+
+    def restore(self, memory_id: str, reason: str | None = None) -> MemoryRecord:
+        """Undo :meth:`invalidate`."""
+        return self._run(self._c_set_invalidated(memory_id, "restore", reason))
 
     def update(
         self,
@@ -1290,10 +1529,53 @@ class AsyncClient(_Core):
         return await self._run(self._c_get(memory_id))
 
     async def list(
-        self, filters: FilterInput = None, *, cursor: str | None = None, limit: int = 50
+        self,
+        filters: FilterInput = None,
+        *,
+        cursor: str | None = None,
+        limit: int = 50,
+        include_invalidated: bool = False,
     ) -> Page:
         """Memories in the order stored, a page at a time."""
-        return await self._run(self._c_list(filters, cursor, limit))
+        return await self._run(self._c_list(filters, cursor, limit, include_invalidated))
+
+    async def add_messages(
+        self,
+        messages: Iterable[JSONItem],
+        *,
+        session_id: str,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        infer: bool = True,
+        dry_run: bool = False,
+    ) -> ExtractResult:
+        """See :meth:`Client.add_messages`."""
+        call = self._c_add_messages(messages, session_id, user_id, agent_id, infer, dry_run)
+        return await self._run(call)
+
+    async def extract(
+        self,
+        session_id: str,
+        *,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        infer: bool = True,
+        dry_run: bool = False,
+    ) -> ExtractResult:
+        """See :meth:`Client.extract`."""
+        return await self._run(self._c_extract(session_id, user_id, agent_id, infer, dry_run))
+
+    async def events(self, memory_id: str) -> builtins.list[MemoryEvent]:
+        """Why a memory exists: the decisions recorded about it, oldest first."""
+        return await self._run(self._c_events(memory_id))
+
+    async def invalidate(self, memory_id: str, reason: str | None = None) -> MemoryRecord:
+        """See :meth:`Client.invalidate`."""
+        return await self._run(self._c_set_invalidated(memory_id, "invalidate", reason))
+
+    async def restore(self, memory_id: str, reason: str | None = None) -> MemoryRecord:
+        """Undo :meth:`invalidate`."""
+        return await self._run(self._c_set_invalidated(memory_id, "restore", reason))
 
     async def update(
         self,
@@ -1488,10 +1770,13 @@ __all__ = [
     "AsyncClient",
     "Client",
     "CreatedKey",
+    "ExtractResult",
     "Registration",
     "RemoteSession",
     "SessionPage",
     "error_for",
+    "parse_event",
+    "parse_extraction",
     "parse_key",
     "parse_memory",
     "parse_session",

@@ -235,6 +235,7 @@ class Pipeline:
                     triple.object,
                     source=f"session:{session_id}",
                     namespace=self.namespace,
+                    quota=self.quota,
                 )
         return outcome
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import ctypes
 import json
@@ -20,7 +21,8 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from .. import __version__
-from ..errors import StoreError
+from ..errors import InvalidInputError, StoreError
+from ..llm import resolve_llm
 from ..memory import Memory
 from ..store import Store, open_store
 from .auth import KeyRing
@@ -71,16 +73,22 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
+        services: Services = app.state.services
+        if services.managers is not None:  # flush: what was said gets extracted
+            await asyncio.to_thread(services.managers.close, settings.graceful_timeout)
         if owned:
-            app.state.services.memory.close()
+            services.memory.close()
 
     if memory is None:
         memory = Memory(
             store if store is not None else open_store(settings.store),
             embedder=settings.embedder,
+            llm=settings.llm,
         )
-    else:  # the caller's facade keeps its own limits
+    else:  # the caller's facade keeps its own limits (and model, unless one is set)
         memory = copy.copy(memory)
+        if settings.llm is not None:
+            memory.llm = resolve_llm(settings.llm)
     memory.max_content_chars = settings.max_content_chars
     memory.max_query_chars = settings.max_query_chars
     keys = KeyRing(memory.store, settings.admin_keys)
@@ -91,7 +99,19 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.settings = settings
-    app.state.services = Services(memory, keys, Limiter(memory.store, settings.quotas))
+    managers = None
+    if settings.extract_sessions:
+        if memory.llm is None:
+            raise InvalidInputError("setting extract_sessions: needs an llm (ENGRAMDB_LLM)")
+        from .managers import Managers
+
+        managers = Managers(
+            memory,
+            every_n_turns=settings.extract_every_turns,
+            idle_seconds=settings.extract_idle_seconds,
+            flush_at_exit=settings.graceful_timeout,
+        )
+    app.state.services = Services(memory, keys, Limiter(memory.store, settings.quotas), managers)
     app.state.registrations = TokenBuckets()  # open registrations per client address
     install_error_handlers(app)
 

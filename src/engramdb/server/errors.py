@@ -22,6 +22,8 @@ from ..errors import (
     EngramError,
     InvalidInputError,
     LeaseHeldError,
+    LLMError,
+    LLMUnavailableError,
     NotFoundError,
     PayloadTooLargeError,
     QuotaExceededError,
@@ -142,6 +144,25 @@ def allowed_methods(request: Request) -> list[str]:
     return sorted({method for methods in chosen for method in methods})
 
 
+LLM_RETRY_AFTER = 30
+"""Seconds a client is told to wait after the model endpoint failed (503)."""
+
+
+def llm_failure(exc: LLMError, what_happened: str) -> ApiError:
+    """The HTTP error for a failed model call: 503 ``llm_unavailable`` (with ``Retry-After``)
+    when the endpoint cannot answer, 502 ``llm_bad_response`` when it answered unusably. The
+    model's own text (an endpoint URL, a provider message) goes to the log only."""
+    log.warning("LLM call failed: %s: %s", type(exc).__name__, exc)
+    if isinstance(exc, LLMUnavailableError):
+        return ApiError(
+            503,
+            "llm_unavailable",
+            f"the model endpoint is unavailable; {what_happened}",
+            {"Retry-After": str(LLM_RETRY_AFTER)},
+        )
+    return ApiError(502, "llm_bad_response", f"the model did not answer usably; {what_happened}")
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Route every failure to one JSON error shape."""
 
@@ -151,6 +172,9 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(EngramError)
     async def _engram(request: Request, exc: EngramError) -> JSONResponse:
+        if isinstance(exc, LLMError):  # a route that did not say what was kept
+            failure = llm_failure(exc, "see the server log")
+            return error_response(failure.status, failure.code, failure.message, failure.headers)
         if isinstance(exc, QuotaExceededError):  # raised inside the write transaction
             wait = {"Retry-After": str(int(exc.retry_after or 3600))}
             return error_response(429, "quota_exceeded", str(exc), wait)

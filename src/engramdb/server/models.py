@@ -274,6 +274,42 @@ class ItemsIn(Body):
     items: Annotated[list[JSONObject], Field(max_length=MAX_ITEMS)]
 
 
+class ExtractIn(Body):
+    """Messages to store in a session and turn into memories (``POST /v1/memories/extract``)."""
+
+    session_id: Id
+    messages: Annotated[list[JSONObject], Field(max_length=MAX_ITEMS)]
+    user_id: Id | None = None
+    agent_id: Id | None = None
+    infer: Bool = Field(
+        default=True,
+        description="let the server's LLM extract and decide; false stores each message as "
+        "said (deduplicated)",
+    )
+    dry_run: Bool = Field(
+        default=False, description="decide without applying (the messages are stored)"
+    )
+
+
+class SessionExtractIn(Body):
+    """Extract what a session holds past its high-water mark."""
+
+    user_id: Id | None = None
+    agent_id: Id | None = None
+    infer: Bool = True
+    dry_run: Bool = False
+
+
+REASON_CHARS = 1000
+Reason = Annotated[str, Strict(), Field(max_length=REASON_CHARS), _Unicode]
+
+
+class ReasonIn(Body):
+    """Why (optional; recorded on the memory's event)."""
+
+    reason: Reason | None = None
+
+
 class TripleIn(Body):
     subject: FactText
     predicate: FactText
@@ -361,6 +397,76 @@ class RememberedOut(MemoryOut):
                 "merged_tags": list(result.merged_tags),
             }
         )
+
+
+class EventOut(FromRecord):
+    """One recorded decision about a memory."""
+
+    id: int
+    memory_id: str
+    at: datetime
+    action: str = Field(description="add, update, delete, invalidate, restore, none or merge")
+    reason: str | None
+    model: str | None = Field(description="the model that decided (null: a person or a rule)")
+    prompt_version: str | None
+    session_id: str | None = Field(description="the session the decision came from")
+    item_seqs: list[int] = Field(description="the session items it came from")
+    details: dict[str, Any]
+
+
+class EventsOut(BaseModel):
+    events: list[EventOut]
+
+
+class CandidateOut(BaseModel):
+    """What the model extracted from the conversation."""
+
+    type: str
+    content: str
+    about: str
+    occurred_at: str | None
+    source_seqs: list[int]
+    importance: float
+    session_id: str
+    user_id: str | None
+    agent_id: str | None
+
+
+class DecisionOut(BaseModel):
+    """What to do with one candidate: add, update, delete (invalidate) or none."""
+
+    action: str
+    target_id: str | None = Field(description="the existing memory an update/delete acts on")
+    new_content: str | None
+    reason: str
+    model: str | None
+    prompt_version: str
+    target_content: str | None
+    candidate: CandidateOut
+
+
+class AppliedOut(BaseModel):
+    """One decision as applied, and the memory it produced or touched."""
+
+    action: str
+    memory_id: str | None
+    reason: str
+    model: str | None
+    prompt_version: str
+    session_id: str
+    seqs: list[int]
+    content: str | None
+    previous_content: str | None
+    at: datetime
+
+
+class ExtractOut(BaseModel):
+    session_id: str
+    stored: int = Field(description="messages stored in the session by this request")
+    dry_run: bool
+    decisions: list[DecisionOut]
+    applied: list[AppliedOut] = Field(description="empty on a dry run")
+    tokens: int = Field(description="LLM tokens this extraction used")
 
 
 class HitOut(FromRecord):

@@ -6,7 +6,13 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ..errors import InvalidInputError
@@ -55,6 +61,30 @@ class ServerSettings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     graceful_timeout: float = Field(default=30.0, ge=0)
+    llm: str | None = None
+    """The model for ``POST /v1/memories/extract`` and the server-run manager:
+    ``"openai:MODEL"`` (any OpenAI-compatible endpoint; base URL and key from
+    ``ENGRAMDB_LLM_BASE_URL`` / ``ENGRAMDB_LLM_API_KEY`` or ``OPENAI_BASE_URL`` /
+    ``OPENAI_API_KEY``). ``None``: no model; extraction with ``infer`` answers 409."""
+    extract_sessions: bool = False
+    """Run a memory manager in the server: items appended through
+    ``POST /v1/sessions/{id}/items`` are extracted into memories in the background (needs
+    ``llm``)."""
+    extract_every_turns: int | None = Field(default=5, ge=1)
+    """The server-run manager extracts a session after this many new user messages
+    (``None``: not on a count)."""
+    extract_idle_seconds: float | None = Field(default=60.0, gt=0)
+    """... and when a session with unextracted items got none for this long (``None``: off)."""
+
+    @field_validator("llm")
+    @classmethod
+    def _known_llm(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from ..llm import resolve_llm
+
+        resolve_llm(value)  # InvalidInputError (a ValueError) names what is wrong
+        return value.strip()
 
     @field_validator("admin_keys", mode="before")
     @classmethod
@@ -116,8 +146,13 @@ def load_settings(config: str | Path | None = None, **overrides: Any) -> ServerS
         env_only = ServerSettings()  # environment over defaults
         env_set = env_only.model_fields_set
         merged = {**from_file, **{k: getattr(env_only, k) for k in env_set}, **given}
-        return ServerSettings.model_validate(merged) if merged else env_only
+        settings = ServerSettings.model_validate(merged) if merged else env_only
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "settings"
         raise InvalidInputError(f"setting {where}: {first['msg']}") from None
+    if settings.extract_sessions and settings.llm is None:
+        raise InvalidInputError(
+            "setting extract_sessions: needs a model; set llm (ENGRAMDB_LLM=openai:MODEL)"
+        )
+    return settings

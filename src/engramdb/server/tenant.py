@@ -7,7 +7,7 @@ so no route can forget the scope.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
@@ -18,14 +18,19 @@ from .auth import KeyRing, Principal
 from .errors import ApiError
 from .quotas import Limiter
 
+if TYPE_CHECKING:
+    from .managers import Managers
+
 
 @dataclass(frozen=True)
 class Services:
-    """What the app holds: the shared facade over the store, keys and limits."""
+    """What the app holds: the shared facade over the store, keys and limits, and the
+    server-run memory managers (``None`` unless ``extract_sessions`` is on)."""
 
     memory: Memory
     keys: KeyRing
     limiter: Limiter
+    managers: Managers | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,8 @@ class Tenant:
     limiter: Limiter
     ancestors: tuple[ApiKey, ...] = ()
     """The keys this key was created from (their per-key limits bound it too)."""
+    managers: Managers | None = None
+    """The server-run memory managers (``extract_sessions``), if on."""
 
     @property
     def namespace(self) -> str:
@@ -47,6 +54,11 @@ class Tenant:
 
     def session(self, session_id: str) -> Session:
         return Session(session_id, self.memory.store, namespace=self.namespace)
+
+    def items_stored(self, session_id: str, items: list[dict[str, object]]) -> None:
+        """Tell the server-run manager (if any) that ``items`` were stored in the session."""
+        if self.managers is not None:
+            self.managers.notify(self.namespace, self.quota, session_id, items)
 
 
 def services(request: Request) -> Services:
@@ -72,7 +84,9 @@ def tenant(request: Request) -> Tenant:
         )
     svc = services(request)
     svc.limiter.check_rate(who.key, who.ancestors)
-    return Tenant(who.key, svc.memory.scoped(who.key.namespace), svc.limiter, who.ancestors)
+    return Tenant(
+        who.key, svc.memory.scoped(who.key.namespace), svc.limiter, who.ancestors, svc.managers
+    )
 
 
 TenantDep = Annotated[Tenant, Depends(tenant)]

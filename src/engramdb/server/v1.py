@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Body, Query, Request
 
 from ..cursors import CURSOR_PATTERN
-from ..errors import InvalidInputError, NotFoundError
+from ..errors import InvalidInputError, LLMError, NotFoundError, QuotaExceededError
 from ..filters import MAX_METADATA_FILTER_KEYS, MAX_TAG_LENGTH, MAX_TAGS
 from ..memory import MAX_FACT_CHARS, MAX_LIMIT, MAX_METADATA_BYTES
 from ..sessions import list_sessions
 from ..types import datetime_from_us, us_from_datetime
 from ..validation import MAX_ID_LENGTH, MAX_JSON_DEPTH
 from .auth import child_limits
-from .errors import ApiError
+from .errors import ApiError, llm_failure
 from .models import (
     KEY_NAME_CHARS,
     MAX_BATCH,
@@ -30,6 +30,10 @@ from .models import (
     DateTimeQuery,
     DeletedOut,
     ErrorOut,
+    EventOut,
+    EventsOut,
+    ExtractIn,
+    ExtractOut,
     FactQuery,
     FactsForgetIn,
     ForgetIn,
@@ -53,10 +57,12 @@ from .models import (
     NeighborsOut,
     NewKeyOut,
     PoppedOut,
+    ReasonIn,
     RecallIn,
     RecallOut,
     RememberedOut,
     RevokedOut,
+    SessionExtractIn,
     SessionOut,
     SessionPageOut,
     StatsOut,
@@ -68,11 +74,32 @@ from .models import (
 )
 from .tenant import PrincipalDep, ServicesDep, Tenant, TenantDep
 
+if TYPE_CHECKING:
+    from ..manager import ExtractionReport
+
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 422, 429)
 }
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
+
+LLM_ERRORS: dict[int | str, dict[str, Any]] = {
+    409: {
+        "model": ErrorOut,
+        "description": "``llm_not_configured``: ``infer`` needs a model and this server has "
+        "none (nothing was stored); ``lease_held``: the session is being extracted now.",
+    },
+    502: {
+        "model": ErrorOut,
+        "description": "``llm_bad_response``: the model answered, but not usably (what was "
+        "said stays stored; a later extract retries it).",
+    },
+    503: {
+        "model": ErrorOut,
+        "description": "``llm_unavailable``: the model endpoint cannot answer now "
+        "(``Retry-After``); what was said stays stored.",
+    },
+}
 
 PageLimit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
 ItemLimit = Annotated[int | None, Query(ge=0)]
@@ -171,8 +198,41 @@ def session_items(t: TenantDep, session_id: str, limit: ItemLimit = None) -> Ite
 )
 def session_add(t: TenantDep, session_id: str, body: ItemsIn) -> AddedOut:
     """Append items (all or nothing)."""
-    t.session(_sid(session_id)).add_items(body.items)
+    sid = _sid(session_id)
+    t.session(sid).add_items(body.items)
+    t.items_stored(sid, body.items)  # the server-run manager, if on (no I/O, never waits)
     return AddedOut(added=len(body.items))
+
+
+@router.post(
+    "/sessions/{session_id}/extract",
+    response_model=ExtractOut,
+    tags=["sessions"],
+    responses=LLM_ERRORS,
+)
+def session_extract(
+    t: TenantDep, session_id: str, body: Annotated[SessionExtractIn | None, Body()] = None
+) -> ExtractOut:
+    """Turn what the session holds past its high-water mark into memories (as
+    ``POST /v1/memories/extract`` does after storing its messages); ``dry_run`` decides
+    without applying or moving the mark. 404 for a session that never had items."""
+    body = body or SessionExtractIn()
+    session = t.session(_sid(session_id))
+    if session.info() is None:
+        raise NotFoundError(f"no session {session.session_id!r}")
+    _check_llm(t, body.infer, stored="nothing was extracted")
+    try:
+        report = t.memory.extract(
+            session.session_id,
+            user_id=body.user_id,
+            agent_id=body.agent_id,
+            infer=body.infer,
+            dry_run=body.dry_run,
+            quota=t.quota,
+        )
+    except LLMError as exc:
+        raise llm_failure(exc, "the session's items stay stored; extract again later") from None
+    return _extracted(report, stored=0)
 
 
 @router.post("/sessions/{session_id}/pop", response_model=PoppedOut, tags=["sessions"])
@@ -240,6 +300,66 @@ def recall(t: TenantDep, body: RecallIn) -> RecallOut:
     return RecallOut(hits=[HitOut.of(h) for h in hits])
 
 
+@router.post(
+    "/memories/extract", response_model=ExtractOut, tags=["memories"], responses=LLM_ERRORS
+)
+def extract(t: TenantDep, body: ExtractIn) -> ExtractOut:
+    """Store ``messages`` in the session, then turn what the session says into memories: with
+    ``infer`` (the default) the server's model extracts facts, preferences, events and plans
+    from every item past the session's high-water mark and decides add / update / delete /
+    none against the most similar memories of the same user and agent, recording each
+    decision as an event (``GET /v1/memories/{id}/events``); ``infer: false`` stores each
+    message as said (deduplicated). ``dry_run`` decides without applying.
+
+    409 ``llm_not_configured`` when ``infer`` is asked of a server without a model (nothing is
+    stored). When the model fails (503 ``llm_unavailable``, 502 ``llm_bad_response``) or a
+    quota is reached (429), the messages are stored all the same and extracted by the next
+    extract call (or the server-run manager)."""
+    sid = body.session_id
+    _check_llm(t, body.infer, stored="nothing was stored")
+    stored = f"the {len(body.messages)} messages were stored in session {sid!r}"
+    try:
+        report = t.memory.add_messages(
+            body.messages,
+            session_id=sid,
+            user_id=body.user_id,
+            agent_id=body.agent_id,
+            infer=body.infer,
+            dry_run=body.dry_run,
+            quota=t.quota,
+        )
+    except LLMError as exc:
+        t.items_stored(sid, body.messages)  # the server-run manager retries them, if on
+        raise llm_failure(exc, f"{stored}; extract again later") from None
+    except QuotaExceededError as exc:
+        wait = {"Retry-After": str(int(exc.retry_after or 3600))}
+        raise ApiError(429, "quota_exceeded", f"{exc} ({stored})", wait) from None
+    return _extracted(report, stored=len(body.messages))
+
+
+def _check_llm(t: Tenant, infer: bool, *, stored: str) -> None:
+    if infer and t.memory.llm is None:
+        raise ApiError(
+            409,
+            "llm_not_configured",
+            f"this server has no model for extraction (setting llm, ENGRAMDB_LLM); {stored}. "
+            "Send infer: false to store messages as said.",
+        )
+
+
+def _extracted(report: ExtractionReport, *, stored: int) -> ExtractOut:
+    return ExtractOut.model_validate(
+        {
+            "session_id": report.session_id,
+            "stored": stored,
+            "dry_run": report.dry_run,
+            "decisions": [d.to_dict() for d in report.decisions],
+            "applied": [a.event.to_dict() for a in report.applied],
+            "tokens": report.tokens,
+        }
+    )
+
+
 @router.post("/memories/forget", response_model=ForgetOut, tags=["memories"])
 def forget_scoped(t: TenantDep, body: ForgetIn) -> ForgetOut:
     """Forget every memory matching a scoped filter (``dry_run`` lists them only). A time
@@ -263,9 +383,11 @@ def memories_list(
     tag: TagQuery = None,
     since: DateTimeQuery = None,
     until: DateTimeQuery = None,
+    include_invalidated: bool = False,
 ) -> MemoryPageOut:
     """Memories in the order they were stored, a page at a time (``tag`` repeatable: all of
-    them; ``since``/``until`` bound when the memory happened)."""
+    them; ``since``/``until`` bound when the memory happened). Invalidated memories are left
+    out unless ``include_invalidated``."""
     filters: dict[str, Any] = {
         k: v
         for k, v in (
@@ -279,7 +401,9 @@ def memories_list(
     }
     if tag:
         filters["tags"] = tag
-    page = t.memory.list(filters, cursor=cursor, limit=limit)
+    page = t.memory.list(
+        filters, cursor=cursor, limit=limit, include_invalidated=include_invalidated
+    )
     return MemoryPageOut(
         memories=[MemoryOut.of(r) for r in page.items], next_cursor=page.next_cursor
     )
@@ -300,6 +424,34 @@ def memory_update(t: TenantDep, memory_id: str, body: MemoryPatch) -> MemoryOut:
 def memory_history(t: TenantDep, memory_id: str) -> HistoryOut:
     """Prior versions, oldest first."""
     return HistoryOut(versions=[VersionOut.of(v) for v in t.memory.history(memory_id)])
+
+
+@router.get("/memories/{memory_id}/events", response_model=EventsOut, tags=["memories"])
+def memory_events(t: TenantDep, memory_id: str) -> EventsOut:
+    """Why the memory exists: the decisions recorded about it (added, updated, invalidated,
+    restored; by which model and prompt version, from which session items), oldest first."""
+    return EventsOut(events=[EventOut.of(e) for e in t.memory.events(memory_id)])
+
+
+@router.post("/memories/{memory_id}/invalidate", response_model=MemoryOut, tags=["memories"])
+def memory_invalidate(
+    t: TenantDep, memory_id: str, body: Annotated[ReasonIn | None, Body()] = None
+) -> MemoryOut:
+    """Invalidate a memory: recall and lists leave it out (``include_invalidated`` shows
+    it), its history and events stay, ``restore`` brings it back. An ``invalidate`` event
+    records the reason. Invalidating an invalidated memory changes nothing."""
+    reason = body.reason if body is not None else None
+    return MemoryOut.of(t.memory.invalidate(memory_id, reason=reason))
+
+
+@router.post("/memories/{memory_id}/restore", response_model=MemoryOut, tags=["memories"])
+def memory_restore(
+    t: TenantDep, memory_id: str, body: Annotated[ReasonIn | None, Body()] = None
+) -> MemoryOut:
+    """Undo ``invalidate`` (a ``restore`` event records it); a live memory is returned
+    unchanged."""
+    reason = body.reason if body is not None else None
+    return MemoryOut.of(t.memory.restore(memory_id, reason=reason))
 
 
 @router.delete("/memories/{memory_id}", response_model=ForgetOut, tags=["memories"])
