@@ -75,3 +75,29 @@ def test_issue11_add_messages_falls_back_to_a_plain_prompt(
     assert [m.content for m in mem.list().items] == ["Ada lives in Lyon"]
     last = fake_openai.completions[-1].body
     assert "response_format" not in last or last["response_format"].get("type") != "json_schema"
+
+
+def test_issue11_delete_and_none_decisions_through_the_fake_openai_server(
+    tmp_path: Path, fake_openai: FakeOpenAI
+) -> None:
+    mem = _memory(tmp_path, fake_openai)
+    fake_openai.answer({"memories": [_fact("Ada owns a dog named Rex", 0)], "triples": []})
+    mem.add_messages([{"role": "user", "content": "My dog Rex"}], session_id="s", user_id="ada")
+    (rex,) = mem.list().items
+    fake_openai.answer({"memories": [_fact("Ada has a dog called Rex", 1)], "triples": []})
+    fake_openai.answer({"action": "none", "handle": 1, "content": None, "reason": "known"})
+    fake_openai.answer({"memories": [_fact("Ada no longer has a dog", 2)], "triples": []})
+    fake_openai.answer({"action": "delete", "handle": 1, "content": None, "reason": "Rex died"})
+    first = mem.add_messages([{"role": "user", "content": "Rex!"}], session_id="s", user_id="ada")
+    assert [d.action for d in first.decisions] == ["none"]
+    assert [m.id for m in mem.list().items] == [rex.id]  # nothing new stored
+    second = mem.add_messages(
+        [{"role": "user", "content": "Rex passed away"}], session_id="s", user_id="ada"
+    )
+    assert [d.action for d in second.decisions] == ["delete"]
+    assert mem.get(rex.id).invalidated and mem.list().items == []
+    actions = [(e.action, e.model, e.reason) for e in mem.events(rex.id)]
+    assert actions[-2:] == [
+        ("none", "fake-model", "known"),
+        ("invalidate", "fake-model", "Rex died"),
+    ]
