@@ -90,13 +90,17 @@ def encode_json(kind: str, value: object) -> str:
     also a ``TypeError`` (what ``json.dumps`` raises); other problems raise
     :class:`InvalidInputError`.
     """
-    check_depth(kind, value)
     try:
         text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except TypeError as exc:
         raise NotJSONError(f"{kind} is not JSON-serialisable: {exc}") from None
     except ValueError as exc:
         raise InvalidInputError(f"{kind} is not JSON-serialisable: {exc}") from None
+    except RecursionError:
+        text = ""  # far deeper than the limit: check_depth below says so
+    # walking the value is the slow part: only a text with enough brackets can be too deep
+    if not text or text.count("{") + text.count("[") > MAX_JSON_DEPTH:
+        check_depth(kind, value)
     _check_utf8(kind, text)
     return text
 
@@ -175,8 +179,13 @@ def decode_items(rows: Sequence[Sequence[Any]], *, where: str) -> list[dict[str,
                 values = orjson.loads(joined)
     if values is None or len(values) != len(rows) or any(type(v) is not dict for v in values):
         return [decode_item(row[1], record_id=row[0], where=where) for row in rows]
-    for row, value in zip(rows, values, strict=True):
-        _check_stored_depth(row[1], value, row[0], where)
+    # too deep needs more than MAX_JSON_DEPTH opening brackets (and as many closing ones)
+    for i in [
+        i
+        for i, text in enumerate(texts)
+        if len(text) > 2 * MAX_JSON_DEPTH and text.count("{") + text.count("[") > MAX_JSON_DEPTH
+    ]:
+        _check_stored_depth(texts[i], values[i], rows[i][0], where)
     return cast(list[dict[str, Any]], values)
 
 
