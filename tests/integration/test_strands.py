@@ -143,6 +143,19 @@ def test_issue12_strands_resent_batch_stored_once(tmp_path: Path) -> None:
     assert asyncio.run(store.add_messages(batch, AddMessagesContext(sequence_numbers=[0, 1]))) == 2
 
 
+def test_issue12_strands_store_shared_by_two_agents_loses_nothing(tmp_path: Path) -> None:
+    memory = _memory(tmp_path)
+    store = _store(memory)
+    first = _agent(store, ScriptedModel(["A heard you."]))
+    second = _agent(store, ScriptedModel(["B heard you."]))  # one run id for both now
+    first("I like sailing.")
+    second("I like climbing.")  # numbered 0 and 1 again, like the first agent's turn
+    contents = {m.content for m in memory.list(limit=100).items}
+    said = {"user: I like sailing.", "assistant: A heard you."}
+    said |= {"user: I like climbing.", "assistant: B heard you."}
+    assert said <= contents
+
+
 def test_issue12_strands_failed_extraction_is_retried_not_duplicated(
     tmp_path: Path, fake_openai: FakeOpenAI
 ) -> None:

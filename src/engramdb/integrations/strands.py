@@ -21,17 +21,21 @@ The store implements the ``MemoryStore`` protocol of ``strands.memory``:
 Re-sent batches are stored once. Strands numbers the messages of an agent from 0 (again for
 each new agent), and re-sends a batch with the same numbers after a failed save; the store
 keys each message with ``(run_id, seq)``, where ``run_id`` is new each time a ``MemoryManager``
-initialises the store for an agent (or fixed by the caller), and skips messages it already
-holds. Messages go to the engramdb session ``session_id`` (default ``strands-<run_id>``).
+initialises the store for an agent (or fixed by the caller), plus a digest of the message,
+and skips messages it already holds. Give each agent its own store (they are cheap; share the
+``Memory``): agents sharing one store share its run id and session. Messages go to the
+engramdb session ``session_id`` (default ``strands-<run_id>``).
 
 Works embedded (a :class:`engramdb.Memory`) and remote (a :class:`engramdb.Client` of
-``engramdb serve``). Strands is imported lazily: only the optional ``ExtractionConfig`` types
-come from it.
+``engramdb serve``). Strands is imported lazily, when a store is created; without it that
+raises :class:`~engramdb.errors.InvalidInputError` naming ``pip install 'engramdb[strands]'``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -194,19 +198,20 @@ class EngramMemoryStore:
         )
         return record.id
 
-    def _stored_markers(self, session_id: str) -> set[int]:
+    def _stored_markers(self, session_id: str) -> set[tuple[int, str]]:
+        """The ``(seq, digest)`` keys of this run's messages already in the session."""
         items = (
             Session(session_id, self.memory.store, namespace=self.memory.namespace).get_items()
             if isinstance(self.memory, Memory)
             else self.memory.get_items(session_id)
         )
-        seen: set[int] = set()
+        seen: set[tuple[int, str]] = set()
         for item in items:
             marker = item.get(MARKER_KEY)
             if isinstance(marker, Mapping) and marker.get("run_id") == self.run_id:
-                seq = marker.get("seq")
-                if isinstance(seq, int):
-                    seen.add(seq)
+                seq, digest = marker.get("seq"), marker.get("digest")
+                if isinstance(seq, int) and isinstance(digest, str):
+                    seen.add((seq, digest))
         return seen
 
     def _add_messages(self, messages: list[Any], seqs: list[int] | None) -> int:
@@ -218,17 +223,20 @@ class EngramMemoryStore:
         for n, message in enumerate(messages):
             if not isinstance(message, Mapping):
                 raise InvalidInputError(f"message {n} must be a dict")
-            seq = seqs[n] if seqs is not None else None
-            if seq is not None and seq in stored:
-                continue  # re-sent: already in the session
             blocks = _text_blocks(message)
             if not blocks:
                 continue
             role = message.get("role")
             item: dict[str, Any] = {"role": role if isinstance(role, str) else "user"}
             item["content"] = blocks
-            if seq is not None:
-                item[MARKER_KEY] = {"run_id": self.run_id, "seq": seq}
+            if seqs is not None:
+                # a re-sent message has the same number and the same text; the text also
+                # keeps apart two agents that share this store (and so a run id)
+                key = (seqs[n], _digest(item))
+                if key in stored:
+                    continue
+                stored.add(key)
+                item[MARKER_KEY] = {"run_id": self.run_id, "seq": key[0], "digest": key[1]}
             items.append(item)
         self._ingest(session_id, items)
         return len(items)
@@ -266,6 +274,11 @@ class EngramMemoryStore:
             )
         elif client.session_info(session_id) is not None:
             client.extract(session_id, user_id=user_id, agent_id=agent_id, infer=infer)
+
+
+def _digest(item: Mapping[str, Any]) -> str:
+    text = json.dumps([item["role"], item["content"]], ensure_ascii=False, sort_keys=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def _hit_metadata(hit: Hit) -> dict[str, Any]:
