@@ -445,3 +445,36 @@ def test_issue12_mcp_example_client_session_runs(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "recalled: Alice prefers window seats" in done.stdout
+
+
+def test_issue12_mcp_http_quota_is_a_tool_error(tmp_path: Path) -> None:
+    live = start_live_server(str(tmp_path / "data"), max_memories=1)
+    try:
+        key = live.register("small")
+
+        async def body(s: ClientSession) -> Any:
+            first = await s.call_tool("remember", {"content": "one memory fits"})
+            second = await s.call_tool("remember", {"content": "a second one does not"})
+            found = await s.call_tool("recall", {"query": "memory"})
+            return first, second, found
+
+        first, second, found = run(lambda: http_session(live.url, key), body)
+    finally:
+        live.stop()
+    assert not first.isError, tool_result_text(first)
+    assert second.isError
+    assert "quota_exceeded" in tool_result_text(second)
+    assert [h["content"] for h in tool_result_json(found)["hits"]] == ["one memory fits"]
+
+
+def test_issue12_mcp_missing_extra_is_a_one_line_error() -> None:
+    code = (
+        "import sys; sys.modules['mcp'] = None; sys.argv = ['engramdb', 'mcp']; "
+        "from engramdb.cli import main; main()"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=_env(), capture_output=True, text=True
+    )
+    assert done.returncode == 1
+    assert "pip install 'engramdb[mcp]'" in done.stderr
+    assert "Traceback" not in done.stderr
