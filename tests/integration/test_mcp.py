@@ -381,18 +381,23 @@ def test_issue12_mcp_stdio_remote_revoked_key_is_a_tool_error(server: LiveServer
     key_id = httpx.get(f"{server.url}/v1/keys", headers={"X-API-Key": key}).json()["keys"][0]["id"]
 
     async def body(s: ClientSession) -> Any:
-        ok = await s.call_tool("remember", {"content": "Dana takes the 8:15 train"})
-        found = await s.call_tool("recall", {"query": "train"})
+        ok = await s.call_tool(
+            "remember", {"content": "Dana takes the 8:15 train", "tags": ["commute"]}
+        )
+        found = await s.call_tool("recall", {"query": "train", "tags": ["commute"]})
+        block = await s.call_tool("get_context", {"query": "train"})
         httpx.delete(f"{server.url}/v1/keys/{key_id}", headers={"X-API-Key": server.admin_key})
         after = await s.call_tool("recall", {"query": "train"})
-        return ok, found, after
+        return ok, found, block, after
 
-    ok, found, after = run(
+    ok, found, block, after = run(
         lambda: stdio_session("--url", server.url, "--api-key", key, ENGRAMDB_STORE="/nonexistent"),
         body,
     )
     assert not ok.isError, tool_result_text(ok)
     assert [h["content"] for h in tool_result_json(found)["hits"]] == ["Dana takes the 8:15 train"]
+    assert tool_result_json(ok)["tags"] == ["commute"]
+    assert "Dana takes the 8:15 train" in tool_result_text(block)
     assert after.isError
     assert "revoked" in tool_result_text(after)
 
