@@ -90,10 +90,14 @@ def main(data_dir: str) -> str:
         ScriptedModel(["Noted: you are Alice, a marine biologist.", "Got it: tea, never coffee."]),
     )
     first("Hi, I'm Alice and I work as a marine biologist.")
-    asyncio.run(first.invoke_async("I drink tea, never coffee."))
-    asyncio.run(
-        first.memory_manager.flush()
-    )  # invoke_async saves on the trigger, in the background
+
+    async def second_turn() -> None:
+        await first.invoke_async("I drink tea, never coffee.")
+        # invoke_async saves in a background task of this event loop: flush before the loop
+        # closes (asyncio.run cancels tasks still pending when it returns)
+        await first.memory_manager.flush()
+
+    asyncio.run(second_turn())
 
     second_model = ScriptedModel(
         [{"tool": "search_memory", "input": {"query": "what does Alice drink"}}, "Tea for you."]

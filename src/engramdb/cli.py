@@ -927,6 +927,65 @@ def serve(
     )
 
 
+@app.command("mcp")
+def mcp_cmd(
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            "--data-dir",
+            "-d",
+            envvar="ENGRAMDB_STORE",
+            help="Data directory (SQLite) or postgresql:// URL. [default: ./.engramdb]",
+            show_default=False,
+        ),
+    ] = None,
+    namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", envvar="ENGRAMDB_NAMESPACE", help="Namespace."),
+    ] = None,
+    embedder: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ENGRAMDB_EMBEDDER",
+            help="auto, local, none, hashing, openai:<model>, st:<model>.",
+        ),
+    ] = None,
+    llm: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ENGRAMDB_LLM",
+            help="Model for add_messages' extraction: openai:<model>. [default: none]",
+            show_default=False,
+        ),
+    ] = None,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="ENGRAMDB_URL",
+            help="Serve a remote engramdb server instead of a local store.",
+        ),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="ENGRAMDB_API_KEY", help="The API key for --url."),
+    ] = None,
+) -> None:
+    """Run an MCP server over stdio (for Claude Desktop, Cursor, Codex...): the tools remember,
+    recall, forget, learn, facts, get_context and add_messages, over a local store or, with
+    --url, an engramdb server. See docs/integrations/mcp.md."""
+    from .integrations.mcp import require_mcp, run_stdio, stdio_target
+
+    try:
+        require_mcp()
+        target = stdio_target(
+            store, namespace=namespace, embedder=embedder, llm=llm, url=url, api_key=api_key
+        )
+    except EngramError as exc:
+        raise _fail(exc) from None
+    run_stdio(target)
+
+
 @app.command("migrate")
 def migrate_cmd(
     source: Annotated[

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, cast
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -70,9 +70,12 @@ def create_app(
     settings = settings or ServerSettings()
     owned = memory is None and store is None
 
+    mcp = McpMount()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
+        async with mcp.running(app.state.services):
+            yield
         services: Services = app.state.services
         if services.managers is not None:  # flush: what was said gets extracted
             await asyncio.to_thread(services.managers.close, settings.graceful_timeout)
@@ -119,6 +122,8 @@ def create_app(
 
     app.include_router(v1.router)
     app.include_router(compat.router)
+    # MCP over streamable HTTP (engramdb.integrations.mcp), authenticated by the same keys
+    app.add_route("/mcp", cast(Any, mcp), include_in_schema=False)  # a raw ASGI endpoint
 
     backend = memory.store.url.split(":", 1)[0]
 
@@ -140,6 +145,44 @@ def create_app(
     app.add_middleware(RawSessionPath)
     app.add_middleware(AccessLog)
     return app
+
+
+class McpMount:
+    """The ``/mcp`` route: the MCP endpoint, built (and the ``mcp`` SDK imported) when the app
+    starts, so apps that never start pay nothing; 404 without the ``mcp`` extra."""
+
+    def __init__(self) -> None:
+        self.endpoint: Any = None
+        self.missing: str | None = None
+
+    @asynccontextmanager
+    async def running(self, services: Services) -> AsyncIterator[None]:
+        try:
+            from ..integrations.mcp import McpEndpoint, require_mcp
+
+            require_mcp()
+        except InvalidInputError as exc:
+            self.missing = str(exc)
+            yield
+            return
+        endpoint = McpEndpoint(services.memory, services.keys, services.limiter)
+        async with endpoint.lifespan():
+            self.endpoint = endpoint
+            try:
+                yield
+            finally:
+                self.endpoint = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        from .middleware import send_error
+
+        if self.endpoint is None:
+            status, message = (
+                (404, self.missing) if self.missing else (503, "the MCP endpoint is not running")
+            )
+            await send_error(send, status, "not_found" if self.missing else "unavailable", message)
+            return
+        await self.endpoint(scope, receive, send)
 
 
 def _health(memory: Memory, backend: str) -> HealthOut | JSONResponse:
