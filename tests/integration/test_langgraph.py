@@ -102,13 +102,44 @@ def test_issue12_langgraph_search_query_prefix_filter_paging(store: EngramStore)
         (("users", "bob"), "1"),
     ]
     assert all(h.score is None for h in prefs)
-    trips = store.search(("users",), query="oolong tea", filter={"kind": "trip"})
-    assert [h.key for h in trips] in ([], ["2"])
+    trips = store.search(("users",), query="Alice", filter={"kind": "trip"})
+    assert [(h.key, h.value["kind"]) for h in trips] == [("2", "trip")]
+    numbers = store.search(("users",), query="Alice", filter={"kind": "pref", "n": {"$gt": 0}})
+    assert numbers == []  # no value has n: a comparison with a missing field is false
     assert store.search(("users",), filter={"kind": {"$ne": "pref"}})[0].key == "2"
     # paging without a query: stored order
     everything = store.search((), limit=10)
     assert len(everything) == 4
     assert store.search((), limit=2, offset=1) == everything[1:3]
+
+
+@pytest.mark.parametrize("text", ["same text", "other text"])
+def test_issue12_langgraph_put_racing_another_writer_updates(
+    store: EngramStore, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    store.put(("race",), "k", {"text": "same text", "who": "first"})
+    # a second writer that looked before the first one stored the item
+    monkeypatch.setattr(EngramStore, "_find", lambda self, namespace, key: None)
+    store.put(("race",), "k", {"text": text, "who": "second"})
+    monkeypatch.undo()
+    item = store.get(("race",), "k")
+    assert item is not None and item.value == {"text": text, "who": "second"}
+    assert store.memory.stats().memories == 1
+
+
+def test_issue12_langgraph_resent_id_is_existing_not_a_store_error(backend: Any) -> None:
+    """The store under a racing put: an entry re-sent with a stored memory's id and identity
+    is that memory (``existing``), not a second insert (SQLite raised "constraint failed")."""
+    memory = Memory(backend.open(), embedder=None)
+    entry = {"id": "mem_fixed", "content": "same text", "session_id": "s1", "tags": ["a"]}
+    (first,) = memory.remember_results([entry])
+    again, twice = memory.remember_results([entry, {**entry, "tags": ["b"]}])
+    assert first.created and first.memory.id == "mem_fixed"
+    assert again.status == "existing" and again.memory.id == "mem_fixed"
+    assert twice.status == "merged" and set(twice.memory.tags) == {"a", "b"}
+    assert memory.stats().memories == 1
+    assert [h.memory.id for h in memory.recall("same text")] == ["mem_fixed"]
+    memory.close()
 
 
 def test_issue12_langgraph_list_namespaces(store: EngramStore) -> None:
@@ -179,6 +210,8 @@ def test_issue12_langgraph_bad_input_is_typed(store: EngramStore) -> None:
         store.batch([PutOp(("a.b",), "k", {"text": "x"})])
     with pytest.raises(InvalidInputError):
         store.batch([PutOp((), "k", {"text": "x"})])
+    with pytest.raises(InvalidInputError):
+        store.batch([PutOp(("langgraph", "x"), "k", {"text": "x"})])
     with pytest.raises(InvalidInputError):
         store.batch([SearchOp(("a",), None, -1, 0, None)])
     with pytest.raises(InvalidInputError):

@@ -146,6 +146,8 @@ class EngramStore(BaseStore):
         if op.ttl is not None:
             raise InvalidInputError("EngramStore does not support TTLs (pass ttl=None)")
         existing = self._find(namespace, key)
+        if op.value is not None and namespace[0] == "langgraph":
+            raise InvalidInputError("the root label 'langgraph' is reserved by LangGraph")
         if op.value is None:
             if existing is not None:
                 self.memory.forget(existing.id)
@@ -167,9 +169,13 @@ class EngramStore(BaseStore):
             "session_id": memory_id,
         }
         try:
-            self.memory.remember_many([entry])
-        except ConflictError:  # another writer created the item meanwhile: update it
-            self.memory.update(memory_id, content=content, metadata=metadata)
+            (stored,) = self.memory.remember_results([entry])
+            if stored.created:
+                return
+        except ConflictError:  # another writer created the item meanwhile, other text
+            pass
+        # another writer created the item meanwhile (the insert found it): this put wins
+        self.memory.update(memory_id, content=content, metadata=metadata)
 
     def _search(self, op: SearchOp) -> list[SearchItem]:
         prefix = _check_namespace(op.namespace_prefix, allow_empty=True)
