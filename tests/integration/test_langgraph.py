@@ -30,6 +30,7 @@ from langgraph.store.base import (
 from engramdb import Memory
 from engramdb.errors import InvalidInputError
 from engramdb.integrations.langgraph import EngramStore
+from tests.fake_openai import Reply
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -274,10 +275,25 @@ def test_issue12_langgraph_missing_extra_names_install_command() -> None:
     assert "pip install 'engramdb[langgraph]'" in out.stdout
 
 
-def test_issue12_langgraph_example_runs(tmp_path: Path) -> None:
-    env = {**os.environ, "ENGRAMDB_EMBEDDER": "hashing"}
+def test_issue12_langgraph_example_runs(tmp_path: Path, fake_openai: Any) -> None:
+    env = {**os.environ, "ENGRAMDB_EMBEDDER": "hashing", "OPENAI_API_KEY": "test"}
+    script = str(ROOT / "examples" / "langgraph_store.py")
+    fake_openai.default = lambda body: Reply(content="Oolong, as you told me.")
     out = subprocess.run(
-        [sys.executable, str(ROOT / "examples" / "langgraph_store.py"), str(tmp_path / "data")],
+        [sys.executable, script, str(tmp_path / "a"), "--base-url", fake_openai.base_url],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=True,
+    )
+    assert out.stdout.strip() == "Oolong, as you told me."
+    (request,) = fake_openai.completions
+    system = request.body["messages"][0]["content"]
+    assert "- my favourite tea is oolong" in system  # recalled from the first run's store
+    # without a model, the agent answers with the memory itself
+    out = subprocess.run(
+        [sys.executable, script, str(tmp_path / "b")],
         capture_output=True,
         text=True,
         env=env,
