@@ -159,6 +159,8 @@ def test_issue12_langgraph_list_namespaces(store: EngramStore) -> None:
         ("a", "b", "d"),
         ("z", "b", "c"),
     ]
+    assert store.list_namespaces(prefix=("a", "*", "d")) == [("a", "b", "d")]
+    assert store.list_namespaces(prefix=("a",), suffix=("b", "c")) == [("a", "b", "c")]
     assert store.list_namespaces(max_depth=1) == [("a",), ("z",)]
     assert store.list_namespaces(prefix=("a",), max_depth=2) == [("a", "b"), ("a", "x")]
     assert store.list_namespaces(limit=2, offset=1) == [("a", "b", "d"), ("a", "x")]

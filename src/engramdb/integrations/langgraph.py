@@ -71,6 +71,7 @@ VALUE_PREFIX = "lg_v:"
 MAX_DEPTH = 24
 """Deepest LangGraph namespace (each label is one metadata filter key; engramdb allows 32)."""
 _TEXT_FIELDS = ("text", "content", "memory")
+MAX_PUSHED_NAME = 256
 _PAGE = 1000
 
 
@@ -191,6 +192,7 @@ class EngramStore(BaseStore):
                 isinstance(name, str)
                 and isinstance(want, str)
                 and "\x00" not in name + want
+                and len(name) <= MAX_PUSHED_NAME
                 and len(pushed) < MAX_METADATA_FILTER_KEYS
             ):
                 pushed[VALUE_PREFIX + name] = want
@@ -218,13 +220,19 @@ class EngramStore(BaseStore):
     def _list_namespaces(self, op: ListNamespacesOp) -> list[tuple[str, ...]]:
         limit, offset = _check_count("limit", op.limit), _check_count("offset", op.offset)
         conditions = tuple(op.match_conditions or ())
-        prefix: tuple[str, ...] = ()
+        pushed = _prefix_filter(())
         for condition in conditions:
+            if condition.match_type not in ("prefix", "suffix"):
+                raise InvalidInputError(
+                    f"match_type must be 'prefix' or 'suffix', got {condition.match_type!r}"
+                )
             _check_namespace(tuple(p for p in condition.path if p != "*"), allow_empty=True)
-            if condition.match_type == "prefix" and "*" not in condition.path:
-                prefix = tuple(condition.path)
+            if condition.match_type == "prefix":  # a label at a known depth: a metadata filter
+                for depth, label in enumerate(condition.path[:MAX_DEPTH]):
+                    if label != "*":
+                        pushed[f"lg_ns_{depth}"] = label
         seen: set[tuple[str, ...]] = set()
-        for record in self._records({"metadata": _prefix_filter(prefix)}):
+        for record in self._records({"metadata": pushed}):
             namespace = tuple(record.metadata.get("lg_namespace", ()))
             if not all(_does_match(c, namespace) for c in conditions):
                 continue
