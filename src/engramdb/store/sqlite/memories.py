@@ -283,6 +283,15 @@ class MemoriesMixin:
                         seq + n if m.embedding is not None else None,
                     )
                 )
+            ids = to_json([m.id for m in memories])
+            # ids stored before this call: a memory given the id of one of them (a re-sent
+            # entry) is not new even though its id is found below
+            before = {
+                row[0]
+                for row in conn.execute(
+                    "SELECT id FROM memories WHERE id IN (SELECT value FROM json_each(?))", (ids,)
+                )
+            }
             # OR IGNORE skips memories identical to a stored one (the identity index) - they
             # are looked up below - and lets executemany insert the rest in one call.
             conn.executemany(
@@ -292,15 +301,22 @@ class MemoriesMixin:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
                 rows,
             )
-            inserted = dict(
+            found = dict(
                 conn.execute(
                     # unary + keeps SQLite on the id index instead of scanning the namespace
                     "SELECT id, rowid FROM memories WHERE id IN (SELECT value FROM json_each(?)) "
                     "AND +namespace = ?",
-                    (to_json([m.id for m in memories]), namespace),
+                    (ids, namespace),
                 ).fetchall()
             )
-            fresh = [(m, inserted[m.id]) for m in memories if m.id in inserted]
+            # the first entry with a new id is the one inserted (executemany runs in order)
+            inserted: dict[str, int] = {}
+            fresh: list[tuple[NewMemory, int]] = []
+            for m in memories:
+                if m.id in found and m.id not in before and m.id not in inserted:
+                    inserted[m.id] = found[m.id]
+                    fresh.append((m, found[m.id]))
+            created = {id(m) for m, _ in fresh}
             _count(conn, namespace, memories=len(fresh))
             conn.executemany(
                 "INSERT INTO memories_fts (rowid, content, tags, meta, ctx) "
@@ -319,7 +335,7 @@ class MemoriesMixin:
             self._refresh_context(conn, in_sessions, with_neighbors=True)
             out: list[tuple[MemoryRecord, bool]] = []
             for m in memories:
-                if m.id in inserted:
+                if id(m) in created:
                     out.append((new_record(namespace, m, now), True))
                     continue
                 existing = conn.execute(
