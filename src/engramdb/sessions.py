@@ -147,6 +147,22 @@ class Session:
         """Remove every item. Sequence numbers keep counting up; none is reused."""
         self.store.session_clear(self.namespace, self.session_id)
 
+    def replace_items(self, items: Sequence[JSONItem]) -> int:
+        """Replace the whole history with ``items`` in one store transaction; returns how many
+        items were removed.
+
+        All or nothing: a bad item (checked as in :meth:`add_items`) or a store failure leaves
+        the old history exactly as it was, never a cleared session. This is the atomic
+        history replacement the OpenAI Agents SDK's ``OpenAIResponsesCompactionSession`` uses
+        to swap a conversation for its compacted form. Sequence numbers keep counting up.
+        """
+        encoded = encode_items(items)
+        with self.store.atomic():
+            removed = self.store.session_clear(self.namespace, self.session_id)
+            if encoded:
+                self.store.session_add(self.namespace, self.session_id, encoded)
+        return removed
+
     def info(self) -> SessionInfo | None:
         """Created/updated times and item count, or ``None`` if nothing was ever written."""
         return self.store.session_info(self.namespace, self.session_id)
@@ -231,6 +247,16 @@ class AsyncSession:
     async def clear_session(self) -> None:
         """Remove every item. Sequence numbers keep counting up; none is reused."""
         await _in_thread(self._sync.clear_session)
+
+    async def replace_items(self, items: Sequence[JSONItem]) -> int:
+        """Replace the whole history atomically; see :meth:`Session.replace_items`."""
+        return await _in_thread(self._sync.replace_items, items)
+
+    async def _atomic_replace_items(self, items: list[JSONItem]) -> bool:
+        """The Agents SDK's atomic history-replacement hook (used by
+        ``OpenAIResponsesCompactionSession``): the old history or the new one, never a gap."""
+        await self.replace_items(items)
+        return True
 
     async def info(self) -> SessionInfo | None:
         """Created/updated times and item count, or ``None`` if nothing was ever written."""
