@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +17,11 @@ from agents.testing import ModelCall, ModelStep, ScriptedModel, assistant_messag
 
 from engramdb import AsyncClient, AsyncMemory, Client, Memory
 from engramdb.errors import InvalidInputError
-from engramdb.integrations.openai_agents import memory_instructions, memory_tools
+from engramdb.integrations.openai_agents import (
+    EngramSession,
+    memory_instructions,
+    memory_tools,
+)
 from tests.live_server import LiveServer
 
 set_tracing_disabled(True)
@@ -174,3 +181,91 @@ def test_issue12_tools_json_schema_is_strict(tmp_path: Path) -> None:
         assert tool.params_json_schema.get("additionalProperties") is False, json.dumps(
             tool.params_json_schema
         )
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def python_blocks(markdown: str) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", markdown, flags=re.S)
+
+
+def readme_section(heading: str, parent: str) -> str:
+    text = (ROOT / "README.md").read_text()
+    part = text[text.index(f"\n{parent}\n") :]
+    part = part[part.index(f"\n{heading}\n") + len(heading) + 2 :]
+    return re.split(r"\n#{2,3} ", part)[0]
+
+
+def run_snippet_agent(agent: Agent[Any]) -> ScriptedModel:
+    """Give the snippet's agent a scripted model, store a fact with its tools, then check a
+    new run's instructions carry it."""
+    model = ScriptedModel(
+        [
+            [function_call("remember", {"content": "Ada likes jazz"}, call_id="s1")],
+            [assistant_message("Saved.")],
+            [assistant_message("Jazz.")],
+        ]
+    )
+    agent.model = model
+    Runner.run_sync(agent, "I like jazz.")
+    Runner.run_sync(agent, "What music do I like?")
+    assert "Ada likes jazz" in (model.calls[2].system_instructions or "")
+    return model
+
+
+def test_issue12_readme_openai_agents_snippet(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocks = python_blocks(readme_section("### OpenAI Agents SDK", "## Integrations"))
+    assert len(blocks) == 1
+    monkeypatch.chdir(tmp_path)
+    scope: dict[str, Any] = {}
+    exec(blocks[0], scope)
+    run_snippet_agent(scope["agent"])
+    assert (tmp_path / "agent-memory").is_dir()
+
+
+def test_issue12_docs_openai_agents_snippets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, live_server: LiveServer
+) -> None:
+    blocks = python_blocks((ROOT / "docs/integrations/openai-agents.md").read_text())
+    assert len(blocks) == 3
+    monkeypatch.chdir(tmp_path)
+    key = live_server.register("docs-snippets")
+    scope: dict[str, Any] = {"api_key": key}
+    for block in blocks:
+        exec(block.replace("http://127.0.0.1:8765", live_server.url), scope)
+    run_snippet_agent(scope["agent"])
+    # the remote tools work against the live server
+    remote = Agent(name="r", model=ScriptedModel([]), tools=scope["tools"])
+    remote.model = ScriptedModel(
+        [
+            [function_call("remember", {"content": "Ada plays chess"}, call_id="r1")],
+            [assistant_message("ok")],
+        ]
+    )
+    Runner.run_sync(remote, "I play chess.")
+    assert [m.content for m in scope["client"].list().items] == ["Ada plays chess"]
+    # the compaction session wraps an engramdb session
+    assert isinstance(scope["session"].underlying_session, EngramSession)
+
+
+def test_issue12_example_openai_agents_chat(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "examples/openai_agents_chat.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.splitlines() == [
+        "[chat-1] assistant: Noted: green tea, no sugar.",
+        "[chat-2] assistant: You drink green tea, no sugar.",
+    ]
+    # the fact is a memory of the user, and each conversation its own session
+    memory = Memory(tmp_path, embedder="hashing")
+    assert [(m.content, m.user_id) for m in memory.list().items] == [
+        ("Ada drinks green tea, no sugar", "ada")
+    ]
+    assert len(asyncio.run(EngramSession("chat-2", tmp_path).get_items())) == 2

@@ -42,7 +42,7 @@ from ..store import Store
 from ..types import DEFAULT_NAMESPACE, Hit, MemoryRecord
 
 if TYPE_CHECKING:
-    from agents import Agent, FunctionTool, RunContextWrapper
+    from agents import Agent, RunContextWrapper, Tool
     from agents.memory import SessionSettings
 
     from ..client import AsyncClient, Client
@@ -191,8 +191,9 @@ def memory_tools(
     user_id: str | None = None,
     agent_id: str | None = None,
     namespace: str | None = None,
-) -> list[FunctionTool]:
-    """``remember``, ``recall`` and ``forget`` as Agents SDK function tools, bound to a scope.
+) -> list[Tool]:
+    """``remember``, ``recall`` and ``forget`` as Agents SDK ``FunctionTool``s (typed as the
+    ``list[Tool]`` that ``Agent(tools=...)`` takes), bound to a scope.
 
     Everything the tools store carries ``user_id``/``agent_id``; ``recall`` searches only
     that scope, and ``forget`` removes one memory by id only if it belongs to the scope (an id
