@@ -163,6 +163,47 @@ class Session:
                 self.store.session_add(self.namespace, self.session_id, encoded)
         return removed
 
+    def tail_snapshot(self, limit: int) -> tuple[list[JSONItem], bool, SessionInfo | None]:
+        """The newest ``limit`` items (oldest first), whether they are the whole session, and
+        the session's version (its :class:`~engramdb.types.SessionInfo`), read in one
+        transaction: what :meth:`replace_tail` checks before it writes."""
+        page = check_limit(limit, allow_none=False)
+        assert page is not None
+        with self.store.atomic():
+            version = self.store.session_info(self.namespace, self.session_id)
+            items = self.store.session_get(self.namespace, self.session_id, page + 1)
+        complete = len(items) <= page
+        return (items if complete else items[1:]), complete, version
+
+    def replace_tail(
+        self,
+        expected: Sequence[JSONItem],
+        items: Sequence[JSONItem],
+        *,
+        version: SessionInfo | None = None,
+    ) -> bool:
+        """Replace the newest ``len(expected)`` items with ``items`` in one store transaction,
+        only if they still are ``expected`` and (given ``version``, from :meth:`tail_snapshot`)
+        nothing was written since; returns whether it replaced. Older items stay. This is the
+        bounded suffix replacement the Agents SDK's compaction uses on its SQL sessions."""
+        encoded = encode_items(items)
+        if not expected:
+            return False
+        ns, sid = self.namespace, self.session_id
+        try:
+            with self.store.atomic():
+                if version is not None and self.store.session_info(ns, sid) != version:
+                    raise _Changed
+                if self.store.session_get(ns, sid, len(expected)) != list(expected):
+                    raise _Changed
+                for _ in expected:
+                    self.store.session_pop(ns, sid)
+                if encoded:
+                    self.store.session_add(ns, sid, encoded)
+        except _Changed:
+            return False
+        return True
+
     def info(self) -> SessionInfo | None:
         """Created/updated times and item count, or ``None`` if nothing was ever written."""
         return self.store.session_info(self.namespace, self.session_id)
@@ -199,6 +240,10 @@ class Session:
             stop.set()
             renewer.join()
             lease.release()
+
+
+class _Changed(Exception):
+    """The session changed since it was read: roll the transaction back."""
 
 
 class AsyncSession:

@@ -169,3 +169,55 @@ def test_issue12_compaction_put_items_rejects_bad_input(
         assert r.status_code == status, r.text
         assert set(r.json()["error"]) >= {"code", "message"}
         assert client.get_items("kept") == USER  # nothing lost
+
+
+OLD = [
+    {"role": "user", "content": "old-q"},
+    {
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "output_text", "text": "old-a", "annotations": []}],
+    },
+]
+
+
+def test_issue12_compaction_bounded_suffix_keeps_older_history(
+    backend: Backend, fake_openai: FakeOpenAI
+) -> None:
+    # the model sees only the newest two stored items: automatic compaction replaces the
+    # suffix it saw, through the SDK's bounded snapshot hook, and keeps what came before
+    store = backend.open()
+    underlying = NoClearEngramSession("conv", store, session_settings={"limit": 2})
+    asyncio.run(underlying.add_items(OLD * 2))
+    session = OpenAIResponsesCompactionSession(
+        "conv",
+        underlying,
+        client=AsyncOpenAI(base_url=fake_openai.base_url, api_key="fake", max_retries=0),
+        compaction_mode="input",
+        should_trigger_compaction=lambda ctx: True,
+    )
+    model = ScriptedModel([ModelStep(output=[assistant_message("one")], response_id="r1")])
+    agent = Agent(name="assistant", instructions="Be brief.", model=model)
+    assert Runner.run_sync(agent, "q1", session=session).final_output == "one"
+    assert len(fake_openai.compactions) == 1
+    stored = asyncio.run(underlying.get_items(100))
+    assert stored[:2] == OLD  # older history, never sent to the model, stays as it was
+    assert [i.get("content") for i in stored[2:4]] == ["old-q", "q1"]
+    assert stored[4]["type"] == "compaction" and len(stored) == 5
+    store.close()
+
+
+def test_issue12_compaction_suffix_replace_refuses_a_changed_session(backend: Backend) -> None:
+    store = backend.open()
+    session = Session("conv", store)
+    session.add_items(OLD * 2)
+    items, complete, version = session.tail_snapshot(2)
+    assert (items, complete) == (OLD, False)
+    session.add_items(USER[:1])  # a write after the snapshot
+    assert not session.replace_tail(items, [{"role": "user", "content": "x"}], version=version)
+    assert session.get_items() == OLD * 2 + USER[:1]
+    items, complete, version = session.tail_snapshot(10)
+    assert complete and len(items) == 5
+    assert session.replace_tail(items[3:], [{"role": "user", "content": "x"}], version=version)
+    assert session.get_items() == [*OLD, OLD[0], {"role": "user", "content": "x"}]
+    store.close()

@@ -16,9 +16,10 @@ that carry what the agent remembers.
   ``get_items(limit)`` with an explicit limit wins over ``session_settings.limit``. For two
   concurrent runs on one session, hold :meth:`EngramSession.run_lease` around each run: the
   SDK itself does not serialise them. It works under the SDK's
-  ``OpenAIResponsesCompactionSession``: its atomic history-replacement hook
-  (``_atomic_replace_items``) swaps the history in one store transaction, as
-  :class:`~engramdb.client.RemoteSession` does on a server (``PUT /v1/sessions/{id}/items``).
+  ``OpenAIResponsesCompactionSession``: its bounded suffix snapshot
+  (``_get_compaction_snapshot``, as the SDK's SQL sessions have it) and its whole-history hook
+  (``_atomic_replace_items``) each write in one store transaction;
+  :class:`~engramdb.client.RemoteSession` has the latter (``PUT /v1/sessions/{id}/items``).
 - :func:`memory_tools`: ``remember``, ``recall`` and ``forget`` function tools bound to one
   scope (user, agent, namespace), over :class:`~engramdb.Memory`,
   :class:`~engramdb.AsyncMemory`, :class:`~engramdb.Client` or :class:`~engramdb.AsyncClient`.
@@ -34,7 +35,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import InvalidInputError, NotFoundError
 from ..sessions import AsyncSession
@@ -87,6 +88,29 @@ class EngramSession(AsyncSession):
             if session_settings is not None
             else SessionSettings(),
         )
+
+    async def _get_compaction_snapshot(
+        self, limit: int, *, prune_prefix: Callable[[Any], bool] | None = None
+    ) -> Any:
+        """The Agents SDK's bounded compaction snapshot, as its SQL sessions implement it:
+        the newest ``limit`` items, and ``replace_suffix(start, output)`` that swaps
+        ``items[start:]`` for ``output`` in one store transaction if the session has not
+        changed since (else ``False``, and the SDK skips that compaction). ``prune_prefix``
+        (expiring older items, asked only by the SDK's encrypted wrapper) is not supported:
+        ``None`` then, and the SDK replaces the whole history through
+        :meth:`_atomic_replace_items` instead."""
+        if prune_prefix is not None:
+            return None
+        from agents.memory.session import _CompactionSnapshot
+
+        items, complete, version = await asyncio.to_thread(self._sync.tail_snapshot, limit)
+
+        async def replace_suffix(start: int, output: list[Any]) -> bool:
+            return await asyncio.to_thread(
+                self._sync.replace_tail, items[start:], output, version=version
+            )
+
+        return _CompactionSnapshot(cast(Any, items), complete, replace_suffix)
 
 
 class _Scoped:
