@@ -269,3 +269,35 @@ def test_issue12_example_openai_agents_chat(tmp_path: Path) -> None:
         ("Ada drinks green tea, no sugar", "ada")
     ]
     assert len(asyncio.run(EngramSession("chat-2", tmp_path).get_items())) == 2
+
+
+def test_issue12_tools_server_down_is_a_tool_error() -> None:
+    import socket
+
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with Client(f"http://127.0.0.1:{port}", "key", retries=0) as client:
+        model = ScriptedModel(
+            [
+                [function_call("recall", {"query": "tea"}, call_id="d1")],
+                [assistant_message("Memory is unavailable.")],
+            ]
+        )
+        agent = Agent(name="a", model=model, tools=memory_tools(client, user_id="ada"))
+        assert Runner.run_sync(agent, "tea?").final_output == "Memory is unavailable."
+        assert tool_outputs(model.calls[1])[0].startswith("The memory tool failed:")
+
+
+def test_issue12_tools_missing_extra_names_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "agents", None)  # import agents -> ImportError
+    memory = Memory(tmp_path, embedder="hashing")
+    for call in (
+        lambda: memory_tools(memory),
+        lambda: memory_instructions("x", memory),
+        lambda: EngramSession("s", tmp_path),
+    ):
+        with pytest.raises(InvalidInputError, match=r"pip install 'engramdb\[agents\]'"):
+            call()
