@@ -1,8 +1,9 @@
 """A fake OpenAI-compatible HTTP server on loopback, so the real provider code runs end to end.
 
 Real HTTP (``http.server`` in a thread, a free port): ``POST /v1/chat/completions`` answers
-from a script, ``GET /v1/models`` lists one model. Use the ``fake_openai`` fixture
-(tests/conftest.py)::
+from a script, ``GET /v1/models`` lists one model, ``POST /v1/responses/compact`` answers as
+the Responses compact API does (the input's user messages, then one ``compaction`` item).
+Use the ``fake_openai`` fixture (tests/conftest.py)::
 
     fake_openai.answer({"facts": []})                 # a JSON object answer
     fake_openai.answer("Sure! ```json\\n{...}\\n```")   # a raw text answer
@@ -115,6 +116,9 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError:
             body = raw.decode(errors="replace")
         fake._record(Request("POST", self.path, self._headers(), body))
+        if self.path.rstrip("/") == "/v1/responses/compact":
+            self._send(200, fake._compacted(body))
+            return
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._send(404, {"error": {"message": f"no route {self.path}"}})
             return
@@ -257,6 +261,45 @@ class FakeOpenAI:
                 return self.default(body)
             return Reply(status=418, message="fake_openai: no scripted reply left")
         return item(body) if callable(item) else item
+
+    @property
+    def compactions(self) -> list[Request]:
+        """The ``POST /v1/responses/compact`` requests received, oldest first."""
+        with self._lock:
+            return [r for r in self.requests if r.path.rstrip("/").endswith("/responses/compact")]
+
+    def _compacted(self, body: Any) -> dict[str, Any]:
+        """The Responses compact API's answer: every user message of the input, then one
+        ``compaction`` item whose ``encrypted_content`` names how many items it replaced."""
+        items = body.get("input") if isinstance(body, dict) else None
+        items = items if isinstance(items, list) else []
+        users = [
+            {"type": "message", "role": "user", "content": i["content"]}
+            for i in items
+            if isinstance(i, dict) and i.get("role") == "user" and "content" in i
+        ]
+        with self._lock:
+            self.served += 1
+            n = self.served
+        summary = {
+            "type": "compaction",
+            "id": f"cmp_fake_{n}",
+            "encrypted_content": f"fake-compaction-of-{len(items)}-items",
+        }
+        usage = {
+            "input_tokens": 10,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": 5,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": 15,
+        }
+        return {
+            "id": f"resp_compact_fake_{n}",
+            "object": "response.compaction",
+            "created_at": int(time.time()),
+            "output": [*users, summary],
+            "usage": usage,
+        }
 
     def stop(self) -> None:
         self._server.shutdown()

@@ -623,6 +623,12 @@ class _Core:
         body = ('{"items":[' + ",".join(texts) + "]}").encode("utf-8")
         return _write("POST", path, body, lambda d: int(d["added"]))
 
+    def _c_replace_items(self, session_id: str, items: Sequence[JSONItem]) -> _Call[int]:
+        path = f"/v1/sessions/{self._sid(session_id)}/items"
+        texts = encode_items(items)  # checked here, as in _c_add_items
+        body = ('{"items":[' + ",".join(texts) + "]}").encode("utf-8")
+        return _write("PUT", path, body, lambda d: int(d["removed"]))
+
     def _c_pop_item(self, session_id: str) -> _Call[JSONItem | None]:
         return _write(
             "POST", f"/v1/sessions/{self._sid(session_id)}/pop", None, lambda d: d["item"]
@@ -1069,6 +1075,11 @@ class Client(_Core):
         """Append items in order, all or nothing; returns how many were added."""
         return self._run(self._c_add_items(session_id, items))
 
+    def replace_items(self, session_id: str, items: Sequence[JSONItem]) -> int:
+        """Replace a session's whole history with ``items`` atomically (the old history or
+        the new one, never a gap); returns how many items were removed."""
+        return self._run(self._c_replace_items(session_id, items))
+
     def pop_item(self, session_id: str) -> JSONItem | None:
         """Remove and return the newest item (``None`` if the session is empty)."""
         return self._run(self._c_pop_item(session_id))
@@ -1459,6 +1470,11 @@ class AsyncClient(_Core):
         """Append items in order, all or nothing; returns how many were added."""
         return await self._run(self._c_add_items(session_id, items))
 
+    async def replace_items(self, session_id: str, items: Sequence[JSONItem]) -> int:
+        """Replace a session's whole history with ``items`` atomically (the old history or
+        the new one, never a gap); returns how many items were removed."""
+        return await self._run(self._c_replace_items(session_id, items))
+
     async def pop_item(self, session_id: str) -> JSONItem | None:
         """Remove and return the newest item (``None`` if the session is empty)."""
         return await self._run(self._c_pop_item(session_id))
@@ -1752,6 +1768,17 @@ class RemoteSession:
     async def clear_session(self) -> None:
         """Remove every item."""
         await self.client.clear_session(self.session_id)
+
+    async def replace_items(self, items: builtins.list[JSONItem]) -> int:
+        """Replace the whole history atomically on the server (``PUT .../items``); returns
+        how many items were removed."""
+        return await self.client.replace_items(self.session_id, items)
+
+    async def _atomic_replace_items(self, items: builtins.list[JSONItem]) -> bool:
+        """The Agents SDK's atomic history-replacement hook, which its
+        ``OpenAIResponsesCompactionSession`` uses."""
+        await self.replace_items(items)
+        return True
 
     async def info(self) -> SessionInfo | None:
         """Created/updated times and item count, or ``None`` if nothing was ever written."""

@@ -147,6 +147,63 @@ class Session:
         """Remove every item. Sequence numbers keep counting up; none is reused."""
         self.store.session_clear(self.namespace, self.session_id)
 
+    def replace_items(self, items: Sequence[JSONItem]) -> int:
+        """Replace the whole history with ``items`` in one store transaction; returns how many
+        items were removed.
+
+        All or nothing: a bad item (checked as in :meth:`add_items`) or a store failure leaves
+        the old history exactly as it was, never a cleared session. This is the atomic
+        history replacement the OpenAI Agents SDK's ``OpenAIResponsesCompactionSession`` uses
+        to swap a conversation for its compacted form. Sequence numbers keep counting up.
+        """
+        encoded = encode_items(items)
+        with self.store.atomic():
+            removed = self.store.session_clear(self.namespace, self.session_id)
+            if encoded:
+                self.store.session_add(self.namespace, self.session_id, encoded)
+        return removed
+
+    def tail_snapshot(self, limit: int) -> tuple[list[JSONItem], bool, SessionInfo | None]:
+        """The newest ``limit`` items (oldest first), whether they are the whole session, and
+        the session's version (its :class:`~engramdb.types.SessionInfo`), read in one
+        transaction: what :meth:`replace_tail` checks before it writes."""
+        page = check_limit(limit, allow_none=False)
+        assert page is not None
+        with self.store.atomic():
+            version = self.store.session_info(self.namespace, self.session_id)
+            items = self.store.session_get(self.namespace, self.session_id, page + 1)
+        complete = len(items) <= page
+        return (items if complete else items[1:]), complete, version
+
+    def replace_tail(
+        self,
+        expected: Sequence[JSONItem],
+        items: Sequence[JSONItem],
+        *,
+        version: SessionInfo | None = None,
+    ) -> bool:
+        """Replace the newest ``len(expected)`` items with ``items`` in one store transaction,
+        only if they still are ``expected`` and (given ``version``, from :meth:`tail_snapshot`)
+        nothing was written since; returns whether it replaced. Older items stay. This is the
+        bounded suffix replacement the Agents SDK's compaction uses on its SQL sessions."""
+        encoded = encode_items(items)
+        if not expected:
+            return False
+        ns, sid = self.namespace, self.session_id
+        try:
+            with self.store.atomic():
+                if version is not None and self.store.session_info(ns, sid) != version:
+                    raise _Changed
+                if self.store.session_get(ns, sid, len(expected)) != list(expected):
+                    raise _Changed
+                for _ in expected:
+                    self.store.session_pop(ns, sid)
+                if encoded:
+                    self.store.session_add(ns, sid, encoded)
+        except _Changed:
+            return False
+        return True
+
     def info(self) -> SessionInfo | None:
         """Created/updated times and item count, or ``None`` if nothing was ever written."""
         return self.store.session_info(self.namespace, self.session_id)
@@ -183,6 +240,10 @@ class Session:
             stop.set()
             renewer.join()
             lease.release()
+
+
+class _Changed(Exception):
+    """The session changed since it was read: roll the transaction back."""
 
 
 class AsyncSession:
@@ -231,6 +292,16 @@ class AsyncSession:
     async def clear_session(self) -> None:
         """Remove every item. Sequence numbers keep counting up; none is reused."""
         await _in_thread(self._sync.clear_session)
+
+    async def replace_items(self, items: Sequence[JSONItem]) -> int:
+        """Replace the whole history atomically; see :meth:`Session.replace_items`."""
+        return await _in_thread(self._sync.replace_items, items)
+
+    async def _atomic_replace_items(self, items: list[JSONItem]) -> bool:
+        """The Agents SDK's atomic history-replacement hook (used by
+        ``OpenAIResponsesCompactionSession``): the old history or the new one, never a gap."""
+        await self.replace_items(items)
+        return True
 
     async def info(self) -> SessionInfo | None:
         """Created/updated times and item count, or ``None`` if nothing was ever written."""

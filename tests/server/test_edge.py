@@ -356,15 +356,15 @@ def test_item_15_session_ids_that_are_not_utf8_are_refused_not_merged(
 def test_item_15_method_not_allowed_lists_every_allowed_method(make_api: MakeApi) -> None:
     api = make_api()
     call = api.as_key(api.key())
-    for path, expected in [
-        ("/v1/memories", {"GET", "POST"}),
-        ("/v1/memories/batch", {"POST"}),
-        ("/v1/memories/mem_1", {"GET", "PATCH", "DELETE"}),
-        ("/v1/sessions/s1", {"GET", "DELETE"}),
-        ("/v1/sessions/s1/items", {"GET", "POST"}),
-        ("/v1/keys", {"GET", "POST"}),
+    for method, path, expected in [
+        ("PUT", "/v1/memories", {"GET", "POST"}),
+        ("PUT", "/v1/memories/batch", {"POST"}),
+        ("PUT", "/v1/memories/mem_1", {"GET", "PATCH", "DELETE"}),
+        ("PUT", "/v1/sessions/s1", {"GET", "DELETE"}),
+        ("PATCH", "/v1/sessions/s1/items", {"GET", "POST", "PUT"}),
+        ("PUT", "/v1/keys", {"GET", "POST"}),
     ]:
-        r = call("PUT", path)
+        r = call(method, path)
         assert r.status_code == 405, (path, r.text)
         allowed = {m.strip() for m in r.headers["Allow"].split(",")} - {"HEAD"}
         assert allowed == expected, (path, r.headers["Allow"])

@@ -558,6 +558,13 @@ class AddedOut(BaseModel):
     added: int
 
 
+class ReplacedOut(BaseModel):
+    """``PUT /v1/sessions/{id}/items``: items removed and items now in the session."""
+
+    removed: int
+    added: int
+
+
 class PoppedOut(BaseModel):
     item: dict[str, Any] | None
 

@@ -61,6 +61,7 @@ from .models import (
     RecallIn,
     RecallOut,
     RememberedOut,
+    ReplacedOut,
     RevokedOut,
     SessionExtractIn,
     SessionOut,
@@ -202,6 +203,15 @@ def session_add(t: TenantDep, session_id: str, body: ItemsIn) -> AddedOut:
     t.session(sid).add_items(body.items)
     t.items_stored(sid, body.items)  # the server-run manager, if on (no I/O, never waits)
     return AddedOut(added=len(body.items))
+
+
+@router.put("/sessions/{session_id}/items", response_model=ReplacedOut, tags=["sessions"])
+def session_replace(t: TenantDep, session_id: str, body: ItemsIn) -> ReplacedOut:
+    """Replace the whole history with ``items`` in one transaction (all or nothing: the old
+    history or the new one, never a cleared session); what a compacting client (the Agents
+    SDK's ``OpenAIResponsesCompactionSession``) writes back. Creates the session if needed."""
+    removed = t.session(_sid(session_id)).replace_items(body.items)
+    return ReplacedOut(removed=removed, added=len(body.items))
 
 
 @router.post(
