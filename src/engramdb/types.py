@@ -291,3 +291,38 @@ class IdempotentResponse:
     status: int | None
     body: bytes | None
     created_at: datetime
+
+
+JOB_STATUSES = ("pending", "running", "done", "failed")
+"""A job's states: ``pending`` (claimable, possibly after ``retry_at``), ``running`` (leased
+to an owner until ``lease_expires_at``; an expired lease is taken over by the next claim),
+``done`` (completed, with its input watermark) and ``failed`` (its retries are exhausted;
+``last_error`` says why; it is never claimed again on its own)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """One lease-locked background job of a namespace, identified by ``(kind, job_key)``.
+
+    ``token`` is the ownership token, set only on the record :meth:`Store.job_claim` returns
+    (every later write of that run — heartbeat, complete, fail, release — must present it;
+    records read back never carry it). ``attempts`` counts claims since the job last
+    completed; a failure with ``attempts >= max_attempts`` makes the job ``failed``.
+    ``input_watermark`` is what the last completed run processed (opaque to the store).
+    """
+
+    namespace: str
+    kind: str
+    job_key: str
+    status: str
+    owner: str | None
+    token: str | None
+    lease_expires_at: datetime | None
+    heartbeat_at: datetime | None
+    input_watermark: str | None
+    attempts: int
+    max_attempts: int
+    retry_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime

@@ -15,6 +15,7 @@ from ..filters import Filter
 from ..types import (
     ApiKey,
     IdempotentResponse,
+    Job,
     MemoryEvent,
     MemoryRecord,
     MemoryStats,
@@ -249,6 +250,60 @@ class Store(Protocol):
 
     def lease_release(self, namespace: str, name: str, owner: str) -> bool:
         """Release a lease held by ``owner``. Returns whether it was held."""
+
+    # -- jobs ------------------------------------------------------------------------------
+    def job_claim(
+        self,
+        namespace: str,
+        kind: str,
+        job_key: str,
+        owner: str,
+        ttl: float,
+        *,
+        max_attempts: int = 5,
+    ) -> Job | None:
+        """Claim job ``(kind, job_key)`` for ``ttl`` seconds, in one transaction, creating it on
+        first use. Succeeds if the job is not running or its lease expired (take-over), its
+        ``retry_at`` has passed and it has attempts left of ``max_attempts``; a ``done`` job is
+        claimable again with a fresh budget; a ``failed`` one never. Each claim counts an
+        attempt. Returns the job with a fresh ownership ``token`` that every later write of this
+        run must present, or ``None`` if it is not claimable now. A running job whose lease
+        expired during its last attempt is marked ``failed`` instead of taken over.
+        Raises :class:`~engramdb.errors.InvalidInputError` for ``ttl <= 0`` or
+        ``max_attempts < 1``."""
+
+    def job_heartbeat(
+        self, namespace: str, kind: str, job_key: str, token: str, ttl: float
+    ) -> bool:
+        """Renew the lease for ``ttl`` seconds from now, only if ``token`` still owns the running
+        job (after a take-over it does not). Returns whether it was renewed."""
+
+    def job_complete(
+        self, namespace: str, kind: str, job_key: str, token: str, *, input_watermark: str | None
+    ) -> bool:
+        """Mark the job ``done`` with the input watermark it processed, only if ``token`` still
+        owns it; clears the lease and the last error. Returns whether it was written."""
+
+    def job_fail(
+        self, namespace: str, kind: str, job_key: str, token: str, error: str, *, retry_in: float
+    ) -> bool:
+        """Record a failed attempt, only if ``token`` still owns the job: ``failed`` with
+        ``error`` if its attempts are exhausted, otherwise ``pending`` and claimable again
+        ``retry_in`` seconds from now (``error`` kept as ``last_error``). Returns whether it
+        was written."""
+
+    def job_release(self, namespace: str, kind: str, job_key: str, token: str) -> bool:
+        """Give the job back unfinished (``pending``, the attempt not counted), only if
+        ``token`` owns it; anyone else's release changes nothing and returns False."""
+
+    def job_get(self, namespace: str, kind: str, job_key: str) -> Job | None:
+        """One job of ``namespace`` (without its token), or ``None``."""
+
+    def job_list(
+        self, namespace: str, *, kind: str | None = None, status: str | None = None
+    ) -> list[Job]:
+        """Jobs of ``namespace`` (without tokens), by kind then key, optionally of one kind
+        and/or status."""
 
     # -- secrets ---------------------------------------------------------------------------
     def secret(self, name: str) -> bytes:

@@ -13,6 +13,7 @@ from ..types import (
     MEMORY_EVENT_ACTIONS,
     ApiKey,
     IdempotentResponse,
+    Job,
     MemoryEvent,
     MemoryRecord,
     Triple,
@@ -265,3 +266,76 @@ def from_json(text: str) -> Any:
     if LONG_NUMBER.search(text):
         return json.loads(text)
     return orjson.loads(text)
+
+
+# -- jobs ------------------------------------------------------------------------------------
+
+JOB_COLUMNS = (
+    "namespace, kind, job_key, status, owner, lease_expires_at, heartbeat_at, "
+    "input_watermark, attempts, max_attempts, retry_at, last_error, created_at, updated_at"
+)
+JOB_EXPIRED_ERROR = "the lease expired during the last attempt (the owner stopped renewing it)"
+
+
+def job_record(row: Sequence[Any], token: str | None = None) -> Job:
+    """A ``jobs`` row (``JOB_COLUMNS`` order) as a record; ``token`` only for the claimer."""
+
+    def at(value: Any) -> datetime | None:
+        return None if value is None else datetime_from_us(int(value))
+
+    return Job(
+        namespace=row[0],
+        kind=row[1],
+        job_key=row[2],
+        status=row[3],
+        owner=row[4],
+        token=token,
+        lease_expires_at=at(row[5]),
+        heartbeat_at=at(row[6]),
+        input_watermark=row[7],
+        attempts=int(row[8]),
+        max_attempts=int(row[9]),
+        retry_at=at(row[10]),
+        last_error=row[11],
+        created_at=datetime_from_us(int(row[12])),
+        updated_at=datetime_from_us(int(row[13])),
+    )
+
+
+def check_job_args(
+    *, ttl: float | None = None, max_attempts: int | None = None, retry_in: float | None = None
+) -> None:
+    """InvalidInputError for a lease time, retry budget or retry delay that makes no sense."""
+    from ..errors import InvalidInputError
+
+    if ttl is not None and not ttl > 0:
+        raise InvalidInputError(f"a job lease's ttl must be a positive number of seconds: {ttl}")
+    if max_attempts is not None and max_attempts < 1:
+        raise InvalidInputError(f"max_attempts must be at least 1: {max_attempts}")
+    if retry_in is not None and not retry_in >= 0:
+        raise InvalidInputError(f"retry_in must be zero or more seconds: {retry_in}")
+
+
+def job_claim_plan(
+    status: str,
+    lease_expires_at: int | None,
+    attempts: int,
+    max_attempts: int,
+    retry_at: int | None,
+    now: int,
+) -> tuple[str, int]:
+    """What a claim does to a job row it holds locked: ``("claim", attempts after)``,
+    ``("busy", 0)`` (leased to a live owner, waiting for ``retry_at``, or failed), or
+    ``("exhaust", 0)``: its lease expired during the last allowed attempt, so instead of being
+    taken over it becomes ``failed`` (never left running or pending forever)."""
+    if status == "failed":
+        return "busy", 0
+    if status == "running" and lease_expires_at is not None and lease_expires_at > now:
+        return "busy", 0
+    if status == "done":  # a completed job runs again (new input): a fresh retry budget
+        return "claim", 1
+    if retry_at is not None and retry_at > now:
+        return "busy", 0
+    if attempts >= max_attempts:
+        return "exhaust", 0
+    return "claim", attempts + 1

@@ -239,6 +239,31 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (namespace, session_id)
         )""",
     ],
+    # 6: as SQLite's version 9: lease-locked background jobs (trace consolidation), one row
+    # per (namespace, kind, job_key): the ownership token of the current run, its lease expiry
+    # and heartbeat, the retry budget and time, the last error and the input watermark of the
+    # last completed run. Times are microseconds. Operational state: not exported.
+    [
+        """CREATE TABLE IF NOT EXISTS jobs (
+            namespace        text NOT NULL,
+            kind             text NOT NULL,
+            job_key          text NOT NULL,
+            status           text NOT NULL,
+            owner            text,
+            token            text,
+            lease_expires_at bigint,
+            heartbeat_at     bigint,
+            input_watermark  text,
+            attempts         bigint NOT NULL DEFAULT 0,
+            max_attempts     bigint NOT NULL,
+            retry_at         bigint,
+            last_error       text,
+            created_at       bigint NOT NULL,
+            updated_at       bigint NOT NULL,
+            PRIMARY KEY (namespace, kind, job_key)
+        )""",
+        """CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (namespace, status, kind, job_key)""",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -36,9 +36,10 @@ from ...errors import (
     StoreError,
     StoreUnavailableError,
 )
-from ...types import SessionInfo, datetime_from_us, now_us
+from ...types import Job, SessionInfo, datetime_from_us, now_us
 from ...validation import decode_item, decode_items
-from ..rows import check_mark_move
+from .. import jobs
+from ..rows import check_job_args, check_mark_move
 from .access import AccessMixin
 from .memories import MemoriesMixin
 from .migrations import migrate
@@ -478,6 +479,58 @@ class PostgresStore(MemoriesMixin, AccessMixin, TransferMixin):
             )
 
         return self.run(work)
+
+    # -- jobs ------------------------------------------------------------------------------
+    def job_claim(
+        self,
+        namespace: str,
+        kind: str,
+        job_key: str,
+        owner: str,
+        ttl: float,
+        *,
+        max_attempts: int = 5,
+    ) -> Job | None:
+        check_job_args(ttl=ttl, max_attempts=max_attempts)
+        return self.run(
+            lambda conn: jobs.claim(
+                conn, "%s", namespace, kind, job_key, owner, ttl, max_attempts, lock=" FOR UPDATE"
+            )
+        )
+
+    def job_heartbeat(
+        self, namespace: str, kind: str, job_key: str, token: str, ttl: float
+    ) -> bool:
+        check_job_args(ttl=ttl)
+        return self.run(
+            lambda conn: jobs.heartbeat(conn, "%s", namespace, kind, job_key, token, ttl)
+        )
+
+    def job_complete(
+        self, namespace: str, kind: str, job_key: str, token: str, *, input_watermark: str | None
+    ) -> bool:
+        return self.run(
+            lambda conn: jobs.complete(conn, "%s", namespace, kind, job_key, token, input_watermark)
+        )
+
+    def job_fail(
+        self, namespace: str, kind: str, job_key: str, token: str, error: str, *, retry_in: float
+    ) -> bool:
+        check_job_args(retry_in=retry_in)
+        return self.run(
+            lambda conn: jobs.fail(conn, "%s", namespace, kind, job_key, token, error, retry_in)
+        )
+
+    def job_release(self, namespace: str, kind: str, job_key: str, token: str) -> bool:
+        return self.run(lambda conn: jobs.release(conn, "%s", namespace, kind, job_key, token))
+
+    def job_get(self, namespace: str, kind: str, job_key: str) -> Job | None:
+        return self.read(lambda conn: jobs.get(conn, "%s", namespace, kind, job_key))
+
+    def job_list(
+        self, namespace: str, *, kind: str | None = None, status: str | None = None
+    ) -> list[Job]:
+        return self.read(lambda conn: jobs.list_jobs(conn, "%s", namespace, kind, status))
 
 
 # -- helpers -------------------------------------------------------------------------------

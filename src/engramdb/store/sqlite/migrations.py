@@ -243,6 +243,31 @@ MIGRATIONS: list[list[Step]] = [
             PRIMARY KEY (namespace, session_id)
         ) WITHOUT ROWID""",
     ],
+    # 9: lease-locked background jobs (trace consolidation), one row per (namespace, kind,
+    # job_key): the ownership token of the current run, its lease expiry and heartbeat, the
+    # retry budget and time, the last error and the input watermark of the last completed
+    # run. Times are microseconds. Operational state: not exported.
+    [
+        """CREATE TABLE IF NOT EXISTS jobs (
+            namespace        TEXT NOT NULL,
+            kind             TEXT NOT NULL,
+            job_key          TEXT NOT NULL,
+            status           TEXT NOT NULL,
+            owner            TEXT,
+            token            TEXT,
+            lease_expires_at INTEGER,
+            heartbeat_at     INTEGER,
+            input_watermark  TEXT,
+            attempts         INTEGER NOT NULL DEFAULT 0,
+            max_attempts     INTEGER NOT NULL,
+            retry_at         INTEGER,
+            last_error       TEXT,
+            created_at       INTEGER NOT NULL,
+            updated_at       INTEGER NOT NULL,
+            PRIMARY KEY (namespace, kind, job_key)
+        ) WITHOUT ROWID""",
+        """CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (namespace, status, kind, job_key)""",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -35,9 +35,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ...errors import StoreError, StoreUnavailableError
-from ...types import SessionInfo, datetime_from_us, now_us
+from ...types import Job, SessionInfo, datetime_from_us, now_us
 from ...validation import decode_item, decode_items
-from ..rows import check_mark_move
+from .. import jobs
+from ..rows import check_job_args, check_mark_move
 from .access import AccessMixin
 from .memories import MemoriesMixin
 from .migrations import migrate
@@ -594,6 +595,55 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
                 (namespace, name, owner),
             ).rowcount
         return bool(removed)
+
+    # -- jobs ------------------------------------------------------------------------------
+    def job_claim(
+        self,
+        namespace: str,
+        kind: str,
+        job_key: str,
+        owner: str,
+        ttl: float,
+        *,
+        max_attempts: int = 5,
+    ) -> Job | None:
+        check_job_args(ttl=ttl, max_attempts=max_attempts)
+        with self._write() as conn:  # BEGIN IMMEDIATE: one claimer at a time
+            return jobs.claim(conn, "?", namespace, kind, job_key, owner, ttl, max_attempts)
+
+    def job_heartbeat(
+        self, namespace: str, kind: str, job_key: str, token: str, ttl: float
+    ) -> bool:
+        check_job_args(ttl=ttl)
+        with self._write() as conn:
+            return jobs.heartbeat(conn, "?", namespace, kind, job_key, token, ttl)
+
+    def job_complete(
+        self, namespace: str, kind: str, job_key: str, token: str, *, input_watermark: str | None
+    ) -> bool:
+        with self._write() as conn:
+            return jobs.complete(conn, "?", namespace, kind, job_key, token, input_watermark)
+
+    def job_fail(
+        self, namespace: str, kind: str, job_key: str, token: str, error: str, *, retry_in: float
+    ) -> bool:
+        check_job_args(retry_in=retry_in)
+        with self._write() as conn:
+            return jobs.fail(conn, "?", namespace, kind, job_key, token, error, retry_in)
+
+    def job_release(self, namespace: str, kind: str, job_key: str, token: str) -> bool:
+        with self._write() as conn:
+            return jobs.release(conn, "?", namespace, kind, job_key, token)
+
+    def job_get(self, namespace: str, kind: str, job_key: str) -> Job | None:
+        with self._read() as conn:
+            return jobs.get(conn, "?", namespace, kind, job_key)
+
+    def job_list(
+        self, namespace: str, *, kind: str | None = None, status: str | None = None
+    ) -> list[Job]:
+        with self._read() as conn:
+            return jobs.list_jobs(conn, "?", namespace, kind, status)
 
 
 def _has_tables(conn: sqlite3.Connection) -> bool:
