@@ -1,0 +1,362 @@
+"""Phase 1 of trace consolidation: each finished session becomes one trace memory.
+
+:func:`summarize_sessions` picks the sessions of a namespace that have been idle long enough
+and whose trace is missing or older than their last item, newest first; for each it claims a
+lease-locked job (``kind="trace"``, ``job_key`` = the session id), renders the items
+(redacted), keeps the head and tail of the transcript within a byte budget, asks the LLM for
+``{"trace_memory", "summary"}``, redacts and normalises the answer, stores it as a memory of
+the namespace (tags ``trace`` and ``trace-session:<id>``; an existing trace is updated, so its
+history is kept) and then writes ``<root>/<bucket>/trace_summaries/<session>_<slug>.md``
+atomically. The file is written only after the database write succeeded, so a failed write
+never leaves an orphan file; a failed file write fails the job (it is retried later).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import re
+import secrets
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConflictError, InvalidInputError, LLMResponseError
+from ..filters import MAX_TAG_LENGTH
+from ..llm.base import LLM, Message
+from ..manager.transcript import ToolRule, render_transcript
+from ..memory import Memory
+from ..redact import redact
+from ..sessions import items_after
+from ..types import MemoryRecord, SessionInfo, us_from_datetime
+
+PROMPT_VERSION = "trace_v1"
+"""The prompt file in use (``prompts/trace_v1.md``), recorded on every trace."""
+
+JOB_KIND = "trace"
+TRACE_TAG = "trace"
+MAX_TRACE_BYTES = 16_384
+MAX_SUMMARY_CHARS = 500
+SECTIONS = ("## Task", "## Outcome", "## Learnings")
+TRACE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "trace_memory": {"type": "string"},
+        "summary": {"type": "string"},
+    },
+    "required": ["trace_memory", "summary"],
+    "additionalProperties": False,
+}
+_PAGE = 10_000
+
+
+@cache
+def load_prompt(version: str = PROMPT_VERSION) -> str:
+    """The text of the trace prompt ``version`` (``"trace_v1"``)."""
+    return files(__package__).joinpath("prompts", f"{version}.md").read_text("utf-8").strip()
+
+
+@dataclass
+class TraceRun:
+    """What one :func:`summarize_sessions` run did: the sessions summarized (with their trace
+    files), skipped (with why) and failed (with the error, also kept as the job's
+    ``last_error``), and the tokens the LLM reported."""
+
+    summarized: list[str] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def tokens(self) -> int:
+        """Prompt plus completion tokens of every call of the run."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+def scope_bucket(namespace: str, scope: str) -> str:
+    """The on-disk directory name of a scope: a hash, so odd characters cannot collide."""
+    return hashlib.sha256(f"{namespace}\0{scope}".encode()).hexdigest()[:16]
+
+
+def safe_session_id(session_id: str) -> str:
+    """``session_id`` usable as a file name part; a hash suffix is added if it was altered."""
+    safe = re.sub(r"[^A-Za-z0-9-]", "-", session_id)[:80].strip("-") or "session"
+    if safe != session_id:
+        safe += "-" + hashlib.sha256(session_id.encode()).hexdigest()[:8]
+    return safe
+
+
+def _slug(text: str) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-")
+    return slug or "trace"
+
+
+def _session_tag(session_id: str) -> str:
+    tag = f"trace-session:{session_id}"
+    if len(tag) > MAX_TAG_LENGTH:
+        tag = "trace-session:#" + hashlib.sha256(session_id.encode()).hexdigest()
+    return tag
+
+
+def truncate_middle(text: str, budget: int) -> str:
+    """``text`` within ``budget`` UTF-8 bytes: its head and tail kept around a line
+    ``[... N bytes omitted ...]``."""
+    data = text.encode("utf-8")
+    if len(data) <= budget:
+        return text
+    keep = max(budget - 64, 0)
+    head, tail = data[: keep // 2], data[len(data) - (keep - keep // 2) :]
+    omitted = len(data) - len(head) - len(tail)
+    return (
+        head.decode("utf-8", "ignore")
+        + f"\n[... {omitted} bytes omitted ...]\n"
+        + tail.decode("utf-8", "ignore")
+    )
+
+
+def cut_lines(text: str, limit: int, *, unit: str = "bytes") -> str:
+    """``text`` within ``limit`` (UTF-8 bytes, or characters with ``unit="chars"``), cut at a
+    line boundary, with a marker line saying it was cut."""
+
+    def size(value: str) -> int:
+        return len(value.encode("utf-8")) if unit == "bytes" else len(value)
+
+    if size(text) <= limit:
+        return text
+    marker = "[... cut to fit the size limit ...]"
+    kept: list[str] = []
+    used = size(marker) + 1
+    for line in text.splitlines():
+        if used + size(line) + 1 > limit:
+            break
+        kept.append(line)
+        used += size(line) + 1
+    if not kept:  # one long first line: cut inside it, on a character
+        room = max(limit - size(marker) - 1, 0)
+        first = text.encode("utf-8")[:room].decode("utf-8", "ignore") if unit == "bytes" else ""
+        kept = [first if unit == "bytes" else text[:room]]
+    return "\n".join([*kept, marker])
+
+
+def normalize_trace(text: str) -> str:
+    """The trace with the expected ``## `` sections: one lacking any is wrapped in the
+    default skeleton (its text kept under ``## Learnings``)."""
+    text = text.strip()
+    if all(re.search(rf"^{re.escape(s)}\s*$", text, re.M) for s in SECTIONS):
+        return text
+    return "## Task\n(not stated)\n\n## Outcome\n(not stated)\n\n## Learnings\n" + text
+
+
+def _session_items(memory: Memory, namespace: str, session_id: str) -> list[Any]:
+    out: list[Any] = []
+    after = -1
+    while True:
+        page = items_after(memory.store, namespace, session_id, after, _PAGE)
+        out.extend(page)
+        if len(page) < _PAGE:
+            return out
+        after = page[-1][0]
+
+
+def _all_sessions(memory: Memory, namespace: str) -> list[SessionInfo]:
+    out: list[SessionInfo] = []
+    before: tuple[int, str] | None = None
+    while True:
+        page = memory.store.session_list(namespace, limit=1000, before=before)
+        out.extend(page)
+        if len(page) < 1000:
+            return out
+        before = (us_from_datetime(page[-1].updated_at), page[-1].session_id)
+
+
+def find_trace(
+    memory: Memory, session_id: str, *, scope: str, namespace: str | None = None
+) -> MemoryRecord | None:
+    """The stored trace memory of ``session_id`` in ``scope``, or ``None``."""
+    flt = {
+        "tags": [TRACE_TAG, _session_tag(session_id)],
+        "metadata": {"kind": "trace", "scope": scope, "session_id": session_id},
+    }
+    items = memory.list(flt, namespace=namespace, limit=1).items
+    return items[0] if items else None
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".md")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def summarize_sessions(
+    memory: Memory,
+    llm: LLM,
+    *,
+    root: str | Path,
+    scope: str,
+    namespace: str | None = None,
+    idle_seconds: float = 3600,
+    current_session: str | None = None,
+    max_sessions: int = 10,
+    byte_budget: int = 60_000,
+    tools: ToolRule = "summarize",
+    now: datetime | None = None,
+    lease_seconds: float = 300.0,
+    retry_in: float = 60.0,
+) -> TraceRun:
+    """Turn the idle sessions of ``namespace`` whose trace is missing or stale into trace
+    memories and files under ``root`` (see the module docstring). ``tools`` is the transcript
+    rule for tool items (``"drop"``, ``"summarize"``, ``"keep"``). Failures are recorded per
+    session (in the result and as the job's ``last_error``), never raised."""
+    if not isinstance(scope, str) or not scope:
+        raise InvalidInputError("scope must be a non-empty string")
+    if max_sessions < 1 or byte_budget < 1024 or idle_seconds < 0:
+        raise InvalidInputError(
+            "max_sessions must be >= 1, byte_budget >= 1024 and idle_seconds >= 0"
+        )
+    ns = memory._ns(namespace)
+    moment = now or datetime.now(UTC)
+    bucket_dir = Path(root) / scope_bucket(ns, scope) / "trace_summaries"
+    run = TraceRun()
+    candidates: list[tuple[SessionInfo, MemoryRecord | None]] = []
+    for info in _all_sessions(memory, ns):
+        if len(candidates) >= max_sessions:
+            break
+        sid = info.session_id
+        if sid == current_session:
+            run.skipped[sid] = "current session"
+            continue
+        if (moment - info.updated_at).total_seconds() < idle_seconds:
+            run.skipped[sid] = "not idle yet"
+            continue
+        trace = find_trace(memory, sid, scope=scope, namespace=ns)
+        job = memory.store.job_get(ns, JOB_KIND, sid)
+        retry = job is not None and job.status == "pending"
+        stale = trace is None or trace.metadata.get("session_updated_at", 0) < us_from_datetime(
+            info.updated_at
+        )
+        if stale or retry:
+            candidates.append((info, trace))
+    owner = "traces-" + secrets.token_hex(4)
+    for info, trace in candidates:
+        _one(memory, llm, ns, scope, info, trace, bucket_dir, run, owner, tools, byte_budget,
+             lease_seconds, retry_in)  # fmt: skip
+    return run
+
+
+def _one(
+    memory: Memory,
+    llm: LLM,
+    ns: str,
+    scope: str,
+    info: SessionInfo,
+    trace: MemoryRecord | None,
+    bucket_dir: Path,
+    run: TraceRun,
+    owner: str,
+    tools: ToolRule,
+    byte_budget: int,
+    lease_seconds: float,
+    retry_in: float,
+) -> None:
+    sid = info.session_id
+    store = memory.store
+    job = store.job_claim(ns, JOB_KIND, sid, owner, lease_seconds)
+    if job is None or job.token is None:
+        run.skipped[sid] = "job busy or failed"
+        return
+    token = job.token
+    try:
+        items = _session_items(memory, ns, sid)
+        transcript = render_transcript(items, tools=tools, redact=redact)
+        if not items or not transcript.text.strip():
+            store.job_complete(ns, JOB_KIND, sid, token, input_watermark=None)
+            run.skipped[sid] = "no items"
+            return
+        last_seq = int(items[-1][0])
+        text = truncate_middle(transcript.text, byte_budget)
+        messages = [
+            Message("system", load_prompt()),
+            Message("user", f"Session transcript:\n\n{text}"),
+        ]
+        answer = llm.complete_json(messages, TRACE_SCHEMA, name="trace_memory")
+        run.prompt_tokens += answer.usage.prompt_tokens
+        run.completion_tokens += answer.usage.completion_tokens
+        body = answer.data.get("trace_memory")
+        summary = answer.data.get("summary")
+        if not isinstance(body, str) or not body.strip():
+            raise LLMResponseError("the model returned an empty trace_memory")
+        if not isinstance(summary, str) or not summary.strip():
+            raise LLMResponseError("the model returned an empty summary")
+        content = cut_lines(normalize_trace(redact(body)), MAX_TRACE_BYTES)
+        summary = cut_lines(" ".join(redact(summary).split()), MAX_SUMMARY_CHARS, unit="chars")
+        name = f"{safe_session_id(sid)}_{_slug(summary)}.md"
+        metadata = {
+            "kind": "trace",
+            "scope": scope,
+            "session_id": sid,
+            "last_seq": last_seq,
+            "session_updated_at": us_from_datetime(info.updated_at),
+            "summary": summary,
+            "prompt_version": PROMPT_VERSION,
+            "file": name,
+        }
+        tags = [TRACE_TAG, _session_tag(sid)]
+        old_name = trace.metadata.get("file") if trace is not None else None
+        if trace is None:
+            # session_id in the memory's scope: identical text of two sessions stays two traces
+            stored = memory.remember(
+                content, namespace=ns, session_id=sid, tags=tags, metadata=metadata
+            )
+            if stored.metadata.get("scope") != scope:  # merged into another scope's trace
+                raise ConflictError(
+                    f"session {sid!r} already has the same trace text in another scope"
+                )
+        else:
+            memory.update(trace.id, content=content, tags=tags, metadata=metadata, namespace=ns)
+        # only now, with the database written, does the file appear
+        path = bucket_dir / name
+        _write_atomic(path, content + "\n")
+        if isinstance(old_name, str) and old_name != name and "/" not in old_name:
+            with contextlib.suppress(FileNotFoundError):
+                (bucket_dir / old_name).unlink()
+        store.job_complete(ns, JOB_KIND, sid, token, input_watermark=str(last_seq))
+        run.summarized.append(sid)
+        run.files[sid] = path
+    except Exception as exc:  # recorded on the job, retried later
+        error = f"{type(exc).__name__}: {exc}"
+        store.job_fail(ns, JOB_KIND, sid, token, error, retry_in=retry_in)
+        run.failed[sid] = error
+
+
+__all__ = [
+    "JOB_KIND",
+    "MAX_SUMMARY_CHARS",
+    "MAX_TRACE_BYTES",
+    "PROMPT_VERSION",
+    "TRACE_SCHEMA",
+    "TraceRun",
+    "cut_lines",
+    "find_trace",
+    "load_prompt",
+    "normalize_trace",
+    "safe_session_id",
+    "scope_bucket",
+    "summarize_sessions",
+    "truncate_middle",
+]
