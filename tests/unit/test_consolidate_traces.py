@@ -319,3 +319,57 @@ def test_issue13_phase1_normalise_and_size_limits(
     assert len(record.metadata["summary"]) <= 500
     (path,) = trace_files(tmp_path / "r")
     assert path.name.startswith("s-odd-id-") and "/" not in path.name[len("s-odd-id") :]
+
+
+def test_issue13_phase1_disk_full_on_resummary_then_retry_leaves_no_orphan(
+    mem: Memory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    root = tmp_path / "r"
+    add(mem, monkeypatch, "s", [msg("hello")], hours_ago=5)
+    assert summarize_sessions(
+        mem, ScriptedLLM([answer("first")]), root=root, scope=SCOPE
+    ).summarized
+    add(mem, monkeypatch, "s", [msg("more")], hours_ago=4)
+
+    def full(path: Path, text: str) -> None:
+        raise OSError(28, "No space left on device")
+
+    with monkeypatch.context() as m:
+        m.setattr("engramdb.consolidate.traces._write_atomic", full)
+        run = summarize_sessions(mem, ScriptedLLM([answer("second")]), root=root, scope=SCOPE)
+    assert run.failed == {"s": "OSError: [Errno 28] No space left on device"}
+    job = mem.store.job_get(NS, "trace", "s")
+    assert job is not None and job.status == "pending" and "No space" in (job.last_error or "")
+    assert [p.name for p in trace_files(root)] == ["s_first.md"]
+    # the retry (once due) writes the new file and removes the old one, though the database
+    # already holds the new trace
+    monkeypatch.setattr(
+        "engramdb.store.jobs.now_us", lambda: us_from_datetime(datetime.now(UTC)) + 3_600_000_000
+    )
+    again = summarize_sessions(mem, ScriptedLLM([answer("third")]), root=root, scope=SCOPE)
+    assert again.summarized == ["s"], (again.skipped, again.failed)
+    assert [p.name for p in trace_files(root)] == ["s_third.md"]
+
+
+def test_issue13_phase1_lease_lost_during_llm_call_writes_nothing(
+    mem: Memory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    add(mem, monkeypatch, "s", [msg("hello")], hours_ago=5)
+    monkeypatch.setattr(mem.store, "job_heartbeat", lambda *a, **k: False)
+    run = summarize_sessions(mem, ScriptedLLM([answer()]), root=tmp_path / "r", scope=SCOPE)
+    assert run.skipped == {"s": "lease lost"} and run.summarized == []
+    assert find_trace(mem, "s", scope=SCOPE) is None
+    assert trace_files(tmp_path / "r") == []
+
+
+def test_issue13_phase1_identical_trace_text_of_two_sessions_stays_two_traces(
+    mem: Memory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    add(mem, monkeypatch, "s1", [msg("one")], hours_ago=5)
+    add(mem, monkeypatch, "s2", [msg("two")], hours_ago=6)
+    llm = ScriptedLLM([answer(), answer()])
+    run = summarize_sessions(mem, llm, root=tmp_path / "r", scope=SCOPE)
+    assert run.summarized == ["s1", "s2"]
+    one, two = find_trace(mem, "s1", scope=SCOPE), find_trace(mem, "s2", scope=SCOPE)
+    assert one is not None and two is not None and one.id != two.id
+    assert "trace-session:s2" not in one.tags

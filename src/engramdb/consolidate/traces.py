@@ -203,6 +203,16 @@ def _write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def _remove_older_files(directory: Path, safe_id: str, *, keep: str) -> None:
+    """Remove the session's other trace files (an older slug, or one a failed run left).
+    A safe session id never contains ``_``, so the part before the first ``_`` names the
+    session unambiguously."""
+    for path in directory.glob(f"{safe_id}_*.md"):
+        if path.name != keep and path.name.split("_", 1)[0] == safe_id:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
 def summarize_sessions(
     memory: Memory,
     llm: LLM,
@@ -247,9 +257,8 @@ def summarize_sessions(
         trace = find_trace(memory, sid, scope=scope, namespace=ns)
         job = memory.store.job_get(ns, JOB_KIND, sid)
         retry = job is not None and job.status == "pending"
-        stale = trace is None or trace.metadata.get("session_updated_at", 0) < us_from_datetime(
-            info.updated_at
-        )
+        seen = trace.metadata.get("session_updated_at") if trace is not None else None
+        stale = not isinstance(seen, int) or seen < us_from_datetime(info.updated_at)
         if stale or retry:
             candidates.append((info, trace))
     owner = "traces-" + secrets.token_hex(4)
@@ -297,6 +306,11 @@ def _one(
         answer = llm.complete_json(messages, TRACE_SCHEMA, name="trace_memory")
         run.prompt_tokens += answer.usage.prompt_tokens
         run.completion_tokens += answer.usage.completion_tokens
+        if not store.job_heartbeat(ns, JOB_KIND, sid, token, lease_seconds):
+            # the lease expired during the call and another run took the job over: its
+            # owner writes the result, this run writes nothing
+            run.skipped[sid] = "lease lost"
+            return
         body = answer.data.get("trace_memory")
         summary = answer.data.get("summary")
         if not isinstance(body, str) or not body.strip():
@@ -317,7 +331,6 @@ def _one(
             "file": name,
         }
         tags = [TRACE_TAG, _session_tag(sid)]
-        old_name = trace.metadata.get("file") if trace is not None else None
         if trace is None:
             # session_id in the memory's scope: identical text of two sessions stays two traces
             stored = memory.remember(
@@ -332,9 +345,7 @@ def _one(
         # only now, with the database written, does the file appear
         path = bucket_dir / name
         _write_atomic(path, content + "\n")
-        if isinstance(old_name, str) and old_name != name and "/" not in old_name:
-            with contextlib.suppress(FileNotFoundError):
-                (bucket_dir / old_name).unlink()
+        _remove_older_files(bucket_dir, safe_session_id(sid), keep=name)
         store.job_complete(ns, JOB_KIND, sid, token, input_watermark=str(last_seq))
         run.summarized.append(sid)
         run.files[sid] = path
