@@ -83,6 +83,10 @@ def test_issue13_phase1_end_to_end_idle_sessions_become_traces(
     assert run.skipped["s-busy"] == "not idle yet"
     assert run.failed == {}
     assert run.tokens > 0
+    messages, schema_name, schema = llm.calls[0]
+    assert messages[0].role == "system" and "trace_memory" in messages[0].content
+    assert "add a test" in messages[1].content and "fix the build" not in messages[1].content
+    assert schema_name == "trace_memory" and schema["required"] == ["trace_memory", "summary"]
     bucket = root / scope_bucket(NS, SCOPE) / "trace_summaries"
     assert [p.name for p in trace_files(root)] == [
         "s-new_added-a-test.md",
@@ -373,3 +377,16 @@ def test_issue13_phase1_identical_trace_text_of_two_sessions_stays_two_traces(
     one, two = find_trace(mem, "s1", scope=SCOPE), find_trace(mem, "s2", scope=SCOPE)
     assert one is not None and two is not None and one.id != two.id
     assert "trace-session:s2" not in one.tags
+
+
+def test_issue13_phase1_at_most_max_sessions_newest_first(
+    mem: Memory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for i, sid in enumerate(["s-a", "s-b", "s-c"]):
+        add(mem, monkeypatch, sid, [msg(sid)], hours_ago=5 + i)  # s-a is the newest
+    llm = ScriptedLLM([answer("one"), answer("two"), answer("three")])
+    first = summarize_sessions(mem, llm, root=tmp_path / "r", scope=SCOPE, max_sessions=2)
+    assert first.summarized == ["s-a", "s-b"]
+    second = summarize_sessions(mem, llm, root=tmp_path / "r", scope=SCOPE, max_sessions=2)
+    assert second.summarized == ["s-c"]
+    assert len(llm.calls) == 3

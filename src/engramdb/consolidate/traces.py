@@ -254,6 +254,9 @@ def summarize_sessions(
         if (moment - info.updated_at).total_seconds() < idle_seconds:
             run.skipped[sid] = "not idle yet"
             continue
+        if info.item_count == 0:
+            run.skipped[sid] = "no items"
+            continue
         trace = find_trace(memory, sid, scope=scope, namespace=ns)
         job = memory.store.job_get(ns, JOB_KIND, sid)
         retry = job is not None and job.status == "pending"
