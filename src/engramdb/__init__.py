@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import (
     AuthenticationError,
+    BudgetExceededError,
     ConflictError,
     CorruptRecordError,
     EngramError,
@@ -77,6 +78,7 @@ __all__ = [
     "AsyncMemory",
     "AsyncSession",
     "AuthenticationError",
+    "BudgetExceededError",
     "Client",
     "ConflictError",
     "CorruptRecordError",

@@ -83,6 +83,21 @@ class QuotaExceededError(RateLimitError):
         self.adding = adding
 
 
+class BudgetExceededError(RateLimitError):
+    """A consolidation cost cap (per run or per day: sessions, input tokens or LLM calls) would
+    be passed by the next LLM call; the call was not made.
+
+    ``cap`` names the cap (for example ``"run.input_tokens"`` or ``"day.llm_calls"``),
+    ``limit`` is its value and ``used`` what was spent before the refused call.
+    """
+
+    def __init__(self, message: str, *, cap: str, limit: int, used: int) -> None:
+        super().__init__(message)
+        self.cap = cap
+        self.limit = limit
+        self.used = used
+
+
 class ServerError(EngramError):
     """The server failed in an unexpected way (HTTP 5xx other than 503, or a response that is
     not the API's)."""
@@ -130,6 +145,7 @@ class LLMResponseError(LLMError):
 
 __all__ = [
     "AuthenticationError",
+    "BudgetExceededError",
     "ConflictError",
     "CorruptRecordError",
     "EngramError",
