@@ -301,6 +301,54 @@ to an owner until ``lease_expires_at``; an expired lease is taken over by the ne
 
 
 @dataclass(frozen=True, slots=True)
+class Spend:
+    """What background work spent: sessions processed, LLM calls and their tokens."""
+
+    sessions: int = 0
+    llm_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    def __add__(self, other: Spend) -> Spend:
+        return Spend(
+            self.sessions + other.sessions,
+            self.llm_calls + other.llm_calls,
+            self.input_tokens + other.input_tokens,
+            self.output_tokens + other.output_tokens,
+        )
+
+    @property
+    def tokens(self) -> int:
+        """Input plus output tokens."""
+        return self.input_tokens + self.output_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class SpendDay:
+    """The spend of one namespace's ``scope`` on one UTC ``day`` (``YYYY-MM-DD``)."""
+
+    namespace: str
+    day: str
+    scope: str
+    spend: Spend
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeSettings:
+    """A consolidation scope of a namespace as configured by its user: whether consolidation
+    runs for it (``enabled``; off is the per-scope opt-out) and which sessions belong to it
+    (those whose id starts with ``session_prefix``; ``None``: every session of the
+    namespace)."""
+
+    namespace: str
+    scope: str
+    enabled: bool
+    session_prefix: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class Job:
     """One lease-locked background job of a namespace, identified by ``(kind, job_key)``.
 
@@ -308,7 +356,8 @@ class Job:
     (every later write of that run — heartbeat, complete, fail, release — must present it;
     records read back never carry it). ``attempts`` counts claims since the job last
     completed; a failure with ``attempts >= max_attempts`` makes the job ``failed``.
-    ``input_watermark`` is what the last completed run processed (opaque to the store).
+    ``input_watermark`` is what the last completed run processed (opaque to the store);
+    ``spend`` adds up what every run of the job reported spending.
     """
 
     namespace: str
@@ -326,3 +375,4 @@ class Job:
     last_error: str | None
     created_at: datetime
     updated_at: datetime
+    spend: Spend = field(default_factory=Spend)

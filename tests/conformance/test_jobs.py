@@ -217,3 +217,71 @@ def test_issue13_jobs_four_processes_never_double_claim(backend: Backend) -> Non
         assert job is not None and job.status == "pending" and job.attempts == 0
     finally:
         check.close()
+
+
+def test_issue13_caps_job_spend_adds_up_over_runs(store: Store) -> None:
+    from engramdb.types import Spend
+
+    job = store.job_claim("ns", KIND, KEY, "worker-a", 60)
+    assert job is not None and job.token and job.spend == Spend()
+    assert store.job_fail(
+        "ns", KIND, KEY, job.token, "boom", retry_in=0, spend=Spend(1, 2, 300, 40)
+    )
+    job = store.job_claim("ns", KIND, KEY, "worker-a", 60)
+    assert job is not None and job.token
+    assert store.job_release("ns", KIND, KEY, job.token, spend=Spend(0, 1, 10, 0))
+    job = store.job_claim("ns", KIND, KEY, "worker-a", 60)
+    assert job is not None and job.token
+    assert store.job_complete(
+        "ns", KIND, KEY, job.token, input_watermark="w", spend=Spend(1, 1, 5, 5)
+    )
+    done = store.job_get("ns", KIND, KEY)
+    assert done is not None and done.spend == Spend(2, 4, 315, 45)
+    assert done.spend.tokens == 360
+    # a stale token adds nothing
+    assert not store.job_complete(
+        "ns", KIND, KEY, job.token, input_watermark="x", spend=Spend(9, 9, 9, 9)
+    )
+    again = store.job_get("ns", KIND, KEY)
+    assert again is not None and again.spend == Spend(2, 4, 315, 45)
+
+
+def test_issue13_caps_spend_ledger_per_day_scope_and_namespace(store: Store) -> None:
+    from engramdb.types import Spend
+
+    store.spend_add("ns", "2026-12-01", "proj-a", Spend(1, 1, 100, 10))
+    store.spend_add("ns", "2026-12-02", "proj-a", Spend(1, 2, 200, 20))
+    store.spend_add("ns", "2026-12-02", "proj-a", Spend(0, 1, 50, 5))
+    store.spend_add("ns", "2026-12-02", "proj-b", Spend(2, 2, 20, 2))
+    store.spend_add("other", "2026-12-02", "proj-a", Spend(7, 7, 7, 7))
+    rows = store.spend_list("ns")
+    assert [(r.day, r.scope) for r in rows] == [
+        ("2026-12-02", "proj-a"),
+        ("2026-12-02", "proj-b"),
+        ("2026-12-01", "proj-a"),
+    ]
+    assert rows[0].spend == Spend(1, 3, 250, 25)
+    assert [r.scope for r in store.spend_list("ns", since="2026-12-02")] == ["proj-a", "proj-b"]
+    assert [r.day for r in store.spend_list("ns", scope="proj-a")] == ["2026-12-02", "2026-12-01"]
+    assert [r.spend for r in store.spend_list("other")] == [Spend(7, 7, 7, 7)]
+    with pytest.raises(InvalidInputError):
+        store.spend_add("ns", "2026-13-40", "proj-a", Spend())
+    with pytest.raises(InvalidInputError):
+        store.spend_add("ns", "yesterday", "proj-a", Spend())
+
+
+def test_issue13_control_scope_settings_per_namespace(store: Store) -> None:
+    assert store.scope_get("ns", "proj-a") is None and store.scope_list("ns") == []
+    first = store.scope_put("ns", "proj-a", enabled=False, session_prefix="a:")
+    assert first.enabled is False and first.session_prefix == "a:" and first.scope == "proj-a"
+    store.scope_put("ns", "proj-b", enabled=True, session_prefix=None)
+    store.scope_put("other", "proj-a", enabled=True, session_prefix=None)
+    again = store.scope_put("ns", "proj-a", enabled=True, session_prefix="a:")
+    assert again.enabled is True and again.created_at == first.created_at
+    assert again.updated_at >= first.updated_at
+    assert [(s.scope, s.enabled, s.session_prefix) for s in store.scope_list("ns")] == [
+        ("proj-a", True, "a:"),
+        ("proj-b", True, None),
+    ]
+    got = store.scope_get("other", "proj-a")
+    assert got is not None and got.session_prefix is None

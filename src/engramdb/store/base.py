@@ -21,7 +21,10 @@ from ..types import (
     MemoryStats,
     MemoryVersion,
     Quota,
+    ScopeSettings,
     SessionInfo,
+    Spend,
+    SpendDay,
     Triple,
 )
 
@@ -279,22 +282,41 @@ class Store(Protocol):
         job (after a take-over it does not). Returns whether it was renewed."""
 
     def job_complete(
-        self, namespace: str, kind: str, job_key: str, token: str, *, input_watermark: str | None
+        self,
+        namespace: str,
+        kind: str,
+        job_key: str,
+        token: str,
+        *,
+        input_watermark: str | None,
+        spend: Spend | None = None,
     ) -> bool:
         """Mark the job ``done`` with the input watermark it processed, only if ``token`` still
-        owns it; clears the lease and the last error. Returns whether it was written."""
+        owns it; clears the lease and the last error and adds ``spend`` to the job's.
+        Returns whether it was written."""
 
     def job_fail(
-        self, namespace: str, kind: str, job_key: str, token: str, error: str, *, retry_in: float
+        self,
+        namespace: str,
+        kind: str,
+        job_key: str,
+        token: str,
+        error: str,
+        *,
+        retry_in: float,
+        spend: Spend | None = None,
     ) -> bool:
         """Record a failed attempt, only if ``token`` still owns the job: ``failed`` with
         ``error`` if its attempts are exhausted, otherwise ``pending`` and claimable again
-        ``retry_in`` seconds from now (``error`` kept as ``last_error``). Returns whether it
-        was written."""
+        ``retry_in`` seconds from now (``error`` kept as ``last_error``); ``spend`` is added
+        to the job's. Returns whether it was written."""
 
-    def job_release(self, namespace: str, kind: str, job_key: str, token: str) -> bool:
-        """Give the job back unfinished (``pending``, the attempt not counted), only if
-        ``token`` owns it; anyone else's release changes nothing and returns False."""
+    def job_release(
+        self, namespace: str, kind: str, job_key: str, token: str, *, spend: Spend | None = None
+    ) -> bool:
+        """Give the job back unfinished (``pending``, the attempt not counted; ``spend`` added
+        to the job's), only if ``token`` owns it; anyone else's release changes nothing and
+        returns False."""
 
     def job_get(self, namespace: str, kind: str, job_key: str) -> Job | None:
         """One job of ``namespace`` (without its token), or ``None``."""
@@ -304,6 +326,28 @@ class Store(Protocol):
     ) -> list[Job]:
         """Jobs of ``namespace`` (without tokens), by kind then key, optionally of one kind
         and/or status."""
+
+    # -- spend ledger and consolidation scopes ---------------------------------------------
+    def spend_add(self, namespace: str, day: str, scope: str, spend: Spend) -> None:
+        """Add ``spend`` to what ``scope`` of ``namespace`` spent on UTC ``day``
+        (``YYYY-MM-DD``); the daily cost caps of consolidation read these totals."""
+
+    def spend_list(
+        self, namespace: str, *, since: str | None = None, scope: str | None = None
+    ) -> list[SpendDay]:
+        """The spend ledger of ``namespace``, newest day first, from day ``since`` on and of
+        one ``scope`` if given."""
+
+    def scope_put(
+        self, namespace: str, scope: str, *, enabled: bool, session_prefix: str | None
+    ) -> ScopeSettings:
+        """Create or replace the consolidation settings of ``scope``; returns them."""
+
+    def scope_get(self, namespace: str, scope: str) -> ScopeSettings | None:
+        """The consolidation settings of ``scope``, or ``None`` if never configured."""
+
+    def scope_list(self, namespace: str) -> list[ScopeSettings]:
+        """Every configured consolidation scope of ``namespace``, by name."""
 
     # -- secrets ---------------------------------------------------------------------------
     def secret(self, name: str) -> bytes:

@@ -11,11 +11,20 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from ..types import Job, now_us
+from ..types import Job, ScopeSettings, Spend, SpendDay, datetime_from_us, now_us
 from .rows import JOB_COLUMNS, JOB_EXPIRED_ERROR, job_claim_plan, job_record
 
 _KEY = "namespace = ? AND kind = ? AND job_key = ?"
 _OWNED = _KEY + " AND token = ? AND status = 'running'"
+_SPEND = (
+    "sessions = sessions + ?, llm_calls = llm_calls + ?, input_tokens = input_tokens + ?, "
+    "output_tokens = output_tokens + ?"
+)
+
+
+def _spent(spend: Spend | None) -> tuple[int, int, int, int]:
+    spend = spend or Spend()
+    return (spend.sessions, spend.llm_calls, spend.input_tokens, spend.output_tokens)
 
 
 def _sql(statement: str, mark: str) -> str:
@@ -108,16 +117,17 @@ def complete(
     job_key: str,
     token: str,
     input_watermark: str | None,
+    spend: Spend | None = None,
 ) -> bool:
     return bool(
         conn.execute(
             _sql(
                 "UPDATE jobs SET status = 'done', token = NULL, lease_expires_at = NULL, "
-                "input_watermark = ?, last_error = NULL, retry_at = NULL, updated_at = ? "
-                f"WHERE {_OWNED}",
+                f"input_watermark = ?, last_error = NULL, retry_at = NULL, {_SPEND}, "
+                f"updated_at = ? WHERE {_OWNED}",
                 mark,
             ),
-            (input_watermark, now_us(), namespace, kind, job_key, token),
+            (input_watermark, *_spent(spend), now_us(), namespace, kind, job_key, token),
         ).rowcount
     )
 
@@ -131,6 +141,7 @@ def fail(
     token: str,
     error: str,
     retry_in: float,
+    spend: Spend | None = None,
 ) -> bool:
     now = now_us()
     return bool(
@@ -139,25 +150,42 @@ def fail(
                 "UPDATE jobs SET status = CASE WHEN attempts >= max_attempts THEN 'failed' "
                 "ELSE 'pending' END, "
                 "retry_at = CASE WHEN attempts >= max_attempts THEN NULL ELSE ? END, "
-                "token = NULL, lease_expires_at = NULL, last_error = ?, updated_at = ? "
-                f"WHERE {_OWNED}",
+                f"token = NULL, lease_expires_at = NULL, last_error = ?, {_SPEND}, "
+                f"updated_at = ? WHERE {_OWNED}",
                 mark,
             ),
-            (now + int(retry_in * 1_000_000), error, now, namespace, kind, job_key, token),
+            (
+                now + int(retry_in * 1_000_000),
+                error,
+                *_spent(spend),
+                now,
+                namespace,
+                kind,
+                job_key,
+                token,
+            ),
         ).rowcount
     )
 
 
-def release(conn: Any, mark: str, namespace: str, kind: str, job_key: str, token: str) -> bool:
+def release(
+    conn: Any,
+    mark: str,
+    namespace: str,
+    kind: str,
+    job_key: str,
+    token: str,
+    spend: Spend | None = None,
+) -> bool:
     return bool(
         conn.execute(
             _sql(
                 "UPDATE jobs SET status = 'pending', token = NULL, lease_expires_at = NULL, "
-                "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, updated_at = ? "
-                f"WHERE {_OWNED}",
+                "attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END, "
+                f"{_SPEND}, updated_at = ? WHERE {_OWNED}",
                 mark,
             ),
-            (now_us(), namespace, kind, job_key, token),
+            (*_spent(spend), now_us(), namespace, kind, job_key, token),
         ).rowcount
     )
 
@@ -183,3 +211,102 @@ def list_jobs(
         params.append(status)
     query += " ORDER BY kind, job_key"
     return [job_record(row) for row in conn.execute(_sql(query, mark), params).fetchall()]
+
+
+# -- the spend ledger ------------------------------------------------------------------------
+def spend_add(conn: Any, mark: str, namespace: str, day: str, scope: str, spend: Spend) -> None:
+    """Add ``spend`` to the ledger row of ``(namespace, day, scope)``."""
+    conn.execute(
+        _sql(
+            "INSERT INTO spend_days (namespace, day, scope, sessions, llm_calls, input_tokens, "
+            "output_tokens) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (namespace, day, scope) DO UPDATE SET "
+            "sessions = spend_days.sessions + excluded.sessions, "
+            "llm_calls = spend_days.llm_calls + excluded.llm_calls, "
+            "input_tokens = spend_days.input_tokens + excluded.input_tokens, "
+            "output_tokens = spend_days.output_tokens + excluded.output_tokens",
+            mark,
+        ),
+        (namespace, day, scope, *_spent(spend)),
+    )
+
+
+def spend_list(
+    conn: Any, mark: str, namespace: str, since: str | None, scope: str | None
+) -> list[SpendDay]:
+    query = (
+        "SELECT day, scope, sessions, llm_calls, input_tokens, output_tokens FROM spend_days "
+        "WHERE namespace = ?"
+    )
+    params: list[Any] = [namespace]
+    if since is not None:
+        query += " AND day >= ?"
+        params.append(since)
+    if scope is not None:
+        query += " AND scope = ?"
+        params.append(scope)
+    query += " ORDER BY day DESC, scope"
+    return [
+        SpendDay(namespace, row[0], row[1], Spend(*(int(value) for value in row[2:])))
+        for row in conn.execute(_sql(query, mark), params).fetchall()
+    ]
+
+
+# -- consolidation scope settings -------------------------------------------------------------
+_SCOPE_COLUMNS = "namespace, scope, enabled, session_prefix, created_at, updated_at"
+
+
+def _scope_record(row: Any) -> ScopeSettings:
+    return ScopeSettings(
+        namespace=row[0],
+        scope=row[1],
+        enabled=bool(row[2]),
+        session_prefix=row[3],
+        created_at=datetime_from_us(int(row[4])),
+        updated_at=datetime_from_us(int(row[5])),
+    )
+
+
+def scope_put(
+    conn: Any,
+    mark: str,
+    namespace: str,
+    scope: str,
+    enabled: bool,
+    session_prefix: str | None,
+) -> ScopeSettings:
+    now = now_us()
+    conn.execute(
+        _sql(
+            f"INSERT INTO consolidation_scopes ({_SCOPE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (namespace, scope) DO UPDATE SET enabled = excluded.enabled, "
+            "session_prefix = excluded.session_prefix, updated_at = excluded.updated_at",
+            mark,
+        ),
+        (namespace, scope, enabled if mark != "?" else int(enabled), session_prefix, now, now),
+    )
+    found = scope_get(conn, mark, namespace, scope)
+    assert found is not None  # written just above, in the same transaction
+    return found
+
+
+def scope_get(conn: Any, mark: str, namespace: str, scope: str) -> ScopeSettings | None:
+    row = conn.execute(
+        _sql(
+            f"SELECT {_SCOPE_COLUMNS} FROM consolidation_scopes WHERE namespace = ? AND scope = ?",
+            mark,
+        ),
+        (namespace, scope),
+    ).fetchone()
+    return _scope_record(row) if row else None
+
+
+def scope_list(conn: Any, mark: str, namespace: str) -> list[ScopeSettings]:
+    rows = conn.execute(
+        _sql(
+            f"SELECT {_SCOPE_COLUMNS} FROM consolidation_scopes WHERE namespace = ? ORDER BY scope",
+            mark,
+        ),
+        (namespace,),
+    ).fetchall()
+    return [_scope_record(row) for row in rows]

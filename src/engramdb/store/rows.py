@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 import orjson
@@ -16,6 +16,7 @@ from ..types import (
     Job,
     MemoryEvent,
     MemoryRecord,
+    Spend,
     Triple,
     datetime_from_us,
     us_from_datetime,
@@ -272,7 +273,8 @@ def from_json(text: str) -> Any:
 
 JOB_COLUMNS = (
     "namespace, kind, job_key, status, owner, lease_expires_at, heartbeat_at, "
-    "input_watermark, attempts, max_attempts, retry_at, last_error, created_at, updated_at"
+    "input_watermark, attempts, max_attempts, retry_at, last_error, created_at, updated_at, "
+    "sessions, llm_calls, input_tokens, output_tokens"
 )
 JOB_EXPIRED_ERROR = "the lease expired during the last attempt (the owner stopped renewing it)"
 
@@ -299,6 +301,7 @@ def job_record(row: Sequence[Any], token: str | None = None) -> Job:
         last_error=row[11],
         created_at=datetime_from_us(int(row[12])),
         updated_at=datetime_from_us(int(row[13])),
+        spend=Spend(int(row[14]), int(row[15]), int(row[16]), int(row[17])),
     )
 
 
@@ -314,6 +317,18 @@ def check_job_args(
         raise InvalidInputError(f"max_attempts must be at least 1: {max_attempts}")
     if retry_in is not None and not retry_in >= 0:
         raise InvalidInputError(f"retry_in must be zero or more seconds: {retry_in}")
+
+
+def check_day(day: str) -> None:
+    """InvalidInputError unless ``day`` is a ``YYYY-MM-DD`` date."""
+    from ..errors import InvalidInputError
+
+    try:
+        parsed = date.fromisoformat(day)
+    except (TypeError, ValueError):
+        parsed = None
+    if parsed is None or parsed.isoformat() != day:
+        raise InvalidInputError(f"a day must be a YYYY-MM-DD date: {day!r}")
 
 
 def job_claim_plan(

@@ -264,6 +264,33 @@ MIGRATIONS: list[list[str]] = [
         )""",
         """CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (namespace, status, kind, job_key)""",
     ],
+    # 7: as SQLite's version 10: the spend of each job, the per-day spend ledger and the
+    # per-scope consolidation settings. Operational state: not exported.
+    [
+        "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS sessions bigint NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS llm_calls bigint NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS input_tokens bigint NOT NULL DEFAULT 0",
+        "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS output_tokens bigint NOT NULL DEFAULT 0",
+        """CREATE TABLE IF NOT EXISTS spend_days (
+            namespace     text NOT NULL,
+            day           text NOT NULL,
+            scope         text NOT NULL,
+            sessions      bigint NOT NULL DEFAULT 0,
+            llm_calls     bigint NOT NULL DEFAULT 0,
+            input_tokens  bigint NOT NULL DEFAULT 0,
+            output_tokens bigint NOT NULL DEFAULT 0,
+            PRIMARY KEY (namespace, day, scope)
+        )""",
+        """CREATE TABLE IF NOT EXISTS consolidation_scopes (
+            namespace      text NOT NULL,
+            scope          text NOT NULL,
+            enabled        boolean NOT NULL,
+            session_prefix text,
+            created_at     bigint NOT NULL,
+            updated_at     bigint NOT NULL,
+            PRIMARY KEY (namespace, scope)
+        )""",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

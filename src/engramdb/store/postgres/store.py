@@ -36,10 +36,10 @@ from ...errors import (
     StoreError,
     StoreUnavailableError,
 )
-from ...types import Job, SessionInfo, datetime_from_us, now_us
+from ...types import Job, ScopeSettings, SessionInfo, Spend, SpendDay, datetime_from_us, now_us
 from ...validation import decode_item, decode_items
 from .. import jobs
-from ..rows import check_job_args, check_mark_move
+from ..rows import check_day, check_job_args, check_mark_move
 from .access import AccessMixin
 from .memories import MemoriesMixin
 from .migrations import migrate
@@ -507,22 +507,45 @@ class PostgresStore(MemoriesMixin, AccessMixin, TransferMixin):
         )
 
     def job_complete(
-        self, namespace: str, kind: str, job_key: str, token: str, *, input_watermark: str | None
+        self,
+        namespace: str,
+        kind: str,
+        job_key: str,
+        token: str,
+        *,
+        input_watermark: str | None,
+        spend: Spend | None = None,
     ) -> bool:
         return self.run(
-            lambda conn: jobs.complete(conn, "%s", namespace, kind, job_key, token, input_watermark)
+            lambda conn: jobs.complete(
+                conn, "%s", namespace, kind, job_key, token, input_watermark, spend
+            )
         )
 
     def job_fail(
-        self, namespace: str, kind: str, job_key: str, token: str, error: str, *, retry_in: float
+        self,
+        namespace: str,
+        kind: str,
+        job_key: str,
+        token: str,
+        error: str,
+        *,
+        retry_in: float,
+        spend: Spend | None = None,
     ) -> bool:
         check_job_args(retry_in=retry_in)
         return self.run(
-            lambda conn: jobs.fail(conn, "%s", namespace, kind, job_key, token, error, retry_in)
+            lambda conn: jobs.fail(
+                conn, "%s", namespace, kind, job_key, token, error, retry_in, spend
+            )
         )
 
-    def job_release(self, namespace: str, kind: str, job_key: str, token: str) -> bool:
-        return self.run(lambda conn: jobs.release(conn, "%s", namespace, kind, job_key, token))
+    def job_release(
+        self, namespace: str, kind: str, job_key: str, token: str, *, spend: Spend | None = None
+    ) -> bool:
+        return self.run(
+            lambda conn: jobs.release(conn, "%s", namespace, kind, job_key, token, spend)
+        )
 
     def job_get(self, namespace: str, kind: str, job_key: str) -> Job | None:
         return self.read(lambda conn: jobs.get(conn, "%s", namespace, kind, job_key))
@@ -531,6 +554,29 @@ class PostgresStore(MemoriesMixin, AccessMixin, TransferMixin):
         self, namespace: str, *, kind: str | None = None, status: str | None = None
     ) -> list[Job]:
         return self.read(lambda conn: jobs.list_jobs(conn, "%s", namespace, kind, status))
+
+    # -- spend ledger and consolidation scopes ---------------------------------------------
+    def spend_add(self, namespace: str, day: str, scope: str, spend: Spend) -> None:
+        check_day(day)
+        self.run(lambda conn: jobs.spend_add(conn, "%s", namespace, day, scope, spend))
+
+    def spend_list(
+        self, namespace: str, *, since: str | None = None, scope: str | None = None
+    ) -> list[SpendDay]:
+        return self.read(lambda conn: jobs.spend_list(conn, "%s", namespace, since, scope))
+
+    def scope_put(
+        self, namespace: str, scope: str, *, enabled: bool, session_prefix: str | None
+    ) -> ScopeSettings:
+        return self.run(
+            lambda conn: jobs.scope_put(conn, "%s", namespace, scope, enabled, session_prefix)
+        )
+
+    def scope_get(self, namespace: str, scope: str) -> ScopeSettings | None:
+        return self.read(lambda conn: jobs.scope_get(conn, "%s", namespace, scope))
+
+    def scope_list(self, namespace: str) -> list[ScopeSettings]:
+        return self.read(lambda conn: jobs.scope_list(conn, "%s", namespace))
 
 
 # -- helpers -------------------------------------------------------------------------------

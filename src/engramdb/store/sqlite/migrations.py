@@ -268,6 +268,35 @@ MIGRATIONS: list[list[Step]] = [
         ) WITHOUT ROWID""",
         """CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (namespace, status, kind, job_key)""",
     ],
+    # 10: what consolidation spends and who configured it: the spend of each job (added to by
+    # every run), a per-day ledger per (namespace, scope) that the daily cost caps read, and
+    # the per-scope settings (opt-out, which sessions belong to the scope). Operational
+    # state: not exported.
+    [
+        add_column("jobs", "sessions", "INTEGER NOT NULL DEFAULT 0"),
+        add_column("jobs", "llm_calls", "INTEGER NOT NULL DEFAULT 0"),
+        add_column("jobs", "input_tokens", "INTEGER NOT NULL DEFAULT 0"),
+        add_column("jobs", "output_tokens", "INTEGER NOT NULL DEFAULT 0"),
+        """CREATE TABLE IF NOT EXISTS spend_days (
+            namespace     TEXT NOT NULL,
+            day           TEXT NOT NULL,
+            scope         TEXT NOT NULL,
+            sessions      INTEGER NOT NULL DEFAULT 0,
+            llm_calls     INTEGER NOT NULL DEFAULT 0,
+            input_tokens  INTEGER NOT NULL DEFAULT 0,
+            output_tokens INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (namespace, day, scope)
+        ) WITHOUT ROWID""",
+        """CREATE TABLE IF NOT EXISTS consolidation_scopes (
+            namespace      TEXT NOT NULL,
+            scope          TEXT NOT NULL,
+            enabled        INTEGER NOT NULL,
+            session_prefix TEXT,
+            created_at     INTEGER NOT NULL,
+            updated_at     INTEGER NOT NULL,
+            PRIMARY KEY (namespace, scope)
+        ) WITHOUT ROWID""",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

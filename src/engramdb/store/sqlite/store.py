@@ -35,10 +35,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ...errors import StoreError, StoreUnavailableError
-from ...types import Job, SessionInfo, datetime_from_us, now_us
+from ...types import Job, ScopeSettings, SessionInfo, Spend, SpendDay, datetime_from_us, now_us
 from ...validation import decode_item, decode_items
 from .. import jobs
-from ..rows import check_job_args, check_mark_move
+from ..rows import check_day, check_job_args, check_mark_move
 from .access import AccessMixin
 from .memories import MemoriesMixin
 from .migrations import migrate
@@ -619,21 +619,38 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
             return jobs.heartbeat(conn, "?", namespace, kind, job_key, token, ttl)
 
     def job_complete(
-        self, namespace: str, kind: str, job_key: str, token: str, *, input_watermark: str | None
+        self,
+        namespace: str,
+        kind: str,
+        job_key: str,
+        token: str,
+        *,
+        input_watermark: str | None,
+        spend: Spend | None = None,
     ) -> bool:
         with self._write() as conn:
-            return jobs.complete(conn, "?", namespace, kind, job_key, token, input_watermark)
+            return jobs.complete(conn, "?", namespace, kind, job_key, token, input_watermark, spend)
 
     def job_fail(
-        self, namespace: str, kind: str, job_key: str, token: str, error: str, *, retry_in: float
+        self,
+        namespace: str,
+        kind: str,
+        job_key: str,
+        token: str,
+        error: str,
+        *,
+        retry_in: float,
+        spend: Spend | None = None,
     ) -> bool:
         check_job_args(retry_in=retry_in)
         with self._write() as conn:
-            return jobs.fail(conn, "?", namespace, kind, job_key, token, error, retry_in)
+            return jobs.fail(conn, "?", namespace, kind, job_key, token, error, retry_in, spend)
 
-    def job_release(self, namespace: str, kind: str, job_key: str, token: str) -> bool:
+    def job_release(
+        self, namespace: str, kind: str, job_key: str, token: str, *, spend: Spend | None = None
+    ) -> bool:
         with self._write() as conn:
-            return jobs.release(conn, "?", namespace, kind, job_key, token)
+            return jobs.release(conn, "?", namespace, kind, job_key, token, spend)
 
     def job_get(self, namespace: str, kind: str, job_key: str) -> Job | None:
         with self._read() as conn:
@@ -644,6 +661,32 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
     ) -> list[Job]:
         with self._read() as conn:
             return jobs.list_jobs(conn, "?", namespace, kind, status)
+
+    # -- spend ledger and consolidation scopes ---------------------------------------------
+    def spend_add(self, namespace: str, day: str, scope: str, spend: Spend) -> None:
+        check_day(day)
+        with self._write() as conn:
+            jobs.spend_add(conn, "?", namespace, day, scope, spend)
+
+    def spend_list(
+        self, namespace: str, *, since: str | None = None, scope: str | None = None
+    ) -> list[SpendDay]:
+        with self._read() as conn:
+            return jobs.spend_list(conn, "?", namespace, since, scope)
+
+    def scope_put(
+        self, namespace: str, scope: str, *, enabled: bool, session_prefix: str | None
+    ) -> ScopeSettings:
+        with self._write() as conn:
+            return jobs.scope_put(conn, "?", namespace, scope, enabled, session_prefix)
+
+    def scope_get(self, namespace: str, scope: str) -> ScopeSettings | None:
+        with self._read() as conn:
+            return jobs.scope_get(conn, "?", namespace, scope)
+
+    def scope_list(self, namespace: str) -> list[ScopeSettings]:
+        with self._read() as conn:
+            return jobs.scope_list(conn, "?", namespace)
 
 
 def _has_tables(conn: sqlite3.Connection) -> bool:
