@@ -87,7 +87,7 @@ class BudgetExceededError(RateLimitError):
     """A consolidation cost cap (per run or per day: sessions, input tokens or LLM calls) would
     be passed by the next LLM call; the call was not made.
 
-    ``cap`` names the cap (for example ``"run.input_tokens"`` or ``"day.llm_calls"``),
+    ``cap`` names the cap (for example ``"run.max_input_tokens"`` or ``"day.max_llm_calls"``),
     ``limit`` is its value and ``used`` what was spent before the refused call.
     """
 

@@ -13,7 +13,7 @@ import pytest
 import engramdb.store.sqlite.store as sqlite_store
 from engramdb import Memory, open_store
 from engramdb.consolidate import scope_bucket, summarize_sessions
-from engramdb.consolidate.traces import find_trace
+from engramdb.consolidate.traces import find_trace, trace_job_key
 from engramdb.llm.base import Message
 from engramdb.llm.fake import ScriptedLLM
 from engramdb.llm.openai_compat import OpenAICompatibleLLM
@@ -103,7 +103,7 @@ def test_issue13_phase1_end_to_end_idle_sessions_become_traces(
     assert record.metadata["last_seq"] == 1
     assert record.metadata["summary"] == "fixed the build"
     assert record.metadata["prompt_version"] == "trace_v1"
-    assert mem.store.job_get(NS, "trace", "s-old").status == "done"  # type: ignore[union-attr]
+    assert mem.store.job_get(NS, "trace", trace_job_key(SCOPE, "s-old")).status == "done"  # type: ignore[union-attr]
 
     # running again does nothing: no call, no new file
     again = summarize_sessions(mem, llm, root=root, scope=SCOPE, current_session="s-current")
@@ -217,7 +217,7 @@ def test_issue13_phase1_bad_answer_fails_job_and_writes_nothing(
     add(mem, monkeypatch, "s", [msg("hello")], hours_ago=5)
     run = summarize_sessions(mem, ScriptedLLM([bad]), root=tmp_path / "r", scope=SCOPE)
     assert list(run.failed) == ["s"]
-    job = mem.store.job_get(NS, "trace", "s")
+    job = mem.store.job_get(NS, "trace", trace_job_key(SCOPE, "s"))
     assert job is not None and job.status == "pending" and job.last_error
     assert job.last_error == run.failed["s"]
     assert find_trace(mem, "s", scope=SCOPE) is None
@@ -233,7 +233,7 @@ def test_issue13_phase1_invalid_json_from_provider_fails_job(
     llm = OpenAICompatibleLLM("fake-model", base_url=fake_openai.base_url, api_key="x")
     run = summarize_sessions(mem, llm, root=tmp_path / "r", scope=SCOPE)
     assert list(run.failed) == ["s"]
-    job = mem.store.job_get(NS, "trace", "s")
+    job = mem.store.job_get(NS, "trace", trace_job_key(SCOPE, "s"))
     assert job is not None and "LLMResponseError" in (job.last_error or "")
     assert find_trace(mem, "s", scope=SCOPE) is None
     assert trace_files(tmp_path / "r") == []
@@ -251,7 +251,7 @@ def test_issue13_phase1_db_write_failure_leaves_no_file(
     run = summarize_sessions(mem, ScriptedLLM([answer()]), root=tmp_path / "r", scope=SCOPE)
     assert run.failed == {"s": "RuntimeError: database is gone"}
     assert not (tmp_path / "r").exists() or trace_files(tmp_path / "r") == []
-    job = mem.store.job_get(NS, "trace", "s")
+    job = mem.store.job_get(NS, "trace", trace_job_key(SCOPE, "s"))
     assert job is not None and job.last_error == "RuntimeError: database is gone"
 
 
@@ -264,7 +264,7 @@ def test_issue13_phase1_file_write_failure_fails_job_and_retries(
     root = blocker / "root"  # its parent is a file: nothing can be created under it
     run = summarize_sessions(mem, ScriptedLLM([answer()]), root=root, scope=SCOPE)
     assert list(run.failed) == ["s"]
-    job = mem.store.job_get(NS, "trace", "s")
+    job = mem.store.job_get(NS, "trace", trace_job_key(SCOPE, "s"))
     assert job is not None and job.status == "pending"
     assert job.last_error is not None and "Error" in job.last_error
     # once the retry is due, a later run with a writable root finishes the job
@@ -342,7 +342,7 @@ def test_issue13_phase1_disk_full_on_resummary_then_retry_leaves_no_orphan(
         m.setattr("engramdb.consolidate.traces._write_atomic", full)
         run = summarize_sessions(mem, ScriptedLLM([answer("second")]), root=root, scope=SCOPE)
     assert run.failed == {"s": "OSError: [Errno 28] No space left on device"}
-    job = mem.store.job_get(NS, "trace", "s")
+    job = mem.store.job_get(NS, "trace", trace_job_key(SCOPE, "s"))
     assert job is not None and job.status == "pending" and "No space" in (job.last_error or "")
     assert [p.name for p in trace_files(root)] == ["s_first.md"]
     # the retry (once due) writes the new file and removes the old one, though the database

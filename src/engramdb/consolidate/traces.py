@@ -26,14 +26,15 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictError, InvalidInputError, LLMResponseError
+from ..errors import BudgetExceededError, ConflictError, InvalidInputError, LLMResponseError
 from ..filters import MAX_TAG_LENGTH
 from ..llm.base import LLM, Message
 from ..manager.transcript import ToolRule, render_transcript
 from ..memory import Memory
 from ..redact import redact
 from ..sessions import items_after
-from ..types import MemoryRecord, SessionInfo, us_from_datetime
+from ..types import MemoryRecord, SessionInfo, Spend, us_from_datetime
+from .budget import Budget, Caps, CostCaps, estimate_tokens
 
 PROMPT_VERSION = "trace_v1"
 """The prompt file in use (``prompts/trace_v1.md``), recorded on every trace."""
@@ -65,14 +66,19 @@ def load_prompt(version: str = PROMPT_VERSION) -> str:
 class TraceRun:
     """What one :func:`summarize_sessions` run did: the sessions summarized (with their trace
     files), skipped (with why) and failed (with the error, also kept as the job's
-    ``last_error``), and the tokens the LLM reported."""
+    ``last_error``), the tokens the LLM reported, and why the run stopped early (a cost cap)
+    if it did. A dry run fills ``planned`` instead: each session it would summarize, with the
+    estimated input tokens of its call."""
 
     summarized: list[str] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
+    planned: dict[str, int] = field(default_factory=dict)
+    stopped: str | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    llm_calls: int = 0
 
     @property
     def tokens(self) -> int:
@@ -96,6 +102,28 @@ def safe_session_id(session_id: str) -> str:
 def _slug(text: str) -> str:
     slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-")
     return slug or "trace"
+
+
+def trace_job_key(scope: str, session_id: str) -> str:
+    """The job key of ``session_id``'s trace in ``scope`` (a scope cannot contain a newline,
+    so the key is unambiguous, and two scopes sharing a session never share a lease)."""
+    return f"{scope}\n{session_id}"
+
+
+def check_scope(scope: object) -> str:
+    """``scope`` if it is a usable scope name (1-512 characters, no control characters),
+    else InvalidInputError."""
+    if (
+        not isinstance(scope, str)
+        or not scope.strip()
+        or len(scope) > 512
+        or any(ord(ch) < 32 or ord(ch) == 127 for ch in scope)
+    ):
+        raise InvalidInputError(
+            "scope must be a non-empty string of at most 512 characters without control "
+            f"characters: {scope!r:.80}"
+        )
+    return scope
 
 
 def _session_tag(session_id: str) -> str:
@@ -228,13 +256,19 @@ def summarize_sessions(
     now: datetime | None = None,
     lease_seconds: float = 300.0,
     retry_in: float = 60.0,
+    session_prefix: str | None = None,
+    budget: Budget | None = None,
+    dry_run: bool = False,
 ) -> TraceRun:
     """Turn the idle sessions of ``namespace`` whose trace is missing or stale into trace
     memories and files under ``root`` (see the module docstring). ``tools`` is the transcript
-    rule for tool items (``"drop"``, ``"summarize"``, ``"keep"``). Failures are recorded per
-    session (in the result and as the job's ``last_error``), never raised."""
-    if not isinstance(scope, str) or not scope:
-        raise InvalidInputError("scope must be a non-empty string")
+    rule for tool items (``"drop"``, ``"summarize"``, ``"keep"``); ``session_prefix`` limits
+    the scope to sessions whose id starts with it. Failures are recorded per session (in the
+    result and as the job's ``last_error``), never raised. ``budget`` caps and records the
+    spend (without one the spend is recorded, uncapped); a cap reached stops the run
+    (``TraceRun.stopped``) and gives the session's job back untouched. ``dry_run`` calls no
+    model and writes nothing: ``TraceRun.planned`` says what would run."""
+    check_scope(scope)
     if max_sessions < 1 or byte_budget < 1024 or idle_seconds < 0:
         raise InvalidInputError(
             "max_sessions must be >= 1, byte_budget >= 1024 and idle_seconds >= 0"
@@ -248,6 +282,8 @@ def summarize_sessions(
         if len(candidates) >= max_sessions:
             break
         sid = info.session_id
+        if session_prefix is not None and not sid.startswith(session_prefix):
+            continue
         if sid == current_session:
             run.skipped[sid] = "current session"
             continue
@@ -258,22 +294,52 @@ def summarize_sessions(
             run.skipped[sid] = "no items"
             continue
         trace = find_trace(memory, sid, scope=scope, namespace=ns)
-        job = memory.store.job_get(ns, JOB_KIND, sid)
+        job = memory.store.job_get(ns, JOB_KIND, trace_job_key(scope, sid))
         retry = job is not None and job.status == "pending"
         seen = trace.metadata.get("session_updated_at") if trace is not None else None
         stale = not isinstance(seen, int) or seen < us_from_datetime(info.updated_at)
         if stale or retry:
             candidates.append((info, trace))
+    if dry_run:
+        for info, _trace in candidates:
+            prepared = _prepare(memory, ns, info.session_id, tools, byte_budget)
+            if prepared is not None:
+                run.planned[info.session_id] = estimate_tokens(prepared[1])
+        return run
+    budget = budget or Budget(memory.store, ns, scope, CostCaps(run=Caps(), day=Caps()))
+    budgeted = budget.llm(llm)
     owner = "traces-" + secrets.token_hex(4)
     for info, trace in candidates:
-        _one(memory, llm, ns, scope, info, trace, bucket_dir, run, owner, tools, byte_budget,
-             lease_seconds, retry_in)  # fmt: skip
+        try:
+            _one(memory, budgeted, budget, ns, scope, info, trace, bucket_dir, run, owner,
+                 tools, byte_budget, lease_seconds, retry_in)  # fmt: skip
+        except BudgetExceededError as exc:
+            run.stopped = str(exc)
+            break
     return run
+
+
+def _prepare(
+    memory: Memory, ns: str, sid: str, tools: ToolRule, byte_budget: int
+) -> tuple[int, list[Message]] | None:
+    """The last item's seq and the messages of ``sid``'s trace call; ``None`` if the session
+    has nothing to summarize."""
+    items = _session_items(memory, ns, sid)
+    transcript = render_transcript(items, tools=tools, redact=redact)
+    if not items or not transcript.text.strip():
+        return None
+    text = truncate_middle(transcript.text, byte_budget)
+    messages = [
+        Message("system", load_prompt()),
+        Message("user", f"Session transcript:\n\n{text}"),
+    ]
+    return int(items[-1][0]), messages
 
 
 def _one(
     memory: Memory,
     llm: LLM,
+    budget: Budget,
     ns: str,
     scope: str,
     info: SessionInfo,
@@ -288,28 +354,39 @@ def _one(
 ) -> None:
     sid = info.session_id
     store = memory.store
-    job = store.job_claim(ns, JOB_KIND, sid, owner, lease_seconds)
+    key = trace_job_key(scope, sid)
+    job = store.job_claim(ns, JOB_KIND, key, owner, lease_seconds)
     if job is None or job.token is None:
         run.skipped[sid] = "job busy or failed"
         return
     token = job.token
+    before = budget.spent
+
+    def spent() -> Spend:  # this session's share of the run's spend
+        now = budget.spent
+        return Spend(
+            now.sessions - before.sessions,
+            now.llm_calls - before.llm_calls,
+            now.input_tokens - before.input_tokens,
+            now.output_tokens - before.output_tokens,
+        )
+
     try:
-        items = _session_items(memory, ns, sid)
-        transcript = render_transcript(items, tools=tools, redact=redact)
-        if not items or not transcript.text.strip():
-            store.job_complete(ns, JOB_KIND, sid, token, input_watermark=None)
+        prepared = _prepare(memory, ns, sid, tools, byte_budget)
+        if prepared is None:
+            store.job_complete(ns, JOB_KIND, key, token, input_watermark=None, spend=spent())
             run.skipped[sid] = "no items"
             return
-        last_seq = int(items[-1][0])
-        text = truncate_middle(transcript.text, byte_budget)
-        messages = [
-            Message("system", load_prompt()),
-            Message("user", f"Session transcript:\n\n{text}"),
-        ]
-        answer = llm.complete_json(messages, TRACE_SCHEMA, name="trace_memory")
+        last_seq, messages = prepared
+        budget.check_call(messages)  # refuse before counting the session
+        budget.take_session()
+        try:
+            answer = llm.complete_json(messages, TRACE_SCHEMA, name="trace_memory")
+        finally:
+            run.llm_calls = budget.spent.llm_calls
         run.prompt_tokens += answer.usage.prompt_tokens
         run.completion_tokens += answer.usage.completion_tokens
-        if not store.job_heartbeat(ns, JOB_KIND, sid, token, lease_seconds):
+        if not store.job_heartbeat(ns, JOB_KIND, key, token, lease_seconds):
             # the lease expired during the call and another run took the job over: its
             # owner writes the result, this run writes nothing
             run.skipped[sid] = "lease lost"
@@ -349,12 +426,16 @@ def _one(
         path = bucket_dir / name
         _write_atomic(path, content + "\n")
         _remove_older_files(bucket_dir, safe_session_id(sid), keep=name)
-        store.job_complete(ns, JOB_KIND, sid, token, input_watermark=str(last_seq))
+        store.job_complete(ns, JOB_KIND, key, token, input_watermark=str(last_seq), spend=spent())
         run.summarized.append(sid)
         run.files[sid] = path
+    except BudgetExceededError:
+        # a cap, not a fault of this session: give the job back without using an attempt
+        store.job_release(ns, JOB_KIND, key, token, spend=spent())
+        raise
     except Exception as exc:  # recorded on the job, retried later
         error = f"{type(exc).__name__}: {exc}"
-        store.job_fail(ns, JOB_KIND, sid, token, error, retry_in=retry_in)
+        store.job_fail(ns, JOB_KIND, key, token, error, retry_in=retry_in, spend=spent())
         run.failed[sid] = error
 
 
@@ -365,6 +446,7 @@ __all__ = [
     "PROMPT_VERSION",
     "TRACE_SCHEMA",
     "TraceRun",
+    "check_scope",
     "cut_lines",
     "find_trace",
     "load_prompt",
@@ -372,5 +454,6 @@ __all__ = [
     "safe_session_id",
     "scope_bucket",
     "summarize_sessions",
+    "trace_job_key",
     "truncate_middle",
 ]
