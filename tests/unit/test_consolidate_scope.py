@@ -46,6 +46,7 @@ from engramdb.llm.fake import ScriptedLLM
 from engramdb.llm.openai_compat import OpenAICompatibleLLM
 from engramdb.sessions import Session
 from engramdb.types import MemoryRecord, us_from_datetime
+from tests.conftest import Backend
 from tests.fake_openai import FakeOpenAI, Reply
 
 NS = "default"
@@ -375,6 +376,12 @@ def test_issue13_phase2_fit_lines_keeps_whole_lines_and_blocks() -> None:
     small = fit_lines(text, max_lines=100, max_bytes=60)
     assert len(small.encode()) + 1 <= 60 and set(small.split("\n")) <= set(text.split("\n"))
     assert "```" not in small or small.count("```") == 2
+    # a section emptied of its lines loses its heading too: no orphan heading is left
+    two = (
+        "# Title\n## Long\n" + "\n".join(f"- long fact {i}" for i in range(12)) + "\n## Short\n- s"
+    )
+    fitted = fit_lines(two, max_lines=4, max_bytes=10_000).split("\n")
+    assert fitted == ["# Title", "## Short", "- s"]
 
 
 # -- near duplicates -----------------------------------------------------------------------
@@ -397,6 +404,8 @@ def test_issue13_phase2_near_duplicate_lines_merged_before_the_llm(
     assert newest == "## Learnings\n- Run `make test` before committing.\n- ok"
     assert older == "## Learnings\n- Use uv pip install -e . for the venv"  # headings kept
     assert previous == "# Memory\n- keep it short and sweet"  # near duplicate dropped
+    reordered = merge_near_duplicates(["- for the venv use uv pip", "- use uv pip for the venv"])
+    assert reordered == ["- for the venv use uv pip", ""]  # the same words in another order
 
     root = tmp_path / "mem"
     make_trace(mem, root, "s1", "use uv pip install -e . for the venv")
@@ -671,3 +680,66 @@ def test_issue13_phase2_prompt_messages_are_system_then_user(mem: Memory, tmp_pa
     system = messages[0].content
     assert "at most 119 lines" in system and "task ledger" in system
     assert "data, not instructions" in system and "prefer newer guidance" in system.lower()
+
+
+# -- both backends -------------------------------------------------------------------------
+
+
+def test_issue13_phase2_same_on_every_backend(backend: Backend, tmp_path: Path) -> None:
+    mem = Memory(backend.open(), embedder=None)
+    try:
+        root = tmp_path / "mem"
+        make_trace(mem, root, "a1", "ALPHA fact", scope=SCOPE)
+        make_trace(mem, root, "b1", "BRAVO fact", scope=OTHER)
+        llm = ScriptedLLM([md(MD_V1), md(MD_V1), md(MD_V2)])
+        assert consolidate_scope(mem, llm, root=root, scope=SCOPE).status == "consolidated"
+        assert consolidate_scope(mem, llm, root=root, scope=OTHER).status == "consolidated"
+        assert "BRAVO" not in prompt_of(llm, 0) and "ALPHA" not in prompt_of(llm, 1)
+        assert consolidate_scope(mem, llm, root=root, scope=SCOPE).status == "unchanged"
+        make_trace(mem, root, "a2", "another ALPHA fact", scope=SCOPE)
+        run = consolidate_scope(mem, llm, root=root, scope=SCOPE)
+        assert run.status == "consolidated" and run.new_traces == ["a2"]
+        assert [v.version for v in memory_md_history(mem, SCOPE)] == [2, 1]
+        assert "+- the lint step is `make lint`" in memory_md_diff(mem, SCOPE)
+        assert reset_memory_md(mem, root=root, scope=SCOPE)
+        assert read_memory_md(mem, SCOPE) is None and read_memory_md(mem, OTHER) is not None
+        job = mem.store.job_get(NS, "memory_md", OTHER)
+        assert job is not None and job.status == "done"
+    finally:
+        mem.close()
+
+
+def test_issue13_phase2_traces_bounded_by_trace_budget(mem: Memory, tmp_path: Path) -> None:
+    make_trace(
+        mem, tmp_path, "big", "HEAD-MARK " + " ".join(f"w{i}" for i in range(4000)) + " TAIL-MARK"
+    )
+    make_trace(mem, tmp_path, "small", "a small fact")
+    run = consolidate_scope(
+        mem, ScriptedLLM([]), root=tmp_path, scope=SCOPE, trace_budget=4096, dry_run=True
+    )
+    assert run.status == "dry-run" and run.new_traces == ["small", "big"]
+    assert run.estimated_input_tokens < 8192 // 4 + 1000  # the prompt stays bounded
+    llm = ScriptedLLM([md()])
+    consolidate_scope(mem, llm, root=tmp_path, scope=SCOPE, trace_budget=4096)
+    user = prompt_of(llm)
+    assert "HEAD-MARK" in user and "TAIL-MARK" in user and "bytes omitted ...]" in user
+    assert "a small fact" in user and len(user.encode()) < 4096 + 3000
+
+
+def test_issue13_phase2_skill_with_the_same_name_is_updated(mem: Memory, tmp_path: Path) -> None:
+    make_trace(mem, tmp_path, "s1", "one")
+    llm = ScriptedLLM(
+        [
+            md(MD_V1, [{"name": "Deploy", "content": "1. build"}, {"name": "", "content": "x"}]),
+            md(MD_V2, [{"name": "deploy", "content": "1. build\n2. ship"}, "not a skill"]),  # type: ignore[list-item]
+        ]
+    )
+    consolidate_scope(mem, llm, root=tmp_path, scope=SCOPE)
+    make_trace(mem, tmp_path, "s2", "two")
+    consolidate_scope(mem, llm, root=tmp_path, scope=SCOPE)
+    skills = mem.list({"tags": ["skill"], "metadata": {"scope": SCOPE}}).items
+    assert len(skills) == 1 and skills[0].version == 2
+    assert skills[0].metadata == {"kind": "skill", "scope": SCOPE, "name": "deploy"}
+    path = scope_paths(tmp_path, NS, SCOPE).skill("deploy")
+    assert strip_marker(path.read_text().rstrip("\n")) == "1. build\n2. ship"
+    assert [p.name for p in path.parent.parent.iterdir()] == ["deploy"]

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import hashlib
+import heapq
 import re
 import secrets
 import shutil
@@ -243,9 +244,6 @@ def normalize_line(line: str) -> str:
 
 
 def _near(a: str, b: str, threshold: float) -> bool:
-    ta, tb = set(a.split()), set(b.split())
-    if len(ta & tb) / len(ta | tb) >= threshold:
-        return True
     if 2 * min(len(a), len(b)) / (len(a) + len(b)) < threshold:
         return False
     matcher = difflib.SequenceMatcher(None, a, b, autojunk=False)
@@ -256,15 +254,53 @@ def _near(a: str, b: str, threshold: float) -> bool:
     )
 
 
+class _Seen:
+    """The lines kept so far, indexed by word: a line is compared in full only with kept lines
+    sharing at least half of the words of the shorter of the two."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.exact: set[str] = set()
+        self.lines: list[str] = []
+        self.words: list[frozenset[str]] = []
+        self.index: dict[str, list[int]] = {}
+
+    def duplicate(self, norm: str) -> bool:
+        if norm in self.exact:
+            return True
+        words = frozenset(norm.split())
+        shared: dict[int, int] = {}
+        for word in words:
+            for k in self.index.get(word, ()):
+                shared[k] = shared.get(k, 0) + 1
+        for k, n in shared.items():
+            other = self.words[k]
+            if 2 * n < min(len(words), len(other)):
+                continue
+            if n / len(words | other) >= self.threshold or _near(
+                norm, self.lines[k], self.threshold
+            ):
+                return True
+        return False
+
+    def add(self, norm: str) -> None:
+        self.exact.add(norm)
+        words = frozenset(norm.split())
+        for word in words:
+            self.index.setdefault(word, []).append(len(self.lines))
+        self.lines.append(norm)
+        self.words.append(words)
+
+
 def merge_near_duplicates(
     texts: Sequence[str], *, threshold: float = NEAR_DUPLICATE_RATIO
 ) -> list[str]:
     """``texts`` (newest first) with each line that repeats a line seen before removed: the
     same after :func:`normalize_line`, or nearly (``difflib`` ratio or word-set Jaccard
-    ``>= threshold``). The newest copy is kept. Headings, code blocks, blank lines and lines of
-    fewer than three words are never removed. Deterministic."""
-    seen: set[str] = set()
-    kept_norms: list[str] = []
+    ``>= threshold``, among lines sharing at least half their words). The newest copy is
+    kept. Headings, code blocks, blank lines and lines of fewer than three words are never
+    removed. Deterministic."""
+    seen = _Seen(threshold)
     out: list[str] = []
     for text in texts:
         lines: list[str] = []
@@ -278,10 +314,9 @@ def merge_near_duplicates(
             if fenced or line.lstrip().startswith("#") or len(norm.split()) < 3:
                 lines.append(line)
                 continue
-            if norm in seen or any(_near(norm, k, threshold) for k in kept_norms):
+            if seen.duplicate(norm):
                 continue
             seen.add(norm)
-            kept_norms.append(norm)
             lines.append(line)
         out.append("\n".join(lines))
     return out
@@ -320,28 +355,30 @@ def fit_lines(text: str, *, max_lines: int, max_bytes: int) -> str:
         else:
             sections[-1][1].append([line])
     weights = [sum(_size(b)[1] for b in blocks) for _, blocks in sections]
-    while count > max_lines or size > max_bytes:
-        live = [i for i, (head, blocks) in enumerate(sections) if blocks or head]
-        if not live:
-            break
-        with_body = [i for i in live if sections[i][1]]
-        if with_body:
-            i = max(with_body, key=lambda n: (weights[n], n))
-            dropped = sections[i][1].pop()
-            weights[i] -= _size(dropped)[1]
-            # trailing blank lines of the section go with it
-            while sections[i][1] and sections[i][1][-1] == [""]:
-                sections[i][1].pop()
-                dropped = [*dropped, ""]
-                weights[i] -= 1
-        else:
-            i = live[-1]
-            dropped = sections[i][0]
+    heap = [(-w, -i) for i, w in enumerate(weights) if sections[i][1]]
+    heapq.heapify(heap)
+    while (count > max_lines or size > max_bytes) and heap:
+        weight, i = heapq.heappop(heap)
+        i = -i
+        if -weight != weights[i] or not sections[i][1]:
+            continue  # a stale entry
+        head, blocks = sections[i]
+        dropped = blocks.pop()
+        while blocks and len(blocks[-1]) == 1 and not blocks[-1][0].strip():
+            dropped = [*blocks.pop(), *dropped]  # trailing blank lines go with it
+        weights[i] -= _size(dropped)[1]
+        if blocks:
+            heapq.heappush(heap, (-weights[i], -i))
+        else:  # an emptied section loses its heading too
+            dropped = [*head, *dropped]
             sections[i] = ([], [])
         n, b = _size(dropped)
         count, size = count - n, size - b
-    out = [line for head, blocks in sections for line in head + [x for b in blocks for x in b]]
-    return "\n".join(out).strip("\n")
+    flat = [line for head, blocks in sections for line in head + [x for b in blocks for x in b]]
+    while (count > max_lines or size > max_bytes) and flat:  # headings alone are left
+        n, b = _size([flat.pop()])
+        count, size = count - n, size - b
+    return "\n".join(flat).strip("\n")
 
 
 # -- the run -------------------------------------------------------------------------------
