@@ -515,8 +515,9 @@ def test_issue13_phase2_keeps_most_recent_traces_and_prunes_older_files(
 def test_issue13_phase2_memory_summary_trimmed_to_budget(mem: Memory, tmp_path: Path) -> None:
     for i in range(30):
         make_trace(mem, tmp_path, f"s{i:02d}", "x", summary=f"summary number {i} " + "z" * 40)
-    full = memory_summary(mem, SCOPE, budget_tokens=100_000)
+    full = memory_summary(mem, SCOPE, budget_tokens=100_000, max_traces=100)
     assert full.count("\n- ") == 30 and full.index("`s29`") < full.index("`s00`")
+    assert memory_summary(mem, SCOPE, budget_tokens=100_000, max_traces=5).count("\n- ") == 5
     short = memory_summary(mem, SCOPE, budget_tokens=120)
     assert len(short) <= 120 * 4
     assert short.startswith("# Memory Summary\n") and "`s29`" in short and "`s00`" not in short
@@ -644,20 +645,18 @@ def test_issue13_phase2_lease_lost_during_call_writes_nothing(
     assert not scope_paths(tmp_path, NS, SCOPE).memory_md.exists()
 
 
-def test_issue13_phase2_secret_in_answer_is_redacted(mem: Memory, tmp_path: Path) -> None:
+def test_issue13_phase2_secret_never_reaches_model_or_files(mem: Memory, tmp_path: Path) -> None:
     secret = "sk-proj-Abcdefghijklmnopqrstuvwxyz0123456789ABCD"
-    make_trace(mem, tmp_path, "s1", "use uv")
+    make_trace(mem, tmp_path / "src", "s1", f"the deploy key is {secret}")
     leaked = MD_V1 + f"\n- the key is {secret}"
-    run = consolidate_scope(
-        mem,
-        ScriptedLLM([md(leaked, [{"name": "k", "content": f"export KEY={secret}"}])]),
-        root=tmp_path,
-        scope=SCOPE,
-    )
+    llm = ScriptedLLM([md(leaked, [{"name": "k", "content": f"export KEY={secret}"}])])
+    run = consolidate_scope(mem, llm, root=tmp_path / "out", scope=SCOPE)
     assert run.status == "consolidated"
-    assert secret not in "".join(p.read_text() for p in tmp_path.rglob("*.md"))
+    assert secret not in prompt_of(llm)
+    assert secret not in "".join(p.read_text() for p in (tmp_path / "out").rglob("*.md"))
     record = read_memory_md(mem, SCOPE)
     assert record is not None and secret not in record.content
+    assert "[REDACTED" in record.content
 
 
 def test_issue13_phase2_bad_arguments_are_refused(mem: Memory, tmp_path: Path) -> None:

@@ -208,14 +208,22 @@ def render_memory_summary(traces: Sequence[MemoryRecord]) -> str:
 
 
 def memory_summary(
-    memory: Memory, scope: str, *, budget_tokens: int = 500, namespace: str | None = None
+    memory: Memory,
+    scope: str,
+    *,
+    budget_tokens: int = 500,
+    max_traces: int = 32,
+    namespace: str | None = None,
 ) -> str:
-    """The routing map of ``scope``'s traces (newest first) from the database, trimmed to
-    ``budget_tokens`` (estimated as characters / 4) at line boundaries, for injection into an
-    agent's instructions. Older traces that do not fit are counted in a last line."""
+    """The routing map of ``scope``'s ``max_traces`` most recent traces (newest first, as
+    ``memory_summary.md`` lists them) from the database, trimmed to ``budget_tokens``
+    (estimated as characters / 4) at line boundaries, for injection into an agent's
+    instructions. Traces that do not fit are counted in a last line."""
     if not isinstance(budget_tokens, int) or budget_tokens < 1:
         raise InvalidInputError("budget_tokens must be an integer >= 1")
-    text = render_memory_summary(list_traces(memory, scope, namespace))
+    if not isinstance(max_traces, int) or max_traces < 1:
+        raise InvalidInputError("max_traces must be an integer >= 1")
+    text = render_memory_summary(list_traces(memory, scope, namespace)[:max_traces])
     if estimate_tokens(text) <= budget_tokens:
         return text
     lines = text.splitlines(keepends=True)
@@ -690,8 +698,8 @@ def consolidate_scope(
     settled = False
     try:
         plan = _plan(memory, run, paths, max_traces, max_lines, max_bytes, trace_budget)
-        _write_if_changed(paths.memory_summary, render_memory_summary(plan.kept))
-        run.files.append(paths.memory_summary)
+        if _write_if_changed(paths.memory_summary, render_memory_summary(plan.kept)):
+            run.files.append(paths.memory_summary)
         _prune_trace_files(paths.trace_summaries, plan.keep_ids, plan.dropped_ids,
                            plan.known_ids, started)  # fmt: skip
         if plan.messages is None:  # nothing new: restore the files from the database
@@ -721,11 +729,11 @@ def consolidate_scope(
         record = _store_memory_md(memory, ns, scope, body, plan, run)
         skill_records = _store_skills(memory, ns, scope, skills, max_lines, max_bytes)
         # only now, with the database written, do the files change
-        _write_if_changed(paths.memory_md, record.content + "\n")
-        run.files.append(paths.memory_md)
+        if _write_if_changed(paths.memory_md, record.content + "\n"):
+            run.files.append(paths.memory_md)
         for name, skill in skill_records.items():
-            _write_if_changed(paths.skill(name), skill.content + "\n")
-            run.files.append(paths.skill(name))
+            if _write_if_changed(paths.skill(name), skill.content + "\n"):
+                run.files.append(paths.skill(name))
         store.job_complete(ns, JOB_KIND, scope, token, input_watermark=run.watermark)
         settled = True
         run.status = "consolidated"
@@ -791,7 +799,7 @@ def _plan(
     run.new_traces = [_sid(t) for t in new]
     share = max(trace_budget // len(new), 1024)
     old_text = strip_marker(previous.content) if previous is not None else ""
-    trace_texts = [truncate_middle(t.content, share) for t in new]
+    trace_texts = [redact(truncate_middle(t.content, share)) for t in new]
     *merged_traces, merged_old = merge_near_duplicates([*trace_texts, old_text])
     skills = sorted(str(s.metadata.get("name")) for s in _skills(memory, ns, scope))
     cap_lines, cap_bytes = _body_cap(ns, scope, max_lines, max_bytes)
