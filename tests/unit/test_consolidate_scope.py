@@ -286,6 +286,7 @@ def test_issue13_phase2_unchanged_makes_no_llm_call_and_restores_files(
     run = consolidate_scope(mem, ScriptedLLM([]), root=root, scope=SCOPE)
 
     assert run.status == "unchanged" and run.llm_calls == 0, run.error
+    assert run.files == [paths.memory_summary, paths.memory_md]
     assert paths.memory_md.read_text() == before
     assert "(trace: `s1`" in paths.memory_summary.read_text()
     assert len(llm.calls) == 1
@@ -742,3 +743,22 @@ def test_issue13_phase2_skill_with_the_same_name_is_updated(mem: Memory, tmp_pat
     path = scope_paths(tmp_path, NS, SCOPE).skill("deploy")
     assert strip_marker(path.read_text().rstrip("\n")) == "1. build\n2. ship"
     assert [p.name for p in path.parent.parent.iterdir()] == ["deploy"]
+
+
+def test_issue13_phase2_exhausted_retries_leave_the_job_failed_and_visible(
+    mem: Memory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    make_trace(mem, tmp_path, "s1", "use uv")
+    clock = [us_from_datetime(datetime.now(UTC))]
+    monkeypatch.setattr("engramdb.store.jobs.now_us", lambda: clock[0])
+    llm = ScriptedLLM([LLMUnavailableError("the endpoint is down")] * 5)
+    for _ in range(5):
+        clock[0] += 3_600_000_000  # each retry is due
+        assert consolidate_scope(mem, llm, root=tmp_path, scope=SCOPE).status == "failed"
+    job = mem.store.job_get(NS, "memory_md", SCOPE)
+    assert job is not None and job.status == "failed"
+    assert job.last_error == "LLMUnavailableError: the endpoint is down"
+    clock[0] += 3_600_000_000
+    run = consolidate_scope(mem, llm, root=tmp_path, scope=SCOPE)
+    assert run.status == "skipped" and len(llm.calls) == 5
+    assert run.error == "job failed: LLMUnavailableError: the endpoint is down"
