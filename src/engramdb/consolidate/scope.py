@@ -575,9 +575,7 @@ def _write_if_changed(path: Path, text: str) -> bool:
     return True
 
 
-def _prune_trace_files(
-    directory: Path, keep: set[str], dropped: set[str], known: set[str], started: float
-) -> None:
+def _prune_trace_files(directory: Path, plan: _Plan, started: float) -> None:
     """Remove trace files of traces no longer kept: those of dropped (older) traces, and files
     of no known trace that predate the run (a newer one may be a trace written meanwhile)."""
     if not directory.is_dir():
@@ -586,10 +584,12 @@ def _prune_trace_files(
         if path.name.startswith("."):
             continue
         safe = path.name.split("_", 1)[0]
-        if safe in keep:
+        if safe in plan.keep_ids:
             continue
         try:
-            stale = safe in dropped or (safe not in known and path.stat().st_mtime < started)
+            stale = safe in plan.dropped_ids or (
+                safe not in plan.known_ids and path.stat().st_mtime < started
+            )
             if stale:
                 path.unlink()
         except FileNotFoundError:
@@ -700,8 +700,7 @@ def consolidate_scope(
         plan = _plan(memory, run, paths, max_traces, max_lines, max_bytes, trace_budget)
         if _write_if_changed(paths.memory_summary, render_memory_summary(plan.kept)):
             run.files.append(paths.memory_summary)
-        _prune_trace_files(paths.trace_summaries, plan.keep_ids, plan.dropped_ids,
-                           plan.known_ids, started)  # fmt: skip
+        _prune_trace_files(paths.trace_summaries, plan, started)
         if plan.messages is None:  # nothing new: restore the files from the database
             if plan.previous is not None:
                 _restore_files(memory, ns, scope, paths, plan.previous, run)
