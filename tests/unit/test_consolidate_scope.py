@@ -317,20 +317,30 @@ def test_issue13_phase2_dry_run_calls_nothing_and_writes_nothing(
 
 def test_issue13_phase2_budget_refusal_releases_the_job(mem: Memory, tmp_path: Path) -> None:
     make_trace(mem, tmp_path, "s1", "use uv")
-    seen: list[int] = []
-
-    def cap(tokens: int) -> None:
-        seen.append(tokens)
-        raise BudgetExceededError("over", cap="run.input_tokens", limit=10, used=0)
-
-    llm = ScriptedLLM([md()])
-    run = consolidate_scope(mem, llm, root=tmp_path, scope=SCOPE, budget=cap)
+    over = BudgetExceededError("over", cap="run.max_input_tokens", limit=10, used=0)
+    llm = ScriptedLLM([over, md()])
+    run = consolidate_scope(mem, llm, root=tmp_path, scope=SCOPE)
     assert run.status == "skipped" and "BudgetExceededError" in (run.error or "")
-    assert llm.calls == [] and seen == [run.estimated_input_tokens]
+    assert read_memory_md(mem, SCOPE) is None
+    assert not scope_paths(tmp_path, NS, SCOPE).memory_md.exists()
     job = mem.store.job_get(NS, "memory_md", SCOPE)
     assert job is not None and job.status == "pending" and job.attempts == 0
     # the next run (budget allowing) goes ahead at once
     assert consolidate_scope(mem, llm, root=tmp_path, scope=SCOPE).status == "consolidated"
+
+
+def test_issue13_phase2_budget_refusing_compaction_cuts_the_first_answer(
+    mem: Memory, tmp_path: Path
+) -> None:
+    make_trace(mem, tmp_path, "s1", "use uv")
+    long = "# M\n" + "\n".join(f"- fact number {i}" for i in range(300))
+    over = BudgetExceededError("over", cap="run.max_llm_calls", limit=1, used=1)
+    run = consolidate_scope(
+        mem, ScriptedLLM([md(long), over]), root=tmp_path, scope=SCOPE, max_lines=50
+    )
+    assert run.status == "consolidated", run.error
+    body = strip_marker(scope_paths(tmp_path, NS, SCOPE).memory_md.read_text().rstrip("\n"))
+    assert body.split("\n") == long.split("\n")[:49]
 
 
 # -- size cap ------------------------------------------------------------------------------
@@ -665,6 +675,8 @@ def test_issue13_phase2_bad_arguments_are_refused(mem: Memory, tmp_path: Path) -
 
     with pytest.raises(InvalidInputError):
         consolidate_scope(mem, ScriptedLLM([]), root=tmp_path, scope="")
+    with pytest.raises(InvalidInputError):
+        consolidate_scope(mem, ScriptedLLM([]), root=tmp_path, scope="a\nb")
     with pytest.raises(InvalidInputError):
         consolidate_scope(mem, ScriptedLLM([]), root=tmp_path, scope=SCOPE, max_lines=1)
     with pytest.raises(InvalidInputError):

@@ -36,13 +36,19 @@ import heapq
 import re
 import secrets
 import shutil
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import ConflictError, InvalidInputError, LLMResponseError, NotFoundError
+from ..errors import (
+    BudgetExceededError,
+    ConflictError,
+    InvalidInputError,
+    LLMResponseError,
+    NotFoundError,
+)
 from ..llm.base import LLM, Completion, Message
 from ..manager.transcript import estimate_tokens
 from ..memory import Memory
@@ -142,8 +148,17 @@ def strip_marker(content: str) -> str:
 
 
 def _check_scope(scope: object) -> str:
-    if not isinstance(scope, str) or not scope or "\x00" in scope:
-        raise InvalidInputError("scope must be a non-empty string")
+    """The same rule as phase 1's scope check (1-512 characters, no control characters)."""
+    if (
+        not isinstance(scope, str)
+        or not scope.strip()
+        or len(scope) > 512
+        or any(ord(ch) < 32 or ord(ch) == 127 for ch in scope)
+    ):
+        raise InvalidInputError(
+            "scope must be a non-empty string of at most 512 characters without control "
+            f"characters: {scope!r:.80}"
+        )
     return scope
 
 
@@ -399,7 +414,7 @@ class ScopeRun:
     ``status``: ``"consolidated"`` (the LLM merged new traces into MEMORY.md),
     ``"unchanged"`` (MEMORY.md already covers the scope's traces; no LLM call, missing files
     restored), ``"skipped"`` (the job is leased to another run, waiting for a retry, failed,
-    or a budget refused the call: see ``error``), ``"failed"`` (``error`` is also the job's
+    or a cost cap refused the call: see ``error``), ``"failed"`` (``error`` is also the job's
     ``last_error``; retried later) or ``"dry-run"``. ``traces`` are the session ids of the
     traces kept (newest first), ``new_traces`` those sent to the LLM;
     ``estimated_input_tokens`` is the size of the first prompt (bytes / 4).
@@ -652,7 +667,6 @@ def consolidate_scope(
     retry_in: float = 60.0,
     now: datetime | None = None,
     dry_run: bool = False,
-    budget: Callable[[int], None] | None = None,
 ) -> ScopeRun:
     """Consolidate ``scope``'s traces into its MEMORY.md (see the module docstring).
 
@@ -662,9 +676,12 @@ def consolidate_scope(
     to the LLM in all (each new trace gets an equal share, at least 1 KB, its head and tail
     kept). ``now``: the run's clock (trace files of no known trace older than it are
     pruned). ``dry_run``: no LLM call, no job claimed, nothing written; the result says what
-    would be sent. ``budget``: called with the estimated input tokens before each LLM call;
-    raising (e.g. :class:`~engramdb.errors.BudgetExceededError`) refuses the call: the job is
-    released, not failed, and the run is ``"skipped"`` with the error.
+    would be sent.
+
+    Cost caps: pass the model wrapped in a budget (``Budget.llm``). A
+    :class:`~engramdb.errors.BudgetExceededError` from the first call releases the job (not
+    an attempt: it runs again once the budget allows) and the run is ``"skipped"`` with the
+    error; refused at the compaction call, the first answer is cut to the cap instead.
 
     Failures are recorded on the job (``last_error``) and in the result, never raised; bad
     arguments raise :class:`~engramdb.errors.InvalidInputError`.
@@ -709,17 +726,15 @@ def consolidate_scope(
             run.status = "unchanged"
             return run
         try:
-            if budget is not None:
-                budget(run.estimated_input_tokens)
-        except Exception as exc:
+            answer = _call(llm, run, plan.messages)
+        except BudgetExceededError as exc:
             run.status, run.error = "skipped", f"{type(exc).__name__}: {exc}"
-            return run  # the finally releases the job: not an attempt
-        answer = _call(llm, run, plan.messages)
+            return run  # the finally releases the job: a cap is not an attempt
         body = _memory_md_of(answer)
         skills = _skills_of(answer)
         cap_lines, cap_bytes = _body_cap(ns, scope, max_lines, max_bytes)
         if _over(body, cap_lines, cap_bytes):
-            body = _compact(llm, run, body, cap_lines, cap_bytes, budget)
+            body = _compact(llm, run, body, cap_lines, cap_bytes)
         if not store.job_heartbeat(ns, JOB_KIND, scope, token, lease_seconds):
             # the lease expired during the call and another run took the job over
             run.status, run.error = "skipped", "lease lost"
@@ -856,7 +871,6 @@ def _compact(
     body: str,
     max_lines: int,
     max_bytes: int,
-    budget: Callable[[int], None] | None,
 ) -> str:
     """``body`` brought within the cap: the LLM asked once to shorten it, then whole blocks
     dropped (:func:`fit_lines`). A failed or refused compaction call falls back to the
@@ -866,8 +880,6 @@ def _compact(
         Message("user", f"MEMORY.md to shorten:\n\n{body}"),
     ]
     try:
-        if budget is not None:
-            budget(sum(len(m.content.encode("utf-8")) for m in messages) // 4)
         shorter = _memory_md_of(_call(llm, run, messages))
     except Exception:  # a failed or refused call: the deterministic cut below
         shorter = body
