@@ -1069,3 +1069,6 @@ def _preview(item: dict[str, Any], width: int = 100) -> str:
 def main() -> None:
     """Console-script entry point."""
     app()
+
+
+from . import cli_consolidate  # noqa: E402, F401  (registers the consolidation commands)

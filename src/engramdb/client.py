@@ -73,6 +73,7 @@ from .errors import (
     StoreUnavailableError,
 )
 from .filters import Filter, normalize_tags
+from .manager.context import Context
 from .memory import ForgetResult, Page, content_hash
 from .retrying import parse_retry_after
 from .sessions import SessionSettingsLike, coerce_session_settings, resolve_limit
@@ -911,6 +912,79 @@ class _Core:
     def _c_stats(self) -> _Call[dict[str, Any]]:
         return _Call("GET", "/v1/stats", dict)
 
+    # -- consolidation ---------------------------------------------------------------------
+    @staticmethod
+    def _c_context(
+        query: str,
+        scope: str | None,
+        user_id: str | None,
+        agent_id: str | None,
+        session_id: str | None,
+        budget_tokens: int,
+        limit: int,
+    ) -> _Call[Context]:
+        body = _drop_none(
+            query=query,
+            scope=scope,
+            user_id=user_id,
+            agent_id=agent_id,
+            session_id=session_id,
+            budget_tokens=budget_tokens,
+            limit=limit,
+        )
+        return _Call(
+            "POST", "/v1/context", lambda d: Context(d["text"], tuple(d["ids"])), body=_dumps(body)
+        )
+
+    @staticmethod
+    def _c_consolidate(
+        scope: str, dry_run: bool, idle_seconds: float | None
+    ) -> _Call[dict[str, Any]]:
+        body = _drop_none(scope=scope, dry_run=dry_run, idle_seconds=idle_seconds)
+        return _Call("POST", "/v1/consolidate", dict, body=_dumps(body), safe=dry_run)
+
+    @staticmethod
+    def _c_consolidation_status(scope: str | None) -> _Call[dict[str, Any]]:
+        params = None if scope is None else (("scope", scope),)
+        return _Call("GET", "/v1/consolidate/status", dict, params=params)
+
+    @staticmethod
+    def _c_configure_scope(
+        scope: str, enabled: bool | None, session_prefix: str | None
+    ) -> _Call[dict[str, Any]]:
+        body = _drop_none(scope=scope, enabled=enabled, session_prefix=session_prefix)
+        return _Call("PUT", "/v1/consolidate/scopes", dict, body=_dumps(body))
+
+    @staticmethod
+    def _c_memory_md(scope: str) -> _Call[str | None]:
+        return _Call(
+            "GET",
+            "/v1/memory-md",
+            lambda d: str(d["content"]),
+            params=(("scope", scope),),
+            on_404=lambda: None,
+        )
+
+    @staticmethod
+    def _c_memory_summary(scope: str, budget_tokens: int) -> _Call[str]:
+        params = (("scope", scope), ("budget_tokens", str(budget_tokens)))
+        return _Call("GET", "/v1/memory-summary", lambda d: str(d["text"]), params=params)
+
+    @staticmethod
+    def _c_reset_memory_md(scope: str) -> _Call[bool]:
+        return _Call(
+            "POST", "/v1/memory-md/reset", lambda d: bool(d["reset"]), body=_dumps({"scope": scope})
+        )
+
+    @staticmethod
+    def _c_traces(scope: str) -> _Call[builtins.list[dict[str, Any]]]:
+        return _Call("GET", "/v1/traces", lambda d: list(d["traces"]), params=(("scope", scope),))
+
+    @staticmethod
+    def _c_delete_trace(scope: str, session_id: str) -> _Call[bool]:
+        path = f"/v1/traces/{_segment(check_id('session_id', session_id))}"
+        return _Call("DELETE", path, lambda d: bool(d["deleted"]), params=(("scope", scope),))
+
     def _c_create_key(
         self,
         name: str,
@@ -1244,6 +1318,61 @@ class Client(_Core):
     def stats(self) -> dict[str, Any]:
         """Counts, usage, limits and what remains of them for the key's namespace."""
         return self._run(self._c_stats())
+
+    # -- consolidation ---------------------------------------------------------------------
+    def context(
+        self,
+        query: str,
+        *,
+        scope: str | None = None,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        budget_tokens: int = 800,
+        limit: int = 20,
+    ) -> Context:
+        """The prompt block for ``query`` (as :meth:`Memory.context`): with ``scope``, the
+        scope's ``MEMORY.md`` first, then the recalled memories."""
+        return self._run(
+            self._c_context(query, scope, user_id, agent_id, session_id, budget_tokens, limit)
+        )
+
+    def consolidate(
+        self, scope: str, *, dry_run: bool = False, idle_seconds: float | None = None
+    ) -> dict[str, Any]:
+        """Consolidate ``scope`` now on the server, under its cost caps (``POST
+        /v1/consolidate``); the run's report as JSON."""
+        return self._run(self._c_consolidate(scope, dry_run, idle_seconds))
+
+    def consolidation_status(self, scope: str | None = None) -> dict[str, Any]:
+        """Caps, today's spend, and each scope's traces, MEMORY.md, open jobs and spend."""
+        return self._run(self._c_consolidation_status(scope))
+
+    def configure_scope(
+        self, scope: str, *, enabled: bool | None = None, session_prefix: str | None = None
+    ) -> dict[str, Any]:
+        """Opt ``scope`` out (``enabled=False``) or in, or keep it to ``session_prefix``."""
+        return self._run(self._c_configure_scope(scope, enabled, session_prefix))
+
+    def memory_md(self, scope: str) -> str | None:
+        """The scope's ``MEMORY.md``, or ``None`` until consolidation produced it."""
+        return self._run(self._c_memory_md(scope))
+
+    def memory_summary(self, scope: str, *, budget_tokens: int = 500) -> str:
+        """The scope's routing map, trimmed to ``budget_tokens``."""
+        return self._run(self._c_memory_summary(scope, budget_tokens))
+
+    def reset_memory_md(self, scope: str) -> bool:
+        """Forget the scope's ``MEMORY.md`` and skills (its traces stay)."""
+        return self._run(self._c_reset_memory_md(scope))
+
+    def traces(self, scope: str) -> builtins.list[dict[str, Any]]:
+        """The scope's traces, newest first."""
+        return self._run(self._c_traces(scope))
+
+    def delete_trace(self, scope: str, session_id: str) -> bool:
+        """Forget one session's trace in ``scope``."""
+        return self._run(self._c_delete_trace(scope, session_id))
 
     # -- knowledge triples -----------------------------------------------------------------
     def learn(
@@ -1626,6 +1755,61 @@ class AsyncClient(_Core):
     async def stats(self) -> dict[str, Any]:
         """Counts, usage, limits and what remains of them for the key's namespace."""
         return await self._run(self._c_stats())
+
+    # -- consolidation ---------------------------------------------------------------------
+    async def context(
+        self,
+        query: str,
+        *,
+        scope: str | None = None,
+        user_id: str | None = None,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        budget_tokens: int = 800,
+        limit: int = 20,
+    ) -> Context:
+        """The prompt block for ``query`` (as :meth:`Memory.context`): with ``scope``, the
+        scope's ``MEMORY.md`` first, then the recalled memories."""
+        return await self._run(
+            self._c_context(query, scope, user_id, agent_id, session_id, budget_tokens, limit)
+        )
+
+    async def consolidate(
+        self, scope: str, *, dry_run: bool = False, idle_seconds: float | None = None
+    ) -> dict[str, Any]:
+        """Consolidate ``scope`` now on the server, under its cost caps (``POST
+        /v1/consolidate``); the run's report as JSON."""
+        return await self._run(self._c_consolidate(scope, dry_run, idle_seconds))
+
+    async def consolidation_status(self, scope: str | None = None) -> dict[str, Any]:
+        """Caps, today's spend, and each scope's traces, MEMORY.md, open jobs and spend."""
+        return await self._run(self._c_consolidation_status(scope))
+
+    async def configure_scope(
+        self, scope: str, *, enabled: bool | None = None, session_prefix: str | None = None
+    ) -> dict[str, Any]:
+        """Opt ``scope`` out (``enabled=False``) or in, or keep it to ``session_prefix``."""
+        return await self._run(self._c_configure_scope(scope, enabled, session_prefix))
+
+    async def memory_md(self, scope: str) -> str | None:
+        """The scope's ``MEMORY.md``, or ``None`` until consolidation produced it."""
+        return await self._run(self._c_memory_md(scope))
+
+    async def memory_summary(self, scope: str, *, budget_tokens: int = 500) -> str:
+        """The scope's routing map, trimmed to ``budget_tokens``."""
+        return await self._run(self._c_memory_summary(scope, budget_tokens))
+
+    async def reset_memory_md(self, scope: str) -> bool:
+        """Forget the scope's ``MEMORY.md`` and skills (its traces stay)."""
+        return await self._run(self._c_reset_memory_md(scope))
+
+    async def traces(self, scope: str) -> builtins.list[dict[str, Any]]:
+        """The scope's traces, newest first."""
+        return await self._run(self._c_traces(scope))
+
+    async def delete_trace(self, scope: str, session_id: str) -> bool:
+        """Forget one session's trace in ``scope``."""
+        return await self._run(self._c_delete_trace(scope, session_id))
 
     # -- knowledge triples -----------------------------------------------------------------
     async def learn(

@@ -777,17 +777,26 @@ class Memory:
         budget_tokens: int = 800,
         limit: int = 20,
         namespace: str | None = None,
+        scope: str | None = None,
     ) -> Context:
         """The memories recalled for ``query`` as a block to put into a prompt: fenced, marked
         as data (not instructions), most relevant first, each with its date and source
         session, within ``budget_tokens`` (estimated as characters / 4); plus the ids shown.
+        With ``scope``, the scope's consolidated ``MEMORY.md`` comes first (whole lines, at
+        most two thirds of the budget) and the recalled memories share the rest.
         See :func:`engramdb.manager.context.build_context`."""
         from .manager.context import build_context  # the manager package sits beside Memory
 
-        scope = {"user_id": user_id, "agent_id": agent_id, "session_id": session_id}
-        filters = {key: value for key, value in scope.items() if value is not None}
+        owner = {"user_id": user_id, "agent_id": agent_id, "session_id": session_id}
+        filters = {key: value for key, value in owner.items() if value is not None}
         hits = self.recall(query, filters=filters or None, limit=limit, namespace=namespace)
-        return build_context(hits, budget_tokens=budget_tokens)
+        if scope is None:
+            return build_context(hits, budget_tokens=budget_tokens)
+        from .consolidate.scope import read_memory_md
+        from .manager.context import with_memory_md
+
+        memory_md = read_memory_md(self, scope, namespace=namespace)
+        return with_memory_md(memory_md, hits, scope=scope, budget_tokens=budget_tokens)
 
     # -- the memory manager: conversation in, memories out ---------------------------------
     def add_messages(

@@ -17,6 +17,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
+def utc_day(moment: datetime | None = None) -> str:
+    """``moment`` (default: now) as a UTC ``YYYY-MM-DD`` day: the key of daily counters."""
+    return (moment or datetime.now(UTC)).astimezone(UTC).date().isoformat()
+
+
 def now_us() -> int:
     """The current time as integer microseconds since the epoch (how stores keep time)."""
     return time.time_ns() // 1000

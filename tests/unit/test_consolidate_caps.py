@@ -10,11 +10,11 @@ import pytest
 
 from engramdb import BudgetExceededError, InvalidInputError, Memory, open_store
 from engramdb.consolidate import summarize_sessions
-from engramdb.consolidate.budget import Budget, Caps, CostCaps, estimate_tokens, utc_day
+from engramdb.consolidate.budget import Budget, Caps, CostCaps, estimate_input_tokens
 from engramdb.consolidate.traces import trace_job_key
 from engramdb.llm.base import Message
 from engramdb.llm.fake import ScriptedLLM
-from engramdb.types import Spend
+from engramdb.types import Spend, utc_day
 from tests.unit.test_consolidate_traces import NS, SCOPE, add, answer, msg
 
 
@@ -133,6 +133,6 @@ def test_issue13_caps_session_prefix_keeps_a_scope_to_its_sessions(
 def test_issue13_caps_bad_caps_and_estimates() -> None:
     with pytest.raises(InvalidInputError):
         Caps(max_sessions=-1)
-    assert estimate_tokens([Message("user", "x" * 9)]) == 3
+    assert estimate_input_tokens([Message("user", "x" * 9)]) == 3
     err = BudgetExceededError("over", cap="run.max_llm_calls", limit=1, used=1)
     assert err.cap == "run.max_llm_calls" and err.limit == 1

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 from ..errors import BudgetExceededError, InvalidInputError
 from ..llm.base import LLM, Completion, Message
+from ..manager.transcript import estimate_tokens
 from ..store.base import Store
-from ..types import Spend
-
-CHARS_PER_TOKEN = 4
+from ..types import Spend, utc_day
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,15 +50,9 @@ class CostCaps:
     day: Caps = field(default_factory=lambda: Caps(100, 1_000_000, 200))
 
 
-def estimate_tokens(messages: Sequence[Message]) -> int:
+def estimate_input_tokens(messages: Sequence[Message]) -> int:
     """The input tokens of ``messages``, estimated as characters / 4 (rounded up)."""
-    chars = sum(len(message.content) for message in messages)
-    return -(-chars // CHARS_PER_TOKEN)
-
-
-def utc_day(moment: datetime | None = None) -> str:
-    """``moment`` (default: now) as a UTC ``YYYY-MM-DD`` day, the key of the spend ledger."""
-    return (moment or datetime.now(UTC)).astimezone(UTC).date().isoformat()
+    return estimate_tokens("".join(message.content for message in messages))
 
 
 class Budget:
@@ -125,7 +117,7 @@ class Budget:
     def check_call(self, messages: Sequence[Message]) -> int:
         """Raise BudgetExceededError if a call with ``messages`` would pass a cap; returns its
         estimated input tokens."""
-        estimate = estimate_tokens(messages)
+        estimate = estimate_input_tokens(messages)
         self._check(Spend(llm_calls=1, input_tokens=estimate))
         return estimate
 
@@ -178,4 +170,4 @@ class BudgetedLLM:
             self.budget.record_call(estimate, completion)
 
 
-__all__ = ["Budget", "BudgetedLLM", "Caps", "CostCaps", "estimate_tokens", "utc_day"]
+__all__ = ["Budget", "BudgetedLLM", "Caps", "CostCaps", "estimate_input_tokens"]

@@ -53,10 +53,11 @@ from ..llm.base import LLM, Completion, Message
 from ..manager.transcript import estimate_tokens
 from ..memory import Memory
 from ..redact import redact
-from ..types import MemoryRecord, us_from_datetime
+from ..types import MemoryRecord, Spend, us_from_datetime
 from .traces import (
     TRACE_TAG,
     _write_atomic,
+    check_scope,
     find_trace,
     load_prompt,
     safe_session_id,
@@ -147,21 +148,6 @@ def strip_marker(content: str) -> str:
     return "\n".join(lines).rstrip("\n")
 
 
-def _check_scope(scope: object) -> str:
-    """The same rule as phase 1's scope check (1-512 characters, no control characters)."""
-    if (
-        not isinstance(scope, str)
-        or not scope.strip()
-        or len(scope) > 512
-        or any(ord(ch) < 32 or ord(ch) == 127 for ch in scope)
-    ):
-        raise InvalidInputError(
-            "scope must be a non-empty string of at most 512 characters without control "
-            f"characters: {scope!r:.80}"
-        )
-    return scope
-
-
 # -- reading traces ------------------------------------------------------------------------
 
 
@@ -180,7 +166,7 @@ def list_traces(memory: Memory, scope: str, namespace: str | None = None) -> lis
     """The trace memories of ``scope`` (and only of it), newest first: by when their session
     was last active, else when the trace was last written."""
     ns = memory._ns(namespace)
-    flt = {"tags": [TRACE_TAG], "metadata": {"kind": "trace", "scope": _check_scope(scope)}}
+    flt = {"tags": [TRACE_TAG], "metadata": {"kind": "trace", "scope": check_scope(scope)}}
     traces = _all(memory, ns, flt)
     traces.sort(key=lambda r: r.id)
     traces.sort(key=_recency, reverse=True)
@@ -434,6 +420,13 @@ class ScopeRun:
     llm_calls: int = 0
     estimated_input_tokens: int = 0
     error: str | None = None
+    stopped: str | None = None
+    """Set when a cost cap refused the run's model call (the job was given back)."""
+
+    @property
+    def spend(self) -> Spend:
+        """What the run spent, as recorded on its job."""
+        return Spend(0, self.llm_calls, self.prompt_tokens, self.completion_tokens)
 
     @property
     def tokens(self) -> int:
@@ -449,7 +442,7 @@ def read_memory_md(memory: Memory, scope: str, namespace: str | None = None) -> 
     """The stored MEMORY.md of ``scope`` (its content ends with the scope marker line, see
     :func:`strip_marker`), or ``None`` if the scope has none (yet, or since a reset)."""
     ns = memory._ns(namespace)
-    items = memory.list(_memory_md_filter(_check_scope(scope)), namespace=ns, limit=1).items
+    items = memory.list(_memory_md_filter(check_scope(scope)), namespace=ns, limit=1).items
     return items[0] if items else None
 
 
@@ -534,7 +527,7 @@ def reset_memory_md(
     next :func:`consolidate_scope` starts afresh from the traces. Returns whether anything
     was removed."""
     ns = memory._ns(namespace)
-    scope = _check_scope(scope)
+    scope = check_scope(scope)
     paths = scope_paths(root, ns, scope)
     removed = False
     records = [r for r in [read_memory_md(memory, scope, ns)] if r is not None]
@@ -548,6 +541,8 @@ def reset_memory_md(
     if paths.skills.exists():
         shutil.rmtree(paths.skills)
         removed = True
+    # a failed consolidation job would keep the scope from ever running again
+    memory.store.job_reset(ns, JOB_KIND, scope)
     return removed
 
 
@@ -562,7 +557,7 @@ def delete_trace(
     """Forget the trace of ``session_id`` in ``scope`` and remove its file(s); the scope's
     ``memory_summary.md`` is rebuilt without it. Returns whether anything was removed."""
     ns = memory._ns(namespace)
-    scope = _check_scope(scope)
+    scope = check_scope(scope)
     paths = scope_paths(root, ns, scope)
     removed = False
     trace = find_trace(memory, session_id, scope=scope, namespace=ns)
@@ -686,7 +681,7 @@ def consolidate_scope(
     Failures are recorded on the job (``last_error``) and in the result, never raised; bad
     arguments raise :class:`~engramdb.errors.InvalidInputError`.
     """
-    scope = _check_scope(scope)
+    scope = check_scope(scope)
     if max_traces < 1 or max_lines < 10 or max_bytes < 1024 or trace_budget < 1024:
         raise InvalidInputError(
             "max_traces must be >= 1, max_lines >= 10, max_bytes >= 1024 and trace_budget >= 1024"
@@ -721,7 +716,9 @@ def consolidate_scope(
         if plan.messages is None:  # nothing new: restore the files from the database
             if plan.previous is not None:
                 _restore_files(memory, ns, scope, paths, plan.previous, run)
-            store.job_complete(ns, JOB_KIND, scope, token, input_watermark=run.watermark)
+            store.job_complete(
+                ns, JOB_KIND, scope, token, input_watermark=run.watermark, spend=run.spend
+            )
             settled = True
             run.status = "unchanged"
             return run
@@ -729,6 +726,7 @@ def consolidate_scope(
             answer = _call(llm, run, plan.messages)
         except BudgetExceededError as exc:
             run.status, run.error = "skipped", f"{type(exc).__name__}: {exc}"
+            run.stopped = str(exc)
             return run  # the finally releases the job: a cap is not an attempt
         body = _memory_md_of(answer)
         skills = _skills_of(answer)
@@ -748,19 +746,21 @@ def consolidate_scope(
         for name, skill in skill_records.items():
             if _write_if_changed(paths.skill(name), skill.content + "\n"):
                 run.files.append(paths.skill(name))
-        store.job_complete(ns, JOB_KIND, scope, token, input_watermark=run.watermark)
+        store.job_complete(
+            ns, JOB_KIND, scope, token, input_watermark=run.watermark, spend=run.spend
+        )
         settled = True
         run.status = "consolidated"
         return run
     except Exception as exc:  # recorded on the job, retried later
         run.status, run.error = "failed", f"{type(exc).__name__}: {exc}"
-        store.job_fail(ns, JOB_KIND, scope, token, run.error, retry_in=retry_in)
+        store.job_fail(ns, JOB_KIND, scope, token, run.error, retry_in=retry_in, spend=run.spend)
         settled = True
         return run
     finally:
         if not settled:  # refused by the budget, or interrupted: give the job back
             with contextlib.suppress(Exception):
-                store.job_release(ns, JOB_KIND, scope, token)
+                store.job_release(ns, JOB_KIND, scope, token, spend=run.spend)
 
 
 @dataclass

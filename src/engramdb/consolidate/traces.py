@@ -19,6 +19,7 @@ import os
 import re
 import secrets
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cache
@@ -34,7 +35,7 @@ from ..memory import Memory
 from ..redact import redact
 from ..sessions import items_after
 from ..types import MemoryRecord, SessionInfo, Spend, us_from_datetime
-from .budget import Budget, Caps, CostCaps, estimate_tokens
+from .budget import Budget, Caps, CostCaps, estimate_input_tokens
 
 PROMPT_VERSION = "trace_v1"
 """The prompt file in use (``prompts/trace_v1.md``), recorded on every trace."""
@@ -259,6 +260,7 @@ def summarize_sessions(
     session_prefix: str | None = None,
     budget: Budget | None = None,
     dry_run: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> TraceRun:
     """Turn the idle sessions of ``namespace`` whose trace is missing or stale into trace
     memories and files under ``root`` (see the module docstring). ``tools`` is the transcript
@@ -267,7 +269,8 @@ def summarize_sessions(
     result and as the job's ``last_error``), never raised. ``budget`` caps and records the
     spend (without one the spend is recorded, uncapped); a cap reached stops the run
     (``TraceRun.stopped``) and gives the session's job back untouched. ``dry_run`` calls no
-    model and writes nothing: ``TraceRun.planned`` says what would run."""
+    model and writes nothing: ``TraceRun.planned`` says what would run. ``progress`` is called
+    with (sessions done, sessions to do) as the run goes."""
     check_scope(scope)
     if max_sessions < 1 or byte_budget < 1024 or idle_seconds < 0:
         raise InvalidInputError(
@@ -296,6 +299,16 @@ def summarize_sessions(
         trace = find_trace(memory, sid, scope=scope, namespace=ns)
         job = memory.store.job_get(ns, JOB_KIND, trace_job_key(scope, sid))
         retry = job is not None and job.status == "pending"
+        if (
+            trace is None
+            and job is not None
+            and job.status == "done"
+            and job.updated_at >= info.updated_at
+        ):
+            # summarized, then its trace was deleted (or forgotten): it stays deleted until
+            # the session changes
+            run.skipped[sid] = "trace deleted"
+            continue
         seen = trace.metadata.get("session_updated_at") if trace is not None else None
         stale = not isinstance(seen, int) or seen < us_from_datetime(info.updated_at)
         if stale or retry:
@@ -304,18 +317,22 @@ def summarize_sessions(
         for info, _trace in candidates:
             prepared = _prepare(memory, ns, info.session_id, tools, byte_budget)
             if prepared is not None:
-                run.planned[info.session_id] = estimate_tokens(prepared[1])
+                run.planned[info.session_id] = estimate_input_tokens(prepared[1])
         return run
     budget = budget or Budget(memory.store, ns, scope, CostCaps(run=Caps(), day=Caps()))
     budgeted = budget.llm(llm)
     owner = "traces-" + secrets.token_hex(4)
-    for info, trace in candidates:
+    for done, (info, trace) in enumerate(candidates):
+        if progress is not None:
+            progress(done, len(candidates))
         try:
             _one(memory, budgeted, budget, ns, scope, info, trace, bucket_dir, run, owner,
                  tools, byte_budget, lease_seconds, retry_in)  # fmt: skip
         except BudgetExceededError as exc:
             run.stopped = str(exc)
             break
+    if progress is not None:
+        progress(len(candidates), len(candidates))
     return run
 
 

@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any, cast
 
 from fastapi import FastAPI
@@ -74,8 +75,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if schedule is not None:
+            schedule.start()
         async with mcp.running(app.state.services):
             yield
+        if schedule is not None:
+            await asyncio.to_thread(schedule.stop, settings.graceful_timeout)
         services: Services = app.state.services
         if services.managers is not None:  # flush: what was said gets extracted
             await asyncio.to_thread(services.managers.close, settings.graceful_timeout)
@@ -114,13 +119,29 @@ def create_app(
             idle_seconds=settings.extract_idle_seconds,
             flush_at_exit=settings.graceful_timeout,
         )
+    schedule = None
+    if settings.consolidate_every_seconds is not None:
+        if memory.llm is None:
+            raise InvalidInputError(
+                "setting consolidate_every_seconds: needs an llm (ENGRAMDB_LLM)"
+            )
+        from .schedule import ConsolidationSchedule
+
+        schedule = ConsolidationSchedule(
+            memory,
+            every_seconds=settings.consolidate_every_seconds,
+            caps=settings.consolidate_caps,
+            root=Path(settings.memory_root) if settings.memory_root else None,
+            idle_seconds=settings.consolidate_idle_seconds,
+        )
     app.state.services = Services(memory, keys, Limiter(memory.store, settings.quotas), managers)
     app.state.registrations = TokenBuckets()  # open registrations per client address
     install_error_handlers(app)
 
-    from . import compat, v1
+    from . import compat, consolidation, v1
 
     app.include_router(v1.router)
+    app.include_router(consolidation.router)
     app.include_router(compat.router)
     # MCP over streamable HTTP (engramdb.integrations.mcp), authenticated by the same keys
     app.add_route("/mcp", cast(Any, mcp), include_in_schema=False)  # a raw ASGI endpoint

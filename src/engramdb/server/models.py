@@ -78,8 +78,10 @@ def _in_range(value: datetime) -> datetime:
 
 
 _Unicode = AfterValidator(_valid_text)
-_SPACE = r"\x00\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-NON_BLANK = rf"^[^\x00]*[^{_SPACE}][^\x00]*$"
+SPACE_CHARS = (
+    r"\x00\t\n\x0b\x0c\r\x1c-\x1f \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+NON_BLANK = rf"^[^\x00]*[^{SPACE_CHARS}][^\x00]*$"
 r"""Some character that is neither NUL nor white space (``str.isspace``, spelled out: regex
 engines disagree on ``\s``), and no NUL: what ids, tags and content must be."""
 

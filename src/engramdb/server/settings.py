@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -18,6 +18,9 @@ from pydantic_settings import BaseSettings, NoDecode, PydanticBaseSettingsSource
 from ..errors import InvalidInputError
 from ..memory import MAX_CONTENT_CHARS
 from ..validation import MAX_QUERY_CHARS
+
+if TYPE_CHECKING:
+    from ..consolidate.budget import CostCaps
 
 CONFIG_ENV = "ENGRAMDB_CONFIG"
 
@@ -76,6 +79,23 @@ class ServerSettings(BaseSettings):
     extract_idle_seconds: float | None = Field(default=60.0, gt=0)
     """... and when a session with unextracted items got none for this long (``None``: off)."""
 
+    memory_root: str | None = None
+    """Where consolidation writes ``MEMORY.md``, ``memory_summary.md`` and trace files
+    (``None``: ``memories/`` beside a SQLite store, else ``./.engramdb/memories``)."""
+    consolidate_every_seconds: float | None = Field(default=None, ge=60)
+    """Run consolidation in the background every this many seconds for every enabled scope
+    of every namespace (``engramdb memory-md`` / ``PUT /v1/consolidate/scopes/{scope}``
+    configures scopes). ``None`` (the default): off; runs happen only when asked for."""
+    consolidate_idle_seconds: float = Field(default=3600.0, ge=0)
+    """A session becomes a trace once it got no new item for this long."""
+    consolidate_run_max_sessions: int | None = Field(default=20, ge=0)
+    consolidate_run_max_input_tokens: int | None = Field(default=200_000, ge=0)
+    consolidate_run_max_llm_calls: int | None = Field(default=40, ge=0)
+    consolidate_day_max_sessions: int | None = Field(default=100, ge=0)
+    consolidate_day_max_input_tokens: int | None = Field(default=1_000_000, ge=0)
+    consolidate_day_max_llm_calls: int | None = Field(default=200, ge=0)
+    """Cost caps of consolidation per run and per UTC day of a namespace (``None``: none)."""
+
     @field_validator("llm")
     @classmethod
     def _known_llm(cls, value: str | None) -> str | None:
@@ -108,6 +128,23 @@ class ServerSettings(BaseSettings):
             max_facts=self.max_facts,
             recalls_per_day=self.recalls_per_day,
             requests_per_second=self.requests_per_second,
+        )
+
+    @property
+    def consolidate_caps(self) -> CostCaps:
+        from ..consolidate.budget import Caps, CostCaps
+
+        return CostCaps(
+            run=Caps(
+                self.consolidate_run_max_sessions,
+                self.consolidate_run_max_input_tokens,
+                self.consolidate_run_max_llm_calls,
+            ),
+            day=Caps(
+                self.consolidate_day_max_sessions,
+                self.consolidate_day_max_input_tokens,
+                self.consolidate_day_max_llm_calls,
+            ),
         )
 
     @classmethod

@@ -318,6 +318,10 @@ class Store(Protocol):
         to the job's), only if ``token`` owns it; anyone else's release changes nothing and
         returns False."""
 
+    def job_reset(self, namespace: str, kind: str, job_key: str) -> bool:
+        """Make a job that is not running claimable now with its full retry budget (a user
+        retrying a ``failed`` job). Returns whether a job was reset."""
+
     def job_get(self, namespace: str, kind: str, job_key: str) -> Job | None:
         """One job of ``namespace`` (without its token), or ``None``."""
 

@@ -190,6 +190,19 @@ def release(
     )
 
 
+def reset(conn: Any, mark: str, namespace: str, kind: str, job_key: str) -> bool:
+    return bool(
+        conn.execute(
+            _sql(
+                "UPDATE jobs SET status = 'pending', attempts = 0, retry_at = NULL, "
+                f"last_error = NULL, updated_at = ? WHERE {_KEY} AND status <> 'running'",
+                mark,
+            ),
+            (now_us(), namespace, kind, job_key),
+        ).rowcount
+    )
+
+
 def get(
     conn: Any, mark: str, namespace: str, kind: str, job_key: str, *, token: str | None = None
 ) -> Job | None:

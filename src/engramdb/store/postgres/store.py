@@ -547,6 +547,9 @@ class PostgresStore(MemoriesMixin, AccessMixin, TransferMixin):
             lambda conn: jobs.release(conn, "%s", namespace, kind, job_key, token, spend)
         )
 
+    def job_reset(self, namespace: str, kind: str, job_key: str) -> bool:
+        return self.run(lambda conn: jobs.reset(conn, "%s", namespace, kind, job_key))
+
     def job_get(self, namespace: str, kind: str, job_key: str) -> Job | None:
         return self.read(lambda conn: jobs.get(conn, "%s", namespace, kind, job_key))
 

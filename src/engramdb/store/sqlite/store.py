@@ -652,6 +652,10 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
         with self._write() as conn:
             return jobs.release(conn, "?", namespace, kind, job_key, token, spend)
 
+    def job_reset(self, namespace: str, kind: str, job_key: str) -> bool:
+        with self._write() as conn:
+            return jobs.reset(conn, "?", namespace, kind, job_key)
+
     def job_get(self, namespace: str, kind: str, job_key: str) -> Job | None:
         with self._read() as conn:
             return jobs.get(conn, "?", namespace, kind, job_key)
