@@ -483,3 +483,38 @@ def test_issue12_mcp_missing_extra_is_a_one_line_error() -> None:
     assert done.returncode == 1
     assert "pip install 'engramdb[mcp]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_issue13_mcp_resources_serve_the_scope_memory_md_and_summary(tmp_path: Path) -> None:
+    from urllib.parse import quote
+
+    from engramdb import Memory, Session, open_store
+    from engramdb.consolidate import consolidate
+    from engramdb.llm.fake import ScriptedLLM
+
+    scope = "/home/dev/app"
+    memory_md = "# Project memory\n\n- run `make test` before committing"
+    trace = "## Task\nFix the build.\n\n## Outcome\nFixed.\n\n## Learnings\n- run `make test`"
+    mem = Memory(open_store(tmp_path / "data"), embedder="hashing")
+    Session("s1", mem.store).add_items([{"role": "user", "content": "the build fails"}])
+    llm = ScriptedLLM(
+        [{"trace_memory": trace, "summary": "fixed the build"}, {"memory_md": memory_md}]
+    )
+    result = consolidate(mem, llm, scope=scope, root=tmp_path / "m", idle_seconds=0)
+    assert result.memory_md is not None and result.memory_md.status == "consolidated"
+    mem.close()
+    encoded = quote(scope, safe="")
+
+    async def body(s: ClientSession) -> Any:
+        md = await s.read_resource(f"memory://{encoded}/MEMORY.md")  # type: ignore[arg-type]
+        summary = await s.read_resource(f"memory://{encoded}/memory_summary.md")  # type: ignore[arg-type]
+        other = await s.read_resource("memory://elsewhere/MEMORY.md")  # type: ignore[arg-type]
+        block = await s.call_tool("get_context", {"query": "build", "scope": scope})
+        return md, summary, other, block
+
+    md, summary, other, block = run(local(tmp_path), body)
+    assert md.contents[0].text == memory_md
+    assert "fixed the build" in summary.contents[0].text and "s1" in summary.contents[0].text
+    assert "Not produced yet" in other.contents[0].text
+    text = tool_result_text(block)
+    assert not block.isError and "MEMORY.md" in text and "make test" in text

@@ -21,7 +21,7 @@ from ..sessions import default_data_dir
 from ..types import Job, ScopeSettings, Spend, utc_day
 from .budget import Budget, CostCaps
 from .scope import JOB_KIND as SCOPE_JOB_KIND
-from .scope import ScopeRun, consolidate_scope, list_traces, read_memory_md
+from .scope import ScopeRun, consolidate_scope, list_traces, read_memory_md, strip_marker
 from .traces import JOB_KIND as TRACE_JOB_KIND
 from .traces import TraceRun, check_scope, summarize_sessions
 
@@ -230,6 +230,7 @@ def consolidation_status(
     for name in sorted(names):
         conf = settings.get(name)
         md = read_memory_md(memory, name, namespace=ns)
+        text = strip_marker(md.content) if md else ""
         own = [*trace_jobs.get(name, []), *([scope_jobs[name]] if name in scope_jobs else [])]
         total = Spend()
         for job in own:
@@ -242,8 +243,8 @@ def consolidation_status(
                 session_prefix=conf.session_prefix if conf else None,
                 traces=len(list_traces(memory, name, namespace=ns)),
                 memory_md_version=md.version if md else None,
-                memory_md_lines=len(md.content.splitlines()) if md else 0,
-                memory_md_bytes=len(md.content.encode("utf-8")) if md else 0,
+                memory_md_lines=len(text.splitlines()),
+                memory_md_bytes=len(text.encode("utf-8")),
                 memory_md_updated_at=md.updated_at if md else None,
                 open_jobs=[job for job in own if job.status != "done"],
                 spent_today=today.get(name, Spend()),
