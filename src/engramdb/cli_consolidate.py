@@ -272,6 +272,9 @@ def consolidate(
     current_session: Annotated[
         str | None, typer.Option("--current-session", help="A session never to summarize.")
     ] = None,
+    retry_failed: Annotated[
+        bool, typer.Option("--retry-failed", help="Give failed jobs a fresh retry budget.")
+    ] = False,
     max_sessions: Annotated[int | None, typer.Option(min=0, help="Run cap: sessions.")] = None,
     max_input_tokens: Annotated[
         int | None, typer.Option(min=0, help="Run cap: input tokens.")
@@ -331,6 +334,8 @@ def consolidate(
                     "idle_seconds": idle_seconds,
                     "current_session": current_session,
                 }
+                if retry_failed:
+                    kw["retry_failed"] = True
                 estimate = run_scope(mem, mem.llm, dry_run=True, **kw)  # type: ignore[arg-type]
                 if dry_run or as_json:
                     result = estimate if dry_run else run_scope(mem, mem.llm, **kw)  # type: ignore[arg-type]

@@ -938,9 +938,11 @@ class _Core:
 
     @staticmethod
     def _c_consolidate(
-        scope: str, dry_run: bool, idle_seconds: float | None
+        scope: str, dry_run: bool, idle_seconds: float | None, retry_failed: bool
     ) -> _Call[dict[str, Any]]:
-        body = _drop_none(scope=scope, dry_run=dry_run, idle_seconds=idle_seconds)
+        body = _drop_none(
+            scope=scope, dry_run=dry_run, idle_seconds=idle_seconds, retry_failed=retry_failed
+        )
         return _Call("POST", "/v1/consolidate", dict, body=_dumps(body), safe=dry_run)
 
     @staticmethod
@@ -1338,11 +1340,16 @@ class Client(_Core):
         )
 
     def consolidate(
-        self, scope: str, *, dry_run: bool = False, idle_seconds: float | None = None
+        self,
+        scope: str,
+        *,
+        dry_run: bool = False,
+        idle_seconds: float | None = None,
+        retry_failed: bool = False,
     ) -> dict[str, Any]:
         """Consolidate ``scope`` now on the server, under its cost caps (``POST
         /v1/consolidate``); the run's report as JSON."""
-        return self._run(self._c_consolidate(scope, dry_run, idle_seconds))
+        return self._run(self._c_consolidate(scope, dry_run, idle_seconds, retry_failed))
 
     def consolidation_status(self, scope: str | None = None) -> dict[str, Any]:
         """Caps, today's spend, and each scope's traces, MEMORY.md, open jobs and spend."""
@@ -1775,11 +1782,16 @@ class AsyncClient(_Core):
         )
 
     async def consolidate(
-        self, scope: str, *, dry_run: bool = False, idle_seconds: float | None = None
+        self,
+        scope: str,
+        *,
+        dry_run: bool = False,
+        idle_seconds: float | None = None,
+        retry_failed: bool = False,
     ) -> dict[str, Any]:
         """Consolidate ``scope`` now on the server, under its cost caps (``POST
         /v1/consolidate``); the run's report as JSON."""
-        return await self._run(self._c_consolidate(scope, dry_run, idle_seconds))
+        return await self._run(self._c_consolidate(scope, dry_run, idle_seconds, retry_failed))
 
     async def consolidation_status(self, scope: str | None = None) -> dict[str, Any]:
         """Caps, today's spend, and each scope's traces, MEMORY.md, open jobs and spend."""

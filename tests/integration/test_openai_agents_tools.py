@@ -301,3 +301,24 @@ def test_issue12_tools_missing_extra_names_install(
     ):
         with pytest.raises(InvalidInputError, match=r"pip install 'engramdb\[agents\]'"):
             call()
+
+
+def test_issue12_example_coding_agent_reads_memory_md_at_start(tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, str(ROOT / "examples/coding_agent.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "[app:1] coder: Noted."
+    assert lines[1] == "consolidated: 1 trace(s), MEMORY.md consolidated (v1)"
+    assert lines[2].startswith("MEMORY.md file: ")
+    path = Path(lines[2].removeprefix("MEMORY.md file: "))
+    assert path.is_relative_to(tmp_path) and "uv run pytest -q" in path.read_text()
+    # the second session's agent knew the command only through MEMORY.md
+    assert lines[3] == "[app:2] coder: Running `uv run pytest -q` first."
+    memory = Memory(tmp_path, embedder="hashing")
+    traces = memory.list({"tags": ["trace"]}).items
+    assert [t.metadata["session_id"] for t in traces] == ["app:1"]

@@ -4,6 +4,9 @@ jobs, the serve schedule, and injection (``Memory.context(scope=)``, the file pa
 
 from __future__ import annotations
 
+import contextlib
+import io
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,6 +28,7 @@ from engramdb.consolidate.traces import trace_job_key
 from engramdb.errors import LLMUnavailableError
 from engramdb.llm.fake import ScriptedLLM
 from engramdb.server.schedule import ConsolidationSchedule
+from tests.fake_openai import FakeOpenAI
 from tests.unit.test_consolidate_scope import MD_V1, MD_V2, md
 from tests.unit.test_consolidate_traces import NS, SCOPE, add, answer, msg
 
@@ -195,3 +199,30 @@ def test_issue13_schedule_runs_enabled_scopes_only_within_caps(
     assert status.memory_md_version is None and status.spent_today.llm_calls == 2
     assert schedule.run_once() == 1 and len(calls) == 2  # the day is spent: nothing more
     schedule.stop(1)
+
+
+def test_issue13_readme_snippet_runs_against_the_fake_provider(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_openai: FakeOpenAI
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Consolidation: past sessions") :]
+    section = section[: section.index("\n## ", 10)]
+    [snippet] = re.findall(r"```python\n(.*?)```", section, flags=re.S)
+    for name in ("ENGRAMDB_LLM", "ENGRAMDB_LLM_MODEL", "OPENAI_BASE_URL", "OPENAI_API_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("ENGRAMDB_MEMORY_ROOT", raising=False)
+    monkeypatch.setenv("ENGRAMDB_LLM_BASE_URL", fake_openai.base_url)
+    monkeypatch.setenv("ENGRAMDB_LLM_API_KEY", "x")
+    monkeypatch.chdir(tmp_path)
+    fake_openai.answer({"trace_memory": "## Task\nt\n\n## Outcome\no\n\n## Learnings\n- l",
+                        "summary": "how the app is tested"})  # fmt: skip
+    fake_openai.answer(
+        {"memory_md": "# /work/app\n\n- run tests with `uv run pytest -q`", "skills": []}
+    )
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(snippet, "README.md", "exec"), {})
+    printed = out.getvalue()
+    assert printed.startswith("consolidated Spend(sessions=1, llm_calls=2"), printed
+    assert "uv run pytest -q" in printed and "MEMORY.md" in printed
+    assert [p.name for p in (tmp_path / "data" / "memories").rglob("MEMORY.md")] == ["MEMORY.md"]

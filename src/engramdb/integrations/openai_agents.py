@@ -188,20 +188,16 @@ class _Scoped:
     async def forget(self, memory_id: str) -> None:
         await self._call("forget", memory_id)
 
-    async def context(self, query: str, budget_tokens: int) -> str:
-        from ..manager.context import build_context
-
-        if self.local is not None:
-            ctx = await self._call(
-                "context",
-                query,
-                user_id=self.user_id,
-                agent_id=self.agent_id,
-                budget_tokens=budget_tokens,
-            )
-            return str(ctx.text)
-        hits = await self.recall(query, 20)
-        return build_context(hits, budget_tokens=budget_tokens).text
+    async def context(self, query: str, budget_tokens: int, scope: str | None = None) -> str:
+        ctx = await self._call(
+            "context",
+            query,
+            user_id=self.user_id,
+            agent_id=self.agent_id,
+            budget_tokens=budget_tokens,
+            scope=scope,
+        )
+        return str(ctx.text)
 
 
 def _hit_line(hit: Hit) -> str:
@@ -315,10 +311,13 @@ def memory_instructions(
     agent_id: str | None = None,
     namespace: str | None = None,
     budget_tokens: int = 800,
+    scope: str | None = None,
 ) -> Callable[[RunContextWrapper[Any], Agent[Any]], Awaitable[str]]:
     """Dynamic instructions for ``Agent(instructions=...)``: ``base`` (a string or the SDK's
     ``(run_context, agent)`` instructions function) followed by ``memory.context(...)`` for
-    the run's latest user message, recalled in the scope, within ``budget_tokens``.
+    the run's latest user message, recalled in the scope, within ``budget_tokens``. With
+    ``scope`` (a project path, say), that scope's consolidated ``MEMORY.md`` comes first: a
+    coding agent starts every session with what past sessions taught.
 
     Computed again on every run (and every turn of a run), so an agent remembers across
     sessions: ``Agent(instructions=memory_instructions("Be brief.", memory, user_id="ada"))``.
@@ -330,7 +329,7 @@ def memory_instructions(
         raise InvalidInputError(f"budget_tokens must be a positive integer, got {budget_tokens!r}")
     if not isinstance(base, str) and not callable(base):
         raise InvalidInputError("base must be a string or an instructions function")
-    scope = _Scoped(memory, user_id=user_id, agent_id=agent_id, namespace=namespace)
+    scoped = _Scoped(memory, user_id=user_id, agent_id=agent_id, namespace=namespace)
 
     async def instructions(run_context: RunContextWrapper[Any], agent: Agent[Any]) -> str:
         if isinstance(base, str):
@@ -339,7 +338,7 @@ def memory_instructions(
             result = base(run_context, agent)
             text = await result if isinstance(result, Awaitable) else result
         query = latest_user_text(list(run_context.turn_input))
-        block = await scope.context(query, budget_tokens) if query.strip() else ""
+        block = await scoped.context(query, budget_tokens, scope) if query.strip() else ""
         return f"{text}\n\n{block}" if block else text
 
     return instructions

@@ -88,6 +88,7 @@ class ConsolidateIn(Body):
         | None
     ) = None
     current_session: Id | None = None
+    retry_failed: Bool = False
 
 
 class MemoryMdRunOut(BaseModel):
@@ -292,6 +293,7 @@ def run_consolidation(request: Request, t: TenantDep, body: ConsolidateIn) -> Co
             ),
             current_session=body.current_session,
             dry_run=body.dry_run,
+            retry_failed=body.retry_failed,
         )
     except LLMError as exc:
         raise llm_failure(exc, "what was finished is kept; run again later") from None
