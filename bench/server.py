@@ -54,6 +54,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -365,9 +366,23 @@ def backend_store(backend: str, tmp: Path) -> Iterator[tuple[str, int | None]]:
 LIBRARY_CALL = {"recall": "recall", "remember": "remember_many"}
 
 
-def _inline_threadpool() -> list[Any]:
-    """Patches that make FastAPI run sync endpoints and dependencies inline, on the event
-    loop's thread, so cProfile (which follows one thread) sees the whole request."""
+class _InlineExecutor(Executor):
+    """Runs what is submitted at once, on the submitting thread."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+def _inline_threadpool(app: Any) -> list[Any]:
+    """Patches that make the app run its store work (the store executor's one hop per
+    request) and any sync endpoint or dependency inline, on the event loop's thread, so
+    cProfile (which follows one thread) sees the whole request."""
+    from dataclasses import replace
     from unittest import mock
 
     import fastapi.dependencies.utils
@@ -376,7 +391,9 @@ def _inline_threadpool() -> list[Any]:
     async def inline(func: Any, *args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)
 
+    services = replace(app.state.services, executor=_InlineExecutor())
     return [
+        mock.patch.object(app.state, "services", services),
         mock.patch.object(fastapi.routing, "run_in_threadpool", inline),
         mock.patch.object(fastapi.dependencies.utils, "run_in_threadpool", inline),
     ]
@@ -439,7 +456,7 @@ def profile(target: str, key: str, n: int = PROFILED) -> dict[str, Any]:
     queries, contents = corpus.texts(n, 2, 5), corpus.texts(3 * n)
     run = uuid.uuid4().hex[:8]
     out: dict[str, Any] = {}
-    patches = _inline_threadpool()
+    patches = _inline_threadpool(app)
     for p in patches:
         p.start()
     try:
