@@ -85,7 +85,6 @@ def create_app(
                 await asyncio.to_thread(services.managers.close, settings.graceful_timeout)
             # recalls counted in memory reach the store before it closes
             await asyncio.to_thread(services.limiter.counts.flush)
-            services.executor.shutdown(wait=True)
             if owned:
                 services.memory.close()
 
