@@ -239,3 +239,21 @@ def test_issue14_hop_schema_keeps_the_routes_parameters(api: Api) -> None:
     listed = schema["paths"]["/v1/memories"]["get"]
     names = {p["name"] for p in listed.get("parameters", [])}
     assert "engramdb_request" not in names and {"limit", "cursor"} <= names
+
+
+def test_issue14_serve_runs_on_httptools_and_uvloop() -> None:
+    import tomllib
+
+    import uvicorn
+
+    root = Path(__file__).resolve().parents[2]
+    extras = tomllib.loads((root / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    assert any(dep.startswith("uvicorn[standard]") for dep in extras["server"])
+    # engramdb serve leaves uvicorn's loop and http at "auto": they pick these when installed
+    config = uvicorn.Config(app=lambda scope, receive, send: None, log_config=None)
+    config.load()
+    assert config.http_protocol_class.__module__.endswith("httptools_impl")
+    loop_factory = config.get_loop_factory()
+    assert loop_factory is not None and loop_factory.__module__.startswith("uvloop")
