@@ -257,3 +257,19 @@ def test_issue14_serve_runs_on_httptools_and_uvloop() -> None:
     assert config.http_protocol_class.__module__.endswith("httptools_impl")
     loop_factory = config.get_loop_factory()
     assert loop_factory is not None and loop_factory.__module__.startswith("uvloop")
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_issue14_quota_failed_flush_at_shutdown_still_closes_the_store(
+    tmp_path: Path, backend: Any
+) -> None:
+    settings = ServerSettings(store=str(tmp_path / "data"), admin_keys=[ADMIN_KEY], embedder="none")
+    app = create_app(settings=settings)
+    store = app.state.services.memory.store
+    with TestClient(app) as client:
+        key = new_key(client)
+        assert recall(client, key["api_key"]) == 200
+        failing = mock.patch.object(store, "usage_add", side_effect=OSError("disk gone"))
+        failing.start()
+    failing.stop()
+    assert store._closed  # type: ignore[attr-defined]  # logged, and the store still closed

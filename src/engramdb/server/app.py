@@ -83,8 +83,11 @@ def create_app(
             flusher.cancel()
             if services.managers is not None:  # flush: what was said gets extracted
                 await asyncio.to_thread(services.managers.close, settings.graceful_timeout)
-            # recalls counted in memory reach the store before it closes
-            await asyncio.to_thread(services.limiter.counts.flush)
+            # recalls counted in memory reach the store before it closes (if it can take them)
+            try:
+                await asyncio.to_thread(services.limiter.counts.flush)
+            except Exception:
+                log.exception("the recall counts kept in memory could not be written")
             if owned:
                 services.memory.close()
 
