@@ -184,3 +184,22 @@ def test_issue14_stats_bm25_rank_gives_the_same_scores_as_before() -> None:
         assert bm25_rank(postings, sizes, documents, limit) == reference_bm25_rank(
             postings, sizes, documents, limit
         )
+
+
+def test_issue14_stats_cache_is_bounded(tmp_path: Path, monkeypatch: Any) -> None:
+    from engramdb.store.sqlite import memories
+
+    monkeypatch.setattr(memories, "TEXT_STATS_NAMESPACES", 2)
+    store = open_store(tmp_path / "data")
+    mem = Memory(store, embedder=None)
+    try:
+        for n, ns in enumerate(["a", "b", "c"]):
+            fill(mem, ns, 20, seed=n)
+        expected = {ns: answers(store, ns) for ns in ("a", "b", "c")}
+        cache = store.__dict__["_text_stats_cache"]
+        assert list(cache) == ["b", "c"]  # the least recently used went first
+        monkeypatch.setattr(memories, "TEXT_STATS_ENTRIES", 1)
+        assert answers(store, "a") == expected["a"]
+        assert list(cache) == ["a"]  # over the entry budget: only the namespace in use
+    finally:
+        store.close()

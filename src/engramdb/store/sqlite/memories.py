@@ -61,7 +61,8 @@ class TextStats:
     two namespaces."""
 
     MAX_ENTRIES = 200_000
-    """Term counts or document sizes kept at most per namespace (past that, computed)."""
+    """Entries (counts, term counts, document sizes) kept at most per namespace (past that,
+    computed each time)."""
 
     __slots__ = ("counts", "df", "key", "sizes")
 
@@ -72,12 +73,17 @@ class TextStats:
         self.sizes: dict[int, int] = {}  # rowid -> tokens
 
     def keep(self, table: dict[Any, int], key: Any, value: int) -> None:
-        if self.key is not None and len(table) < self.MAX_ENTRIES:
+        if self.key is not None and self.entries() < self.MAX_ENTRIES:
             table[key] = value
+
+    def entries(self) -> int:
+        return len(self.counts) + len(self.df) + len(self.sizes)
 
 
 TEXT_STATS_NAMESPACES = 1_024
-"""Namespaces whose statistics a store keeps (the least recently used go first)."""
+"""Namespaces whose statistics a store keeps (the least recently used go first)..."""
+TEXT_STATS_ENTRIES = 1_000_000
+"""... and entries they keep in all (about 100 bytes each)."""
 _TEXT_STATS_LOCK = threading.Lock()
 
 
@@ -289,8 +295,11 @@ class MemoriesMixin:
             if stats is None or stats.key != key:
                 stats = cache[namespace] = TextStats(key)
             cache.move_to_end(namespace)
-            while len(cache) > TEXT_STATS_NAMESPACES:
-                cache.popitem(last=False)
+            total = sum(kept.entries() for kept in cache.values())
+            while len(cache) > 1 and (
+                len(cache) > TEXT_STATS_NAMESPACES or total > TEXT_STATS_ENTRIES
+            ):
+                total -= cache.popitem(last=False)[1].entries()
         return stats
 
     # -- secrets ---------------------------------------------------------------------------
