@@ -6,6 +6,7 @@ tokens; see bench/results/extraction_quality.md."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 BENCHMARKS = ["sessions", "locomo", "scale", "postgres", "server", "extraction"]
@@ -13,6 +14,9 @@ OPT_IN = ["extraction_quality"]
 
 
 def main(argv: list[str]) -> None:
+    if "--quick" in argv:  # the benchmarks that have a quick subset read this
+        os.environ["ENGRAMDB_BENCH_QUICK"] = "1"
+        argv = [a for a in argv if a != "--quick"]
     for name in argv or BENCHMARKS:
         if name not in BENCHMARKS + OPT_IN:
             raise SystemExit(

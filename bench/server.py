@@ -11,7 +11,12 @@ answered — against one endpoint at a time:
 
 - ``recall``: ``POST /v1/memories/recall {"query", "limit": 10, "mode": "text"}``, queries of
   2-5 words drawn from the same vocabulary;
-- ``remember``: ``POST /v1/memories {"content"}``, a corpus text made unique by a suffix.
+- ``remember``: ``POST /v1/memories {"content"}``, a corpus text made unique by a suffix;
+- ``baseline``: ``GET /v1/keys`` with a namespace key — the cheapest authenticated route (the
+  key lookup, then the key's own row listed back; no memory is read): the ceiling the server
+  reaches through the same framework, middleware and authentication, measured at the same
+  client counts in the same run. Every row reports its req/s as a ratio to the baseline at
+  the same backend, workers and clients (``vs_baseline``).
 
 Each phase (backend × ``--workers`` × clients × endpoint) runs a short warm-up, then is
 measured for ``ENGRAMDB_BENCH_SECONDS`` (30) seconds: requests/s counts the successful requests
@@ -28,8 +33,11 @@ of FastAPI/Starlette.
 
 Subsets: ``ENGRAMDB_BENCH_BACKENDS=sqlite``, ``ENGRAMDB_BENCH_WORKERS=1``,
 ``ENGRAMDB_BENCH_CLIENTS=8``, ``ENGRAMDB_BENCH_ENDPOINTS=recall``,
-``ENGRAMDB_BENCH_MEMORIES=10000``. Only the full matrix (30 s phases, 100k memories) writes
-``bench/results/server.*``; other runs write their results to a temporary directory.
+``ENGRAMDB_BENCH_MEMORIES=10000``. ``ENGRAMDB_BENCH_QUICK=1`` (or ``python -m bench server
+--quick``) runs a few-minute subset: SQLite, 1 worker, 8 clients, 10k memories, 10 s phases,
+every endpoint (any variable set explicitly still wins). Only the full matrix (30 s phases,
+100k memories) writes ``bench/results/server.*``; other runs write their results to a
+temporary directory.
 """
 
 from __future__ import annotations
@@ -46,6 +54,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Iterator
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -64,15 +73,28 @@ DEFAULTS = {
     "BACKENDS": "sqlite,postgres",
     "WORKERS": "1,2",
     "CLIENTS": "1,8,32",
-    "ENDPOINTS": "recall,remember",
+    "ENDPOINTS": "baseline,recall,remember",
     "MEMORIES": "100000",
 }
+QUICK = {
+    "SECONDS": "10",
+    "BACKENDS": "sqlite",
+    "WORKERS": "1",
+    "CLIENTS": "8",
+    "MEMORIES": "10000",
+}
+"""``ENGRAMDB_BENCH_QUICK=1``: the few-minute subset (explicit variables still win)."""
 REQUEST_TIMEOUT = 60.0
 PROFILED = 100  # requests per endpoint in the profile
 
 
+def quick() -> bool:
+    return os.environ.get("ENGRAMDB_BENCH_QUICK", "") not in ("", "0")
+
+
 def setting(name: str) -> str:
-    return os.environ.get(f"ENGRAMDB_BENCH_{name}", DEFAULTS[name])
+    fallback = QUICK.get(name, DEFAULTS[name]) if quick() else DEFAULTS[name]
+    return os.environ.get(f"ENGRAMDB_BENCH_{name}", fallback)
 
 
 def numbers(name: str) -> list[int]:
@@ -139,6 +161,8 @@ async def _drive(
     corpus = Corpus(seed=seed)
     if endpoint == "recall":
         path, pool = "/v1/memories/recall", corpus.texts(2_000, 2, 5)
+    elif endpoint == "baseline":
+        path, pool = "/v1/keys", [""]
     else:
         path, pool = "/v1/memories", corpus.texts(5_000)
     run = uuid.uuid4().hex[:8]
@@ -170,7 +194,10 @@ async def _drive(
                 n += 1
                 failure = None
                 try:
-                    response = await client.post(path, json=body)
+                    if endpoint == "baseline":
+                        response = await client.get(path)
+                    else:
+                        response = await client.post(path, json=body)
                     if not response.is_success:
                         failure = f"{response.status_code} {response.text[:300]}"
                 except Exception as exc:  # every exception is an error, counted
@@ -221,7 +248,7 @@ def phase(
         "clients": clients,
         "warmup": min(3.0, max(0.5, seconds / 10)),
         "seconds": seconds,
-        "seed": 1_000 + clients + (0 if endpoint == "recall" else 500),
+        "seed": 1_000 + clients + (500 if endpoint == "remember" else 0),
     }
     proc = ctx.Process(target=_loadgen, args=(job, done, measuring, finished, out))
     cpu0: dict[str, float] = {}
@@ -339,9 +366,23 @@ def backend_store(backend: str, tmp: Path) -> Iterator[tuple[str, int | None]]:
 LIBRARY_CALL = {"recall": "recall", "remember": "remember_many"}
 
 
-def _inline_threadpool() -> list[Any]:
-    """Patches that make FastAPI run sync endpoints and dependencies inline, on the event
-    loop's thread, so cProfile (which follows one thread) sees the whole request."""
+class _InlineExecutor(Executor):
+    """Runs what is submitted at once, on the submitting thread."""
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+
+def _inline_threadpool(app: Any) -> list[Any]:
+    """Patches that make the app run its store work (the store executor's one hop per
+    request) and any sync endpoint or dependency inline, on the event loop's thread, so
+    cProfile (which follows one thread) sees the whole request."""
+    from dataclasses import replace
     from unittest import mock
 
     import fastapi.dependencies.utils
@@ -350,10 +391,14 @@ def _inline_threadpool() -> list[Any]:
     async def inline(func: Any, *args: Any, **kwargs: Any) -> Any:
         return func(*args, **kwargs)
 
-    return [
+    patches = [
         mock.patch.object(fastapi.routing, "run_in_threadpool", inline),
         mock.patch.object(fastapi.dependencies.utils, "run_in_threadpool", inline),
     ]
+    if hasattr(app.state.services, "executor"):  # (an engramdb before issue 14 has none)
+        services = replace(app.state.services, executor=_InlineExecutor())
+        patches.append(mock.patch.object(app.state, "services", services))
+    return patches
 
 
 def _cumulative(stats: dict[Any, Any], where: str, name: str) -> float:
@@ -413,7 +458,7 @@ def profile(target: str, key: str, n: int = PROFILED) -> dict[str, Any]:
     queries, contents = corpus.texts(n, 2, 5), corpus.texts(3 * n)
     run = uuid.uuid4().hex[:8]
     out: dict[str, Any] = {}
-    patches = _inline_threadpool()
+    patches = _inline_threadpool(app)
     for p in patches:
         p.start()
     try:
@@ -502,6 +547,7 @@ def load_backend(
                         del got["error_messages"]
                     row = {"backend": backend, "workers": w, "clients": c, "endpoint": endpoint}
                     payload["rows"].append({**row, **got})
+                    with_ratios(payload["rows"])
                     console.print(_line(payload["rows"][-1]))
         server.stop()
     finally:
@@ -532,10 +578,28 @@ def run() -> dict[str, Any]:
     return payload
 
 
+def with_ratios(rows: list[dict[str, Any]]) -> None:
+    """Set each row's ``vs_baseline``: its req/s over the baseline row's at the same backend,
+    workers and clients (``None`` until that baseline is measured)."""
+    base = {
+        (r["backend"], r["workers"], r["clients"]): r["req_per_s"]
+        for r in rows
+        if r["endpoint"] == "baseline"
+    }
+    for r in rows:
+        ceiling = base.get((r["backend"], r["workers"], r["clients"]))
+        r["vs_baseline"] = round(r["req_per_s"] / ceiling, 3) if ceiling else None
+
+
+def _ratio(row: dict[str, Any]) -> str:
+    return "–" if row.get("vs_baseline") is None else f"{row['vs_baseline']:.2f}×"
+
+
 def _line(row: dict[str, Any]) -> str:
     return (
         f"{row['backend']} w{row['workers']} c{row['clients']} {row['endpoint']}: "
-        f"{row['req_per_s']:,.0f} req/s, p50 {row['p50_ms']:.1f} / p95 {row['p95_ms']:.1f} / "
+        f"{row['req_per_s']:,.0f} req/s ({_ratio(row)} baseline), "
+        f"p50 {row['p50_ms']:.1f} / p95 {row['p95_ms']:.1f} / "
         f"p99 {row['p99_ms']:.1f} ms, {row['errors']} errors; CPU cores: server "
         f"{row['server_cpu']:.2f}, db {row['db_cpu'] or 0:.2f}, load generator "
         f"{row['loadgen_cpu']:.2f}"
@@ -570,6 +634,7 @@ def report(payload: dict[str, Any], directory: Path = RESULTS) -> None:
             "clients",
             "endpoint",
             "req/s",
+            "× baseline",
             "p50 ms",
             "p95 ms",
             "p99 ms",
@@ -583,6 +648,7 @@ def report(payload: dict[str, Any], directory: Path = RESULTS) -> None:
                 str(r["clients"]),
                 r["endpoint"],
                 f"{r['req_per_s']:,.0f}",
+                _ratio(r),
                 f"{r['p50_ms']:.1f}",
                 f"{r['p95_ms']:.1f}",
                 f"{r['p99_ms']:.1f}",
@@ -608,7 +674,10 @@ def _notes(payload: dict[str, Any]) -> str:
         f"httpx.AsyncClient each, closed loop), {payload['seconds']:g} s per phase after a "
         "short warm-up. recall = `POST /v1/memories/recall {query, limit: 10, mode: text}` "
         "with 2-5-word queries from the corpus vocabulary; remember = `POST /v1/memories` "
-        "with one unique 12-24-word text. req/s counts successful requests; errors are non-2xx "
+        "with one unique 12-24-word text; baseline = `GET /v1/keys` with the namespace key (the "
+        "cheapest authenticated route: key lookup, the key listed back), the ceiling each "
+        "row's × baseline is measured against (same backend, workers and clients). req/s counts "
+        "successful requests; errors are non-2xx "
         "answers and exceptions. The server runs with embedder `none`, default (unlimited) "
         "quotas, log level warning; memories were stored through `POST /v1/memories/batch` "
         f"(1,000 per request; {preload}); all recall phases ran before the remember phases. "

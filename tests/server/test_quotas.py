@@ -119,3 +119,23 @@ def test_item_08_concurrent_learns_count_toward_the_fact_quota(quota_server: Liv
         assert stats["usage"]["facts"] == 3 and stats["remaining"]["facts"] == 0
         # each learned fact's searchable memory counts as a memory: 3 of 5 used
         assert stats["usage"]["memories"] == 3
+
+
+def test_issue14_quota_two_workers_never_overrun_a_recall_limit(quota_server: LiveServer) -> None:
+    # each worker process keeps its own in-memory recall counts: a key with a limit must
+    # still be checked against one exact count
+    url = quota_server.url
+    r = httpx.post(
+        f"{url}/v1/keys",
+        json={"name": "limited", "limits": {"recalls_per_day": 6}},
+        headers={"X-API-Key": quota_server.admin_key},
+    )
+    r.raise_for_status()
+    key = r.json()["api_key"]
+    answers = together(
+        20, lambda c, i: c.post("/v1/memories/recall", json={"query": f"q {i}"}), key, url
+    )
+    assert sorted(r.status_code for r in answers) == [200] * 6 + [429] * 14
+    with httpx.Client(base_url=url, headers={"X-API-Key": key}) as c:
+        stats = c.get("/v1/stats").json()
+    assert stats["usage"]["recalls_today"] == 6 and stats["remaining"]["recalls_today"] == 0

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, cast
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from .. import __version__
@@ -32,7 +32,7 @@ from .middleware import AccessLog, BodyLimit, Idempotency, Message, Receive, Sco
 from .models import ErrorDetail, HealthOut
 from .quotas import Limiter, TokenBuckets
 from .settings import ServerSettings
-from .tenant import Services
+from .tenant import Services, blocking, blocking_on
 
 SETTINGS_ENV = "ENGRAMDB_SERVER_SETTINGS"
 """How ``engramdb serve`` hands resolved settings to its worker processes."""
@@ -75,17 +75,26 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services: Services = app.state.services
         if schedule is not None:
             schedule.start()
-        async with mcp.running(app.state.services):
-            yield
-        if schedule is not None:
-            await asyncio.to_thread(schedule.stop, settings.graceful_timeout)
-        services: Services = app.state.services
-        if services.managers is not None:  # flush: what was said gets extracted
-            await asyncio.to_thread(services.managers.close, settings.graceful_timeout)
-        if owned:
-            services.memory.close()
+        flusher = asyncio.create_task(flush_recall_counts(services))
+        try:
+            async with mcp.running(services):
+                yield
+        finally:
+            flusher.cancel()
+            if schedule is not None:
+                await asyncio.to_thread(schedule.stop, settings.graceful_timeout)
+            if services.managers is not None:  # flush: what was said gets extracted
+                await asyncio.to_thread(services.managers.close, settings.graceful_timeout)
+            # recalls counted in memory reach the store before it closes (if it can take them)
+            try:
+                await asyncio.to_thread(services.limiter.counts.flush)
+            except Exception:
+                log.exception("the recall counts kept in memory could not be written")
+            if owned:
+                services.memory.close()
 
     if memory is None:
         memory = Memory(
@@ -155,10 +164,10 @@ def create_app(
         tags=["health"],
         responses={503: {"model": HealthOut, "description": "The store cannot serve requests."}},
     )
-    def health() -> HealthOut | JSONResponse:
+    async def health(request: Request) -> HealthOut | JSONResponse:
         """Whether the server can serve requests (its store answers; a SQLite database file is
         still the one it opened) and the backend in use; needs no key. 503 when unhealthy."""
-        return _health(memory, backend)
+        return await blocking(request, lambda: _health(memory, backend))
 
     # outermost first: logs see everything, the size limit guards the idempotency buffer
     app.add_middleware(Idempotency, store=memory.store, keys=keys)
@@ -166,6 +175,16 @@ def create_app(
     app.add_middleware(RawSessionPath)
     app.add_middleware(AccessLog)
     return app
+
+
+async def flush_recall_counts(services: Services) -> None:
+    """Write the recall counts kept in memory (:class:`~.quotas.RecallCounts`) once they
+    have waited their time, until cancelled; a failed write is retried at the next round."""
+    counts = services.limiter.counts
+    while True:
+        await asyncio.sleep(counts.after / 2)
+        if counts.due():  # a failed write is logged and kept (flush(wait=False) never raises)
+            await blocking_on(services, lambda: counts.flush(wait=False))
 
 
 class McpMount:

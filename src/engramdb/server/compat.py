@@ -23,7 +23,7 @@ from .models import (
     Tags,
     TagsText,
 )
-from .tenant import ServicesDep, TenantDep, principal
+from .tenant import ServicesDep, TenantDep, one_hop, principal
 from .v1 import ERRORS, stats_of
 
 router = APIRouter(responses=ERRORS, tags=["compatibility"])
@@ -72,6 +72,7 @@ def _memory(record: MemoryRecord, score: float | None = None) -> dict[str, Any]:
 
 
 @router.post("/api/keys/register")
+@one_hop
 def register(request: Request, svc: ServicesDep, body: RegisterIn) -> dict[str, Any]:
     """A new API key bound to a new namespace of its own. Open registration is rate-limited
     per client address (``registrations_per_minute``)."""
@@ -111,6 +112,7 @@ def _tags(tags: list[str] | str | None) -> list[str]:
 
 
 @router.post("/api/memory/store")
+@one_hop
 def store(t: TenantDep, body: StoreIn) -> dict[str, Any]:
     """Store one memory (identical content is stored once; new tags merge into it)."""
     result = t.memory.remember_results(
@@ -138,6 +140,7 @@ def store(t: TenantDep, body: StoreIn) -> dict[str, Any]:
 
 
 @router.post("/api/memory/recall")
+@one_hop
 def recall(t: TenantDep, body: RecallIn) -> dict[str, Any]:
     """Memories for a query, searched over content and tags.
 
@@ -155,6 +158,7 @@ def recall(t: TenantDep, body: RecallIn) -> dict[str, Any]:
 
 
 @router.post("/api/memory/learn")
+@one_hop
 def learn(t: TenantDep, body: LearnIn) -> dict[str, Any]:
     """Store a knowledge triple."""
     triple = t.memory.learn(
@@ -169,6 +173,7 @@ def learn(t: TenantDep, body: LearnIn) -> dict[str, Any]:
 
 
 @router.get("/api/memory/list")
+@one_hop
 def list_memories(
     t: TenantDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
@@ -197,6 +202,7 @@ def list_memories(
 
 
 @router.get("/api/memory/stats")
+@one_hop
 def stats(t: TenantDep) -> dict[str, Any]:
     """Usage: counts, today's recalls, limits and quota left."""
     out = stats_of(t)

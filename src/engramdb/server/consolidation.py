@@ -35,7 +35,7 @@ from ..types import Job, Spend
 from .errors import ApiError, llm_failure
 from .models import SPACE_CHARS, Body, Bool, Id, Int, _Unicode
 from .settings import ServerSettings
-from .tenant import Tenant, TenantDep
+from .tenant import Tenant, TenantDep, one_hop
 from .v1 import ERRORS, LLM_ERRORS
 
 router = APIRouter(prefix="/v1", responses=ERRORS, tags=["consolidation"])
@@ -322,6 +322,7 @@ def run_consolidation(request: Request, t: TenantDep, body: ConsolidateIn) -> Co
 
 
 @router.get("/consolidate/status", response_model=StatusOut)
+@one_hop
 def status(
     request: Request,
     t: TenantDep,
@@ -366,6 +367,7 @@ def status(
 
 
 @router.get("/consolidate/scopes", response_model=ScopesOut)
+@one_hop
 def scopes(t: TenantDep) -> ScopesOut:
     """The configured scopes of the namespace (settings only; see ``/consolidate/status``)."""
     found = t.memory.store.scope_list(t.namespace)
@@ -383,6 +385,7 @@ def scopes(t: TenantDep) -> ScopesOut:
 
 
 @router.put("/consolidate/scopes", response_model=ScopeSettingsOut)
+@one_hop
 def put_scope(t: TenantDep, body: ScopeSettingsIn) -> ScopeSettingsOut:
     """Configure a scope: ``enabled: false`` opts it out (nothing runs, no model is called),
     ``session_prefix`` keeps it to the sessions whose id starts with it. Fields left out
@@ -400,6 +403,7 @@ def put_scope(t: TenantDep, body: ScopeSettingsIn) -> ScopeSettingsOut:
 
 
 @router.get("/memory-md", response_model=MemoryMdOut)
+@one_hop
 def get_memory_md(t: TenantDep, scope: ScopeQuery) -> MemoryMdOut:
     """The scope's consolidated ``MEMORY.md``; 404 until consolidation produced it."""
     record = read_memory_md(t.memory, scope)
@@ -415,6 +419,7 @@ def get_memory_md(t: TenantDep, scope: ScopeQuery) -> MemoryMdOut:
 
 
 @router.get("/memory-md/history", response_model=MemoryMdHistoryOut)
+@one_hop
 def memory_md_versions(t: TenantDep, scope: ScopeQuery) -> MemoryMdHistoryOut:
     """Every version of the scope's ``MEMORY.md``, newest first."""
     return MemoryMdHistoryOut(
@@ -427,6 +432,7 @@ def memory_md_versions(t: TenantDep, scope: ScopeQuery) -> MemoryMdHistoryOut:
 
 
 @router.get("/memory-md/diff", response_model=DiffOut)
+@one_hop
 def memory_md_changes(
     t: TenantDep,
     scope: ScopeQuery,
@@ -439,6 +445,7 @@ def memory_md_changes(
 
 
 @router.post("/memory-md/reset", response_model=ResetOut)
+@one_hop
 def reset(request: Request, t: TenantDep, body: ScopeIn) -> ResetOut:
     """Forget this scope's ``MEMORY.md`` and skills (their memories, history and files);
     its traces stay and other scopes are untouched. The next run starts afresh."""
@@ -447,6 +454,7 @@ def reset(request: Request, t: TenantDep, body: ScopeIn) -> ResetOut:
 
 
 @router.get("/memory-summary", response_model=SummaryOut)
+@one_hop
 def summary(
     t: TenantDep,
     scope: ScopeQuery,
@@ -470,6 +478,7 @@ def _trace_out(record: Any, *, content: bool) -> TraceOut:
 
 
 @router.get("/traces", response_model=TracesOut)
+@one_hop
 def traces(t: TenantDep, scope: ScopeQuery) -> TracesOut:
     """The scope's traces, newest first (one per summarized session)."""
     found = list_traces(t.memory, scope)
@@ -477,6 +486,7 @@ def traces(t: TenantDep, scope: ScopeQuery) -> TracesOut:
 
 
 @router.get("/traces/{session_id}", response_model=TraceOut)
+@one_hop
 def trace(t: TenantDep, session_id: str, scope: ScopeQuery) -> TraceOut:
     """One session's trace in the scope, with its text; 404 if it has none."""
     record = find_trace(t.memory, session_id, scope=scope)
@@ -486,6 +496,7 @@ def trace(t: TenantDep, session_id: str, scope: ScopeQuery) -> TraceOut:
 
 
 @router.delete("/traces/{session_id}", response_model=DeletedTraceOut)
+@one_hop
 def remove_trace(
     request: Request, t: TenantDep, session_id: str, scope: ScopeQuery
 ) -> DeletedTraceOut:
@@ -496,6 +507,7 @@ def remove_trace(
 
 
 @router.post("/context", response_model=ContextOut, tags=["memories"])
+@one_hop
 def context(t: TenantDep, body: ContextIn) -> ContextOut:
     """The prompt block for ``query``: with ``scope``, the scope's ``MEMORY.md`` first (at
     most two thirds of ``budget_tokens``), then the recalled memories, most relevant first,

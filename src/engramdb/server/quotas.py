@@ -1,6 +1,13 @@
 """Per-key quotas and rate limits.
 
-Daily recall counts live in the store (so every replica sees one count). The stored-data
+Daily recall counts live in the store (so every replica sees one count). A key with a daily
+recall limit (its own or an ancestor's) is counted exactly: each recall is checked and
+counted in one store write, so no number of workers or replicas can overrun the limit. A key
+with no such limit needs no check, so its recalls are counted in this process's memory and
+written in batches (:class:`RecallCounts`): every :data:`FLUSH_EVERY` recalls, at most
+:data:`FLUSH_AFTER` seconds after the first unwritten one, and when the app shuts down — a
+recall by an unlimited key does no store write. What a key has used (``/v1/stats``) is the
+stored count plus this process's unwritten one. The stored-data
 quotas (``max_memories``, ``max_facts``) are not checked here: the key's :class:`Quota` goes
 down through the facade, and the store checks it inside the write transaction against
 per-namespace counters it maintains (so concurrent writers cannot overrun it, and no
@@ -12,6 +19,7 @@ cheaply, without a store write per request.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Sequence
@@ -24,6 +32,14 @@ from .errors import ApiError
 from .settings import LIMIT_NAMES, Quotas
 
 RECALLS = "recalls"
+
+FLUSH_EVERY = 200
+"""Unwritten recalls of unlimited keys (all keys together) that trigger a write."""
+FLUSH_AFTER = 1.0
+"""Seconds after which unwritten recall counts are written (by the app's flusher, or by the
+next recall)."""
+
+log = logging.getLogger("engramdb.server")
 
 
 def utc_day(now: datetime | None = None) -> str:
@@ -81,11 +97,84 @@ class TokenBuckets:
             del self._buckets[next(iter(self._buckets))]
 
 
+class RecallCounts:
+    """Recall counts not yet written to the store, per ``(namespace, key id, day)``, for keys
+    without a daily recall limit. :meth:`flush` writes them all in one transaction; a failed
+    write keeps them for the next flush."""
+
+    def __init__(
+        self, store: Store, *, every: int = FLUSH_EVERY, after: float = FLUSH_AFTER
+    ) -> None:
+        self.store = store
+        self.every = every
+        self.after = after
+        self._pending: dict[tuple[str, str, str], int] = {}
+        self._total = 0
+        self._since: float | None = None  # monotonic time of the oldest unwritten count
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+
+    def add(self, namespace: str, subject: str, day: str, amount: int = 1) -> None:
+        """Count ``amount`` recalls in memory; flush if enough are unwritten or old enough."""
+        with self._lock:
+            where = (namespace, subject, day)
+            self._pending[where] = self._pending.get(where, 0) + amount
+            self._total += amount
+            if self._since is None:
+                self._since = time.monotonic()
+            due = self._total >= self.every or time.monotonic() - self._since >= self.after
+        if due:
+            self.flush(wait=False)
+
+    def unwritten(self, namespace: str, subject: str, day: str) -> int:
+        """This process's recalls of the key on ``day`` not yet in the store."""
+        with self._lock:
+            return self._pending.get((namespace, subject, day), 0)
+
+    def due(self) -> bool:
+        """Whether some count has waited :attr:`after` seconds."""
+        with self._lock:
+            return self._since is not None and time.monotonic() - self._since >= self.after
+
+    def flush(self, *, wait: bool = True) -> None:
+        """Write every unwritten count (in one transaction). With ``wait=False``, a flush
+        already running elsewhere is left to do it."""
+        if not self._flushing.acquire(blocking=wait):
+            return
+        try:
+            with self._lock:
+                taken, self._pending = self._pending, {}
+                self._total, self._since = 0, None
+            if not taken:
+                return
+            try:
+                with self.store.atomic():
+                    for (namespace, subject, day), amount in taken.items():
+                        self.store.usage_add(namespace, subject, RECALLS, day, amount, None)
+            except Exception:
+                log.warning(
+                    "writing %d recall counts failed; kept for the next flush",
+                    sum(taken.values()),
+                    exc_info=True,
+                )
+                with self._lock:  # put them back, merged with what came meanwhile
+                    for where, amount in taken.items():
+                        self._pending[where] = self._pending.get(where, 0) + amount
+                    self._total += sum(taken.values())
+                    self._since = self._since or time.monotonic()
+                if wait:
+                    raise
+        finally:
+            self._flushing.release()
+
+
 class Limiter:
     def __init__(self, store: Store, defaults: Quotas) -> None:
         self.store = store
         self.defaults = defaults
         self._buckets = TokenBuckets()  # per key id
+        self.counts = RecallCounts(store)
+        """Recalls of keys without a daily limit, counted in memory and written in batches."""
 
     def limits(self, key: ApiKey) -> dict[str, int | None]:
         """The key's limits: its own where set, the server defaults elsewhere."""
@@ -111,22 +200,36 @@ class Limiter:
             )
 
     def count_recall(self, key: ApiKey, ancestors: Sequence[ApiKey] = ()) -> None:
-        """Count one recall for the key and each of its ancestors in one unit of work: if
-        any of them is at its daily limit, nothing is counted and the recall is refused."""
+        """Count one recall for the key and each of its ancestors: if any of them is at its
+        daily limit, nothing is counted and the recall is refused.
+
+        Keys with a limit are checked and counted in the store, in one unit of work (exact
+        across processes); keys without one are counted in memory (:class:`RecallCounts`),
+        only once every limited one has accepted the recall."""
         day = utc_day()
-        with self.store.atomic() if ancestors else contextlib.nullcontext():
-            for who in (key, *ancestors):
-                limit = self.limits(who)["recalls_per_day"]
-                added, used = self.store.usage_add(who.namespace, who.id, RECALLS, day, 1, limit)
-                if not added:
-                    whose = "" if who is key else " of the key that created this one"
-                    raise ApiError(
-                        429,
-                        "quota_exceeded",
-                        f"daily recall quota{whose} of {limit} reached ({used} used today); it "
-                        "resets at 00:00 UTC",
-                        {"Retry-After": str(seconds_to_midnight())},
+        chain = [(who, self.limits(who)["recalls_per_day"]) for who in (key, *ancestors)]
+        limited = [(who, limit) for who, limit in chain if limit is not None]
+        if limited:
+            for who, _ in limited:  # a count batched while the key was unlimited goes first
+                if self.counts.unwritten(who.namespace, who.id, day):
+                    self.counts.flush()
+            with self.store.atomic() if len(limited) > 1 else contextlib.nullcontext():
+                for who, limit in limited:
+                    added, used = self.store.usage_add(
+                        who.namespace, who.id, RECALLS, day, 1, limit
                     )
+                    if not added:
+                        whose = "" if who is key else " of the key that created this one"
+                        raise ApiError(
+                            429,
+                            "quota_exceeded",
+                            f"daily recall quota{whose} of {limit} reached ({used} used today); "
+                            "it resets at 00:00 UTC",
+                            {"Retry-After": str(seconds_to_midnight())},
+                        )
+        for who, no_limit in chain:
+            if no_limit is None:
+                self.counts.add(who.namespace, who.id, day)
 
     def quota(self, key: ApiKey) -> Quota:
         """The stored-data limits of the key's namespace, for the facade's writes."""
@@ -138,7 +241,10 @@ class Limiter:
         from the namespace's maintained counters, so this never counts rows."""
         limits = self.limits(key)
         counts = self.store.usage_counts(key.namespace)
-        recalls = self.store.usage_get(key.namespace, key.id, utc_day()).get(RECALLS, 0)
+        day = utc_day()
+        recalls = self.store.usage_get(key.namespace, key.id, day).get(
+            RECALLS, 0
+        ) + self.counts.unwritten(key.namespace, key.id, day)
         used = {
             "memories": counts["memories"],
             "facts": counts["facts"],

@@ -2,12 +2,23 @@
 
 Routes reach data only through :class:`Tenant`, whose memory view refuses any other namespace,
 so no route can forget the scope.
+
+Store work runs off the event loop in one hop per request (:func:`one_hop`): the key lookup,
+the rate check and the route's body run together in one call on the app's store executor,
+instead of a thread-pool hop for each sync dependency, the endpoint and its response
+validation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated
+import asyncio
+import contextvars
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from fastapi import Depends, Request
 
@@ -22,15 +33,25 @@ if TYPE_CHECKING:
     from .managers import Managers
 
 
+STORE_THREADS = 32
+"""Threads of the app's store executor: requests doing store work at once (more wait)."""
+
+
+def store_executor() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="engramdb-store")
+
+
 @dataclass(frozen=True)
 class Services:
-    """What the app holds: the shared facade over the store, keys and limits, and the
-    server-run memory managers (``None`` unless ``extract_sessions`` is on)."""
+    """What the app holds: the shared facade over the store, keys and limits, the
+    server-run memory managers (``None`` unless ``extract_sessions`` is on), and the executor
+    that runs each request's store work (:func:`one_hop`)."""
 
     memory: Memory
     keys: KeyRing
     limiter: Limiter
     managers: Managers | None = None
+    executor: ThreadPoolExecutor = field(default_factory=store_executor)
 
 
 @dataclass(frozen=True)
@@ -92,3 +113,78 @@ def tenant(request: Request) -> Tenant:
 TenantDep = Annotated[Tenant, Depends(tenant)]
 PrincipalDep = Annotated[Principal, Depends(principal)]
 ServicesDep = Annotated[Services, Depends(services)]
+
+
+T = TypeVar("T")
+
+
+async def blocking(request: Request, func: Callable[[], T]) -> T:
+    """Run ``func`` (blocking store work) on the app's store executor, in the caller's
+    context; the event loop serves other requests meanwhile."""
+    return await blocking_on(services(request), func)
+
+
+async def blocking_on(svc: Services, func: Callable[[], T]) -> T:
+    """:func:`blocking` given the app's services."""
+    context = contextvars.copy_context()
+    return await asyncio.get_running_loop().run_in_executor(svc.executor, context.run, func)
+
+
+_RESOLVED: dict[Any, Callable[[Request], Any]] = {
+    TenantDep: tenant,
+    PrincipalDep: principal,
+    ServicesDep: services,
+}
+_REQUEST = "engramdb_request"
+
+
+def one_hop(endpoint: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """A sync route made async, running in one hop: its ``TenantDep``, ``PrincipalDep`` and
+    ``ServicesDep`` parameters are resolved (key lookup, rate check) and its body runs, all in
+    one call of :func:`blocking`. FastAPI still parses and validates the other parameters
+    (path, query, body) on the event loop, and sees the route's own name, docstring and
+    return type (so the OpenAPI schema is the same)."""
+    hints = typing.get_type_hints(endpoint, include_extras=True)
+    signature = inspect.signature(endpoint)
+    lazy: dict[str, Callable[[Request], Any]] = {}
+    params: list[inspect.Parameter] = []
+    request_name = None
+    for name, param in signature.parameters.items():
+        hint = hints.get(name, param.annotation)
+        resolve = next((r for dep, r in _RESOLVED.items() if hint == dep), None)
+        if resolve is not None:
+            lazy[name] = resolve
+            continue
+        if hint is Request:
+            request_name = name
+        params.append(param.replace(annotation=hint))
+    if request_name is None:
+        request_name = _REQUEST
+        params.insert(
+            0, inspect.Parameter(_REQUEST, inspect.Parameter.KEYWORD_ONLY, annotation=Request)
+        )
+    own_request = request_name != _REQUEST
+
+    async def route(**kwargs: Any) -> T:
+        request: Request = kwargs[request_name] if own_request else kwargs.pop(request_name)
+
+        def work() -> T:
+            for name, resolve in lazy.items():
+                kwargs[name] = resolve(request)
+            return endpoint(**kwargs)
+
+        return await blocking(request, work)
+
+    async def authorize(request: Request) -> None:
+        """Resolve the key parameters alone (401, 403, 429 as the route would answer)."""
+        if lazy:
+            await blocking(request, lambda: [resolve(request) for resolve in lazy.values()])
+
+    kinds = sorted(params, key=lambda p: p.kind)  # keyword-only may follow the rest
+    route.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=kinds, return_annotation=hints.get("return", signature.return_annotation)
+    )
+    for attr in ("__module__", "__name__", "__qualname__", "__doc__"):
+        setattr(route, attr, getattr(endpoint, attr))
+    route.authorize = authorize  # type: ignore[attr-defined]  # errors.py: before a 422
+    return route

@@ -73,7 +73,7 @@ from .models import (
     TriplesOut,
     VersionOut,
 )
-from .tenant import PrincipalDep, ServicesDep, Tenant, TenantDep
+from .tenant import PrincipalDep, ServicesDep, Tenant, TenantDep, one_hop
 
 if TYPE_CHECKING:
     from ..manager import ExtractionReport
@@ -110,7 +110,7 @@ ItemLimit = Annotated[int | None, Query(ge=0)]
 
 # -- limits ---------------------------------------------------------------------------------
 @router.get("/limits", response_model=LimitsOut, tags=["limits"])
-def limits(request: Request) -> LimitsOut:
+async def limits(request: Request) -> LimitsOut:
     """The size limits this server enforces (needs no key: clients size requests before they
     have one). Over a size limit is a 413 naming the limit; over a count or length bound in
     the OpenAPI schema, a 422."""
@@ -170,6 +170,7 @@ def _parse_session_cursor(t: Tenant, cursor: str) -> tuple[datetime, str]:
 
 
 @router.get("/sessions", response_model=SessionPageOut, tags=["sessions"])
+@one_hop
 def sessions_list(
     t: TenantDep, limit: PageLimit = 50, cursor: SessionCursorQuery = None
 ) -> SessionPageOut:
@@ -184,6 +185,7 @@ def sessions_list(
 
 
 @router.get("/sessions/{session_id}/items", response_model=ItemsOut, tags=["sessions"])
+@one_hop
 def session_items(t: TenantDep, session_id: str, limit: ItemLimit = None) -> ItemsOut:
     """The last ``limit`` items (all if omitted), oldest first; 404 for a session that never
     had items or was deleted (a cleared one answers ``[]``)."""
@@ -197,6 +199,7 @@ def session_items(t: TenantDep, session_id: str, limit: ItemLimit = None) -> Ite
 @router.post(
     "/sessions/{session_id}/items", response_model=AddedOut, status_code=201, tags=["sessions"]
 )
+@one_hop
 def session_add(t: TenantDep, session_id: str, body: ItemsIn) -> AddedOut:
     """Append items (all or nothing)."""
     sid = _sid(session_id)
@@ -206,6 +209,7 @@ def session_add(t: TenantDep, session_id: str, body: ItemsIn) -> AddedOut:
 
 
 @router.put("/sessions/{session_id}/items", response_model=ReplacedOut, tags=["sessions"])
+@one_hop
 def session_replace(t: TenantDep, session_id: str, body: ItemsIn) -> ReplacedOut:
     """Replace the whole history with ``items`` in one transaction (all or nothing: the old
     history or the new one, never a cleared session); what a compacting client (the Agents
@@ -246,12 +250,14 @@ def session_extract(
 
 
 @router.post("/sessions/{session_id}/pop", response_model=PoppedOut, tags=["sessions"])
+@one_hop
 def session_pop(t: TenantDep, session_id: str) -> PoppedOut:
     """Remove and return the newest item (``null`` when empty)."""
     return PoppedOut(item=t.session(_sid(session_id)).pop_item())
 
 
 @router.post("/sessions/{session_id}/clear", response_model=ClearedOut, tags=["sessions"])
+@one_hop
 def session_clear(t: TenantDep, session_id: str) -> ClearedOut:
     """Remove every item; the session keeps existing."""
     sid = t.session(_sid(session_id)).session_id
@@ -259,6 +265,7 @@ def session_clear(t: TenantDep, session_id: str) -> ClearedOut:
 
 
 @router.delete("/sessions/{session_id}", response_model=DeletedOut, tags=["sessions"])
+@one_hop
 def session_delete(t: TenantDep, session_id: str) -> DeletedOut:
     """Remove the session and its items."""
     sid = t.session(_sid(session_id)).session_id
@@ -266,6 +273,7 @@ def session_delete(t: TenantDep, session_id: str) -> DeletedOut:
 
 
 @router.get("/sessions/{session_id}", response_model=SessionOut, tags=["sessions"])
+@one_hop
 def session_info(t: TenantDep, session_id: str) -> SessionOut:
     """When the session started and last changed, and how many items it holds."""
     session = t.session(_sid(session_id))
@@ -281,6 +289,7 @@ def _entry(m: MemoryIn) -> dict[str, Any]:
 
 
 @router.post("/memories", response_model=RememberedOut, status_code=201, tags=["memories"])
+@one_hop
 def remember(t: TenantDep, body: MemoryIn) -> RememberedOut:
     """Store one memory. Identical content in the same scope (namespace, user, agent,
     session) is stored once: the answer is that memory, with the new tags merged into it
@@ -289,6 +298,7 @@ def remember(t: TenantDep, body: MemoryIn) -> RememberedOut:
 
 
 @router.post("/memories/batch", response_model=MemoriesOut, status_code=201, tags=["memories"])
+@one_hop
 def remember_batch(t: TenantDep, body: MemoryBatchIn) -> MemoriesOut:
     """Store up to 1,000 memories in one transaction: one bad entry rejects them all. Each
     answer says whether it was created or deduplicated (tags merged), as for one memory."""
@@ -297,6 +307,7 @@ def remember_batch(t: TenantDep, body: MemoryBatchIn) -> MemoriesOut:
 
 
 @router.post("/memories/recall", response_model=RecallOut, tags=["memories"])
+@one_hop
 def recall(t: TenantDep, body: RecallIn) -> RecallOut:
     """Memories ranked for a query (any string is a valid query)."""
     t.limiter.count_recall(t.key, t.ancestors)
@@ -371,6 +382,7 @@ def _extracted(report: ExtractionReport, *, stored: int) -> ExtractOut:
 
 
 @router.post("/memories/forget", response_model=ForgetOut, tags=["memories"])
+@one_hop
 def forget_scoped(t: TenantDep, body: ForgetIn) -> ForgetOut:
     """Forget every memory matching a scoped filter (``dry_run`` lists them only). A time
     range alone is not a scope: it needs ``"all": true``."""
@@ -383,6 +395,7 @@ def forget_scoped(t: TenantDep, body: ForgetIn) -> ForgetOut:
 
 
 @router.get("/memories", response_model=MemoryPageOut, tags=["memories"])
+@one_hop
 def memories_list(
     t: TenantDep,
     limit: PageLimit = 50,
@@ -420,23 +433,27 @@ def memories_list(
 
 
 @router.get("/memories/{memory_id}", response_model=MemoryOut, tags=["memories"])
+@one_hop
 def memory_get(t: TenantDep, memory_id: str) -> MemoryOut:
     return MemoryOut.of(t.memory.get(memory_id))
 
 
 @router.patch("/memories/{memory_id}", response_model=MemoryOut, tags=["memories"])
+@one_hop
 def memory_update(t: TenantDep, memory_id: str, body: MemoryPatch) -> MemoryOut:
     """Change a memory; the prior version goes to its history."""
     return MemoryOut.of(t.memory.update(memory_id, **body.model_dump(exclude_none=True)))
 
 
 @router.get("/memories/{memory_id}/history", response_model=HistoryOut, tags=["memories"])
+@one_hop
 def memory_history(t: TenantDep, memory_id: str) -> HistoryOut:
     """Prior versions, oldest first."""
     return HistoryOut(versions=[VersionOut.of(v) for v in t.memory.history(memory_id)])
 
 
 @router.get("/memories/{memory_id}/events", response_model=EventsOut, tags=["memories"])
+@one_hop
 def memory_events(t: TenantDep, memory_id: str) -> EventsOut:
     """Why the memory exists: the decisions recorded about it (added, updated, invalidated,
     restored; by which model and prompt version, from which session items), oldest first."""
@@ -444,6 +461,7 @@ def memory_events(t: TenantDep, memory_id: str) -> EventsOut:
 
 
 @router.post("/memories/{memory_id}/invalidate", response_model=MemoryOut, tags=["memories"])
+@one_hop
 def memory_invalidate(
     t: TenantDep, memory_id: str, body: Annotated[ReasonIn | None, Body()] = None
 ) -> MemoryOut:
@@ -455,6 +473,7 @@ def memory_invalidate(
 
 
 @router.post("/memories/{memory_id}/restore", response_model=MemoryOut, tags=["memories"])
+@one_hop
 def memory_restore(
     t: TenantDep, memory_id: str, body: Annotated[ReasonIn | None, Body()] = None
 ) -> MemoryOut:
@@ -465,6 +484,7 @@ def memory_restore(
 
 
 @router.delete("/memories/{memory_id}", response_model=ForgetOut, tags=["memories"])
+@one_hop
 def memory_forget(t: TenantDep, memory_id: str) -> ForgetOut:
     """Forget one memory: gone from every index and from history."""
     result = t.memory.forget(memory_id)
@@ -473,6 +493,7 @@ def memory_forget(t: TenantDep, memory_id: str) -> ForgetOut:
 
 # -- triples --------------------------------------------------------------------------------
 @router.post("/triples", response_model=LearnOut, status_code=201, tags=["triples"])
+@one_hop
 def learn(t: TenantDep, body: TripleIn) -> LearnOut:
     """Store a fact; a single-valued fact supersedes the subject's current value."""
     current = {f.id for f in t.memory.facts(body.subject, body.predicate, limit=MAX_LIMIT)}
@@ -500,6 +521,7 @@ def learn(t: TenantDep, body: TripleIn) -> LearnOut:
 
 
 @router.get("/triples", response_model=TriplesOut, tags=["triples"])
+@one_hop
 def facts(
     t: TenantDep,
     subject: FactQuery = None,
@@ -522,6 +544,7 @@ def facts(
 
 
 @router.post("/triples/forget", response_model=ForgetOut, tags=["triples"])
+@one_hop
 def forget_facts(t: TenantDep, body: FactsForgetIn) -> ForgetOut:
     """Forget every fact matching a pattern, current and superseded, with the memories that
     made them searchable (``dry_run`` lists them only). An empty pattern is refused."""
@@ -530,6 +553,7 @@ def forget_facts(t: TenantDep, body: FactsForgetIn) -> ForgetOut:
 
 
 @router.delete("/triples/{triple_id}", response_model=ForgetOut, tags=["triples"])
+@one_hop
 def forget_fact(t: TenantDep, triple_id: str) -> ForgetOut:
     """Forget one fact (one version) and the memory that made it searchable."""
     result = t.memory.forget_fact(triple_id)
@@ -537,6 +561,7 @@ def forget_fact(t: TenantDep, triple_id: str) -> ForgetOut:
 
 
 @router.get("/triples/neighbors", response_model=NeighborsOut, tags=["triples"])
+@one_hop
 def neighbors(
     t: TenantDep,
     entity: Annotated[str, Query(min_length=1, max_length=MAX_FACT_CHARS, pattern=NON_BLANK)],
@@ -564,12 +589,14 @@ def stats_of(t: Tenant) -> dict[str, Any]:
 
 
 @router.get("/stats", response_model=StatsOut, tags=["stats"])
+@one_hop
 def stats(t: TenantDep) -> dict[str, Any]:
     """Counts, usage today, limits and what remains of them."""
     return stats_of(t)
 
 
 @router.get("/keys", response_model=KeysOut, tags=["keys"])
+@one_hop
 def keys_list(who: PrincipalDep, svc: ServicesDep, namespace: IdQuery = None) -> KeysOut:
     """Admins: keys of every namespace (or ``?namespace=``). A namespace key: itself and the
     keys created from it (directly or through its children), never its siblings."""
@@ -581,6 +608,7 @@ def keys_list(who: PrincipalDep, svc: ServicesDep, namespace: IdQuery = None) ->
 
 
 @router.post("/keys", response_model=NewKeyOut, status_code=201, tags=["keys"])
+@one_hop
 def keys_create(who: PrincipalDep, svc: ServicesDep, body: KeyIn) -> NewKeyOut:
     """A new key. A namespace key creates keys for its own namespace, with limits no larger
     than its own (limits it leaves out are inherited). Admins create keys for a *new*
@@ -607,6 +635,7 @@ def keys_create(who: PrincipalDep, svc: ServicesDep, body: KeyIn) -> NewKeyOut:
 
 
 @router.delete("/keys/{key_id}", response_model=RevokedOut, tags=["keys"])
+@one_hop
 def keys_revoke(who: PrincipalDep, svc: ServicesDep, key_id: str) -> RevokedOut:
     """Revoke a key: it stops working at once, on every replica. Admins revoke any key; a
     namespace key revokes itself or keys created from it (keys it created keep working when

@@ -8,7 +8,8 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections import ChainMap, Counter, OrderedDict
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
@@ -51,6 +52,41 @@ _WEIGHT_SQL = (
 )
 
 
+class TextStats:
+    """Statistics of one namespace's full-text index as of one ``key`` (the namespace's
+    ``text_versions`` row, which triggers bump on every change to its memories that can
+    change them, and its memory count): memory counts per filter, the (capped) document count of
+    terms, and documents' token counts. Filled as recalls ask; dropped when the key moves, so
+    they are recomputed only after writes. Each namespace's own: nothing here mixes data of
+    two namespaces."""
+
+    MAX_ENTRIES = 200_000
+    """Entries (counts, term counts, document sizes) kept at most per namespace (past that,
+    computed each time)."""
+
+    __slots__ = ("counts", "df", "key", "sizes")
+
+    def __init__(self, key: tuple[int, int] | None) -> None:
+        self.key = key
+        self.counts: dict[tuple[str, tuple[Any, ...]], int] = {}  # (filter SQL, params)
+        self.df: dict[tuple[str, int], int] = {}  # (stem, cap) -> documents
+        self.sizes: dict[int, int] = {}  # rowid -> tokens
+
+    def keep(self, table: dict[Any, int], key: Any, value: int) -> None:
+        if self.key is not None and self.entries() < self.MAX_ENTRIES:
+            table[key] = value
+
+    def entries(self) -> int:
+        return len(self.counts) + len(self.df) + len(self.sizes)
+
+
+TEXT_STATS_NAMESPACES = 1_024
+"""Namespaces whose statistics a store keeps (the least recently used go first)..."""
+TEXT_STATS_ENTRIES = 1_000_000
+"""... and entries they keep in all (about 100 bytes each)."""
+_TEXT_STATS_LOCK = threading.Lock()
+
+
 def _instance_vocab(conn: sqlite3.Connection) -> None:
     """The full-text index's postings (term, doc, column, offset) as a per-connection table."""
     conn.execute(
@@ -77,35 +113,36 @@ def _column_sizes(blob: bytes) -> int:
 
 def bm25_rank(
     postings: Sequence[tuple[int, str, float]],
-    sizes: dict[int, int],
+    sizes: Mapping[int, int],
     documents: int,
     limit: int,
 ) -> list[tuple[int, float]]:
     """BM25 as FTS5's bm25() computes it (column weights, k1 = 1.2, b = 0.75), from
     ``(doc, term, column-weighted hits)`` postings and statistics of one namespace only:
     document frequencies and the document count are the namespace's, the average length that
-    of the matching documents. Best first (ties: newest first)."""
-    freq: dict[int, list[tuple[str, float]]] = {}
-    holders: dict[str, int] = {}
-    for doc, term, hits in postings:
-        freq.setdefault(doc, []).append((term, hits))
-        holders[term] = holders.get(term, 0) + 1
-    documents = max(documents, len(freq))
+    of the matching documents. Best first (ties: newest first).
+
+    One pass per statistic, then each posting adds its term's share to its document's score
+    (in posting order, so every score is the same float whatever the postings' grouping)."""
+    if not postings:
+        return []
+    holders = Counter(term for _, term, _ in postings)  # one posting per (doc, term)
+    docs = dict.fromkeys(doc for doc, _, _ in postings)
+    documents = max(documents, len(docs))
     idf = {}
     for term, df in holders.items():
         value = math.log((documents - df + 0.5) / (df + 0.5))
         idf[term] = value if value > 0 else 1e-6
-    avgdl = sum(sizes.get(doc, 0) for doc in freq) / len(freq) or 1.0
-    scored = []
+    avgdl = sum(sizes.get(doc, 0) for doc in docs) / len(docs) or 1.0
     k1, k1_1, b = _K1, _K1 + 1, _B
-    for doc, per_doc in freq.items():
-        norm = k1 * (1 - b + b * sizes.get(doc, 0) / avgdl)
-        score = 0.0
-        for term, f in per_doc:
-            score += idf[term] * f * k1_1 / (f + norm)
-        scored.append((doc, score))
-    scored.sort(key=lambda item: (-item[1], -item[0]))
-    return scored[:limit]
+    norms = {doc: k1 * (1 - b + b * sizes.get(doc, 0) / avgdl) for doc in docs}
+    scores: dict[int, float] = {}
+    score = scores.get
+    for doc, term, f in postings:
+        scores[doc] = score(doc, 0.0) + idf[term] * f * k1_1 / (f + norms[doc])
+    # (score, doc) descending: best first, ties newest first
+    best = sorted(zip(scores.values(), scores.keys(), strict=True), reverse=True)[:limit]
+    return [(doc, value) for value, doc in best]
 
 
 def filter_sql(flt: Filter, alias: str = "m", *, live: bool = True) -> tuple[str, list[Any]]:
@@ -237,6 +274,33 @@ class MemoriesMixin:
 
     def _writer(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._write()  # type: ignore[no-any-return]
+
+    def _text_stats(self, conn: sqlite3.Connection, namespace: str) -> TextStats:
+        """The namespace's cached full-text statistics, valid for its data as of now (read
+        on ``conn``). Inside a transaction (whose writes may yet roll back) a fresh, unkept
+        object."""
+        if conn.in_transaction:
+            return TextStats(None)
+        version, memories = conn.execute(
+            "SELECT (SELECT version FROM text_versions WHERE namespace = ?1), "
+            "(SELECT memories FROM namespace_counts WHERE namespace = ?1)",
+            (namespace,),
+        ).fetchone()
+        key = (int(version or 0), int(memories or 0))
+        with _TEXT_STATS_LOCK:
+            cache: OrderedDict[str, TextStats] | None = self.__dict__.get("_text_stats_cache")
+            if cache is None:
+                cache = self.__dict__["_text_stats_cache"] = OrderedDict()
+            stats = cache.get(namespace)
+            if stats is None or stats.key != key:
+                stats = cache[namespace] = TextStats(key)
+            cache.move_to_end(namespace)
+            total = sum(kept.entries() for kept in cache.values())
+            while len(cache) > 1 and (
+                len(cache) > TEXT_STATS_NAMESPACES or total > TEXT_STATS_ENTRIES
+            ):
+                total -= cache.popitem(last=False)[1].entries()
+        return stats
 
     # -- secrets ---------------------------------------------------------------------------
     def secret(self, name: str) -> bytes:
@@ -870,19 +934,32 @@ class MemoriesMixin:
             ).fetchall()
             if not rows:
                 return []
-            (documents,) = conn.execute(
-                f"SELECT count(*) FROM memories m WHERE m.namespace = ?{where}",
-                [namespace, *params],
-            ).fetchone()
-            docs = sorted({r[0] for r in rows})
-            sizes = {
-                r[0]: _column_sizes(r[1])
-                for r in conn.execute(
-                    "SELECT id, sz FROM memories_fts_docsize WHERE id IN "
-                    "(SELECT value FROM json_each(?))",
-                    (to_json(docs),),
-                )
-            }
+            # the statistics are read after the postings: a write in between moves the key,
+            # so what is kept belongs to data at least as new as the key says
+            stats = self._text_stats(conn, namespace)
+            documents = stats.counts.get((where, tuple(params)))
+            if documents is None:
+                (documents,) = conn.execute(
+                    f"SELECT count(*) FROM memories m WHERE m.namespace = ?{where}",
+                    [namespace, *params],
+                ).fetchone()
+                stats.keep(stats.counts, (where, tuple(params)), int(documents))
+            known = stats.sizes
+            missing = sorted({r[0] for r in rows if r[0] not in known})
+            sizes: Mapping[int, int] = known
+            if missing:
+                fetched = {
+                    r[0]: _column_sizes(r[1])
+                    for r in conn.execute(
+                        "SELECT id, sz FROM memories_fts_docsize WHERE id IN "
+                        "(SELECT value FROM json_each(?))",
+                        (to_json(missing),),
+                    )
+                }
+                for doc, size in fetched.items():
+                    stats.keep(known, doc, size)
+                if any(doc not in known for doc in fetched):  # not kept (full, or a transaction)
+                    sizes = ChainMap(fetched, known)
         return bm25_rank(rows, sizes, int(documents), limit)
 
     def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:
@@ -906,19 +983,27 @@ class MemoriesMixin:
         counts: dict[str, int] = {}
         with self._reader() as conn:
             _instance_vocab(conn)
+            stats = self._text_stats(conn, namespace)
             for term in terms:
-                # a term's postings are in document order: stop once the cap is reached
-                (found,) = conn.execute(
-                    "SELECT count(*) FROM (SELECT DISTINCT i.doc "
-                    "FROM temp.memories_fts_instance i CROSS JOIN memories m ON m.rowid = i.doc "
-                    "WHERE i.term = ? AND m.namespace = ? LIMIT ?)",
-                    (term, namespace, cap),
-                ).fetchone()
+                found = stats.df.get((term, cap))
+                if found is None:
+                    # a term's postings are in document order: stop once the cap is reached
+                    (found,) = conn.execute(
+                        "SELECT count(*) FROM (SELECT DISTINCT i.doc "
+                        "FROM temp.memories_fts_instance i "
+                        "CROSS JOIN memories m ON m.rowid = i.doc "
+                        "WHERE i.term = ? AND m.namespace = ? LIMIT ?)",
+                        (term, namespace, cap),
+                    ).fetchone()
+                    stats.keep(stats.df, (term, cap), int(found))
                 if found:
                     counts[term] = int(found)
-            (total,) = conn.execute(
-                "SELECT count(*) FROM memories WHERE namespace = ?", (namespace,)
-            ).fetchone()
+            total = stats.counts.get(("", ()))
+            if total is None:
+                (total,) = conn.execute(
+                    "SELECT count(*) FROM memories WHERE namespace = ?", (namespace,)
+                ).fetchone()
+                stats.keep(stats.counts, ("", ()), int(total))
         return int(total), counts
 
     def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:

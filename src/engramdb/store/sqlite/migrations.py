@@ -297,6 +297,37 @@ MIGRATIONS: list[list[Step]] = [
             PRIMARY KEY (namespace, scope)
         ) WITHOUT ROWID""",
     ],
+    # 11: text_versions counts, per
+    # namespace, the changes to its memories that can change full-text statistics or filters
+    # (every insert and delete, every update of anything but the embedding), so a store can
+    # cache a namespace's term statistics until it changes — in every process, since
+    # triggers keep the counter, whatever writes. Operational state: not exported.
+    [
+        """CREATE TABLE IF NOT EXISTS text_versions (
+            namespace TEXT PRIMARY KEY,
+            version   INTEGER NOT NULL
+        ) WITHOUT ROWID""",
+        """CREATE TRIGGER IF NOT EXISTS memories_text_version_insert AFTER INSERT ON memories
+        BEGIN
+            INSERT INTO text_versions (namespace, version) VALUES (NEW.namespace, 1)
+            ON CONFLICT (namespace) DO UPDATE SET version = version + 1;
+        END""",
+        """CREATE TRIGGER IF NOT EXISTS memories_text_version_delete AFTER DELETE ON memories
+        BEGIN
+            INSERT INTO text_versions (namespace, version) VALUES (OLD.namespace, 1)
+            ON CONFLICT (namespace) DO UPDATE SET version = version + 1;
+        END""",
+        """CREATE TRIGGER IF NOT EXISTS memories_text_version_update
+        AFTER UPDATE OF id, namespace, user_id, agent_id, session_id, content, content_hash, tags,
+            metadata, importance, occurred_at, created_at, updated_at, version, invalidated_at,
+            invalidated_reason ON memories
+        BEGIN
+            INSERT INTO text_versions (namespace, version) VALUES (NEW.namespace, 1)
+            ON CONFLICT (namespace) DO UPDATE SET version = version + 1;
+            UPDATE text_versions SET version = version + 1
+            WHERE namespace = OLD.namespace AND OLD.namespace IS NOT NEW.namespace;
+        END""",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -1,0 +1,205 @@
+"""SQLite full-text statistics cached per namespace (issue 14): recomputed only after a write
+to the namespace (any process), and scores identical to computing them afresh."""
+
+from __future__ import annotations
+
+import math
+import random
+import sqlite3
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from engramdb import Memory, open_store
+from engramdb.filters import Filter
+from engramdb.search.query import index_stem
+from engramdb.store.sqlite import SQLiteStore
+from engramdb.store.sqlite.memories import bm25_rank
+
+WORDS = "apple banana pear cinnamon sweet story river stone music garden light winter".split()
+QUERIES = ["apple banana", "sweet pear story", "winter light", "music", "stone river garden"]
+FILTERS = [Filter.parse(None), Filter.parse({"user_id": "ann"}), Filter.parse({"tags": ["x"]})]
+
+
+def fill(mem: Memory, namespace: str, n: int, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    entries = [
+        {
+            "content": " ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 12))) + f" {i}",
+            "user_id": rng.choice(["ann", "bob"]),
+            "session_id": f"s{i % 4}",
+            "tags": ["x"] if i % 3 == 0 else [],
+        }
+        for i in range(n)
+    ]
+    return [r.id for r in mem.remember_many(entries, namespace=namespace)]
+
+
+def answers(store: Any, namespace: str) -> list[Any]:
+    """Every statistic and score recall reads, for each query and filter."""
+    out: list[Any] = []
+    for query in QUERIES:
+        stems = [index_stem(w) for w in query.split()]
+        out.append(store.memory_term_docs(namespace, stems, at_most=20))
+        out.append(store.memory_term_docs(namespace, stems))
+        for flt in FILTERS:
+            out.append(store.memory_text_search(namespace, query, flt, limit=50, stems=stems))
+    return out
+
+
+def fresh(path: Path, namespace: str) -> list[Any]:
+    store = open_store(path)  # a new store object: nothing cached
+    try:
+        return answers(store, namespace)
+    finally:
+        store.close()
+
+
+def test_issue14_stats_cached_scores_match_uncached_after_writes_and_deletes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "data"
+    store = open_store(path)
+    other_process = open_store(path)  # another store object: writes it makes are not ours
+    mem, other = Memory(store, embedder=None), Memory(other_process, embedder=None)
+    try:
+        fill(mem, "a", 60, seed=1)
+        fill(mem, "b", 80, seed=2)
+        # the bob-forget below leaves ann's memories
+        ids = [r.id for r in mem.list(namespace="a", filters={"user_id": "ann"}, limit=20).items]
+        first = answers(store, "a")
+        assert any(first[2::5])  # the queries find something
+        assert answers(store, "a") == first == fresh(path, "a")  # cached, then the same
+
+        changes = [
+            lambda: fill(mem, "a", 7, seed=3),  # inserts (and neighbours' context)
+            lambda: mem.update(ids[0], content="apple apple apple winter", namespace="a"),
+            lambda: mem.update(ids[1], tags=["x", "y"], namespace="a"),
+            lambda: mem.invalidate(ids[2], reason="wrong", namespace="a"),
+            lambda: mem.forget(ids[3], namespace="a"),
+            lambda: mem.forget(filters={"user_id": "bob"}, namespace="a"),
+            lambda: other.remember("banana pear story winter", namespace="a"),
+            lambda: other.forget(ids[4], namespace="a"),
+            lambda: other.update(ids[5], content="music music stone", namespace="a"),
+        ]
+        for change in changes:
+            before = answers(store, "a")
+            change()
+            after = answers(store, "a")
+            assert after == fresh(path, "a")
+            assert after != before  # every change moved some statistic or score
+        # another namespace's writes change nothing here, cached or not
+        fill(other, "b", 30, seed=4)
+        assert answers(store, "a") == fresh(path, "a")
+    finally:
+        other_process.close()
+        store.close()
+
+
+@contextmanager
+def statements(store: SQLiteStore) -> Iterator[list[str]]:
+    """The SQL this thread's connection runs meanwhile."""
+    conn: sqlite3.Connection = store._conn()  # type: ignore[attr-defined]
+    seen: list[str] = []
+    conn.set_trace_callback(seen.append)
+    try:
+        yield seen
+    finally:
+        conn.set_trace_callback(None)
+
+
+def test_issue14_stats_are_recomputed_only_after_a_write_to_the_namespace(
+    tmp_path: Path,
+) -> None:
+    store = open_store(tmp_path / "data")
+    assert isinstance(store, SQLiteStore)
+    mem = Memory(store, embedder=None)
+    try:
+        fill(mem, "a", 40, seed=1)
+        fill(mem, "b", 40, seed=2)
+        stems = [index_stem(w) for w in ("apple", "banana", "pear")]
+
+        def counting_queries() -> list[str]:
+            with statements(store) as seen:
+                store.memory_term_docs("a", stems, at_most=20)
+                store.memory_text_search("a", "", Filter.parse(None), limit=10, stems=stems)
+            return [s for s in seen if "count(" in s or "memories_fts_docsize" in s]
+
+        assert counting_queries()  # the first time: counted
+        assert counting_queries() == []  # unchanged: nothing counted again
+        fill(mem, "b", 5, seed=3)
+        assert counting_queries() == []  # another namespace changed, not this one
+        fill(mem, "a", 1, seed=4)
+        assert counting_queries()  # this one changed: counted afresh
+    finally:
+        store.close()
+
+
+def reference_bm25_rank(
+    postings: Sequence[tuple[int, str, float]],
+    sizes: Mapping[int, int],
+    documents: int,
+    limit: int,
+) -> list[tuple[int, float]]:
+    """bm25_rank as it was before issue 14."""
+    freq: dict[int, list[tuple[str, float]]] = {}
+    holders: dict[str, int] = {}
+    for doc, term, hits in postings:
+        freq.setdefault(doc, []).append((term, hits))
+        holders[term] = holders.get(term, 0) + 1
+    documents = max(documents, len(freq))
+    idf = {}
+    for term, df in holders.items():
+        value = math.log((documents - df + 0.5) / (df + 0.5))
+        idf[term] = value if value > 0 else 1e-6
+    avgdl = sum(sizes.get(doc, 0) for doc in freq) / len(freq) or 1.0
+    scored = []
+    k1, k1_1, b = 1.2, 2.2, 0.75
+    for doc, per_doc in freq.items():
+        norm = k1 * (1 - b + b * sizes.get(doc, 0) / avgdl)
+        score = 0.0
+        for term, f in per_doc:
+            score += idf[term] * f * k1_1 / (f + norm)
+        scored.append((doc, score))
+    scored.sort(key=lambda item: (-item[1], -item[0]))
+    return scored[:limit]
+
+
+def test_issue14_stats_bm25_rank_gives_the_same_scores_as_before() -> None:
+    rng = random.Random(14)
+    for _ in range(50):
+        docs = rng.sample(range(1, 5_000), rng.randint(1, 300))
+        terms = rng.sample(WORDS, rng.randint(1, 5))
+        postings = [
+            (doc, term, rng.choice([0.3, 0.6, 1.0, 1.3, 2.0, 3.6]))
+            for doc in sorted(docs)
+            for term in terms
+            if rng.random() < 0.6
+        ]
+        rng.shuffle(postings)  # any order of the postings
+        sizes = {doc: rng.randint(1, 60) for doc in docs if rng.random() < 0.95}
+        documents = rng.randint(0, 6_000)
+        limit = rng.randint(1, 400)
+        assert bm25_rank(postings, sizes, documents, limit) == reference_bm25_rank(
+            postings, sizes, documents, limit
+        )
+
+
+def test_issue14_stats_cache_is_bounded(tmp_path: Path, monkeypatch: Any) -> None:
+    from engramdb.store.sqlite import memories
+
+    monkeypatch.setattr(memories, "TEXT_STATS_NAMESPACES", 2)
+    store = open_store(tmp_path / "data")
+    mem = Memory(store, embedder=None)
+    try:
+        for n, ns in enumerate(["a", "b", "c"]):
+            fill(mem, ns, 20, seed=n)
+        expected = {ns: answers(store, ns) for ns in ("a", "b", "c")}
+        cache = store.__dict__["_text_stats_cache"]
+        assert list(cache) == ["b", "c"]  # the least recently used went first
+        monkeypatch.setattr(memories, "TEXT_STATS_ENTRIES", 1)
+        assert answers(store, "a") == expected["a"]
+        assert list(cache) == ["a"]  # over the entry budget: only the namespace in use
+    finally:
+        store.close()
