@@ -264,6 +264,13 @@ MIGRATIONS: list[list[str]] = [
         )""",
         """CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (namespace, status, kind, job_key)""",
     ],
+    # 7: reserved for issue 13 (trace consolidation); the lead fills it in at merge.
+    [],
+    # 8: as SQLite's version 11: session_items.plain, decided when an item is written
+    # (validation.plain_item); NULL for rows written before, which take the careful path.
+    [
+        "ALTER TABLE session_items ADD COLUMN IF NOT EXISTS plain boolean",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -268,6 +268,15 @@ MIGRATIONS: list[list[Step]] = [
         ) WITHOUT ROWID""",
         """CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (namespace, status, kind, job_key)""",
     ],
+    # 10: reserved for issue 13 (trace consolidation); the lead fills it in at merge.
+    [],
+    # 11: session_items.plain, decided when an item is written (validation.plain_item): 1 if
+    # its text reads back exactly with orjson alone (one object, no integer beyond 64 bits,
+    # nesting within the limit), so get_items parses a page in one call; 0 or NULL (a row
+    # written before this version) takes the careful path.
+    [
+        add_column("session_items", "plain", "INTEGER"),
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -30,13 +30,14 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 from ...errors import StoreError, StoreUnavailableError
 from ...types import Job, SessionInfo, datetime_from_us, now_us
-from ...validation import decode_item, decode_items
+from ...validation import decode_item, decode_items, plain_item
 from .. import jobs
 from ..rows import check_job_args, check_mark_move
 from .access import AccessMixin
@@ -45,6 +46,21 @@ from .migrations import migrate
 from .transfer import TransferMixin
 
 Durability = Literal["normal", "full"]
+
+_WRITERS: dict[tuple[int, str], ThreadPoolExecutor] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def _writer_for(file: Path) -> ThreadPoolExecutor:
+    """The one writer thread of this process for the database ``file`` (a forked child gets
+    its own): async faces run their writes there, so they never queue on SQLite's lock
+    against each other and always use the same, warm connection."""
+    key = (os.getpid(), str(file))
+    with _WRITERS_LOCK:
+        writer = _WRITERS.get(key)
+        if writer is None:
+            writer = _WRITERS[key] = ThreadPoolExecutor(1, thread_name_prefix="engramdb-writer")
+        return writer
 
 
 class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
@@ -71,6 +87,7 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
         # to hand to a worker thread; async faces may call bounded reads on the event loop.
         self.inline_reads = True
         self.native_vector_search = False  # engramdb.search.vectors indexes SQLite's vectors
+        self._write_executor: Executor | None = None
         if durability not in ("normal", "full"):
             raise StoreError(f"durability must be 'normal' or 'full', got {durability!r}")
         self._synchronous = durability.upper()
@@ -100,6 +117,15 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
         with self._connections_lock:
             self._connections.append(conn)
         return conn
+
+    @property
+    def write_executor(self) -> Executor:
+        """Where async code should run this store's writes: one thread per database file and
+        process (shared by every store open on the file), keeping its own connection, so an
+        async write costs one thread hop on a warm connection (see ``engramdb.sessions``)."""
+        if self._write_executor is None:
+            self._write_executor = _writer_for(self._file)
+        return self._write_executor
 
     def _connect(self) -> sqlite3.Connection:
         # Only the first connection of a new database may create the file: a later one finding
@@ -444,10 +470,10 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
             ).fetchone()
             first = next_seq - count
             conn.executemany(
-                "INSERT INTO session_items (namespace, session_id, seq, data, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO session_items (namespace, session_id, seq, data, created_at, plain) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (namespace, session_id, first + n, text, now)
+                    (namespace, session_id, first + n, text, now, plain_item(text))
                     for n, text in enumerate(encoded_items)
                 ],
             )
@@ -460,14 +486,14 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
         with self._read() as conn:
             if limit is None:
                 rows = conn.execute(
-                    "SELECT seq, data FROM session_items WHERE namespace = ? AND session_id = ? "
-                    "ORDER BY seq",
+                    "SELECT seq, data, plain FROM session_items WHERE namespace = ? "
+                    "AND session_id = ? ORDER BY seq",
                     (namespace, session_id),
                 ).fetchall()
             else:
                 rows = conn.execute(
-                    "SELECT seq, data FROM session_items WHERE namespace = ? AND session_id = ? "
-                    "ORDER BY seq DESC LIMIT ?",
+                    "SELECT seq, data, plain FROM session_items WHERE namespace = ? "
+                    "AND session_id = ? ORDER BY seq DESC LIMIT ?",
                     (namespace, session_id, limit),
                 ).fetchall()
                 rows.reverse()
@@ -478,13 +504,15 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
             row = conn.execute(
                 "DELETE FROM session_items WHERE namespace = ?1 AND session_id = ?2 AND seq = "
                 "(SELECT max(seq) FROM session_items WHERE namespace = ?1 AND session_id = ?2) "
-                "RETURNING seq, data",
+                "RETURNING seq, data, plain",
                 (namespace, session_id),
             ).fetchone()
             if row is None:
                 return None
             # A corrupt item raises here, inside the transaction: the rollback keeps it.
-            item = decode_item(row[1], record_id=row[0], where=f"session {session_id!r}")
+            item = decode_item(
+                row[1], record_id=row[0], where=f"session {session_id!r}", plain=row[2]
+            )
             conn.execute(
                 "UPDATE sessions SET item_count = item_count - 1, updated_at = ? "
                 "WHERE namespace = ? AND session_id = ?",
