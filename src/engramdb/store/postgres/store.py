@@ -37,7 +37,7 @@ from ...errors import (
     StoreUnavailableError,
 )
 from ...types import Job, SessionInfo, datetime_from_us, now_us
-from ...validation import decode_item, decode_items, plain_item
+from ...validation import decode_item, decode_items, plain_items
 from .. import jobs
 from ..rows import check_job_args, check_mark_move
 from .access import AccessMixin
@@ -295,7 +295,7 @@ class PostgresStore(MemoriesMixin, AccessMixin, TransferMixin):
                     first,
                     now,
                     list(encoded_items),
-                    [plain_item(text) for text in encoded_items],
+                    plain_items(encoded_items),
                 ),
             )
 

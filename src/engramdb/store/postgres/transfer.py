@@ -12,7 +12,7 @@ import psycopg
 
 from ...errors import ConflictError
 from ...types import MemoryEvent, MemoryVersion, SessionInfo, datetime_from_us, us_from_datetime
-from ...validation import plain_item
+from ...validation import plain_items
 from ..base import ExportedMemory, ImportedMemory, SessionItemRow, TripleRow
 from ..rows import (
     EVENT_COLUMNS,
@@ -347,7 +347,7 @@ class TransferMixin:
                         first,
                         [d for d, _ in items],
                         [a for _, a in items],
-                        [plain_item(d) for d, _ in items],
+                        plain_items([d for d, _ in items]),
                     ),
                 )
 

@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from ...errors import StoreError, StoreUnavailableError
 from ...types import Job, SessionInfo, datetime_from_us, now_us
-from ...validation import decode_item, decode_items, plain_item
+from ...validation import decode_item, decode_items, plain_items
 from .. import jobs
 from ..rows import check_job_args, check_mark_move
 from .access import AccessMixin
@@ -473,8 +473,10 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
                 "INSERT INTO session_items (namespace, session_id, seq, data, created_at, plain) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (namespace, session_id, first + n, text, now, plain_item(text))
-                    for n, text in enumerate(encoded_items)
+                    (namespace, session_id, first + n, text, now, plain)
+                    for n, (text, plain) in enumerate(
+                        zip(encoded_items, plain_items(encoded_items), strict=True)
+                    )
                 ],
             )
 
