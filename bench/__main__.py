@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHMARKS = ["sessions", "locomo", "scale", "postgres", "server", "extraction"]
+BENCHMARKS = ["sessions", "startup", "locomo", "scale", "postgres", "server", "extraction"]
 OPT_IN = ["extraction_quality"]
 
 
