@@ -262,6 +262,19 @@ def decode_items(rows: Sequence[Sequence[Any]], *, where: str) -> list[dict[str,
     return cast(list[dict[str, Any]], values)
 
 
+def decode_page(text: str, count: int) -> list[dict[str, Any]] | None:
+    """A page of ``count`` plain items (see :func:`plain_item`) joined by the store into one
+    JSON array text, parsed in one call; ``None`` if it does not parse to exactly ``count``
+    objects (then read the rows one by one, which names a corrupt record)."""
+    try:
+        values = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if type(values) is not list or len(values) != count or set(map(type, values)) != {dict}:
+        return None
+    return cast(list[dict[str, Any]], values)
+
+
 def corrupt_item(
     record_id: int | str, where: str, problem: str = "is not a JSON object"
 ) -> CorruptRecordError:

@@ -194,3 +194,34 @@ def test_issue14_sessions_async_writes_run_on_one_writer_thread(tmp_path: Path) 
         assert len(Session(f"s{n}", stores[0]).get_items()) == 1
     for s in stores:
         s.close()
+
+
+def test_issue14_sessions_pages_keep_their_order_across_gaps(store: Store) -> None:
+    """A page is read in one piece (SQLite: one concatenated row): items come back oldest
+    first for every limit, across the gaps pops leave in the sequence numbers."""
+    session = Session("gaps", store)
+    expected: list[dict[str, Any]] = []
+    for n in range(40):
+        batch = [{"n": n, "k": k} for k in range(n % 4 + 1)]
+        session.add_items(batch)
+        expected += batch
+        if n % 3 == 0:  # leave a gap: the popped number is never reused
+            assert session.pop_item() == expected.pop()
+    assert session.get_items() == expected
+    for limit in (1, 2, 7, 50, len(expected) - 1, len(expected), len(expected) + 5):
+        assert session.get_items(limit=limit) == expected[-limit:]
+        assert asyncio.run(AsyncSession("gaps", store).get_items(limit=limit)) == expected[-limit:]
+
+
+def test_issue14_sessions_a_page_longer_than_sqlite_strings_reads_row_by_row(
+    tmp_path: Path,
+) -> None:
+    store = SQLiteStore(tmp_path / "engram.db")
+    session = Session("long", store)
+    items = [{"n": n, "text": "x" * 400} for n in range(10)]
+    session.add_items(items)
+    # one item fits in SQLite's longest string here, the whole page does not
+    store._conn().setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1000)
+    assert session.get_items() == items
+    assert session.get_items(limit=5) == items[-5:]
+    store.close()

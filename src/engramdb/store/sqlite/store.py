@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 from ...errors import StoreError, StoreUnavailableError
 from ...types import Job, SessionInfo, datetime_from_us, now_us
-from ...validation import decode_item, decode_items, plain_items
+from ...validation import decode_item, decode_items, decode_page, plain_items
 from .. import jobs
 from ..rows import check_job_args, check_mark_move
 from .access import AccessMixin
@@ -46,6 +46,35 @@ from .migrations import migrate
 from .transfer import TransferMixin
 
 Durability = Literal["normal", "full"]
+
+# A session's items as one JSON array text (_PAGE_LAST: the newest ``limit``, newest first;
+# _PAGE_ALL: all, oldest first), with their count and whether every one is plain (see
+# validation.plain_item). From SQLite 3.44 the aggregate's order is stated (ORDER BY inside
+# it); before, rows reach the aggregate in the order its subquery delivers them (a subquery
+# with LIMIT is not flattened into an aggregate query, and the primary key gives the order
+# without a sort), which the tests check.
+if sqlite3.sqlite_version_info >= (3, 44, 0):  # pragma: no cover - depends on the build
+    _PAGE_LAST = (
+        "SELECT '[' || group_concat(data, ',' ORDER BY seq DESC) || ']', count(*), "
+        "min(coalesce(plain, 0)) FROM (SELECT seq, data, plain FROM session_items "
+        "WHERE namespace = ? AND session_id = ? ORDER BY seq DESC LIMIT ?)"
+    )
+    _PAGE_ALL = (
+        "SELECT '[' || group_concat(data, ',' ORDER BY seq) || ']', count(*), "
+        "min(coalesce(plain, 0)) FROM session_items WHERE namespace = ? AND session_id = ?"
+    )
+else:
+    _PAGE_LAST = (
+        "SELECT '[' || group_concat(data, ',') || ']', count(*), min(coalesce(plain, 0)) "
+        "FROM (SELECT seq, data, plain FROM session_items WHERE namespace = ? "
+        "AND session_id = ? ORDER BY seq DESC LIMIT ?)"
+    )
+    _PAGE_ALL = (
+        "SELECT '[' || group_concat(data, ',') || ']', count(*), min(coalesce(plain, 0)) "
+        "FROM (SELECT seq, data, plain FROM session_items WHERE namespace = ? "
+        "AND session_id = ? ORDER BY seq LIMIT -1)"
+    )
+
 
 _WRITERS: dict[tuple[int, str], ThreadPoolExecutor] = {}
 _WRITERS_LOCK = threading.Lock()
@@ -486,6 +515,23 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
         if limit == 0:
             return []
         with self._read() as conn:
+            # the common case in one row: every item's text, oldest first, as one JSON array
+            # (SQLite concatenates in C), read as is when every item was plain when written
+            try:
+                text, count, plain = conn.execute(
+                    _PAGE_ALL if limit is None else _PAGE_LAST,
+                    (namespace, session_id) if limit is None else (namespace, session_id, limit),
+                ).fetchone()
+            except sqlite3.DataError:  # longer than SQLite's longest string: row by row
+                text, count, plain = None, None, 0
+            if count == 0:
+                return []
+            if plain:
+                page = decode_page(text, count)
+                if page is not None:
+                    if limit is not None:
+                        page.reverse()
+                    return page
             if limit is None:
                 rows = conn.execute(
                     "SELECT seq, data, plain FROM session_items WHERE namespace = ? "
