@@ -251,9 +251,11 @@ class AsyncSession:
     """Asynchronous session over a store; satisfies the OpenAI Agents SDK ``Session`` protocol.
 
     Store calls run in worker threads so the event loop never waits on disk or on another
-    process's write lock. Writes go to the store's ``write_executor`` when it has one (SQLite:
-    one writer thread per database, with its own connection), else to a worker thread;
-    bounded reads of stores with ``inline_reads`` run in place.
+    process's write lock. A write runs in place when the store can do it without waiting
+    (SQLite's ``run_inline_write``: the write lock free, no fsync, no checkpoint), else on the
+    store's ``write_executor`` (SQLite: one writer thread per database, with its own
+    connection), else on a worker thread; bounded reads of stores with ``inline_reads`` run
+    in place.
     """
 
     def __init__(
@@ -301,7 +303,14 @@ class AsyncSession:
         return await self._write(self._sync.replace_items, items)
 
     async def _write(self, func: Callable[..., _T], *args: Any) -> _T:
-        """``func(*args)`` on the store's writer thread (one hop), or a worker thread."""
+        """``func(*args)`` in place when the store can run it without blocking (SQLite,
+        nobody else writing: no hop at all), else on the store's writer thread (one hop), or
+        a worker thread."""
+        inline = getattr(self.store, "run_inline_write", None)
+        if inline is not None:
+            done, result = inline(func, *args)
+            if done:
+                return cast(_T, result)
         executor: Executor | None = getattr(self.store, "write_executor", None)
         if executor is None:
             return await _in_thread(func, *args)

@@ -162,20 +162,28 @@ def test_issue14_sessions_a_v1_database_with_big_integers_reads_back_exactly(
     store.close()
 
 
-def test_issue14_sessions_async_writes_run_on_one_writer_thread(tmp_path: Path) -> None:
-    """Every async write to one SQLite database, from any session or store object open on it,
-    runs on the same thread (and so the same connection), never on a rotating pool."""
+def record_threads(store: SQLiteStore, threads: list[str]) -> None:
+    """Make the store note the thread each session write runs on."""
+    for name in ("session_add", "session_pop", "session_clear"):
+        method = getattr(store, name)
+
+        def recording(*args: Any, _method: Any = method) -> Any:
+            threads.append(threading.current_thread().name)
+            return _method(*args)
+
+        setattr(store, name, recording)
+
+
+def test_issue14_sessions_async_writes_run_in_place_or_on_one_writer_thread(
+    tmp_path: Path,
+) -> None:
+    """Every async write to one SQLite database, from any session or store object open on
+    it, runs in place on the event loop (nobody else writing) or on the one writer thread of
+    the database (and so its one connection): never on a rotating pool of threads."""
     stores = [SQLiteStore(tmp_path / "engram.db"), SQLiteStore(tmp_path / "engram.db")]
-    threads: set[str] = set()
+    threads: list[str] = []
     for s in stores:
-        for name in ("session_add", "session_pop", "session_clear"):
-            method = getattr(s, name)
-
-            def recording(*args: Any, _method: Any = method) -> Any:
-                threads.add(threading.current_thread().name)
-                return _method(*args)
-
-            setattr(s, name, recording)
+        record_threads(s, threads)
 
     async def work(n: int) -> None:
         session = AsyncSession(f"s{n % 4}", stores[n % 2])
@@ -185,15 +193,92 @@ def test_issue14_sessions_async_writes_run_on_one_writer_thread(tmp_path: Path) 
             await session.clear_session()
         await session.replace_items([{"n": n}])
 
-    async def main() -> None:
+    async def main() -> str:
         await asyncio.gather(*(work(n) for n in range(24)))
+        return threading.current_thread().name
 
-    asyncio.run(main())
-    assert len(threads) == 1 and next(iter(threads)).startswith("engramdb-writer"), threads
+    loop_thread = asyncio.run(main())
+    assert len(threads) >= 24 * 3
+    assert {t for t in threads if t != loop_thread} <= {
+        t for t in threads if t.startswith("engramdb-writer")
+    }
+    assert len({t for t in threads if t != loop_thread}) <= 1
     for n in range(4):
         assert len(Session(f"s{n}", stores[0]).get_items()) == 1
     for s in stores:
         s.close()
+
+
+def test_issue14_sessions_a_write_waiting_for_the_lock_never_blocks_the_event_loop(
+    tmp_path: Path,
+) -> None:
+    """While another process holds the write lock, an async write moves to the writer
+    thread at once (no wait on the loop), and lands when the lock is released."""
+    store = SQLiteStore(tmp_path / "engram.db")
+    threads: list[str] = []
+    record_threads(store, threads)
+    session = AsyncSession("locked", store)
+
+    async def main() -> None:
+        await session.add_items([{"n": 0}])  # uncontended: in place
+        blocker = sqlite3.connect(tmp_path / "engram.db", isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        write = asyncio.ensure_future(session.add_items([{"n": 1}]))
+        ticks = 0
+        for _ in range(20):  # the loop keeps running while the write waits
+            await asyncio.sleep(0.005)
+            ticks += 1
+        assert ticks == 20 and not write.done()
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        await write
+
+    asyncio.run(main())
+    assert threads[0] == threading.main_thread().name
+    assert threads[-1].startswith("engramdb-writer")
+    assert Session("locked", store).get_items() == [{"n": 0}, {"n": 1}]
+    store.close()
+
+
+def test_issue14_sessions_full_durability_writes_never_run_on_the_loop(tmp_path: Path) -> None:
+    """With durability="full" every commit waits for the disk: never on the event loop."""
+    store = SQLiteStore(tmp_path / "engram.db", durability="full")
+    threads: list[str] = []
+    record_threads(store, threads)
+
+    async def main() -> None:
+        session = AsyncSession("full", store)
+        await session.add_items([{"n": 1}])
+        assert await session.pop_item() == {"n": 1}
+
+    asyncio.run(main())
+    assert len(threads) == 2 and all(t.startswith("engramdb-writer") for t in threads)
+    store.close()
+
+
+def test_issue14_sessions_writes_in_place_leave_checkpoints_to_the_writer_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SQLiteStore(tmp_path / "engram.db")
+    checkpoints: list[str] = []
+    checkpoint = store._checkpoint_wal
+
+    def recording() -> None:
+        checkpoints.append(threading.current_thread().name)
+        checkpoint()
+
+    monkeypatch.setattr(store, "_checkpoint_wal", recording)
+
+    async def main() -> None:
+        session = AsyncSession("wal", store)
+        for n in range(128):  # ~9 MB through the WAL, past the 4 MB threshold
+            await session.add_items([{"n": n, "text": "x" * 70_000}])
+
+    asyncio.run(main())
+    store.write_executor.submit(lambda: None).result()  # the queued checkpoint has run
+    assert checkpoints and all(t.startswith("engramdb-writer") for t in checkpoints)
+    assert len(Session("wal", store).get_items()) == 128
+    store.close()
 
 
 def test_issue14_sessions_pages_keep_their_order_across_gaps(store: Store) -> None:
