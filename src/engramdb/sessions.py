@@ -252,7 +252,7 @@ class AsyncSession:
 
     Store calls run in worker threads so the event loop never waits on disk or on another
     process's write lock. A write runs in place when the store can do it without waiting
-    (SQLite's ``run_inline_write``: the write lock free, no fsync, no checkpoint), else on the
+    (SQLite's ``run_inline``: the write lock free, no fsync, no checkpoint), else on the
     store's ``write_executor`` (SQLite: one writer thread per database, with its own
     connection), else on a worker thread; bounded reads of stores with ``inline_reads`` run
     in place.
@@ -282,7 +282,14 @@ class AsyncSession:
         limit = self._limit(limit)
         if self.store.inline_reads and limit is not None and limit <= INLINE_READ_LIMIT:
             # cheaper than the hop to a worker thread, and it cannot block (see Store)
-            return self.store.session_get(self.namespace, self.session_id, limit)
+            inline = getattr(self.store, "run_inline", None)
+            if inline is None:
+                return self.store.session_get(self.namespace, self.session_id, limit)
+            done, items = inline(
+                self.store.session_get, self.namespace, self.session_id, limit, write=False
+            )
+            if done:
+                return cast(list[JSONItem], items)
         return await _in_thread(self.store.session_get, self.namespace, self.session_id, limit)
 
     async def add_items(self, items: list[JSONItem]) -> None:
@@ -306,7 +313,7 @@ class AsyncSession:
         """``func(*args)`` in place when the store can run it without blocking (SQLite,
         nobody else writing: no hop at all), else on the store's writer thread (one hop), or
         a worker thread."""
-        inline = getattr(self.store, "run_inline_write", None)
+        inline = getattr(self.store, "run_inline", None)
         if inline is not None:
             done, result = inline(func, *args)
             if done:

@@ -310,3 +310,34 @@ def test_issue14_sessions_a_page_longer_than_sqlite_strings_reads_row_by_row(
     assert session.get_items() == items
     assert session.get_items(limit=5) == items[-5:]
     store.close()
+
+
+def test_issue14_sessions_a_blocking_call_after_async_ones_waits_for_the_lock(
+    tmp_path: Path,
+) -> None:
+    """Async calls run in place without waiting for locks; a synchronous call on the same
+    thread afterwards waits for the lock as always (the connection's busy timeout is back)."""
+    store = SQLiteStore(tmp_path / "engram.db")
+
+    async def warm() -> None:
+        session = AsyncSession("mixed", store)
+        await session.add_items([{"n": 0}])
+        assert await session.get_items(limit=5) == [{"n": 0}]
+
+    asyncio.run(warm())  # on this thread, as the synchronous calls below
+    blocker = sqlite3.connect(tmp_path / "engram.db", isolation_level=None, check_same_thread=False)
+    blocker.execute("BEGIN IMMEDIATE")
+    locked = threading.Event()
+
+    def release_soon() -> None:
+        locked.wait(10)
+        blocker.execute("ROLLBACK")
+
+    releaser = threading.Timer(0.2, lambda: (locked.set(), release_soon()))
+    releaser.start()
+    Session("mixed", store).add_items([{"n": 1}])  # waits for the rollback, then writes
+    releaser.join()
+    blocker.close()
+    assert Session("mixed", store).get_items() == [{"n": 0}, {"n": 1}]
+    assert asyncio.run(AsyncSession("mixed", store).pop_item()) == {"n": 1}
+    store.close()

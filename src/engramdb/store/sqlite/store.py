@@ -49,8 +49,9 @@ Durability = Literal["normal", "full"]
 _T = TypeVar("_T")
 
 
-class _WouldBlock(Exception):
-    """A write inside ``run_inline_write`` found the write lock taken: it runs elsewhere."""
+class _WouldBlock(StoreError):
+    """A call inside ``run_inline`` would have had to wait for another connection's lock:
+    it is undone (its transaction rolled back) and runs elsewhere."""
 
 
 # A session's items as one JSON array text (_PAGE_LAST: the newest ``limit``, newest first;
@@ -147,11 +148,16 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
         local = self._local
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
         if conn is not None and local.pid == os.getpid():
+            if local.inline_mode and not local.nowait:
+                self._leave_inline_mode(conn)
             return conn
         if self._closed:
             raise StoreError("this store has been closed")
         conn = self._connect()
         local.conn, local.pid = conn, os.getpid()
+        local.inline_mode = False  # see run_inline
+        if not hasattr(local, "nowait"):
+            local.nowait = False
         with self._connections_lock:
             self._connections.append(conn)
         return conn
@@ -398,6 +404,8 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
 
     def _store_error(self, exc: sqlite3.DatabaseError) -> StoreError:
         message = str(exc)
+        if self._local.__dict__.get("nowait") and ("locked" in message or "busy" in message):
+            return _WouldBlock(message)
         if "file is not a database" in message or "malformed" in message:
             return StoreUnavailableError(
                 f"{self.path} is not an engramdb database (SQLite said: {message}); "
@@ -447,7 +455,7 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
             return
         with self._translate_errors():
             conn = self._conn()
-            self._begin(conn)
+            conn.execute("BEGIN IMMEDIATE")
         local.depth = 1
         try:
             yield
@@ -467,47 +475,46 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
                     conn.execute("ROLLBACK")
                 raise
 
-    def _begin(self, conn: sqlite3.Connection) -> None:
-        """``BEGIN IMMEDIATE``; within :meth:`run_inline_write`, raises ``_WouldBlock`` at once
-        instead of waiting when another connection holds the write lock."""
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-        except sqlite3.OperationalError as exc:
-            if getattr(self._local, "nowait", False) and (
-                "locked" in str(exc) or "busy" in str(exc)
-            ):
-                raise _WouldBlock from None
-            raise
+    def run_inline(
+        self, func: Callable[..., _T], *args: Any, write: bool = True
+    ) -> tuple[bool, _T | None]:
+        """Run ``func(*args)`` (store calls on this thread, one transaction) right here if
+        that cannot block: ``(True, result)``; else ``(False, None)``, nothing written.
 
-    def run_inline_write(self, func: Callable[..., _T], *args: Any) -> tuple[bool, _T | None]:
-        """Run the write ``func(*args)`` (store calls on this thread) right here if that
-        cannot block: ``(True, result)``; else ``(False, None)`` without having written.
-
-        What would block is another connection holding the write lock (this connection
-        then waits for nothing: busy timeout 0 for the call), an fsync on commit
-        (``durability="full"``), and a WAL checkpoint (none runs inside the call; one runs
-        on :attr:`write_executor` once the WAL passes ~4 MB). Inside :meth:`atomic` the call is
-        refused too. Async faces try this before the writer thread: an uncontended write
-        then costs no thread hop at all, as bounded reads do (``inline_reads``).
+        Async faces try this first, so an uncontended call costs no thread hop. What could
+        block is another connection's lock (this thread's connection then waits for nothing:
+        busy timeout 0, and a call that meets a lock is rolled back and refused), an fsync on
+        commit (``durability="full"``: writes refused) and a WAL checkpoint (none runs here;
+        one runs on :attr:`write_executor` once the WAL passes ~4 MB). A write inside
+        :meth:`atomic` is refused too. The connection keeps these settings until this thread
+        next makes a call that may wait, so alternating async calls pay nothing to switch.
         """
-        if self._synchronous != "NORMAL" or self._atomic_depth():
+        if write and (self._synchronous != "NORMAL" or self._atomic_depth()):
             return False, None
         local = self._local
-        with self._translate_errors():
-            conn = self._conn()
-            conn.execute("PRAGMA busy_timeout = 0")
-            conn.execute("PRAGMA wal_autocheckpoint = 0")
         local.nowait = True
         try:
+            conn = self._conn()
+            if not local.inline_mode:
+                with self._translate_errors():
+                    conn.execute("PRAGMA busy_timeout = 0")
+                    conn.execute("PRAGMA wal_autocheckpoint = 0")
+                local.inline_mode = True
             return True, func(*args)
         except _WouldBlock:
             return False, None
         finally:
             local.nowait = False
-            with self._translate_errors():
-                conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
-                conn.execute("PRAGMA wal_autocheckpoint = 1000")
-            self._checkpoint_soon()
+            if write:
+                self._checkpoint_soon()
+
+    def _leave_inline_mode(self, conn: sqlite3.Connection) -> None:
+        """This thread's next call may wait: the connection's usual busy timeout and
+        automatic checkpoints again."""
+        with self._translate_errors():
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            conn.execute("PRAGMA wal_autocheckpoint = 1000")
+        self._local.inline_mode = False
 
     def _checkpoint_soon(self) -> None:
         """Once the write-ahead log passes ~4 MB (SQLite's own automatic threshold: 1000
@@ -547,7 +554,7 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
                     conn.execute("RELEASE engram_write")
                     raise
                 return
-            self._begin(conn)
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
                 self._check_identity()
