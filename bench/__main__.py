@@ -9,7 +9,7 @@ import importlib
 import os
 import sys
 
-BENCHMARKS = ["sessions", "locomo", "scale", "postgres", "server", "extraction"]
+BENCHMARKS = ["sessions", "startup", "locomo", "scale", "postgres", "server", "extraction"]
 OPT_IN = ["extraction_quality"]
 
 

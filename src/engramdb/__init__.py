@@ -32,7 +32,6 @@ from .errors import (
     StoreUnavailableError,
 )
 from .filters import Filter
-from .memory import AsyncMemory, ForgetResult, Memory, Page, RecallSettings
 from .sessions import AsyncSession, Session, list_sessions
 from .store import Store, open_store
 from .types import (
@@ -51,6 +50,7 @@ from .types import (
 if TYPE_CHECKING:
     from .client import AsyncClient, Client, RemoteSession
     from .manager import MemoryManager
+    from .memory import AsyncMemory, ForgetResult, Memory, Page, RecallSettings
 
 __version__ = "0.1.0"
 
@@ -59,11 +59,19 @@ _LAZY = {
     "Client": "client",
     "RemoteSession": "client",
     "MemoryManager": "manager",
+    "AsyncMemory": "memory",
+    "ForgetResult": "memory",
+    "Memory": "memory",
+    "Page": "memory",
+    "RecallSettings": "memory",
 }
+"""Names imported on first use: ``import engramdb`` stays light (no numpy, no search stack,
+no HTTP client) for sessions and the command line."""
 
 
 def __getattr__(name: str) -> Any:
-    """The HTTP clients and the memory manager, imported on first use."""
+    """The long-term memory facade, the HTTP clients and the memory manager, imported on
+    first use."""
     if name in _LAZY:
         import importlib
 

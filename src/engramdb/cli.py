@@ -13,38 +13,36 @@ from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Column, Table
 from rich.text import Text
 
 from . import __version__
 from .errors import EngramError, InvalidInputError
-from .memory import ForgetResult, Memory
 from .sessions import Session, list_sessions
 from .store import Store, open_store
-from .transfer import KINDS, write_export
 from .types import DEFAULT_NAMESPACE
 
 if TYPE_CHECKING:
-    from .manager.pipeline import ExtractionReport
+    from rich.progress import Progress
 
+    from .manager.pipeline import ExtractionReport
+    from .memory import ForgetResult, Memory
+
+# Heavy modules (the memory facade with numpy and the search stack, export/import, rich's
+# progress bars) are imported by the commands that use them, so `engramdb --help` and the
+# session commands start fast.
+
+# rich_markup_mode=None: plain help text. Typer's rich help imports rich's markdown and syntax
+# highlighting (hundreds of milliseconds), more than the rest of the command line together.
 app = typer.Typer(
     help="engramdb: persistent memory for AI agents.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-sessions_app = typer.Typer(help="Inspect and clear conversation sessions.", no_args_is_help=True)
+sessions_app = typer.Typer(
+    help="Inspect and clear conversation sessions.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(sessions_app, name="sessions")
 
 console = Console()
@@ -193,6 +191,8 @@ TagOpt = Annotated[list[str] | None, typer.Option("--tag", "-t", help="A tag (re
 
 
 def _memory(data_dir: str, namespace: str, embedder: str, *, create: bool = True) -> Memory:
+    from .memory import Memory
+
     store = _closing(open_store(data_dir, create=create))
     return Memory(store, namespace=namespace, embedder=embedder)
 
@@ -291,6 +291,8 @@ def _confirm_then(
     """Show how many a scoped forget would remove and remove them once confirmed (``--yes``
     confirms in advance). Nothing matching: nothing to ask."""
     if preview.count == 0:
+        from .memory import ForgetResult
+
         return ForgetResult([], False)
     if not yes:
         console.print(f"would remove {preview.count} {what}")
@@ -550,6 +552,8 @@ def extract(
 ) -> None:
     """Turn a session's new items (past its high-water mark) into memories: each candidate
     the model extracts, with the decision it got (add / update / delete / none) and why."""
+    from .memory import Memory
+
     try:
         store = _closing(open_store(data_dir, create=False))
         mem = Memory(store, namespace=namespace, embedder=embedder, llm=_llm_spec(llm, infer))
@@ -692,6 +696,8 @@ def export_cmd(
 ) -> None:
     """Write everything of a namespace (memories with their history, facts, sessions with
     their items) as a versioned JSON Lines file; see docs/export-format.md."""
+    from .transfer import write_export
+
     try:
         mem = _memory(data_dir, namespace, "none", create=False)
         records = mem.export(all_namespaces=all_namespaces, with_vectors=with_vectors)
@@ -746,7 +752,7 @@ def import_cmd(
     if not source.is_file():
         err_console.print(f"[bold red]error:[/] {source} is not a file")
         raise typer.Exit(code=1)
-    from .transfer import import_records, read_lines
+    from .transfer import KINDS, import_records, read_lines
 
     size = source.stat().st_size
     options: dict[str, Any] = {
@@ -780,18 +786,31 @@ def import_cmd(
     console.print(f"imported {report.created['memories']:,} memories into {into}")
 
 
-class _RateColumn(ProgressColumn):
-    """Records per second."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(
-            f"{speed:,.0f} records/s" if speed else "- records/s", style="progress.data.speed"
-        )
-
-
 def _transfer_progress(unit: str) -> Progress:
     """A progress bar with rate and time left (``unit``: "bytes" or "records")."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        Task,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    class _RateColumn(ProgressColumn):
+        """Records per second."""
+
+        def render(self, task: Task) -> Text:
+            speed = task.finished_speed or task.speed
+            return Text(
+                f"{speed:,.0f} records/s" if speed else "- records/s",
+                style="progress.data.speed",
+            )
+
     columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
     if unit == "bytes":
         columns += [DownloadColumn(), TransferSpeedColumn()]
@@ -821,6 +840,8 @@ def reembed(
 
 
 def _progress() -> Progress:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),

@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from concurrent.futures import Executor
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, cast
@@ -250,7 +251,11 @@ class AsyncSession:
     """Asynchronous session over a store; satisfies the OpenAI Agents SDK ``Session`` protocol.
 
     Store calls run in worker threads so the event loop never waits on disk or on another
-    process's write lock.
+    process's write lock. A write runs in place when the store can do it without waiting
+    (SQLite's ``run_inline``: the write lock free, no fsync, no checkpoint), else on the
+    store's ``write_executor`` (SQLite: one writer thread per database, with its own
+    connection), else on a worker thread; bounded reads of stores with ``inline_reads`` run
+    in place.
     """
 
     def __init__(
@@ -277,25 +282,46 @@ class AsyncSession:
         limit = self._limit(limit)
         if self.store.inline_reads and limit is not None and limit <= INLINE_READ_LIMIT:
             # cheaper than the hop to a worker thread, and it cannot block (see Store)
-            return self.store.session_get(self.namespace, self.session_id, limit)
+            inline = getattr(self.store, "run_inline", None)
+            if inline is None:
+                return self.store.session_get(self.namespace, self.session_id, limit)
+            done, items = inline(
+                self.store.session_get, self.namespace, self.session_id, limit, write=False
+            )
+            if done:
+                return cast(list[JSONItem], items)
         return await _in_thread(self.store.session_get, self.namespace, self.session_id, limit)
 
     async def add_items(self, items: list[JSONItem]) -> None:
         """Append items in order; all or nothing (a bad item rejects the batch)."""
         encoded = encode_items(items)
-        await _in_thread(self.store.session_add, self.namespace, self.session_id, encoded)
+        await self._write(self.store.session_add, self.namespace, self.session_id, encoded)
 
     async def pop_item(self) -> JSONItem | None:
         """Remove and return the newest item, or ``None`` if the session is empty."""
-        return await _in_thread(self._sync.pop_item)
+        return await self._write(self.store.session_pop, self.namespace, self.session_id)
 
     async def clear_session(self) -> None:
         """Remove every item. Sequence numbers keep counting up; none is reused."""
-        await _in_thread(self._sync.clear_session)
+        await self._write(self.store.session_clear, self.namespace, self.session_id)
 
     async def replace_items(self, items: Sequence[JSONItem]) -> int:
         """Replace the whole history atomically; see :meth:`Session.replace_items`."""
-        return await _in_thread(self._sync.replace_items, items)
+        return await self._write(self._sync.replace_items, items)
+
+    async def _write(self, func: Callable[..., _T], *args: Any) -> _T:
+        """``func(*args)`` in place when the store can run it without blocking (SQLite,
+        nobody else writing: no hop at all), else on the store's writer thread (one hop), or
+        a worker thread."""
+        inline = getattr(self.store, "run_inline", None)
+        if inline is not None:
+            done, result = inline(func, *args)
+            if done:
+                return cast(_T, result)
+        executor: Executor | None = getattr(self.store, "write_executor", None)
+        if executor is None:
+            return await _in_thread(func, *args)
+        return await asyncio.get_running_loop().run_in_executor(executor, func, *args)
 
     async def _atomic_replace_items(self, items: list[JSONItem]) -> bool:
         """The Agents SDK's atomic history-replacement hook (used by

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any, cast
@@ -82,6 +83,9 @@ def check_depth(kind: str, value: object, *, max_depth: int = MAX_JSON_DEPTH) ->
         stack.extend((child, depth + 1) for child in children)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def encode_json(kind: str, value: object) -> str:
     """``value`` as compact JSON text, checked so it can be stored and read back: nesting
     within :data:`MAX_JSON_DEPTH`, valid Unicode, finite numbers, only JSON types.
@@ -91,7 +95,7 @@ def encode_json(kind: str, value: object) -> str:
     :class:`InvalidInputError`.
     """
     try:
-        text = json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _ENCODER.encode(value)  # json.dumps(value, <the same options>), minus its setup
     except TypeError as exc:
         raise NotJSONError(f"{kind} is not JSON-serialisable: {exc}") from None
     except ValueError as exc:
@@ -128,12 +132,61 @@ def _check_utf8(kind: str, text: str) -> None:
         ) from None
 
 
-LONG_NUMBER = re.compile(r"\d{19}")
-"""orjson reads integers beyond 64 bits as floats; texts that may hold one use ``json``."""
+LONG_NUMBER = re.compile(r"[0-9][0-9]{18}")
+"""A run of 19 digits: orjson reads integers beyond 64 bits as floats, so texts that may hold
+one use ``json``. (Spelled so that the regex engine scans for its first character quickly;
+JSON numbers are ASCII digits.)"""
 
 
-def decode_item(text: str, *, record_id: int | str, where: str) -> dict[str, Any]:
-    """Parse one stored item; a record that does not parse to an object is corrupt."""
+def plain_item(text: str) -> bool:
+    """Whether a session item text may be read with ``orjson.loads`` alone, decided once when
+    it is written (stored beside it as ``session_items.plain``): it is one JSON object that
+    orjson reads exactly as the json module does (no integer beyond 64 bits, which orjson
+    would turn into a float) and nests no deeper than :data:`MAX_JSON_DEPTH`. Anything else
+    (and every row written before the flag existed) is read by the careful path of
+    :func:`decode_item`."""
+    if text[:1] != "{" or text[-1:] != "}":
+        return False
+    long_number = LONG_NUMBER.search(text) is not None
+    if not long_number and text.count("{") + text.count("[") <= MAX_JSON_DEPTH:
+        return True  # the common case: nothing to parse
+    try:
+        value = orjson.loads(text)
+        if long_number and orjson.dumps(value) != orjson.dumps(json.loads(text)):
+            return False
+        check_depth("item", value)
+    except (InvalidInputError, TypeError, ValueError, RecursionError):
+        return False  # orjson.JSONDecodeError is a ValueError; a big integer a TypeError
+    return type(value) is dict
+
+
+def plain_items(texts: Sequence[str]) -> list[bool]:
+    """:func:`plain_item` of each text, with one search for long numbers over the whole batch
+    when it finds none (the usual case)."""
+    # NUL never occurs in JSON text unescaped: it keeps digit runs of neighbours apart
+    if len(texts) > 1 and not LONG_NUMBER.search("\x00".join(texts)):
+        return [
+            t[:1] == "{"
+            and t[-1:] == "}"
+            and (t.count("{") + t.count("[") <= MAX_JSON_DEPTH or plain_item(t))
+            for t in texts
+        ]
+    return [plain_item(t) for t in texts]
+
+
+def decode_item(
+    text: str, *, record_id: int | str, where: str, plain: object = None
+) -> dict[str, Any]:
+    """Parse one stored item; a record that does not parse to an object is corrupt.
+
+    ``plain`` is the row's stored :func:`plain_item` flag: when true the text is parsed with
+    orjson straight away; otherwise (false, or ``None`` for a row written before the flag)
+    big integers and over-deep nesting are looked for first."""
+    if plain:
+        with contextlib.suppress(orjson.JSONDecodeError):
+            value = orjson.loads(text)
+            if type(value) is dict:
+                return cast(dict[str, Any], value)
     try:
         if LONG_NUMBER.search(text):
             raise orjson.JSONDecodeError("may hold a big integer", text, 0)
@@ -162,23 +215,43 @@ def _check_stored_depth(text: str, value: object, record_id: int | str, where: s
         ) from None
 
 
-def decode_items(rows: Sequence[Sequence[Any]], *, where: str) -> list[dict[str, Any]]:
-    """Parse ``(record_id, text)`` rows; raise :class:`CorruptRecordError` naming a bad one.
+_TEXT = operator.itemgetter(1)
+_PLAIN = operator.itemgetter(2)
 
-    The texts are parsed as one JSON array, several times faster than one call per item. Every
-    text is first checked to look like one object, and the parse must yield exactly one object
-    per row, so damaged neighbours cannot merge into a plausible item; any doubt falls back to
-    parsing row by row, which names the corrupt record.
+
+def decode_items(rows: Sequence[Sequence[Any]], *, where: str) -> list[dict[str, Any]]:
+    """Parse ``(record_id, text)`` or ``(record_id, text, plain)`` rows; raise
+    :class:`CorruptRecordError` naming a bad one.
+
+    The texts are parsed as one JSON array, several times faster than one call per item. When
+    every row carries a true ``plain`` flag (see :func:`plain_item`: checked when written),
+    that is all; otherwise every text is first checked to look like one object and searched
+    for big integers. Either way the parse must yield exactly one object per row, so damaged
+    neighbours cannot merge into a plausible item; any doubt falls back to parsing row by row,
+    which names the corrupt record.
     """
-    texts = [row[1] for row in rows]
+    if not rows:
+        return []
     values: Any = None
+    if len(rows[0]) > 2 and all(map(_PLAIN, rows)):  # map/itemgetter: no Python-level loop
+        with contextlib.suppress(orjson.JSONDecodeError):
+            values = orjson.loads("[" + ",".join(map(_TEXT, rows)) + "]")
+        if values is not None and len(values) == len(rows) and set(map(type, values)) == {dict}:
+            return cast(list[dict[str, Any]], values)
+        values = None
+    texts = [row[1] for row in rows]
     if all(isinstance(t, str) and t[:1] == "{" and t[-1:] == "}" for t in texts):
         joined = "[" + ",".join(texts) + "]"
         if not LONG_NUMBER.search(joined):
             with contextlib.suppress(orjson.JSONDecodeError):
                 values = orjson.loads(joined)
     if values is None or len(values) != len(rows) or any(type(v) is not dict for v in values):
-        return [decode_item(row[1], record_id=row[0], where=where) for row in rows]
+        return [
+            decode_item(
+                row[1], record_id=row[0], where=where, plain=row[2] if len(row) > 2 else None
+            )
+            for row in rows
+        ]
     # too deep needs more than MAX_JSON_DEPTH opening brackets (and as many closing ones)
     for i in [
         i
@@ -186,6 +259,19 @@ def decode_items(rows: Sequence[Sequence[Any]], *, where: str) -> list[dict[str,
         if len(text) > 2 * MAX_JSON_DEPTH and text.count("{") + text.count("[") > MAX_JSON_DEPTH
     ]:
         _check_stored_depth(texts[i], values[i], rows[i][0], where)
+    return cast(list[dict[str, Any]], values)
+
+
+def decode_page(text: str, count: int) -> list[dict[str, Any]] | None:
+    """A page of ``count`` plain items (see :func:`plain_item`) joined by the store into one
+    JSON array text, parsed in one call; ``None`` if it does not parse to exactly ``count``
+    objects (then read the rows one by one, which names a corrupt record)."""
+    try:
+        values = orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return None
+    if type(values) is not list or len(values) != count or set(map(type, values)) != {dict}:
+        return None
     return cast(list[dict[str, Any]], values)
 
 

@@ -106,8 +106,8 @@ class EngramSession(AsyncSession):
         items, complete, version = await asyncio.to_thread(self._sync.tail_snapshot, limit)
 
         async def replace_suffix(start: int, output: list[Any]) -> bool:
-            return await asyncio.to_thread(
-                self._sync.replace_tail, items[start:], output, version=version
+            return await self._write(
+                lambda: self._sync.replace_tail(items[start:], output, version=version)
             )
 
         return _CompactionSnapshot(cast(Any, items), complete, replace_suffix)

@@ -19,8 +19,6 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-import snowballstemmer
-
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 # Function words and question words: they match nearly every memory and say nothing about
@@ -109,6 +107,8 @@ def _stemmer() -> Any:
     """One stemmer per thread: snowballstemmer instances keep state while stemming."""
     stemmer = getattr(_local, "stemmer", None)
     if stemmer is None:
+        import snowballstemmer  # on first use: it loads every language (~0.1-0.2 s)
+
         stemmer = _local.stemmer = snowballstemmer.stemmer("porter")
     return stemmer
 

@@ -291,6 +291,11 @@ MIGRATIONS: list[list[str]] = [
             PRIMARY KEY (namespace, scope)
         )""",
     ],
+    # 8: as SQLite's version 12: session_items.plain, decided when an item is written
+    # (validation.plain_item); NULL for rows written before, which take the careful path.
+    [
+        "ALTER TABLE session_items ADD COLUMN IF NOT EXISTS plain boolean",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -37,7 +37,7 @@ from ...errors import (
     StoreUnavailableError,
 )
 from ...types import Job, ScopeSettings, SessionInfo, Spend, SpendDay, datetime_from_us, now_us
-from ...validation import decode_item, decode_items
+from ...validation import decode_item, decode_items, plain_items
 from .. import jobs
 from ..rows import check_day, check_job_args, check_mark_move
 from .access import AccessMixin
@@ -286,10 +286,17 @@ class PostgresStore(MemoriesMixin, AccessMixin, TransferMixin):
             assert row is not None
             first = int(row[0]) - count
             conn.execute(
-                "INSERT INTO session_items (namespace, session_id, seq, data, created_at) "
-                "SELECT %s, %s, %s + n - 1, data, %s FROM unnest(%s::text[]) "
-                "WITH ORDINALITY AS t (data, n)",
-                (namespace, session_id, first, now, list(encoded_items)),
+                "INSERT INTO session_items (namespace, session_id, seq, data, created_at, plain) "
+                "SELECT %s, %s, %s + n - 1, data, %s, plain "
+                "FROM unnest(%s::text[], %s::boolean[]) WITH ORDINALITY AS t (data, plain, n)",
+                (
+                    namespace,
+                    session_id,
+                    first,
+                    now,
+                    list(encoded_items),
+                    plain_items(encoded_items),
+                ),
             )
 
         self.run(work)
@@ -303,13 +310,13 @@ class PostgresStore(MemoriesMixin, AccessMixin, TransferMixin):
         def work(conn: Conn) -> list[tuple[Any, ...]]:
             if limit is None:
                 return conn.execute(
-                    "SELECT seq, data FROM session_items WHERE namespace = %s AND "
+                    "SELECT seq, data, plain FROM session_items WHERE namespace = %s AND "
                     "session_id = %s ORDER BY seq",
                     (namespace, session_id),
                 ).fetchall()
             rows = conn.execute(
-                "SELECT seq, data FROM session_items WHERE namespace = %s AND session_id = %s "
-                "ORDER BY seq DESC LIMIT %s",
+                "SELECT seq, data, plain FROM session_items WHERE namespace = %s "
+                "AND session_id = %s ORDER BY seq DESC LIMIT %s",
                 (namespace, session_id, limit),
             ).fetchall()
             rows.reverse()
@@ -328,13 +335,15 @@ class PostgresStore(MemoriesMixin, AccessMixin, TransferMixin):
             row = conn.execute(
                 "DELETE FROM session_items WHERE namespace = %s AND session_id = %s AND seq = "
                 "(SELECT max(seq) FROM session_items WHERE namespace = %s AND session_id = %s) "
-                "RETURNING seq, data",
+                "RETURNING seq, data, plain",
                 (namespace, session_id, namespace, session_id),
             ).fetchone()
             if row is None:
                 return None
             # a corrupt item raises here, inside the transaction: the rollback keeps it
-            item = decode_item(row[1], record_id=row[0], where=f"session {session_id!r}")
+            item = decode_item(
+                row[1], record_id=row[0], where=f"session {session_id!r}", plain=row[2]
+            )
             conn.execute(
                 "UPDATE sessions SET item_count = item_count - 1, updated_at = %s "
                 "WHERE namespace = %s AND session_id = %s",

@@ -12,6 +12,7 @@ import psycopg
 
 from ...errors import ConflictError
 from ...types import MemoryEvent, MemoryVersion, SessionInfo, datetime_from_us, us_from_datetime
+from ...validation import plain_items
 from ..base import ExportedMemory, ImportedMemory, SessionItemRow, TripleRow
 from ..rows import (
     EVENT_COLUMNS,
@@ -336,15 +337,17 @@ class TransferMixin:
             first = int(row[0]) - count
             if items:
                 conn.execute(
-                    "INSERT INTO session_items (namespace, session_id, seq, data, created_at) "
-                    "SELECT %s, %s, %s + n - 1, data, at FROM unnest(%s::text[], %s::bigint[]) "
-                    "WITH ORDINALITY AS t (data, at, n)",
+                    "INSERT INTO session_items (namespace, session_id, seq, data, created_at, "
+                    "plain) SELECT %s, %s, %s + n - 1, data, at, plain "
+                    "FROM unnest(%s::text[], %s::bigint[], %s::boolean[]) "
+                    "WITH ORDINALITY AS t (data, at, plain, n)",
                     (
                         namespace,
                         session_id,
                         first,
                         [d for d, _ in items],
                         [a for _, a in items],
+                        plain_items([d for d, _ in items]),
                     ),
                 )
 

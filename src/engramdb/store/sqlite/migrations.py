@@ -328,6 +328,13 @@ MIGRATIONS: list[list[Step]] = [
             WHERE namespace = OLD.namespace AND OLD.namespace IS NOT NEW.namespace;
         END""",
     ],
+    # 12: session_items.plain, decided when an item is written (validation.plain_item): 1 if
+    # its text reads back exactly with orjson alone (one object, no integer beyond 64 bits,
+    # nesting within the limit), so get_items parses a page in one call; 0 or NULL (a row
+    # written before this version) takes the careful path.
+    [
+        add_column("session_items", "plain", "INTEGER"),
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -29,14 +29,15 @@ import stat
 import threading
 import time
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ...errors import StoreError, StoreUnavailableError
 from ...types import Job, ScopeSettings, SessionInfo, Spend, SpendDay, datetime_from_us, now_us
-from ...validation import decode_item, decode_items
+from ...validation import decode_item, decode_items, decode_page, plain_items
 from .. import jobs
 from ..rows import check_day, check_job_args, check_mark_move
 from .access import AccessMixin
@@ -45,6 +46,57 @@ from .migrations import migrate
 from .transfer import TransferMixin
 
 Durability = Literal["normal", "full"]
+_T = TypeVar("_T")
+
+
+class _WouldBlock(StoreError):
+    """A call inside ``run_inline`` would have had to wait for another connection's lock:
+    it is undone (its transaction rolled back) and runs elsewhere."""
+
+
+# A session's items as one JSON array text (_PAGE_LAST: the newest ``limit``, newest first;
+# _PAGE_ALL: all, oldest first), with their count and whether every one is plain (see
+# validation.plain_item). From SQLite 3.44 the aggregate's order is stated (ORDER BY inside
+# it); before, rows reach the aggregate in the order its subquery delivers them (a subquery
+# with LIMIT is not flattened into an aggregate query, and the primary key gives the order
+# without a sort), which the tests check.
+if sqlite3.sqlite_version_info >= (3, 44, 0):  # pragma: no cover - depends on the build
+    _PAGE_LAST = (
+        "SELECT '[' || group_concat(data, ',' ORDER BY seq DESC) || ']', count(*), "
+        "min(coalesce(plain, 0)) FROM (SELECT seq, data, plain FROM session_items "
+        "WHERE namespace = ? AND session_id = ? ORDER BY seq DESC LIMIT ?)"
+    )
+    _PAGE_ALL = (
+        "SELECT '[' || group_concat(data, ',' ORDER BY seq) || ']', count(*), "
+        "min(coalesce(plain, 0)) FROM session_items WHERE namespace = ? AND session_id = ?"
+    )
+else:
+    _PAGE_LAST = (
+        "SELECT '[' || group_concat(data, ',') || ']', count(*), min(coalesce(plain, 0)) "
+        "FROM (SELECT seq, data, plain FROM session_items WHERE namespace = ? "
+        "AND session_id = ? ORDER BY seq DESC LIMIT ?)"
+    )
+    _PAGE_ALL = (
+        "SELECT '[' || group_concat(data, ',') || ']', count(*), min(coalesce(plain, 0)) "
+        "FROM (SELECT seq, data, plain FROM session_items WHERE namespace = ? "
+        "AND session_id = ? ORDER BY seq LIMIT -1)"
+    )
+
+
+_WRITERS: dict[tuple[int, str], ThreadPoolExecutor] = {}
+_WRITERS_LOCK = threading.Lock()
+
+
+def _writer_for(file: Path) -> ThreadPoolExecutor:
+    """The one writer thread of this process for the database ``file`` (a forked child gets
+    its own): async faces run their writes there, so they never queue on SQLite's lock
+    against each other and always use the same, warm connection."""
+    key = (os.getpid(), str(file))
+    with _WRITERS_LOCK:
+        writer = _WRITERS.get(key)
+        if writer is None:
+            writer = _WRITERS[key] = ThreadPoolExecutor(1, thread_name_prefix="engramdb-writer")
+        return writer
 
 
 class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
@@ -71,6 +123,9 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
         # to hand to a worker thread; async faces may call bounded reads on the event loop.
         self.inline_reads = True
         self.native_vector_search = False  # engramdb.search.vectors indexes SQLite's vectors
+        self._write_executor: Executor | None = None
+        self._inline_writes = 0
+        self._checkpoint_pending = False
         if durability not in ("normal", "full"):
             raise StoreError(f"durability must be 'normal' or 'full', got {durability!r}")
         self._synchronous = durability.upper()
@@ -81,6 +136,7 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
         self._closed = False
         self._marker = self.path.with_suffix(".id")
         self._file = self.path.absolute()  # what the identity checks stat, whatever the cwd
+        self._wal = Path(f"{self._file}-wal")
         self._uri = "file:" + urllib.parse.quote(str(self._file))
         self._may_create = False
         self._identity: tuple[int, int] | None = None
@@ -92,14 +148,28 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
         local = self._local
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
         if conn is not None and local.pid == os.getpid():
+            if local.inline_mode and not local.nowait:
+                self._leave_inline_mode(conn)
             return conn
         if self._closed:
             raise StoreError("this store has been closed")
         conn = self._connect()
         local.conn, local.pid = conn, os.getpid()
+        local.inline_mode = False  # see run_inline
+        if not hasattr(local, "nowait"):
+            local.nowait = False
         with self._connections_lock:
             self._connections.append(conn)
         return conn
+
+    @property
+    def write_executor(self) -> Executor:
+        """Where async code should run this store's writes: one thread per database file and
+        process (shared by every store open on the file), keeping its own connection, so an
+        async write costs one thread hop on a warm connection (see ``engramdb.sessions``)."""
+        if self._write_executor is None:
+            self._write_executor = _writer_for(self._file)
+        return self._write_executor
 
     def _connect(self) -> sqlite3.Connection:
         # Only the first connection of a new database may create the file: a later one finding
@@ -334,6 +404,8 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
 
     def _store_error(self, exc: sqlite3.DatabaseError) -> StoreError:
         message = str(exc)
+        if self._local.__dict__.get("nowait") and ("locked" in message or "busy" in message):
+            return _WouldBlock(message)
         if "file is not a database" in message or "malformed" in message:
             return StoreUnavailableError(
                 f"{self.path} is not an engramdb database (SQLite said: {message}); "
@@ -403,6 +475,70 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
                     conn.execute("ROLLBACK")
                 raise
 
+    def run_inline(
+        self, func: Callable[..., _T], *args: Any, write: bool = True
+    ) -> tuple[bool, _T | None]:
+        """Run ``func(*args)`` (store calls on this thread, one transaction) right here if
+        that cannot block: ``(True, result)``; else ``(False, None)``, nothing written.
+
+        Async faces try this first, so an uncontended call costs no thread hop. What could
+        block is another connection's lock (this thread's connection then waits for nothing:
+        busy timeout 0, and a call that meets a lock is rolled back and refused), an fsync on
+        commit (``durability="full"``: writes refused) and a WAL checkpoint (none runs here;
+        one runs on :attr:`write_executor` once the WAL passes ~4 MB). A write inside
+        :meth:`atomic` is refused too. The connection keeps these settings until this thread
+        next makes a call that may wait, so alternating async calls pay nothing to switch.
+        """
+        if write and (self._synchronous != "NORMAL" or self._atomic_depth()):
+            return False, None
+        local = self._local
+        local.nowait = True
+        try:
+            conn = self._conn()
+            if not local.inline_mode:
+                with self._translate_errors():
+                    conn.execute("PRAGMA busy_timeout = 0")
+                    conn.execute("PRAGMA wal_autocheckpoint = 0")
+                local.inline_mode = True
+            return True, func(*args)
+        except _WouldBlock:
+            return False, None
+        finally:
+            local.nowait = False
+            if write:
+                self._checkpoint_soon()
+
+    def _leave_inline_mode(self, conn: sqlite3.Connection) -> None:
+        """This thread's next call may wait: the connection's usual busy timeout and
+        automatic checkpoints again."""
+        with self._translate_errors():
+            conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+            conn.execute("PRAGMA wal_autocheckpoint = 1000")
+        self._local.inline_mode = False
+
+    def _checkpoint_soon(self) -> None:
+        """Once the write-ahead log passes ~4 MB (SQLite's own automatic threshold: 1000
+        pages), checkpoint it on the writer thread (PASSIVE: waits for no one)."""
+        self._inline_writes += 1
+        if self._inline_writes % 64 or self._checkpoint_pending:
+            return
+        try:
+            size = os.stat(self._wal).st_size
+        except OSError:
+            return
+        if size > 4 * 1024 * 1024:
+            self._checkpoint_pending = True
+            self.write_executor.submit(self._checkpoint_wal)
+
+    def _checkpoint_wal(self) -> None:
+        try:
+            with self._read() as conn:
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except StoreError:
+            pass  # the next automatic checkpoint (or the next attempt) does it
+        finally:
+            self._checkpoint_pending = False
+
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         with self._translate_errors():
@@ -444,11 +580,13 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
             ).fetchone()
             first = next_seq - count
             conn.executemany(
-                "INSERT INTO session_items (namespace, session_id, seq, data, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO session_items (namespace, session_id, seq, data, created_at, plain) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (namespace, session_id, first + n, text, now)
-                    for n, text in enumerate(encoded_items)
+                    (namespace, session_id, first + n, text, now, plain)
+                    for n, (text, plain) in enumerate(
+                        zip(encoded_items, plain_items(encoded_items), strict=True)
+                    )
                 ],
             )
 
@@ -457,20 +595,40 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
     ) -> list[dict[str, Any]]:
         if limit == 0:
             return []
-        with self._read() as conn:
+        conn = self._conn()
+        try:  # (not self._read(): this is the hottest read, its context managers cost ~10%)
+            # the common case in one row: every item's text as one JSON array (SQLite
+            # concatenates in C), read as is when every item was plain when written
+            try:
+                text, count, plain = conn.execute(
+                    _PAGE_ALL if limit is None else _PAGE_LAST,
+                    (namespace, session_id) if limit is None else (namespace, session_id, limit),
+                ).fetchone()
+            except sqlite3.DataError:  # longer than SQLite's longest string: row by row
+                text, count, plain = None, None, 0
+            if count == 0:
+                return []
+            if plain:
+                page = decode_page(text, count)
+                if page is not None:
+                    if limit is not None:  # _PAGE_LAST is newest first
+                        page.reverse()
+                    return page
             if limit is None:
                 rows = conn.execute(
-                    "SELECT seq, data FROM session_items WHERE namespace = ? AND session_id = ? "
-                    "ORDER BY seq",
+                    "SELECT seq, data, plain FROM session_items WHERE namespace = ? "
+                    "AND session_id = ? ORDER BY seq",
                     (namespace, session_id),
                 ).fetchall()
             else:
                 rows = conn.execute(
-                    "SELECT seq, data FROM session_items WHERE namespace = ? AND session_id = ? "
-                    "ORDER BY seq DESC LIMIT ?",
+                    "SELECT seq, data, plain FROM session_items WHERE namespace = ? "
+                    "AND session_id = ? ORDER BY seq DESC LIMIT ?",
                     (namespace, session_id, limit),
                 ).fetchall()
                 rows.reverse()
+        except sqlite3.DatabaseError as exc:
+            raise self._store_error(exc) from exc
         return decode_items(rows, where=f"session {session_id!r}")
 
     def session_pop(self, namespace: str, session_id: str) -> dict[str, Any] | None:
@@ -478,13 +636,15 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
             row = conn.execute(
                 "DELETE FROM session_items WHERE namespace = ?1 AND session_id = ?2 AND seq = "
                 "(SELECT max(seq) FROM session_items WHERE namespace = ?1 AND session_id = ?2) "
-                "RETURNING seq, data",
+                "RETURNING seq, data, plain",
                 (namespace, session_id),
             ).fetchone()
             if row is None:
                 return None
             # A corrupt item raises here, inside the transaction: the rollback keeps it.
-            item = decode_item(row[1], record_id=row[0], where=f"session {session_id!r}")
+            item = decode_item(
+                row[1], record_id=row[0], where=f"session {session_id!r}", plain=row[2]
+            )
             conn.execute(
                 "UPDATE sessions SET item_count = item_count - 1, updated_at = ? "
                 "WHERE namespace = ? AND session_id = ?",

@@ -14,6 +14,7 @@ import orjson
 
 from ...errors import ConflictError
 from ...types import MemoryEvent, MemoryVersion, SessionInfo, datetime_from_us, us_from_datetime
+from ...validation import plain_items
 from ..base import ExportedMemory, ImportedMemory, SessionItemRow, TripleRow
 from ..rows import (
     EVENT_COLUMNS,
@@ -311,10 +312,12 @@ class TransferMixin:
             ).fetchone()
             first = next_seq - count
             conn.executemany(
-                "INSERT INTO session_items (namespace, session_id, seq, data, created_at) "
-                "VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO session_items (namespace, session_id, seq, data, created_at, plain) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
                 [
-                    (namespace, session_id, first + n, data, at)
-                    for n, (data, at) in enumerate(items)
+                    (namespace, session_id, first + n, data, at, plain)
+                    for n, ((data, at), plain) in enumerate(
+                        zip(items, plain_items([d for d, _ in items]), strict=True)
+                    )
                 ],
             )
