@@ -787,7 +787,8 @@ def import_cmd(
 
 
 def _transfer_progress(unit: str) -> Progress:
-    """A progress bar with rate and time left (``unit``: "bytes" or "records")."""
+    """A progress bar with rate and time left (``unit``: "bytes", or what is counted:
+    "records", "sessions")."""
     from rich.progress import (
         BarColumn,
         DownloadColumn,
@@ -802,14 +803,12 @@ def _transfer_progress(unit: str) -> Progress:
     )
 
     class _RateColumn(ProgressColumn):
-        """Records per second."""
+        """``unit`` per second."""
 
         def render(self, task: Task) -> Text:
             speed = task.finished_speed or task.speed
-            return Text(
-                f"{speed:,.0f} records/s" if speed else "- records/s",
-                style="progress.data.speed",
-            )
+            rate = f"{speed:,.1f}" if speed else "-"
+            return Text(f"{rate} {unit}/s", style="progress.data.speed")
 
     columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
     if unit == "bytes":

@@ -14,15 +14,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
@@ -35,19 +26,21 @@ from .cli import (
     _closing,
     _fail,
     _llm_spec,
-    _RateColumn,
+    _transfer_progress,
     app,
     console,
     err_console,
 )
 from .errors import EngramError, InvalidInputError
-from .memory import Memory
 from .store import open_store
 from .types import DEFAULT_NAMESPACE, Spend
 
 if TYPE_CHECKING:
+    from rich.progress import TaskID
+
     from .consolidate import ConsolidationRun, ConsolidationStatus
     from .consolidate.budget import CostCaps
+    from .memory import Memory
 
 traces_app = typer.Typer(
     help="List, show and delete a scope's trace memories.", no_args_is_help=True
@@ -70,6 +63,8 @@ RootOpt = Annotated[
 
 
 def _open(data_dir: str, namespace: str, embedder: str = "none", llm: str | None = None) -> Memory:
+    from .memory import Memory
+
     store = _closing(open_store(data_dir, create=False))
     return Memory(store, namespace=namespace, embedder=embedder, llm=llm)
 
@@ -365,7 +360,7 @@ def _run_with_progress(
     run_scope: Callable[..., ConsolidationRun], mem: Memory, kw: dict[str, Any]
 ) -> ConsolidationRun:
     """One scope's run with a progress bar per step (rate and time left)."""
-    with _consolidation_progress() as progress:
+    with _transfer_progress("sessions") as progress:
         tasks: dict[str, TaskID] = {}
 
         def show(step: str, done: int, total: int) -> None:
@@ -375,18 +370,6 @@ def _run_with_progress(
             progress.update(tasks[step], completed=done, total=total)
 
         return run_scope(mem, mem.llm, progress=show, **kw)
-
-
-def _consolidation_progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _RateColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-    )
 
 
 # -- traces ----------------------------------------------------------------------------------

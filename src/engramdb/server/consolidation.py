@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field, Strict
+from pydantic import BaseModel, BeforeValidator, Field, Strict
 
 from ..consolidate import (
     configure_scope,
@@ -33,7 +33,7 @@ from ..consolidate.traces import find_trace
 from ..errors import LLMError, NotFoundError
 from ..types import Job, Spend
 from .errors import ApiError, llm_failure
-from .models import SPACE_CHARS, Body, Bool, Id, Int, _Unicode
+from .models import SPACE_CHARS, Body, Bool, Id, _json_number, _Unicode
 from .settings import ServerSettings
 from .tenant import Tenant, TenantDep, one_hop
 from .v1 import ERRORS, LLM_ERRORS
@@ -246,8 +246,8 @@ class ContextIn(Body):
     user_id: Id | None = None
     agent_id: Id | None = None
     session_id: Id | None = None
-    budget_tokens: Annotated[Int, Field(ge=0, le=32_000)] = 800
-    limit: Annotated[Int, Field(ge=1, le=100)] = 20
+    budget_tokens: Annotated[int, Field(ge=0, le=32_000), BeforeValidator(_json_number)] = 800
+    limit: Annotated[int, Field(ge=1, le=100), BeforeValidator(_json_number)] = 20
 
 
 class ContextOut(BaseModel):
