@@ -54,7 +54,8 @@ OPTIONAL_KEY_PATHS = {"/api/keys/register"}
 
 class SecurityHeaders:
     """Adds the security headers to the web page's and the docs' responses: the CSP, no
-    framing, no sniffing, no referrer, and ``no-store`` for pages (they show a key's data)."""
+    framing, no sniffing, no referrer to other sites (the same origin keeps its
+    ``Origin`` header, which form posts are checked against), and ``no-store`` for pages (they show a key's data)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
@@ -74,7 +75,7 @@ class SecurityHeaders:
                     (b"content-security-policy", (DOCS_CSP if docs else PAGE_CSP).encode()),
                     (b"x-content-type-options", b"nosniff"),
                     (b"x-frame-options", b"DENY"),
-                    (b"referrer-policy", b"no-referrer"),
+                    (b"referrer-policy", b"same-origin"),
                 ]
                 if not static:
                     headers.append((b"cache-control", b"no-store"))
