@@ -54,8 +54,9 @@ OPTIONAL_KEY_PATHS = {"/api/keys/register"}
 
 class SecurityHeaders:
     """Adds the security headers to the web page's and the docs' responses: the CSP, no
-    framing, no sniffing, no referrer to other sites (the same origin keeps its
-    ``Origin`` header, which form posts are checked against), and ``no-store`` for pages (they show a key's data)."""
+    framing, no sniffing, no referrer to other sites (the same origin keeps its ``Origin``
+    header, which form posts are checked against), and ``no-store`` for pages (they show a
+    key's data)."""
 
     def __init__(self, app: Any) -> None:
         self.app = app
