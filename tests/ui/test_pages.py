@@ -372,6 +372,9 @@ def test_issue16_admin_sees_keys_creates_with_secret_once_and_revokes(ui: Ui) ->
     assert admin.get("/ui/").url.path == "/ui/keys"
     page = admin.get("/ui/keys")
     assert "first" in page.text and "Registration mode: <strong>admin</strong>" in page.text
+    first_ns = ui.api(ui.key("second"), "GET", "/v1/stats").json()["namespace"]
+    page = admin.get("/ui/keys")
+    assert f"<tr><td><bdi>{first_ns}</bdi></td><td>1</td><td>1</td></tr>" in page.text
     assert admin.get("/ui/memories").status_code == 403  # admins hold no namespace data
     made = admin.post(
         "/ui/keys", data={"csrf": csrf_of(page.text), "name": "made-in-ui", "namespace": "ui-ns"}

@@ -615,7 +615,15 @@ def _keys(ctx: Ctx) -> list[Any]:
 async def keys(request: Request) -> Response:
     def page(ctx: Ctx) -> Response:
         settings = ctx.request.app.state.settings
-        return ctx.render("keys.html", keys=_keys(ctx), registration=settings.registration)
+        found = _keys(ctx)
+        namespaces: dict[str, dict[str, int]] = {}
+        for k in found:
+            counts = namespaces.setdefault(k.namespace, {"keys": 0, "active": 0})
+            counts["keys"] += 1
+            counts["active"] += k.revoked_at is None
+        return ctx.render(
+            "keys.html", keys=found, namespaces=namespaces, registration=settings.registration
+        )
 
     return await _serve(request, page)
 
