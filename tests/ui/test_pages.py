@@ -131,6 +131,12 @@ def test_issue16_state_changing_forms_need_the_csrf_token_and_same_origin(ui: Ui
         headers={"Origin": "http://evil.example"},
     )
     assert (missing.status_code, wrong.status_code, cross.status_code) == (403, 403, 403)
+    proxied = c.post(  # behind a reverse proxy: the Origin names the forwarded host
+        f"/ui/memories/{memory_id}/forget",
+        data={"csrf": token + "x"},
+        headers={"Origin": "https://memory.example", "X-Forwarded-Host": "memory.example"},
+    )
+    assert proxied.status_code == 403 and "CSRF token" in proxied.text
     assert ui.api(key, "GET", f"/v1/memories/{memory_id}").status_code == 200
     assert c.post("/ui/logout", data={}).status_code == 403  # sign-out is a form too
     ok = c.post(f"/ui/memories/{memory_id}/forget", data={"csrf": token})
@@ -240,6 +246,17 @@ def test_issue16_no_500_for_any_input(ui: Ui) -> None:
     )
     assert raw.status_code == 400
     assert ui.api(key, "GET", f"/v1/memories/{memory_id}").status_code == 200
+    for secret in ["", "\x00", "🧠" * 2000, "egm_" + "A" * 43, ADMIN_KEY + " "]:
+        anon = ui.client()
+        form = anon.get("/ui/login")
+        r = anon.post("/ui/login", data={"csrf": csrf_of(form.text), "key": secret})
+        assert r.status_code in (401, 200), (secret[:10], r.status_code)
+        assert (r.status_code == 200) == (secret == ADMIN_KEY + " ")  # keys are stripped
+    admin = ui.browser(ADMIN_KEY)
+    token = csrf_of(admin.get("/ui/keys").text)
+    for data in [{"name": "x", "namespace": "a\x00b"}, {"name": "x", "namespace": "a" * 5000}]:
+        r = admin.post("/ui/keys", data={"csrf": token, **data})
+        assert 400 <= r.status_code < 500, (data, r.status_code)
 
 
 def test_issue16_scoped_forget_previews_then_deletes_exactly_that(ui: Ui) -> None:

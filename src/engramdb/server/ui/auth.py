@@ -129,9 +129,12 @@ def csrf_ok(expected: str, sent: str | None) -> bool:
 
 def same_origin(request: Request) -> bool:
     """A state-changing request must come from this site: its ``Origin`` (when the browser
-    sends one) names this host."""
+    sends one) names this host (``Host``, or behind a reverse proxy ``X-Forwarded-Host``: a
+    cross-site form cannot set either). The CSRF token is checked as well."""
     origin = request.headers.get("origin")
     if origin is None or origin == "null":
         return origin is None
-    host = request.headers.get("host", "")
-    return origin.split("://", 1)[-1] == host
+    sent = origin.split("://", 1)[-1]
+    hosts = {request.headers.get("host", "")}
+    hosts.update(h.strip() for h in request.headers.get("x-forwarded-host", "").split(","))
+    return sent in hosts - {""}
