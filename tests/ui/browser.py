@@ -152,6 +152,15 @@ def seed(base_url: str, key: str) -> dict[str, str]:
             },
         ]
         c.post("/v1/sessions/support-42/items", json={"items": items}).raise_for_status()
+        c.post(
+            "/v1/memories/extract",
+            json={
+                "session_id": "onboarding-1",
+                "user_id": "alice",
+                "infer": False,
+                "messages": [{"role": "user", "content": "I am allergic to peanuts"}],
+            },
+        ).raise_for_status()
         for city, since in (("Paris", "2019-03-01T00:00:00Z"), ("Rome", "2024-09-01T00:00:00Z")):
             c.post(
                 "/v1/triples",
@@ -173,6 +182,7 @@ PAGES = {
     "login": "/ui/login",
     "memories": "/ui/memories?q=Alice+tea&mode=hybrid",
     "memory": "/ui/memories/{tea}",
+    "provenance": "/ui/memories?q=peanuts",
     "forget": "/ui/forget?user_id=bob",
     "sessions": "/ui/sessions",
     "session": "/ui/session?id=support-42",
@@ -194,6 +204,8 @@ def screenshots(page: Page, ids: dict[str, str], out: Path, admin_key: str) -> l
         page.goto(path.format(**ids))
         if name == "memories":
             page.locator("details.explain summary").first.click()
+        if name == "provenance":  # the memory extracted from a conversation
+            go(page, "li.memory a.content")
         if name == "session":
             page.locator("li.tool_call summary").first.click()
         made.append(out / f"ui-{name}.png")

@@ -60,6 +60,7 @@ def test_issue16_browser_sign_in_search_explain_session_forget_sign_out(
     server: LiveServer, visit: Any
 ) -> None:
     key = server.register("e2e")
+    assert f"{server.url}/ui/" in server.log()  # serve prints the page's URL
     page = visit()
     sign_in(page, key)
     with api(server.url, key) as c:  # remember through the API
@@ -281,6 +282,6 @@ def test_issue16_browser_screenshots_of_every_page(
     page = visit()
     sign_in(page, key)
     made = screenshots(page, ids, tmp_path, ADMIN_KEY)
-    assert len(made) == 11
+    assert len(made) == 12
     for png in made:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000, png

@@ -315,6 +315,26 @@ def test_issue16_memory_page_shows_history_diff_and_provenance(ui: Ui) -> None:
     assert page.status_code == 200 and "likes black tea" in page.text
     assert "<del>green</del>" in page.text and "<ins>black</ins>" in page.text
     assert "Version 1" in page.text
+    said = ui.api(
+        key,
+        "POST",
+        "/v1/memories/extract",
+        json={
+            "session_id": "s1",
+            "infer": False,
+            "messages": [
+                {"role": "user", "content": "hello"},
+                {"role": "user", "content": "I like tea"},
+            ],
+        },
+    )
+    assert said.status_code == 200, said.text
+    extracted = said.json()["applied"][1]["memory_id"]
+    origin = c.get(f"/ui/memories/{extracted}")
+    assert "<td>add</td>" in origin.text, origin.text[-1500:]
+    link = 'href="/ui/session?id=s1&amp;after=0#item-1">item 1</a>'
+    assert link in origin.text  # provenance: the session item it came from
+    assert 'id="item-1"' in c.get("/ui/session?id=s1&after=0").text
 
 
 def test_issue16_session_view_folds_tool_calls_and_pops_and_clears(ui: Ui) -> None:
