@@ -11,8 +11,3 @@ document.addEventListener("click", function (event) {
     navigator.clipboard.writeText(field.value).then(function () { button.textContent = "Copied"; });
   }
 });
-// The "e" key (outside form fields) opens or closes every explain view of the results.
-document.addEventListener("keydown", function (event) {
-  if (event.key !== "e" || event.target.closest("input, select, textarea")) return;
-  document.querySelectorAll("details.explain").forEach(function (d) { d.open = !d.open; });
-});
