@@ -272,6 +272,8 @@ def test_issue16_browser_revoked_cookie_and_other_namespace(server: LiveServer, 
         assert c.delete(f"/v1/keys/{key_id}").status_code == 200
     page.goto("/ui/memories")
     assert page.url.endswith("/ui/login")
+    controls, reached = _tab_through(page)  # the sign-in page too
+    assert len(controls) >= 3 and controls == reached
 
 
 def test_issue16_browser_screenshots_of_every_page(

@@ -9,7 +9,6 @@ is wrong answers a 4xx page, never a 500.
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,8 +30,6 @@ from ..models import KeyIn
 from ..tenant import Services, Tenant, services, tenant_for
 from . import auth
 from .render import environment, explain_rows, item_view, timeline, versions
-
-log = logging.getLogger("engramdb.server")
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 env = environment()
