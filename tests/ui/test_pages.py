@@ -449,3 +449,21 @@ def test_issue16_docs_and_redoc_need_no_network_and_openapi_declares_keys(ui: Ui
     names = spec["components"]["schemas"]
     assert all("__" not in name and "." not in name for name in names), sorted(names)
     assert not any(p.startswith("/ui") for p in spec["paths"])
+
+
+def test_issue16_session_cookie_expires(ui: Ui) -> None:
+    import time
+
+    from engramdb.server.ui import auth
+
+    key = ui.key()
+    c = ui.browser(key)
+    payload = auth.unsign(auth.signing_key(ui.app.state.services), c.cookies["engramdb_ui"])
+    assert payload is not None and payload["k"].startswith("key_")
+    other = ui.client()
+    for age, works in ((60, True), (auth.MAX_AGE + 1, False), (-3600, False)):
+        cookie = auth.sign(
+            auth.signing_key(ui.app.state.services), {**payload, "t": int(time.time()) - age}
+        )
+        r = other.get("/ui/memories", headers={"Cookie": f"engramdb_ui={cookie}"})
+        assert (r.url.path == "/ui/memories") is works, age

@@ -31,6 +31,8 @@ COOKIE_PATH = "/ui"
 MAX_AGE = 12 * 3600
 """Seconds a session lasts; signing in again starts a new one."""
 SECRET_NAME = "ui-session"
+CLOCK_SKEW = 300
+"""Seconds a replica's clock may lag the one that signed the visitor in."""
 
 
 def _b64(raw: bytes) -> str:
@@ -106,7 +108,7 @@ def current(request: Request, svc: Services) -> UiSession | None:
     csrf, started = payload.get("c"), payload.get("t")
     if not isinstance(csrf, str) or not isinstance(started, int):
         return None
-    if not 0 <= time.time() - started < MAX_AGE:
+    if not -CLOCK_SKEW <= time.time() - started < MAX_AGE:
         return None
     tag = payload.get("a")
     if isinstance(tag, str):
