@@ -8,7 +8,7 @@ DATA_DIR ?= .engramdb
 HOST ?= 127.0.0.1
 PORT ?= 8765
 
-.PHONY: install serve test lint bench clean
+.PHONY: install serve test lint bench clean chromium
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -28,7 +28,23 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
-test: lint
+# The browser tests (tests/ui) drive Debian's Chromium; install it when missing and we may
+# (root with apt-get). Where we cannot, those tests skip and say why.
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing Debian's chromium for the browser tests (tests/ui)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium \
+	    || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+	         --no-install-recommends chromium; } \
+	    || echo "WARNING: could not install chromium: the browser tests (tests/ui) will skip"; \
+	  else \
+	    echo "WARNING: /usr/bin/chromium is missing and this is not root with apt-get:" \
+	         "the browser tests (tests/ui) will skip"; \
+	  fi; \
+	fi
+
+test: lint chromium
 	$(BIN)/pytest
 
 bench: $(STAMP)

@@ -920,6 +920,7 @@ def serve(
         f"engramdb {__version__} serving {_without_password(settings.store)} at [bold]{base}[/]"
         f" ({settings.workers} worker{'s' if settings.workers > 1 else ''})"
     )
+    err_console.print(f"  web page: {base}/ui/ (sign in with an API key)")
     err_console.print(f"  API docs: {base}/docs   health: {base}/health")
     if settings.registration == "open" and settings.host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(

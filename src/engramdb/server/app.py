@@ -114,6 +114,8 @@ def create_app(
         version=__version__,
         summary="Persistent memory for AI agents: sessions, memories, knowledge triples.",
         lifespan=lifespan,
+        docs_url=None,  # served by install_ui from the package's assets (works offline)
+        redoc_url=None,
     )
     app.state.settings = settings
     managers = None
@@ -152,6 +154,9 @@ def create_app(
     app.include_router(v1.router)
     app.include_router(consolidation.router)
     app.include_router(compat.router)
+    from .ui import install_ui
+
+    install_ui(app)  # the web page (/ui/), offline /docs and /redoc
     # MCP over streamable HTTP (engramdb.integrations.mcp), authenticated by the same keys
     app.add_route("/mcp", cast(Any, mcp), include_in_schema=False)  # a raw ASGI endpoint
 

@@ -41,7 +41,7 @@ class StoreIn(Body):
     metadata: JSONObject | None = None
 
 
-class RecallIn(Body):
+class CompatRecallIn(Body):
     query: Str = ""
     tags: Tags | TagsText | None = None
     """Exact tags, all of which a memory must carry (a list or a comma-separated string)."""
@@ -141,7 +141,7 @@ def store(t: TenantDep, body: StoreIn) -> dict[str, Any]:
 
 @router.post("/api/memory/recall")
 @one_hop
-def recall(t: TenantDep, body: RecallIn) -> dict[str, Any]:
+def recall(t: TenantDep, body: CompatRecallIn) -> dict[str, Any]:
     """Memories for a query, searched over content and tags.
 
     ``tags`` keeps only memories carrying every one of them (exact). A query made only of

@@ -97,13 +97,17 @@ def principal(request: Request) -> Principal:
 
 
 def tenant(request: Request) -> Tenant:
-    who = principal(request)
+    return tenant_for(services(request), principal(request))
+
+
+def tenant_for(svc: Services, who: Principal) -> Tenant:
+    """The tenant of an authenticated caller (the API's and the web page's), after its
+    request-rate limit; admins get 403: they have no namespace data."""
     if who.key is None:
         # admin keys manage keys and namespaces only: no data route, no statistics
         raise ApiError(
             403, "forbidden", "admin keys manage keys only; use a namespace key for data"
         )
-    svc = services(request)
     svc.limiter.check_rate(who.key, who.ancestors)
     return Tenant(
         who.key, svc.memory.scoped(who.key.namespace), svc.limiter, who.ancestors, svc.managers
