@@ -16,7 +16,7 @@ from ..memory import MAX_FACT_CHARS, MAX_LIMIT, MAX_METADATA_BYTES
 from ..sessions import list_sessions
 from ..types import datetime_from_us, us_from_datetime
 from ..validation import MAX_ID_LENGTH, MAX_JSON_DEPTH
-from .auth import child_limits
+from .auth import Principal, child_limits
 from .errors import ApiError, llm_failure
 from .models import (
     KEY_NAME_CHARS,
@@ -73,7 +73,7 @@ from .models import (
     TriplesOut,
     VersionOut,
 )
-from .tenant import PrincipalDep, ServicesDep, Tenant, TenantDep, one_hop
+from .tenant import PrincipalDep, Services, ServicesDep, Tenant, TenantDep, one_hop
 
 if TYPE_CHECKING:
     from ..manager import ExtractionReport
@@ -600,6 +600,11 @@ def stats(t: TenantDep) -> dict[str, Any]:
 def keys_list(who: PrincipalDep, svc: ServicesDep, namespace: IdQuery = None) -> KeysOut:
     """Admins: keys of every namespace (or ``?namespace=``). A namespace key: itself and the
     keys created from it (directly or through its children), never its siblings."""
+    return list_keys(who, svc, namespace)
+
+
+def list_keys(who: Principal, svc: Services, namespace: str | None) -> KeysOut:
+    """What ``GET /v1/keys`` answers (the web page's keys page too)."""
     if who.key is None:
         return KeysOut(keys=[KeyOut.of(k) for k in svc.keys.store.key_list(namespace)])
     if namespace is not None and namespace != who.key.namespace:
@@ -614,6 +619,11 @@ def keys_create(who: PrincipalDep, svc: ServicesDep, body: KeyIn) -> NewKeyOut:
     than its own (limits it leaves out are inherited). Admins create keys for a *new*
     namespace (a fresh one if ``namespace`` is omitted) with any limits; a namespace that
     already holds keys or data is refused, since its key would read that data."""
+    return create_key(who, svc, body)
+
+
+def create_key(who: Principal, svc: Services, body: KeyIn) -> NewKeyOut:
+    """What ``POST /v1/keys`` answers (the web page's keys page too)."""
     requested = body.limits.model_dump(exclude_unset=True) if body.limits else None
     if who.key is None:
         if body.namespace is not None and svc.keys.store.namespace_exists(body.namespace):
@@ -640,6 +650,11 @@ def keys_revoke(who: PrincipalDep, svc: ServicesDep, key_id: str) -> RevokedOut:
     """Revoke a key: it stops working at once, on every replica. Admins revoke any key; a
     namespace key revokes itself or keys created from it (keys it created keep working when
     it is revoked)."""
+    return revoke_key(who, svc, key_id)
+
+
+def revoke_key(who: Principal, svc: Services, key_id: str) -> RevokedOut:
+    """What ``DELETE /v1/keys/{key_id}`` answers (the web page's keys page too)."""
     if who.key is None:
         found = svc.keys.find(key_id)
     else:

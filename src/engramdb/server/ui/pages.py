@@ -602,10 +602,10 @@ async def usage(request: Request) -> Response:
 
 
 def _keys(ctx: Ctx) -> list[Any]:
-    from ..v1 import keys_list
+    from ..v1 import list_keys
 
     assert ctx.session is not None
-    return list(keys_list(ctx.session.principal, ctx.svc, None).keys)
+    return list(list_keys(ctx.session.principal, ctx.svc, None).keys)
 
 
 @router.get("/keys")
@@ -628,7 +628,7 @@ async def keys(request: Request) -> Response:
 @router.post("/keys")
 async def key_create(request: Request) -> Response:
     def page(ctx: Ctx) -> Response:
-        from ..v1 import keys_create
+        from ..v1 import create_key
 
         assert ctx.session is not None
         body: dict[str, Any] = {"name": ctx.form.get("name") or ""}
@@ -636,7 +636,7 @@ async def key_create(request: Request) -> Response:
             value = (ctx.form.get(field) or "").strip()
             if value:
                 body[field] = value
-        made = keys_create(ctx.session.principal, ctx.svc, KeyIn.model_validate(body))
+        made = create_key(ctx.session.principal, ctx.svc, KeyIn.model_validate(body))
         response = ctx.render("key_created.html", secret=made.api_key, key=made.key)
         return response
 
@@ -666,10 +666,10 @@ async def key_revoke_confirm(request: Request, key_id: str) -> Response:
 @router.post("/keys/{key_id}/revoke")
 async def key_revoke(request: Request, key_id: str) -> Response:
     def page(ctx: Ctx) -> Response:
-        from ..v1 import keys_revoke
+        from ..v1 import revoke_key
 
         assert ctx.session is not None
-        revoked = keys_revoke(ctx.session.principal, ctx.svc, key_id).key
+        revoked = revoke_key(ctx.session.principal, ctx.svc, key_id).key
         return ctx.render(
             "done.html",
             title="Key revoked",
