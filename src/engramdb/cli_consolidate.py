@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -109,72 +108,6 @@ def _caps(
             pick(day_max_llm_calls, default.day.max_llm_calls),
         ),
     )
-
-
-def _run_dict(run: ConsolidationRun) -> dict[str, Any]:
-    md = run.memory_md
-    return {
-        "namespace": run.namespace,
-        "scope": run.scope,
-        "dry_run": run.dry_run,
-        "stopped": run.stopped,
-        "summarized": run.traces.summarized,
-        "skipped": run.traces.skipped,
-        "failed": run.traces.failed,
-        "planned": run.traces.planned,
-        "memory_md": None
-        if md is None
-        else {
-            "status": md.status,
-            "version": md.memory_md_version,
-            "traces": md.traces,
-            "new_traces": md.new_traces,
-            "files": [str(path) for path in md.files],
-            "error": md.error,
-        },
-        "spent": asdict(run.spent),
-        "estimated_input_tokens": run.estimated_input_tokens,
-    }
-
-
-def _status_dict(status: ConsolidationStatus) -> dict[str, Any]:
-    def when(value: Any) -> str | None:
-        return value.isoformat() if value is not None else None
-
-    return {
-        "namespace": status.namespace,
-        "day": status.day,
-        "caps": {"run": asdict(status.caps.run), "day": asdict(status.caps.day)},
-        "spent_today": asdict(status.spent_today),
-        "scopes": [
-            {
-                "scope": s.scope,
-                "enabled": s.enabled,
-                "session_prefix": s.session_prefix,
-                "traces": s.traces,
-                "memory_md_version": s.memory_md_version,
-                "memory_md_lines": s.memory_md_lines,
-                "memory_md_bytes": s.memory_md_bytes,
-                "memory_md_updated_at": when(s.memory_md_updated_at),
-                "open_jobs": [
-                    {
-                        "kind": job.kind,
-                        "key": job.job_key.split("\n", 1)[-1],
-                        "status": job.status,
-                        "attempts": job.attempts,
-                        "max_attempts": job.max_attempts,
-                        "last_error": job.last_error,
-                        "retry_at": when(job.retry_at),
-                    }
-                    for job in s.open_jobs
-                ],
-                "spent_today": asdict(s.spent_today),
-                "spent_total": asdict(s.spent_total),
-                "last_run_at": when(s.last_run_at),
-            }
-            for s in status.scopes
-        ],
-    }
 
 
 def _print_status(status: ConsolidationStatus) -> None:
@@ -307,7 +240,7 @@ def consolidate(
         if status:
             report = consolidation_status(mem, caps=caps)
             if as_json:
-                typer.echo(json.dumps(_status_dict(report), ensure_ascii=False))
+                typer.echo(json.dumps(report.to_dict(), ensure_ascii=False))
             else:
                 _print_status(report)
             return
@@ -335,7 +268,7 @@ def consolidate(
                 if dry_run or as_json:
                     result = estimate if dry_run else run_scope(mem, mem.llm, **kw)  # type: ignore[arg-type]
                     if as_json:
-                        typer.echo(json.dumps(_run_dict(result), ensure_ascii=False))
+                        typer.echo(json.dumps(result.to_dict(), ensure_ascii=False))
                     else:
                         _print_run(result)
                     continue

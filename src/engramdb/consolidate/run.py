@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from ..errors import BudgetExceededError
 from ..llm.base import LLM
@@ -56,6 +57,52 @@ class ConsolidationRun:
     stopped: str | None = None
     spent: Spend = field(default_factory=Spend)
     estimated_input_tokens: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The run as JSON-ready data (the CLI's ``--json``, the answer of
+        ``POST /v1/consolidate``)."""
+        md = self.memory_md
+        return {
+            "namespace": self.namespace,
+            "scope": self.scope,
+            "dry_run": self.dry_run,
+            "stopped": self.stopped,
+            "summarized": self.traces.summarized,
+            "skipped": self.traces.skipped,
+            "failed": self.traces.failed,
+            "planned": self.traces.planned,
+            "memory_md": None
+            if md is None
+            else {
+                "status": md.status,
+                "version": md.memory_md_version,
+                "traces": md.traces,
+                "new_traces": md.new_traces,
+                "estimated_input_tokens": md.estimated_input_tokens,
+                "error": md.error,
+            },
+            "spent": asdict(self.spent),
+            "estimated_input_tokens": self.estimated_input_tokens,
+        }
+
+
+def _when(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def job_dict(job: Job) -> dict[str, Any]:
+    """A consolidation job as JSON-ready data; ``key`` is the session id of a trace job, the
+    scope of a ``MEMORY.md`` job."""
+    return {
+        "kind": job.kind,
+        "key": job.job_key.split("\n", 1)[-1],
+        "status": job.status,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "last_error": job.last_error,
+        "retry_at": _when(job.retry_at),
+        "spent": asdict(job.spend),
+    }
 
 
 def configure_scope(
@@ -189,6 +236,23 @@ class ScopeStatus:
     spent_total: Spend
     last_run_at: datetime | None
 
+    def to_dict(self) -> dict[str, Any]:
+        """The scope's status as JSON-ready data."""
+        return {
+            "scope": self.scope,
+            "enabled": self.enabled,
+            "session_prefix": self.session_prefix,
+            "traces": self.traces,
+            "memory_md_version": self.memory_md_version,
+            "memory_md_lines": self.memory_md_lines,
+            "memory_md_bytes": self.memory_md_bytes,
+            "memory_md_updated_at": _when(self.memory_md_updated_at),
+            "open_jobs": [job_dict(job) for job in self.open_jobs],
+            "spent_today": asdict(self.spent_today),
+            "spent_total": asdict(self.spent_total),
+            "last_run_at": _when(self.last_run_at),
+        }
+
 
 @dataclass
 class ConsolidationStatus:
@@ -200,6 +264,16 @@ class ConsolidationStatus:
     caps: CostCaps
     spent_today: Spend
     scopes: list[ScopeStatus]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The status as JSON-ready data (``--status --json``, ``GET /v1/consolidate/status``)."""
+        return {
+            "namespace": self.namespace,
+            "day": self.day,
+            "caps": {"run": asdict(self.caps.run), "day": asdict(self.caps.day)},
+            "spent_today": asdict(self.spent_today),
+            "scopes": [scope.to_dict() for scope in self.scopes],
+        }
 
 
 def consolidation_status(

@@ -31,7 +31,6 @@ from ..consolidate import (
 )
 from ..consolidate.traces import find_trace
 from ..errors import LLMError, NotFoundError
-from ..types import Job, Spend
 from .errors import ApiError, llm_failure
 from .models import SPACE_CHARS, Body, Bool, Id, _json_number, _Unicode
 from .settings import ServerSettings
@@ -68,15 +67,6 @@ class SpendOut(BaseModel):
     llm_calls: int
     input_tokens: int
     output_tokens: int
-
-    @classmethod
-    def of(cls, spend: Spend) -> SpendOut:
-        return cls(
-            sessions=spend.sessions,
-            llm_calls=spend.llm_calls,
-            input_tokens=spend.input_tokens,
-            output_tokens=spend.output_tokens,
-        )
 
 
 class ConsolidateIn(Body):
@@ -128,19 +118,6 @@ class JobOut(BaseModel):
     last_error: str | None
     retry_at: datetime | None
     spent: SpendOut
-
-    @classmethod
-    def of(cls, job: Job) -> JobOut:
-        return cls(
-            kind=job.kind,
-            key=job.job_key.split("\n", 1)[-1],
-            status=job.status,
-            attempts=job.attempts,
-            max_attempts=job.max_attempts,
-            last_error=job.last_error,
-            retry_at=job.retry_at,
-            spent=SpendOut.of(job.spend),
-        )
 
 
 class ScopeStatusOut(BaseModel):
@@ -297,28 +274,7 @@ def run_consolidation(request: Request, t: TenantDep, body: ConsolidateIn) -> Co
         )
     except LLMError as exc:
         raise llm_failure(exc, "what was finished is kept; run again later") from None
-    md = run.memory_md
-    return ConsolidateOut(
-        scope=run.scope,
-        dry_run=run.dry_run,
-        stopped=run.stopped,
-        summarized=run.traces.summarized,
-        skipped=run.traces.skipped,
-        failed=run.traces.failed,
-        planned=run.traces.planned,
-        memory_md=None
-        if md is None
-        else MemoryMdRunOut(
-            status=md.status,
-            version=md.memory_md_version,
-            traces=md.traces,
-            new_traces=md.new_traces,
-            estimated_input_tokens=md.estimated_input_tokens,
-            error=md.error,
-        ),
-        spent=SpendOut.of(run.spent),
-        estimated_input_tokens=run.estimated_input_tokens,
-    )
+    return ConsolidateOut.model_validate(run.to_dict())
 
 
 @router.get("/consolidate/status", response_model=StatusOut)
@@ -334,36 +290,7 @@ def status(
     scope its settings, traces, ``MEMORY.md`` size and version, unfinished jobs (with their
     last errors: a job never sits silently pending) and its spend."""
     report = consolidation_status(t.memory, scope=scope, caps=_settings(request).consolidate_caps)
-
-    def caps(c: Any) -> CapsOut:
-        return CapsOut(
-            max_sessions=c.max_sessions,
-            max_input_tokens=c.max_input_tokens,
-            max_llm_calls=c.max_llm_calls,
-        )
-
-    return StatusOut(
-        day=report.day,
-        caps={"run": caps(report.caps.run), "day": caps(report.caps.day)},
-        spent_today=SpendOut.of(report.spent_today),
-        scopes=[
-            ScopeStatusOut(
-                scope=s.scope,
-                enabled=s.enabled,
-                session_prefix=s.session_prefix,
-                traces=s.traces,
-                memory_md_version=s.memory_md_version,
-                memory_md_lines=s.memory_md_lines,
-                memory_md_bytes=s.memory_md_bytes,
-                memory_md_updated_at=s.memory_md_updated_at,
-                open_jobs=[JobOut.of(job) for job in s.open_jobs],
-                spent_today=SpendOut.of(s.spent_today),
-                spent_total=SpendOut.of(s.spent_total),
-                last_run_at=s.last_run_at,
-            )
-            for s in report.scopes
-        ],
-    )
+    return StatusOut.model_validate(report.to_dict())
 
 
 @router.get("/consolidate/scopes", response_model=ScopesOut)
