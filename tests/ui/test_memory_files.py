@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlencode
 
-from engramdb.consolidate import consolidate, read_memory_md, scope_paths
+from engramdb.consolidate import configure_scope, consolidate, read_memory_md, scope_paths
 from engramdb.consolidate.traces import trace_job_key
 from engramdb.llm.base import Message
 from engramdb.llm.fake import ScriptedLLM
@@ -323,3 +323,80 @@ def test_issue16_memory_files_pages_send_csp_and_link_from_the_memory_page(ui: U
     page = c.get(f"/ui/memories/{md.id}")
     link = _q("/ui/scope", scope=SCOPE).replace("&", "&amp;")
     assert f'Made by consolidation: a MEMORY.md of scope <a href="{link}">' in page.text
+
+
+def _fact(content: str, seq: int) -> dict[str, object]:
+    return {
+        "type": "preference",
+        "content": content,
+        "about": "user",
+        "occurred_at": None,
+        "source_seqs": [seq],
+        "importance": 0.7,
+    }
+
+
+def test_issue16_extracted_memory_shows_its_decision_and_source_items(ui_llm: Ui) -> None:
+    assert ui_llm.llm is not None
+    key = ui_llm.key()
+    ui_llm.llm.add({"memories": [_fact("Ada prefers <b>green</b> tea", 1)], "triples": []})
+    said = ui_llm.api(
+        key,
+        "POST",
+        "/v1/memories/extract",
+        json={
+            "session_id": "chat-<1>",
+            "user_id": "ada",
+            "messages": [
+                {"role": "user", "content": "hello"},
+                {"role": "user", "content": "I prefer green tea"},
+            ],
+        },
+    )
+    assert said.status_code == 200, said.text
+    [applied] = [a for a in said.json()["applied"] if a.get("memory_id")]
+    c = ui_llm.browser(key)
+    page = c.get(f"/ui/memories/{applied['memory_id']}")
+    assert page.status_code == 200
+    _no_markup(page.text)
+    row = page.text.split('<table class="events">')[1].split("</table>")[0]
+    assert "<td>add</td>" in row  # the decision
+    assert "<td><bdi>scripted</bdi> (v1)</td>" in row  # by which model and prompt version
+    [reason] = re.findall(r"<td>add</td><td><bdi>([^<]+)</bdi></td>", row)
+    assert reason.strip()
+    session = 'href="/ui/session?id=chat-%3C1%3E"'
+    assert session in row
+    item = 'href="/ui/session?id=chat-%3C1%3E&amp;after=0#item-1">item 1</a>'
+    assert item in row  # the session item it was extracted from
+    view = c.get("/ui/session", params={"id": "chat-<1>", "after": 0})
+    assert 'id="item-1"' in view.text and "I prefer green tea" in view.text
+
+
+def test_issue16_memories_list_marks_extracted_and_consolidated_memories(ui_llm: Ui) -> None:
+    assert ui_llm.llm is not None
+    key = ui_llm.key()
+    ui_llm.llm.add({"memories": [_fact("Ada prefers green tea", 0)], "triples": []})
+    said = ui_llm.api(
+        key,
+        "POST",
+        "/v1/memories/extract",
+        json={"session_id": "chat-<1>", "messages": [{"role": "user", "content": "tea"}]},
+    )
+    assert said.status_code == 200, said.text
+    ui_llm.api(key, "POST", "/v1/memories", json={"content": "stored directly"})
+    configure_scope(ui_llm.memory(key), SCOPE, session_prefix="s")  # not the chat
+    _consolidated(ui_llm, key, sessions=("s1",))
+    c = ui_llm.browser(key)
+    for path in ("/ui/memories", "/ui/memories?q=tea&mode=text"):
+        page = c.get(path).text
+        _no_markup(page)
+        tea = page.split("Ada prefers green tea")[1].split("</li>")[0]
+        origin = tea.split('<span class="origin">')[1].split("</span>")[0]
+        assert origin.startswith("extracted") and " from session <a " in origin
+        assert 'href="/ui/session?id=chat-%3C1%3E"><bdi>chat-&lt;1&gt;</bdi>' in origin
+    listed = c.get("/ui/memories", params={"limit": 50}).text
+    direct = listed.split("stored directly")[1].split("</li>")[0]
+    assert 'class="origin"' not in direct
+    scope_link = _q("/ui/scope", scope=SCOPE).replace("&", "&amp;")
+    assert f'<span class="origin">consolidation trace of <a href="{scope_link}">' in listed
+    assert f'<span class="origin">consolidation MEMORY.md of <a href="{scope_link}">' in listed
