@@ -21,6 +21,20 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from ...consolidate import (
+    ScopeStatus,
+    configure_scope,
+    consolidation_status,
+    delete_trace,
+    list_traces,
+    memory_md_diff,
+    memory_md_history,
+    memory_summary,
+    read_memory_md,
+    reset_memory_md,
+    strip_marker,
+)
+from ...consolidate.traces import check_scope, find_trace
 from ...errors import EngramError, InvalidInputError, LLMError, NotFoundError, QuotaExceededError
 from ...filters import parse_datetime
 from ...memory import MAX_LIMIT, Mode
@@ -709,20 +723,16 @@ SUMMARY_BUDGET = 32_000
 def _scope_name(ctx: Ctx) -> str:
     """The scope a page is about: the ``scope`` query parameter (a form field for a POST),
     checked like the API checks it (a bad one is a 400 page)."""
-    from ...consolidate.traces import check_scope
-
-    raw = ctx.request.query_params.get("scope") if ctx.request.method == "GET" else None
-    if ctx.request.method != "GET":
-        raw = ctx.form.get("scope")
+    posted = ctx.request.method == "POST"
+    raw = ctx.form.get("scope") if posted else ctx.request.query_params.get("scope")
     if raw is None or not raw.strip():
         raise InvalidInputError("which scope? (scope is missing)")
     return check_scope(raw)
 
 
-def _scope_status(ctx: Ctx, scope: str) -> Any:
+def _scope_status(ctx: Ctx, scope: str) -> ScopeStatus:
     """The status of one of the namespace's scopes; 404 if the namespace has no such scope
     (never configured, consolidated or charged here: another namespace's is unknown)."""
-    from ...consolidate import consolidation_status
 
     caps = ctx.request.app.state.settings.consolidate_caps
     report = consolidation_status(ctx.tenant.memory, caps=caps)
@@ -759,7 +769,6 @@ def _version_arg(ctx: Ctx, name: str) -> int | None:
 @router.get("/scopes")
 async def scopes(request: Request) -> Response:
     def page(ctx: Ctx) -> Response:
-        from ...consolidate import consolidation_status
 
         caps = ctx.request.app.state.settings.consolidate_caps
         report = consolidation_status(ctx.tenant.memory, caps=caps)
@@ -771,13 +780,6 @@ async def scopes(request: Request) -> Response:
 @router.get("/scope")
 async def scope_page(request: Request) -> Response:
     def page(ctx: Ctx) -> Response:
-        from ...consolidate import (
-            list_traces,
-            memory_md_history,
-            memory_summary,
-            read_memory_md,
-            strip_marker,
-        )
 
         t = ctx.tenant
         scope = _scope_name(ctx)
@@ -829,7 +831,6 @@ def _diff_lines(text: str) -> list[tuple[str, str]]:
 @router.get("/scope/diff")
 async def scope_diff(request: Request) -> Response:
     def page(ctx: Ctx) -> Response:
-        from ...consolidate import memory_md_diff, memory_md_history
 
         t = ctx.tenant
         scope = _scope_name(ctx)
@@ -887,7 +888,6 @@ async def scope_confirm(request: Request, action: str) -> Response:
 @router.post("/scope/{action}")
 async def scope_change(request: Request, action: str) -> Response:
     def page(ctx: Ctx) -> Response:
-        from ...consolidate import configure_scope, reset_memory_md
         from ..consolidation import _root
 
         if action not in SCOPE_ACTIONS:
@@ -915,7 +915,6 @@ async def scope_change(request: Request, action: str) -> Response:
 
 
 def _trace_record(ctx: Ctx) -> tuple[str, str, Any]:
-    from ...consolidate.traces import find_trace
 
     scope = _scope_name(ctx)
     session_id = _trace_session(ctx)
@@ -960,7 +959,6 @@ async def trace_delete_confirm(request: Request) -> Response:
 @router.post("/trace/delete")
 async def trace_delete(request: Request) -> Response:
     def page(ctx: Ctx) -> Response:
-        from ...consolidate import delete_trace
         from ..consolidation import _root
 
         t = ctx.tenant
