@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -178,6 +178,87 @@ def seed(base_url: str, key: str) -> dict[str, str]:
         return ids
 
 
+SCOPE = "/home/dev/shop-api"
+"""The scope the screenshots' memory files are about."""
+MD_V1 = """# shop-api memory
+
+## Build and test
+- run `make test` before committing; the payment tests need `STRIPE_MOCK=1`
+- the venv is made by `uv sync`
+
+## Conventions
+- money is integer cents, never floats"""
+MD_V2 = MD_V1.replace("`uv sync`", "`make install` (uv)") + (
+    "\n\n## Deploys\n- staging deploys from `main` on every merge; prod is tagged by hand"
+)
+
+
+def _trace(task: str, learning: str) -> str:
+    return f"## Task\n{task}\n\n## Outcome\nDone.\n\n## Learnings\n- {learning}\n"
+
+
+SESSIONS = {
+    "shop-checkout-1": ("fix the failing payment tests", "fixed payment tests (needs STRIPE_MOCK)"),
+    "shop-checkout-2": ("round prices correctly", "prices are integer cents"),
+    "shop-deploy-3": ("set up the staging deploy", "staging deploys from main"),
+}
+
+
+def consolidate_sessions(
+    base_url: str,
+    key: str,
+    store_target: str,
+    root: str | Path,
+    sessions: dict[str, tuple[str, str]],
+    memory_md: str,
+    *,
+    scope: str = SCOPE,
+    trace: Any = None,
+    prefix: str | None = None,
+) -> None:
+    """Talk ``sessions`` (id -> (what the user asked, the trace's summary)) through the API,
+    then consolidate ``scope`` in this process over the server's store (a scripted model
+    writes the traces and ``memory_md``), as ``engramdb consolidate`` would; with ``prefix``
+    the scope keeps to the sessions whose id starts with it."""
+    from engramdb.consolidate import configure_scope, consolidate
+    from engramdb.llm.fake import ScriptedLLM
+    from engramdb.memory import Memory
+    from engramdb.store import open_store
+
+    with api(base_url, key) as c:
+        namespace = c.get("/v1/stats").json()["namespace"]
+        for sid, (asked, _) in sessions.items():
+            c.post(
+                f"/v1/sessions/{sid}/items",
+                json={"items": [{"role": "user", "content": f"{asked} ({sid})"}]},
+            ).raise_for_status()
+
+    def answer(messages: Any) -> dict[str, str]:
+        prompt = "\n".join(m.content for m in messages)
+        sid = next(s for s in sessions if f"({s})" in prompt)
+        asked, summary = sessions[sid]
+        text = trace if trace is not None else _trace(asked.capitalize() + ".", summary)
+        return {"trace_memory": text, "summary": summary}
+
+    llm = ScriptedLLM([answer] * len(sessions) + [{"memory_md": memory_md, "skills": []}])
+    memory = Memory(open_store(store_target), embedder="hashing")
+    try:
+        if prefix is not None:
+            configure_scope(memory.scoped(namespace), scope, session_prefix=prefix)
+        run = consolidate(memory.scoped(namespace), llm, scope=scope, root=root, idle_seconds=0)
+    finally:
+        memory.close()
+    assert run.memory_md is not None and run.memory_md.status == "consolidated", run
+
+
+def seed_memory_files(base_url: str, key: str, store_target: str, root: str | Path) -> None:
+    """Two consolidation runs of :data:`SCOPE`: three traces and MEMORY.md versions 1, 2."""
+    first = dict(list(SESSIONS.items())[:2])
+    consolidate_sessions(base_url, key, store_target, root, first, MD_V1, prefix="shop-")
+    last = dict(list(SESSIONS.items())[2:])
+    consolidate_sessions(base_url, key, store_target, root, last, MD_V2, prefix="shop-")
+
+
 PAGES = {
     "login": "/ui/login",
     "memories": "/ui/memories?q=Alice+tea&mode=hybrid",
@@ -189,8 +270,13 @@ PAGES = {
     "knowledge": "/ui/knowledge?entity=alice",
     "usage": "/ui/usage",
     "keys": "/ui/keys",
+    "scopes": "/ui/scopes",
+    "scope": "/ui/scope?{scope}",
+    "scope-diff": "/ui/scope/diff?{scope}&new=2",
+    "trace": "/ui/trace?{scope}&session=shop-checkout-1",
 }
-"""Every page, by screenshot name (``{tea}``: the seeded memory's id)."""
+"""Every page, by screenshot name (``{tea}``: the seeded memory's id; ``{scope}``: the
+memory files' scope as a query parameter, see :func:`seed_memory_files`)."""
 
 
 def screenshots(page: Page, ids: dict[str, str], out: Path, admin_key: str) -> list[Path]:
@@ -201,7 +287,7 @@ def screenshots(page: Page, ids: dict[str, str], out: Path, admin_key: str) -> l
     for name, path in PAGES.items():
         if name == "login":
             continue
-        page.goto(path.format(**ids))
+        page.goto(path.format(scope=urlencode({"scope": SCOPE}), **ids))
         if name == "memories":
             page.locator("details.explain summary").first.click()
         if name == "provenance":  # the memory extracted from a conversation

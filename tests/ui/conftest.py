@@ -6,12 +6,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from engramdb.llm.fake import ScriptedLLM
 from engramdb.memory import Memory
 from engramdb.server import create_app
 from engramdb.server.settings import ServerSettings
@@ -33,6 +35,9 @@ class Ui:
     TestClient (its own cookie jar)."""
 
     app: FastAPI
+    root: Path | None = None
+    """The server's ``memory_root`` (consolidation's files)."""
+    llm: ScriptedLLM | None = None
     clients: list[TestClient] = field(default_factory=list)
 
     def client(self) -> TestClient:
@@ -53,6 +58,15 @@ class Ui:
         c = self.clients[0] if self.clients else self.client()
         return c.request(method, path, headers={"X-API-Key": key}, **kwargs)
 
+    def namespace(self, key: str) -> str:
+        found: str = self.api(key, "GET", "/v1/stats").json()["namespace"]
+        return found
+
+    def memory(self, key: str) -> Memory:
+        """The facade of ``key``'s namespace (as the server's routes get it)."""
+        memory: Memory = self.app.state.services.memory.scoped(self.namespace(key))
+        return memory
+
     def browser(self, key: str) -> TestClient:
         c = self.client()
         form = c.get("/ui/login")
@@ -65,10 +79,26 @@ class Ui:
         return c
 
 
+def _ui(store: Store, root: Path, llm: ScriptedLLM | None = None) -> Ui:
+    cfg = ServerSettings(
+        admin_keys=[ADMIN_KEY], embedder="hashing", registration="admin", memory_root=str(root)
+    )
+    memory = Memory(store, embedder=cfg.embedder, llm=llm)
+    return Ui(create_app(settings=cfg, memory=memory), root=root, llm=llm)
+
+
 @pytest.fixture
-def ui(store: Store) -> Iterator[Ui]:
-    cfg = ServerSettings(admin_keys=[ADMIN_KEY], embedder="hashing", registration="admin")
-    made = Ui(create_app(settings=cfg, memory=Memory(store, embedder=cfg.embedder)))
+def ui(store: Store, tmp_path: Path) -> Iterator[Ui]:
+    made = _ui(store, tmp_path / "memories")
+    yield made
+    for c in made.clients:
+        c.close()
+
+
+@pytest.fixture
+def ui_llm(store: Store, tmp_path: Path) -> Iterator[Ui]:
+    """:func:`ui` whose server has a scripted model (``ui.llm``: add its answers)."""
+    made = _ui(store, tmp_path / "memories", ScriptedLLM())
     yield made
     for c in made.clients:
         c.close()

@@ -9,7 +9,15 @@ from pathlib import Path
 
 from tests.live_server import ADMIN_KEY, ROOT, start_live_server
 
-from .browser import Offline, chromium, screenshots, seed, sign_in, unavailable
+from .browser import (
+    Offline,
+    chromium,
+    screenshots,
+    seed,
+    seed_memory_files,
+    sign_in,
+    unavailable,
+)
 
 
 def main() -> int:
@@ -18,10 +26,14 @@ def main() -> int:
         print(reason, file=sys.stderr)
         return 1
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_live_server(str(Path(tmp) / "data"), embedder="hashing")
+        root = Path(tmp) / "memories"
+        server = start_live_server(
+            str(Path(tmp) / "data"), embedder="hashing", memory_root=str(root)
+        )
         try:
             key = server.register("screenshots")
             ids = seed(server.url, key)
+            seed_memory_files(server.url, key, server.store, root)
             with chromium() as browser:
                 ctx = Offline(browser, server.url)
                 page = ctx.context.new_page()

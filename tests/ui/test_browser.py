@@ -8,12 +8,27 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 import pytest
 
 from tests.live_server import ADMIN_KEY, LiveServer, start_live_server
 
-from .browser import Offline, api, chromium, go, screenshots, seed, sign_in, unavailable
+from .browser import (
+    MD_V1,
+    MD_V2,
+    SCOPE,
+    Offline,
+    api,
+    chromium,
+    consolidate_sessions,
+    go,
+    screenshots,
+    seed,
+    seed_memory_files,
+    sign_in,
+    unavailable,
+)
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
@@ -27,7 +42,12 @@ pytestmark = pytest.mark.skipif(_why is not None, reason=_why or "")
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     tmp = tmp_path_factory.mktemp("ui-browser")
-    live = start_live_server(str(tmp / "data"), log_path=tmp / "server.log", embedder="hashing")
+    live = start_live_server(
+        str(tmp / "data"),
+        log_path=tmp / "server.log",
+        embedder="hashing",
+        memory_root=str(tmp / "memories"),
+    )
     yield live
     live.stop()
 
@@ -281,9 +301,108 @@ def test_issue16_browser_screenshots_of_every_page(
 ) -> None:
     key = server.register("shots")
     ids = seed(server.url, key)
+    seed_memory_files(server.url, key, server.store, server.settings["memory_root"])
     page = visit()
     sign_in(page, key)
     made = screenshots(page, ids, tmp_path, ADMIN_KEY)
-    assert len(made) == 12
+    assert len(made) == 16
     for png in made:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000, png
+
+
+XSS_SCOPE = '/srv/<img src=x id=injected onerror="window.__xss = 6; alert(6)">'
+XSS_TRACE = (
+    "## Task\n<script>window.__xss = 7; alert(7)</script>\n\n## Outcome\nDone.\n\n"
+    "## Learnings\n- <a id=injected href=javascript:alert(8)>x</a>\n"
+)
+
+
+def test_issue16_browser_memory_files_diff_delete_trace_reset_scope(
+    server: LiveServer, visit: Any
+) -> None:
+    key = server.register("memory-files")
+    root = server.settings["memory_root"]
+    xss = "\n- <script>window.__xss = {n}; alert({n})</script> <img src=x id=injected>"
+    sessions = {"fix-1": ("fix the build", "fixed the build <img src=x id=injected>")}
+    consolidate_sessions(
+        server.url,
+        key,
+        server.store,
+        root,
+        sessions,
+        MD_V1 + xss.format(n=9),
+        scope=XSS_SCOPE,
+        trace=XSS_TRACE,
+    )
+    consolidate_sessions(
+        server.url,
+        key,
+        server.store,
+        root,
+        {"fix-2": ("add lint", "added lint")},
+        MD_V2 + xss.format(n=10),
+        scope=XSS_SCOPE,
+    )
+    page = visit()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    sign_in(page, key)
+    go(page, "nav >> text=Memory files")
+    assert "4 calls" in page.locator("table.scopes").inner_text()  # 2 traces, MEMORY.md twice
+    go(page, "table.scopes a")  # the scope's page
+    md = page.locator("pre.memory-md")
+    assert "<script>window.__xss = 10; alert(10)</script>" in md.inner_text()  # text, not HTML
+    assert XSS_SCOPE in page.locator("h1").inner_text()
+    # the diff between the two versions
+    go(page, "text=diff with version 1")
+    removed = page.locator(".unified-diff .del").all_inner_texts()
+    added = page.locator(".unified-diff .add").all_inner_texts()
+    assert any("<script>window.__xss = 9" in line for line in removed)
+    assert any("## Deploys" in line for line in added)
+    assert any("<script>window.__xss = 10" in line for line in added)
+    go(page, "text=Back to the scope")
+    # a trace, then delete it with its confirmation
+    traces = page.locator("table.traces")
+    assert "fixed the build <img src=x id=injected>" in traces.inner_text()
+    go(page, "table.traces tr:has-text('fix-1') >> text=read")
+    assert "<script>window.__xss = 7; alert(7)</script>" in page.locator("pre.trace").inner_text()
+    go(page, "text=Delete this trace")
+    go(page, "button.danger")
+    assert "The trace of session fix-1 was removed." in page.locator("main").inner_text()
+    with api(server.url, key) as c:
+        left = c.get("/v1/traces", params={"scope": XSS_SCOPE}).json()["traces"]
+        assert [t["session_id"] for t in left] == ["fix-2"]
+    # reset the scope: MEMORY.md goes, the other trace stays
+    go(page, "text=Continue")
+    go(page, "text=Reset MEMORY.md and skills")
+    go(page, "button.danger")
+    assert "MEMORY.md and skills removed" in page.locator("main").inner_text()
+    with api(server.url, key) as c:
+        assert c.get("/v1/memory-md", params={"scope": XSS_SCOPE}).status_code == 404
+        assert len(c.get("/v1/traces", params={"scope": XSS_SCOPE}).json()["traces"]) == 1
+    go(page, "text=Continue")
+    assert "No MEMORY.md yet" in page.locator("main").inner_text()
+    assert page.locator("#injected").count() == 0 and page.locator("img").count() == 0
+    assert page.evaluate("window.__xss") is None and dialogs == []
+
+
+def test_issue16_browser_keyboard_reaches_every_control_of_memory_files(
+    server: LiveServer, visit: Any
+) -> None:
+    key = server.register("keyboard-files")
+    seed_memory_files(server.url, key, server.store, server.settings["memory_root"])
+    page = visit()
+    sign_in(page, key)
+    scope = urlencode({"scope": SCOPE})
+    for path in [
+        "/ui/scopes",
+        f"/ui/scope?{scope}",
+        f"/ui/scope/diff?{scope}&new=2",
+        f"/ui/trace?{scope}&session=shop-checkout-1",
+        f"/ui/trace/delete?{scope}&session=shop-checkout-1",
+        f"/ui/scope/reset?{scope}",
+    ]:
+        page.goto(path)
+        controls, reached = _tab_through(page)
+        assert len(controls) >= 5, path
+        assert controls == reached, f"{path}: Tab never reaches {sorted(controls - reached)}"

@@ -21,6 +21,20 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from ...consolidate import (
+    ScopeStatus,
+    configure_scope,
+    consolidation_status,
+    delete_trace,
+    list_traces,
+    memory_md_diff,
+    memory_md_history,
+    memory_summary,
+    read_memory_md,
+    reset_memory_md,
+    strip_marker,
+)
+from ...consolidate.traces import check_scope, find_trace
 from ...errors import EngramError, InvalidInputError, LLMError, NotFoundError, QuotaExceededError
 from ...filters import parse_datetime
 from ...memory import MAX_LIMIT, Mode
@@ -676,6 +690,286 @@ async def key_revoke(request: Request, key_id: str) -> Response:
             message=f"Key {revoked.name} ({revoked.prefix}…) no longer works.",
             removed=[],
             back="/ui/keys",
+        )
+
+    return await _serve(request, page)
+
+
+# -- memory files: consolidation's scopes, MEMORY.md and traces -----------------------------
+SCOPE_ACTIONS = {
+    "reset": (
+        "Reset this scope?",
+        "Its MEMORY.md and skills go (memories, version history and files); its traces stay "
+        "and the next consolidation starts afresh from them.",
+        "Reset the scope",
+    ),
+    "disable": (
+        "Disable this scope?",
+        "Consolidation stops for it: no run calls a model until it is enabled again. Nothing "
+        "is deleted.",
+        "Disable consolidation",
+    ),
+    "enable": (
+        "Enable this scope?",
+        "Consolidation runs for it again (by hand, or on the server's schedule when on).",
+        "Enable consolidation",
+    ),
+}
+"""The scope page's actions: ``(title, what happens, button)``."""
+SUMMARY_BUDGET = 32_000
+"""Tokens of the routing summary the scope page shows (all of its lines)."""
+
+
+def _scope_name(ctx: Ctx) -> str:
+    """The scope a page is about: the ``scope`` query parameter (a form field for a POST),
+    checked like the API checks it (a bad one is a 400 page)."""
+    posted = ctx.request.method == "POST"
+    raw = ctx.form.get("scope") if posted else ctx.request.query_params.get("scope")
+    if raw is None or not raw.strip():
+        raise InvalidInputError("which scope? (scope is missing)")
+    return check_scope(raw)
+
+
+def _scope_status(ctx: Ctx, scope: str) -> ScopeStatus:
+    """The status of one of the namespace's scopes; 404 if the namespace has no such scope
+    (never configured, consolidated or charged here: another namespace's is unknown)."""
+
+    caps = ctx.request.app.state.settings.consolidate_caps
+    report = consolidation_status(ctx.tenant.memory, caps=caps)
+    found = next((s for s in report.scopes if s.scope == scope), None)
+    if found is None:
+        raise NotFoundError(f"no scope {scope!r} in this namespace")
+    return found
+
+
+def _scope_link(scope: str, page: str = "/ui/scope", **params: Any) -> str:
+    return page + "?" + urlencode({"scope": scope, **params})
+
+
+def _trace_session(ctx: Ctx) -> str:
+    sid = ctx.arg("session") if ctx.request.method == "GET" else ctx.form.get("session")
+    if not sid:
+        raise InvalidInputError("which session's trace? (session is missing)")
+    return sid
+
+
+def _version_arg(ctx: Ctx, name: str) -> int | None:
+    raw = ctx.arg(name)
+    if raw is None:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InvalidInputError(f"{name} must be a version number, got {raw!r:.40}") from None
+    if not 1 <= value <= 2**31:
+        raise InvalidInputError(f"{name} must be a version number >= 1")
+    return value
+
+
+@router.get("/scopes")
+async def scopes(request: Request) -> Response:
+    def page(ctx: Ctx) -> Response:
+
+        caps = ctx.request.app.state.settings.consolidate_caps
+        report = consolidation_status(ctx.tenant.memory, caps=caps)
+        return ctx.render("scopes.html", report=report)
+
+    return await _serve(request, page)
+
+
+@router.get("/scope")
+async def scope_page(request: Request) -> Response:
+    def page(ctx: Ctx) -> Response:
+
+        t = ctx.tenant
+        scope = _scope_name(ctx)
+        status = _scope_status(ctx, scope)
+        record = read_memory_md(t.memory, scope)
+        history = memory_md_history(t.memory, scope)
+        return ctx.render(
+            "scope.html",
+            scope=scope,
+            status=status,
+            memory_md=strip_marker(record.content) if record is not None else None,
+            memory_md_id=record.id if record is not None else None,
+            history=history,
+            summary=memory_summary(t.memory, scope, budget_tokens=SUMMARY_BUDGET),
+            traces=[_trace_view(r) for r in list_traces(t.memory, scope)],
+            link=_scope_link,
+        )
+
+    return await _serve(request, page)
+
+
+def _trace_view(record: Any) -> dict[str, Any]:
+    return {
+        "session_id": str(record.metadata.get("session_id") or record.session_id or ""),
+        "summary": str(record.metadata.get("summary") or ""),
+        "updated_at": record.updated_at,
+        "memory_id": record.id,
+        "content": record.content,
+    }
+
+
+def _diff_lines(text: str) -> list[tuple[str, str]]:
+    """A unified diff's lines with their kind: ``file``, ``hunk``, ``add``, ``del`` or ``same``."""
+    out = []
+    for line in text.splitlines():
+        if line.startswith(("--- ", "+++ ")):
+            out.append(("file", line))
+        elif line.startswith("@@"):
+            out.append(("hunk", line))
+        elif line.startswith("+"):
+            out.append(("add", line))
+        elif line.startswith("-"):
+            out.append(("del", line))
+        else:
+            out.append(("same", line))
+    return out
+
+
+@router.get("/scope/diff")
+async def scope_diff(request: Request) -> Response:
+    def page(ctx: Ctx) -> Response:
+
+        t = ctx.tenant
+        scope = _scope_name(ctx)
+        _scope_status(ctx, scope)
+        history = memory_md_history(t.memory, scope)
+        if not history:
+            raise NotFoundError(f"scope {scope!r} has no MEMORY.md")
+        old, new = _version_arg(ctx, "old"), _version_arg(ctx, "new")
+        text = memory_md_diff(t.memory, scope, old=old, new=new)
+        new_v = new if new is not None else history[0].version
+        old_v = old if old is not None else new_v - 1
+        shown = next(v for v in history if v.version == new_v)
+        return ctx.render(
+            "scope_diff.html",
+            scope=scope,
+            history=history,
+            old=old_v,
+            new=new_v,
+            lines=_diff_lines(text),
+            shown=shown,
+            link=_scope_link,
+        )
+
+    return await _serve(request, page)
+
+
+@router.get("/scope/{action}")
+async def scope_confirm(request: Request, action: str) -> Response:
+    def page(ctx: Ctx) -> Response:
+        if action not in SCOPE_ACTIONS:
+            raise NotFoundError(f"no page /ui/scope/{action}")
+        scope = _scope_name(ctx)
+        status = _scope_status(ctx, scope)
+        title, message, button = SCOPE_ACTIONS[action]
+        shown = [scope]
+        if action == "reset" and status.memory_md_version is not None:
+            shown.append(
+                f"MEMORY.md version {status.memory_md_version}: {status.memory_md_lines} lines, "
+                f"{status.memory_md_bytes} bytes"
+            )
+        return ctx.render(
+            "confirm.html",
+            title=title,
+            message=message,
+            items=shown,
+            action=f"/ui/scope/{action}",
+            hidden={"scope": scope},
+            button=button,
+            back=_scope_link(scope),
+        )
+
+    return await _serve(request, page)
+
+
+@router.post("/scope/{action}")
+async def scope_change(request: Request, action: str) -> Response:
+    def page(ctx: Ctx) -> Response:
+        from ..consolidation import _root
+
+        if action not in SCOPE_ACTIONS:
+            raise NotFoundError(f"no page /ui/scope/{action}")
+        t = ctx.tenant
+        scope = _scope_name(ctx)
+        _scope_status(ctx, scope)
+        if action == "reset":
+            done = reset_memory_md(t.memory, root=_root(ctx.request, t), scope=scope)
+            message = (
+                "MEMORY.md and skills removed; the traces stay."
+                if done
+                else "Nothing to reset: the scope had no MEMORY.md or skills."
+            )
+            title = "Scope reset"
+        else:
+            settings = configure_scope(t.memory, scope, enabled=action == "enable")
+            title = "Scope enabled" if settings.enabled else "Scope disabled"
+            message = f"Consolidation is {'on' if settings.enabled else 'off'} for this scope."
+        return ctx.render(
+            "done.html", title=title, message=message, removed=[], back=_scope_link(scope)
+        )
+
+    return await _serve(request, page)
+
+
+def _trace_record(ctx: Ctx) -> tuple[str, str, Any]:
+
+    scope = _scope_name(ctx)
+    session_id = _trace_session(ctx)
+    record = find_trace(ctx.tenant.memory, session_id, scope=scope)
+    if record is None:
+        raise NotFoundError(f"session {session_id!r} has no trace in scope {scope!r}")
+    return scope, session_id, record
+
+
+@router.get("/trace")
+async def trace_page(request: Request) -> Response:
+    def page(ctx: Ctx) -> Response:
+        scope, _, record = _trace_record(ctx)
+        return ctx.render("trace.html", scope=scope, trace=_trace_view(record), link=_scope_link)
+
+    return await _serve(request, page)
+
+
+@router.get("/trace/delete")
+async def trace_delete_confirm(request: Request) -> Response:
+    def page(ctx: Ctx) -> Response:
+        scope, session_id, record = _trace_record(ctx)
+        view = _trace_view(record)
+        return ctx.render(
+            "confirm.html",
+            title="Delete this trace?",
+            message=(
+                f"The trace of session {session_id} goes (memory, history and file) and the "
+                "scope's routing summary is rebuilt without it. It is not made again unless "
+                "the session goes on."
+            ),
+            items=[view["summary"] or view["content"]],
+            action="/ui/trace/delete",
+            hidden={"scope": scope, "session": session_id},
+            button="Delete the trace",
+            back=_scope_link(scope, "/ui/trace", session=session_id),
+        )
+
+    return await _serve(request, page)
+
+
+@router.post("/trace/delete")
+async def trace_delete(request: Request) -> Response:
+    def page(ctx: Ctx) -> Response:
+        from ..consolidation import _root
+
+        t = ctx.tenant
+        scope, session_id, record = _trace_record(ctx)
+        delete_trace(t.memory, root=_root(ctx.request, t), scope=scope, session_id=session_id)
+        return ctx.render(
+            "done.html",
+            title="Trace deleted",
+            message=f"The trace of session {session_id} was removed.",
+            removed=[(record.id, _trace_view(record)["summary"])],
+            back=_scope_link(scope),
         )
 
     return await _serve(request, page)
