@@ -194,3 +194,18 @@ def test_issue13_api_without_a_model_is_409_and_bad_scopes_are_422(
         assert call("DELETE", "/v1/traces/nope", params={"scope": SCOPE}).json()["deleted"] is False
     finally:
         api.client.close()
+
+
+def test_issue13_api_consolidation_writes_count_toward_the_key_quota(
+    llm_api: Api, fake_openai: FakeOpenAI
+) -> None:
+    call = llm_api.as_key(llm_api.key("small", max_memories=1))
+    _session(call, "s1", "one")
+    _session(call, "s2", "two")
+    fake_openai.answer({"trace_memory": TRACE, "summary": "two"})
+    fake_openai.answer({"trace_memory": TRACE + "\n- more", "summary": "one"})
+    out = _consolidate(call).json()
+    assert len(out["summarized"]) == 1
+    [error] = out["failed"].values()
+    assert error.startswith("QuotaExceededError")  # kept on the job, retried later
+    assert call("GET", "/v1/stats").json()["memories"] == 1

@@ -19,7 +19,7 @@ from ..errors import BudgetExceededError
 from ..llm.base import LLM
 from ..memory import Memory
 from ..sessions import default_data_dir
-from ..types import Job, ScopeSettings, Spend, utc_day
+from ..types import Job, Quota, ScopeSettings, Spend, utc_day
 from .budget import Budget, CostCaps
 from .scope import JOB_KIND as SCOPE_JOB_KIND
 from .scope import ScopeRun, consolidate_scope, list_traces, read_memory_md, strip_marker
@@ -147,13 +147,15 @@ def consolidate(
     lease_seconds: float = 300.0,
     retry_failed: bool = False,
     progress: Callable[[str, int, int], None] | None = None,
+    quota: Quota | None = None,
 ) -> ConsolidationRun:
     """Run consolidation for ``scope`` once: phase 1 (a trace per idle session whose trace is
     missing or stale) and phase 2 (the scope's ``memory_summary.md`` and ``MEMORY.md``), both
     under ``caps`` (default :class:`CostCaps`). Nothing is sent to the model when the scope
     has no new sessions or is opted out. ``progress`` is called with (step, done, total) as the
     run goes: step ``"traces"`` counts sessions, step ``"memory_md"`` is 0 of 1 then 1 of 1.
-    ``retry_failed`` gives the scope's jobs that ran out of retries a fresh budget first."""
+    ``retry_failed`` gives the scope's jobs that ran out of retries a fresh budget first;
+    ``quota`` (a server key's) bounds the memories the run adds."""
     check_scope(scope)
     ns = memory._ns(namespace)
     base = Path(root) if root is not None else memory_root(memory)
@@ -181,6 +183,7 @@ def consolidate(
         budget=budget,
         dry_run=dry_run,
         progress=lambda done, total: say("traces", done, total),
+        quota=quota,
     )
     run = ConsolidationRun(ns, scope, dry_run, traces, stopped=traces.stopped)
     if dry_run:
@@ -195,7 +198,7 @@ def consolidate(
         run.memory_md = consolidate_scope(
             memory, budget.llm(llm), root=base, scope=scope, namespace=ns,
             max_traces=max_traces, max_lines=max_lines, max_bytes=max_bytes,
-            lease_seconds=lease_seconds,
+            lease_seconds=lease_seconds, quota=quota,
         )  # fmt: skip
     except BudgetExceededError as exc:
         run.stopped = run.stopped or str(exc)

@@ -53,7 +53,7 @@ from ..llm.base import LLM, Completion, Message
 from ..manager.transcript import estimate_tokens
 from ..memory import Memory
 from ..redact import redact
-from ..types import MemoryRecord, Spend, us_from_datetime
+from ..types import MemoryRecord, Quota, Spend, us_from_datetime
 from .traces import (
     TRACE_TAG,
     _write_atomic,
@@ -662,6 +662,7 @@ def consolidate_scope(
     retry_in: float = 60.0,
     now: datetime | None = None,
     dry_run: bool = False,
+    quota: Quota | None = None,
 ) -> ScopeRun:
     """Consolidate ``scope``'s traces into its MEMORY.md (see the module docstring).
 
@@ -678,8 +679,9 @@ def consolidate_scope(
     an attempt: it runs again once the budget allows) and the run is ``"skipped"`` with the
     error; refused at the compaction call, the first answer is cut to the cap instead.
 
-    Failures are recorded on the job (``last_error``) and in the result, never raised; bad
-    arguments raise :class:`~engramdb.errors.InvalidInputError`.
+    ``quota`` (a server key's) bounds the memories the run adds, as every other write of the
+    key. Failures are recorded on the job (``last_error``) and in the result, never raised;
+    bad arguments raise :class:`~engramdb.errors.InvalidInputError`.
     """
     scope = check_scope(scope)
     if max_traces < 1 or max_lines < 10 or max_bytes < 1024 or trace_budget < 1024:
@@ -738,8 +740,8 @@ def consolidate_scope(
             run.status, run.error = "skipped", "lease lost"
             settled = True
             return run
-        record = _store_memory_md(memory, ns, scope, body, plan, run)
-        skill_records = _store_skills(memory, ns, scope, skills, max_lines, max_bytes)
+        record = _store_memory_md(memory, ns, scope, body, plan, run, quota)
+        skill_records = _store_skills(memory, ns, scope, skills, max_lines, max_bytes, quota)
         # only now, with the database written, do the files change
         if _write_if_changed(paths.memory_md, record.content + "\n"):
             run.files.append(paths.memory_md)
@@ -890,7 +892,13 @@ def _compact(
 
 
 def _store_memory_md(
-    memory: Memory, ns: str, scope: str, body: str, plan: _Plan, run: ScopeRun
+    memory: Memory,
+    ns: str,
+    scope: str,
+    body: str,
+    plan: _Plan,
+    run: ScopeRun,
+    quota: Quota | None,
 ) -> MemoryRecord:
     content = _with_marker(body, _marker(ns, scope, "memory_md"))
     metadata = {
@@ -904,7 +912,12 @@ def _store_memory_md(
     previous = plan.previous
     if previous is None:
         record = memory.remember(
-            content, namespace=ns, session_id=None, tags=[MEMORY_MD_TAG], metadata=metadata
+            content,
+            namespace=ns,
+            session_id=None,
+            tags=[MEMORY_MD_TAG],
+            metadata=metadata,
+            quota=quota,
         )
         if record.metadata.get("kind") != "memory_md" or record.metadata.get("scope") != scope:
             raise ConflictError(f"another memory has the same text as scope {scope!r}'s MEMORY.md")
@@ -917,7 +930,13 @@ def _store_memory_md(
 
 
 def _store_skills(
-    memory: Memory, ns: str, scope: str, skills: dict[str, str], max_lines: int, max_bytes: int
+    memory: Memory,
+    ns: str,
+    scope: str,
+    skills: dict[str, str],
+    max_lines: int,
+    max_bytes: int,
+    quota: Quota | None,
 ) -> dict[str, MemoryRecord]:
     if not skills:
         return {}
@@ -932,7 +951,9 @@ def _store_skills(
         metadata = {"kind": "skill", "scope": scope, "name": name}
         old = existing.get(name)
         if old is None:
-            record = memory.remember(content, namespace=ns, tags=[SKILL_TAG], metadata=metadata)
+            record = memory.remember(
+                content, namespace=ns, tags=[SKILL_TAG], metadata=metadata, quota=quota
+            )
             if record.metadata != metadata:
                 raise ConflictError(f"another memory has the same text as skill {name!r}")
         elif old.content != content:

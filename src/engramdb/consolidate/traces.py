@@ -34,7 +34,7 @@ from ..manager.transcript import ToolRule, render_transcript
 from ..memory import Memory
 from ..redact import redact
 from ..sessions import items_after
-from ..types import MemoryRecord, SessionInfo, Spend, us_from_datetime
+from ..types import MemoryRecord, Quota, SessionInfo, Spend, us_from_datetime
 from .budget import Budget, Caps, CostCaps, estimate_input_tokens
 
 PROMPT_VERSION = "trace_v1"
@@ -261,6 +261,7 @@ def summarize_sessions(
     budget: Budget | None = None,
     dry_run: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    quota: Quota | None = None,
 ) -> TraceRun:
     """Turn the idle sessions of ``namespace`` whose trace is missing or stale into trace
     memories and files under ``root`` (see the module docstring). ``tools`` is the transcript
@@ -270,7 +271,8 @@ def summarize_sessions(
     spend (without one the spend is recorded, uncapped); a cap reached stops the run
     (``TraceRun.stopped``) and gives the session's job back untouched. ``dry_run`` calls no
     model and writes nothing: ``TraceRun.planned`` says what would run. ``progress`` is called
-    with (sessions done, sessions to do) as the run goes."""
+    with (sessions done, sessions to do) as the run goes. ``quota`` (a server key's) bounds
+    the memories the traces add, as every other write of the key."""
     check_scope(scope)
     if max_sessions < 1 or byte_budget < 1024 or idle_seconds < 0:
         raise InvalidInputError(
@@ -327,7 +329,7 @@ def summarize_sessions(
             progress(done, len(candidates))
         try:
             _one(memory, budgeted, budget, ns, scope, info, trace, bucket_dir, run, owner,
-                 tools, byte_budget, lease_seconds, retry_in)  # fmt: skip
+                 tools, byte_budget, lease_seconds, retry_in, quota)  # fmt: skip
         except BudgetExceededError as exc:
             run.stopped = str(exc)
             break
@@ -368,6 +370,7 @@ def _one(
     byte_budget: int,
     lease_seconds: float,
     retry_in: float,
+    quota: Quota | None,
 ) -> None:
     sid = info.session_id
     store = memory.store
@@ -431,7 +434,7 @@ def _one(
         if trace is None:
             # session_id in the memory's scope: identical text of two sessions stays two traces
             stored = memory.remember(
-                content, namespace=ns, session_id=sid, tags=tags, metadata=metadata
+                content, namespace=ns, session_id=sid, tags=tags, metadata=metadata, quota=quota
             )
             if stored.metadata.get("scope") != scope:  # merged into another scope's trace
                 raise ConflictError(

@@ -271,6 +271,7 @@ def run_consolidation(request: Request, t: TenantDep, body: ConsolidateIn) -> Co
             current_session=body.current_session,
             dry_run=body.dry_run,
             retry_failed=body.retry_failed,
+            quota=t.quota,
         )
     except LLMError as exc:
         raise llm_failure(exc, "what was finished is kept; run again later") from None
