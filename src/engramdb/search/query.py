@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from ..store.base import TextQuery
+
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 # Function words and question words: they match nearly every memory and say nothing about
@@ -93,8 +95,15 @@ def query_terms(text: str, *, max_terms: int = MAX_TERMS) -> list[str]:
     return list(dict.fromkeys(content))[:max_terms]
 
 
+def text_query(terms: Sequence[str]) -> TextQuery:
+    """The store's parsed form of query words: each word with its index token. Stores build
+    their own query from it (no query syntax crosses the store contract)."""
+    return TextQuery(tuple(terms), tuple(index_stem(t) for t in terms))
+
+
 def fts_match(terms: Sequence[str]) -> str | None:
-    """An FTS5 MATCH expression (OR of quoted literals); None if there are no terms."""
+    """An FTS5 MATCH expression (OR of quoted literals); None if there are no terms. Only the
+    raw-FTS5 baseline of the benchmarks uses it: stores receive :class:`TextQuery`."""
     if not terms:
         return None
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
