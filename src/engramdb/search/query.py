@@ -139,12 +139,17 @@ def prune_terms(
 ) -> list[str]:
     """Keep the rarest terms while their documents fit the budget; drop near-zero-weight ones.
 
-    A query whose terms' documents fit the budget runs unchanged.
-    ``doc_counts`` maps :func:`index_stem` of a term to its document count. The rarest term is
-    always kept, so a query with words never loses all of them.
+    Terms in more than ``max_share`` of the documents are dropped while a rarer term remains
+    (their BM25 weight is nil: they would only add candidates that score nothing). A query
+    whose other terms' documents fit the budget then runs unchanged. ``doc_counts`` maps
+    :func:`index_stem` of a term to its document count (the namespace's own). The rarest term
+    is always kept, so a query with words never loses all of them.
     """
     if not terms or not doc_counts or documents <= 0:
         return list(terms)
+    common = {t for t in terms if doc_counts.get(index_stem(t), 0) > max_share * documents}
+    if any(doc_counts.get(index_stem(t), 0) > 0 for t in terms if t not in common):
+        terms = [t for t in terms if t not in common]
     if sum(doc_counts.get(index_stem(t), 0) for t in terms) <= budget:
         return list(terms)  # affordable as it is: rank exactly
     counted = sorted(terms, key=lambda t: doc_counts.get(index_stem(t), 0))
