@@ -51,6 +51,8 @@ def test_issue14_prune_drops_terms_in_most_rows_of_the_namespace_even_when_affor
     counts = {"common": 900, "rare": 3, "mid": 120}
     assert prune_terms(["common", "rare", "mid"], 1000, counts) == ["rare", "mid"]
     assert prune_terms(["common"], 1000, counts) == ["common"]  # never all of them
+    # ... and only where it costs: not while it is in fewer documents than a lane keeps
+    assert prune_terms(["common", "rare"], 1000, counts, min_docs=1000) == ["common", "rare"]
 
 
 def test_prune_drops_costly_common_terms_but_never_all() -> None:

@@ -136,18 +136,21 @@ def prune_terms(
     *,
     budget: int = POSTINGS_BUDGET,
     max_share: float = MAX_DOC_SHARE,
+    min_docs: int = 0,
 ) -> list[str]:
     """Keep the rarest terms while their documents fit the budget; drop near-zero-weight ones.
 
-    Terms in more than ``max_share`` of the documents are dropped while a rarer term remains
-    (their BM25 weight is nil: they would only add candidates that score nothing). A query
+    Terms in more than ``max_share`` of the documents — and in more than ``min_docs`` (the
+    candidates a lane keeps: below that they cost nothing) — are dropped while a rarer term
+    remains (their BM25 weight is nil: they would only add candidates that score nothing). A query
     whose other terms' documents fit the budget then runs unchanged. ``doc_counts`` maps
     :func:`index_stem` of a term to its document count (the namespace's own). The rarest term
     is always kept, so a query with words never loses all of them.
     """
     if not terms or not doc_counts or documents <= 0:
         return list(terms)
-    common = {t for t in terms if doc_counts.get(index_stem(t), 0) > max_share * documents}
+    floor = max(max_share * documents, min_docs)
+    common = {t for t in terms if doc_counts.get(index_stem(t), 0) > floor}
     if any(doc_counts.get(index_stem(t), 0) > 0 for t in terms if t not in common):
         terms = [t for t in terms if t not in common]
     if sum(doc_counts.get(index_stem(t), 0) for t in terms) <= budget:

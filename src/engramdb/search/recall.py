@@ -233,7 +233,9 @@ class Retriever:
             list(dict.fromkeys(text_query(terms).stems)),
             at_most=plan.settings.text_budget,
         )
-        return prune_terms(terms, documents, doc_counts, budget=plan.settings.text_budget)
+        return prune_terms(
+            terms, documents, doc_counts, budget=plan.settings.text_budget, min_docs=plan.pool
+        )
 
     def text_lane(self, plan: RecallPlan) -> Lane | None:
         terms = self.text_terms(plan)
