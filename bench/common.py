@@ -103,3 +103,47 @@ class Timer:
             run_once()
             runs += 1
         return runs / (time.perf_counter() - start)
+
+
+class RawFts5:
+    """The raw full-text baseline of ``bench locomo`` and ``bench scale``: the same rows'
+    content in a plain FTS5 table per namespace (in memory, the store's tokenizer), searched
+    with one ``MATCH … ORDER BY rank LIMIT k`` for the same terms the text lane searches."""
+
+    def __init__(self) -> None:
+        import sqlite3
+
+        self.conn = sqlite3.connect(":memory:", check_same_thread=False)
+        self.tables: dict[str, str] = {}
+
+    def add(self, namespace: str, contents: Sequence[str]) -> None:
+        table = self.tables.get(namespace)
+        if table is None:
+            table = self.tables[namespace] = f"raw_{len(self.tables)}"
+            self.conn.execute(
+                f"CREATE VIRTUAL TABLE {table} USING fts5(content, "
+                "tokenize = 'porter unicode61 remove_diacritics 2')"
+            )
+        self.conn.executemany(f"INSERT INTO {table} (content) VALUES (?)", [(c,) for c in contents])
+        self.conn.commit()
+
+    def search(self, namespace: str, match: str, k: int) -> list[int]:
+        sql = f"SELECT rowid FROM {self.tables[namespace]} WHERE {self.tables[namespace]} MATCH ? "
+        return [r[0] for r in self.conn.execute(sql + "ORDER BY rank LIMIT ?", (match, k))]
+
+
+def text_lane_match(memory: Any, namespace: str, query: str) -> str | None:
+    """The FTS5 MATCH expression of the terms ``memory``'s text lane searches for ``query``
+    (its plan: tag tokens, scope names and the namespace's commonest words left out)."""
+    from engramdb.search.query import fts_match
+    from engramdb.search.recall import Retriever
+
+    retriever = Retriever(memory.store, None, lambda: None, max_query_chars=memory.max_query_chars)
+    plan = retriever.plan(namespace, query, None, None, 10, "text", False, memory.settings)
+    return fts_match(retriever.text_terms(plan)) if plan.text.strip() else None
+
+
+def timed_ms(run_once: Any) -> float:
+    start = time.perf_counter()
+    run_once()
+    return (time.perf_counter() - start) * 1000

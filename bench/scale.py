@@ -22,7 +22,16 @@ from typing import Any
 import numpy as np
 from rich.progress import Progress
 
-from bench.common import console, machine, percentile, today, write_results
+from bench.common import (
+    RawFts5,
+    console,
+    machine,
+    percentile,
+    text_lane_match,
+    timed_ms,
+    today,
+    write_results,
+)
 from engramdb import Memory, open_store
 from engramdb.embed import Vectors, normalize
 
@@ -75,8 +84,11 @@ def _word(i: int) -> str:
     return out
 
 
-def fill(memory: Memory, corpus: Corpus, n: int, label: str) -> float:
+def fill(memory: Memory, corpus: Corpus, n: int, label: str, raw: RawFts5 | None = None) -> float:
+    """Store ``n`` memories; with ``raw``, the same contents go to the baseline table (not
+    timed: the rate is ``memory``'s)."""
     start = time.perf_counter()
+    spent = 0.0
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task(label, total=n)
         for at in range(0, n, BATCH):
@@ -84,19 +96,28 @@ def fill(memory: Memory, corpus: Corpus, n: int, label: str) -> float:
             memory.remember_many(
                 [{"content": t, "user_id": f"user-{(at + i) % 50}"} for i, t in enumerate(texts)]
             )
+            if raw is not None:
+                spent += timed_ms(lambda: raw.add(memory.namespace, texts)) / 1000  # noqa: B023
             progress.advance(task, len(texts))
-    return n / (time.perf_counter() - start)
+    return n / (time.perf_counter() - start - spent)
 
 
-def latency(memory: Memory, queries: list[str], mode: str) -> tuple[float, float]:
+def latency(
+    memory: Memory, queries: list[str], mode: str, raw: RawFts5 | None = None
+) -> tuple[float, float, list[float]]:
+    """p50 and p95 of ``recall(limit=10)``; with ``raw``, each query's text-lane terms also
+    run as one plain FTS5 query right after it (the baseline's samples, returned)."""
     for q in queries[:10]:  # warm-up: caches, vector index load
         memory.recall(q, mode=mode, limit=10)  # type: ignore[arg-type]
-    samples = []
+    samples, raw_samples = [], []
     for q in queries:
         start = time.perf_counter()
         memory.recall(q, mode=mode, limit=10)  # type: ignore[arg-type]
         samples.append((time.perf_counter() - start) * 1000)
-    return percentile(samples, 50), percentile(samples, 95)
+        if raw is not None and (match := text_lane_match(memory, memory.namespace, q)):
+            table = raw
+            raw_samples.append(timed_ms(lambda: table.search(memory.namespace, match, 10)))  # noqa: B023
+    return percentile(samples, 50), percentile(samples, 95), raw_samples
 
 
 def run(sizes: Sequence[int]) -> dict[str, Any]:
@@ -112,18 +133,27 @@ def run(sizes: Sequence[int]) -> dict[str, Any]:
                 f"{n:,}: text-only ingest",
             )
             memory = Memory(open_store(Path(tmp) / "hybrid"), embedder=RandomEmbedder())
-            vector_rate = fill(memory, corpus, n, f"{n:,}: ingest with vectors")
+            raw = RawFts5()  # the same rows, for the plain-FTS5 baseline of the text mode
+            vector_rate = fill(memory, corpus, n, f"{n:,}: ingest with vectors", raw)
             for mode in ("text", "vector", "hybrid"):
-                p50, p95 = latency(memory, queries, mode)
-                rows.append(
-                    {
-                        "n": n,
-                        "mode": mode,
-                        "ingest_per_s": round(text_rate if mode == "text" else vector_rate, 1),
-                        "recall_p50_ms": round(p50, 2),
-                        "recall_p95_ms": round(p95, 2),
-                    }
+                p50, p95, raw_samples = latency(
+                    memory, queries, mode, raw if mode == "text" else None
                 )
+                row: dict[str, Any] = {
+                    "n": n,
+                    "mode": mode,
+                    "ingest_per_s": round(text_rate if mode == "text" else vector_rate, 1),
+                    "recall_p50_ms": round(p50, 2),
+                    "recall_p95_ms": round(p95, 2),
+                }
+                if raw_samples:
+                    raw_p50 = percentile(raw_samples, 50)
+                    row |= {
+                        "raw_fts5_p50_ms": round(raw_p50, 3),
+                        "raw_fts5_p95_ms": round(percentile(raw_samples, 95), 3),
+                        "p50_vs_raw_fts5": round(p50 / raw_p50, 2) if raw_p50 else None,
+                    }
+                rows.append(row)
                 console.print(rows[-1])
             memory.close()
     return {"rows": rows, "date": today(), "machine": machine()}
@@ -136,7 +166,7 @@ def main() -> None:
     write_results(
         "scale",
         payload,
-        ["n", "mode", "ingest/s", "recall p50 ms", "recall p95 ms"],
+        ["n", "mode", "ingest/s", "recall p50 ms", "recall p95 ms", "raw FTS5 p50/p95 ms", "÷ raw"],
         [
             [
                 f"{r['n']:,}",
@@ -144,13 +174,20 @@ def main() -> None:
                 f"{r['ingest_per_s']:,.0f}",
                 f"{r['recall_p50_ms']:.2f}",
                 f"{r['recall_p95_ms']:.2f}",
+                f"{r['raw_fts5_p50_ms']:.2f} / {r['raw_fts5_p95_ms']:.2f}"
+                if "raw_fts5_p50_ms" in r
+                else "",
+                f"{r['p50_vs_raw_fts5']}×" if "p50_vs_raw_fts5" in r else "",
             ]
             for r in payload["rows"]
         ],
         "Scale: synthetic memories, SQLite",
         notes="text ingest/s: remember_many without embeddings (measured on up to 100k); "
         "vector/hybrid ingest/s: with 384-d vectors from a zero-cost stand-in embedder. "
-        "Latency per recall(limit=10), query embedding excluded. "
+        "Latency per recall(limit=10), query embedding excluded. raw FTS5: the terms the text "
+        "lane searches, as one plain `MATCH … ORDER BY rank LIMIT 10` over the same rows (a "
+        "content-only FTS5 table), timed right after each text recall; ÷ raw = text p50 ÷ "
+        "raw p50. "
         "Reproduce: `ENGRAMDB_BENCH_SCALE=10000,100000,1000000 .venv/bin/python -m bench scale`.",
     )
 

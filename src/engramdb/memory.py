@@ -18,7 +18,6 @@ import copy
 import hashlib
 import json
 import logging
-import re
 import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -34,26 +33,12 @@ import numpy as np
 from . import cursors
 from .embed import Embedder, EmbeddingError, resolve_embedder
 from .errors import InvalidInputError, NotFoundError, PayloadTooLargeError
-from .filters import MAX_TAG_LENGTH, Filter, normalize_tags, parse_datetime, tags_to_merge
+from .filters import Filter, normalize_tags, parse_datetime, tags_to_merge
 from .llm import LLM, resolve_llm
-from .search.fusion import (
-    Fused,
-    Fusion,
-    Lane,
-    apply_boosts,
-    boost_neighbors,
-    boost_speaker,
-    fuse,
-)
-from .search.query import (
-    POSTINGS_BUDGET,
-    fts_match,
-    index_stem,
-    prune_terms,
-    query_terms,
-    split_tag_tokens,
-    words,
-)
+from .search.recall import MAX_LIMIT as MAX_LIMIT
+from .search.recall import Mode as Mode
+from .search.recall import RecallSettings as RecallSettings
+from .search.recall import Retriever
 from .search.vectors import VectorIndex
 from .sessions import Session, resolve_store
 from .store import Store
@@ -81,44 +66,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("engramdb")
 
-Mode = Literal["hybrid", "text", "vector"]
 FilterInput = Filter | Mapping[str, Any] | None
 
 MAX_CONTENT_CHARS = 32_000
-MAX_LIMIT = 10_000
 MAX_METADATA_BYTES = 16_384
 MAX_FACT_CHARS = 1000
 """Longest subject, predicate, object or source of a triple."""
-
-
-@dataclass(frozen=True)
-class RecallSettings:
-    """How recall ranks. The defaults are the ones the LoCoMo benchmark confirmed."""
-
-    fusion: Fusion = "score"
-    """``score``: add normalised lane scores; ``rrf``: reciprocal rank fusion."""
-    text_weight: float = 1.0
-    vector_weight: float = 1.0
-    tag_weight: float = 1.0
-    rrf_k: float = 60.0
-    candidates: int = 1000
-    """Candidates each lane contributes (at least ``limit``): ranking deep lets the boosts
-    lift what one lane alone would miss (LoCoMo recall@10: 0.772 at 100, 0.797 at 1,000)."""
-    boost_depth: int = 200
-    """How many of the best fused candidates get the neighbour and speaker boosts."""
-    text_budget: int = POSTINGS_BUDGET
-    """Most documents the text lane may score; the commonest query terms are dropped beyond."""
-    neighbor_weight: float = 0.2
-    """``s += w * max(s(previous), s(next))`` for memories next to each other in a session."""
-    window_weight: float = 0.3
-    """Share of the vector score taken from the memory's session window (its vector summed
-    with its two neighbours' on each side) rather than from the memory alone."""
-    speaker_weight: float = 0.5
-    """When the query names exactly one user of the namespace, their memories score ×(1 + w);
-    user names are also left out of the text embedded for the query."""
-    recency_weight: float = 0.0
-    recency_half_life_days: float = 30.0
-    importance_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -203,6 +156,14 @@ class Memory:
         view.namespace = check_id("namespace", namespace)
         view._locked = True
         return view
+
+    @property
+    def _retriever(self) -> Retriever:
+        """The recall pipeline over this memory's store, embedder and vector index (a light
+        object: made per call, so a changed attribute is always seen)."""
+        return Retriever(
+            self.store, self.embedder, self._vector_index, max_query_chars=self.max_query_chars
+        )
 
     def _ns(self, namespace: str | None) -> str:
         if namespace is None or namespace == self.namespace:
@@ -663,109 +624,16 @@ class Memory:
         lookup*: exactly the memories carrying every tag (and matching the filters), newest
         first, with no full-text or vector hits mixed in.
         """
-        ns = self._ns(namespace)
-        if not isinstance(query, str):
-            raise InvalidInputError(f"query must be a string, got {type(query).__name__}")
-        if len(query) > self.max_query_chars:
-            raise PayloadTooLargeError(
-                f"query is {len(query):,} characters; the limit is {self.max_query_chars:,}"
-            )
-        check_text("query", query)
-        k = check_limit(limit, allow_none=False, maximum=MAX_LIMIT) or 0
-        if mode not in ("hybrid", "text", "vector"):
-            raise InvalidInputError(f"mode must be 'hybrid', 'text' or 'vector', got {mode!r}")
-        if mode == "vector" and self.embedder is None:
-            raise InvalidInputError("mode='vector' needs an embedder; this Memory has none")
-        flt = Filter.parse(filters)
-        if tags is not None:
-            flt = dataclass_replace(flt, tags=normalize_tags([*flt.tags, *normalize_tags(tags)]))
-        query_tags, text = split_tag_tokens(query)
-        if k == 0:
-            return []
-        if not text.strip():
-            # nothing fuzzy to search for: a pure tag lookup, or nothing at all
-            lookup = normalize_tags([*flt.tags, *query_tags])
-            if not lookup:
-                return []
-            return self._tag_lookup(ns, dataclass_replace(flt, tags=lookup), k, explain)
-        cfg = settings or self.settings
-        pool = max(cfg.candidates, k)
-        lanes: builtins.list[Lane] = []
-        users = self.store.memory_users(ns) if cfg.speaker_weight else []
-        named = _named_users(text, users)
-        tag_matches: dict[int, int] = {}
-        for tag in query_tags:
-            for rowid in self.store.memory_tag_search(ns, tag, flt, limit=pool):
-                tag_matches[rowid] = tag_matches.get(rowid, 0) + 1
-        if mode in ("hybrid", "text"):
-            terms = query_terms(text)
-            documents, doc_counts = self.store.memory_term_docs(
-                ns, list({index_stem(t) for t in terms}), at_most=cfg.text_budget
-            )
-            kept = prune_terms(terms, documents, doc_counts, budget=cfg.text_budget)
-            match = fts_match(kept)
-            if match is not None:
-                ranked = self.store.memory_text_search(
-                    ns, match, flt, limit=pool, stems=[index_stem(t) for t in kept]
-                )
-                lanes.append(Lane("text", ranked, cfg.text_weight))
-            plain = query.strip()
-            # a query equal to a (plain) tag also finds that tag; a longer one cannot be a tag
-            if not query_tags and len(plain) <= MAX_TAG_LENGTH:
-                tagged = self.store.memory_tag_search(ns, plain, flt, limit=MAX_LIMIT)
-                if tagged:
-                    lanes.append(Lane("tag", [(r, 1.0) for r in tagged], cfg.tag_weight))
-        if tag_matches:
-            ranked_tags = sorted(tag_matches.items(), key=lambda kv: (-kv[1], -kv[0]))
-            lanes.append(Lane("tag", [(r, float(n)) for r, n in ranked_tags], cfg.tag_weight))
-        if mode in ("hybrid", "vector") and self.embedder is not None:
-            vector_text = _without_names(text, users) if cfg.speaker_weight else text
-            ranked, floor = self._vector_lane(ns, vector_text, flt, pool, cfg.window_weight)
-            lanes.append(Lane("vector", ranked, cfg.vector_weight, floor=floor))
-        fused = fuse(lanes, method=cfg.fusion, rrf_k=cfg.rrf_k)
-        if len(fused) > cfg.boost_depth:  # the tail cannot reach the top k, even boosted
-            best = sorted(fused.values(), key=lambda f: (-tag_matches.get(f.key, 0), -f.score))[
-                : cfg.boost_depth
-            ]
-            fused = {f.key: f for f in best}
-        if fused and (cfg.neighbor_weight or len(named) == 1):
-            adjacency = self.store.memory_adjacency(ns, list(fused))
-            if cfg.neighbor_weight:
-                boost_neighbors(
-                    fused,
-                    {key: (a[1], a[2]) for key, a in adjacency.items()},
-                    cfg.neighbor_weight,
-                    # a neighbour outside the filter must not join the results
-                    join=not flt.scoped,
-                )
-                joined = [key for key in fused if key not in adjacency]
-                adjacency.update(self.store.memory_adjacency(ns, joined))
-                fused = {key: f for key, f in fused.items() if key in adjacency}
-            if len(named) == 1:
-                owners = {key: a[0] for key, a in adjacency.items()}
-                boost_speaker(fused, owners, named[0], cfg.speaker_weight)
-        records: dict[int, MemoryRecord] = {}
-        if cfg.recency_weight or cfg.importance_weight:
-            records = self.store.memory_records(ns, list(fused))
-            fused = {key: f for key, f in fused.items() if key in records}
-            now = now_us()
-            ages = {
-                key: (now - us_from_datetime(r.occurred_at or r.created_at)) / 86_400e6
-                for key, r in records.items()
-            }
-            apply_boosts(
-                fused,
-                ages_days=ages,
-                importance={key: r.importance for key, r in records.items()},
-                recency_weight=cfg.recency_weight,
-                recency_half_life_days=cfg.recency_half_life_days,
-                importance_weight=cfg.importance_weight,
-            )
-        # exact tag matches first (more of the query's tags first), then by score
-        ordered = sorted(
-            fused.values(), key=lambda f: (-tag_matches.get(f.key, 0), -f.score, -f.key)
+        return self._retriever.recall(
+            self._ns(namespace),
+            query,
+            filters=filters,
+            tags=tags,
+            limit=limit,
+            mode=mode,
+            explain=explain,
+            settings=settings or self.settings,
         )
-        return self._hits(ns, ordered, k, explain, records)
 
     def context(
         self,
@@ -871,62 +739,6 @@ class Memory:
                 " with an OpenAI-compatible endpoint; infer=False stores messages as said"
             )
         return self.llm if infer else None
-
-    def _hits(
-        self,
-        namespace: str,
-        ordered: Sequence[Fused],
-        k: int,
-        explain: bool,
-        records: dict[int, MemoryRecord] | None = None,
-    ) -> builtins.list[Hit]:
-        """The first ``k`` candidates as hits; a candidate deleted meanwhile is skipped."""
-        records = {} if records is None else records
-        hits: builtins.list[Hit] = []
-        # fetch records for the best few only
-        for start in range(0, len(ordered), k + 8):
-            window = ordered[start : start + k + 8]
-            missing = [f.key for f in window if f.key not in records]
-            records.update(self.store.memory_records(namespace, missing))
-            hits += [
-                Hit(records[f.key], f.score, f.explain() if explain else None)
-                for f in window
-                if f.key in records
-            ]
-            if len(hits) >= k:
-                break
-        return hits[:k]
-
-    def _tag_lookup(self, namespace: str, flt: Filter, k: int, explain: bool) -> builtins.list[Hit]:
-        """Exactly the memories carrying every tag of ``flt`` (and matching the rest of it),
-        newest first: no fuzzy lane can add anything."""
-        rowids = self.store.memory_tag_search(namespace, flt.tags[0], flt, limit=k)
-        fused = fuse([Lane("tag", [(r, 1.0) for r in rowids])])
-        return self._hits(namespace, [fused[r] for r in rowids], k, explain)
-
-    def _vector_lane(
-        self, namespace: str, query: str, flt: Filter, pool: int, window: float
-    ) -> tuple[builtins.list[tuple[int, float]], float | None]:
-        """Nearest memories and the lowest similarity scored (for min-max scaling)."""
-        assert self.embedder is not None
-        try:
-            vector = self.embedder.embed_query(query)
-        except EmbeddingError as exc:
-            log.warning("recall without the vector lane: %s", exc)
-            return [], None
-        if self.store.native_vector_search:
-            found = self.store.memory_vector_search(
-                namespace,
-                np.asarray(vector, dtype=np.float32).tobytes(),
-                self.embedder.model,
-                flt,
-                limit=pool,
-            )
-            return found, (found[-1][1] if found else None)
-        allowed = (
-            self.store.memory_filter_rowids(namespace, flt, limit=2**62) if flt.scoped else None
-        )
-        return self._vector_index().search(namespace, vector, pool, allowed=allowed, window=window)
 
     def _vector_index(self) -> VectorIndex:
         assert self.embedder is not None
@@ -1350,25 +1162,6 @@ def _in_batches(
 def new_id(prefix: str) -> str:
     """A new public id: ``prefix_`` + 32 hex digits, time-ordered (milliseconds first)."""
     return f"{prefix}_{now_us() // 1000:012x}{uuid.uuid4().hex[:20]}"
-
-
-def _named_users(query: str, users: Sequence[str]) -> builtins.list[str]:
-    """Users of the namespace the query names (by full id or first name, any case)."""
-    if not users:
-        return []
-    said = set(words(query))
-    return [u for u in users if (w := words(u)) and (w[0] in said or " ".join(w) in query.lower())]
-
-
-def _without_names(query: str, users: Sequence[str]) -> str:
-    """The query with user names (and a possessive 's) removed: in a conversation between a
-    few people, their names match a large share of memories and blur the embedding."""
-    names = {w[0] for u in users if (w := words(u))}
-    if not names:
-        return query
-    pattern = r"\b(?:" + "|".join(re.escape(n) for n in sorted(names)) + r")(?:['’]s)?\b"
-    stripped = " ".join(re.sub(pattern, " ", query, flags=re.IGNORECASE).split())
-    return stripped or query
 
 
 def _replace(draft: NewMemory, **changes: Any) -> NewMemory:

@@ -41,8 +41,18 @@ def test_index_stem_matches_the_sqlite_porter_tokenizer() -> None:
 
 
 def test_prune_keeps_affordable_queries_whole() -> None:
-    counts = {"common": 900, "rare": 3}
+    counts = {"common": 400, "rare": 3}
     assert prune_terms(["common", "rare"], 1000, counts) == ["common", "rare"]
+
+
+def test_issue14_prune_drops_terms_in_most_rows_of_the_namespace_even_when_affordable() -> None:
+    # a term in 90% of the namespace's rows selects nothing (BM25 weight nil) yet makes every
+    # one of them a candidate: dropped while a rarer term remains
+    counts = {"common": 900, "rare": 3, "mid": 120}
+    assert prune_terms(["common", "rare", "mid"], 1000, counts) == ["rare", "mid"]
+    assert prune_terms(["common"], 1000, counts) == ["common"]  # never all of them
+    # ... and only where it costs: not while it is in fewer documents than a lane keeps
+    assert prune_terms(["common", "rare"], 1000, counts, min_docs=1000) == ["common", "rare"]
 
 
 def test_prune_drops_costly_common_terms_but_never_all() -> None:

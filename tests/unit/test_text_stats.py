@@ -13,7 +13,8 @@ from typing import Any
 
 from engramdb import Memory, open_store
 from engramdb.filters import Filter
-from engramdb.search.query import index_stem
+from engramdb.search.query import index_stem, text_query
+from engramdb.store.base import TextQuery
 from engramdb.store.sqlite import SQLiteStore
 from engramdb.store.sqlite.memories import bm25_rank
 
@@ -44,7 +45,9 @@ def answers(store: Any, namespace: str) -> list[Any]:
         out.append(store.memory_term_docs(namespace, stems, at_most=20))
         out.append(store.memory_term_docs(namespace, stems))
         for flt in FILTERS:
-            out.append(store.memory_text_search(namespace, query, flt, limit=50, stems=stems))
+            out.append(
+                store.memory_text_search(namespace, text_query(query.split()), flt, limit=50)
+            )
     return out
 
 
@@ -123,7 +126,9 @@ def test_issue14_stats_are_recomputed_only_after_a_write_to_the_namespace(
         def counting_queries() -> list[str]:
             with statements(store) as seen:
                 store.memory_term_docs("a", stems, at_most=20)
-                store.memory_text_search("a", "", Filter.parse(None), limit=10, stems=stems)
+                store.memory_text_search(
+                    "a", TextQuery((), tuple(stems)), Filter.parse(None), limit=10
+                )
             return [s for s in seen if "count(" in s or "memories_fts_docsize" in s]
 
         assert counting_queries()  # the first time: counted

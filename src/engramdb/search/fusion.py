@@ -41,10 +41,18 @@ class Fused:
         return {"score": self.score, "lanes": self.lanes, "boosts": self.boosts}
 
 
+def lane_detail(rank: int, score: float, contribution: float) -> dict[str, float]:
+    """What :meth:`Fused.explain` shows for one lane of one candidate."""
+    return {"rank": rank, "score": score, "contribution": contribution}
+
+
 def fuse(
-    lanes: Sequence[Lane], *, method: Fusion = "score", rrf_k: float = 60.0
+    lanes: Sequence[Lane], *, method: Fusion = "score", rrf_k: float = 60.0, explain: bool = False
 ) -> dict[int, Fused]:
-    """Combine lanes into one score per key (higher is better)."""
+    """Combine lanes into one score per key (higher is better).
+
+    Each lane's rank, score and contribution are kept for :meth:`Fused.explain` only with
+    ``explain=True``: a recall without it builds no per-candidate detail."""
     out: dict[int, Fused] = {}
     for lane in lanes:
         if not lane.ranked:
@@ -62,7 +70,8 @@ def fuse(
             if fused is None:
                 fused = out[key] = Fused(key, 0.0)
             fused.score += part
-            fused.lanes[lane.name] = {"rank": rank, "score": score, "contribution": part}
+            if explain:
+                fused.lanes[lane.name] = lane_detail(rank, score, part)
     return out
 
 

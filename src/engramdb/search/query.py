@@ -19,6 +19,8 @@ from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
+from ..store.base import TextQuery
+
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
 # Function words and question words: they match nearly every memory and say nothing about
@@ -93,8 +95,15 @@ def query_terms(text: str, *, max_terms: int = MAX_TERMS) -> list[str]:
     return list(dict.fromkeys(content))[:max_terms]
 
 
+def text_query(terms: Sequence[str]) -> TextQuery:
+    """The store's parsed form of query words: each word with its index token. Stores build
+    their own query from it (no query syntax crosses the store contract)."""
+    return TextQuery(tuple(terms), tuple(index_stem(t) for t in terms))
+
+
 def fts_match(terms: Sequence[str]) -> str | None:
-    """An FTS5 MATCH expression (OR of quoted literals); None if there are no terms."""
+    """An FTS5 MATCH expression (OR of quoted literals); None if there are no terms. Only the
+    raw-FTS5 baseline of the benchmarks uses it: stores receive :class:`TextQuery`."""
     if not terms:
         return None
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
@@ -127,15 +136,23 @@ def prune_terms(
     *,
     budget: int = POSTINGS_BUDGET,
     max_share: float = MAX_DOC_SHARE,
+    min_docs: int = 0,
 ) -> list[str]:
     """Keep the rarest terms while their documents fit the budget; drop near-zero-weight ones.
 
-    A query whose terms' documents fit the budget runs unchanged.
-    ``doc_counts`` maps :func:`index_stem` of a term to its document count. The rarest term is
-    always kept, so a query with words never loses all of them.
+    Terms in more than ``max_share`` of the documents — and in more than ``min_docs`` (the
+    candidates a lane keeps: below that they cost nothing) — are dropped while a rarer term
+    remains (their BM25 weight is nil: they would only add candidates that score nothing). A query
+    whose other terms' documents fit the budget then runs unchanged. ``doc_counts`` maps
+    :func:`index_stem` of a term to its document count (the namespace's own). The rarest term
+    is always kept, so a query with words never loses all of them.
     """
     if not terms or not doc_counts or documents <= 0:
         return list(terms)
+    floor = max(max_share * documents, min_docs)
+    common = {t for t in terms if doc_counts.get(index_stem(t), 0) > floor}
+    if any(doc_counts.get(index_stem(t), 0) > 0 for t in terms if t not in common):
+        terms = [t for t in terms if t not in common]
     if sum(doc_counts.get(index_stem(t), 0) for t in terms) <= budget:
         return list(terms)  # affordable as it is: rank exactly
     counted = sorted(terms, key=lambda t: doc_counts.get(index_stem(t), 0))

@@ -28,6 +28,27 @@ from ..types import (
     Triple,
 )
 
+# -- parsed recall questions ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TextQuery:
+    """A full-text question: literal words, OR-ed (any one may match), and the token the
+    text index stores for each (``stems[i]`` for ``terms[i]``; SQLite's porter stem).
+
+    Words are plain text, never query syntax: each backend builds its own query from them
+    (SQLite reads the index's postings for ``stems``; PostgreSQL ORs ``plainto_tsquery`` of
+    each word). Build one with :func:`engramdb.search.query.text_query`."""
+
+    terms: tuple[str, ...]
+    stems: tuple[str, ...]
+
+
+Adjacency = tuple[str | None, int | None, int | None, str | None, str | None]
+"""A memory's place in its session: ``(its user_id, the previous rowid, the next rowid, the
+previous memory's user_id, the next memory's user_id)``."""
+
+
 # -- records for export, import and store-to-store transfer ------------------------------
 
 
@@ -433,17 +454,12 @@ class Store(Protocol):
         :meth:`memory_users`."""
 
     def memory_text_search(
-        self,
-        namespace: str,
-        match: str,
-        flt: Filter,
-        *,
-        limit: int,
-        stems: Sequence[str] = (),
+        self, namespace: str, query: TextQuery, flt: Filter, *, limit: int
     ) -> list[tuple[int, float]]:
-        """Full-text candidates ``(rowid, score)`` for an FTS MATCH expression (``stems``: the
-        index tokens of its terms), best first, higher is better. A score depends only on
-        ``namespace``'s data: never on statistics of other namespaces' documents."""
+        """Full-text candidates ``(rowid, score)``: memories containing any word of ``query``
+        and matching ``flt``, best first (higher is better), at most ``limit``. The backend
+        builds its own query from the words, namespace and filter included. A score depends
+        only on ``namespace``'s data: never on statistics of other namespaces' documents."""
 
     def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:
         """Rowids of memories carrying ``tag`` (case-insensitive), newest first."""
@@ -465,10 +481,9 @@ class Store(Protocol):
     def memory_vectors(self, namespace: str, rowids: Sequence[int]) -> dict[int, bytes]:
         """Stored embeddings for rowids (those in ``namespace`` only)."""
 
-    def memory_adjacency(
-        self, namespace: str, rowids: Sequence[int]
-    ) -> dict[int, tuple[str | None, int | None, int | None]]:
-        """For each rowid: (its user_id, the previous and the next rowid in its session)."""
+    def memory_adjacency(self, namespace: str, rowids: Sequence[int]) -> dict[int, Adjacency]:
+        """For each rowid of ``namespace``: its :data:`Adjacency` (user, previous and next rowid
+        in its session, and their users), all in one query."""
 
     def memory_users(self, namespace: str) -> list[str]:
         """Every user_id that has had memories in the namespace (at most 10,000)."""

@@ -10,7 +10,6 @@ filtered search returning enough rows.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -31,7 +30,15 @@ from ...types import (
     now_us,
     us_from_datetime,
 )
-from ..base import MemoryChanges, NewMemory, NewMemoryEvent, NewTriple, VectorDelta
+from ..base import (
+    Adjacency,
+    MemoryChanges,
+    NewMemory,
+    NewMemoryEvent,
+    NewTriple,
+    TextQuery,
+    VectorDelta,
+)
 from ..rows import (
     CONTEXT_SPAN,
     EVENT_COLUMNS,
@@ -118,8 +125,6 @@ def _merge_tags(
     )
 
 
-_QUOTED = re.compile(r'"((?:[^"]|"")*)"')
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_EF_SEARCH = 1000
 
 
@@ -241,12 +246,8 @@ def filter_sql(flt: Filter, alias: str = "m", *, live: bool = True) -> tuple[str
     return "".join(" AND " + c for c in conds), params
 
 
-def match_terms(match: str) -> list[str]:
-    """The literal terms of an FTS MATCH expression built by ``engramdb.search.query``
-    (quoted literals OR-ed); any other text is split into words."""
-    quoted = [t.replace('""', '"') for t in _QUOTED.findall(match)]
-    terms = quoted if quoted else _WORD.findall(match.lower())
-    return [t for t in dict.fromkeys(terms) if t.strip() and "\x00" not in t]
+def _opt_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _dim(vector: bytes | None) -> int | None:
@@ -687,30 +688,24 @@ class MemoriesMixin:
         return self.read(lambda conn: [str(r[0]) for r in conn.execute(query, args)])
 
     def memory_text_search(
-        self,
-        namespace: str,
-        match: str,
-        flt: Filter,
-        *,
-        limit: int,
-        stems: Sequence[str] = (),
+        self, namespace: str, query: TextQuery, flt: Filter, *, limit: int
     ) -> list[tuple[int, float]]:
         # ts_rank scores a document from its own text only (no corpus statistics), so no
         # other namespace's data can move a score
-        terms = match_terms(match)
+        terms = [t for t in dict.fromkeys(query.terms) if t.strip() and "\x00" not in t]
         if not terms or limit <= 0:
             return []
         where, params = filter_sql(flt)
         # OR of per-word plainto_tsquery: each word becomes lexemes, never tsquery syntax
         tsquery = " || ".join([f"plainto_tsquery('{TEXT_CONFIG}'::regconfig, %s)"] * len(terms))
-        query = (
+        sql_text = (
             f"SELECT m.rowid, ts_rank(%s::real[], m.fts, q.q, 1) AS score "
             f"FROM memories m, (SELECT {tsquery} AS q) q "
             f"WHERE m.fts @@ q.q AND m.namespace = %s{where} "
             "ORDER BY score DESC, m.rowid DESC LIMIT %s"
         )
         args = [_RANK_WEIGHTS, *terms, namespace, *params, limit]
-        rows = self.read(lambda conn: conn.execute(query, args).fetchall())
+        rows = self.read(lambda conn: conn.execute(sql_text, args).fetchall())
         return [(int(r[0]), float(r[1])) for r in rows]
 
     def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:
@@ -768,23 +763,25 @@ class MemoriesMixin:
 
         return self.read(work)
 
-    def memory_adjacency(
-        self, namespace: str, rowids: Sequence[int]
-    ) -> dict[int, tuple[str | None, int | None, int | None]]:
+    def memory_adjacency(self, namespace: str, rowids: Sequence[int]) -> dict[int, Adjacency]:
         if not rowids:
             return {}
         rows = self.read(
             lambda conn: conn.execute(
-                "SELECT m.rowid, m.user_id, "
+                # one statement: neighbours by index seeks, their users joined
+                "SELECT a.rowid, a.user_id, a.prev, a.next, p.user_id, n.user_id FROM "
+                "(SELECT m.rowid, m.user_id, "
                 "(SELECT max(p.rowid) FROM memories p WHERE p.namespace = m.namespace AND "
-                "p.session_id = m.session_id AND p.rowid < m.rowid), "
+                "p.session_id = m.session_id AND p.rowid < m.rowid) AS prev, "
                 "(SELECT min(n.rowid) FROM memories n WHERE n.namespace = m.namespace AND "
-                "n.session_id = m.session_id AND n.rowid > m.rowid) "
-                "FROM memories m WHERE m.namespace = %s AND m.rowid = ANY(%s::bigint[])",
+                "n.session_id = m.session_id AND n.rowid > m.rowid) AS next "
+                "FROM memories m WHERE m.namespace = %s AND m.rowid = ANY(%s::bigint[])) a "
+                "LEFT JOIN memories p ON p.rowid = a.prev "
+                "LEFT JOIN memories n ON n.rowid = a.next",
                 (namespace, list(rowids)),
             ).fetchall()
         )
-        return {int(r[0]): (r[1], r[2], r[3]) for r in rows}
+        return {int(r[0]): (r[1], _opt_int(r[2]), _opt_int(r[3]), r[4], r[5]) for r in rows}
 
     def memory_users(self, namespace: str) -> list[str]:
         return self.read(

@@ -26,7 +26,15 @@ from ...types import (
     now_us,
     us_from_datetime,
 )
-from ..base import MemoryChanges, NewMemory, NewMemoryEvent, NewTriple, VectorDelta
+from ..base import (
+    Adjacency,
+    MemoryChanges,
+    NewMemory,
+    NewMemoryEvent,
+    NewTriple,
+    TextQuery,
+    VectorDelta,
+)
 from ..rows import (
     CONTEXT_SPAN,
     EVENT_COLUMNS,
@@ -904,13 +912,7 @@ class MemoriesMixin:
             return [r[0] for r in conn.execute(sql, [namespace, *params])]
 
     def memory_text_search(
-        self,
-        namespace: str,
-        match: str,
-        flt: Filter,
-        *,
-        limit: int,
-        stems: Sequence[str] = (),
+        self, namespace: str, query: TextQuery, flt: Filter, *, limit: int
     ) -> list[tuple[int, float]]:
         # FTS5's bm25() weighs terms by statistics of the whole table, every namespace's
         # documents included: scores would tell one tenant how common a word is in the
@@ -918,7 +920,7 @@ class MemoriesMixin:
         # memories, after the filter): term frequencies per column from the index, document
         # frequencies and the document count of the namespace, and the average length of
         # the matching documents.
-        terms = [t for t in dict.fromkeys(stems) if t]
+        terms = [t for t in dict.fromkeys(query.stems) if t]
         if not terms or limit <= 0:
             return []
         where, params = filter_sql(flt)
@@ -1040,23 +1042,26 @@ class MemoriesMixin:
             ).fetchall()
         return {r[0]: r[1] for r in rows}
 
-    def memory_adjacency(
-        self, namespace: str, rowids: Sequence[int]
-    ) -> dict[int, tuple[str | None, int | None, int | None]]:
+    def memory_adjacency(self, namespace: str, rowids: Sequence[int]) -> dict[int, Adjacency]:
         if not rowids:
             return {}
         with self._reader() as conn:
+            # one statement: each candidate's neighbours are index seeks on
+            # (namespace, session_id, rowid), and their users come along
             rows = conn.execute(
-                "SELECT m.rowid, m.user_id, "
+                "SELECT a.rowid, a.user_id, a.prev, a.next, p.user_id, n.user_id FROM "
+                "(SELECT m.rowid, m.user_id, "
                 "(SELECT max(p.rowid) FROM memories p WHERE p.namespace = m.namespace AND "
-                "p.session_id = m.session_id AND p.rowid < m.rowid), "
+                "p.session_id = m.session_id AND p.rowid < m.rowid) AS prev, "
                 "(SELECT min(n.rowid) FROM memories n WHERE n.namespace = m.namespace AND "
-                "n.session_id = m.session_id AND n.rowid > m.rowid) "
+                "n.session_id = m.session_id AND n.rowid > m.rowid) AS next "
                 "FROM memories m WHERE +m.namespace = ? AND m.rowid IN "
-                "(SELECT value FROM json_each(?))",
+                "(SELECT value FROM json_each(?))) a "
+                "LEFT JOIN memories p ON p.rowid = a.prev "
+                "LEFT JOIN memories n ON n.rowid = a.next",
                 (namespace, to_json(list(rowids))),
             ).fetchall()
-        return {r[0]: (r[1], r[2], r[3]) for r in rows}
+        return {r[0]: (r[1], r[2], r[3], r[4], r[5]) for r in rows}
 
     def memory_users(self, namespace: str) -> list[str]:
         with self._reader() as conn:
