@@ -781,9 +781,12 @@ def list_cmd(
         rows = [r.to_dict() for r in page.items]
         typer.echo(json.dumps({"items": rows, "next_cursor": page.next_cursor}))
         return
-    table = Table(_id_column(), *_folding("content", "tags", "created"), title=Text("memories"))
+    # tags go under the content (dim), leaving the width to the content and the whole id
+    table = Table(_id_column(), *_folding("content / tags"), "created", title=Text("memories"))
     for r in page.items:
-        table.add_row(r.id, r.content, ", ".join(r.tags), _when(r.created_at))
+        tags = ", ".join(r.tags)
+        cell = Text.assemble(r.content, *(("\n", (tags, "dim")) if tags else ()))
+        table.add_row(r.id, cell, r.created_at.strftime("%Y-%m-%d"))
     console.print(table)
     if page.next_cursor is not None:
         err_console.print(f"next page: --cursor {page.next_cursor}")
