@@ -319,10 +319,13 @@ def sessions_clear(
     data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: AsJson = False,
     url: Url = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
     """Remove every item of a session (asks first; --yes skips the question)."""
+    if as_json and not yes:
+        raise _usage("--json needs --yes: it cannot ask")
     try:
         sessions = _Sessions(data_dir, namespace, url, api_key)
         info = sessions.info(session_id)
@@ -331,7 +334,10 @@ def sessions_clear(
         sessions.clear(session_id)
     except EngramError as exc:
         raise _fail(exc) from None
-    console.print(f"cleared {info.item_count} items from {session_id!r}")
+    if as_json:
+        typer.echo(json.dumps({"session_id": session_id, "cleared": info.item_count}))
+    else:
+        console.print(f"cleared {info.item_count} items from {session_id!r}")
 
 
 EmbedderOpt = Annotated[
@@ -486,7 +492,11 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="List, do not remove.")]
 
 
 def _confirm_then(
-    preview: ForgetResult, what: str, yes: bool, run: Callable[[], ForgetResult]
+    preview: ForgetResult,
+    what: str,
+    yes: bool,
+    run: Callable[[], ForgetResult],
+    as_json: bool = False,
 ) -> ForgetResult:
     """Show how many a scoped forget would remove and remove them once confirmed (``--yes``
     confirms in advance). Nothing matching: nothing to ask."""
@@ -494,13 +504,19 @@ def _confirm_then(
         from .memory import ForgetResult
 
         return ForgetResult([], False)
+    if not yes and as_json:
+        raise _usage("--json with a scoped forget needs --yes (or --dry-run): it cannot ask")
     if not yes:
         console.print(f"would remove {preview.count} {what}")
         typer.confirm(f"Remove these {preview.count} {what}?", abort=True)
     return run()
 
 
-def _print_forget(result: ForgetResult, what: str) -> None:
+def _print_forget(result: ForgetResult, what: str, as_json: bool = False) -> None:
+    if as_json:
+        payload = {"dry_run": result.dry_run, "count": result.count, "ids": result.ids}
+        typer.echo(json.dumps(payload, ensure_ascii=False))
+        return
     verb = "would remove" if result.dry_run else "removed"
     console.print(f"{verb} {result.count} {what}")
     for item_id in result.ids:
@@ -524,6 +540,7 @@ def forget(
     ] = False,
     dry_run: DryRun = False,
     yes: Yes = False,
+    as_json: AsJson = False,
     url: Url = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
@@ -544,12 +561,12 @@ def forget(
                 preview
                 if dry_run
                 else _confirm_then(
-                    preview, "memories", yes, lambda: mem.forget(filters=flt, all=all_)
+                    preview, "memories", yes, lambda: mem.forget(filters=flt, all=all_), as_json
                 )
             )
     except EngramError as exc:
         raise _fail(exc) from None
-    _print_forget(result, "memories")
+    _print_forget(result, "memories", as_json)
 
 
 @app.command("forget-fact")
@@ -562,6 +579,7 @@ def forget_fact(
     namespace: Namespace = DEFAULT_NAMESPACE,
     dry_run: DryRun = False,
     yes: Yes = False,
+    as_json: AsJson = False,
     url: Url = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
@@ -582,11 +600,13 @@ def forget_fact(
             result = (
                 preview
                 if dry_run
-                else _confirm_then(preview, "facts", yes, lambda: mem.forget_facts(*pattern))
+                else _confirm_then(
+                    preview, "facts", yes, lambda: mem.forget_facts(*pattern), as_json
+                )
             )
     except EngramError as exc:
         raise _fail(exc) from None
-    _print_forget(result, "facts")
+    _print_forget(result, "facts", as_json)
 
 
 @app.command()

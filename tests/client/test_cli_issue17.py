@@ -101,6 +101,12 @@ def test_issue17_cli_memory_commands(target: Target) -> None:
     result = target.run("forget", "-u", "bob", input="n\n")
     assert result.exit_code == 1 and "would remove 1 memories" in result.stdout
     assert target.json("get", bob["id"])["id"] == bob["id"]
+    assert target.run("forget", "-u", "bob", "--json").exit_code == 2  # cannot ask
+    assert target.json("forget", "-u", "bob", "--dry-run") == {
+        "dry_run": True,
+        "count": 1,
+        "ids": [bob["id"]],
+    }
     assert "removed 1 memories" in target.ok("forget", "-u", "bob", "--yes").stdout
     assert target.run("get", bob["id"]).exit_code == 1
     assert "removed 1" in target.ok("forget", ada["id"]).stdout
@@ -118,7 +124,7 @@ def test_issue17_cli_knowledge_and_stats(target: Target) -> None:
     stats = target.json("stats")
     assert stats["memories"] == 1 and stats["triples"] == 2
     assert "memories" in target.ok("stats").stdout
-    assert "removed 2 facts" in target.ok("forget-fact", "-s", "Ada", "--yes").stdout
+    assert target.json("forget-fact", "-s", "Ada", "--yes")["count"] == 2
 
 
 def test_issue17_cli_sessions(target: Target) -> None:
@@ -129,7 +135,8 @@ def test_issue17_cli_sessions(target: Target) -> None:
     assert target.json("sessions", "show", "chat-1")[0]["content"] == "hi"
     assert target.json("sessions", "pop", "chat-1") == {"role": "user", "content": "b"}
     assert len(target.json("sessions", "show", "chat-1")) == 1
-    assert "cleared 1 items" in target.ok("sessions", "clear", "chat-1", "--yes").stdout
+    cleared = target.json("sessions", "clear", "chat-1", "--yes")
+    assert cleared == {"session_id": "chat-1", "cleared": 1}
     for command in (("show",), ("pop",), ("clear", "--yes")):
         result = target.run("sessions", command[0], "nope", *command[1:])
         assert result.exit_code == 1, (command, result.output)
