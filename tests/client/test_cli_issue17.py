@@ -153,6 +153,9 @@ def test_issue17_cli_markup_printed_literally(target: Target) -> None:
     assert "cleared 1 items from '[/foo]'" in target.ok("sessions", "clear", "[/foo]", "-y").stdout
     result = target.run("sessions", "clear", "[bold]x[/bold]", "-y")
     assert result.exit_code == 1 and "'[bold]x[/bold]'" in result.output
+    # an error message quoting user text, with brackets as in an install hint
+    result = target.run("get", "mem_[postgres][/foo]")
+    assert result.exit_code == 1 and "mem_[postgres][/foo]" in result.output
 
 
 def test_issue17_cli_namespaces_and_keys(target: Target, tmp_path: Path) -> None:
