@@ -26,7 +26,7 @@ from .types import DEFAULT_NAMESPACE, MemoryRecord, SessionInfo
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from .client import Client
+    from .client import Client, ExtractResult
     from .manager.pipeline import ExtractionReport
     from .memory import ForgetResult, Memory
 
@@ -1016,6 +1016,35 @@ def _report_dict(report: ExtractionReport) -> dict[str, Any]:
     }
 
 
+def _remote_report_dict(result: ExtractResult) -> dict[str, Any]:
+    """A server's extraction (``Client.extract``) in the shape of :func:`_report_dict`: one
+    window, each decision with the memory its applied event names."""
+    applied = builtins.list(result.applied)
+    decisions = []
+    for d in result.decisions:
+        event = next((e for e in applied if e.action == d.action), None)
+        if event is not None:
+            applied.remove(event)
+        decisions.append({**d.to_dict(), "memory_id": event.memory_id if event else None})
+    seqs = sorted({seq for d in result.decisions for seq in d.candidate.source_seqs})
+    models = {d.model for d in result.decisions if d.model}
+    return {
+        "session_id": result.session_id,
+        "dry_run": result.dry_run,
+        "tokens": result.tokens,
+        "windows": [
+            {
+                "seqs": seqs,
+                "model": models.pop() if len(models) == 1 else None,
+                "decisions": decisions,
+                "rejected": [],
+            }
+        ]
+        if decisions
+        else [],
+    }
+
+
 @app.command()
 def extract(
     session_id: Annotated[str, typer.Option("--session", help="The session to extract from.")],
@@ -1034,18 +1063,28 @@ def extract(
     llm: LLMOpt = None,
     embedder: EmbedderOpt = "auto",
     as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Turn a session's new items (past its high-water mark) into memories: each candidate
     the model extracts, with the decision it got (add / update / delete / none) and why."""
     from .memory import Memory
 
     try:
-        store = _closing(open_store(data_dir, create=False))
-        mem = Memory(store, namespace=namespace, embedder=embedder, llm=_llm_spec(llm, infer))
-        report = mem.extract(session_id, user_id=user, agent_id=agent, infer=infer, dry_run=dry_run)
+        if url is not None:
+            result = _client(url, api_key, namespace).extract(
+                session_id, user_id=user, agent_id=agent, infer=infer, dry_run=dry_run
+            )
+            data, tokens = _remote_report_dict(result), result.tokens
+        else:
+            store = _closing(open_store(data_dir, create=False))
+            mem = Memory(store, namespace=namespace, embedder=embedder, llm=_llm_spec(llm, infer))
+            report = mem.extract(
+                session_id, user_id=user, agent_id=agent, infer=infer, dry_run=dry_run
+            )
+            data, tokens = _report_dict(report), report.tokens
     except EngramError as exc:
         raise _fail(exc) from None
-    data = _report_dict(report)
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False))
         return
@@ -1086,7 +1125,7 @@ def extract(
     items = sum(len(w["seqs"]) for w in data["windows"])
     summary = (
         f"{len(data['windows'])} window(s), {items} item(s), {sum(counts.values())} "
-        f"decision(s): {actions}; {report.tokens:,} tokens"
+        f"decision(s): {actions}; {tokens:,} tokens"
     )
     if dry_run:
         summary += "; dry run: nothing written"

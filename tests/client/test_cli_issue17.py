@@ -256,3 +256,17 @@ def test_issue17_cli_readme_commands_exist() -> None:
     docs = (ROOT / "docs" / "cli.md").read_text()
     for name in names:
         assert f"engramdb {name}" in docs, name
+
+
+def test_issue17_cli_extract_on_both_targets(target: Target) -> None:
+    """extract --no-infer (no model needed) stores each message as said, locally or on the
+    server, with the same report."""
+    target.add_items("chat-9", [{"role": "user", "content": "I moved to Lisbon [last year]"}])
+    report = target.json("extract", "--session", "chat-9", "--no-infer")
+    decisions = [d for w in report["windows"] for d in w["decisions"]]
+    assert [d["action"] for d in decisions] == ["add"]
+    memory_id = decisions[0]["memory_id"]
+    assert target.json("get", memory_id)["content"].endswith("I moved to Lisbon [last year]")
+    target.add_items("chat-9", [{"role": "user", "content": "and I like [/jazz]"}])
+    table = target.ok("extract", "--session", "chat-9", "--no-infer", "--dry-run").stdout
+    assert "[/jazz]" in table and "dry run: nothing written" in table
