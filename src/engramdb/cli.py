@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import typer
@@ -17,14 +18,15 @@ from rich.table import Column, Table
 from rich.text import Text
 
 from . import __version__
-from .errors import EngramError, InvalidInputError
+from .errors import EngramError, InvalidInputError, NotFoundError
 from .sessions import Session, list_sessions
 from .store import Store, open_store
-from .types import DEFAULT_NAMESPACE
+from .types import DEFAULT_NAMESPACE, MemoryRecord, SessionInfo
 
 if TYPE_CHECKING:
     from rich.progress import Progress
 
+    from .client import Client, ExtractResult
     from .manager.pipeline import ExtractionReport
     from .memory import ForgetResult, Memory
 
@@ -45,8 +47,10 @@ sessions_app = typer.Typer(
 )
 app.add_typer(sessions_app, name="sessions")
 
-console = Console()
-err_console = Console(stderr=True, soft_wrap=True)
+# markup=False: user text (content, ids, hints such as "engramdb[postgres]") is printed
+# literally, whatever brackets it holds; styling goes through rich.text.Text only.
+console = Console(markup=False, highlight=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False, highlight=False)
 
 DataDir = Annotated[
     str,
@@ -62,15 +66,47 @@ Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
+Url = Annotated[
+    str | None,
+    typer.Option(
+        "--url",
+        envvar="ENGRAMDB_URL",
+        help="An engramdb server (http://host:8765): run the command there, with --api-key.",
+    ),
+]
+ApiKeyOpt = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar="ENGRAMDB_API_KEY", help="The API key for --url."),
+]
+
+
 def _open_existing(data_dir: str) -> Store:
     return _closing(open_store(data_dir, create=False))
 
 
-_opened: list[Store] = []
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+_opened: list[_Closable] = []
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
 
 
 @app.callback()
-def _root(ctx: typer.Context) -> None:
+def _root(
+    ctx: typer.Context,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
     ctx.call_on_close(_close_opened)
 
 
@@ -79,10 +115,40 @@ def _close_opened() -> None:
         _opened.pop().close()
 
 
-def _closing(store: Store) -> Store:
-    """Close the store when the command finishes (pools and connections do not linger)."""
+_C = TypeVar("_C", bound=_Closable)
+
+
+def _closing(store: _C) -> _C:
+    """Close the store (or client) when the command finishes (pools and connections do not
+    linger)."""
     _opened.append(store)
     return store
+
+
+def _usage(message: str) -> typer.Exit:
+    """A usage error: the message, exit code 2 (as for a bad option)."""
+    err_console.print(Text.assemble(("error:", "bold red"), f" {message}"))
+    return typer.Exit(code=2)
+
+
+def _client(url: str, api_key: str | None, namespace: str) -> Client:
+    """The remote target of ``--url``: the key chooses the namespace."""
+    from .client import Client
+
+    if not api_key:
+        raise _usage("--url needs --api-key (or ENGRAMDB_API_KEY)")
+    if namespace != DEFAULT_NAMESPACE:
+        raise _usage("with --url the API key chooses the namespace: leave out --namespace")
+    return _closing(Client(url, api_key))
+
+
+def _local_only(url: str | None, command: str) -> None:
+    """Commands with no server API (export, import, reembed, migrate) refuse ``--url``."""
+    if url is not None:
+        raise _usage(
+            f"`engramdb {command}` works on a local store (--data-dir / --store); "
+            "the server has no API for it"
+        )
 
 
 def _fail(exc: EngramError) -> typer.Exit:
@@ -97,16 +163,78 @@ def version() -> None:
     console.print(__version__)
 
 
+class _Sessions:
+    """What the session commands work on: a local store, or a server with ``--url``."""
+
+    def __init__(self, data_dir: str, namespace: str, url: str | None, api_key: str | None):
+        self.namespace = namespace
+        self.client = _client(url, api_key, namespace) if url is not None else None
+        self.store = None if url is not None else _open_existing(data_dir)
+
+    def _session(self, session_id: str) -> Session:
+        assert self.store is not None
+        return Session(session_id, self.store, namespace=self.namespace)
+
+    def list(self, limit: int) -> builtins.list[SessionInfo]:
+        if self.client is None:
+            assert self.store is not None
+            return list_sessions(self.store, namespace=self.namespace, limit=limit)
+        infos: builtins.list[SessionInfo] = []
+        cursor = None
+        while len(infos) < limit:
+            page = self.client.list_sessions(limit=min(limit - len(infos), 100), cursor=cursor)
+            infos += page.items
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return infos
+
+    def info(self, session_id: str) -> SessionInfo:
+        """The session's metadata; :class:`NotFoundError` for an unknown session."""
+        if self.client is None:
+            info = self._session(session_id).info()
+        else:
+            info = self.client.session_info(session_id)
+        if info is None:
+            where = "on the server" if self.client is not None else f"in {self.namespace!r}"
+            raise NotFoundError(f"no session {session_id!r} {where}")
+        return info
+
+    def items(self, session_id: str, limit: int | None) -> builtins.list[dict[str, Any]]:
+        self.info(session_id)
+        if self.client is None:
+            return self._session(session_id).get_items(limit)
+        return self.client.get_items(session_id, limit)
+
+    def pop(self, session_id: str) -> dict[str, Any] | None:
+        self.info(session_id)
+        if self.client is None:
+            return self._session(session_id).pop_item()
+        return self.client.pop_item(session_id)
+
+    def clear(self, session_id: str) -> None:
+        if self.client is None:
+            self._session(session_id).clear_session()
+        else:
+            self.client.clear_session(session_id)
+
+
+def _when_json(moment: datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
+
+
 @sessions_app.command("list")
 def sessions_list(
     data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     limit: Annotated[int, typer.Option(help="At most this many sessions.")] = 100,
     as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """List sessions, most recently updated first."""
     try:
-        infos = list_sessions(_open_existing(data_dir), namespace=namespace, limit=limit)
+        infos = _Sessions(data_dir, namespace, url, api_key).list(limit)
     except EngramError as exc:
         raise _fail(exc) from None
     if as_json:
@@ -121,7 +249,13 @@ def sessions_list(
         ]
         typer.echo(json.dumps(rows, ensure_ascii=False))
         return
-    table = Table("session_id", "items", "created", "updated", title=f"sessions in {namespace!r}")
+    table = Table(
+        _id_column("session_id"),
+        "items",
+        "created",
+        "updated",
+        title=Text(f"sessions ({len(infos)})"),
+    )
     for i in infos:
         table.add_row(
             i.session_id,
@@ -139,19 +273,44 @@ def sessions_show(
     namespace: Namespace = DEFAULT_NAMESPACE,
     limit: Annotated[int | None, typer.Option(help="Only the last N items.")] = None,
     as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
-    """Show a session's items, oldest first."""
+    """Show a session's items, oldest first (exit code 1 for an unknown session)."""
     try:
-        items = Session(session_id, _open_existing(data_dir), namespace=namespace).get_items(limit)
+        items = _Sessions(data_dir, namespace, url, api_key).items(session_id, limit)
     except EngramError as exc:
         raise _fail(exc) from None
     if as_json:
         typer.echo(json.dumps(items, ensure_ascii=False))
         return
-    table = Table("#", "type/role", "content", title=f"session {session_id!r}")
+    table = Table("#", "type/role", "content", title=Text(f"session {session_id!r}"))
     for n, item in enumerate(items, 1):
         table.add_row(str(n), _kind(item), _preview(item))
     console.print(table)
+
+
+@sessions_app.command("pop")
+def sessions_pop(
+    session_id: str,
+    data_dir: DataDir = ".engramdb",
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Remove and print a session's last item (exit code 1 if the session is unknown or
+    empty)."""
+    try:
+        item = _Sessions(data_dir, namespace, url, api_key).pop(session_id)
+        if item is None:
+            raise NotFoundError(f"session {session_id!r} is empty")
+    except EngramError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(item, ensure_ascii=False))
+    else:
+        console.print(f"popped {_kind(item)}: {_preview(item)}")
 
 
 @sessions_app.command("clear")
@@ -160,20 +319,25 @@ def sessions_clear(
     data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
-    """Remove every item of a session."""
+    """Remove every item of a session (asks first; --yes skips the question)."""
+    if as_json and not yes:
+        raise _usage("--json needs --yes: it cannot ask")
     try:
-        session = Session(session_id, _open_existing(data_dir), namespace=namespace)
-        info = session.info()
-        if info is None:
-            err_console.print(f"[bold red]error:[/] no session {session_id!r} in {namespace!r}")
-            raise typer.Exit(code=1)
+        sessions = _Sessions(data_dir, namespace, url, api_key)
+        info = sessions.info(session_id)
         if not yes:
             typer.confirm(f"Remove {info.item_count} items from {session_id!r}?", abort=True)
-        session.clear_session()
+        sessions.clear(session_id)
     except EngramError as exc:
         raise _fail(exc) from None
-    console.print(f"cleared {info.item_count} items from {session_id!r}")
+    if as_json:
+        typer.echo(json.dumps({"session_id": session_id, "cleared": info.item_count}))
+    else:
+        console.print(f"cleared {info.item_count} items from {session_id!r}")
 
 
 EmbedderOpt = Annotated[
@@ -197,6 +361,31 @@ def _memory(data_dir: str, namespace: str, embedder: str, *, create: bool = True
     return Memory(store, namespace=namespace, embedder=embedder)
 
 
+def _target(
+    data_dir: str,
+    namespace: str,
+    embedder: str,
+    url: str | None,
+    api_key: str | None,
+    *,
+    create: bool = True,
+) -> Memory | Client:
+    """What a memory command works on: the embedded store (``Memory``), or with ``--url`` an
+    engramdb server (``Client``, the same method names). The one place that chooses."""
+    if url is not None:
+        return _client(url, api_key, namespace)
+    return _memory(data_dir, namespace, embedder, create=create)
+
+
+# Memory ids are "mem_" + 32 hex digits: an id column never shrinks below that, so a whole id
+# is on one line (copyable) in an 80-column terminal; content columns fold instead.
+ID_WIDTH = 36
+
+
+def _id_column(header: str = "id") -> Column:
+    return Column(header, no_wrap=True, min_width=ID_WIDTH, overflow="fold")
+
+
 def _filters(
     user: str | None, agent: str | None, session: str | None, tags: list[str] | None
 ) -> dict[str, Any]:
@@ -218,10 +407,12 @@ def remember(
     importance: Annotated[float, typer.Option(help="0 to 1.")] = 0.5,
     embedder: EmbedderOpt = "auto",
     as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Store a memory."""
     try:
-        record = _memory(data_dir, namespace, embedder).remember(
+        record = _target(data_dir, namespace, embedder, url, api_key).remember(
             content,
             user_id=user,
             agent_id=agent,
@@ -234,7 +425,7 @@ def remember(
     if as_json:
         typer.echo(json.dumps(record.to_dict(), ensure_ascii=False))
     else:
-        console.print(f"remembered [bold]{record.id}[/]")
+        console.print(Text.assemble("remembered ", (record.id, "bold")))
 
 
 @app.command()
@@ -248,18 +439,23 @@ def recall(
     tag: TagOpt = None,
     limit: Annotated[int, typer.Option("--limit", "-k", help="How many hits.")] = 10,
     mode: Annotated[str, typer.Option(help="hybrid, text or vector.")] = "hybrid",
-    explain: Annotated[bool, typer.Option(help="Show each lane's rank.")] = False,
+    explain: Annotated[
+        bool, typer.Option(help="Each lane's rank and score (in --json; the table has why).")
+    ] = False,
     embedder: EmbedderOpt = "auto",
     as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
-    """Search memories (full text + vectors, fused)."""
+    """Search memories (full text + vectors, fused): a table of hits with their score and
+    why (each lane that found the hit, with its rank there)."""
     try:
-        hits = _memory(data_dir, namespace, embedder, create=False).recall(
+        hits = _target(data_dir, namespace, embedder, url, api_key, create=False).recall(
             query,
             filters=_filters(user, agent, session, tag),
             limit=limit,
             mode=mode,  # type: ignore[arg-type]
-            explain=explain,
+            explain=explain or not as_json,
         )
     except EngramError as exc:
         raise _fail(exc) from None
@@ -270,15 +466,25 @@ def recall(
         ]
         typer.echo(json.dumps(rows, ensure_ascii=False))
         return
-    table = Table("#", "score", "content", "tags", "id", title=f"recall {query!r}")
+    # why goes under the content (dim), leaving the width to the content and the whole id
+    table = Table(
+        "#", "score", *_folding("content / why"), _id_column(), title=Text(f"recall {query!r}")
+    )
     for n, h in enumerate(hits, 1):
-        table.add_row(
-            str(n), f"{h.score:.4f}", h.memory.content, ", ".join(h.memory.tags), h.memory.id
-        )
-        if explain and h.explain:
-            lanes = "  ".join(f"{name}#{v['rank']}" for name, v in h.explain["lanes"].items())
-            table.add_row("", "", f"[dim]{lanes}[/]", "", "")
+        why = _why(h.explain)
+        cell = Text.assemble(h.memory.content, *(("\n", (why, "dim")) if why else ()))
+        table.add_row(str(n), f"{h.score:.3f}", cell, h.memory.id)
     console.print(table)
+
+
+def _why(explain: dict[str, Any] | None) -> str:
+    """A hit's explain view in a few words: each lane with the hit's rank in it, then the
+    boosts (``text#1 vector#3 +recency``)."""
+    if not explain:
+        return ""
+    parts = [f"{name}#{int(v['rank'])}" for name, v in (explain.get("lanes") or {}).items()]
+    parts += [f"+{name}" for name, value in (explain.get("boosts") or {}).items() if value]
+    return " ".join(parts)
 
 
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
@@ -286,7 +492,11 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="List, do not remove.")]
 
 
 def _confirm_then(
-    preview: ForgetResult, what: str, yes: bool, run: Callable[[], ForgetResult]
+    preview: ForgetResult,
+    what: str,
+    yes: bool,
+    run: Callable[[], ForgetResult],
+    as_json: bool = False,
 ) -> ForgetResult:
     """Show how many a scoped forget would remove and remove them once confirmed (``--yes``
     confirms in advance). Nothing matching: nothing to ask."""
@@ -294,13 +504,19 @@ def _confirm_then(
         from .memory import ForgetResult
 
         return ForgetResult([], False)
+    if not yes and as_json:
+        raise _usage("--json with a scoped forget needs --yes (or --dry-run): it cannot ask")
     if not yes:
         console.print(f"would remove {preview.count} {what}")
         typer.confirm(f"Remove these {preview.count} {what}?", abort=True)
     return run()
 
 
-def _print_forget(result: ForgetResult, what: str) -> None:
+def _print_forget(result: ForgetResult, what: str, as_json: bool = False) -> None:
+    if as_json:
+        payload = {"dry_run": result.dry_run, "count": result.count, "ids": result.ids}
+        typer.echo(json.dumps(payload, ensure_ascii=False))
+        return
     verb = "would remove" if result.dry_run else "removed"
     console.print(f"{verb} {result.count} {what}")
     for item_id in result.ids:
@@ -324,6 +540,9 @@ def forget(
     ] = False,
     dry_run: DryRun = False,
     yes: Yes = False,
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Remove a memory by id, or every memory in a scope (--user/--agent/--session/--tag;
     --since/--until only narrow a scope, or --all). A scoped forget shows how many memories
@@ -331,7 +550,7 @@ def forget(
     flt: dict[str, Any] = _filters(user, agent, session, tag)
     flt.update({k: v for k, v in (("since", since), ("until", until)) if v is not None})
     try:
-        mem = _memory(data_dir, namespace, "none", create=False)
+        mem = _target(data_dir, namespace, "none", url, api_key, create=False)
         if memory_id is not None:
             if flt or all_:
                 raise InvalidInputError("pass either a memory id or a scope, not both")
@@ -342,12 +561,12 @@ def forget(
                 preview
                 if dry_run
                 else _confirm_then(
-                    preview, "memories", yes, lambda: mem.forget(filters=flt, all=all_)
+                    preview, "memories", yes, lambda: mem.forget(filters=flt, all=all_), as_json
                 )
             )
     except EngramError as exc:
         raise _fail(exc) from None
-    _print_forget(result, "memories")
+    _print_forget(result, "memories", as_json)
 
 
 @app.command("forget-fact")
@@ -360,13 +579,16 @@ def forget_fact(
     namespace: Namespace = DEFAULT_NAMESPACE,
     dry_run: DryRun = False,
     yes: Yes = False,
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Remove a fact by id, or every fact (current and superseded) matching a pattern
     (-s/-p/-o), with the memories that made them searchable. A pattern shows how many facts
     would go and asks first (--yes skips the question)."""
     pattern = (subject, predicate, object)
     try:
-        mem = _memory(data_dir, namespace, "none", create=False)
+        mem = _target(data_dir, namespace, "none", url, api_key, create=False)
         if fact_id is not None:
             if any(part is not None for part in pattern) or dry_run:
                 raise InvalidInputError(
@@ -378,11 +600,13 @@ def forget_fact(
             result = (
                 preview
                 if dry_run
-                else _confirm_then(preview, "facts", yes, lambda: mem.forget_facts(*pattern))
+                else _confirm_then(
+                    preview, "facts", yes, lambda: mem.forget_facts(*pattern), as_json
+                )
             )
     except EngramError as exc:
         raise _fail(exc) from None
-    _print_forget(result, "facts")
+    _print_forget(result, "facts", as_json)
 
 
 @app.command()
@@ -397,16 +621,32 @@ def learn(
     single: Annotated[
         bool, typer.Option("--single", help="Single-valued: supersede the current object.")
     ] = False,
+    valid_from: Annotated[
+        str | None,
+        typer.Option(help="ISO 8601: true from this time on (default: now)."),
+    ] = None,
     embedder: EmbedderOpt = "auto",
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
-    """Store a knowledge triple."""
+    """Store a knowledge triple (a fact is valid until a --single fact supersedes it)."""
     try:
-        fact = _memory(data_dir, namespace, embedder).learn(
-            subject, predicate, object, confidence=confidence, source=source, single_valued=single
+        fact = _target(data_dir, namespace, embedder, url, api_key).learn(
+            subject,
+            predicate,
+            object,
+            confidence=confidence,
+            source=source,
+            valid_from=valid_from,
+            single_valued=single,
         )
     except EngramError as exc:
         raise _fail(exc) from None
-    console.print(f"learned {fact.id}: {fact.subject} {fact.predicate} {fact.object}")
+    if as_json:
+        typer.echo(json.dumps(fact.to_dict(), ensure_ascii=False))
+    else:
+        console.print(f"learned {fact.id}: {fact.subject} {fact.predicate} {fact.object}")
 
 
 @app.command()
@@ -419,10 +659,12 @@ def facts(
     data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Query knowledge triples."""
     try:
-        found = _memory(data_dir, namespace, "none", create=False).facts(
+        found = _target(data_dir, namespace, "none", url, api_key, create=False).facts(
             subject, predicate, object, as_of=as_of, include_history=history
         )
     except EngramError as exc:
@@ -430,7 +672,13 @@ def facts(
     if as_json:
         typer.echo(json.dumps([f.to_dict() for f in found], ensure_ascii=False))
         return
-    table = Table("subject", "predicate", "object", "confidence", "valid from", "valid to")
+    table = Table(
+        *_folding("subject", "predicate", "object"),
+        "confidence",
+        "valid from",
+        "valid to",
+        _id_column(),
+    )
     for f in found:
         table.add_row(
             f.subject,
@@ -439,6 +687,7 @@ def facts(
             f"{f.confidence:g}",
             f.valid_from.isoformat(timespec="seconds"),
             f.valid_to.isoformat(timespec="seconds") if f.valid_to else "",
+            f.id,
         )
     console.print(table)
 
@@ -448,27 +697,263 @@ def stats(
     data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
-    """Counts for a namespace."""
+    """Counts for a namespace (against a server: also its usage and limits)."""
     try:
-        s = _memory(data_dir, namespace, "none", create=False).stats()
+        found = _target(data_dir, namespace, "none", url, api_key, create=False).stats()
     except EngramError as exc:
         raise _fail(exc) from None
-    values = {
-        "memories": s.memories,
-        "embedded": s.embedded,
-        "triples": s.triples,
-        "current_triples": s.current_triples,
-        "sessions": s.sessions,
-        "session_items": s.session_items,
-    }
+    values: dict[str, Any]
+    if isinstance(found, dict):
+        values = found
+    else:
+        values = {
+            "memories": found.memories,
+            "embedded": found.embedded,
+            "triples": found.triples,
+            "current_triples": found.current_triples,
+            "sessions": found.sessions,
+            "session_items": found.session_items,
+        }
     if as_json:
-        typer.echo(json.dumps(values))
+        typer.echo(json.dumps(values, ensure_ascii=False))
         return
-    table = Table("what", "count", title=f"namespace {namespace!r}")
-    for name, value in values.items():
-        table.add_row(name, f"{value:,}")
+    table = Table("what", "value", title=Text(f"namespace {values.get('namespace', namespace)!r}"))
+    for name, value in _flat(values):
+        table.add_row(name, f"{value:,}" if isinstance(value, int) else str(value))
     console.print(table)
+
+
+def _flat(values: dict[str, Any], prefix: str = "") -> builtins.list[tuple[str, Any]]:
+    """Nested statistics as ``("usage.recalls_today", 3)`` rows."""
+    rows: builtins.list[tuple[str, Any]] = []
+    for name, value in values.items():
+        if isinstance(value, dict):
+            rows += _flat(value, f"{prefix}{name}.")
+        elif name != "namespace":
+            rows.append((f"{prefix}{name}", "" if value is None else value))
+    return rows
+
+
+def _record_table(record: MemoryRecord) -> Table:
+    """One memory as a two-column table (every field, ids whole)."""
+    table = Table("field", Column("value", overflow="fold"), title=Text(record.id))
+    for name, value in record.to_dict().items():
+        if value is None or value == [] or value == {}:
+            continue
+        shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+        table.add_row(name, shown)
+    return table
+
+
+@app.command()
+def get(
+    memory_id: Annotated[str, typer.Argument(help="A memory id.")],
+    data_dir: DataDir = ".engramdb",
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Show one memory (exit code 1 if there is no such memory)."""
+    try:
+        record = _target(data_dir, namespace, "none", url, api_key, create=False).get(memory_id)
+    except EngramError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(record.to_dict(), ensure_ascii=False))
+    else:
+        console.print(_record_table(record))
+
+
+@app.command("list")
+def list_cmd(
+    data_dir: DataDir = ".engramdb",
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    user: UserOpt = None,
+    agent: AgentOpt = None,
+    session: SessionOpt = None,
+    tag: TagOpt = None,
+    limit: Annotated[int, typer.Option("--limit", "-k", help="Memories per page.")] = 50,
+    cursor: Annotated[
+        str | None, typer.Option(help="The next_cursor printed by the previous page.")
+    ] = None,
+    invalidated: Annotated[
+        bool, typer.Option("--invalidated", help="Include invalidated memories.")
+    ] = False,
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """List memories in the order stored, a page at a time (--cursor for the next page)."""
+    try:
+        page = _target(data_dir, namespace, "none", url, api_key, create=False).list(
+            _filters(user, agent, session, tag) or None,
+            cursor=cursor,
+            limit=limit,
+            include_invalidated=invalidated,
+        )
+    except EngramError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        rows = [r.to_dict() for r in page.items]
+        typer.echo(json.dumps({"items": rows, "next_cursor": page.next_cursor}))
+        return
+    # tags go under the content (dim), leaving the width to the content and the whole id
+    table = Table(_id_column(), *_folding("content / tags"), "created", title=Text("memories"))
+    for r in page.items:
+        tags = ", ".join(r.tags)
+        cell = Text.assemble(r.content, *(("\n", (tags, "dim")) if tags else ()))
+        table.add_row(r.id, cell, r.created_at.strftime("%Y-%m-%d"))
+    console.print(table)
+    if page.next_cursor is not None:
+        err_console.print(f"next page: --cursor {page.next_cursor}")
+
+
+@app.command()
+def update(
+    memory_id: Annotated[str, typer.Argument(help="A memory id.")],
+    content: Annotated[str | None, typer.Option(help="The new text.")] = None,
+    tag: Annotated[
+        list[str] | None, typer.Option("--tag", "-t", help="The new tags (repeatable).")
+    ] = None,
+    metadata: Annotated[str | None, typer.Option(help="The new metadata, a JSON object.")] = None,
+    importance: Annotated[float | None, typer.Option(help="0 to 1.")] = None,
+    data_dir: DataDir = ".engramdb",
+    namespace: Namespace = DEFAULT_NAMESPACE,
+    embedder: EmbedderOpt = "auto",
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Change a memory; the prior version is kept (see `engramdb history`)."""
+    meta: Any = None
+    if metadata is not None:
+        try:
+            meta = json.loads(metadata)
+        except ValueError:
+            raise _usage('--metadata must be a JSON object, e.g. \'{"source": "chat"}\'') from None
+    try:
+        record = _target(data_dir, namespace, embedder, url, api_key, create=False).update(
+            memory_id, content=content, tags=tag, metadata=meta, importance=importance
+        )
+    except EngramError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(record.to_dict(), ensure_ascii=False))
+    else:
+        console.print(Text.assemble("updated ", (record.id, "bold"), f" to v{record.version}"))
+
+
+@app.command()
+def namespaces(
+    data_dir: DataDir = ".engramdb",
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """The namespaces: of the local store, or with --url those the key sees (an admin key:
+    every namespace with a key; a namespace key: its own)."""
+    try:
+        if url is None:
+            names = _open_existing(data_dir).export_namespaces()
+        else:
+            keys = _client(url, api_key, DEFAULT_NAMESPACE).list_keys()
+            names = sorted({k.namespace for k in keys})
+    except EngramError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(names, ensure_ascii=False))
+        return
+    for name in names:
+        console.print(name)
+
+
+keys_app = typer.Typer(
+    help="API keys of a server (--url and --api-key): list, create, revoke.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+app.add_typer(keys_app, name="keys")
+
+
+def _keys_client(url: str | None, api_key: str | None) -> Client:
+    if url is None:
+        raise _usage("API keys are a server feature: pass --url and --api-key (or ENGRAMDB_URL)")
+    return _client(url, api_key, DEFAULT_NAMESPACE)
+
+
+@keys_app.command("list")
+def keys_list(
+    key_namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="Admin keys: only this namespace's keys."),
+    ] = None,
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Keys of the key's namespace (an admin key: of every namespace, or of --namespace)."""
+    try:
+        keys = _keys_client(url, api_key).list_keys(key_namespace)
+    except EngramError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps([k.to_dict() for k in keys], ensure_ascii=False))
+        return
+    table = Table(_id_column(), *_folding("namespace", "name"), "prefix", "created", "revoked")
+    for k in keys:
+        table.add_row(k.id, k.namespace, k.name, k.prefix, _when(k.created_at), _when(k.revoked_at))
+    console.print(table)
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="What the key is for (e.g. an agent's name).")],
+    purpose: Annotated[str | None, typer.Option(help="A longer description.")] = None,
+    key_namespace: Annotated[
+        str | None,
+        typer.Option("--namespace", "-n", help="Admin keys: the new key's namespace."),
+    ] = None,
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Create a key; its secret is printed once."""
+    try:
+        created = _keys_client(url, api_key).create_key(
+            name, purpose=purpose, namespace=key_namespace
+        )
+    except EngramError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        payload = {"api_key": created.api_key, "key": created.key.to_dict()}
+        typer.echo(json.dumps(payload, ensure_ascii=False))
+        return
+    console.print(
+        f"created {created.key.id} in {created.key.namespace!r}; the secret (shown once):"
+    )
+    console.print(created.api_key)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="A key id (from `engramdb keys list`).")],
+    as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
+) -> None:
+    """Revoke a key: it is refused from now on."""
+    try:
+        key = _keys_client(url, api_key).revoke_key(key_id)
+    except EngramError as exc:
+        raise _fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(key.to_dict(), ensure_ascii=False))
+    else:
+        console.print(f"revoked {key.id}")
 
 
 # -- the memory manager: extract a session, explain a memory ---------------------------------
@@ -531,6 +1016,35 @@ def _report_dict(report: ExtractionReport) -> dict[str, Any]:
     }
 
 
+def _remote_report_dict(result: ExtractResult) -> dict[str, Any]:
+    """A server's extraction (``Client.extract``) in the shape of :func:`_report_dict`: one
+    window, each decision with the memory its applied event names."""
+    applied = builtins.list(result.applied)
+    decisions = []
+    for d in result.decisions:
+        event = next((e for e in applied if e.action == d.action), None)
+        if event is not None:
+            applied.remove(event)
+        decisions.append({**d.to_dict(), "memory_id": event.memory_id if event else None})
+    seqs = sorted({seq for d in result.decisions for seq in d.candidate.source_seqs})
+    models = {d.model for d in result.decisions if d.model}
+    return {
+        "session_id": result.session_id,
+        "dry_run": result.dry_run,
+        "tokens": result.tokens,
+        "windows": [
+            {
+                "seqs": seqs,
+                "model": models.pop() if len(models) == 1 else None,
+                "decisions": decisions,
+                "rejected": [],
+            }
+        ]
+        if decisions
+        else [],
+    }
+
+
 @app.command()
 def extract(
     session_id: Annotated[str, typer.Option("--session", help="The session to extract from.")],
@@ -549,18 +1063,28 @@ def extract(
     llm: LLMOpt = None,
     embedder: EmbedderOpt = "auto",
     as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Turn a session's new items (past its high-water mark) into memories: each candidate
     the model extracts, with the decision it got (add / update / delete / none) and why."""
     from .memory import Memory
 
     try:
-        store = _closing(open_store(data_dir, create=False))
-        mem = Memory(store, namespace=namespace, embedder=embedder, llm=_llm_spec(llm, infer))
-        report = mem.extract(session_id, user_id=user, agent_id=agent, infer=infer, dry_run=dry_run)
+        if url is not None:
+            result = _client(url, api_key, namespace).extract(
+                session_id, user_id=user, agent_id=agent, infer=infer, dry_run=dry_run
+            )
+            data, tokens = _remote_report_dict(result), result.tokens
+        else:
+            store = _closing(open_store(data_dir, create=False))
+            mem = Memory(store, namespace=namespace, embedder=embedder, llm=_llm_spec(llm, infer))
+            report = mem.extract(
+                session_id, user_id=user, agent_id=agent, infer=infer, dry_run=dry_run
+            )
+            data, tokens = _report_dict(report), report.tokens
     except EngramError as exc:
         raise _fail(exc) from None
-    data = _report_dict(report)
     if as_json:
         typer.echo(json.dumps(data, ensure_ascii=False))
         return
@@ -601,7 +1125,7 @@ def extract(
     items = sum(len(w["seqs"]) for w in data["windows"])
     summary = (
         f"{len(data['windows'])} window(s), {items} item(s), {sum(counts.values())} "
-        f"decision(s): {actions}; {report.tokens:,} tokens"
+        f"decision(s): {actions}; {tokens:,} tokens"
     )
     if dry_run:
         summary += "; dry run: nothing written"
@@ -627,11 +1151,13 @@ def history(
     data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     as_json: AsJson = False,
+    url: Url = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Why a memory exists: its prior versions and every decision recorded about it (what,
     when, by which model and prompt, from which session items, and why)."""
     try:
-        mem = _memory(data_dir, namespace, "none", create=False)
+        mem = _target(data_dir, namespace, "none", url, api_key, create=False)
         record = mem.get(memory_id)
         versions = mem.history(memory_id)
         events = mem.events(memory_id)
@@ -693,9 +1219,11 @@ def export_cmd(
             "--with-vectors", help="Include the embeddings (larger; no re-embedding on import)."
         ),
     ] = False,
+    url: Url = None,
 ) -> None:
     """Write everything of a namespace (memories with their history, facts, sessions with
     their items) as a versioned JSON Lines file; see docs/export-format.md."""
+    _local_only(url, "export")
     from .transfer import write_export
 
     try:
@@ -745,13 +1273,14 @@ def import_cmd(
         typer.Option("--all-namespaces", help="Restore each namespace of the file into its own."),
     ] = False,
     embedder: EmbedderOpt = "auto",
+    url: Url = None,
 ) -> None:
     """Import an export file: idempotent (ids are kept, what is already there is skipped, so
     importing the same file twice changes nothing). The whole file is checked first: a bad
     line imports nothing and is named. Older files (one memory per line) import too."""
+    _local_only(url, "import")
     if not source.is_file():
-        err_console.print(f"[bold red]error:[/] {source} is not a file")
-        raise typer.Exit(code=1)
+        raise _fail(InvalidInputError(f"{source} is not a file"))
     from .transfer import KINDS, import_records, read_lines
 
     size = source.stat().st_size
@@ -824,8 +1353,10 @@ def reembed(
     data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     embedder: EmbedderOpt = "auto",
+    url: Url = None,
 ) -> None:
     """Compute embeddings for every memory that lacks one from the current embedder."""
+    _local_only(url, "reembed")
     try:
         mem = _memory(data_dir, namespace, embedder, create=False)
         if mem.embedder is None:
@@ -917,15 +1448,21 @@ def serve(
         raise _fail(exc) from None
     base = f"http://{settings.host}:{settings.port}"
     err_console.print(
-        f"engramdb {__version__} serving {_without_password(settings.store)} at [bold]{base}[/]"
-        f" ({settings.workers} worker{'s' if settings.workers > 1 else ''})"
+        Text.assemble(
+            f"engramdb {__version__} serving {_without_password(settings.store)} at ",
+            (base, "bold"),
+            f" ({settings.workers} worker{'s' if settings.workers > 1 else ''})",
+        )
     )
     err_console.print(f"  web page: {base}/ui/ (sign in with an API key)")
     err_console.print(f"  API docs: {base}/docs   health: {base}/health")
     if settings.registration == "open" and settings.host not in ("127.0.0.1", "localhost", "::1"):
         err_console.print(
-            "[bold yellow]warning:[/] anyone who can reach this address can register a key; "
-            "set ENGRAMDB_REGISTRATION=admin (and ENGRAMDB_ADMIN_KEYS) to restrict it"
+            Text.assemble(
+                ("warning:", "bold yellow"),
+                " anyone who can reach this address can register a key; "
+                "set ENGRAMDB_REGISTRATION=admin (and ENGRAMDB_ADMIN_KEYS) to restrict it",
+            )
         )
     if settings.registration == "open":
         err_console.print(
@@ -1016,10 +1553,12 @@ def migrate_cmd(
         str, typer.Option("--to", help="Target: postgresql://user:password@host:port/dbname")
     ],
     batch_size: Annotated[int, typer.Option(help="Records per transaction.")] = 500,
+    url: Url = None,
 ) -> None:
     """Copy everything from a SQLite store to PostgreSQL: sessions, memories (with embeddings
     and history) and facts. Resumable (what is already there is skipped); verified by counts
     and checksums at the end."""
+    _local_only(url, "migrate")
     from .store.transfer import KINDS, source_totals, transfer
 
     try:
@@ -1050,15 +1589,18 @@ def migrate_cmd(
             f"{report.skipped[kind]:,}" if kind in report.skipped else "",
             f"{report.source_counts.get(kind, 0):,}",
             f"{report.target_counts.get(kind, 0):,}",
-            ("match" if same else "[red]differs[/]") if kind in report.source_checksums else "",
+            (Text("match") if same else Text("differs", style="red"))
+            if kind in report.source_checksums
+            else "",
         )
     console.print(table)
     if not report.ok:
-        err_console.print(
-            f"[bold red]error:[/] source and target differ in {', '.join(report.mismatches)}; "
-            "run the migration again to resume, or migrate into an empty target"
+        raise _fail(
+            InvalidInputError(
+                f"source and target differ in {', '.join(report.mismatches)}; "
+                "run the migration again to resume, or migrate into an empty target"
+            )
         )
-        raise typer.Exit(code=1)
     console.print(f"migrated {len(report.namespaces)} namespace(s); counts and checksums match")
 
 
