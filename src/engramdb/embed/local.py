@@ -97,6 +97,9 @@ def _load(model: str, threads: int, max_tokens: int) -> _Loaded:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # waiting threads sleep instead of spinning: on a busy machine (a server's other
+        # requests, other processes) spinning burns the cores the model needs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         session = onnxruntime.InferenceSession(
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )

@@ -214,18 +214,20 @@ class VectorIndex:
             ns_id = self._namespaces.get(namespace)
             if ns_id is None:
                 return None
-            size = self._size
-            alive = self._alive[:size].copy()
-            return _Snapshot(
-                size=size,
-                generation=self._generation,
-                alive=alive,
-                mask=alive & (self._ns[:size] == ns_id),
-                rowids=self._rowids,
-                words=self._words,
-                floats=self._floats,
-                links=self._links,
-            )
+            size, generation = self._size, self._generation
+            alive = self._alive[:size].copy()  # removals flip these in place: copy them
+            ns = self._ns[:size]  # below size, written once: a view is enough
+            rowids, words, floats, links = self._rowids, self._words, self._floats, self._links
+        return _Snapshot(
+            size=size,
+            generation=generation,
+            alive=alive,
+            mask=alive & (ns == ns_id),
+            rowids=rowids,
+            words=words,
+            floats=floats,
+            links=links,
+        )
 
     def search(
         self,
