@@ -31,6 +31,8 @@ from ..store import Store
 Codes = npt.NDArray[np.uint64]
 _SCAN_THREADS = min(4, os.cpu_count() or 1)
 _SCAN_CHUNK = 131_072
+_SCORING = threading.BoundedSemaphore(max(1, (os.cpu_count() or 1) // 2))
+"""Searches scoring at once, process-wide (more wait here, not on an index's lock)."""
 _pool: ThreadPoolExecutor | None = None
 _pool_pid = 0
 _pool_lock = threading.Lock()
@@ -252,24 +254,28 @@ class VectorIndex:
         snap = self._snapshot(namespace)
         if snap is None:
             return [], None
-        size, mask = snap.size, snap.mask
-        if allowed is not None:
-            mask &= np.isin(snap.rowids[:size], np.asarray(allowed, dtype=np.int64))
-        count = int(mask.sum())
-        q = np.asarray(query, dtype=np.float32)
-        if count > self.exact_below or snap.floats is None:
-            candidates = self._by_hamming(snap, count, q, max(self.rerank, k))
-        else:
-            candidates = np.flatnonzero(mask)
-        rowids = snap.rowids[candidates]
-        scores: npt.NDArray[np.float32] | None = None
-        if snap.floats is not None:
-            if window > 0:
-                scores = self._window_scores(snap, candidates, q, window)
-            elif len(candidates) == size:  # every vector is a candidate: no copy
-                scores = snap.floats[:size] @ q
+        # the index's lock is free meanwhile (writers' changes and other snapshots do not
+        # wait); concurrent scorings are bounded by the cores, as numpy's BLAS threads
+        # thrash when more products run at once than there are cores for
+        with _SCORING:
+            size, mask = snap.size, snap.mask
+            if allowed is not None:
+                mask &= np.isin(snap.rowids[:size], np.asarray(allowed, dtype=np.int64))
+            count = int(mask.sum())
+            q = np.asarray(query, dtype=np.float32)
+            if count > self.exact_below or snap.floats is None:
+                candidates = self._by_hamming(snap, count, q, max(self.rerank, k))
             else:
-                scores = snap.floats[candidates] @ q
+                candidates = np.flatnonzero(mask)
+            rowids = snap.rowids[candidates]
+            scores: npt.NDArray[np.float32] | None = None
+            if snap.floats is not None:
+                if window > 0:
+                    scores = self._window_scores(snap, candidates, q, window)
+                elif len(candidates) == size:  # every vector is a candidate: no copy
+                    scores = snap.floats[:size] @ q
+                else:
+                    scores = snap.floats[candidates] @ q
         if scores is None:
             stored = self.store.memory_vectors(namespace, rowids.tolist())
             rowids = np.array([r for r in rowids.tolist() if r in stored], dtype=np.int64)
