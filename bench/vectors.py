@@ -113,8 +113,8 @@ def main() -> None:
             "p50 ms before → after",
             "p95 ms before → after",
             f"q/s, {THREADS} threads, before → after",
-            "p50 ×",
-            "q/s ×",
+            "p50: before / after",
+            "q/s: after / before",
             "same results",
         ],
         [

@@ -211,7 +211,7 @@ def test_issue14_vectors_concurrent_searches_and_writes_stay_correct(tmp_path: P
     table = {f"a{i}": rng.standard_normal(dim).astype(np.float32) for i in range(300)}
     table |= {f"b{i}": rng.standard_normal(dim).astype(np.float32) for i in range(300)}
     mem = Memory(open_store(tmp_path), embedder=TableEmbedder(table))
-    mem.remember_many([{"content": f"a{i}"} for i in range(100)], namespace="a")
+    mem.remember_many([{"content": f"a{i}", "session_id": "s"} for i in range(100)], namespace="a")
     mem.remember_many([{"content": f"b{i}"} for i in range(100)], namespace="b")
     index = VectorIndex(mem.store, "table", dim, exact_below=50, rerank=30)
     stop = threading.Event()
@@ -223,7 +223,8 @@ def test_issue14_vectors_concurrent_searches_and_writes_stay_correct(tmp_path: P
         try:
             while not stop.is_set():
                 query = normalize(local.standard_normal(dim).astype(np.float32))
-                seen.append([r for r, _ in index.search("a", query, 10)[0]])
+                window = 0.3 if len(seen) % 2 else 0.0  # windows read session neighbours
+                seen.append([r for r, _ in index.search("a", query, 10, window=window)[0]])
         except BaseException as exc:  # reported by the main thread
             failures.append(exc)
 
@@ -232,7 +233,9 @@ def test_issue14_vectors_concurrent_searches_and_writes_stay_correct(tmp_path: P
         t.start()
     try:
         for i in range(100, 300, 10):  # a writer adding to both namespaces meanwhile
-            mem.remember_many([{"content": f"a{j}"} for j in range(i, i + 10)], namespace="a")
+            mem.remember_many(
+                [{"content": f"a{j}", "session_id": "s"} for j in range(i, i + 10)], namespace="a"
+            )
             mem.remember_many([{"content": f"b{j}"} for j in range(i, i + 10)], namespace="b")
     finally:
         stop.set()
@@ -245,7 +248,9 @@ def test_issue14_vectors_concurrent_searches_and_writes_stay_correct(tmp_path: P
     # and once the writer is done, the index answers exactly as a fresh one
     query = normalize(rng.standard_normal(dim).astype(np.float32))
     fresh = VectorIndex(mem.store, "table", dim, exact_below=50, rerank=30)
-    assert index.search("a", query, 10) == fresh.search("a", query, 10)
+    for window in (0.0, 0.3):
+        expected = fresh.search("a", query, 10, window=window)
+        assert index.search("a", query, 10, window=window) == expected
 
 
 def _rowids(mem: Memory, namespace: str) -> list[int]:
