@@ -114,7 +114,10 @@ def create_app(
         # is a copy of this facade, so they all share this batcher)
         from ..embed.batching import EmbedBatcher
 
-        batcher = EmbedBatcher(memory.embedder, max_wait=settings.embed_batch_ms / 1000)
+        inner = memory.embedder
+        if isinstance(inner, EmbedBatcher):  # a facade from another app: batch its model once
+            inner = inner.inner
+        batcher = EmbedBatcher(inner, max_wait=settings.embed_batch_ms / 1000)
         memory.embedder = batcher
     memory.max_content_chars = settings.max_content_chars
     memory.max_query_chars = settings.max_query_chars
