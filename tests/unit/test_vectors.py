@@ -260,3 +260,29 @@ def _rowids(mem: Memory, namespace: str) -> list[int]:
         return [r[0] for r in rows]
     finally:
         conn.close()
+
+
+def test_issue14_vectors_change_counter_sees_another_process(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    mem = Memory(open_store(tmp_path), embedder="hashing")
+    mem.remember("the first memory about apples")
+    assert mem.recall("apples", mode="vector")  # the index is loaded
+    calls = []
+    real = mem.store.vector_changes
+
+    def counted(*args: object, **kwargs: object) -> object:
+        calls.append(args)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    mem.store.vector_changes = counted  # type: ignore[method-assign]
+    mem.recall("apples", mode="vector")
+    assert not calls  # nothing changed
+    code = (
+        "import sys; from engramdb import Memory, open_store; "
+        "Memory(open_store(sys.argv[1]), embedder='hashing').remember('zebra crossing stripes')"
+    )
+    subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, timeout=60)
+    hits = mem.recall("zebra crossing stripes", mode="vector")
+    assert calls and hits[0].memory.content == "zebra crossing stripes"
