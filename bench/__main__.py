@@ -9,7 +9,16 @@ import importlib
 import os
 import sys
 
-BENCHMARKS = ["sessions", "startup", "locomo", "scale", "postgres", "server", "extraction"]
+BENCHMARKS = [
+    "sessions",
+    "startup",
+    "locomo",
+    "scale",
+    "vectors",
+    "postgres",
+    "server",
+    "extraction",
+]
 OPT_IN = ["extraction_quality"]
 
 

@@ -31,6 +31,12 @@ HTTP, no thread hop), and cProfile of the app's request path split into store ca
 engramdb's Python, the server's own steps (key lookup, quota, response models) and the rest
 of FastAPI/Starlette.
 
+Embeddings: ``ENGRAMDB_BENCH_EMBEDDER=local`` runs the server with that embedder instead of
+``none`` (every remember then embeds its text), and the endpoint ``remember_unbatched`` is
+``remember`` against a server started with ``embed_batching=false``: with
+``ENGRAMDB_BENCH_ENDPOINTS=baseline,remember_unbatched,remember`` the micro-batcher's effect is
+measured in one run (each × baseline against the same baseline).
+
 Subsets: ``ENGRAMDB_BENCH_BACKENDS=sqlite``, ``ENGRAMDB_BENCH_WORKERS=1``,
 ``ENGRAMDB_BENCH_CLIENTS=8``, ``ENGRAMDB_BENCH_ENDPOINTS=recall``,
 ``ENGRAMDB_BENCH_MEMORIES=10000``. ``ENGRAMDB_BENCH_QUICK=1`` (or ``python -m bench server
@@ -75,6 +81,7 @@ DEFAULTS = {
     "CLIENTS": "1,8,32",
     "ENDPOINTS": "baseline,recall,remember",
     "MEMORIES": "100000",
+    "EMBEDDER": "none",
 }
 QUICK = {
     "SECONDS": "10",
@@ -248,7 +255,7 @@ def phase(
         "clients": clients,
         "warmup": min(3.0, max(0.5, seconds / 10)),
         "seconds": seconds,
-        "seed": 1_000 + clients + (500 if endpoint == "remember" else 0),
+        "seed": 1_000 + clients + (500 if endpoint.startswith("remember") else 0),
     }
     proc = ctx.Process(target=_loadgen, args=(job, done, measuring, finished, out))
     cpu0: dict[str, float] = {}
@@ -527,7 +534,8 @@ def load_backend(
 ) -> str:
     """Preload, then every phase of one backend; returns the namespace key used."""
     seconds, n = payload["seconds"], payload["memories"]
-    server = start_live_server(target, log_path=log)
+    embedder = setting("EMBEDDER")
+    server = start_live_server(target, log_path=log, embedder=embedder)
     try:
         key = server.register("bench")
         rate = preload(server, key, n, f"{backend}: storing {n:,} memories via the API")
@@ -539,7 +547,10 @@ def load_backend(
         for endpoint in words("ENDPOINTS"):
             for w in numbers("WORKERS"):  # a fresh server for each worker count and endpoint
                 server.stop()
-                server = start_live_server(target, log_path=log, workers=w)
+                extra = {"embed_batching": "false"} if endpoint == "remember_unbatched" else {}
+                server = start_live_server(
+                    target, log_path=log, workers=w, embedder=embedder, **extra
+                )
                 for c in numbers("CLIENTS"):
                     label = f"{backend}, {w} worker{'s' if w > 1 else ''}, {c} clients, {endpoint}"
                     got = phase(server, key, endpoint, c, seconds, label, db_pid)
@@ -563,6 +574,7 @@ def run() -> dict[str, Any]:
         "profiles": {},
         "preload_per_s": {},
         "memories": int(setting("MEMORIES")),
+        "embedder": setting("EMBEDDER"),
         "seconds": float(setting("SECONDS")),
         "uvicorn": uvicorn_version(),
         "uvicorn_workers_nagle": uvicorn_nagle(),
@@ -660,7 +672,7 @@ def report(payload: dict[str, Any], directory: Path = RESULTS) -> None:
             for r in payload["rows"]
         ],
         f"Server: engramdb serve over HTTP, {payload['memories']:,} memories, "
-        "text recall (embedder none)",
+        f"text recall (embedder {payload.get('embedder', 'none')})",
         notes=_notes(payload),
         directory=directory,
     )
@@ -678,7 +690,8 @@ def _notes(payload: dict[str, Any]) -> str:
         "cheapest authenticated route: key lookup, the key listed back), the ceiling each "
         "row's × baseline is measured against (same backend, workers and clients). req/s counts "
         "successful requests; errors are non-2xx "
-        "answers and exceptions. The server runs with embedder `none`, default (unlimited) "
+        f"answers and exceptions. The server runs with embedder `{payload.get('embedder', 'none')}`"
+        " (remember_unbatched: with `embed_batching=false`), default (unlimited) "
         "quotas, log level warning; memories were stored through `POST /v1/memories/batch` "
         f"(1,000 per request; {preload}); all recall phases ran before the remember phases. "
         "CPU srv/db/gen: cores used during the window by the engramdb server (all its worker "

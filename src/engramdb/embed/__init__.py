@@ -19,6 +19,7 @@ import os
 
 from ..errors import InvalidInputError
 from .base import Embedder, Vectors, normalize
+from .batching import EmbedBatcher
 from .hashing import HashingEmbedder
 from .openai_compat import EmbeddingError, OpenAIEmbedder
 
@@ -62,6 +63,7 @@ def resolve_embedder(spec: Embedder | str | None) -> Embedder | None:
 
 
 __all__ = [
+    "EmbedBatcher",
     "Embedder",
     "EmbeddingError",
     "HashingEmbedder",

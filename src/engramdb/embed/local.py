@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,8 +67,53 @@ def _model_file(spec: LocalModel) -> Path:
     )
 
 
+@dataclass(frozen=True)
+class _Loaded:
+    """One loaded model: the tokenizer and the onnxruntime session (both safe to use from
+    several threads at once)."""
+
+    tokenizer: BertWordPieceTokenizer
+    session: Any
+    inputs: frozenset[str]
+
+
+_LOADED: dict[tuple[str, int, int], _Loaded] = {}
+_LOADED_LOCK = threading.Lock()
+
+
+def _load(model: str, threads: int, max_tokens: int) -> _Loaded:
+    """The process's one copy of ``model`` (loading takes ~0.3 s and ~200 MB; every
+    :class:`LocalEmbedder` with the same settings shares it)."""
+    key = (model, threads, max_tokens)
+    with _LOADED_LOCK:
+        loaded = _LOADED.get(key)
+        if loaded is not None:
+            return loaded
+        path = _model_file(MODELS[model])
+        tokenizer = BertWordPieceTokenizer(str(VOCAB), lowercase=True)
+        tokenizer.enable_truncation(max_length=max_tokens)
+        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        # waiting threads sleep instead of spinning: on a busy machine (a server's other
+        # requests, other processes) spinning burns the cores the model needs
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = onnxruntime.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        loaded = _LOADED[key] = _Loaded(
+            tokenizer, session, frozenset(i.name for i in session.get_inputs())
+        )
+        return loaded
+
+
 class LocalEmbedder:
-    """A MiniLM model on onnxruntime; 384-d unit vectors; inputs truncated to 128 tokens."""
+    """A MiniLM model on onnxruntime; 384-d unit vectors; inputs truncated to 128 tokens.
+
+    The loaded model is shared: every ``LocalEmbedder`` of a process with the same model,
+    ``threads`` and ``max_tokens`` (so every ``Memory(embedder="auto")``) uses one copy."""
 
     dim = 384
 
@@ -84,19 +130,10 @@ class LocalEmbedder:
         self.spec = MODELS[model]
         self.model = f"local:{model}"
         self.batch_size = batch_size
-        path = _model_file(self.spec)
-        tokenizer = BertWordPieceTokenizer(str(VOCAB), lowercase=True)
-        tokenizer.enable_truncation(max_length=max_tokens)
-        tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
-        self._tokenizer = tokenizer
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self._session: Any = onnxruntime.InferenceSession(
-            str(path), sess_options=options, providers=["CPUExecutionProvider"]
-        )
-        self._inputs = {i.name for i in self._session.get_inputs()}
+        self._model = _load(model, threads or min(4, os.cpu_count() or 1), max_tokens)
+        self._tokenizer = self._model.tokenizer
+        self._session: Any = self._model.session
+        self._inputs = self._model.inputs
 
     def _run(self, texts: Sequence[str]) -> Vectors:
         encodings = self._tokenizer.encode_batch(list(texts))

@@ -5,7 +5,14 @@ for 384 dimensions) — and, while the collection is small enough, the float vec
 query takes the candidates of its namespace (and filter), ranks them exactly by cosine when
 there are few, or else by Hamming distance of the codes first and then exactly for the best
 ``rerank`` of them. The index catches up with writes from any thread or process before each
-search, through the store's embedding sequence and removal log.
+search, through the store's embedding sequence and removal log — read only when the store's
+change counter (``Store.vector_version``) has moved since the last look.
+
+Concurrency: the lock guards the index's arrays only while they change (a refresh) and while a
+search takes its snapshot (the size, the arrays, a copy of the live flags); scoring runs
+outside it. Appends only write past the size a snapshot saw (or into new arrays after a
+growth), so a snapshot stays consistent while writers add. Full Hamming scans of big indexes
+run on one thread pool for the whole process.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import os
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
@@ -23,6 +31,21 @@ from ..store import Store
 Codes = npt.NDArray[np.uint64]
 _SCAN_THREADS = min(4, os.cpu_count() or 1)
 _SCAN_CHUNK = 131_072
+_SCORING = threading.BoundedSemaphore(max(1, (os.cpu_count() or 1) // 2))
+"""Searches scoring at once, process-wide (more wait here, not on an index's lock)."""
+_pool: ThreadPoolExecutor | None = None
+_pool_pid = 0
+_pool_lock = threading.Lock()
+
+
+def scan_pool() -> ThreadPoolExecutor:
+    """The process's one pool for chunked Hamming scans (a forked child makes its own)."""
+    global _pool, _pool_pid
+    with _pool_lock:
+        if _pool is None or _pool_pid != os.getpid():
+            _pool = ThreadPoolExecutor(_SCAN_THREADS, thread_name_prefix="engramdb-vectors")
+            _pool_pid = os.getpid()
+        return _pool
 
 
 def binary_code(vectors: npt.NDArray[np.float32]) -> Codes:
@@ -72,14 +95,24 @@ class VectorIndex:
         self._session_tail: dict[tuple[int, str], list[int]] = {}
         self._embedding_seq = 0
         self._removal_seq = 0
+        self._version: int | None = None  # the store's change counter as of the last refresh
+        self._generation = 0  # bumped by every refresh that changed the index
 
     def __len__(self) -> int:
         return int(self._alive[: self._size].sum())
 
     # -- keeping up with the store ---------------------------------------------------------
     def refresh(self) -> None:
-        """Apply every embedding written or removed since the last look."""
+        """Apply every embedding written or removed since the last look — the one way the
+        index learns of changes. It asks the store's change counter first (no transaction);
+        only when the counter moved does it read the changes (``vector_changes``)."""
+        version = self.store.vector_version()
+        if version == self._version:
+            return
         with self._lock:
+            if version == self._version:  # another search caught up meanwhile
+                return
+            changed = False
             while True:
                 delta = self.store.vector_changes(
                     self._embedding_seq, self._removal_seq, limit=50_000
@@ -87,11 +120,13 @@ class VectorIndex:
                 for rowid in delta.removed:
                     pos = self._position.pop(rowid, None)
                     if pos is not None:
+                        changed = True
                         self._alive[pos] = False
                         near = self._links[:, pos]
                         self._window_norm[near[near >= 0]] = np.nan
                 self._removal_seq = delta.removal_seq
                 if delta.rowids:
+                    changed = True
                     self._append(
                         delta.rowids,
                         delta.namespaces,
@@ -100,8 +135,13 @@ class VectorIndex:
                         delta.sessions or [None] * len(delta.rowids),
                     )
                 if delta.embedding_seq == self._embedding_seq:
-                    return
+                    break
                 self._embedding_seq = delta.embedding_seq
+            if changed:
+                self._generation += 1
+            # the counter was read before the changes: a write landing in between moves it
+            # again, so the next search looks again
+            self._version = version
 
     def _append(
         self,
@@ -169,6 +209,28 @@ class VectorIndex:
             )
 
     # -- searching -------------------------------------------------------------------------
+    def _snapshot(self, namespace: str) -> _Snapshot | None:
+        """The index as of now, for one search to score without the lock (``None``: the
+        namespace has no vectors)."""
+        with self._lock:
+            ns_id = self._namespaces.get(namespace)
+            if ns_id is None:
+                return None
+            size, generation = self._size, self._generation
+            alive = self._alive[:size].copy()  # removals flip these in place: copy them
+            ns = self._ns[:size]  # below size, written once: a view is enough
+            rowids, words, floats, links = self._rowids, self._words, self._floats, self._links
+        return _Snapshot(
+            size=size,
+            generation=generation,
+            alive=alive,
+            mask=alive & (ns == ns_id),
+            rowids=rowids,
+            words=words,
+            floats=floats,
+            links=links,
+        )
+
     def search(
         self,
         namespace: str,
@@ -187,29 +249,33 @@ class VectorIndex:
         what the conversation around it was about (LoCoMo recall@10 +0.01 at 0.5).
         """
         self.refresh()
-        with self._lock:
-            ns_id = self._namespaces.get(namespace)
-            if ns_id is None or k <= 0:
-                return [], None
-            size = self._size
-            mask = self._alive[:size] & (self._ns[:size] == ns_id)
+        if k <= 0:
+            return [], None
+        snap = self._snapshot(namespace)
+        if snap is None:
+            return [], None
+        # the index's lock is free meanwhile (writers' changes and other snapshots do not
+        # wait); concurrent scorings are bounded by the cores, as numpy's BLAS threads
+        # thrash when more products run at once than there are cores for
+        with _SCORING:
+            size, mask = snap.size, snap.mask
             if allowed is not None:
-                mask &= np.isin(self._rowids[:size], np.asarray(allowed, dtype=np.int64))
+                mask &= np.isin(snap.rowids[:size], np.asarray(allowed, dtype=np.int64))
             count = int(mask.sum())
-            if count > self.exact_below or self._floats is None:
-                candidates = self._by_hamming(mask, count, query, max(self.rerank, k))
+            q = np.asarray(query, dtype=np.float32)
+            if count > self.exact_below or snap.floats is None:
+                candidates = self._by_hamming(snap, count, q, max(self.rerank, k))
             else:
                 candidates = np.flatnonzero(mask)
-            rowids = self._rowids[candidates]
-            q = np.asarray(query, dtype=np.float32)
+            rowids = snap.rowids[candidates]
             scores: npt.NDArray[np.float32] | None = None
-            if self._floats is not None:
+            if snap.floats is not None:
                 if window > 0:
-                    scores = self._window_scores(candidates, q, window)
+                    scores = self._window_scores(snap, candidates, q, window)
                 elif len(candidates) == size:  # every vector is a candidate: no copy
-                    scores = self._floats[:size] @ q
+                    scores = snap.floats[:size] @ q
                 else:
-                    scores = self._floats[candidates] @ q
+                    scores = snap.floats[candidates] @ q
         if scores is None:
             stored = self.store.memory_vectors(namespace, rowids.tolist())
             rowids = np.array([r for r in rowids.tolist() if r in stored], dtype=np.int64)
@@ -225,41 +291,53 @@ class VectorIndex:
         return [(int(rowids[i]), float(scores[i])) for i in top], float(scores.min())
 
     def _window_scores(
-        self, candidates: npt.NDArray[np.intp], q: npt.NDArray[np.float32], window: float
+        self,
+        snap: _Snapshot,
+        candidates: npt.NDArray[np.intp],
+        q: npt.NDArray[np.float32],
+        window: float,
     ) -> npt.NDArray[np.float32]:
-        assert self._floats is not None
-        links = self._links[:, candidates]
-        links = np.where((links >= 0) & self._alive[np.maximum(links, 0)], links, -1)
+        floats, size = snap.floats, snap.size
+        assert floats is not None
+        links = snap.links[:, candidates]
+        # neighbours added after the snapshot (positions past its size) are not in it
+        live = (links >= 0) & (links < size)
+        live[live] = snap.alive[links[live]]
+        links = np.where(live, links, -1)
         needed = np.union1d(candidates, links[links >= 0])
-        sims = self._floats[needed] @ q
+        sims = floats[needed] @ q
         own = sims[np.searchsorted(needed, candidates)]
         total = own.copy()
         for row in links:
             present = row >= 0
             total[present] += sims[np.searchsorted(needed, row[present])]
-        norms = self._window_norm[candidates]
+        norms = self._window_norm[candidates]  # a copy
+        if self._generation != snap.generation:  # cached norms may be of a newer index
+            norms[:] = np.nan
         stale = np.isnan(norms)
         if stale.any():
-            fresh = self._floats[candidates[stale]].copy()
+            fresh = floats[candidates[stale]].copy()
             for row in links[:, stale]:
                 present = row >= 0
-                fresh[present] += self._floats[row[present]]
+                fresh[present] += floats[row[present]]
             norms[stale] = np.maximum(np.linalg.norm(fresh, axis=1), 1e-12)
-            self._window_norm[candidates[stale]] = norms[stale]
+            with self._lock:  # keep them only if they describe the index as it still is
+                if self._generation == snap.generation:
+                    self._window_norm[candidates[stale]] = norms[stale]
         out: npt.NDArray[np.float32] = (1 - window) * own + window * (total / norms)
         return out
 
     def _by_hamming(
-        self, mask: npt.NDArray[np.bool_], count: int, query: npt.NDArray[np.float32], keep: int
+        self, snap: _Snapshot, count: int, query: npt.NDArray[np.float32], keep: int
     ) -> npt.NDArray[np.intp]:
         """Positions of the ``keep`` (or a few more, at ties) codes nearest the query's."""
+        mask, size, words = snap.mask, snap.size, snap.words
         if count <= keep:
             return np.flatnonzero(mask)
         code = binary_code(query[None, :])[0]
-        size = len(mask)
         if count < size // 4:  # a small namespace in a big index: gather, then scan
             positions = np.flatnonzero(mask)
-            distances = _hamming(self._words[:, positions], code)
+            distances = _hamming(words[:, positions], code)
         else:
             positions = None
             distances = np.empty(size, dtype=np.uint16)
@@ -267,16 +345,34 @@ class VectorIndex:
 
             def scan(bounds: tuple[int, int]) -> None:
                 lo, hi = bounds
-                distances[lo:hi] = _hamming(self._words[:, lo:hi], code)
+                distances[lo:hi] = _hamming(words[:, lo:hi], code)
 
-            with ThreadPoolExecutor(_SCAN_THREADS) as pool:  # numpy releases the GIL
-                list(pool.map(scan, chunks))
+            if len(chunks) == 1:
+                scan(chunks[0])
+            else:  # numpy releases the GIL: the chunks run in parallel
+                list(scan_pool().map(scan, chunks))
             distances[~mask] = np.iinfo(np.uint16).max
         # the smallest distance d whose count of codes at <= d reaches keep
         cumulative = np.cumsum(np.bincount(distances, minlength=self.dim + 1)[: self.dim + 1])
         cutoff = int(np.searchsorted(cumulative, keep))
         chosen = np.flatnonzero(distances <= cutoff)
         return chosen if positions is None else positions[chosen]
+
+
+@dataclass(frozen=True, slots=True)
+class _Snapshot:
+    """What one search reads, taken under the index's lock: positions below ``size`` never
+    change in these arrays (appends write past it, growth makes new arrays); ``alive`` is a
+    copy of the live flags and ``mask`` the namespace's live positions, as of the snapshot."""
+
+    size: int
+    generation: int
+    alive: npt.NDArray[np.bool_]
+    mask: npt.NDArray[np.bool_]
+    rowids: npt.NDArray[np.int64]
+    words: Codes
+    floats: npt.NDArray[np.float32] | None
+    links: npt.NDArray[np.int64]
 
 
 def _hamming(words: Codes, code: Codes) -> npt.NDArray[np.uint16]:

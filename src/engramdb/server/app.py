@@ -93,6 +93,8 @@ def create_app(
                 await asyncio.to_thread(services.limiter.counts.flush)
             except Exception:
                 log.exception("the recall counts kept in memory could not be written")
+            if batcher is not None:  # the embeddings already waiting are made, then it stops
+                await asyncio.to_thread(batcher.close, settings.graceful_timeout)
             if owned:
                 services.memory.close()
 
@@ -106,6 +108,17 @@ def create_app(
         memory = copy.copy(memory)
         if settings.llm is not None:
             memory.llm = resolve_llm(settings.llm)
+    batcher = None
+    if settings.embed_batching and memory.embedder is not None:
+        # concurrent requests' texts go to the model together (every request's memory view
+        # is a copy of this facade, so they all share this batcher)
+        from ..embed.batching import EmbedBatcher
+
+        inner = memory.embedder
+        if isinstance(inner, EmbedBatcher):  # a facade from another app: batch its model once
+            inner = inner.inner
+        batcher = EmbedBatcher(inner, max_wait=settings.embed_batch_ms / 1000)
+        memory.embedder = batcher
     memory.max_content_chars = settings.max_content_chars
     memory.max_query_chars = settings.max_query_chars
     keys = KeyRing(memory.store, settings.admin_keys)

@@ -49,6 +49,12 @@ class ServerSettings(BaseSettings):
     port: int = Field(default=8765, ge=0, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
     embedder: str = "auto"
+    embed_batch_ms: float = Field(default=2.0, ge=0, le=1000)
+    """Concurrent remembers wait at most this long (milliseconds) to be embedded together in
+    one model call (see :class:`~engramdb.embed.EmbedBatcher`); 0 still batches the calls that
+    arrive while a batch is running, without waiting."""
+    embed_batching: bool = True
+    """Batch the embeddings of concurrent requests (off: each request embeds on its own)."""
     registration: Literal["open", "admin", "closed"] = "open"
     admin_keys: Annotated[list[str], NoDecode] = []
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)

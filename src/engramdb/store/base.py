@@ -504,6 +504,12 @@ class Store(Protocol):
     ) -> list[tuple[int, float]]:
         """Nearest ``(rowid, cosine)`` among ``model`` embeddings (native stores only)."""
 
+    def vector_version(self) -> int:
+        """A change counter: it moves whenever embeddings may have been written or removed
+        since the last call (by any connection or process), and stays put otherwise. Cheap
+        (no transaction): an in-process vector index asks it before every search and reads
+        ``vector_changes`` only when it moved. It may move for other writes too."""
+
     def vector_changes(self, embedding_seq: int, removal_seq: int, *, limit: int) -> VectorDelta:
         """Embeddings written and removed after the given marks, across all namespaces.
         Invalidated memories' embeddings are not among those written (invalidating one logs

@@ -855,6 +855,10 @@ class MemoriesMixin:
         rows = self.run(work)
         return [(int(r[0]), float(r[1])) for r in rows]
 
+    def vector_version(self) -> int:
+        # PostgreSQL searches vectors itself (native_vector_search): nothing to catch up with
+        return 0
+
     def vector_changes(self, embedding_seq: int, removal_seq: int, *, limit: int) -> VectorDelta:
         # PostgreSQL searches vectors itself (native_vector_search): no in-process index to feed
         return VectorDelta([], [], [], [], [], embedding_seq, removal_seq)

@@ -266,6 +266,7 @@ class MemoriesMixin:
     _busy_timeout: float
     _closed: bool
     _connect: Callable[[], sqlite3.Connection]
+    _data_version: Callable[[], int]
     scrub_at_once_rows: int = SCRUB_AT_ONCE_ROWS
     """Up to this many memories, forget merges the text index before it returns."""
     # one lock for every store of the process is enough: merges are rare (once per forget)
@@ -1099,6 +1100,9 @@ class MemoriesMixin:
         self, namespace: str, vector: bytes, model: str, flt: Filter, *, limit: int
     ) -> list[tuple[int, float]]:
         raise NotImplementedError("SQLite vectors are searched by engramdb.search.vectors")
+
+    def vector_version(self) -> int:
+        return self._data_version()
 
     def vector_changes(self, embedding_seq: int, removal_seq: int, *, limit: int) -> VectorDelta:
         with self._reader() as conn:

@@ -134,6 +134,13 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
         self._connections: list[sqlite3.Connection] = []
         self._connections_lock = threading.Lock()
         self._closed = False
+        # the change counter (vector_version): a connection that never writes, whose
+        # ``PRAGMA data_version`` moves whenever another connection or process commits
+        self._probe: sqlite3.Connection | None = None
+        self._probe_pid = 0
+        self._probe_seen = 0
+        self._probe_count = 0
+        self._probe_lock = threading.Lock()
         self._marker = self.path.with_suffix(".id")
         self._file = self.path.absolute()  # what the identity checks stat, whatever the cwd
         self._wal = Path(f"{self._file}-wal")
@@ -161,6 +168,25 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
         with self._connections_lock:
             self._connections.append(conn)
         return conn
+
+    def _data_version(self) -> int:
+        """A counter that moves whenever any connection (of this process or another) has
+        committed since the last call: ``PRAGMA data_version`` on a connection kept for it
+        alone, which never writes. No transaction, no table read."""
+        with self._probe_lock, self._translate_errors():
+            if self._probe is None or self._probe_pid != os.getpid():
+                if self._closed:
+                    raise StoreError("this store has been closed")
+                probe = self._connect()
+                with self._connections_lock:
+                    self._connections.append(probe)
+                self._probe, self._probe_pid = probe, os.getpid()
+                self._probe_seen = -1  # a new connection: count a change
+            (version,) = self._probe.execute("PRAGMA data_version").fetchone()
+            if version != self._probe_seen:
+                self._probe_seen = version
+                self._probe_count += 1
+            return self._probe_count
 
     @property
     def write_executor(self) -> Executor:

@@ -1,0 +1,299 @@
+"""The in-process vector index as it was before issue 14 (a transaction per search, a thread
+pool per query, scoring under the lock), kept so `bench vectors` measures the change in one
+run. Not used by engramdb.
+
+Original docstring: nearest-neighbour search over a store's embeddings, kept in step with
+every writer.
+
+The index holds, per embedding, its namespace and a 1-bit-per-dimension sign code (48 bytes
+for 384 dimensions) — and, while the collection is small enough, the float vector itself. A
+query takes the candidates of its namespace (and filter), ranks them exactly by cosine when
+there are few, or else by Hamming distance of the codes first and then exactly for the best
+``rerank`` of them. The index catches up with writes from any thread or process before each
+search, through the store's embedding sequence and removal log.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import numpy.typing as npt
+
+from engramdb.store import Store
+
+Codes = npt.NDArray[np.uint64]
+_SCAN_THREADS = min(4, os.cpu_count() or 1)
+_SCAN_CHUNK = 131_072
+
+
+def binary_code(vectors: npt.NDArray[np.float32]) -> Codes:
+    """Sign bits of each vector packed into 64-bit words, shape ``(n, ceil(dim / 64))``."""
+    bits = np.asarray(vectors) > 0
+    pad = (-bits.shape[-1]) % 64
+    if pad:
+        bits = np.concatenate([bits, np.zeros((*bits.shape[:-1], pad), dtype=bool)], axis=-1)
+    packed = np.packbits(bits, axis=-1)
+    return np.ascontiguousarray(packed).view(np.uint64)
+
+
+class VectorIndex:
+    """In-process vector index for one store and one embedding model."""
+
+    def __init__(
+        self,
+        store: Store,
+        model: str,
+        dim: int,
+        *,
+        exact_below: int = 20_000,
+        rerank: int = 500,
+        max_float_vectors: int = 200_000,
+    ) -> None:
+        self.store, self.model, self.dim = store, model, dim
+        self.exact_below, self.rerank, self.max_float_vectors = (
+            exact_below,
+            rerank,
+            max_float_vectors,
+        )
+        self._lock = threading.Lock()
+        self._size = 0
+        self._rowids = np.zeros(0, dtype=np.int64)
+        self._ns = np.zeros(0, dtype=np.int32)
+        self._alive = np.zeros(0, dtype=bool)
+        # one row per 64-bit word of the codes, one column per vector: a scan reads each word
+        # row contiguously, which is several times faster than row-per-vector
+        self._words = np.zeros(((dim + 63) // 64, 0), dtype=np.uint64)
+        self._floats: npt.NDArray[np.float32] | None = np.zeros((0, dim), dtype=np.float32)
+        self._position: dict[int, int] = {}
+        self._namespaces: dict[str, int] = {}
+        # session order: positions of the 2 previous and 2 next vectors of the same session
+        # (-1: none), for "window" similarity; and each session's last two positions
+        self._links = np.full((4, 0), -1, dtype=np.int64)
+        self._window_norm = np.zeros(0, dtype=np.float32)  # NaN: to be computed
+        self._session_tail: dict[tuple[int, str], list[int]] = {}
+        self._embedding_seq = 0
+        self._removal_seq = 0
+
+    def __len__(self) -> int:
+        return int(self._alive[: self._size].sum())
+
+    # -- keeping up with the store ---------------------------------------------------------
+    def refresh(self) -> None:
+        """Apply every embedding written or removed since the last look."""
+        with self._lock:
+            while True:
+                delta = self.store.vector_changes(
+                    self._embedding_seq, self._removal_seq, limit=50_000
+                )
+                for rowid in delta.removed:
+                    pos = self._position.pop(rowid, None)
+                    if pos is not None:
+                        self._alive[pos] = False
+                        near = self._links[:, pos]
+                        self._window_norm[near[near >= 0]] = np.nan
+                self._removal_seq = delta.removal_seq
+                if delta.rowids:
+                    self._append(
+                        delta.rowids,
+                        delta.namespaces,
+                        delta.models,
+                        delta.vectors,
+                        delta.sessions or [None] * len(delta.rowids),
+                    )
+                if delta.embedding_seq == self._embedding_seq:
+                    return
+                self._embedding_seq = delta.embedding_seq
+
+    def _append(
+        self,
+        rowids: Sequence[int],
+        namespaces: Sequence[str],
+        models: Sequence[str],
+        vectors: Sequence[bytes],
+        sessions: Sequence[str | None],
+    ) -> None:
+        keep = [i for i, m in enumerate(models) if m == self.model]
+        if not keep:
+            return
+        floats = np.frombuffer(b"".join(vectors[i] for i in keep), dtype=np.float32)
+        floats = floats.reshape(len(keep), self.dim)
+        start, end = self._size, self._size + len(keep)
+        self._grow(end)
+        for offset, i in enumerate(keep):
+            old = self._position.get(rowids[i])
+            if old is not None:  # re-embedded: the new vector replaces the old one
+                self._alive[old] = False
+            self._position[rowids[i]] = start + offset
+        ns_ids = [self._namespaces.setdefault(namespaces[i], len(self._namespaces)) for i in keep]
+        self._rowids[start:end] = [rowids[i] for i in keep]
+        self._ns[start:end] = ns_ids
+        self._alive[start:end] = True
+        self._window_norm[start:end] = np.nan
+        for offset, i in enumerate(keep):
+            if sessions[i] is not None:
+                self._link(start + offset, (ns_ids[offset], sessions[i]))  # type: ignore[arg-type]
+        self._words[:, start:end] = binary_code(floats).T
+        if self._floats is not None:
+            if end > self.max_float_vectors:
+                self._floats = None  # too many to hold: rerank from the store from now on
+            else:
+                self._floats[start:end] = floats
+        self._size = end
+
+    def _link(self, pos: int, session: tuple[int, str]) -> None:
+        tail = self._session_tail.setdefault(session, [])
+        for distance, before in enumerate(reversed(tail), start=1):  # nearest first
+            self._links[2 - distance, pos] = before  # rows 1 (prev1) and 0 (prev2)
+            self._links[1 + distance, before] = pos  # rows 2 (next1) and 3 (next2)
+            self._window_norm[before] = np.nan
+        tail.append(pos)
+        del tail[:-2]
+
+    def _grow(self, needed: int) -> None:
+        capacity = len(self._rowids)
+        if needed <= capacity:
+            return
+        new = max(needed, capacity * 2, 1024)
+        self._rowids = np.resize(self._rowids, new)
+        self._ns = np.resize(self._ns, new)
+        self._alive = np.concatenate([self._alive, np.zeros(new - capacity, dtype=bool)])
+        links = np.full((4, new), -1, dtype=np.int64)
+        links[:, :capacity] = self._links
+        self._links = links
+        self._window_norm = np.resize(self._window_norm, new)
+        grown = np.zeros((self._words.shape[0], new), dtype=np.uint64)
+        grown[:, :capacity] = self._words
+        self._words = grown
+        if self._floats is not None and new <= self.max_float_vectors:
+            self._floats = np.concatenate(
+                [self._floats, np.zeros((new - capacity, self.dim), dtype=np.float32)]
+            )
+
+    # -- searching -------------------------------------------------------------------------
+    def search(
+        self,
+        namespace: str,
+        query: npt.NDArray[np.float32],
+        k: int,
+        *,
+        allowed: Sequence[int] | None = None,
+        window: float = 0.0,
+    ) -> tuple[list[tuple[int, float]], float | None]:
+        """The ``k`` nearest ``(rowid, similarity)`` of a namespace, optionally among
+        ``allowed``, and the lowest similarity scored exactly (``None`` if none were).
+
+        With ``window`` > 0 (and the vectors held in memory), similarity is
+        ``(1 - window) * cos(q, v) + window * cos(q, w)`` where ``w`` sums the vector with
+        those of the two memories before and after it in its session: a turn is found by
+        what the conversation around it was about (LoCoMo recall@10 +0.01 at 0.5).
+        """
+        self.refresh()
+        with self._lock:
+            ns_id = self._namespaces.get(namespace)
+            if ns_id is None or k <= 0:
+                return [], None
+            size = self._size
+            mask = self._alive[:size] & (self._ns[:size] == ns_id)
+            if allowed is not None:
+                mask &= np.isin(self._rowids[:size], np.asarray(allowed, dtype=np.int64))
+            count = int(mask.sum())
+            if count > self.exact_below or self._floats is None:
+                candidates = self._by_hamming(mask, count, query, max(self.rerank, k))
+            else:
+                candidates = np.flatnonzero(mask)
+            rowids = self._rowids[candidates]
+            q = np.asarray(query, dtype=np.float32)
+            scores: npt.NDArray[np.float32] | None = None
+            if self._floats is not None:
+                if window > 0:
+                    scores = self._window_scores(candidates, q, window)
+                elif len(candidates) == size:  # every vector is a candidate: no copy
+                    scores = self._floats[:size] @ q
+                else:
+                    scores = self._floats[candidates] @ q
+        if scores is None:
+            stored = self.store.memory_vectors(namespace, rowids.tolist())
+            rowids = np.array([r for r in rowids.tolist() if r in stored], dtype=np.int64)
+            if not len(rowids):
+                return [], None
+            floats = np.frombuffer(
+                b"".join(stored[r] for r in rowids.tolist()), dtype=np.float32
+            ).reshape(len(rowids), self.dim)
+            scores = floats @ q
+        if not len(scores):
+            return [], None
+        top = _top_k(scores, k)
+        return [(int(rowids[i]), float(scores[i])) for i in top], float(scores.min())
+
+    def _window_scores(
+        self, candidates: npt.NDArray[np.intp], q: npt.NDArray[np.float32], window: float
+    ) -> npt.NDArray[np.float32]:
+        assert self._floats is not None
+        links = self._links[:, candidates]
+        links = np.where((links >= 0) & self._alive[np.maximum(links, 0)], links, -1)
+        needed = np.union1d(candidates, links[links >= 0])
+        sims = self._floats[needed] @ q
+        own = sims[np.searchsorted(needed, candidates)]
+        total = own.copy()
+        for row in links:
+            present = row >= 0
+            total[present] += sims[np.searchsorted(needed, row[present])]
+        norms = self._window_norm[candidates]
+        stale = np.isnan(norms)
+        if stale.any():
+            fresh = self._floats[candidates[stale]].copy()
+            for row in links[:, stale]:
+                present = row >= 0
+                fresh[present] += self._floats[row[present]]
+            norms[stale] = np.maximum(np.linalg.norm(fresh, axis=1), 1e-12)
+            self._window_norm[candidates[stale]] = norms[stale]
+        out: npt.NDArray[np.float32] = (1 - window) * own + window * (total / norms)
+        return out
+
+    def _by_hamming(
+        self, mask: npt.NDArray[np.bool_], count: int, query: npt.NDArray[np.float32], keep: int
+    ) -> npt.NDArray[np.intp]:
+        """Positions of the ``keep`` (or a few more, at ties) codes nearest the query's."""
+        if count <= keep:
+            return np.flatnonzero(mask)
+        code = binary_code(query[None, :])[0]
+        size = len(mask)
+        if count < size // 4:  # a small namespace in a big index: gather, then scan
+            positions = np.flatnonzero(mask)
+            distances = _hamming(self._words[:, positions], code)
+        else:
+            positions = None
+            distances = np.empty(size, dtype=np.uint16)
+            chunks = [(i, min(size, i + _SCAN_CHUNK)) for i in range(0, size, _SCAN_CHUNK)]
+
+            def scan(bounds: tuple[int, int]) -> None:
+                lo, hi = bounds
+                distances[lo:hi] = _hamming(self._words[:, lo:hi], code)
+
+            with ThreadPoolExecutor(_SCAN_THREADS) as pool:  # numpy releases the GIL
+                list(pool.map(scan, chunks))
+            distances[~mask] = np.iinfo(np.uint16).max
+        # the smallest distance d whose count of codes at <= d reaches keep
+        cumulative = np.cumsum(np.bincount(distances, minlength=self.dim + 1)[: self.dim + 1])
+        cutoff = int(np.searchsorted(cumulative, keep))
+        chosen = np.flatnonzero(distances <= cutoff)
+        return chosen if positions is None else positions[chosen]
+
+
+def _hamming(words: Codes, code: Codes) -> npt.NDArray[np.uint16]:
+    """Hamming distance of each column of ``words`` (one row per 64-bit word) to ``code``."""
+    out = np.zeros(words.shape[1], dtype=np.uint16)
+    for row, word in zip(words, code, strict=True):
+        out += np.bitwise_count(row ^ word)
+    return out
+
+
+def _top_k(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.intp]:
+    if len(scores) > k:
+        part = np.argpartition(-scores, k)[:k]
+        return part[np.argsort(-scores[part], kind="stable")]
+    return np.argsort(-scores, kind="stable")
