@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import fnmatch
+import subprocess
 import tomllib
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, timedelta
@@ -340,14 +340,21 @@ def test_issue11_extract_async_matches_sync() -> None:
 
 
 def test_issue11_extract_prompt_files_are_in_the_wheel_artifacts() -> None:
+    """The wheel is the package directory minus what git ignores (the built wheel itself is
+    checked in tests/integration/test_package.py): the prompts must be inside it and not
+    ignored."""
     root = Path(__file__).resolve().parents[2]
     config = tomllib.loads((root / "pyproject.toml").read_text())
-    globs = config["tool"]["hatch"]["build"]["targets"]["wheel"]["artifacts"]
+    packages = config["tool"]["hatch"]["build"]["targets"]["wheel"]["packages"]
     prompts = sorted((root / "src/engramdb/manager/prompts").glob("*.md"))
     assert {p.name for p in prompts} >= {"extract_v1.md", "decide_v1.md"}
     for prompt in prompts:
         relative = prompt.relative_to(root).as_posix()
-        assert any(fnmatch.fnmatch(relative, pattern) for pattern in globs), relative
+        assert any(relative.startswith(package + "/") for package in packages), relative
+        ignored = subprocess.run(
+            ["git", "check-ignore", "-q", relative], cwd=root, check=False
+        ).returncode
+        assert ignored == 1, f"{relative} is ignored by git, so the wheel would miss it"
 
 
 def test_issue11_extract_importance_clamped_and_non_finite_defaulted() -> None:
