@@ -121,6 +121,25 @@ def _merge_tags(
 _QUOTED = re.compile(r'"((?:[^"]|"")*)"')
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_EF_SEARCH = 1000
+# rows an iterative HNSW scan may visit before it gives up (pgvector's default is 20,000): a
+# filter that keeps one row in N needs about N * limit visits to fill the limit
+MAX_SCAN_TUPLES = 200_000
+
+
+def vector_search_settings(limit: int, *, iterative: bool) -> dict[str, str]:
+    """The pgvector settings of one HNSW search for ``limit`` rows, set per query.
+
+    ``hnsw.ef_search`` (the candidate list the graph walk keeps) scales with the limit: a
+    walk returns at most ef_search rows, so it must be at least the limit (plus slack for
+    recall), capped at pgvector's maximum. With iterative scans (pgvector >= 0.8) the walk
+    resumes while filters reject rows, in exact distance order, so a filtered search still
+    fills its limit; the budget of visited rows scales with the limit too.
+    """
+    settings = {"hnsw.ef_search": str(min(max(40, 2 * limit), MAX_EF_SEARCH))}
+    if iterative:
+        settings["hnsw.iterative_scan"] = "strict_order"
+        settings["hnsw.max_scan_tuples"] = str(min(max(20_000, 200 * limit), MAX_SCAN_TUPLES))
+    return settings
 
 
 def _delete_memories(conn: Conn, namespace: str, memory_ids: Sequence[str]) -> list[str]:
@@ -729,7 +748,27 @@ class MemoriesMixin:
     def memory_term_docs(
         self, namespace: str, stems: Sequence[str], *, at_most: int | None = None
     ) -> tuple[int, dict[str, int]]:
-        return 0, {}  # GIN has no cheap per-term document counts; queries run unpruned
+        # memory_terms holds each lexeme's document count per namespace (kept by triggers,
+        # migration 9); a stem is counted as the lexeme(s) the text configuration makes of it,
+        # the rarest of them if several (plainto_tsquery ANDs them). Exact counts: at_most
+        # needs no cap.
+        terms = [t for t in dict.fromkeys(stems) if t and "\x00" not in t]
+        if not terms:
+            return 0, {}
+
+        rows = self.read(
+            lambda conn: conn.execute(
+                "SELECT c.total, d.stem, d.docs FROM (SELECT (SELECT memories FROM "
+                "namespace_counts WHERE namespace = %s) AS total) c LEFT JOIN ("
+                "SELECT s.stem, min(coalesce(t.docs, 0)) AS docs FROM unnest(%s::text[]) s(stem) "
+                f"CROSS JOIN LATERAL unnest(to_tsvector('{TEXT_CONFIG}'::regconfig, s.stem)) l "
+                "LEFT JOIN memory_terms t ON t.namespace = %s AND t.lexeme = l.lexeme "
+                "GROUP BY s.stem) d ON true",
+                (namespace, terms, namespace),
+            ).fetchall()
+        )
+        total = int(rows[0][0] or 0) if rows else 0
+        return total, {str(r[1]): int(r[2]) for r in rows if r[1] is not None and r[2]}
 
     def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:
         where, params = filter_sql(flt)
@@ -845,17 +884,17 @@ class MemoriesMixin:
         # dimension must match in generic (prepared) plans too
         query_vector = Vector(vector)
         args = [query_vector, namespace, model, *params, query_vector, limit]
-        ef_search = str(min(max(40, 2 * limit), MAX_EF_SEARCH))
+        settings = vector_search_settings(limit, iterative=self._iterative_scan)
 
         def work(conn: Conn) -> list[tuple[Any, ...]]:
-            # ef_search: candidates the HNSW walk keeps; iterative scans (pgvector >= 0.8) go on
-            # walking while filters reject rows, so a filtered query still fills its limit
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (ef_search,))
-            if self._iterative_scan:
-                conn.execute("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
-            return conn.execute(query, args).fetchall()
+            # the settings are local to this transaction (a pooled connection keeps nothing);
+            # one pipeline: BEGIN, the settings, the query and COMMIT in one round trip
+            with conn.pipeline(), conn.transaction():
+                for name, value in settings.items():
+                    conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+                return conn.execute(query, args).fetchall()
 
-        rows = self.run(work)
+        rows = self.read(work)
         return [(int(r[0]), float(r[1])) for r in rows]
 
     def vector_changes(self, embedding_seq: int, removal_seq: int, *, limit: int) -> VectorDelta:
