@@ -63,6 +63,8 @@ def test_issue14_pg_term_counts_follow_every_write(store: PostgresStore, url: st
     mem.forget(first[2].id, namespace="a")  # a delete, and the neighbours' context changes
     kept, fresh = _counts(url)
     assert kept == fresh
+    with psycopg.connect(url, autocommit=True) as conn:  # a forgotten word leaves no row
+        assert conn.execute("SELECT count(*) FROM memory_terms WHERE docs <= 0").fetchone() == (0,)
     documents, docs = store.memory_term_docs("a", ["dog", "bird", "unknown"])
     assert documents == 6
     # "bird" is in the new content and in its session neighbours' context

@@ -334,6 +334,11 @@ MIGRATIONS: list[list[str]] = [
                 ) d GROUP BY 1, 2 HAVING sum(n) <> 0 ORDER BY 1, 2
                 ON CONFLICT (namespace, lexeme) DO UPDATE SET docs = t.docs + excluded.docs;
             END IF;
+            IF TG_OP <> 'INSERT' THEN
+                -- a word no memory holds any more leaves no trace (forget erases its text)
+                DELETE FROM memory_terms t WHERE t.docs <= 0 AND (t.namespace, t.lexeme) IN (
+                    SELECT r.namespace, l.lexeme FROM old_rows r, unnest(r.fts) l);
+            END IF;
             RETURN NULL;
         END $$""",
         "DROP TRIGGER IF EXISTS memories_terms_insert ON memories",
@@ -348,7 +353,8 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TRIGGER memories_terms_delete AFTER DELETE ON memories
             REFERENCING OLD TABLE AS old_rows
             FOR EACH STATEMENT EXECUTE FUNCTION engramdb_count_terms()""",
-        # the counts of the rows already stored (re-runnable: recounted from scratch)
+        # the counts of the rows already stored (re-runnable: recounted from scratch). A lexeme
+        # whose count reaches zero is deleted: forgotten words leave no row behind.
         "DELETE FROM memory_terms",
         """INSERT INTO memory_terms (namespace, lexeme, docs)
             SELECT m.namespace, l.lexeme, count(*) FROM memories m, unnest(m.fts) l
