@@ -152,3 +152,56 @@ def test_issue14_pg_filtered_query_uses_the_hnsw_index(store: PostgresStore, url
             )
         )
     assert "memories_hnsw_64" in plan
+
+
+def test_issue14_pg_text_search_ranks_a_bounded_candidate_set(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engramdb.store.postgres.memories as pg_memories
+
+    mem = Memory(store, embedder=None)
+    # the older memories say "shared" three times (they rank higher); the newest ten once
+    old = mem.remember_many([{"content": f"shared shared shared old {i}"} for i in range(20)])
+    new = mem.remember_many([{"content": f"shared new {i} and more words"} for i in range(10)])
+    assert len(old) == 20 and len(new) == 10
+    unbounded = store.memory_text_search("default", '"shared"', Filter.parse(None), limit=5)
+    monkeypatch.setattr(pg_memories, "TEXT_CANDIDATES", 10)
+    bounded = store.memory_text_search("default", '"shared"', Filter.parse(None), limit=5)
+    newest = sorted(
+        r for r, _ in store.memory_text_search("default", '"new"', Filter.parse(None), limit=50)
+    )
+    assert len(newest) == 10
+    assert not {r for r, _ in unbounded} & set(newest)  # every match ranked: the old ones win
+    assert len(bounded) == 5 and {r for r, _ in bounded} <= set(newest)  # only the newest 10
+
+
+def test_issue14_pg_text_order_unchanged_below_the_bound(store: PostgresStore, url: str) -> None:
+    mem = Memory(store, embedder=None)
+    texts = [
+        "the river runs past the old mill",
+        "a river and a lake",
+        "mill workers went on strike",
+        "the lake froze in winter",
+        "winter river walk",
+        "old songs about the river",
+    ]
+    mem.remember_many(
+        [{"content": t, "tags": ["river"] if i % 2 else []} for i, t in enumerate(texts)]
+    )
+    words = ["river", "mill", "winter"]
+    got = store.memory_text_search(
+        "default", " OR ".join(f'"{w}"' for w in words), Filter.parse(None), limit=10
+    )
+    tsquery = " || ".join(["plainto_tsquery('engramdb_text'::regconfig, %s)"] * len(words))
+    with psycopg.connect(url, autocommit=True) as conn:  # the ranking as it was: every match
+        expected = [
+            (int(r[0]), float(r[1]))
+            for r in conn.execute(
+                "SELECT m.rowid, ts_rank('{0.3,0.3,0.6,1.0}'::real[], m.fts, q.q, 1) AS score "
+                f"FROM memories m, (SELECT {tsquery} AS q) q WHERE m.fts @@ q.q "
+                "AND m.namespace = 'default' ORDER BY score DESC, m.rowid DESC LIMIT 10",
+                words,
+            )
+        ]
+    assert len(expected) == 6
+    assert got == expected

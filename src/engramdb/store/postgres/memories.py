@@ -121,6 +121,8 @@ def _merge_tags(
 _QUOTED = re.compile(r'"((?:[^"]|"")*)"')
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 MAX_EF_SEARCH = 1000
+# most full-text matches one search ranks (the newest); see memory_text_search
+TEXT_CANDIDATES = 2000
 # rows an iterative HNSW scan may visit before it gives up (pgvector's default is 20,000): a
 # filter that keeps one row in N needs about N * limit visits to fill the limit
 MAX_SCAN_TUPLES = 200_000
@@ -722,13 +724,20 @@ class MemoriesMixin:
         where, params = filter_sql(flt)
         # OR of per-word plainto_tsquery: each word becomes lexemes, never tsquery syntax
         tsquery = " || ".join([f"plainto_tsquery('{TEXT_CONFIG}'::regconfig, %s)"] * len(terms))
+        # the candidate set is bounded: the newest TEXT_CANDIDATES matches (at least the limit)
+        # are ranked, not every row sharing a word. Recall has already dropped the namespace's
+        # commonest terms (memory_term_docs), so a query reaches the bound only when even its
+        # rarest word is in thousands of memories; below it, every match is ranked as before.
+        # A term that common is matched by walking the namespace's rows newest first (the
+        # planner picks that scan from the GIN statistics), which stops at the bound.
         query = (
-            f"SELECT m.rowid, ts_rank(%s::real[], m.fts, q.q, 1) AS score "
-            f"FROM memories m, (SELECT {tsquery} AS q) q "
+            f"SELECT c.rowid, ts_rank(%s::real[], c.fts, c.q, 1) AS score FROM ("
+            f"SELECT m.rowid, m.fts, q.q FROM memories m, (SELECT {tsquery} AS q) q "
             f"WHERE m.fts @@ q.q AND m.namespace = %s{where} "
-            "ORDER BY score DESC, m.rowid DESC LIMIT %s"
+            "ORDER BY m.rowid DESC LIMIT %s) c "
+            "ORDER BY score DESC, c.rowid DESC LIMIT %s"
         )
-        args = [_RANK_WEIGHTS, *terms, namespace, *params, limit]
+        args = [_RANK_WEIGHTS, *terms, namespace, *params, max(limit, TEXT_CANDIDATES), limit]
         rows = self.read(lambda conn: conn.execute(query, args).fetchall())
         return [(int(r[0]), float(r[1])) for r in rows]
 
