@@ -738,7 +738,9 @@ class MemoriesMixin:
             "ORDER BY score DESC, c.rowid DESC LIMIT %s"
         )
         args = [_RANK_WEIGHTS, *terms, namespace, *params, max(limit, TEXT_CANDIDATES), limit]
-        rows = self.read(lambda conn: conn.execute(query, args).fetchall())
+        # planned for these words every time (never a prepared generic plan): the right scan
+        # depends on how common they are, which a generic plan cannot know
+        rows = self.read(lambda conn: conn.execute(query, args, prepare=False).fetchall())
         return [(int(r[0]), float(r[1])) for r in rows]
 
     def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:
