@@ -2,7 +2,9 @@
 
 Full text is a generated ``tsvector`` column with a GIN index; queries are OR-ed
 ``plainto_tsquery`` lexemes of the words the facade's query builder chose, so no user text is
-ever parsed as tsquery syntax. Vectors are pgvector values searched through a per-dimension
+ever parsed as tsquery syntax. Per-namespace lexeme document counts (``memory_terms``, kept by
+triggers) let recall drop a query's commonest words first, and one search ranks at most the
+newest :data:`TEXT_CANDIDATES` matches. Vectors are pgvector values searched through a per-dimension
 HNSW index (cosine); filters are part of the same SQL query, and iterative index scans keep a
 filtered search returning enough rows.
 """
@@ -479,6 +481,9 @@ class MemoriesMixin:
             self.ensure_vector_index({len(changes.embedding) // 4})
 
         def work(conn: Conn) -> MemoryRecord | None:
+            # the namespace's counts row first, as every writer of its text takes it: the
+            # word counts (memory_terms) are then only ever changed by one writer at a time
+            _count(conn, namespace)
             row = conn.execute(
                 f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s "
                 "FOR UPDATE",
@@ -635,6 +640,7 @@ class MemoriesMixin:
         self, namespace: str, memory_id: str, *, reason: str | None
     ) -> MemoryRecord | None:
         def work(conn: Conn) -> MemoryRecord | None:
+            _count(conn, namespace)  # lock the namespace's counts first (neighbours' text)
             # the vector is a column of the row: pgvector searches skip it by the filter
             changed = conn.execute(
                 "UPDATE memories SET invalidated_at = %s, invalidated_reason = %s "
@@ -653,6 +659,7 @@ class MemoriesMixin:
 
     def memory_restore(self, namespace: str, memory_id: str) -> MemoryRecord | None:
         def work(conn: Conn) -> MemoryRecord | None:
+            _count(conn, namespace)  # lock the namespace's counts first (neighbours' text)
             changed = conn.execute(
                 "UPDATE memories SET invalidated_at = NULL, invalidated_reason = NULL "
                 "WHERE namespace = %s AND id = %s AND invalidated_at IS NOT NULL RETURNING rowid",

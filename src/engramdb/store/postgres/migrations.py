@@ -326,15 +326,23 @@ MIGRATIONS: list[list[str]] = [
                     GROUP BY 1, 2 ORDER BY 1, 2) d
                 WHERE t.namespace = d.namespace AND t.lexeme = d.lexeme;
             ELSE
+                -- only rows whose text changed (not a new embedding or an invalidation)
                 INSERT INTO memory_terms AS t (namespace, lexeme, docs)
-                SELECT namespace, lexeme, sum(n) FROM (
-                    SELECT r.namespace, l.lexeme, 1 AS n FROM new_rows r, unnest(r.fts) l
-                    UNION ALL
-                    SELECT r.namespace, l.lexeme, -1 FROM old_rows r, unnest(r.fts) l
-                ) d GROUP BY 1, 2 HAVING sum(n) <> 0 ORDER BY 1, 2
+                SELECT d.namespace, d.lexeme, sum(d.n) FROM new_rows nr JOIN old_rows o
+                    ON o.rowid = nr.rowid AND (o.fts IS DISTINCT FROM nr.fts
+                        OR o.namespace <> nr.namespace)
+                    CROSS JOIN LATERAL (
+                        SELECT nr.namespace, l.lexeme, 1 AS n FROM unnest(nr.fts) l
+                        UNION ALL
+                        SELECT o.namespace, l.lexeme, -1 FROM unnest(o.fts) l) d
+                GROUP BY 1, 2 HAVING sum(d.n) <> 0 ORDER BY 1, 2
                 ON CONFLICT (namespace, lexeme) DO UPDATE SET docs = t.docs + excluded.docs;
+                DELETE FROM memory_terms t WHERE t.docs <= 0 AND (t.namespace, t.lexeme) IN (
+                    SELECT o.namespace, l.lexeme FROM new_rows nr JOIN old_rows o
+                    ON o.rowid = nr.rowid AND (o.fts IS DISTINCT FROM nr.fts
+                        OR o.namespace <> nr.namespace), unnest(o.fts) l);
             END IF;
-            IF TG_OP <> 'INSERT' THEN
+            IF TG_OP = 'DELETE' THEN
                 -- a word no memory holds any more leaves no trace (forget erases its text)
                 DELETE FROM memory_terms t WHERE t.docs <= 0 AND (t.namespace, t.lexeme) IN (
                     SELECT r.namespace, l.lexeme FROM old_rows r, unnest(r.fts) l);
