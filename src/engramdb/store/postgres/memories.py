@@ -2,7 +2,9 @@
 
 Full text is a generated ``tsvector`` column with a GIN index; queries are OR-ed
 ``plainto_tsquery`` lexemes of the words the facade's query builder chose, so no user text is
-ever parsed as tsquery syntax. Vectors are pgvector values searched through a per-dimension
+ever parsed as tsquery syntax. Per-namespace lexeme document counts (``memory_terms``, kept by
+triggers) let recall drop a query's commonest words first, and one search ranks at most the
+newest :data:`TEXT_CANDIDATES` matches. Vectors are pgvector values searched through a per-dimension
 HNSW index (cosine); filters are part of the same SQL query, and iterative index scans keep a
 filtered search returning enough rows.
 """
@@ -126,6 +128,27 @@ def _merge_tags(
 
 
 MAX_EF_SEARCH = 1000
+# most full-text matches one search ranks (the newest); see memory_text_search
+TEXT_CANDIDATES = 2000
+# rows an iterative HNSW scan may visit before it gives up (pgvector's default is 20,000): a
+# filter that keeps one row in N needs about N * limit visits to fill the limit
+MAX_SCAN_TUPLES = 200_000
+
+
+def vector_search_settings(limit: int, *, iterative: bool) -> dict[str, str]:
+    """The pgvector settings of one HNSW search for ``limit`` rows, set per query.
+
+    ``hnsw.ef_search`` (the candidate list the graph walk keeps) scales with the limit: a
+    walk returns at most ef_search rows, so it must be at least the limit (plus slack for
+    recall), capped at pgvector's maximum. With iterative scans (pgvector >= 0.8) the walk
+    resumes while filters reject rows, in exact distance order, so a filtered search still
+    fills its limit; the budget of visited rows scales with the limit too.
+    """
+    settings = {"hnsw.ef_search": str(min(max(40, 2 * limit), MAX_EF_SEARCH))}
+    if iterative:
+        settings["hnsw.iterative_scan"] = "strict_order"
+        settings["hnsw.max_scan_tuples"] = str(min(max(20_000, 200 * limit), MAX_SCAN_TUPLES))
+    return settings
 
 
 def _delete_memories(conn: Conn, namespace: str, memory_ids: Sequence[str]) -> list[str]:
@@ -459,6 +482,9 @@ class MemoriesMixin:
             self.ensure_vector_index({len(changes.embedding) // 4})
 
         def work(conn: Conn) -> MemoryRecord | None:
+            # the namespace's counts row first, as every writer of its text takes it: the
+            # word counts (memory_terms) are then only ever changed by one writer at a time
+            _count(conn, namespace)
             row = conn.execute(
                 f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s "
                 "FOR UPDATE",
@@ -615,6 +641,7 @@ class MemoriesMixin:
         self, namespace: str, memory_id: str, *, reason: str | None
     ) -> MemoryRecord | None:
         def work(conn: Conn) -> MemoryRecord | None:
+            _count(conn, namespace)  # lock the namespace's counts first (neighbours' text)
             # the vector is a column of the row: pgvector searches skip it by the filter
             changed = conn.execute(
                 "UPDATE memories SET invalidated_at = %s, invalidated_reason = %s "
@@ -633,6 +660,7 @@ class MemoriesMixin:
 
     def memory_restore(self, namespace: str, memory_id: str) -> MemoryRecord | None:
         def work(conn: Conn) -> MemoryRecord | None:
+            _count(conn, namespace)  # lock the namespace's counts first (neighbours' text)
             changed = conn.execute(
                 "UPDATE memories SET invalidated_at = NULL, invalidated_reason = NULL "
                 "WHERE namespace = %s AND id = %s AND invalidated_at IS NOT NULL RETURNING rowid",
@@ -698,14 +726,23 @@ class MemoriesMixin:
         where, params = filter_sql(flt)
         # OR of per-word plainto_tsquery: each word becomes lexemes, never tsquery syntax
         tsquery = " || ".join([f"plainto_tsquery('{TEXT_CONFIG}'::regconfig, %s)"] * len(terms))
+        # the candidate set is bounded: the newest TEXT_CANDIDATES matches (at least the limit)
+        # are ranked, not every row sharing a word. Recall has already dropped the namespace's
+        # commonest terms (memory_term_docs), so a query reaches the bound only when even its
+        # rarest word is in thousands of memories; below it, every match is ranked as before.
+        # A term that common is matched by walking the namespace's rows newest first (the
+        # planner picks that scan from the GIN statistics), which stops at the bound.
         sql_text = (
-            f"SELECT m.rowid, ts_rank(%s::real[], m.fts, q.q, 1) AS score "
-            f"FROM memories m, (SELECT {tsquery} AS q) q "
+            f"SELECT c.rowid, ts_rank(%s::real[], c.fts, c.q, 1) AS score FROM ("
+            f"SELECT m.rowid, m.fts, q.q FROM memories m, (SELECT {tsquery} AS q) q "
             f"WHERE m.fts @@ q.q AND m.namespace = %s{where} "
-            "ORDER BY score DESC, m.rowid DESC LIMIT %s"
+            "ORDER BY m.rowid DESC LIMIT %s) c "
+            "ORDER BY score DESC, c.rowid DESC LIMIT %s"
         )
-        args = [_RANK_WEIGHTS, *terms, namespace, *params, limit]
-        rows = self.read(lambda conn: conn.execute(sql_text, args).fetchall())
+        args = [_RANK_WEIGHTS, *terms, namespace, *params, max(limit, TEXT_CANDIDATES), limit]
+        # planned for these words every time (never a prepared generic plan): the right scan
+        # depends on how common they are, which a generic plan cannot know
+        rows = self.read(lambda conn: conn.execute(sql_text, args, prepare=False).fetchall())
         return [(int(r[0]), float(r[1])) for r in rows]
 
     def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:
@@ -724,7 +761,27 @@ class MemoriesMixin:
     def memory_term_docs(
         self, namespace: str, stems: Sequence[str], *, at_most: int | None = None
     ) -> tuple[int, dict[str, int]]:
-        return 0, {}  # GIN has no cheap per-term document counts; queries run unpruned
+        # memory_terms holds each lexeme's document count per namespace (kept by triggers,
+        # migration 9); a stem is counted as the lexeme(s) the text configuration makes of it,
+        # the rarest of them if several (plainto_tsquery ANDs them). Exact counts: at_most
+        # needs no cap.
+        terms = [t for t in dict.fromkeys(stems) if t and "\x00" not in t]
+        if not terms:
+            return 0, {}
+
+        rows = self.read(
+            lambda conn: conn.execute(
+                "SELECT c.total, d.stem, d.docs FROM (SELECT (SELECT memories FROM "
+                "namespace_counts WHERE namespace = %s) AS total) c LEFT JOIN ("
+                "SELECT s.stem, min(coalesce(t.docs, 0)) AS docs FROM unnest(%s::text[]) s(stem) "
+                f"CROSS JOIN LATERAL unnest(to_tsvector('{TEXT_CONFIG}'::regconfig, s.stem)) l "
+                "LEFT JOIN memory_terms t ON t.namespace = %s AND t.lexeme = l.lexeme "
+                "GROUP BY s.stem) d ON true",
+                (namespace, terms, namespace),
+            ).fetchall()
+        )
+        total = int(rows[0][0] or 0) if rows else 0
+        return total, {str(r[1]): int(r[2]) for r in rows if r[1] is not None and r[2]}
 
     def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:
         where, params = filter_sql(flt)
@@ -842,17 +899,17 @@ class MemoriesMixin:
         # dimension must match in generic (prepared) plans too
         query_vector = Vector(vector)
         args = [query_vector, namespace, model, *params, query_vector, limit]
-        ef_search = str(min(max(40, 2 * limit), MAX_EF_SEARCH))
+        settings = vector_search_settings(limit, iterative=self._iterative_scan)
 
         def work(conn: Conn) -> list[tuple[Any, ...]]:
-            # ef_search: candidates the HNSW walk keeps; iterative scans (pgvector >= 0.8) go on
-            # walking while filters reject rows, so a filtered query still fills its limit
-            conn.execute("SELECT set_config('hnsw.ef_search', %s, true)", (ef_search,))
-            if self._iterative_scan:
-                conn.execute("SELECT set_config('hnsw.iterative_scan', 'strict_order', true)")
-            return conn.execute(query, args).fetchall()
+            # the settings are local to this transaction (a pooled connection keeps nothing);
+            # one pipeline: BEGIN, the settings, the query and COMMIT in one round trip
+            with conn.pipeline(), conn.transaction():
+                for name, value in settings.items():
+                    conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+                return conn.execute(query, args).fetchall()
 
-        rows = self.run(work)
+        rows = self.read(work)
         return [(int(r[0]), float(r[1])) for r in rows]
 
     def vector_version(self) -> int:

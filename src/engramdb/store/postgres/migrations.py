@@ -296,6 +296,80 @@ MIGRATIONS: list[list[str]] = [
     [
         "ALTER TABLE session_items ADD COLUMN IF NOT EXISTS plain boolean",
     ],
+    # 9: the text lane's per-namespace statistics and index settings (issue 14).
+    # memory_terms: how many of a namespace's memories hold each lexeme of the full-text
+    # column, kept exact by statement-level triggers (every path that writes memories: inserts,
+    # edits, context refreshes, deletes, imports). Recall reads them to drop the commonest
+    # query terms before matching (as SQLite does from its FTS5 index), so a query no longer
+    # ranks every row that shares one common word. Writers of one namespace already queue on
+    # its namespace_counts row, and rows are upserted in lexeme order, so the counters add no
+    # deadlock. The GIN index stops using its pending list (fastupdate): every query would
+    # otherwise scan the unsorted list of recent entries (up to 4 MB) row by row.
+    [
+        """CREATE TABLE IF NOT EXISTS memory_terms (
+            namespace text   NOT NULL,
+            lexeme    text   NOT NULL,
+            docs      bigint NOT NULL,
+            PRIMARY KEY (namespace, lexeme)
+        )""",
+        """CREATE OR REPLACE FUNCTION engramdb_count_terms() RETURNS trigger
+        LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+        BEGIN
+            IF TG_OP = 'INSERT' THEN
+                INSERT INTO memory_terms AS t (namespace, lexeme, docs)
+                SELECT r.namespace, l.lexeme, count(*) FROM new_rows r, unnest(r.fts) l
+                GROUP BY 1, 2 ORDER BY 1, 2
+                ON CONFLICT (namespace, lexeme) DO UPDATE SET docs = t.docs + excluded.docs;
+            ELSIF TG_OP = 'DELETE' THEN
+                UPDATE memory_terms t SET docs = t.docs - d.n FROM (
+                    SELECT r.namespace, l.lexeme, count(*) AS n FROM old_rows r, unnest(r.fts) l
+                    GROUP BY 1, 2 ORDER BY 1, 2) d
+                WHERE t.namespace = d.namespace AND t.lexeme = d.lexeme;
+            ELSE
+                -- only rows whose text changed (not a new embedding or an invalidation)
+                INSERT INTO memory_terms AS t (namespace, lexeme, docs)
+                SELECT d.namespace, d.lexeme, sum(d.n) FROM new_rows nr JOIN old_rows o
+                    ON o.rowid = nr.rowid AND (o.fts IS DISTINCT FROM nr.fts
+                        OR o.namespace <> nr.namespace)
+                    CROSS JOIN LATERAL (
+                        SELECT nr.namespace, l.lexeme, 1 AS n FROM unnest(nr.fts) l
+                        UNION ALL
+                        SELECT o.namespace, l.lexeme, -1 FROM unnest(o.fts) l) d
+                GROUP BY 1, 2 HAVING sum(d.n) <> 0 ORDER BY 1, 2
+                ON CONFLICT (namespace, lexeme) DO UPDATE SET docs = t.docs + excluded.docs;
+                DELETE FROM memory_terms t WHERE t.docs <= 0 AND (t.namespace, t.lexeme) IN (
+                    SELECT o.namespace, l.lexeme FROM new_rows nr JOIN old_rows o
+                    ON o.rowid = nr.rowid AND (o.fts IS DISTINCT FROM nr.fts
+                        OR o.namespace <> nr.namespace), unnest(o.fts) l);
+            END IF;
+            IF TG_OP = 'DELETE' THEN
+                -- a word no memory holds any more leaves no trace (forget erases its text)
+                DELETE FROM memory_terms t WHERE t.docs <= 0 AND (t.namespace, t.lexeme) IN (
+                    SELECT r.namespace, l.lexeme FROM old_rows r, unnest(r.fts) l);
+            END IF;
+            RETURN NULL;
+        END $$""",
+        "DROP TRIGGER IF EXISTS memories_terms_insert ON memories",
+        "DROP TRIGGER IF EXISTS memories_terms_update ON memories",
+        "DROP TRIGGER IF EXISTS memories_terms_delete ON memories",
+        """CREATE TRIGGER memories_terms_insert AFTER INSERT ON memories
+            REFERENCING NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION engramdb_count_terms()""",
+        """CREATE TRIGGER memories_terms_update AFTER UPDATE ON memories
+            REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION engramdb_count_terms()""",
+        """CREATE TRIGGER memories_terms_delete AFTER DELETE ON memories
+            REFERENCING OLD TABLE AS old_rows
+            FOR EACH STATEMENT EXECUTE FUNCTION engramdb_count_terms()""",
+        # the counts of the rows already stored (re-runnable: recounted from scratch). A lexeme
+        # whose count reaches zero is deleted: forgotten words leave no row behind.
+        "DELETE FROM memory_terms",
+        """INSERT INTO memory_terms (namespace, lexeme, docs)
+            SELECT m.namespace, l.lexeme, count(*) FROM memories m, unnest(m.fts) l
+            GROUP BY 1, 2""",
+        "ALTER INDEX memories_fts SET (fastupdate = off)",
+        "SELECT gin_clean_pending_list('memories_fts'::regclass)",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)
