@@ -13,6 +13,7 @@ import pytest
 from engramdb import Memory
 from engramdb.embed import HashingEmbedder
 from engramdb.filters import Filter
+from engramdb.search.query import text_query
 from engramdb.store.postgres import PostgresStore
 from engramdb.store.postgres.memories import vector_search_settings
 from engramdb.store.postgres.migrations import MIGRATIONS
@@ -164,11 +165,18 @@ def test_issue14_pg_text_search_ranks_a_bounded_candidate_set(
     old = mem.remember_many([{"content": f"shared shared shared old {i}"} for i in range(20)])
     new = mem.remember_many([{"content": f"shared new {i} and more words"} for i in range(10)])
     assert len(old) == 20 and len(new) == 10
-    unbounded = store.memory_text_search("default", '"shared"', Filter.parse(None), limit=5)
+    unbounded = store.memory_text_search(
+        "default", text_query(["shared"]), Filter.parse(None), limit=5
+    )
     monkeypatch.setattr(pg_memories, "TEXT_CANDIDATES", 10)
-    bounded = store.memory_text_search("default", '"shared"', Filter.parse(None), limit=5)
+    bounded = store.memory_text_search(
+        "default", text_query(["shared"]), Filter.parse(None), limit=5
+    )
     newest = sorted(
-        r for r, _ in store.memory_text_search("default", '"new"', Filter.parse(None), limit=50)
+        r
+        for r, _ in store.memory_text_search(
+            "default", text_query(["new"]), Filter.parse(None), limit=50
+        )
     )
     assert len(newest) == 10
     assert not {r for r, _ in unbounded} & set(newest)  # every match ranked: the old ones win
@@ -189,9 +197,7 @@ def test_issue14_pg_text_order_unchanged_below_the_bound(store: PostgresStore, u
         [{"content": t, "tags": ["river"] if i % 2 else []} for i, t in enumerate(texts)]
     )
     words = ["river", "mill", "winter"]
-    got = store.memory_text_search(
-        "default", " OR ".join(f'"{w}"' for w in words), Filter.parse(None), limit=10
-    )
+    got = store.memory_text_search("default", text_query(words), Filter.parse(None), limit=10)
     tsquery = " || ".join(["plainto_tsquery('engramdb_text'::regconfig, %s)"] * len(words))
     with psycopg.connect(url, autocommit=True) as conn:  # the ranking as it was: every match
         expected = [
