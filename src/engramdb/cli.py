@@ -1427,6 +1427,13 @@ def serve(
     defaults (see docs/server.md)."""
     import os
 
+    from ._extras import require
+
+    try:
+        for module in ("fastapi", "uvicorn", "pydantic_settings", "jinja2", "fastapi_offline"):
+            require(module, "server", "engramdb serve")
+    except EngramError as exc:
+        raise _fail(exc) from None
     import uvicorn
 
     from .server.app import SETTINGS_ENV, log_config
@@ -1634,4 +1641,4 @@ def main() -> None:
     app()
 
 
-from . import cli_consolidate  # noqa: E402, F401  (registers the consolidation commands)
+from . import cli_consolidate, cli_doctor  # noqa: E402, F401  (register their commands)

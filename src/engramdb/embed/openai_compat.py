@@ -34,13 +34,9 @@ class OpenAIEmbedder:
         timeout: float = 60.0,
         max_retries: int = 3,
     ) -> None:
-        try:
-            import openai
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise EmbeddingError(
-                "OpenAI-compatible embeddings need the openai package: "
-                "pip install 'engramdb[openai]'"
-            ) from exc
+        from .._extras import require
+
+        openai = require("openai", "openai", "OpenAI-compatible embeddings")
         self._client = openai.OpenAI(
             base_url=base_url or os.environ.get("OPENAI_BASE_URL"),
             api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",

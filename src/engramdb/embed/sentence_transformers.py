@@ -8,7 +8,6 @@ from typing import Any
 import numpy as np
 
 from .base import Vectors, normalize
-from .openai_compat import EmbeddingError
 
 
 class SentenceTransformerEmbedder:
@@ -17,12 +16,10 @@ class SentenceTransformerEmbedder:
     def __init__(
         self, model_name_or_path: str, *, device: str = "cpu", batch_size: int = 64
     ) -> None:
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:  # pragma: no cover - depends on the install
-            raise EmbeddingError(
-                "this embedder needs sentence-transformers: pip install sentence-transformers"
-            ) from exc
+        from .._extras import require
+
+        st = require("sentence_transformers", None, "the st: embedder")
+        SentenceTransformer = st.SentenceTransformer
         self._model: Any = SentenceTransformer(model_name_or_path, device=device)
         self.dim = int(self._model.get_sentence_embedding_dimension())
         self.model = f"st:{model_name_or_path}"

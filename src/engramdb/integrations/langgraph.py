@@ -44,23 +44,21 @@ if TYPE_CHECKING:
         SearchOp,
     )
 else:
-    try:
-        from langgraph.store.base import (
-            BaseStore,
-            GetOp,
-            Item,
-            ListNamespacesOp,
-            MatchCondition,
-            Op,
-            PutOp,
-            Result,
-            SearchItem,
-            SearchOp,
-        )
-    except ImportError:  # pragma: no cover - exercised by the missing-extra test
-        raise InvalidInputError(
-            "the LangGraph integration needs langgraph: pip install 'engramdb[langgraph]'"
-        ) from None
+    from .._extras import require
+
+    require("langgraph.store.base", "langgraph", "the LangGraph integration")
+    from langgraph.store.base import (
+        BaseStore,
+        GetOp,
+        Item,
+        ListNamespacesOp,
+        MatchCondition,
+        Op,
+        PutOp,
+        Result,
+        SearchItem,
+        SearchOp,
+    )
 
 __all__ = ["EngramStore"]
 

@@ -62,12 +62,9 @@ PRINCIPAL_STATE = "engramdb_principal"
 def require_mcp() -> None:
     """Raise a one-line :class:`InvalidInputError` naming the install command when the
     ``mcp`` package is missing."""
-    try:
-        import mcp.server.fastmcp  # noqa: F401
-    except ImportError as exc:
-        raise InvalidInputError(
-            "the MCP server needs the mcp package: pip install 'engramdb[mcp]'"
-        ) from exc
+    from .._extras import require
+
+    require("mcp.server.fastmcp", "mcp", "the MCP server")
 
 
 # -- what the tools talk to: an embedded facade or a remote server ---------------------------

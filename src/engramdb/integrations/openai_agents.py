@@ -57,10 +57,9 @@ MAX_RECALL_LIMIT = 50
 
 
 def _require_agents() -> None:
-    try:
-        import agents  # noqa: F401
-    except ImportError:
-        raise InvalidInputError(INSTALL_HINT) from None
+    from .._extras import require
+
+    require("agents", "openai-agents", "the OpenAI Agents integration")
 
 
 class EngramSession(AsyncSession):

@@ -60,11 +60,9 @@ DEFAULT_DESCRIPTION = "Long-term memory: facts, preferences and events from past
 
 
 def _strands_memory() -> Any:
-    try:
-        import strands.memory as strands_memory
-    except ImportError:
-        raise InvalidInputError(INSTALL_HINT) from None
-    return strands_memory
+    from .._extras import require
+
+    return require("strands.memory", "strands", "the Strands integration")
 
 
 def _text_blocks(message: Mapping[str, Any]) -> list[dict[str, str]]:

@@ -119,12 +119,9 @@ class OpenAICompatibleLLM:
         max_wait: float = 30.0,
         redact_messages: bool = True,
     ) -> None:
-        try:
-            import openai
-        except ImportError:
-            raise InvalidInputError(
-                "the OpenAI-compatible LLM needs the openai package: pip install 'engramdb[openai]'"
-            ) from None
+        from .._extras import require
+
+        openai_module = require("openai", "openai", "the OpenAI-compatible LLM")
         model = model or _env("ENGRAMDB_LLM_MODEL")
         if not model:
             raise InvalidInputError("no LLM model given: pass model=... or set ENGRAMDB_LLM_MODEL")
@@ -148,7 +145,7 @@ class OpenAICompatibleLLM:
         self.backoff = float(backoff)
         self.max_wait = float(max_wait)
         self.redact_messages = redact_messages
-        self._openai = openai
+        self._openai: Any = openai_module
         self._client: openai.OpenAI | None = None
         self._aclient: openai.AsyncOpenAI | None = None
         self._aclient_loop: asyncio.AbstractEventLoop | None = None

@@ -1,5 +1,10 @@
 """The engramdb memory server (FastAPI)."""
 
-from .app import create_app
+from .._extras import require
+
+for _module in ("fastapi", "pydantic_settings"):
+    require(_module, "server", "the engramdb server")
+
+from .app import create_app  # noqa: E402
 
 __all__ = ["create_app"]

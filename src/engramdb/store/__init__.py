@@ -44,15 +44,12 @@ def open_store(target: str | Path | Store, *, create: bool = True, recreate: boo
 
 
 def _postgres(url: str, *, create: bool) -> Store:
-    try:
-        from .postgres import PostgresStore
-    except ImportError as exc:
-        from ..errors import StoreUnavailableError
+    from .._extras import require
 
-        raise StoreUnavailableError(
-            f"PostgreSQL support needs psycopg and psycopg-pool ({exc}); "
-            "install them with: pip install 'engramdb[postgres]'"
-        ) from None
+    require("psycopg", "postgres", "PostgreSQL support")
+    require("psycopg_pool", "postgres", "PostgreSQL support")
+    from .postgres import PostgresStore
+
     return PostgresStore(url, create=create)
 
 

@@ -193,10 +193,12 @@ class PostgresTarget:
     """Writes copied records into a PostgreSQL store, keeping ids, times and versions."""
 
     def __init__(self, store: Store) -> None:
-        try:
-            from .postgres import PostgresStore
-        except ImportError:  # pragma: no cover - the extra is missing
-            raise InvalidInputError("install engramdb[postgres] to migrate to PostgreSQL") from None
+        from .._extras import require
+
+        require("psycopg", "postgres", "migrating to PostgreSQL")
+        require("psycopg_pool", "postgres", "migrating to PostgreSQL")
+        from .postgres import PostgresStore
+
         if not isinstance(store, PostgresStore):
             raise InvalidInputError("the target of a migration must be a PostgreSQL store")
         self.store = store

@@ -124,11 +124,13 @@ def _with_security(app: FastAPI) -> Callable[[], dict[str, Any]]:
 def install_ui(app: FastAPI) -> None:
     """Add the web page, the offline docs and ``/`` → ``/ui/`` to ``app`` (built with
     ``docs_url=None, redoc_url=None``)."""
-    import fastapi_offline
+    from ..._extras import require
+
+    fastapi_offline = require("fastapi_offline", "server", "the web page")
 
     from .pages import router
 
-    docs_assets = Path(fastapi_offline.__file__).parent / "static"
+    docs_assets = Path(str(fastapi_offline.__file__)).parent / "static"
     app.include_router(router)
     app.mount("/ui/static", StaticFiles(directory=STATIC), name="ui-static")
     app.mount("/docs/static", StaticFiles(directory=docs_assets), name="docs-static")
