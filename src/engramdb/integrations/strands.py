@@ -51,7 +51,9 @@ if TYPE_CHECKING:
     from strands.memory import AddMessagesContext, MemoryEntry, SearchOptions
     from strands.memory.extraction.types import ExtractionConfig
 
-INSTALL_HINT = "the Strands integration needs strands-agents: pip install 'engramdb[strands]'"
+INSTALL_HINT = (
+    "the Strands integration needs the strands-agents package: pip install 'engramdb[strands]'"
+)
 
 MARKER_KEY = "engramdb_strands"
 """The key of the ``{"run_id", "seq"}`` marker each stored message carries in its session."""
