@@ -1451,6 +1451,9 @@ def serve(
         )
         # open once here: a bad store fails fast with one line, and migrations run once
         open_store(settings.store, recreate=recreate).close()
+        from .embed import check_embedder
+
+        check_embedder(settings.embedder)  # a missing extra too, before workers start
     except EngramError as exc:
         raise _fail(exc) from None
     base = f"http://{settings.host}:{settings.port}"

@@ -74,6 +74,15 @@ def test_issue17_extras_serve_names_the_server_extra(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_issue17_extras_serve_with_an_embedder_that_cannot_load_exits_1(tmp_path: Path) -> None:
+    done = _cli_missing(
+        ["onnxruntime"], "serve", "--store", str(tmp_path / "d"), "--embedder", "local"
+    )
+    assert done.returncode == 1, done.stderr
+    assert "pip install 'engramdb[local]'" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 def test_issue17_extras_server_package_import_names_the_extra(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -192,6 +201,9 @@ def test_issue17_embedder_explicit_local_raises_unless_fallback_text(
     with pytest.warns(UserWarning, match="text-only"):
         memory = Memory(tmp_path / "d", embedder="local", fallback="text")
     assert memory.embedder is None
+    from engramdb import AsyncMemory
+
+    assert AsyncMemory(tmp_path / "d", embedder="local", fallback="text").sync.embedder is None
     memory.remember("Ada drinks oolong tea")
     assert [h.memory.content for h in memory.recall("oolong")] == ["Ada drinks oolong tea"]
     memory.close()

@@ -85,12 +85,30 @@ def resolve_embedder(spec: Embedder | str | None, *, fallback: Fallback = None) 
     )
 
 
-def _load(name: str, arg: str) -> Embedder:
+_NEEDS: dict[str, tuple[tuple[str, str | None], ...]] = {
+    "local": (("onnxruntime", "local"), ("tokenizers", "local")),
+    "openai": (("openai", "openai"),),
+    "st": (("sentence_transformers", None),),
+}
+
+
+def check_embedder(spec: str | None) -> None:
+    """Raise :class:`~engramdb.errors.MissingExtraError` if the packages an explicit embedder
+    spec needs are missing, without loading any model (``engramdb serve`` checks before it
+    starts its workers). ``"auto"`` (unless ``$ENGRAMDB_EMBEDDER`` names one), ``"none"``
+    and ``"hashing"`` need nothing."""
+    if spec == "auto" or spec is None:
+        spec = os.environ.get("ENGRAMDB_EMBEDDER", "auto")
     from .._extras import require
 
+    name = spec.partition(":")[0]
+    for module, extra in _NEEDS.get(name, ()):
+        require(module, extra, f"the {name} embedder")
+
+
+def _load(name: str, arg: str) -> Embedder:
+    check_embedder(name)
     if name == "local":
-        require("onnxruntime", "local", "the local embedder")
-        require("tokenizers", "local", "the local embedder")
         from .local import LocalEmbedder
 
         return LocalEmbedder()
@@ -109,6 +127,7 @@ __all__ = [
     "HashingEmbedder",
     "OpenAIEmbedder",
     "Vectors",
+    "check_embedder",
     "normalize",
     "resolve_embedder",
 ]
