@@ -2,7 +2,7 @@
 
 from .._extras import require
 
-for _module in ("fastapi", "pydantic_settings"):
+for _module in ("fastapi", "pydantic_settings", "jinja2", "fastapi_offline"):
     require(_module, "server", "the engramdb server")
 
 from .app import create_app  # noqa: E402
