@@ -354,11 +354,13 @@ SessionOpt = Annotated[str | None, typer.Option("--session", help="session_id sc
 TagOpt = Annotated[list[str] | None, typer.Option("--tag", "-t", help="A tag (repeatable).")]
 
 
-def _memory(data_dir: str, namespace: str, embedder: str, *, create: bool = True) -> Memory:
+def _memory(
+    data_dir: str, namespace: str, embedder: str, *, create: bool = True, llm: str | None = None
+) -> Memory:
     from .memory import Memory
 
     store = _closing(open_store(data_dir, create=create))
-    return Memory(store, namespace=namespace, embedder=embedder)
+    return Memory(store, namespace=namespace, embedder=embedder, llm=llm)
 
 
 def _target(

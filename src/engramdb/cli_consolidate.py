@@ -22,16 +22,15 @@ from .cli import (
     EmbedderOpt,
     LLMOpt,
     Namespace,
-    _closing,
     _fail,
     _llm_spec,
+    _memory,
     _transfer_progress,
     app,
     console,
     err_console,
 )
 from .errors import EngramError, InvalidInputError
-from .store import open_store
 from .types import DEFAULT_NAMESPACE, Spend
 
 if TYPE_CHECKING:
@@ -62,10 +61,7 @@ RootOpt = Annotated[
 
 
 def _open(data_dir: str, namespace: str, embedder: str = "none", llm: str | None = None) -> Memory:
-    from .memory import Memory
-
-    store = _closing(open_store(data_dir, create=False))
-    return Memory(store, namespace=namespace, embedder=embedder, llm=llm)
+    return _memory(data_dir, namespace, embedder, create=False, llm=llm)
 
 
 def _root(memory: Memory, root: Path | None) -> Path:

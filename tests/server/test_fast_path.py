@@ -18,9 +18,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from engramdb.server import create_app
-from engramdb.server.quotas import RECALLS, RecallCounts, utc_day
+from engramdb.server.quotas import RECALLS, RecallCounts
 from engramdb.server.settings import ServerSettings
 from engramdb.store import Store, open_store
+from engramdb.types import utc_day
 from tests.live_server import ADMIN_KEY
 from tests.server.conftest import Api, MakeApi
 

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from ..store import Store
-from ..types import ApiKey, Quota
+from ..types import ApiKey, Quota, utc_day
 from .errors import ApiError
 from .settings import LIMIT_NAMES, Quotas
 
@@ -40,10 +40,6 @@ FLUSH_AFTER = 1.0
 next recall)."""
 
 log = logging.getLogger("engramdb.server")
-
-
-def utc_day(now: datetime | None = None) -> str:
-    return (now or datetime.now(UTC)).strftime("%Y-%m-%d")
 
 
 def seconds_to_midnight(now: datetime | None = None) -> int:
