@@ -627,12 +627,17 @@ def learn(
         str | None,
         typer.Option(help="ISO 8601: true from this time on (default: now)."),
     ] = None,
+    valid_to: Annotated[
+        str | None,
+        typer.Option(help="ISO 8601: true until this time (a closed interval; not --single)."),
+    ] = None,
     embedder: EmbedderOpt = "auto",
     as_json: AsJson = False,
     url: Url = None,
     api_key: ApiKeyOpt = None,
 ) -> None:
-    """Store a knowledge triple (a fact is valid until a --single fact supersedes it)."""
+    """Store a knowledge triple (a fact is valid until a --single fact supersedes it, or
+    until --valid-to)."""
     try:
         fact = _target(data_dir, namespace, embedder, url, api_key).learn(
             subject,
@@ -641,6 +646,7 @@ def learn(
             confidence=confidence,
             source=source,
             valid_from=valid_from,
+            valid_to=valid_to,
             single_valued=single,
         )
     except EngramError as exc:

@@ -1032,6 +1032,7 @@ def _triple_body(
     source: str | None,
     valid_from: datetime | str | None,
     single_valued: bool,
+    valid_to: datetime | str | None = None,
 ) -> dict[str, Any]:
     return _drop_none(
         subject=subject,
@@ -1040,6 +1041,7 @@ def _triple_body(
         confidence=confidence,
         source=source,
         valid_from=valid_from,
+        valid_to=valid_to,
         single_valued=single_valued or None,
     )
 
@@ -1392,10 +1394,12 @@ class Client(_Core):
         source: str | None = None,
         valid_from: datetime | str | None = None,
         single_valued: bool = False,
+        valid_to: datetime | str | None = None,
     ) -> Triple:
-        """Store a fact (``single_valued``: a new object supersedes the current one)."""
+        """Store a fact (``single_valued``: a new object supersedes the current one;
+        ``valid_to``: a closed interval, see :meth:`engramdb.Memory.learn`)."""
         body = _triple_body(
-            subject, predicate, object, confidence, source, valid_from, single_valued
+            subject, predicate, object, confidence, source, valid_from, single_valued, valid_to
         )
         return self._run(self._c_learn(body))
 
@@ -1834,10 +1838,11 @@ class AsyncClient(_Core):
         source: str | None = None,
         valid_from: datetime | str | None = None,
         single_valued: bool = False,
+        valid_to: datetime | str | None = None,
     ) -> Triple:
-        """Store a fact."""
+        """Store a fact (see :meth:`Client.learn`)."""
         body = _triple_body(
-            subject, predicate, object, confidence, source, valid_from, single_valued
+            subject, predicate, object, confidence, source, valid_from, single_valued, valid_to
         )
         return await self._run(self._c_learn(body))
 

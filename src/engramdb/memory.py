@@ -761,12 +761,20 @@ class Memory:
         confidence: float = 1.0,
         source: str | None = None,
         valid_from: datetime | str | None = None,
+        valid_to: datetime | str | None = None,
         single_valued: bool = False,
         namespace: str | None = None,
         quota: Quota | None = None,
     ) -> Triple:
         """Store a fact. With ``single_valued=True`` a new object for the same subject and
         predicate closes the current fact's validity (kept, visible with ``as_of``).
+
+        ``valid_from`` is when the fact became true (default: now). ``valid_to`` records a
+        closed interval, a fact that was true until then ("Ada lived in Paris from 2015 to
+        2019"): it must come after ``valid_from``, it supersedes nothing (so it cannot be
+        ``single_valued``), and like a superseded fact it is found with ``as_of`` inside the
+        interval or ``include_history``, not among the current facts. Learning the same
+        interval again returns the stored fact.
 
         The fact, the memory that makes it searchable, and the removal of superseded facts'
         memories are one transaction. With a ``quota``, a new fact counts toward
@@ -793,6 +801,16 @@ class Memory:
             if valid_from is not None
             else now_us()
         )
+        end: int | None = None
+        if valid_to is not None:
+            end = us_from_datetime(parse_datetime("valid_to", valid_to))
+            if end <= start:
+                raise InvalidInputError("valid_to must be after valid_from")
+            if single_valued:
+                raise InvalidInputError(
+                    "a fact with valid_to (a closed interval) supersedes nothing: "
+                    "leave out single_valued"
+                )
         fact_id = new_id("fact")
         # the memory that makes the fact searchable through recall, embedded before the
         # transaction (used only if the fact is new)
@@ -818,6 +836,7 @@ class Memory:
                     source,
                     start,
                     bool(single_valued),
+                    end,
                 ),
             )
             if created:

@@ -270,3 +270,28 @@ def test_issue17_cli_extract_on_both_targets(target: Target) -> None:
     target.add_items("chat-9", [{"role": "user", "content": "and I like [/jazz]"}])
     table = target.ok("extract", "--session", "chat-9", "--no-infer", "--dry-run").stdout
     assert "[/jazz]" in table and "dry run: nothing written" in table
+
+
+def test_issue17_cli_learn_valid_to(target: Target) -> None:
+    """learn --valid-from/--valid-to: a closed interval, the same on both targets (library,
+    server route and client)."""
+    fact = target.json(
+        "learn",
+        "Ada",
+        "lived_in",
+        "Paris",
+        "--valid-from",
+        "2015-01-01",
+        "--valid-to",
+        "2019-06-01",
+    )
+    assert fact["valid_from"].startswith("2015-01-01") and fact["valid_to"].startswith("2019-06-01")
+    assert [f["id"] for f in target.json("facts", "-s", "Ada", "--as-of", "2017-01-01")] == [
+        fact["id"]
+    ]
+    assert target.json("facts", "-s", "Ada", "--as-of", "2020-01-01") == []
+    assert target.json("facts", "-s", "Ada") == []
+    result = target.run(
+        "learn", "Ada", "likes", "tea", "--valid-from", "2020-01-01", "--valid-to", "2019-01-01"
+    )
+    assert result.exit_code == 1 and "valid_to must be after valid_from" in result.output

@@ -319,6 +319,7 @@ class TripleIn(Body):
     confidence: Fraction = 1.0
     source: FactText | None = None
     valid_from: DateTime | None = None
+    valid_to: DateTime | None = None
     single_valued: Bool = False
 
 

@@ -504,6 +504,7 @@ def learn(t: TenantDep, body: TripleIn) -> LearnOut:
         confidence=body.confidence,
         source=body.source,
         valid_from=body.valid_from,
+        valid_to=body.valid_to,
         single_valued=body.single_valued,
         quota=t.quota,
     )

@@ -182,6 +182,8 @@ class NewTriple:
     source: str | None
     valid_from: int
     single_valued: bool
+    valid_to: int | None = None
+    """A closed interval's end: the fact was true until then (``None``: still true)."""
 
 
 @dataclass(frozen=True, slots=True)

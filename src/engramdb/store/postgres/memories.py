@@ -947,11 +947,18 @@ class MemoriesMixin:
             _count(conn, namespace)  # lock the namespace's counts first
             key = "\x1f".join((namespace, triple.subject.lower(), triple.predicate.lower()))
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+            # the same fact already there: the current one, or the same closed interval
             same = conn.execute(
                 f"SELECT {TRIPLE_COLUMNS} FROM triples WHERE namespace = %s AND "
                 "lower(subject) = lower(%s) AND lower(predicate) = lower(%s) AND "
-                "lower(object) = lower(%s) AND valid_to IS NULL",
-                (namespace, triple.subject, triple.predicate, triple.object),
+                "lower(object) = lower(%s) AND "
+                + (
+                    "valid_to IS NULL"
+                    if triple.valid_to is None
+                    else "valid_from = %s AND valid_to = %s"
+                ),
+                (namespace, triple.subject, triple.predicate, triple.object)
+                + (() if triple.valid_to is None else (triple.valid_from, triple.valid_to)),
             ).fetchone()
             if same is not None:
                 return triple_record(same), [], False
@@ -967,7 +974,7 @@ class MemoriesMixin:
             row = conn.execute(
                 "INSERT INTO triples (id, namespace, subject, predicate, object, confidence, "
                 "source, valid_from, valid_to, created_at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, NULL, %s) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s) "
                 f"RETURNING {TRIPLE_COLUMNS}",
                 (
                     triple.id,
@@ -978,6 +985,7 @@ class MemoriesMixin:
                     triple.confidence,
                     triple.source,
                     triple.valid_from,
+                    triple.valid_to,
                     now,
                 ),
             ).fetchone()

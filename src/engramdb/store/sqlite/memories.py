@@ -1152,11 +1152,26 @@ class MemoriesMixin:
     def triple_insert(self, namespace: str, triple: NewTriple) -> tuple[Triple, list[Triple], bool]:
         now = now_us()
         with self._writer() as conn:
-            same = conn.execute(
-                f"SELECT {TRIPLE_COLUMNS} FROM triples WHERE namespace = ? AND subject = ? AND "
-                "predicate = ? AND object = ? AND valid_to IS NULL",
-                (namespace, triple.subject, triple.predicate, triple.object),
-            ).fetchone()
+            # the same fact already there: the current one, or the same closed interval
+            if triple.valid_to is None:
+                same = conn.execute(
+                    f"SELECT {TRIPLE_COLUMNS} FROM triples WHERE namespace = ? AND subject = ? "
+                    "AND predicate = ? AND object = ? AND valid_to IS NULL",
+                    (namespace, triple.subject, triple.predicate, triple.object),
+                ).fetchone()
+            else:
+                same = conn.execute(
+                    f"SELECT {TRIPLE_COLUMNS} FROM triples WHERE namespace = ? AND subject = ? "
+                    "AND predicate = ? AND object = ? AND valid_from = ? AND valid_to = ?",
+                    (
+                        namespace,
+                        triple.subject,
+                        triple.predicate,
+                        triple.object,
+                        triple.valid_from,
+                        triple.valid_to,
+                    ),
+                ).fetchone()
             if same is not None:
                 return triple_record(same), [], False
             superseded: list[Triple] = []
@@ -1171,7 +1186,7 @@ class MemoriesMixin:
             row = conn.execute(
                 "INSERT INTO triples (id, namespace, subject, predicate, object, confidence, "
                 "source, valid_from, valid_to, created_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 f"RETURNING {TRIPLE_COLUMNS}",
                 (
                     triple.id,
@@ -1182,6 +1197,7 @@ class MemoriesMixin:
                     triple.confidence,
                     triple.source,
                     triple.valid_from,
+                    triple.valid_to,
                     now,
                 ),
             ).fetchone()
