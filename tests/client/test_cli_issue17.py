@@ -295,3 +295,30 @@ def test_issue17_cli_learn_valid_to(target: Target) -> None:
         "learn", "Ada", "likes", "tea", "--valid-from", "2020-01-01", "--valid-to", "2019-01-01"
     )
     assert result.exit_code == 1 and "valid_to must be after valid_from" in result.output
+
+
+def _script(*argv: str, env: dict[str, str]) -> str:
+    """The installed ``engramdb`` console script (what a shell's completion calls)."""
+    script = Path(sys.executable).parent / "engramdb"
+    return subprocess.run(
+        [str(script), *argv],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=ROOT,
+        check=True,
+    ).stdout
+
+
+def test_issue17_cli_shell_completion() -> None:
+    """`--show-completion bash` prints a bash script wired to the command line, and that wiring
+    completes command names (what docs/cli.md's Shell completion section promises)."""
+    script = _script("--show-completion", "bash", env={})
+    assert "complete -o default -F" in script and "_ENGRAMDB_COMPLETE=complete_bash" in script
+    words = {"COMP_WORDS": "engramdb sessions ", "COMP_CWORD": "2"}
+    done = _script(env={"_ENGRAMDB_COMPLETE": "complete_bash", **words}).split()
+    assert done == ["list", "show", "pop", "clear"]
+    words = {"COMP_WORDS": "engramdb rec", "COMP_CWORD": "1"}
+    assert _script(env={"_ENGRAMDB_COMPLETE": "complete_bash", **words}).split() == ["recall"]
+    docs = (ROOT / "docs" / "cli.md").read_text().split("## Shell completion", 1)[1]
+    assert "--install-completion" in docs and "--show-completion bash" in docs
