@@ -371,12 +371,14 @@ def _target(
     api_key: str | None,
     *,
     create: bool = True,
+    llm: str | None = None,
 ) -> Memory | Client:
     """What a memory command works on: the embedded store (``Memory``), or with ``--url`` an
-    engramdb server (``Client``, the same method names). The one place that chooses."""
+    engramdb server (``Client``, the same method names). The one place that chooses.
+    (``llm``: the local model; a server uses its own.)"""
     if url is not None:
         return _client(url, api_key, namespace)
-    return _memory(data_dir, namespace, embedder, create=create)
+    return _memory(data_dir, namespace, embedder, create=create, llm=llm)
 
 
 # Memory ids are "mem_" + 32 hex digits: an id column never shrinks below that, so a whole id

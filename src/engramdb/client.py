@@ -983,6 +983,26 @@ class _Core:
         return _Call("GET", "/v1/traces", lambda d: list(d["traces"]), params=(("scope", scope),))
 
     @staticmethod
+    def _c_trace(scope: str, session_id: str) -> _Call[dict[str, Any] | None]:
+        path = f"/v1/traces/{_segment(check_id('session_id', session_id))}"
+        return _Call("GET", path, dict, params=(("scope", scope),), on_404=lambda: None)
+
+    @staticmethod
+    def _c_memory_md_history(scope: str) -> _Call[builtins.list[dict[str, Any]]]:
+        return _Call(
+            "GET",
+            "/v1/memory-md/history",
+            lambda d: list(d["versions"]),
+            params=(("scope", scope),),
+        )
+
+    @staticmethod
+    def _c_memory_md_diff(scope: str, old: int | None, new: int | None) -> _Call[str]:
+        params = [("scope", scope)]
+        params += [(name, str(v)) for name, v in (("old", old), ("new", new)) if v is not None]
+        return _Call("GET", "/v1/memory-md/diff", lambda d: str(d["diff"]), params=tuple(params))
+
+    @staticmethod
     def _c_delete_trace(scope: str, session_id: str) -> _Call[bool]:
         path = f"/v1/traces/{_segment(check_id('session_id', session_id))}"
         return _Call("DELETE", path, lambda d: bool(d["deleted"]), params=(("scope", scope),))
@@ -1382,6 +1402,19 @@ class Client(_Core):
     def delete_trace(self, scope: str, session_id: str) -> bool:
         """Forget one session's trace in ``scope``."""
         return self._run(self._c_delete_trace(scope, session_id))
+
+    def trace(self, scope: str, session_id: str) -> dict[str, Any] | None:
+        """One session's trace in ``scope`` with its text (``content``), or ``None``."""
+        return self._run(self._c_trace(scope, session_id))
+
+    def memory_md_history(self, scope: str) -> builtins.list[dict[str, Any]]:
+        """Every version of the scope's ``MEMORY.md`` (``version``, ``content``,
+        ``written_at``), newest first."""
+        return self._run(self._c_memory_md_history(scope))
+
+    def memory_md_diff(self, scope: str, *, old: int | None = None, new: int | None = None) -> str:
+        """A unified diff of the scope's ``MEMORY.md`` (default: the last change)."""
+        return self._run(self._c_memory_md_diff(scope, old, new))
 
     # -- knowledge triples -----------------------------------------------------------------
     def learn(
@@ -1826,6 +1859,21 @@ class AsyncClient(_Core):
     async def delete_trace(self, scope: str, session_id: str) -> bool:
         """Forget one session's trace in ``scope``."""
         return await self._run(self._c_delete_trace(scope, session_id))
+
+    async def trace(self, scope: str, session_id: str) -> dict[str, Any] | None:
+        """One session's trace in ``scope`` with its text (``content``), or ``None``."""
+        return await self._run(self._c_trace(scope, session_id))
+
+    async def memory_md_history(self, scope: str) -> builtins.list[dict[str, Any]]:
+        """Every version of the scope's ``MEMORY.md`` (``version``, ``content``,
+        ``written_at``), newest first."""
+        return await self._run(self._c_memory_md_history(scope))
+
+    async def memory_md_diff(
+        self, scope: str, *, old: int | None = None, new: int | None = None
+    ) -> str:
+        """A unified diff of the scope's ``MEMORY.md`` (default: the last change)."""
+        return await self._run(self._c_memory_md_diff(scope, old, new))
 
     # -- knowledge triples -----------------------------------------------------------------
     async def learn(

@@ -322,3 +322,44 @@ def test_issue17_cli_shell_completion() -> None:
     assert _script(env={"_ENGRAMDB_COMPLETE": "complete_bash", **words}).split() == ["recall"]
     docs = (ROOT / "docs" / "cli.md").read_text().split("## Shell completion", 1)[1]
     assert "--install-completion" in docs and "--show-completion bash" in docs
+
+
+def test_issue17_cli_consolidation_commands(target: Target) -> None:
+    """consolidate, traces, memory-md and memory-summary: the same commands on a local store
+    and against a server (--url), through the one adapter; the server has no model, so runs
+    are dry and reads answer what exists."""
+    scope = "/home/dev/[app]"
+    target.add_items("app:1", [{"role": "user", "content": "tests run with [bold]uv[/bold]"}])
+    assert (
+        "consolidation on, sessions starting with 'app:'"
+        in target.ok("memory-md", "enable", "-s", scope, "--session-prefix", "app:").stdout
+    )
+    status = target.json("consolidate", "--status")
+    assert [(s["scope"], s["enabled"]) for s in status["scopes"]] == [(scope, True)]
+    table = target.ok("consolidate", "--status").stdout
+    assert "[app]" in table and "…" not in table  # literally, never cut
+    # no --scope: every enabled scope
+    dry = target.json("consolidate", "--dry-run", "--idle-seconds", "0")
+    assert dry["scope"] == scope and list(dry["planned"]) == ["app:1"] and dry["dry_run"]
+    out = target.ok("consolidate", "-s", scope, "--dry-run", "--idle-seconds", "0").stdout
+    assert "would summarize 1 session(s) (app:1)" in out and "nothing written" in out
+    assert target.json("traces", "list", "-s", scope) == []
+    result = target.run("traces", "show", "app:1", "-s", scope)
+    assert result.exit_code == 1 and "has no trace" in result.output
+    assert "no such trace" in target.ok("traces", "delete", "app:1", "-s", scope).stdout
+    result = target.run("memory-md", "show", "-s", scope)
+    assert result.exit_code == 1 and "has no MEMORY.md yet" in result.output
+    assert target.json("memory-md", "history", "-s", scope) == []
+    assert "No memory traces yet" in target.ok("memory-summary", "-s", scope).stdout
+    assert "had no MEMORY.md" in target.ok("memory-md", "reset", "-s", scope, "-y").stdout
+    assert "consolidation off" in target.ok("memory-md", "disable", "-s", scope).stdout
+    assert [s["enabled"] for s in target.json("consolidate", "--status")["scopes"]] == [False]
+    path = target.run("memory-md", "path", "-s", scope)
+    if target.kind == "server":  # the server's files are on the server
+        assert path.exit_code == 2 and "local store" in path.output
+        result = target.run("consolidate", "-s", scope, "--once", "--max-sessions", "1")
+        assert result.exit_code == 2 and "server's model and caps" in result.output
+        result = target.run("consolidate", "-s", scope, "--once")
+        assert result.exit_code == 1 and "no model" in result.output
+    else:
+        assert path.exit_code == 0 and path.stdout.strip().endswith("MEMORY.md")
