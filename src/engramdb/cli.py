@@ -1234,27 +1234,15 @@ def export_cmd(
     """Write everything of a namespace (memories with their history, facts, sessions with
     their items) as a versioned JSON Lines file; see docs/export-format.md."""
     _local_only(url, "export")
-    from .transfer import write_export
-
     try:
         mem = _memory(data_dir, namespace, "none", create=False)
-        records = mem.export(all_namespaces=all_namespaces, with_vectors=with_vectors)
+        options: dict[str, Any] = {"all_namespaces": all_namespaces, "with_vectors": with_vectors}
         if output is None:
-            write_export(records, sys.stdout.buffer)
+            mem.export_file(sys.stdout.buffer, **options)
             sys.stdout.buffer.flush()
             return
-        namespaces = mem.store.export_namespaces() if all_namespaces else [namespace]
-        total = 0
-        for ns in namespaces:
-            s = mem.stats(namespace=ns)
-            total += s.memories + s.triples + s.sessions + s.session_items
-        with output.open("wb") as out, _transfer_progress("records") as progress:
-            task = progress.add_task("exporting", total=total)
-            counts = write_export(
-                records,
-                out,
-                progress=lambda kind: progress.advance(task) if kind in _COUNTED else None,
-            )
+        with _transfer_progress("records") as progress:
+            counts = mem.export_file(output, progress=_bar(progress), **options)
     except EngramError as exc:
         raise _fail(exc) from None
     except OSError as exc:
@@ -1273,9 +1261,26 @@ _COUNTED = {
 }
 
 
+def _bar(progress: Progress) -> Callable[[str, int, int | None], None]:
+    """A library ``progress(step, done, total)`` callback drawing one bar per step (with the
+    rate and the time left, see :func:`_transfer_progress`)."""
+    from rich.progress import TaskID
+
+    tasks: dict[str, TaskID] = {}
+
+    def show(step: str, done: int, total: int | None) -> None:
+        if step not in tasks:
+            tasks[step] = progress.add_task(step, total=total)
+        progress.update(tasks[step], completed=done, total=total)
+
+    return show
+
+
 @app.command("import")
 def import_cmd(
-    source: Annotated[Path, typer.Argument(help="JSONL file from `engramdb export`.")],
+    source: Annotated[
+        str, typer.Argument(help="JSONL file from `engramdb export`, or - for standard input.")
+    ],
     data_dir: DataDir = ".engramdb",
     namespace: Namespace = DEFAULT_NAMESPACE,
     all_namespaces: Annotated[
@@ -1286,36 +1291,35 @@ def import_cmd(
     url: Url = None,
 ) -> None:
     """Import an export file: idempotent (ids are kept, what is already there is skipped, so
-    importing the same file twice changes nothing). The whole file is checked first: a bad
-    line imports nothing and is named. Older files (one memory per line) import too."""
-    _local_only(url, "import")
-    if not source.is_file():
-        raise _fail(InvalidInputError(f"{source} is not a file"))
-    from .transfer import KINDS, import_records, read_lines
+    importing the same file twice changes nothing). The file is streamed (never read whole);
+    it is checked first, so a bad line imports nothing and is named. Memories without
+    vectors are embedded in batches. Older files (one memory per line) import too."""
+    import tempfile
 
-    size = source.stat().st_size
-    options: dict[str, Any] = {
-        "namespace": namespace,
-        "all_namespaces": all_namespaces,
-        "where": source.name,
-    }
+    from .transfer import KINDS
+
+    _local_only(url, "import")
+    path = Path(source)
+    if source != "-" and not path.is_file():
+        raise _fail(InvalidInputError(f"{source} is not a file"))
     try:
         mem = _memory(data_dir, namespace, embedder)
-        with _transfer_progress("bytes") as progress:
-            check = progress.add_task("checking", total=size)
-            import_records(
-                mem,
-                read_lines(source, progress=lambda n: progress.advance(check, n)),
-                write=False,
-                **options,
-            )
-            task = progress.add_task("importing", total=size)
-            report = import_records(
-                mem, read_lines(source, progress=lambda n: progress.advance(task, n)), **options
-            )
+        options: dict[str, Any] = {"namespace": namespace, "all_namespaces": all_namespaces}
+        with _transfer_progress("records") as progress:
+            if source == "-":
+                # standard input is read once; import reads twice (check, then write): it
+                # goes to a temporary file first, a chunk at a time
+                with tempfile.TemporaryFile() as spool:
+                    while chunk := sys.stdin.buffer.read(1 << 20):
+                        spool.write(chunk)
+                    spool.seek(0)
+                    report = mem.import_file(spool, progress=_bar(progress), **options)
+            else:
+                report = mem.import_file(path, progress=_bar(progress), **options)
     except EngramError as exc:
         raise _fail(exc) from None
-    table = Table("records", "imported", "already there", title=f"imported {source.name}")
+    name = "standard input" if source == "-" else path.name
+    table = Table("records", "imported", "already there", title=f"imported {name}")
     for kind in KINDS:
         table.add_row(
             kind.replace("_", " "), f"{report.created[kind]:,}", f"{report.skipped[kind]:,}"
@@ -1326,36 +1330,59 @@ def import_cmd(
 
 
 def _transfer_progress(unit: str) -> Progress:
-    """A progress bar with rate and time left (``unit``: "bytes", or what is counted:
-    "records", "sessions")."""
+    """Progress bars with the count, the rate and the time left. ``unit`` is what a bar
+    counts ("records", "sessions", "memories", or "bytes": shown as sizes); a bar whose step
+    is "checking" (the check pass of an import) counts bytes."""
+    from rich.filesize import decimal
     from rich.progress import (
         BarColumn,
-        DownloadColumn,
-        MofNCompleteColumn,
         Progress,
         ProgressColumn,
         Task,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
-        TransferSpeedColumn,
     )
 
-    class _RateColumn(ProgressColumn):
-        """``unit`` per second."""
+    def unit_of(task: Task) -> str:
+        return str(task.fields.get("unit") or ("bytes" if task.description == "checking" else unit))
+
+    class _CountColumn(ProgressColumn):
+        """``done/total`` in the bar's unit."""
 
         def render(self, task: Task) -> Text:
-            speed = task.finished_speed or task.speed
-            rate = f"{speed:,.1f}" if speed else "-"
-            return Text(f"{rate} {unit}/s", style="progress.data.speed")
+            if unit_of(task) == "bytes":
+                done = decimal(int(task.completed))
+                total = decimal(int(task.total)) if task.total is not None else "?"
+            else:
+                done = f"{int(task.completed):,}"
+                total = f"{int(task.total):,}" if task.total is not None else "?"
+            return Text(f"{done}/{total}", style="progress.download")
 
-    columns: list[Any] = [TextColumn("{task.description}"), BarColumn()]
-    if unit == "bytes":
-        columns += [DownloadColumn(), TransferSpeedColumn()]
-    else:
-        columns += [MofNCompleteColumn(), _RateColumn()]
-    columns += [TimeElapsedColumn(), TimeRemainingColumn()]
-    return Progress(*columns, console=err_console)
+    class _RateColumn(ProgressColumn):
+        """The bar's unit per second."""
+
+        def render(self, task: Task) -> Text:
+            # rich's recent-samples speed; over the whole run when it has too few samples
+            speed = task.finished_speed or task.speed
+            if not speed and task.elapsed and task.completed:
+                speed = task.completed / task.elapsed
+            what = unit_of(task)
+            if what == "bytes":
+                rate = decimal(int(speed)) if speed else "- B"
+            else:
+                rate = f"{speed:,.1f} {what}" if speed else f"- {what}"
+            return Text(f"{rate}/s", style="progress.data.speed")
+
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        _CountColumn(),
+        _RateColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+    )
 
 
 @app.command()
@@ -1365,30 +1392,32 @@ def reembed(
     embedder: EmbedderOpt = "auto",
     url: Url = None,
 ) -> None:
-    """Compute embeddings for every memory that lacks one from the current embedder."""
+    """Compute embeddings for every memory that lacks one from the current embedder (a
+    progress bar with the rate and the time left)."""
     _local_only(url, "reembed")
     try:
         mem = _memory(data_dir, namespace, embedder, create=False)
         if mem.embedder is None:
             raise InvalidInputError("no embedder: pass --embedder (or install engramdb[local])")
-        with _progress() as progress:
-            task = progress.add_task(f"embedding with {mem.embedder.model}", total=None)
-            done = mem.reembed(progress=lambda n: progress.advance(task, n))
+        # what lacks a vector, from the statistics (memories embedded by another model are
+        # re-embedded too: the total then grows as they come)
+        total = 0
+        for ns in mem.store.export_namespaces():
+            counts = mem.stats(namespace=ns)
+            total += counts.memories - counts.embedded
+        with _transfer_progress("memories") as progress:
+            task = progress.add_task(f"embedding with {mem.embedder.model}", total=total)
+            done = 0
+
+            def advance(n: int) -> None:
+                nonlocal done
+                done += n
+                progress.update(task, completed=done, total=max(total, done))
+
+            done = mem.reembed(progress=advance)
     except EngramError as exc:
         raise _fail(exc) from None
     console.print(f"embedded {done:,} memories")
-
-
-def _progress() -> Progress:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-    )
 
 
 @app.command()
@@ -1585,7 +1614,7 @@ def migrate_cmd(
         src = open_store(source, create=False)
         dst = open_store(target)
         totals = source_totals(src)
-        with _progress() as progress:
+        with _transfer_progress("records") as progress:
             tasks = {
                 kind: progress.add_task(kind.replace("_", " "), total=totals[kind])
                 for kind in KINDS

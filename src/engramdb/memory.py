@@ -26,7 +26,7 @@ from dataclasses import replace as dataclass_replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -990,22 +990,44 @@ class Memory:
 
     def export_file(
         self,
-        path: str | Path,
+        path: str | Path | IO[bytes],
         *,
         namespace: str | None = None,
         all_namespaces: bool = False,
         with_vectors: bool = False,
-        progress: Callable[[str], None] | None = None,
+        progress: Callable[[str, int, int | None], None] | None = None,
     ) -> dict[str, int]:
-        """Write :meth:`export` to a JSON Lines file; returns the count per record type.
-        ``progress(record_type)`` is called after each record."""
-        from .transfer import write_export
+        """Write :meth:`export` to a JSON Lines file (a path, or a binary file object such as
+        ``sys.stdout.buffer``); returns the count per record type. ``progress("exporting",
+        done, total)`` follows the memories, facts, sessions and session items written (as
+        :func:`engramdb.consolidate.consolidate` reports its steps)."""
+        from .transfer import COUNTED, write_export
 
         records = self.export(
             namespace=namespace, all_namespaces=all_namespaces, with_vectors=with_vectors
         )
+        tick: Callable[[str], None] | None = None
+        if progress is not None:
+            report = progress
+            every = self.store.export_namespaces
+            namespaces = every() if all_namespaces else [self._ns(namespace)]
+            total = 0
+            for ns in namespaces:
+                s = self.stats(namespace=ns)
+                total += s.memories + s.triples + s.sessions + s.session_items
+            done = 0
+            report("exporting", 0, total)
+
+            def tick(kind: str) -> None:
+                nonlocal done
+                if kind in COUNTED:
+                    done += 1
+                    report("exporting", done, total)
+
+        if not isinstance(path, (str, Path)):
+            return write_export(records, path, progress=tick)
         with Path(path).open("wb") as out:
-            return write_export(records, out, progress=progress)
+            return write_export(records, out, progress=tick)
 
     def import_records(
         self,
@@ -1014,11 +1036,15 @@ class Memory:
         namespace: str | None = None,
         all_namespaces: bool = False,
         batch_size: int = 500,
+        progress: Callable[[str, int, int | None], None] | None = None,
     ) -> ImportReport:
         """Import the records of an export (as :meth:`export` yields them, header first) or,
         for files written before the versioned format, plain memory dicts. Idempotent: ids
         are kept and what is already there is skipped, so importing the same records twice
-        leaves the same database. Records are validated and written a batch at a time.
+        leaves the same database. Records are consumed as they come (an iterator is never
+        read ahead by more than ``batch_size``), validated and written a batch at a time;
+        memories are embedded in batches of 64. ``progress("importing", done, None)``
+        follows the records stored.
 
         A one-namespace export goes into ``namespace`` (default: this memory's); a file of
         several namespaces needs ``all_namespaces=True`` and restores each into its own."""
@@ -1030,33 +1056,83 @@ class Memory:
             namespace=namespace,
             all_namespaces=all_namespaces,
             batch_size=batch_size,
+            progress=_counter(progress, "importing", None),
         )
 
     def import_file(
         self,
-        path: str | Path,
+        path: str | Path | IO[bytes],
         *,
         namespace: str | None = None,
         all_namespaces: bool = False,
         batch_size: int = 500,
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[str, int, int | None], None] | None = None,
     ) -> ImportReport:
-        """Import an export file (see :meth:`import_records`), streamed line by line. The
-        whole file is checked first, so a malformed line (named by its number) imports
-        nothing; ``progress(bytes)`` is called as the writing pass reads the file."""
+        """Import an export file (see :meth:`import_records`): a path, or a seekable binary
+        file object. It is streamed line by line, never read whole, so memory stays bounded
+        whatever its size. The whole file is checked first, so a malformed line (named by its
+        number) imports nothing; then it is read again and written.
+
+        ``progress(step, done, total)`` follows both passes: ``"checking"`` counts bytes of
+        the file (``total``: its size, when known), ``"importing"`` the records stored
+        (``total``: the records the check counted)."""
         from .transfer import import_records, read_lines
 
-        source = Path(path)
-        if not source.is_file():
-            raise InvalidInputError(f"{source} is not a file")
+        source: Path | IO[bytes]
+        if isinstance(path, (str, Path)):
+            source = Path(path)
+            if not source.is_file():
+                raise InvalidInputError(f"{source} is not a file")
+            where, size, start = source.name, source.stat().st_size, 0
+        else:
+            source = path
+            if not source.seekable():
+                raise InvalidInputError(
+                    "import reads its input twice (check, then write): pass a path or a "
+                    "seekable file (save a stream to a file first)"
+                )
+            where = str(getattr(source, "name", "") or "")
+            start = source.tell()
+            size = source.seek(0, 2) - start
+            source.seek(start)
         options: dict[str, Any] = {
             "namespace": namespace,
             "all_namespaces": all_namespaces,
             "batch_size": batch_size,
-            "where": source.name,
+            "where": where,
         }
-        import_records(self, read_lines(source), write=False, **options)
-        return import_records(self, read_lines(source, progress=progress), **options)
+        check = import_records(
+            self,
+            read_lines(source, progress=_counter(progress, "checking", size)),
+            write=False,
+            **options,
+        )
+        if not isinstance(source, Path):
+            source.seek(start)
+        return import_records(
+            self,
+            read_lines(source),
+            progress=_counter(progress, "importing", check.records),
+            **options,
+        )
+
+
+def _counter(
+    progress: Callable[[str, int, int | None], None] | None, step: str, total: int | None
+) -> Callable[[int], None] | None:
+    """``progress(step, done, total)`` from increments (``None`` without a callback)."""
+    if progress is None:
+        return None
+    report = progress
+    done = 0
+    report(step, 0, total)
+
+    def advance(n: int) -> None:
+        nonlocal done
+        done += n
+        report(step, done, total)
+
+    return advance
 
 
 _P = ParamSpec("_P")

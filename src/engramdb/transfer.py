@@ -48,6 +48,15 @@ if TYPE_CHECKING:
 FORMAT = "engramdb-export"
 VERSION = 1
 PAGE = 500
+EMBED_BATCH = 64
+"""Memories embedded (and then written) together on import: a model's batch, small enough
+that progress moves steadily."""
+Progress = Callable[[str, int, "int | None"], None]
+"""``progress(step, done, total)``, as :func:`engramdb.consolidate.consolidate` reports:
+``step`` names the phase ("checking": bytes of the file read; "importing", "exporting":
+records), ``total`` is ``None`` when unknown."""
+COUNTED = ("memory", "triple", "session", "session_item")
+"""The record types an export's progress counts (what the namespace's stats count)."""
 KINDS = ("memories", "history", "triples", "events", "sessions", "session_items")
 """What an import counts (``history``: prior versions of memories)."""
 
@@ -123,6 +132,9 @@ class ImportReport:
     skipped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     legacy: bool = False
     """The file was in the format before version 1 (memories only)."""
+    records: int = 0
+    """Records read (memories, facts, events, sessions, session items): what a progress bar
+    of the writing pass counts to."""
 
 
 # -- export --------------------------------------------------------------------------------
@@ -280,25 +292,34 @@ def write_export(
 
 
 def read_lines(
-    path: Path, *, progress: Callable[[int], None] | None = None
+    source: Path | IO[bytes], *, progress: Callable[[int], None] | None = None
 ) -> Iterator[tuple[int, Any]]:
-    """``(line number, parsed JSON)`` of each non-blank line, read as a stream; ``progress``
-    gets the bytes consumed. A line that is not JSON raises naming the line."""
-    with path.open("rb") as f:
-        for n, line in enumerate(f, 1):
-            if progress is not None:
-                progress(len(line))
-            if not line.strip():
-                continue
-            try:
-                yield n, orjson.loads(line)
-            except orjson.JSONDecodeError as exc:
-                try:  # orjson refuses integers beyond 64 bits; the json module does not
-                    yield n, json.loads(line)
-                except ValueError:
-                    raise InvalidInputError(
-                        f"{path.name}:{n} is not valid JSON: {exc.msg}"
-                    ) from None
+    """``(line number, parsed JSON)`` of each non-blank line of a file (a path, or a binary
+    file object read from where it stands), read as a stream: one line in memory at a time,
+    never the whole file. ``progress`` gets the bytes consumed. A line that is not JSON raises
+    naming the line."""
+    if isinstance(source, Path):
+        with source.open("rb") as f:
+            yield from _parsed(f, source.name, progress)
+    else:
+        yield from _parsed(source, str(getattr(source, "name", "") or "input"), progress)
+
+
+def _parsed(
+    f: IO[bytes], name: str, progress: Callable[[int], None] | None
+) -> Iterator[tuple[int, Any]]:
+    for n, line in enumerate(iter(f.readline, b""), 1):
+        if progress is not None:
+            progress(len(line))
+        if not line.strip():
+            continue
+        try:
+            yield n, orjson.loads(line)
+        except orjson.JSONDecodeError as exc:
+            try:  # orjson refuses integers beyond 64 bits; the json module does not
+                yield n, json.loads(line)
+            except ValueError:
+                raise InvalidInputError(f"{name}:{n} is not valid JSON: {exc.msg}") from None
 
 
 class _Importer:
@@ -313,6 +334,7 @@ class _Importer:
         batch_size: int,
         write: bool,
         where: str,
+        progress: Callable[[int], None] | None = None,
     ) -> None:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InvalidInputError("batch_size must be a positive integer")
@@ -323,6 +345,7 @@ class _Importer:
         self.batch_size = batch_size
         self.write = write
         self.where = where
+        self.progress = progress
         self.report = ImportReport()
         self.ns: str | None = None
         self.memories: list[tuple[int, ImportedMemory]] = []
@@ -331,6 +354,11 @@ class _Importer:
         self.session: _SessionImport | None = None
         self.seen: dict[str, int] = dict.fromkeys(("namespace", *_RECORD_KIND), 0)
         self.ended = False
+
+    def done(self, records: int) -> None:
+        """``records`` more are stored (or found already there)."""
+        if self.progress is not None and records:
+            self.progress(records)
 
     def at(self, n: int) -> str:
         return f"{self.where}:{n}" if self.where else f"line {n}"
@@ -406,6 +434,7 @@ class _Importer:
         if self.ns is None:
             raise InvalidInputError(f"{self.at(n)}: a {kind} record before any namespace record")
         self.seen[kind] += 1
+        self.report.records += 1
         if kind == "memory":
             if self.triples or self.events:
                 self._flush()
@@ -457,8 +486,11 @@ class _Importer:
     def _flush(self) -> None:
         self._end_session()
         if self.memories:
-            batch, self.memories = self.memories, []
-            if self.write:
+            pending, self.memories = self.memories, []
+            # embedded and written EMBED_BATCH at a time: the model gets batches it runs
+            # well, and progress moves with each
+            for start in range(0, len(pending), EMBED_BATCH) if self.write else ():
+                batch = pending[start : start + EMBED_BATCH]
                 assert self.ns is not None
                 items = self._embedded([i for _, i in batch])
                 try:
@@ -469,12 +501,14 @@ class _Importer:
                     key = "created" if new else "skipped"
                     getattr(self.report, key)["memories"] += 1
                     getattr(self.report, key)["history"] += len(item.history)
+                self.done(len(batch))
         if self.triples:
             batch_t, self.triples = self.triples, []
             if self.write:
                 assert self.ns is not None
                 for new in self.store.triple_import(self.ns, batch_t):
                     (self.report.created if new else self.report.skipped)["triples"] += 1
+                self.done(len(batch_t))
         if self.events:
             batch_e, self.events = self.events, []
             if self.write:
@@ -483,6 +517,7 @@ class _Importer:
                 added = self.store.memory_event_add(self.ns, fresh) if fresh else 0
                 self.report.created["events"] += added
                 self.report.skipped["events"] += len(batch_e) - added
+                self.done(len(batch_e))
 
     def _new_events(self, ns: str, events: list[NewMemoryEvent]) -> list[NewMemoryEvent]:
         """The events not recorded yet (importing a file twice records each event once)."""
@@ -567,6 +602,7 @@ class _Importer:
             draft = replace(draft, created_at=now_us())
         assert draft.created_at is not None
         self.seen["memory"] += 1
+        self.report.records += 1
         self.memories.append((n, ImportedMemory(draft, draft.created_at, 1)))
         if len(self.memories) >= self.batch_size:
             self._flush()
@@ -750,6 +786,7 @@ class _SessionImport:
                     "in this database; clear or delete that session to import it"
                 )
             owner.report.skipped["session_items"] += 1
+            owner.done(1)
             return
         self.pending.append((data, at))
         if len(self.pending) >= owner.batch_size:
@@ -766,6 +803,7 @@ class _SessionImport:
                 updated_at=self.updated,
             )
         owner.report.created["session_items"] += len(self.pending)
+        owner.done(len(self.pending))
         self.appended += len(self.pending)
         self.pending = []
         self.have_done = True  # everything from here on is appended
@@ -777,6 +815,7 @@ class _SessionImport:
             self.owner.report.skipped["sessions"] += 1
         else:
             self.owner.report.created["sessions"] += 1
+        self.owner.done(1)
 
 
 def _no_unknown(record: Mapping[str, Any], known: frozenset[str], what: str = "") -> None:
@@ -801,8 +840,11 @@ def import_records(
     batch_size: int = PAGE,
     write: bool = True,
     where: str = "",
+    progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Import ``(line number, record)`` pairs; ``write=False`` only validates."""
+    """Import ``(line number, record)`` pairs, consumed as they come (at most ``batch_size``
+    records held at once); ``write=False`` only validates. ``progress(n)``: ``n`` more records
+    stored or found already there."""
     importer = _Importer(
         mem,
         namespace=namespace,
@@ -810,5 +852,6 @@ def import_records(
         batch_size=batch_size,
         write=write,
         where=where,
+        progress=progress,
     )
     return importer.run(lines)
