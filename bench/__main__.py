@@ -18,6 +18,7 @@ BENCHMARKS = [
     "postgres",
     "server",
     "extraction",
+    "transfer",
 ]
 OPT_IN = ["extraction_quality"]
 

@@ -454,7 +454,7 @@ def recall(
     """Search memories (full text + vectors, fused): a table of hits with their score and
     why (each lane that found the hit, with its rank there)."""
     try:
-        hits = _target(data_dir, namespace, embedder, url, api_key, create=False).recall(
+        hits = _recall_target(data_dir, namespace, embedder, mode, url, api_key).recall(
             query,
             filters=_filters(user, agent, session, tag),
             limit=limit,
@@ -479,6 +479,27 @@ def recall(
         cell = Text.assemble(h.memory.content, *(("\n", (why, "dim")) if why else ()))
         table.add_row(str(n), f"{h.score:.3f}", cell, h.memory.id)
     console.print(table)
+
+
+def _recall_target(
+    data_dir: str,
+    namespace: str,
+    embedder: str,
+    mode: str,
+    url: str | None,
+    api_key: str | None,
+) -> Memory | Client:
+    """:func:`_target` for a recall, loading no embedding model that the recall would not use:
+    none for ``--mode text``, and none for the default ``auto`` when the namespace holds no
+    vectors (a text-only database) — loading a model takes longer than the recall."""
+    if url is not None:
+        return _client(url, api_key, namespace)
+    mem = _memory(data_dir, namespace, "none", create=False)
+    if mode == "text" or (embedder == "auto" and mode == "hybrid" and not mem.stats().embedded):
+        return mem
+    from .memory import Memory
+
+    return Memory(mem.store, namespace=namespace, embedder=embedder)
 
 
 def _why(explain: dict[str, Any] | None) -> str:

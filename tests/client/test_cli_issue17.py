@@ -363,3 +363,36 @@ def test_issue17_cli_consolidation_commands(target: Target) -> None:
         assert result.exit_code == 1 and "no model" in result.output
     else:
         assert path.exit_code == 0 and path.stdout.strip().endswith("MEMORY.md")
+
+
+def _loaded_after(*commands: list[str]) -> list[str]:
+    """Run commands in one fresh process; the heavy modules they imported."""
+    code = (
+        "import sys\nfrom engramdb.cli import app\n"
+        f"for argv in {list(commands)!r}:\n"
+        "    try:\n        app(argv)\n    except SystemExit as e:\n        assert not e.code\n"
+        "print(' '.join(m for m in ('onnxruntime', 'engramdb.embed.local', 'fastapi', 'openai')"
+        " if m in sys.modules), file=sys.stderr)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ENGRAMDB_")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stderr.strip().splitlines()[-1].split() if done.stderr.strip() else []
+
+
+def test_issue17_cli_recall_loads_no_model_it_does_not_use(tmp_path: Path) -> None:
+    """`engramdb recall` loads the embedding model only when the recall uses it: not for
+    --mode text, not for the default embedder on a text-only database (loading the model
+    takes longer than the recall)."""
+    pytest.importorskip("onnxruntime")
+    text_only, vectors = str(tmp_path / "text"), str(tmp_path / "vectors")
+    runner.invoke(app, ["remember", "Ada prefers tea", "-d", text_only, "--embedder", "none"])
+    runner.invoke(app, ["remember", "Ada prefers tea", "-d", vectors, "--embedder", "hashing"])
+    loaded = _loaded_after(
+        ["recall", "tea", "-d", text_only],  # auto, and nothing to search by vector
+        ["recall", "tea", "-d", text_only, "--json"],
+        ["recall", "tea", "-d", vectors, "--mode", "text"],
+    )
+    assert loaded == []
