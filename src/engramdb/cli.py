@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
 
     from .client import Client, ExtractResult
+    from .embed import Embedder
     from .manager.pipeline import ExtractionReport
     from .memory import ForgetResult, Memory
 
@@ -499,7 +500,26 @@ def _recall_target(
         return mem
     from .memory import Memory
 
-    return Memory(mem.store, namespace=namespace, embedder=embedder)
+    return Memory(mem.store, namespace=namespace, embedder=_one_query_embedder(embedder))
+
+
+def _one_query_embedder(spec: str) -> Embedder | str:
+    """The embedder for a process that embeds one query: the local model loaded without
+    graph optimizations (about 4x faster to load, the same vectors), else ``spec`` as given
+    (``resolve_embedder`` then reports a missing extra as it always does)."""
+    from .embed import check_embedder
+    from .errors import MissingExtraError
+
+    effective = os.environ.get("ENGRAMDB_EMBEDDER", "auto") if spec == "auto" else spec
+    if effective not in ("auto", "local"):
+        return spec
+    try:
+        check_embedder("local")
+    except MissingExtraError:
+        return spec
+    from .embed.local import LocalEmbedder
+
+    return LocalEmbedder(optimize=False)
 
 
 def _why(explain: dict[str, Any] | None) -> str:

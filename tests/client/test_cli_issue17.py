@@ -396,3 +396,36 @@ def test_issue17_cli_recall_loads_no_model_it_does_not_use(tmp_path: Path) -> No
         ["recall", "tea", "-d", vectors, "--mode", "text"],
     )
     assert loaded == []
+
+
+def test_issue17_cli_recall_loads_the_model_for_one_query(tmp_path: Path) -> None:
+    """A CLI recall embeds one query: the local model is loaded without graph optimizations
+    (several times faster to load), with the same vectors, so the CLI finds what the library
+    finds."""
+    pytest.importorskip("onnxruntime")
+    import numpy as np
+
+    from engramdb import Memory
+    from engramdb.cli import _one_query_embedder
+    from engramdb.embed.local import LocalEmbedder
+
+    fast = _one_query_embedder("local")
+    assert isinstance(fast, LocalEmbedder) and fast.model == LocalEmbedder().model
+    assert fast._session is not LocalEmbedder()._session  # its own, unoptimized, copy
+    texts = ["Ada prefers green tea", "Bob drinks black coffee every morning"]
+    assert np.allclose(
+        fast.embed_documents(texts), LocalEmbedder().embed_documents(texts), atol=1e-4
+    )
+    assert _one_query_embedder("hashing") == "hashing"
+    data = tmp_path / "data"
+    mem = Memory(data, embedder="local")
+    for text in (*texts, "Carol cycles to work"):
+        mem.remember(text)
+    expected = [h.memory.id for h in mem.recall("what does Ada drink", mode="vector")]
+    mem.close()
+    result = runner.invoke(
+        app, ["recall", "what does Ada drink", "-d", str(data), "--mode", "vector", "--json"],
+        env={"ENGRAMDB_EMBEDDER": None},
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert [h["id"] for h in json.loads(result.stdout)] == expected
