@@ -8,7 +8,8 @@ to back. The ratio import / embed-only is what carries across machines and loads
 is quoted too (goal, issue 15 item 7: ≥ 150 memories/s with the default local embedder).
 
 ``python -m bench transfer`` (sizes: ``ENGRAMDB_BENCH_TRANSFER_SIZES``, default 2000,20000;
-``--quick``: 2000; embedders: ``ENGRAMDB_BENCH_TRANSFER_EMBEDDERS``, default local,hashing).
+``--quick``: 2000; embedders: ``ENGRAMDB_BENCH_TRANSFER_EMBEDDERS``, default local,hashing;
+or exact pairs: ``ENGRAMDB_BENCH_TRANSFER_RUNS=local:2000,hashing:20000``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,15 @@ SIZES = [
     ).split(",")
 ]
 EMBEDDERS = os.environ.get("ENGRAMDB_BENCH_TRANSFER_EMBEDDERS", "local,hashing").split(",")
+# or exact pairs: ENGRAMDB_BENCH_TRANSFER_RUNS=local:2000,hashing:20000
+PAIRS = [
+    (spec, int(n))
+    for spec, _, n in (
+        pair.rpartition(":")
+        for pair in os.environ.get("ENGRAMDB_BENCH_TRANSFER_RUNS", "").split(",")
+    )
+    if spec
+] or [(spec, n) for spec in EMBEDDERS for n in SIZES]
 GOAL_PER_S = 150.0
 WORDS = (
     "tea coffee morning evening project deploy python rust meeting friday paris london book "
@@ -85,14 +95,13 @@ def measure(n: int, spec: str, where: Path) -> dict[str, Any]:
 
 
 def main() -> None:
-    console.print(f"[bold]transfer[/]: import throughput, sizes {SIZES}, embedders {EMBEDDERS}")
+    console.print(f"[bold]transfer[/]: import throughput, (embedder, memories): {PAIRS}")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for spec in EMBEDDERS:
-            for n in SIZES:
-                row = measure(n, spec, Path(tmp))
-                console.print(row)
-                rows.append(row)
+        for spec, n in PAIRS:
+            row = measure(n, spec, Path(tmp))
+            console.print(row)
+            rows.append(row)
     payload = {"rows": rows, "goal_per_s": GOAL_PER_S, "date": today(), "machine": machine()}
     write_results(
         "transfer",

@@ -49,8 +49,8 @@ FORMAT = "engramdb-export"
 VERSION = 1
 PAGE = 500
 EMBED_BATCH = 64
-"""Memories embedded (and then written) together on import: a model's batch, small enough
-that progress moves steadily."""
+"""Memories embedded together on import (shortest first within a write batch): a batch a
+model runs well, small enough that progress moves steadily."""
 Progress = Callable[[str, int, "int | None"], None]
 """``progress(step, done, total)``, as :func:`engramdb.consolidate.consolidate` reports:
 ``step`` names the phase ("checking": bytes of the file read; "importing", "exporting":
@@ -486,13 +486,10 @@ class _Importer:
     def _flush(self) -> None:
         self._end_session()
         if self.memories:
-            pending, self.memories = self.memories, []
-            # embedded and written EMBED_BATCH at a time: the model gets batches it runs
-            # well, and progress moves with each
-            for start in range(0, len(pending), EMBED_BATCH) if self.write else ():
-                batch = pending[start : start + EMBED_BATCH]
+            batch, self.memories = self.memories, []
+            if self.write:
                 assert self.ns is not None
-                items = self._embedded([i for _, i in batch])
+                items, embedded = self._embedded([i for _, i in batch])
                 try:
                     created = self.store.memory_import(self.ns, items)
                 except ConflictError as exc:
@@ -501,7 +498,7 @@ class _Importer:
                     key = "created" if new else "skipped"
                     getattr(self.report, key)["memories"] += 1
                     getattr(self.report, key)["history"] += len(item.history)
-                self.done(len(batch))
+                self.done(len(items) - embedded)  # the embedded ones counted as embedded
         if self.triples:
             batch_t, self.triples = self.triples, []
             if self.write:
@@ -533,16 +530,23 @@ class _Importer:
                 out.append(e)
         return out
 
-    def _embedded(self, items: list[ImportedMemory]) -> list[ImportedMemory]:
-        """Embed, with the importing memory's embedder, what the file brought no vector for."""
+    def _embedded(self, items: list[ImportedMemory]) -> tuple[list[ImportedMemory], int]:
+        """Embed, with the importing memory's embedder, what the file brought no vector for;
+        returns the items and how many were embedded. The texts go to the model
+        ``EMBED_BATCH`` at a time, shortest first (texts of a length pad little), and progress
+        moves with each batch; the items keep their file order."""
         todo = [n for n, i in enumerate(items) if i.memory.embedding is None]
         if not todo or self.mem.embedder is None:
-            return items
-        drafts = self.mem._with_embeddings([items[n].memory for n in todo])
+            return items, 0
+        todo.sort(key=lambda n: len(items[n].memory.content))
         out = list(items)
-        for n, draft in zip(todo, drafts, strict=True):
-            out[n] = replace(items[n], memory=draft)
-        return out
+        for start in range(0, len(todo), EMBED_BATCH):
+            chunk = todo[start : start + EMBED_BATCH]
+            drafts = self.mem._with_embeddings([items[n].memory for n in chunk])
+            for n, draft in zip(chunk, drafts, strict=True):
+                out[n] = replace(items[n], memory=draft)
+            self.done(len(chunk))
+        return out, len(todo)
 
     # -- sessions --------------------------------------------------------------------------
     def _start_session(self, n: int, record: dict[str, Any]) -> None:
