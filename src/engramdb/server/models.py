@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -13,7 +14,10 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     Strict,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
     model_validator,
 )
 from pydantic.json_schema import SkipJsonSchema
@@ -21,7 +25,7 @@ from pydantic.json_schema import SkipJsonSchema
 from ..cursors import CURSOR_PATTERN
 from ..filters import MAX_METADATA_FILTER_KEYS, MAX_TAG_LENGTH, MAX_TAGS
 from ..memory import MAX_FACT_CHARS, MAX_LIMIT
-from ..types import Remembered
+from ..types import DATETIME_EXAMPLE, EntryError, Remembered
 from ..validation import MAX_ID_LENGTH, check_depth, check_text
 
 # Every field of every request body is bounded here, once: strings in length and to valid
@@ -168,8 +172,84 @@ class MemoryIn(Body):
     occurred_at: DateTime | None = None
 
 
+def validation_message(errors: Sequence[Any]) -> str:
+    """What a request's validation errors (pydantic's ``errors()``) say, in one line: the
+    field's dotted path and the problem, at most five of them."""
+    parts = []
+    for e in errors[:5]:
+        loc = [str(p) for p in e.get("loc", ()) if p not in ("body",)]
+        where = ".".join(loc) or "body"
+        kind = str(e.get("type", ""))
+        if kind == "extra_forbidden":
+            parts.append(f"{where}: unknown field")
+        elif kind == "missing":
+            parts.append(f"{where}: field required")
+        elif kind.startswith(("datetime_", "date_")):
+            parts.append(f"{where}: {DATETIME_MESSAGE}")
+        elif kind == "value_error":  # the library's own check (InvalidInputError): its words
+            parts.append(f"{where}: {str(e.get('msg', 'invalid')).removeprefix('Value error, ')}")
+        else:
+            parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+DATETIME_MESSAGE = f"must be an ISO 8601 date/time such as {DATETIME_EXAMPLE!r}"
+
+
 class MemoryBatchIn(Body):
+    """Up to 1,000 memories. ``errors: "raise"`` (the default): one bad entry rejects the
+    batch, nothing is stored. ``errors: "skip"``: the good entries are stored and the answer
+    reports each bad one (``errors``: its index, code and message; ``null`` in its place in
+    ``memories``)."""
+
     memories: Annotated[list[MemoryIn], Field(min_length=1, max_length=MAX_BATCH)]
+    errors: Literal["raise", "skip"] = Field(
+        default="raise",
+        description="raise: all or nothing. skip: store the good entries, report the bad ones",
+    )
+    _skipped: list[EntryError] = PrivateAttr(default_factory=list)
+    _count: int = PrivateAttr(default=0)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _skip_bad_entries(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        entries = data.get("memories") if isinstance(data, dict) else None
+        if (
+            not isinstance(data, dict)
+            or data.get("errors") != "skip"
+            or not isinstance(entries, list)
+            or not 1 <= len(entries) <= MAX_BATCH
+        ):
+            batch = handler(data)
+            batch._count = len(batch.memories)
+            return batch
+        good: list[Any] = []
+        skipped: list[EntryError] = []
+        for n, entry in enumerate(entries):
+            try:
+                good.append(MemoryIn.model_validate(entry))
+            except ValidationError as exc:
+                message = validation_message(exc.errors(include_url=False))
+                skipped.append(EntryError(n, "validation_error", message))
+        if good:
+            batch = handler({**data, "memories": [m.model_dump() for m in good]})
+        else:
+            handler({**data, "memories": [{"content": "x"}]})  # the other fields still checked
+            batch = cls.model_construct(memories=[], errors="skip")
+        batch._skipped = skipped
+        batch._count = len(entries)
+        return batch
+
+    @property
+    def skipped(self) -> list[EntryError]:
+        """The entries the schema refused (``errors: "skip"`` only), by their batch index."""
+        return self._skipped
+
+    @property
+    def count(self) -> int:
+        """How many entries the request held (refused ones included)."""
+        return self._count
 
 
 class FiltersIn(Body):
@@ -191,6 +271,11 @@ class RecallIn(Body):
     limit: Limit = 10
     mode: Literal["hybrid", "text", "vector"] = "hybrid"
     explain: Bool = False
+    min_score: Number | None = Field(
+        default=0.0,
+        description="only hits scoring above this; the default 0 drops hits no lane matched "
+        "(score 0); null returns every candidate",
+    )
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -345,13 +430,13 @@ _Out = TypeVar("_Out", bound="FromRecord")
 
 
 class FromRecord(BaseModel):
-    """A response model read from the library record with the same fields."""
-
-    model_config = ConfigDict(from_attributes=True)
+    """A response model of a library record: its fields are exactly the keys of the record's
+    ``to_dict()`` (tests/server check it), and it is built from that dict, so the record
+    shape is written once, in ``types.py``."""
 
     @classmethod
-    def of(cls: type[_Out], record: object) -> _Out:
-        return cls.model_validate(record)
+    def of(cls: type[_Out], record: Any) -> _Out:
+        return cls.model_validate(record.to_dict())
 
 
 class MemoryOut(FromRecord):
@@ -391,14 +476,7 @@ class RememberedOut(MemoryOut):
 
     @classmethod
     def of_result(cls, result: Remembered) -> RememberedOut:
-        return cls.model_validate(
-            {
-                **MemoryOut.of(result.memory).model_dump(),
-                "status": result.status,
-                "deduplicated": not result.created,
-                "merged_tags": list(result.merged_tags),
-            }
-        )
+        return cls.of(result)
 
 
 class EventOut(FromRecord):
@@ -481,8 +559,21 @@ class RecallOut(BaseModel):
     hits: list[HitOut]
 
 
+class EntryErrorOut(FromRecord):
+    """One batch entry that was not stored (``errors: "skip"``)."""
+
+    index: int = Field(description="its position in the request's list, from 0")
+    code: str = Field(description="validation_error, invalid_input or payload_too_large")
+    message: str
+
+
 class MemoriesOut(BaseModel):
-    memories: list[RememberedOut]
+    memories: list[RememberedOut | None] = Field(
+        description="one per entry, in order; null for an entry that was skipped"
+    )
+    errors: list[EntryErrorOut] = Field(
+        default_factory=list, description='the skipped entries (errors: "skip"), by index'
+    )
 
 
 class MemoryPageOut(BaseModel):
