@@ -31,7 +31,7 @@ from .cli import (
     err_console,
 )
 from .errors import EngramError, InvalidInputError
-from .types import DEFAULT_NAMESPACE, Spend
+from .types import DEFAULT_NAMESPACE, Spend, format_datetime
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -322,7 +322,7 @@ def traces_list(
             "memory_id": r.id,
             "summary": r.metadata.get("summary"),
             "file": r.metadata.get("file"),
-            "updated_at": r.updated_at.isoformat(),
+            "updated_at": format_datetime(r.updated_at),
         }
         for r in found
     ]
@@ -433,7 +433,7 @@ def memory_md_history_cmd(
     rows = [
         {
             "version": v.version,
-            "written_at": v.written_at.isoformat(),
+            "written_at": format_datetime(v.written_at),
             "lines": len(v.content.splitlines()),
             "bytes": len(v.content.encode("utf-8")),
         }

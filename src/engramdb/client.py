@@ -1195,8 +1195,8 @@ class Client(_Core):
 
         ``tags``: exact tags every hit carries. A query made only of ``key:value`` tags (or an
         empty query with ``tags``) is a pure tag lookup, as in :meth:`engramdb.Memory.recall`.
-        ``limit`` (1 to 10,000) and ``min_score`` (only hits scoring above it; ``None``: zero-
-        signal hits too) as in :meth:`engramdb.Memory.recall`.
+        ``limit`` (1 to 10,000) and ``min_score`` (hits scoring at least this, never one with
+        no matching signal; ``None``: every candidate) as in :meth:`engramdb.Memory.recall`.
         """
         return self._run(self._c_recall(query, filters, limit, mode, explain, tags, min_score))
 

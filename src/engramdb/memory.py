@@ -696,9 +696,10 @@ class Memory:
         """Memories ranked for ``query``: full text + vectors (+ tags), fused.
 
         ``limit`` is an integer from 1 to :data:`MAX_LIMIT` (anything else:
-        :class:`~engramdb.errors.InvalidInputError`). Only hits scoring above ``min_score``
-        come back: by default (``0.0``) a candidate that no lane matched (fused score 0) is
-        never a hit; ``min_score=None`` returns every candidate, zero-signal ones included.
+        :class:`~engramdb.errors.InvalidInputError`). Only hits scoring at least
+        ``min_score`` come back, and never one with no matching signal (no lane matched it:
+        no query term, no tag, no positive similarity; and no boost gave it a score) unless
+        ``min_score=None``, which returns every candidate.
 
         Any string is a valid query. Filters are applied inside each lane's candidate query,
         so a filter never empties a list that was truncated first; ``tags`` adds exact tags to

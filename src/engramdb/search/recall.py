@@ -92,7 +92,7 @@ class RecallPlan:
     named: list[str] = field(default_factory=list)
     """The users the query names (when the speaker boost is on)."""
     min_score: float | None = 0.0
-    """Hits must score above this (``None``: every candidate, even with no matching signal)."""
+    """Hits must score at least this and have a signal (``None``: every candidate)."""
 
     @property
     def pool(self) -> int:
@@ -337,14 +337,14 @@ class Retriever:
         ordered: Sequence[Fused],
         records: dict[int, MemoryRecord] | None = None,
     ) -> list[Hit]:
-        """The first ``k`` candidates scoring above ``plan.min_score`` as hits (by default a
-        candidate no lane matched, fused score 0, is no hit); a candidate deleted meanwhile is
-        skipped. The explanation is built here, for the returned hits only, and only when
-        asked."""
+        """The first ``k`` candidates as hits: those scoring at least ``plan.min_score`` that
+        have a signal (a lane matched them, or a boost gave them a score); with ``min_score``
+        ``None``, every candidate. A candidate deleted meanwhile is skipped. The explanation
+        is built here, for the returned hits only, and only when asked."""
         k = plan.k
         if plan.min_score is not None:
             floor = plan.min_score
-            ordered = [f for f in ordered if f.score > floor]
+            ordered = [f for f in ordered if f.score >= floor and (f.matched or f.score > 0)]
         records = {} if records is None else records
         hits: list[Hit] = []
         # fetch records for the best few only

@@ -273,8 +273,8 @@ class RecallIn(Body):
     explain: Bool = False
     min_score: Number | None = Field(
         default=0.0,
-        description="only hits scoring above this; the default 0 drops hits no lane matched "
-        "(score 0); null returns every candidate",
+        description="only hits scoring at least this, and never one no lane matched and no "
+        "boost scored (no signal); null returns every candidate",
     )
 
 
