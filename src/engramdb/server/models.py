@@ -186,6 +186,8 @@ def validation_message(errors: Sequence[Any]) -> str:
             parts.append(f"{where}: field required")
         elif kind.startswith(("datetime_", "date_")):
             parts.append(f"{where}: {DATETIME_MESSAGE}")
+        elif kind == "string_pattern_mismatch" and (e.get("ctx") or {}).get("pattern") == NON_BLANK:
+            parts.append(f"{where}: must not be empty or blank (nor contain NUL)")
         elif kind == "value_error":  # the library's own check (InvalidInputError): its words
             parts.append(f"{where}: {str(e.get('msg', 'invalid')).removeprefix('Value error, ')}")
         else:
