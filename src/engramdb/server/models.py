@@ -20,7 +20,7 @@ from pydantic import (
     ValidatorFunctionWrapHandler,
     model_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
+from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from ..cursors import CURSOR_PATTERN
 from ..filters import MAX_METADATA_FILTER_KEYS, MAX_TAG_LENGTH, MAX_TAGS
@@ -199,11 +199,23 @@ def validation_message(errors: Sequence[Any]) -> str:
 DATETIME_MESSAGE = f"must be an ISO 8601 date/time such as {DATETIME_EXAMPLE!r}"
 
 
+def _entries_checked_by_mode(schema: dict[str, Any]) -> None:
+    # errors "raise" (or left out): every entry must be a memory, or the request is a 422;
+    # errors "skip": any entry is accepted and a bad one is reported in the answer
+    memories = schema["properties"]["memories"]
+    entry = memories.pop("items")
+    schema["if"] = {"properties": {"errors": {"const": "skip"}}, "required": ["errors"]}
+    schema["then"] = {"properties": {"memories": {"items": {}}}}
+    schema["else"] = {"properties": {"memories": {"items": entry}}}
+
+
 class MemoryBatchIn(Body):
     """Up to 1,000 memories. ``errors: "raise"`` (the default): one bad entry rejects the
     batch, nothing is stored. ``errors: "skip"``: the good entries are stored and the answer
     reports each bad one (``errors``: its index, code and message; ``null`` in its place in
     ``memories``)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_entries_checked_by_mode)
 
     memories: Annotated[list[MemoryIn], Field(min_length=1, max_length=MAX_BATCH)]
     errors: Literal["raise", "skip"] = Field(
@@ -428,6 +440,8 @@ class KeyIn(Body):
 
 
 # -- responses ----------------------------------------------------------------------------
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+"""A time as a record's ``to_dict()`` writes it (RFC 3339, UTC, ``Z``): passed through as is."""
 _Out = TypeVar("_Out", bound="FromRecord")
 
 
@@ -451,11 +465,11 @@ class MemoryOut(FromRecord):
     tags: list[str]
     metadata: dict[str, Any]
     importance: float
-    occurred_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+    occurred_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
     version: int
-    invalidated_at: datetime | None = Field(
+    invalidated_at: Timestamp | None = Field(
         default=None,
         description="when the memory was invalidated (excluded from recall, kept with its "
         "history, restorable); null while it is live",
@@ -486,7 +500,7 @@ class EventOut(FromRecord):
 
     id: int
     memory_id: str
-    at: datetime
+    at: Timestamp
     action: str = Field(description="add, update, delete, invalidate, restore, none or merge")
     reason: str | None
     model: str | None = Field(description="the model that decided (null: a person or a rule)")
@@ -590,7 +604,7 @@ class VersionOut(FromRecord):
     tags: list[str]
     metadata: dict[str, Any]
     importance: float
-    replaced_at: datetime
+    replaced_at: Timestamp
 
 
 class HistoryOut(BaseModel):
@@ -611,9 +625,9 @@ class TripleOut(FromRecord):
     object: str
     confidence: float
     source: str | None
-    valid_from: datetime
-    valid_to: datetime | None
-    created_at: datetime
+    valid_from: Timestamp
+    valid_to: Timestamp | None
+    created_at: Timestamp
 
 
 class LearnOut(BaseModel):
@@ -635,8 +649,8 @@ class NeighborsOut(BaseModel):
 class SessionOut(FromRecord):
     namespace: str
     session_id: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
     item_count: int
 
 
@@ -679,8 +693,8 @@ class KeyOut(FromRecord):
     purpose: str | None
     prefix: str
     limits: dict[str, int | None]
-    created_at: datetime
-    revoked_at: datetime | None
+    created_at: Timestamp
+    revoked_at: Timestamp | None
     created_by: str | None = Field(
         default=None, description="The namespace key that created this one (null: an admin)."
     )
