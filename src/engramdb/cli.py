@@ -21,7 +21,7 @@ from . import __version__
 from .errors import EngramError, InvalidInputError, NotFoundError
 from .sessions import Session, list_sessions
 from .store import Store, open_store
-from .types import DEFAULT_NAMESPACE, MemoryRecord, SessionInfo
+from .types import DEFAULT_NAMESPACE, MemoryRecord, SessionInfo, format_datetime, format_optional
 
 if TYPE_CHECKING:
     from rich.progress import Progress
@@ -221,7 +221,7 @@ class _Sessions:
 
 
 def _when_json(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
+    return format_optional(moment)
 
 
 @sessions_app.command("list")
@@ -243,8 +243,8 @@ def sessions_list(
             {
                 "session_id": i.session_id,
                 "item_count": i.item_count,
-                "created_at": i.created_at.isoformat(),
-                "updated_at": i.updated_at.isoformat(),
+                "created_at": format_datetime(i.created_at),
+                "updated_at": format_datetime(i.updated_at),
             }
             for i in infos
         ]

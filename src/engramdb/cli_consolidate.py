@@ -38,7 +38,7 @@ from .cli import (
     err_console,
 )
 from .errors import EngramError, InvalidInputError
-from .types import DEFAULT_NAMESPACE
+from .types import DEFAULT_NAMESPACE, format_datetime
 
 if TYPE_CHECKING:
     from rich.progress import TaskID
@@ -128,7 +128,7 @@ class _Consolidation:
                 "memory_id": r.id,
                 "summary": r.metadata.get("summary"),
                 "file": r.metadata.get("file"),
-                "updated_at": r.updated_at.isoformat(),
+                "updated_at": format_datetime(r.updated_at),
             }
             for r in list_traces(self.mem, scope)
         ]
@@ -176,7 +176,11 @@ class _Consolidation:
 
         assert self.mem is not None
         return [
-            {"version": v.version, "content": v.content, "written_at": v.written_at.isoformat()}
+            {
+                "version": v.version,
+                "content": v.content,
+                "written_at": format_datetime(v.written_at),
+            }
             for v in memory_md_history(self.mem, scope)
         ]
 

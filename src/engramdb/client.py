@@ -48,8 +48,8 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 from urllib.parse import quote
 
 import httpx
@@ -74,11 +74,13 @@ from .errors import (
 )
 from .filters import Filter, normalize_tags
 from .manager.context import Context
-from .memory import ForgetResult, Page, content_hash
+from .memory import ForgetResult, Page
 from .retrying import parse_retry_after
 from .sessions import SessionSettingsLike, coerce_session_settings, resolve_limit
 from .types import (
     ApiKey,
+    BatchErrors,
+    EntryError,
     Hit,
     JSONItem,
     MemoryEvent,
@@ -86,8 +88,10 @@ from .types import (
     MemoryVersion,
     SessionInfo,
     Triple,
+    format_datetime,
+    parse_datetime,
 )
-from .validation import check_id, check_limit, encode_items
+from .validation import check_id, check_limit, check_min_score, encode_items
 
 if TYPE_CHECKING:
     from agents.memory import SessionSettings as SDKSessionSettings
@@ -242,14 +246,11 @@ def _loads(content: bytes) -> Any:
 def _iso(value: datetime | str) -> str:
     if isinstance(value, str):
         return value
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.isoformat()
+    return format_datetime(value)
 
 
 def _dt(value: str) -> datetime:
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return parse_datetime("timestamp", value)
 
 
 def _opt_dt(value: str | None) -> datetime | None:
@@ -287,44 +288,14 @@ def _drop_none(**values: Any) -> dict[str, Any]:
 
 
 def parse_memory(d: Mapping[str, Any]) -> MemoryRecord:
-    """A memory object of the API as a :class:`MemoryRecord`."""
-    content = d["content"]
-    return MemoryRecord(
-        id=d["id"],
-        namespace=d["namespace"],
-        content=content,
-        user_id=d.get("user_id"),
-        agent_id=d.get("agent_id"),
-        session_id=d.get("session_id"),
-        tags=tuple(d.get("tags") or ()),
-        metadata=dict(d.get("metadata") or {}),
-        importance=float(d["importance"]),
-        occurred_at=_opt_dt(d.get("occurred_at")),
-        created_at=_dt(d["created_at"]),
-        updated_at=_dt(d["updated_at"]),
-        version=int(d["version"]),
-        content_hash=content_hash(content),
-        invalidated_at=_opt_dt(d.get("invalidated_at")),
-        invalidated_reason=d.get("invalidated_reason"),
-    )
+    """A memory object of the API as a :class:`MemoryRecord` (:meth:`MemoryRecord.from_dict`)."""
+    return MemoryRecord.from_dict(d)
 
 
 def parse_event(d: Mapping[str, Any], namespace: str = "") -> MemoryEvent:
     """An event object of the API (``GET /v1/memories/{id}/events``) as a
-    :class:`MemoryEvent`."""
-    return MemoryEvent(
-        id=int(d["id"]),
-        namespace=d.get("namespace", namespace),
-        memory_id=d["memory_id"],
-        at=_dt(d["at"]),
-        action=d["action"],
-        reason=d.get("reason"),
-        model=d.get("model"),
-        prompt_version=d.get("prompt_version"),
-        session_id=d.get("session_id"),
-        item_seqs=tuple(int(n) for n in d.get("item_seqs") or ()),
-        details=dict(d.get("details") or {}),
-    )
+    :class:`MemoryEvent` (:meth:`MemoryEvent.from_dict`)."""
+    return MemoryEvent.from_dict(d, namespace)
 
 
 def parse_extraction(d: Mapping[str, Any]) -> ExtractResult:
@@ -384,60 +355,28 @@ def parse_extraction(d: Mapping[str, Any]) -> ExtractResult:
 
 
 def parse_hit(d: Mapping[str, Any]) -> Hit:
-    return Hit(parse_memory(d["memory"]), float(d["score"]), d.get("explain"))
+    """A hit object of the API as a :class:`Hit` (:meth:`Hit.from_dict`)."""
+    return Hit.from_dict(d)
 
 
 def parse_triple(d: Mapping[str, Any]) -> Triple:
-    """A triple object of the API as a :class:`Triple`."""
-    return Triple(
-        id=d["id"],
-        namespace=d["namespace"],
-        subject=d["subject"],
-        predicate=d["predicate"],
-        object=d["object"],
-        confidence=float(d["confidence"]),
-        source=d.get("source"),
-        valid_from=_dt(d["valid_from"]),
-        valid_to=_opt_dt(d.get("valid_to")),
-        created_at=_dt(d["created_at"]),
-    )
+    """A triple object of the API as a :class:`Triple` (:meth:`Triple.from_dict`)."""
+    return Triple.from_dict(d)
 
 
 def parse_version(d: Mapping[str, Any]) -> MemoryVersion:
-    return MemoryVersion(
-        memory_id=d["memory_id"],
-        version=int(d["version"]),
-        content=d["content"],
-        tags=tuple(d.get("tags") or ()),
-        metadata=dict(d.get("metadata") or {}),
-        importance=float(d["importance"]),
-        replaced_at=_dt(d["replaced_at"]),
-    )
+    """A version object of the API as a :class:`MemoryVersion`."""
+    return MemoryVersion.from_dict(d)
 
 
 def parse_session(d: Mapping[str, Any]) -> SessionInfo:
-    """A session object of the API as a :class:`SessionInfo`."""
-    return SessionInfo(
-        namespace=d["namespace"],
-        session_id=d["session_id"],
-        created_at=_dt(d["created_at"]),
-        updated_at=_dt(d["updated_at"]),
-        item_count=int(d["item_count"]),
-    )
+    """A session object of the API as a :class:`SessionInfo` (:meth:`SessionInfo.from_dict`)."""
+    return SessionInfo.from_dict(d)
 
 
 def parse_key(d: Mapping[str, Any]) -> ApiKey:
-    return ApiKey(
-        id=d["id"],
-        namespace=d["namespace"],
-        name=d["name"],
-        purpose=d.get("purpose"),
-        prefix=d["prefix"],
-        limits=dict(d.get("limits") or {}),
-        created_at=_dt(d["created_at"]),
-        revoked_at=_opt_dt(d.get("revoked_at")),
-        created_by=d.get("created_by"),
-    )
+    """A key object of the API as an :class:`ApiKey` (:meth:`ApiKey.from_dict`)."""
+    return ApiKey.from_dict(d)
 
 
 def _registration(d: Mapping[str, Any]) -> Registration:
@@ -606,7 +545,7 @@ class _Core:
         return _segment(check_id("session_id", session_id))
 
     def _c_get_items(self, session_id: str, limit: int | None) -> _Call[builtins.list[JSONItem]]:
-        limit = check_limit(limit)
+        limit = check_limit(limit, allow_none=True, minimum=0, maximum=None)
         params = None if limit is None else (("limit", str(limit)),)
         return _Call(
             "GET",
@@ -653,7 +592,7 @@ class _Core:
         )
 
     def _c_list_sessions(self, limit: int, cursor: str | None) -> _Call[SessionPage]:
-        check_limit(limit, allow_none=False)
+        check_limit(limit)
         params = (("limit", str(limit)),) + ((("cursor", cursor),) if cursor else ())
         return _Call(
             "GET",
@@ -682,36 +621,51 @@ class _Core:
             tags=list(tags) if tags is not None and not isinstance(tags, str) else tags,
             metadata=metadata,
             importance=importance,
-            occurred_at=occurred_at,
+            occurred_at=(
+                format_datetime(parse_datetime("occurred_at", occurred_at))
+                if occurred_at is not None
+                else None
+            ),
         )
 
     def _c_remember(self, entry: dict[str, Any]) -> _Call[MemoryRecord]:
         return _write("POST", "/v1/memories", _dumps(entry), self._memory)
 
     def _c_remember_many(
-        self, entries: Iterable[Mapping[str, Any]]
-    ) -> _Call[builtins.list[MemoryRecord]]:
-        batch = []
+        self, entries: Iterable[Mapping[str, Any]], errors: BatchErrors = "raise"
+    ) -> _Call[builtins.list[MemoryRecord | EntryError]]:
+        if errors not in ("raise", "skip"):
+            raise InvalidInputError(f"errors must be 'raise' or 'skip', got {errors!r}")
+        batch: builtins.list[Any] = []
         for n, entry in enumerate(entries):
             if not isinstance(entry, Mapping):
-                raise InvalidInputError(f"entry {n} must be a dict, got {type(entry).__name__}")
+                if errors == "raise":
+                    raise InvalidInputError(f"entry {n} must be a dict, got {type(entry).__name__}")
+                batch.append(entry)  # the server reports it in its place
+                continue
             batch.append({k: v for k, v in entry.items() if v is not None})
-        return _write(
-            "POST",
-            "/v1/memories/batch",
-            _dumps({"memories": batch}),
-            lambda d: [self._memory(m) for m in d["memories"]],
-        )
+
+        def parse(d: Any) -> builtins.list[MemoryRecord | EntryError]:
+            failed = {e.index: e for e in map(EntryError.from_dict, d.get("errors") or ())}
+            return [
+                failed[n] if m is None else self._memory(m) for n, m in enumerate(d["memories"])
+            ]
+
+        body = {"memories": batch, **({"errors": "skip"} if errors == "skip" else {})}
+        return _write("POST", "/v1/memories/batch", _dumps(body), parse)
 
     def _c_recall(
         self,
         query: str,
         filters: FilterInput,
-        limit: int | None,
+        limit: int,
         mode: Mode | None,
         explain: bool,
         tags: Sequence[str] | None = None,
+        min_score: float | None = 0.0,
     ) -> _Call[builtins.list[Hit]]:
+        check_limit(limit)
+        floor = check_min_score(min_score)
         flt = Filter.parse(filters)
         if tags is not None:  # exact tags, all of them: the same as filters["tags"]
             flt = replace(flt, tags=normalize_tags([*flt.tags, *normalize_tags(tags)]))
@@ -722,6 +676,8 @@ class _Core:
             mode=mode,
             explain=explain or None,
         )
+        if floor != 0.0:
+            body["min_score"] = floor  # null: no floor at all
 
         def parse(d: Any) -> builtins.list[Hit]:
             return [parse_hit(h) for h in d["hits"]]
@@ -747,7 +703,7 @@ class _Core:
                 "the server lists memories by user_id, agent_id, session_id and tags only; "
                 "use recall() for metadata or time filters"
             )
-        params = [("limit", str(check_limit(limit, allow_none=False)))]
+        params = [("limit", str(check_limit(limit)))]
         params += [(k, v) for k in ("user_id", "agent_id", "session_id") if (v := getattr(flt, k))]
         params += [("tag", tag) for tag in flt.tags]
         if cursor is not None:
@@ -765,11 +721,15 @@ class _Core:
         path = f"/v1/memories/{_segment(check_id('memory_id', memory_id))}"
         return _write("PATCH", path, _dumps(changes), self._memory)
 
-    def _c_history(self, memory_id: str) -> _Call[builtins.list[MemoryVersion]]:
+    def _c_history(
+        self, memory_id: str, limit: int | None = None
+    ) -> _Call[builtins.list[MemoryVersion]]:
+        count = check_limit(limit, allow_none=True)
         return _Call(
             "GET",
             f"/v1/memories/{_segment(check_id('memory_id', memory_id))}/history",
             lambda d: [parse_version(v) for v in d["versions"]],
+            params=None if count is None else (("limit", str(count)),),
         )
 
     def _c_events(self, memory_id: str) -> _Call[builtins.list[MemoryEvent]]:
@@ -881,7 +841,7 @@ class _Core:
         object: str | None,
         as_of: datetime | str | None,
         include_history: bool,
-        limit: int | None,
+        limit: int,
     ) -> _Call[builtins.list[Triple]]:
         params = [
             (k, v)
@@ -892,8 +852,7 @@ class _Core:
             params.append(("as_of", _iso(as_of)))
         if include_history:
             params.append(("include_history", "true"))
-        if limit is not None:
-            params.append(("limit", str(check_limit(limit, allow_none=False))))
+        params.append(("limit", str(check_limit(limit))))
         return _Call(
             "GET",
             "/v1/triples",
@@ -1224,10 +1183,24 @@ class Client(_Core):
         )
         return self._run(self._c_remember(entry))
 
-    def remember_many(self, entries: Iterable[Mapping[str, Any]]) -> builtins.list[MemoryRecord]:
-        """Store a batch (up to 1,000) all or nothing; entries take :meth:`remember`'s
-        arguments."""
-        return self._run(self._c_remember_many(entries))
+    @overload
+    def remember_many(
+        self, entries: Iterable[Mapping[str, Any]], *, errors: Literal["raise"] = "raise"
+    ) -> builtins.list[MemoryRecord]: ...
+
+    @overload
+    def remember_many(
+        self, entries: Iterable[Mapping[str, Any]], *, errors: BatchErrors
+    ) -> builtins.list[MemoryRecord | EntryError]: ...
+
+    def remember_many(
+        self, entries: Iterable[Mapping[str, Any]], *, errors: BatchErrors = "raise"
+    ) -> builtins.list[MemoryRecord] | builtins.list[MemoryRecord | EntryError]:
+        """Store a batch (up to 1,000); entries take :meth:`remember`'s arguments.
+        ``errors="raise"``: all or nothing. ``errors="skip"``: the good entries are stored and
+        each bad one comes back in its place as an :class:`~engramdb.types.EntryError`, as in
+        :meth:`engramdb.Memory.remember_many`."""
+        return self._run(self._c_remember_many(entries, errors))
 
     def recall(
         self,
@@ -1235,16 +1208,19 @@ class Client(_Core):
         *,
         filters: FilterInput = None,
         tags: Sequence[str] | None = None,
-        limit: int | None = None,
+        limit: int = 10,
         mode: Mode | None = None,
         explain: bool = False,
+        min_score: float | None = 0.0,
     ) -> builtins.list[Hit]:
         """Memories ranked for ``query`` (hybrid full text + vectors unless ``mode`` says).
 
         ``tags``: exact tags every hit carries. A query made only of ``key:value`` tags (or an
         empty query with ``tags``) is a pure tag lookup, as in :meth:`engramdb.Memory.recall`.
+        ``limit`` (1 to 10,000) and ``min_score`` (hits scoring at least this, never one with
+        no matching signal; ``None``: every candidate) as in :meth:`engramdb.Memory.recall`.
         """
-        return self._run(self._c_recall(query, filters, limit, mode, explain, tags))
+        return self._run(self._c_recall(query, filters, limit, mode, explain, tags, min_score))
 
     def get(self, memory_id: str) -> MemoryRecord:
         """One memory by id; :class:`~engramdb.NotFoundError` if absent."""
@@ -1322,9 +1298,10 @@ class Client(_Core):
         changes = _changes(content, tags, metadata, importance)
         return self._run(self._c_update(memory_id, changes))
 
-    def history(self, memory_id: str) -> builtins.list[MemoryVersion]:
-        """Prior versions of a memory, oldest first."""
-        return self._run(self._c_history(memory_id))
+    def history(self, memory_id: str, *, limit: int | None = None) -> builtins.list[MemoryVersion]:
+        """Prior versions of a memory, oldest first: the newest ``limit`` (1 to 10,000), or
+        all with ``None``."""
+        return self._run(self._c_history(memory_id, limit))
 
     def forget(
         self,
@@ -1444,7 +1421,7 @@ class Client(_Core):
         *,
         as_of: datetime | str | None = None,
         include_history: bool = False,
-        limit: int | None = None,
+        limit: int = 100,
     ) -> builtins.list[Triple]:
         """Facts matching a pattern (``None`` matches anything)."""
         return self._run(self._c_facts(subject, predicate, object, as_of, include_history, limit))
@@ -1694,11 +1671,21 @@ class AsyncClient(_Core):
         )
         return await self._run(self._c_remember(entry))
 
+    @overload
     async def remember_many(
-        self, entries: Iterable[Mapping[str, Any]]
-    ) -> builtins.list[MemoryRecord]:
-        """Store a batch (up to 1,000) all or nothing."""
-        return await self._run(self._c_remember_many(entries))
+        self, entries: Iterable[Mapping[str, Any]], *, errors: Literal["raise"] = "raise"
+    ) -> builtins.list[MemoryRecord]: ...
+
+    @overload
+    async def remember_many(
+        self, entries: Iterable[Mapping[str, Any]], *, errors: BatchErrors
+    ) -> builtins.list[MemoryRecord | EntryError]: ...
+
+    async def remember_many(
+        self, entries: Iterable[Mapping[str, Any]], *, errors: BatchErrors = "raise"
+    ) -> builtins.list[MemoryRecord] | builtins.list[MemoryRecord | EntryError]:
+        """Store a batch (up to 1,000); ``errors`` as in :meth:`Client.remember_many`."""
+        return await self._run(self._c_remember_many(entries, errors))
 
     async def recall(
         self,
@@ -1706,12 +1693,15 @@ class AsyncClient(_Core):
         *,
         filters: FilterInput = None,
         tags: Sequence[str] | None = None,
-        limit: int | None = None,
+        limit: int = 10,
         mode: Mode | None = None,
         explain: bool = False,
+        min_score: float | None = 0.0,
     ) -> builtins.list[Hit]:
-        """Memories ranked for ``query`` (``tags``: exact tags every hit carries)."""
-        return await self._run(self._c_recall(query, filters, limit, mode, explain, tags))
+        """Memories ranked for ``query`` (see :meth:`Client.recall`)."""
+        return await self._run(
+            self._c_recall(query, filters, limit, mode, explain, tags, min_score)
+        )
 
     async def get(self, memory_id: str) -> MemoryRecord:
         """One memory by id; :class:`~engramdb.NotFoundError` if absent."""
@@ -1779,9 +1769,11 @@ class AsyncClient(_Core):
         changes = _changes(content, tags, metadata, importance)
         return await self._run(self._c_update(memory_id, changes))
 
-    async def history(self, memory_id: str) -> builtins.list[MemoryVersion]:
-        """Prior versions of a memory, oldest first."""
-        return await self._run(self._c_history(memory_id))
+    async def history(
+        self, memory_id: str, *, limit: int | None = None
+    ) -> builtins.list[MemoryVersion]:
+        """Prior versions of a memory, oldest first (the newest ``limit``; ``None``: all)."""
+        return await self._run(self._c_history(memory_id, limit))
 
     async def forget(
         self,
@@ -1902,7 +1894,7 @@ class AsyncClient(_Core):
         *,
         as_of: datetime | str | None = None,
         include_history: bool = False,
-        limit: int | None = None,
+        limit: int = 100,
     ) -> builtins.list[Triple]:
         """Facts matching a pattern."""
         return await self._run(

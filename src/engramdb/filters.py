@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from .errors import InvalidInputError
+from .types import parse_datetime as parse_datetime
 from .validation import check_id, check_text
 
 MetadataValue = str | int | float | bool
@@ -128,22 +129,6 @@ def tags_to_merge(existing: Sequence[str], incoming: Sequence[str]) -> tuple[str
             f"more than {MAX_TAGS} tags"
         )
     return tuple(out)
-
-
-def parse_datetime(name: str, value: object) -> datetime:
-    """A datetime from a datetime or an ISO 8601 string; naive values are taken as UTC."""
-    from datetime import UTC
-
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidInputError(
-                f"{name} must be an ISO 8601 date/time, got {value!r}"
-            ) from None
-    if not isinstance(value, datetime):
-        raise InvalidInputError(f"{name} must be a datetime or ISO 8601 string")
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _metadata_filter(value: object) -> dict[str, MetadataValue]:

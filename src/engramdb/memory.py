@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import builtins
 import copy
-import hashlib
 import json
 import logging
 import threading
@@ -26,14 +25,14 @@ from dataclasses import replace as dataclass_replace
 from datetime import datetime
 from functools import partial
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 import numpy as np
 
 from . import cursors
 from .embed import Embedder, EmbeddingError, Fallback, resolve_embedder
 from .errors import InvalidInputError, NotFoundError, PayloadTooLargeError
-from .filters import Filter, normalize_tags, parse_datetime, tags_to_merge
+from .filters import Filter, normalize_tags, tags_to_merge
 from .llm import LLM, resolve_llm
 from .search.recall import MAX_LIMIT as MAX_LIMIT
 from .search.recall import Mode as Mode
@@ -47,6 +46,8 @@ from .store.rows import event_rows
 from .transfer import ImportReport
 from .types import (
     DEFAULT_NAMESPACE,
+    BatchErrors,
+    EntryError,
     Hit,
     MemoryEvent,
     MemoryRecord,
@@ -55,7 +56,9 @@ from .types import (
     Quota,
     Remembered,
     Triple,
+    content_hash,
     now_us,
+    parse_datetime,
     us_from_datetime,
 )
 from .validation import MAX_QUERY_CHARS, check_id, check_limit, check_text, encode_json
@@ -99,11 +102,6 @@ class _SharedIndex:
     lock: threading.Lock = field(default_factory=threading.Lock)
     index: VectorIndex | None = None
     cursor_key: bytes | None = None
-
-
-def content_hash(content: str) -> str:
-    """The identity of a memory's text: identical text in one scope is stored once."""
-    return hashlib.sha256(content.encode("utf-8")).hexdigest()
 
 
 class Memory:
@@ -223,24 +221,71 @@ class Memory:
         }
         return self.remember_many([entry], namespace=namespace, quota=quota)[0]
 
+    @overload
     def remember_many(
         self,
         entries: Iterable[Mapping[str, Any]],
         *,
         namespace: str | None = None,
         quota: Quota | None = None,
-    ) -> list[MemoryRecord]:
-        """Store a batch in one transaction: every entry is validated first; one bad entry
-        rejects the batch and nothing is written. Entries take :meth:`remember`'s arguments.
+        errors: Literal["raise"] = "raise",
+    ) -> list[MemoryRecord]: ...
+
+    @overload
+    def remember_many(
+        self,
+        entries: Iterable[Mapping[str, Any]],
+        *,
+        namespace: str | None = None,
+        quota: Quota | None = None,
+        errors: BatchErrors,
+    ) -> list[MemoryRecord | EntryError]: ...
+
+    def remember_many(
+        self,
+        entries: Iterable[Mapping[str, Any]],
+        *,
+        namespace: str | None = None,
+        quota: Quota | None = None,
+        errors: BatchErrors = "raise",
+    ) -> list[MemoryRecord] | list[MemoryRecord | EntryError]:
+        """Store a batch in one transaction. Entries take :meth:`remember`'s arguments.
+
+        ``errors="raise"`` (the default): every entry is validated first; one bad entry
+        rejects the batch (:class:`~engramdb.errors.InvalidInputError` naming it) and nothing
+        is written. ``errors="skip"``: the good entries are stored and each bad one is
+        reported in its place as an :class:`~engramdb.types.EntryError` (``index``, ``code``,
+        ``message``); the result has one element per entry, in order.
 
         With a ``quota``, the batch is checked against it inside the same transaction (only
         memories actually added count; identical ones already stored do not): if the
         namespace would exceed ``quota.max_memories``, nothing is stored and
-        :class:`~engramdb.errors.QuotaExceededError` is raised. Concurrent writers cannot
-        overrun the limit together. Returns the memories as stored (see
-        :meth:`remember_results` for what each did).
+        :class:`~engramdb.errors.QuotaExceededError` is raised, whatever ``errors`` says.
+        Concurrent writers cannot overrun the limit together. Returns the memories as stored
+        (see :meth:`remember_results` for what each did).
         """
-        return [r.memory for r in self.remember_results(entries, namespace=namespace, quota=quota)]
+        results = self.remember_results(entries, namespace=namespace, quota=quota, errors=errors)
+        return [r if isinstance(r, EntryError) else r.memory for r in results]
+
+    @overload
+    def remember_results(
+        self,
+        entries: Iterable[Mapping[str, Any]],
+        *,
+        namespace: str | None = None,
+        quota: Quota | None = None,
+        errors: Literal["raise"] = "raise",
+    ) -> builtins.list[Remembered]: ...
+
+    @overload
+    def remember_results(
+        self,
+        entries: Iterable[Mapping[str, Any]],
+        *,
+        namespace: str | None = None,
+        quota: Quota | None = None,
+        errors: BatchErrors,
+    ) -> builtins.list[Remembered | EntryError]: ...
 
     def remember_results(
         self,
@@ -248,14 +293,43 @@ class Memory:
         *,
         namespace: str | None = None,
         quota: Quota | None = None,
-    ) -> builtins.list[Remembered]:
+        errors: BatchErrors = "raise",
+    ) -> builtins.list[Remembered] | builtins.list[Remembered | EntryError]:
         """:meth:`remember_many`, saying for each entry whether it was ``created``, or was
         identical to a memory of the same scope (namespace, user, agent, session) and
         ``merged`` its new tags into it (a new version; the prior one is in :meth:`history`),
         or found it ``existing`` with every tag already. Content, metadata and importance of
-        an identical memory are kept as first stored."""
+        an identical memory are kept as first stored. ``errors`` as in :meth:`remember_many`
+        (with ``"skip"``, an :class:`~engramdb.types.EntryError` stands for each bad entry)."""
         ns = self._ns(namespace)
-        drafts = [self._draft(n, entry) for n, entry in enumerate(entries)]
+        if errors not in ("raise", "skip"):
+            raise InvalidInputError(f"errors must be 'raise' or 'skip', got {errors!r}")
+        drafts: builtins.list[NewMemory] = []
+        failed: builtins.list[EntryError] = []
+        for n, entry in enumerate(entries):
+            try:
+                drafts.append(self._draft(n, entry))
+            except InvalidInputError as exc:
+                if errors == "raise":
+                    raise
+                code = "payload_too_large" if isinstance(exc, PayloadTooLargeError) else None
+                failed.append(EntryError(n, code or "invalid_input", str(exc)))
+        stored = self._insert(ns, drafts, quota)
+        if not failed:
+            return stored
+        out: builtins.list[Remembered | EntryError] = []
+        good = iter(stored)
+        bad = {e.index: e for e in failed}
+        for n in range(len(stored) + len(failed)):
+            out.append(bad[n] if n in bad else next(good))
+        return out
+
+    def _insert(
+        self, ns: str, drafts: builtins.list[NewMemory], quota: Quota | None
+    ) -> builtins.list[Remembered]:
+        """Store validated drafts in one transaction (see :meth:`remember_results`)."""
+        if not drafts:
+            return []
         drafts = self._with_embeddings(drafts)  # before the transaction: embedding is slow
         if quota is None:  # the insert is one transaction of its own
             stored = self.store.memory_insert(ns, drafts)
@@ -477,11 +551,17 @@ class Memory:
             raise NotFoundError(f"no memory {memory_id!r} in namespace {ns!r}")
         return record
 
-    def history(self, memory_id: str, *, namespace: str | None = None) -> list[MemoryVersion]:
-        """Prior versions of a memory, oldest first (the current one is :meth:`get`)."""
+    def history(
+        self, memory_id: str, *, namespace: str | None = None, limit: int | None = None
+    ) -> list[MemoryVersion]:
+        """Prior versions of a memory, oldest first (the current one is :meth:`get`): the
+        newest ``limit`` of them (an integer from 1 to :data:`MAX_LIMIT`), or all with
+        ``None`` (the default)."""
         ns = self._ns(namespace)
+        count = check_limit(limit, allow_none=True)
         self.get(memory_id, namespace=ns)
-        return self.store.memory_history(ns, memory_id)
+        versions = self.store.memory_history(ns, memory_id)
+        return versions if count is None else versions[-count:]
 
     # -- invalidation and decision records (the memory manager) --------------------------
     def invalidate(
@@ -575,9 +655,7 @@ class Memory:
         ``next_cursor`` is opaque and valid in this namespace only. Invalidated memories (see
         :meth:`invalidate`) are left out unless ``include_invalidated``."""
         ns = self._ns(namespace)
-        page = check_limit(limit, allow_none=False, maximum=MAX_LIMIT) or 0
-        if page == 0:
-            raise InvalidInputError("limit must be >= 1")
+        page = check_limit(limit) or 0
         after = None
         if cursor is not None:
             raw = self.open_cursor("memories", cursor, namespace=ns)
@@ -613,8 +691,15 @@ class Memory:
         explain: bool = False,
         namespace: str | None = None,
         settings: RecallSettings | None = None,
+        min_score: float | None = 0.0,
     ) -> builtins.list[Hit]:
         """Memories ranked for ``query``: full text + vectors (+ tags), fused.
+
+        ``limit`` is an integer from 1 to :data:`MAX_LIMIT` (anything else:
+        :class:`~engramdb.errors.InvalidInputError`). Only hits scoring at least
+        ``min_score`` come back, and never one with no matching signal (no lane matched it:
+        no query term, no tag, no positive similarity; and no boost gave it a score) unless
+        ``min_score=None``, which returns every candidate.
 
         Any string is a valid query. Filters are applied inside each lane's candidate query,
         so a filter never empties a list that was truncated first; ``tags`` adds exact tags to
@@ -636,6 +721,7 @@ class Memory:
             mode=mode,
             explain=explain,
             settings=settings or self.settings,
+            min_score=min_score,
         )
 
     def context(
@@ -869,7 +955,7 @@ class Memory:
             object=_triple_part("object", object) if object is not None else None,
             as_of=us_from_datetime(parse_datetime("as_of", as_of)) if as_of is not None else None,
             include_history=include_history,
-            limit=check_limit(limit, allow_none=False, maximum=MAX_LIMIT) or 0,
+            limit=check_limit(limit) or 0,
         )
 
     def forget_fact(self, fact_id: str, *, namespace: str | None = None) -> ForgetResult:
@@ -1174,13 +1260,17 @@ class AsyncMemory:
 
     async def remember_many(
         self, entries: Iterable[Mapping[str, Any]], **kwargs: Any
-    ) -> builtins.list[MemoryRecord]:
-        return await self._run(self.sync.remember_many, list(entries), **kwargs)
+    ) -> builtins.list[MemoryRecord] | builtins.list[MemoryRecord | EntryError]:
+        """See :meth:`Memory.remember_many` (``errors="skip"`` included)."""
+        batch = builtins.list(entries)
+        return await self._run(lambda: self.sync.remember_many(batch, **kwargs))
 
     async def remember_results(
         self, entries: Iterable[Mapping[str, Any]], **kwargs: Any
-    ) -> builtins.list[Remembered]:
-        return await self._run(self.sync.remember_results, list(entries), **kwargs)
+    ) -> builtins.list[Remembered] | builtins.list[Remembered | EntryError]:
+        """See :meth:`Memory.remember_results` (``errors="skip"`` included)."""
+        batch = builtins.list(entries)
+        return await self._run(lambda: self.sync.remember_results(batch, **kwargs))
 
     async def recall(self, query: str, **kwargs: Any) -> builtins.list[Hit]:
         return await self._run(self.sync.recall, query, **kwargs)

@@ -54,7 +54,7 @@ def resolve_limit(limit: int | None, settings: SessionSettingsLike | None) -> in
     """
     if limit is None and settings is not None:
         limit = settings.limit
-    checked = check_limit(limit)
+    checked = check_limit(limit, allow_none=True, minimum=0, maximum=None)
     return None if checked is not None and checked >= ALL_ITEMS else checked
 
 
@@ -168,7 +168,7 @@ class Session:
         """The newest ``limit`` items (oldest first), whether they are the whole session, and
         the session's version (its :class:`~engramdb.types.SessionInfo`), read in one
         transaction: what :meth:`replace_tail` checks before it writes."""
-        page = check_limit(limit, allow_none=False)
+        page = check_limit(limit, minimum=0, maximum=None)
         assert page is not None
         with self.store.atomic():
             version = self.store.session_info(self.namespace, self.session_id)
@@ -371,7 +371,7 @@ def items_after(
     :meth:`Session.items_after`), read through the store's paged item reader."""
     if isinstance(after_seq, bool) or not isinstance(after_seq, int) or after_seq < -1:
         raise InvalidInputError(f"after_seq must be an integer >= -1, got {after_seq!r}")
-    page = check_limit(limit, allow_none=False, maximum=10_000)
+    page = check_limit(limit)
     if not page:
         return []
     rows = store.session_export_items(namespace, session_id, after=after_seq, limit=page)
@@ -394,7 +394,7 @@ def list_sessions(
     Page with ``before=(last.updated_at, last.session_id)`` of the previous page's last entry.
     """
     check_id("namespace", namespace)
-    page = check_limit(limit, allow_none=False, maximum=10_000)
+    page = check_limit(limit)
     assert page is not None
     cursor = (us_from_datetime(before[0]), before[1]) if before else None
     return resolve_store(store).session_list(namespace, limit=page, before=cursor)

@@ -39,7 +39,14 @@ from .errors import ConflictError, EngramError, InvalidInputError
 from .filters import normalize_tags, parse_datetime
 from .store.base import ImportedMemory, NewMemory, NewMemoryEvent, TripleRow
 from .store.rows import event_key, event_rows
-from .types import MemoryVersion, Triple, datetime_from_us, now_us, us_from_datetime
+from .types import (
+    MemoryVersion,
+    Triple,
+    datetime_from_us,
+    format_datetime,
+    now_us,
+    us_from_datetime,
+)
 from .validation import check_id
 
 if TYPE_CHECKING:
@@ -141,11 +148,7 @@ class ImportReport:
 
 
 def _time(us: int | None) -> str | None:
-    return datetime_from_us(us).isoformat() if us is not None else None
-
-
-def _iso(value: Any) -> str | None:
-    return value.isoformat() if value is not None else None
+    return format_datetime(datetime_from_us(us)) if us is not None else None
 
 
 def export_records(
@@ -172,39 +175,18 @@ def export_records(
         ):
             for m in page:
                 r = m.record
-                out: dict[str, Any] = {
-                    "type": "memory",
-                    "id": r.id,
-                    "content": r.content,
-                    "user_id": r.user_id,
-                    "agent_id": r.agent_id,
-                    "session_id": r.session_id,
-                    "tags": list(r.tags),
-                    "metadata": r.metadata,
-                    "importance": r.importance,
-                    "occurred_at": _iso(r.occurred_at),
-                    "created_at": _iso(r.created_at),
-                    "updated_at": _iso(r.updated_at),
-                    "version": r.version,
-                    "embedding_model": m.embedding_model,
-                }
-                if r.invalidated_at is not None:
-                    out["invalidated_at"] = _iso(r.invalidated_at)
-                    out["invalidated_reason"] = r.invalidated_reason
+                # the record's one shape (MemoryRecord.to_dict), minus the namespace: the
+                # namespace record above gives it
+                out: dict[str, Any] = {"type": "memory", **r.to_dict()}
+                del out["namespace"]
+                out["embedding_model"] = m.embedding_model
                 if with_vectors:
                     out["embedding"] = (
                         base64.b64encode(m.embedding).decode() if m.embedding is not None else None
                     )
                 out["history"] = [
-                    {
-                        "version": v.version,
-                        "content": v.content,
-                        "tags": list(v.tags),
-                        "metadata": v.metadata,
-                        "importance": v.importance,
-                        "replaced_at": _iso(v.replaced_at),
-                    }
-                    for v in m.history
+                    {k: v for k, v in version.to_dict().items() if k != "memory_id"}
+                    for version in m.history
                 ]
                 counts["memory"] += 1
                 yield out
@@ -214,36 +196,17 @@ def export_records(
             for row in triples:
                 t = row.triple
                 counts["triple"] += 1
-                yield {
-                    "type": "triple",
-                    "id": t.id,
-                    "subject": t.subject,
-                    "predicate": t.predicate,
-                    "object": t.object,
-                    "confidence": t.confidence,
-                    "source": t.source,
-                    "valid_from": _iso(t.valid_from),
-                    "valid_to": _iso(t.valid_to),
-                    "created_at": _iso(t.created_at),
-                    "memory_id": row.memory_id,
-                }
+                triple = {"type": "triple", **t.to_dict(), "memory_id": row.memory_id}
+                del triple["namespace"]
+                yield triple
             after = triples[-1].rowid
         after = 0
         while events := store.memory_event_export(ns, after=after, limit=PAGE):
             for e in events:
                 counts["event"] += 1
-                yield {
-                    "type": "event",
-                    "memory_id": e.memory_id,
-                    "at": _iso(e.at),
-                    "action": e.action,
-                    "reason": e.reason,
-                    "model": e.model,
-                    "prompt_version": e.prompt_version,
-                    "session_id": e.session_id,
-                    "item_seqs": list(e.item_seqs),
-                    "details": e.details,
-                }
+                event = {"type": "event", **e.to_dict()}
+                del event["id"]  # store-assigned: the importing store numbers its own
+                yield event
             after = events[-1].id
         last: str | None = None
         while sessions := store.session_export(ns, after=last, limit=PAGE):
@@ -252,8 +215,8 @@ def export_records(
                 yield {
                     "type": "session",
                     "session_id": info.session_id,
-                    "created_at": _iso(info.created_at),
-                    "updated_at": _iso(info.updated_at),
+                    "created_at": format_datetime(info.created_at),
+                    "updated_at": format_datetime(info.updated_at),
                 }
                 seq = -1
                 while items := store.session_export_items(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 
 JSONItem = dict[str, Any]
@@ -39,6 +41,77 @@ def us_from_datetime(value: datetime) -> int:
     return (value - _EPOCH) // _MICROSECOND
 
 
+DATETIME_EXAMPLE = "2026-05-01T14:30:00Z"
+"""An accepted date/time, shown in the message of a rejected one."""
+
+
+def format_datetime(value: datetime) -> str:
+    """``value`` as RFC 3339 in UTC with ``Z``: ``2026-05-01T14:30:00.123456Z``.
+
+    The one formatter of every timestamp engramdb emits (records' ``to_dict``, the server's
+    JSON, the client, the CLI's ``--json``, export). Microseconds are written when not zero,
+    as ``datetime.isoformat`` does; a naive datetime is taken as UTC."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    elif value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.replace(tzinfo=None).isoformat() + "Z"
+
+
+def format_optional(value: datetime | None) -> str | None:
+    """:func:`format_datetime`, with ``None`` passed through."""
+    return None if value is None else format_datetime(value)
+
+
+def parse_datetime(name: str, value: object) -> datetime:
+    """An aware UTC-comparable datetime from what a caller may pass as a time (``occurred_at``,
+    ``valid_from``, ``as_of``, ``since``, ...): a ``datetime`` (naive = UTC), a ``date``
+    (midnight UTC) or an ISO 8601 / RFC 3339 string (``Z`` or an offset; none = UTC).
+
+    Anything else raises :class:`~engramdb.errors.InvalidInputError` whose message shows an
+    accepted example. The one time parser of the library, the client and import."""
+    from .errors import InvalidInputError
+
+    def bad(detail: str) -> InvalidInputError:
+        return InvalidInputError(
+            f"{name} must be a datetime or an ISO 8601 string such as {DATETIME_EXAMPLE!r} "
+            f"(no offset: UTC); {detail}"
+        )
+
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            parsed = datetime.fromisoformat(text[:-1] + "+00:00" if text[-1:] in "zZ" else text)
+        except ValueError:
+            raise bad(f"got {value[:60]!r}") from None
+        value = parsed
+    elif isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if not isinstance(value, datetime):
+        raise bad(f"got {type(value).__name__}")
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        value.astimezone(UTC)
+    except OverflowError:
+        raise bad("this one is out of range once converted to UTC") from None
+    return value
+
+
+def _time(value: object) -> datetime:
+    """A timestamp read back from a record's dict (see :func:`parse_datetime`)."""
+    return parse_datetime("timestamp", value)
+
+
+def _optional_time(value: object) -> datetime | None:
+    return None if value is None else _time(value)
+
+
+def content_hash(content: str) -> str:
+    """The identity of a memory's text: identical text in one scope is stored once."""
+    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class SessionInfo:
     """Metadata of one session: when it started, when it last changed, how many items it has."""
@@ -48,6 +121,27 @@ class SessionInfo:
     created_at: datetime
     updated_at: datetime
     item_count: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (timestamps RFC 3339, ``Z``): what the API answers."""
+        return {
+            "namespace": self.namespace,
+            "session_id": self.session_id,
+            "created_at": format_datetime(self.created_at),
+            "updated_at": format_datetime(self.updated_at),
+            "item_count": self.item_count,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SessionInfo:
+        """The record :meth:`to_dict` (or the API) wrote."""
+        return cls(
+            namespace=d["namespace"],
+            session_id=d["session_id"],
+            created_at=_time(d["created_at"]),
+            updated_at=_time(d["updated_at"]),
+            item_count=int(d["item_count"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +181,9 @@ class MemoryRecord:
         return self.invalidated_at is not None
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (datetimes as ISO 8601)."""
+        """JSON-ready form, the one shape of a memory: what the server answers, the client
+        reads, ``--json`` prints and export writes (timestamps RFC 3339 with ``Z``;
+        ``content_hash`` is left out: it follows from ``content``)."""
         return {
             "id": self.id,
             "namespace": self.namespace,
@@ -98,13 +194,37 @@ class MemoryRecord:
             "tags": list(self.tags),
             "metadata": self.metadata,
             "importance": self.importance,
-            "occurred_at": self.occurred_at.isoformat() if self.occurred_at else None,
-            "created_at": self.created_at.isoformat(),
-            "updated_at": self.updated_at.isoformat(),
+            "occurred_at": format_optional(self.occurred_at),
+            "created_at": format_datetime(self.created_at),
+            "updated_at": format_datetime(self.updated_at),
             "version": self.version,
-            "invalidated_at": self.invalidated_at.isoformat() if self.invalidated_at else None,
+            "invalidated_at": format_optional(self.invalidated_at),
             "invalidated_reason": self.invalidated_reason,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MemoryRecord:
+        """The record :meth:`to_dict` (or the API) wrote; ``to_dict`` → JSON → ``from_dict``
+        gives an equal record."""
+        content = d["content"]
+        return cls(
+            id=d["id"],
+            namespace=d["namespace"],
+            content=content,
+            user_id=d.get("user_id"),
+            agent_id=d.get("agent_id"),
+            session_id=d.get("session_id"),
+            tags=tuple(d.get("tags") or ()),
+            metadata=dict(d.get("metadata") or {}),
+            importance=float(d["importance"]),
+            occurred_at=_optional_time(d.get("occurred_at")),
+            created_at=_time(d["created_at"]),
+            updated_at=_time(d["updated_at"]),
+            version=int(d["version"]),
+            content_hash=d.get("content_hash") or content_hash(content),
+            invalidated_at=_optional_time(d.get("invalidated_at")),
+            invalidated_reason=d.get("invalidated_reason"),
+        )
 
 
 MEMORY_EVENT_ACTIONS = frozenset(
@@ -136,11 +256,11 @@ class MemoryEvent:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (datetimes as ISO 8601)."""
+        """JSON-ready form (timestamps RFC 3339 with ``Z``; the namespace is the caller's)."""
         return {
             "id": self.id,
             "memory_id": self.memory_id,
-            "at": self.at.isoformat(),
+            "at": format_datetime(self.at),
             "action": self.action,
             "reason": self.reason,
             "model": self.model,
@@ -149,6 +269,23 @@ class MemoryEvent:
             "item_seqs": list(self.item_seqs),
             "details": self.details,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], namespace: str = "") -> MemoryEvent:
+        """The event :meth:`to_dict` (or the API) wrote, in ``namespace``."""
+        return cls(
+            id=int(d["id"]),
+            namespace=d.get("namespace", namespace),
+            memory_id=d["memory_id"],
+            at=_time(d["at"]),
+            action=d["action"],
+            reason=d.get("reason"),
+            model=d.get("model"),
+            prompt_version=d.get("prompt_version"),
+            session_id=d.get("session_id"),
+            item_seqs=tuple(int(n) for n in d.get("item_seqs") or ()),
+            details=dict(d.get("details") or {}),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +302,47 @@ class Remembered:
     def created(self) -> bool:
         return self.status == "created"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The memory's :meth:`~MemoryRecord.to_dict` plus ``status``, ``deduplicated`` and
+        ``merged_tags``: one entry of the server's remember answers."""
+        return {
+            **self.memory.to_dict(),
+            "status": self.status,
+            "deduplicated": not self.created,
+            "merged_tags": list(self.merged_tags),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Remembered:
+        """What :meth:`to_dict` wrote."""
+        return cls(MemoryRecord.from_dict(d), d["status"], tuple(d.get("merged_tags") or ()))
+
+
+BatchErrors = Literal["raise", "skip"]
+"""What a batch write does with a bad entry: ``"raise"`` (the default) rejects the whole batch
+and writes nothing; ``"skip"`` stores the good entries and reports each bad one as an
+:class:`EntryError` in its place."""
+
+
+@dataclass(frozen=True, slots=True)
+class EntryError:
+    """One entry of a batch write (``errors="skip"``) that was not stored: its position in the
+    batch (``index``, from 0), the error's ``code`` (as the server's error bodies name it:
+    ``invalid_input``, ``payload_too_large``) and ``message``."""
+
+    index: int
+    code: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"index", "code", "message"}``: one entry of a batch answer's ``errors``."""
+        return {"index": self.index, "code": self.code, "message": self.message}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> EntryError:
+        """What :meth:`to_dict` wrote."""
+        return cls(int(d["index"]), str(d["code"]), str(d["message"]))
+
 
 @dataclass(frozen=True, slots=True)
 class MemoryVersion:
@@ -178,6 +356,31 @@ class MemoryVersion:
     importance: float
     replaced_at: datetime
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (timestamps RFC 3339 with ``Z``)."""
+        return {
+            "memory_id": self.memory_id,
+            "version": self.version,
+            "content": self.content,
+            "tags": list(self.tags),
+            "metadata": self.metadata,
+            "importance": self.importance,
+            "replaced_at": format_datetime(self.replaced_at),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> MemoryVersion:
+        """The version :meth:`to_dict` (or the API) wrote."""
+        return cls(
+            memory_id=d["memory_id"],
+            version=int(d["version"]),
+            content=d["content"],
+            tags=tuple(d.get("tags") or ()),
+            metadata=dict(d.get("metadata") or {}),
+            importance=float(d["importance"]),
+            replaced_at=_time(d["replaced_at"]),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Hit:
@@ -186,6 +389,15 @@ class Hit:
     memory: MemoryRecord
     score: float
     explain: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"memory": <MemoryRecord.to_dict()>, "score", "explain"}``."""
+        return {"memory": self.memory.to_dict(), "score": self.score, "explain": self.explain}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Hit:
+        """The hit :meth:`to_dict` (or the API) wrote."""
+        return cls(MemoryRecord.from_dict(d["memory"]), float(d["score"]), d.get("explain"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,17 +421,35 @@ class Triple:
         return self.valid_to is None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (timestamps RFC 3339 with ``Z``)."""
         return {
             "id": self.id,
+            "namespace": self.namespace,
             "subject": self.subject,
             "predicate": self.predicate,
             "object": self.object,
             "confidence": self.confidence,
             "source": self.source,
-            "valid_from": self.valid_from.isoformat(),
-            "valid_to": self.valid_to.isoformat() if self.valid_to else None,
-            "created_at": self.created_at.isoformat(),
+            "valid_from": format_datetime(self.valid_from),
+            "valid_to": format_optional(self.valid_to),
+            "created_at": format_datetime(self.created_at),
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], namespace: str = "") -> Triple:
+        """The triple :meth:`to_dict` (or the API) wrote (``namespace`` when it has none)."""
+        return cls(
+            id=d["id"],
+            namespace=d.get("namespace", namespace),
+            subject=d["subject"],
+            predicate=d["predicate"],
+            object=d["object"],
+            confidence=float(d["confidence"]),
+            source=d.get("source"),
+            valid_from=_time(d["valid_from"]),
+            valid_to=_optional_time(d.get("valid_to")),
+            created_at=_time(d["created_at"]),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +490,7 @@ class ApiKey:
         return self.revoked_at is None
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (timestamps RFC 3339 with ``Z``); never a secret."""
         return {
             "id": self.id,
             "namespace": self.namespace,
@@ -267,10 +498,25 @@ class ApiKey:
             "purpose": self.purpose,
             "prefix": self.prefix,
             "limits": self.limits,
-            "created_at": self.created_at.isoformat(),
-            "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None,
+            "created_at": format_datetime(self.created_at),
+            "revoked_at": format_optional(self.revoked_at),
             "created_by": self.created_by,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ApiKey:
+        """The key :meth:`to_dict` (or the API) wrote."""
+        return cls(
+            id=d["id"],
+            namespace=d["namespace"],
+            name=d["name"],
+            purpose=d.get("purpose"),
+            prefix=d["prefix"],
+            limits=dict(d.get("limits") or {}),
+            created_at=_time(d["created_at"]),
+            revoked_at=_optional_time(d.get("revoked_at")),
+            created_by=d.get("created_by"),
+        )
 
 
 @dataclass(frozen=True, slots=True)

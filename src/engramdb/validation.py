@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import operator
 import re
 from collections.abc import Iterable, Sequence
@@ -38,23 +39,53 @@ def check_id(kind: str, value: object) -> str:
     return value
 
 
+MAX_LIMIT = 10_000
+"""Largest ``limit`` of a recall, a list page or a facts query (README "Limits")."""
+
+
 def check_limit(
-    limit: object, *, allow_none: bool = True, maximum: int | None = None
+    limit: object,
+    *,
+    allow_none: bool = False,
+    minimum: int = 1,
+    maximum: int | None = MAX_LIMIT,
 ) -> int | None:
-    """Validate a result-count limit: ``None`` (if allowed) or an int ``>= 0``."""
-    if limit is None:
-        if allow_none:
-            return None
-        raise InvalidInputError("limit is required")
-    if isinstance(limit, bool) or not isinstance(limit, int):
-        raise InvalidInputError(f"limit must be an integer or None, got {type(limit).__name__}")
-    if limit < 0:
-        raise InvalidInputError(
-            f"limit must be >= 0 (got {limit}); use None for no limit, 0 for nothing"
-        )
-    if maximum is not None and limit > maximum:
-        raise InvalidInputError(f"limit must be <= {maximum} (got {limit})")
+    """Validate a result-count ``limit``; the one check every entry point uses.
+
+    A limit is an integer from ``minimum`` (1) to ``maximum`` (:data:`MAX_LIMIT`); ``None``
+    only where the call supports "all" (``allow_none``). Anything else raises
+    :class:`InvalidInputError` with one message: ``limit must be an integer from 1 to
+    10,000 (got 0)``. Sessions' ``get_items`` follows the Agents SDK's ``Session`` protocol
+    instead: ``minimum=0`` (``0`` returns nothing), no maximum, ``None`` for every item."""
+    if limit is None and allow_none:
+        return None
+    if (
+        isinstance(limit, bool)
+        or not isinstance(limit, int)
+        or limit < minimum
+        or (maximum is not None and limit > maximum)
+    ):
+        span = f"from {minimum:,} to {maximum:,}" if maximum is not None else f">= {minimum}"
+        all_ = ", or None for all" if allow_none else ""
+        shown = repr(limit) if isinstance(limit, (int, type(None))) else type(limit).__name__
+        raise InvalidInputError(f"limit must be an integer {span}{all_} (got {shown})")
     return limit
+
+
+def check_min_score(min_score: object) -> float | None:
+    """``min_score`` of a recall if it is a finite number or ``None``, else
+    :class:`InvalidInputError`."""
+    if min_score is None:
+        return None
+    if (
+        isinstance(min_score, bool)
+        or not isinstance(min_score, (int, float))
+        or not math.isfinite(min_score)
+    ):
+        raise InvalidInputError(
+            f"min_score must be a finite number or None, got {str(min_score)[:40]!r}"
+        )
+    return float(min_score)
 
 
 def check_text(kind: str, value: str) -> str:

@@ -43,4 +43,4 @@ def test_item_04_live_server_rejects_another_namespaces_cursor(
         params={"cursor": cursor},
         headers={"X-API-Key": other},
     )
-    assert r.status_code == 400 and "cursor" in r.json()["error"]["message"]
+    assert r.status_code == 422 and "cursor" in r.json()["error"]["message"]

@@ -15,6 +15,7 @@ from engramdb.embed import HashingEmbedder
 from engramdb.sessions import AsyncSession, Session
 from engramdb.store import Store
 from engramdb.store.base import NewMemoryEvent
+from engramdb.types import format_optional
 from tests.conftest import Backend
 
 
@@ -65,7 +66,7 @@ def test_issue11_invalidate_excludes_from_every_recall_lane_and_restore_brings_b
     assert got.invalidated and got.content == wrong.content and got.version == 2
     assert [v.version for v in mem.history(wrong.id)] == [1]
     assert wrong.id in [m.id for m in mem.list(include_invalidated=True).items]
-    assert mem.get(wrong.id).to_dict()["invalidated_at"] == got.invalidated_at.isoformat()  # type: ignore[union-attr]
+    assert mem.get(wrong.id).to_dict()["invalidated_at"] == format_optional(got.invalidated_at)
     # invalidating again changes nothing
     assert mem.invalidate(wrong.id, reason="again").invalidated_at == got.invalidated_at
     restored = mem.restore(wrong.id)

@@ -246,7 +246,7 @@ async def test_get_items_limit_semantics(make_session: MakeSession) -> None:
 async def test_negative_limit_is_rejected(make_session: MakeSession) -> None:
     s = make_session()
     await s.add_items(items(1))
-    with pytest.raises(InvalidInputError, match="limit must be >= 0"):
+    with pytest.raises(InvalidInputError, match="limit must be an integer >= 0"):
         await s.get_items(limit=-1)
     with pytest.raises(InvalidInputError):
         await s.get_items(limit=True)  # type: ignore[arg-type]

@@ -165,7 +165,7 @@ def test_scoped_forget_with_dry_run(api: Api) -> None:
         body = {"memories": [{"content": f"{user} fact {n}", "user_id": user} for n in range(3)]}
         call("POST", "/v1/memories/batch", json=body)
     r = call("POST", "/v1/memories/forget", json={"filters": {}})
-    assert r.status_code == 400 and "scope" in error_of(r)["message"]
+    assert r.status_code == 422 and "scope" in error_of(r)["message"]
     dry = call("POST", "/v1/memories/forget", json={"filters": {"user_id": "ann"}, "dry_run": True})
     assert dry.json()["count"] == 3 and dry.json()["dry_run"] is True
     assert len(call("GET", "/v1/memories").json()["memories"]) == 6

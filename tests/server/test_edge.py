@@ -342,9 +342,9 @@ def test_item_15_session_ids_that_are_not_utf8_are_refused_not_merged(
     call = api.as_key(api.key())
     for raw in ("%FF", "%FE", "a%C3", "%ED%A0%80"):
         r = call("POST", f"/v1/sessions/{raw}/items", json={"items": [{"n": raw}]})
-        assert r.status_code == 400, (raw, r.text)
+        assert r.status_code == 422, (raw, r.text)
         assert "UTF-8" in error_of(r)["message"]
-        assert call("GET", f"/v1/sessions/{raw}/items").status_code == 400
+        assert call("GET", f"/v1/sessions/{raw}/items").status_code == 422
     assert call("GET", "/v1/sessions").json()["sessions"] == []
     # proper escapes still work, and name distinct sessions
     call("POST", "/v1/sessions/%C3%BF/items", json={"items": [{"n": 1}]})

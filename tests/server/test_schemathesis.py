@@ -84,14 +84,14 @@ SCHEMATHESIS = [
 
 
 # Page cursors are opaque tokens the server seals (issue 10 item 4): the schema bounds their
-# shape, not their validity, so a well-formed cursor the server never issued is a 400 by
-# design. Only those three listings may answer a schema-valid request with 400.
+# shape, not their validity, so a well-formed cursor the server never issued is a 422 by
+# design. Only those three listings may answer a schema-valid request with 422.
 CONFIG = """
 [[operations]]
 include-path-regex = "^/(v1/memories|v1/sessions|api/memory/list)$"
 include-method = "GET"
 checks.positive_data_acceptance.expected-statuses = [
-    "2xx", "3xx", "400", "401", "403", "404", "409", "429", "5xx",
+    "2xx", "3xx", "401", "403", "404", "409", "422", "429", "5xx",
 ]
 """
 

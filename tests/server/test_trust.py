@@ -119,5 +119,5 @@ def test_item_04_cursors_of_one_namespace_are_rejected_in_another(api: Api) -> N
         ("/v1/sessions", memories),  # nor is one kind of cursor another
     ):
         r = b("GET", path, params={"cursor": cursor})
-        assert r.status_code == 400, (path, r.text)
+        assert r.status_code == 422, (path, r.text)
         assert "cursor" in r.json()["error"]["message"]

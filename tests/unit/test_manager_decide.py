@@ -289,7 +289,7 @@ def test_issue11_decide_apply_each_action_records_an_event() -> None:
         "seqs": [2, 3],
         "content": "Ada lives in Berlin",
         "previous_content": "Ada lives in Paris",
-        "at": T0.isoformat(),
+        "at": "2026-05-07T10:00:00Z",
     }
     assert [a.memory_id for a in applied] == ["new1", "mem_city", "mem_dog", "mem_dog"]
 

@@ -19,7 +19,7 @@ from ..errors import BudgetExceededError
 from ..llm.base import LLM
 from ..memory import Memory
 from ..sessions import default_data_dir
-from ..types import Job, Quota, ScopeSettings, Spend, utc_day
+from ..types import Job, Quota, ScopeSettings, Spend, format_optional, utc_day
 from .budget import Budget, CostCaps
 from .scope import JOB_KIND as SCOPE_JOB_KIND
 from .scope import ScopeRun, consolidate_scope, list_traces, read_memory_md, strip_marker
@@ -87,7 +87,7 @@ class ConsolidationRun:
 
 
 def _when(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
+    return format_optional(moment)
 
 
 def job_dict(job: Job) -> dict[str, Any]:

@@ -34,7 +34,7 @@ import anyio.to_thread
 
 from ..errors import EngramError, InvalidInputError
 from ..memory import Memory
-from ..types import Hit, MemoryRecord, Quota, Triple
+from ..types import Hit, MemoryRecord, Quota, Triple, format_optional
 
 if TYPE_CHECKING:
     from mcp.server.fastmcp import Context, FastMCP
@@ -158,7 +158,7 @@ class Target:
 
 
 def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
+    return format_optional(moment)
 
 
 def _memory_out(record: MemoryRecord) -> dict[str, Any]:

@@ -44,7 +44,7 @@ from ..client import Client
 from ..errors import ConflictError, InvalidInputError
 from ..memory import Memory
 from ..sessions import Session
-from ..types import Hit
+from ..types import Hit, format_datetime
 from ..validation import check_id
 
 if TYPE_CHECKING:
@@ -292,7 +292,7 @@ def _hit_metadata(hit: Hit) -> dict[str, Any]:
     meta.update({key: value for key, value in optional.items() if value is not None})
     if record.tags:
         meta["tags"] = list(record.tags)
-    meta["created_at"] = record.created_at.isoformat()
+    meta["created_at"] = format_datetime(record.created_at)
     if record.metadata:
         meta["metadata"] = record.metadata
     return meta

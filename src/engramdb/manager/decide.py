@@ -36,7 +36,7 @@ from ..errors import LLMResponseError, NotFoundError
 from ..llm.base import LLM, Completion, Message, Usage
 from ..redact import redact as redact_secrets
 from ..search.query import words
-from ..types import MemoryRecord
+from ..types import MemoryRecord, format_datetime
 from .extract import DEFAULT_MAX_CONTENT_CHARS, Candidate, normalize_text
 from .prompts import PROMPT_VERSION, load_prompt
 from .transcript import Redactor, fence
@@ -128,7 +128,7 @@ class DecisionEvent:
             "seqs": list(self.seqs),
             "content": self.content,
             "previous_content": self.previous_content,
-            "at": self.at.isoformat(),
+            "at": format_datetime(self.at),
         }
 
 

@@ -36,6 +36,9 @@ class Fused:
     score: float
     lanes: dict[str, dict[str, float]] = field(default_factory=dict)
     boosts: dict[str, float] = field(default_factory=dict)
+    matched: bool = False
+    """Some lane matched it: a positive raw score (text terms, a tag, a positive similarity).
+    A candidate neither matched nor boosted (score 0) has no signal: recall drops it."""
 
     def explain(self) -> dict[str, Any]:
         return {"score": self.score, "lanes": self.lanes, "boosts": self.boosts}
@@ -70,6 +73,8 @@ def fuse(
             if fused is None:
                 fused = out[key] = Fused(key, 0.0)
             fused.score += part
+            if score > 0:
+                fused.matched = True
             if explain:
                 fused.lanes[lane.name] = lane_detail(rank, score, part)
     return out

@@ -27,7 +27,7 @@ from ..errors import InvalidInputError, PayloadTooLargeError
 from ..filters import MAX_TAG_LENGTH, Filter, normalize_tags
 from ..store.base import Adjacency, TextQuery
 from ..types import Hit, MemoryRecord, now_us, us_from_datetime
-from ..validation import check_limit, check_text
+from ..validation import MAX_LIMIT, check_limit, check_min_score, check_text
 from .fusion import Fused, Fusion, Lane, apply_boosts, boost_neighbors, boost_speaker, fuse
 from .query import POSTINGS_BUDGET, prune_terms, query_terms, split_tag_tokens, text_query, words
 
@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("engramdb")
 
 Mode = Literal["hybrid", "text", "vector"]
-MAX_LIMIT = 10_000
-"""Most hits one recall returns."""
 FilterInput = Filter | Mapping[str, Any] | None
 
 
@@ -93,6 +91,8 @@ class RecallPlan:
     """The namespace's user ids."""
     named: list[str] = field(default_factory=list)
     """The users the query names (when the speaker boost is on)."""
+    min_score: float | None = 0.0
+    """Hits must score at least this and have a signal (``None``: every candidate)."""
 
     @property
     def pool(self) -> int:
@@ -130,9 +130,12 @@ class Retriever:
         mode: Mode = "hybrid",
         explain: bool = False,
         settings: RecallSettings,
+        min_score: float | None = 0.0,
     ) -> list[Hit]:
         """See :meth:`engramdb.Memory.recall`."""
-        plan = self.plan(namespace, query, filters, tags, limit, mode, explain, settings)
+        plan = self.plan(
+            namespace, query, filters, tags, limit, mode, explain, settings, min_score=min_score
+        )
         if plan.k == 0:
             return []
         if not plan.text.strip():
@@ -164,8 +167,11 @@ class Retriever:
         mode: Mode,
         explain: bool,
         settings: RecallSettings,
+        *,
+        min_score: float | None = 0.0,
     ) -> RecallPlan:
         """Validate the request and decide what runs (raises on bad input)."""
+        check_min_score(min_score)
         if not isinstance(query, str):
             raise InvalidInputError(f"query must be a string, got {type(query).__name__}")
         if len(query) > self.max_query_chars:
@@ -173,7 +179,7 @@ class Retriever:
                 f"query is {len(query):,} characters; the limit is {self.max_query_chars:,}"
             )
         check_text("query", query)
-        k = check_limit(limit, allow_none=False, maximum=MAX_LIMIT) or 0
+        k = check_limit(limit) or 0
         if mode not in ("hybrid", "text", "vector"):
             raise InvalidInputError(f"mode must be 'hybrid', 'text' or 'vector', got {mode!r}")
         if mode == "vector" and self.embedder is None:
@@ -183,6 +189,7 @@ class Retriever:
             flt = dataclass_replace(flt, tags=normalize_tags([*flt.tags, *normalize_tags(tags)]))
         query_tags, text = split_tag_tokens(query)
         plan = RecallPlan(namespace, flt, k, mode, explain, settings, query, text, query_tags)
+        plan.min_score = min_score
         if k and text.strip():
             plan.users = self.store.memory_users(namespace)
             plan.named = named_users(text, plan.users) if settings.speaker_weight else []
@@ -330,9 +337,14 @@ class Retriever:
         ordered: Sequence[Fused],
         records: dict[int, MemoryRecord] | None = None,
     ) -> list[Hit]:
-        """The first ``k`` candidates as hits; a candidate deleted meanwhile is skipped. The
-        explanation is built here, for the returned hits only, and only when asked."""
+        """The first ``k`` candidates as hits: those scoring at least ``plan.min_score`` that
+        have a signal (a lane matched them, or a boost gave them a score); with ``min_score``
+        ``None``, every candidate. A candidate deleted meanwhile is skipped. The explanation
+        is built here, for the returned hits only, and only when asked."""
         k = plan.k
+        if plan.min_score is not None:
+            floor = plan.min_score
+            ordered = [f for f in ordered if f.score >= floor and (f.matched or f.score > 0)]
         records = {} if records is None else records
         hits: list[Hit] = []
         # fetch records for the best few only

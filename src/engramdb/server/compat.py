@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request
 
 from ..memory import MAX_LIMIT
-from ..types import MemoryRecord
+from ..types import MemoryRecord, format_datetime
 from .errors import ApiError
 from .models import (
     Body,
@@ -63,8 +63,8 @@ def _memory(record: MemoryRecord, score: float | None = None) -> dict[str, Any]:
         "tags": list(record.tags),
         "importance": record.importance,
         "metadata": record.metadata,
-        "created_at": record.created_at.isoformat(),
-        "updated_at": record.updated_at.isoformat(),
+        "created_at": format_datetime(record.created_at),
+        "updated_at": format_datetime(record.updated_at),
     }
     if score is not None:
         out["score"] = score

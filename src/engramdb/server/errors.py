@@ -3,6 +3,12 @@
 Anything a client can send maps to a 4xx; 5xx means the store is unreachable (503) or a bug.
 A 5xx body never carries the underlying error's text (it may name files or SQL): it says what
 kind of failure it was and gives the request id; the detail goes to the server log.
+
+The convention: **400** only for a request that cannot be read at all (a body that is not
+JSON, a broken ``Content-Length``, a path that is not UTF-8); **422** for every request that
+can be read but is not valid (a field out of its bounds, a bad date, an unknown field, ...),
+whether the schema or the library finds it. :data:`ERROR_RESPONSES` documents every status a
+route can answer; every router takes it.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from ..errors import (
     QuotaExceededError,
     StoreUnavailableError,
 )
+from .models import ErrorOut, validation_message
 
 log = logging.getLogger("engramdb.server")
 
@@ -59,7 +66,7 @@ def error_response(
 # most specific first: the first isinstance match wins
 _ENGRAM_ERRORS: list[tuple[type[EngramError], int, str]] = [
     (PayloadTooLargeError, 413, "payload_too_large"),
-    (InvalidInputError, 400, "invalid_input"),
+    (InvalidInputError, 422, "invalid_input"),
     (NotFoundError, 404, "not_found"),
     (LeaseHeldError, 409, "lease_held"),
     (ConflictError, 409, "conflict"),
@@ -81,22 +88,43 @@ _HTTP_CODES = {
 }
 
 
+def _error_response(description: str) -> dict[str, Any]:
+    return {"model": ErrorOut, "description": description}
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _error_response("``invalid_json``: the body is not JSON (nothing was done)."),
+    401: _error_response("``unauthorized``: the API key is missing, unknown or revoked."),
+    403: _error_response("``forbidden``: the key may not do this."),
+    404: _error_response("``not_found``: no such record in this namespace, or no route."),
+    405: _error_response(
+        "``method_not_allowed``: not a method of this path (``Allow`` lists them)."
+    ),
+    409: _error_response("``conflict``, ``lease_held``: the current state refuses it."),
+    413: _error_response(
+        "``payload_too_large``: over a size limit (the message names it; ``GET /v1/limits``); "
+        "``body_too_large``: the whole body.",
+    ),
+    422: _error_response(
+        "``validation_error`` (the request schema) or ``invalid_input`` (the library's own "
+        "checks): the request was read but is not valid; nothing was written.",
+    ),
+    429: _error_response(
+        "``rate_limited``, ``quota_exceeded``: a limit of the key (``Retry-After``)."
+    ),
+    503: _error_response(
+        "``store_unavailable``: the store cannot serve requests now; nothing was lost."
+    ),
+}
+"""Every status an API route can answer besides its success, with its error body: given to
+every router (``APIRouter(responses=ERROR_RESPONSES)``) so the OpenAPI document lists them."""
+
+
 def _validation_message(exc: RequestValidationError) -> tuple[int, str, str]:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return 400, "invalid_json", "the request body is not valid JSON"
-    parts = []
-    for e in errors[:5]:
-        loc = [str(p) for p in e.get("loc", ()) if p not in ("body",)]
-        where = ".".join(loc) or "body"
-        if e.get("type") == "extra_forbidden":
-            parts.append(f"{where}: unknown field")
-        elif e.get("type") == "missing":
-            parts.append(f"{where}: field required")
-        else:
-            parts.append(f"{where}: {e.get('msg', 'invalid')}")
-    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
-    return 422, "validation_error", "; ".join(parts) + more
+    return 422, "validation_error", validation_message(errors)
 
 
 _FAILURES = {
@@ -188,7 +216,7 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(RecursionError)
     async def _too_deep(request: Request, exc: RecursionError) -> JSONResponse:
         # only input nested thousands of levels deep gets here (the JSON parser's recursion)
-        return error_response(400, "invalid_input", "the request is nested too deeply")
+        return error_response(422, "invalid_input", "the request is nested too deeply")
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

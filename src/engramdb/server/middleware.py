@@ -218,7 +218,7 @@ class Idempotency:
 
         if not idem_key or len(idem_key) > 255:
             await send_error(
-                send, 400, "invalid_input", "Idempotency-Key must be 1 to 255 characters"
+                send, 422, "invalid_input", "Idempotency-Key must be 1 to 255 characters"
             )
             return
         try:

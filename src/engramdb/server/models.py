@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
@@ -13,15 +14,18 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     Strict,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
     model_validator,
 )
-from pydantic.json_schema import SkipJsonSchema
+from pydantic.json_schema import SkipJsonSchema, WithJsonSchema
 
 from ..cursors import CURSOR_PATTERN
 from ..filters import MAX_METADATA_FILTER_KEYS, MAX_TAG_LENGTH, MAX_TAGS
 from ..memory import MAX_FACT_CHARS, MAX_LIMIT
-from ..types import Remembered
+from ..types import DATETIME_EXAMPLE, EntryError, Remembered
 from ..validation import MAX_ID_LENGTH, check_depth, check_text
 
 # Every field of every request body is bounded here, once: strings in length and to valid
@@ -168,8 +172,98 @@ class MemoryIn(Body):
     occurred_at: DateTime | None = None
 
 
+def validation_message(errors: Sequence[Any]) -> str:
+    """What a request's validation errors (pydantic's ``errors()``) say, in one line: the
+    field's dotted path and the problem, at most five of them."""
+    parts = []
+    for e in errors[:5]:
+        loc = [str(p) for p in e.get("loc", ()) if p not in ("body",)]
+        where = ".".join(loc) or "body"
+        kind = str(e.get("type", ""))
+        if kind == "extra_forbidden":
+            parts.append(f"{where}: unknown field")
+        elif kind == "missing":
+            parts.append(f"{where}: field required")
+        elif kind.startswith(("datetime_", "date_")):
+            parts.append(f"{where}: {DATETIME_MESSAGE}")
+        elif kind == "string_pattern_mismatch" and (e.get("ctx") or {}).get("pattern") == NON_BLANK:
+            parts.append(f"{where}: must not be empty or blank (nor contain NUL)")
+        elif kind == "value_error":  # the library's own check (InvalidInputError): its words
+            parts.append(f"{where}: {str(e.get('msg', 'invalid')).removeprefix('Value error, ')}")
+        else:
+            parts.append(f"{where}: {e.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+    return "; ".join(parts) + more
+
+
+DATETIME_MESSAGE = f"must be an ISO 8601 date/time such as {DATETIME_EXAMPLE!r}"
+
+
+def _entries_checked_by_mode(schema: dict[str, Any]) -> None:
+    # errors "raise" (or left out): every entry must be a memory, or the request is a 422;
+    # errors "skip": any entry is accepted and a bad one is reported in the answer
+    memories = schema["properties"]["memories"]
+    entry = memories.pop("items")
+    schema["if"] = {"properties": {"errors": {"const": "skip"}}, "required": ["errors"]}
+    schema["then"] = {"properties": {"memories": {"items": {}}}}
+    schema["else"] = {"properties": {"memories": {"items": entry}}}
+
+
 class MemoryBatchIn(Body):
+    """Up to 1,000 memories. ``errors: "raise"`` (the default): one bad entry rejects the
+    batch, nothing is stored. ``errors: "skip"``: the good entries are stored and the answer
+    reports each bad one (``errors``: its index, code and message; ``null`` in its place in
+    ``memories``)."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_entries_checked_by_mode)
+
     memories: Annotated[list[MemoryIn], Field(min_length=1, max_length=MAX_BATCH)]
+    errors: Literal["raise", "skip"] = Field(
+        default="raise",
+        description="raise: all or nothing. skip: store the good entries, report the bad ones",
+    )
+    _skipped: list[EntryError] = PrivateAttr(default_factory=list)
+    _count: int = PrivateAttr(default=0)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _skip_bad_entries(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        entries = data.get("memories") if isinstance(data, dict) else None
+        if (
+            not isinstance(data, dict)
+            or data.get("errors") != "skip"
+            or not isinstance(entries, list)
+            or not 1 <= len(entries) <= MAX_BATCH
+        ):
+            batch = handler(data)
+            batch._count = len(batch.memories)
+            return batch
+        good: list[Any] = []
+        skipped: list[EntryError] = []
+        for n, entry in enumerate(entries):
+            try:
+                good.append(MemoryIn.model_validate(entry))
+            except ValidationError as exc:
+                message = validation_message(exc.errors(include_url=False))
+                skipped.append(EntryError(n, "validation_error", message))
+        if good:
+            batch = handler({**data, "memories": [m.model_dump() for m in good]})
+        else:
+            handler({**data, "memories": [{"content": "x"}]})  # the other fields still checked
+            batch = cls.model_construct(memories=[], errors="skip")
+        batch._skipped = skipped
+        batch._count = len(entries)
+        return batch
+
+    @property
+    def skipped(self) -> list[EntryError]:
+        """The entries the schema refused (``errors: "skip"`` only), by their batch index."""
+        return self._skipped
+
+    @property
+    def count(self) -> int:
+        """How many entries the request held (refused ones included)."""
+        return self._count
 
 
 class FiltersIn(Body):
@@ -191,6 +285,11 @@ class RecallIn(Body):
     limit: Limit = 10
     mode: Literal["hybrid", "text", "vector"] = "hybrid"
     explain: Bool = False
+    min_score: Number | None = Field(
+        default=0.0,
+        description="only hits scoring at least this, and never one no lane matched and no "
+        "boost scored (no signal); null returns every candidate",
+    )
 
 
 def _no_default(schema: dict[str, Any]) -> None:
@@ -342,17 +441,19 @@ class KeyIn(Body):
 
 
 # -- responses ----------------------------------------------------------------------------
+Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
+"""A time as a record's ``to_dict()`` writes it (RFC 3339, UTC, ``Z``): passed through as is."""
 _Out = TypeVar("_Out", bound="FromRecord")
 
 
 class FromRecord(BaseModel):
-    """A response model read from the library record with the same fields."""
-
-    model_config = ConfigDict(from_attributes=True)
+    """A response model of a library record: its fields are exactly the keys of the record's
+    ``to_dict()`` (tests/server check it), and it is built from that dict, so the record
+    shape is written once, in ``types.py``."""
 
     @classmethod
-    def of(cls: type[_Out], record: object) -> _Out:
-        return cls.model_validate(record)
+    def of(cls: type[_Out], record: Any) -> _Out:
+        return cls.model_validate(record.to_dict())
 
 
 class MemoryOut(FromRecord):
@@ -365,11 +466,11 @@ class MemoryOut(FromRecord):
     tags: list[str]
     metadata: dict[str, Any]
     importance: float
-    occurred_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+    occurred_at: Timestamp | None
+    created_at: Timestamp
+    updated_at: Timestamp
     version: int
-    invalidated_at: datetime | None = Field(
+    invalidated_at: Timestamp | None = Field(
         default=None,
         description="when the memory was invalidated (excluded from recall, kept with its "
         "history, restorable); null while it is live",
@@ -392,14 +493,7 @@ class RememberedOut(MemoryOut):
 
     @classmethod
     def of_result(cls, result: Remembered) -> RememberedOut:
-        return cls.model_validate(
-            {
-                **MemoryOut.of(result.memory).model_dump(),
-                "status": result.status,
-                "deduplicated": not result.created,
-                "merged_tags": list(result.merged_tags),
-            }
-        )
+        return cls.of(result)
 
 
 class EventOut(FromRecord):
@@ -407,7 +501,7 @@ class EventOut(FromRecord):
 
     id: int
     memory_id: str
-    at: datetime
+    at: Timestamp
     action: str = Field(description="add, update, delete, invalidate, restore, none or merge")
     reason: str | None
     model: str | None = Field(description="the model that decided (null: a person or a rule)")
@@ -482,8 +576,21 @@ class RecallOut(BaseModel):
     hits: list[HitOut]
 
 
+class EntryErrorOut(FromRecord):
+    """One batch entry that was not stored (``errors: "skip"``)."""
+
+    index: int = Field(description="its position in the request's list, from 0")
+    code: str = Field(description="validation_error, invalid_input or payload_too_large")
+    message: str
+
+
 class MemoriesOut(BaseModel):
-    memories: list[RememberedOut]
+    memories: list[RememberedOut | None] = Field(
+        description="one per entry, in order; null for an entry that was skipped"
+    )
+    errors: list[EntryErrorOut] = Field(
+        default_factory=list, description='the skipped entries (errors: "skip"), by index'
+    )
 
 
 class MemoryPageOut(BaseModel):
@@ -498,7 +605,7 @@ class VersionOut(FromRecord):
     tags: list[str]
     metadata: dict[str, Any]
     importance: float
-    replaced_at: datetime
+    replaced_at: Timestamp
 
 
 class HistoryOut(BaseModel):
@@ -519,9 +626,9 @@ class TripleOut(FromRecord):
     object: str
     confidence: float
     source: str | None
-    valid_from: datetime
-    valid_to: datetime | None
-    created_at: datetime
+    valid_from: Timestamp
+    valid_to: Timestamp | None
+    created_at: Timestamp
 
 
 class LearnOut(BaseModel):
@@ -543,8 +650,8 @@ class NeighborsOut(BaseModel):
 class SessionOut(FromRecord):
     namespace: str
     session_id: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: Timestamp
+    updated_at: Timestamp
     item_count: int
 
 
@@ -587,8 +694,8 @@ class KeyOut(FromRecord):
     purpose: str | None
     prefix: str
     limits: dict[str, int | None]
-    created_at: datetime
-    revoked_at: datetime | None
+    created_at: Timestamp
+    revoked_at: Timestamp | None
     created_by: str | None = Field(
         default=None, description="The namespace key that created this one (null: an admin)."
     )

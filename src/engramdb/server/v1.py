@@ -14,10 +14,10 @@ from ..errors import InvalidInputError, LLMError, NotFoundError, QuotaExceededEr
 from ..filters import MAX_METADATA_FILTER_KEYS, MAX_TAG_LENGTH, MAX_TAGS
 from ..memory import MAX_FACT_CHARS, MAX_LIMIT, MAX_METADATA_BYTES
 from ..sessions import list_sessions
-from ..types import datetime_from_us, us_from_datetime
+from ..types import EntryError, datetime_from_us, us_from_datetime
 from ..validation import MAX_ID_LENGTH, MAX_JSON_DEPTH
 from .auth import Principal, child_limits
-from .errors import ApiError, llm_failure
+from .errors import ERROR_RESPONSES, ApiError, llm_failure
 from .models import (
     KEY_NAME_CHARS,
     MAX_BATCH,
@@ -29,6 +29,7 @@ from .models import (
     CursorQuery,
     DateTimeQuery,
     DeletedOut,
+    EntryErrorOut,
     ErrorOut,
     EventOut,
     EventsOut,
@@ -78,9 +79,8 @@ from .tenant import PrincipalDep, Services, ServicesDep, Tenant, TenantDep, one_
 if TYPE_CHECKING:
     from ..manager import ExtractionReport
 
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorOut} for status in (400, 401, 403, 404, 409, 413, 422, 429)
-}
+ERRORS = ERROR_RESPONSES
+"""Every error status of a route (see :data:`~engramdb.server.errors.ERROR_RESPONSES`)."""
 
 router = APIRouter(prefix="/v1", responses=ERRORS)
 
@@ -103,6 +103,9 @@ LLM_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 PageLimit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+"""``limit`` of a page: 1 to 10,000, as in the library (``validation.check_limit``)."""
+HistoryLimit = Annotated[int | None, Query(ge=1, le=MAX_LIMIT)]
+"""``limit`` of a history: 1 to 10,000; omitted: every version."""
 ItemLimit = Annotated[int | None, Query(ge=0)]
 """Any count: a limit above the session's length returns it all (the Agents SDK asks for
 2**31 - 1)."""
@@ -300,10 +303,27 @@ def remember(t: TenantDep, body: MemoryIn) -> RememberedOut:
 @router.post("/memories/batch", response_model=MemoriesOut, status_code=201, tags=["memories"])
 @one_hop
 def remember_batch(t: TenantDep, body: MemoryBatchIn) -> MemoriesOut:
-    """Store up to 1,000 memories in one transaction: one bad entry rejects them all. Each
-    answer says whether it was created or deduplicated (tags merged), as for one memory."""
-    results = t.memory.remember_results([_entry(m) for m in body.memories], quota=t.quota)
-    return MemoriesOut(memories=[RememberedOut.of_result(r) for r in results])
+    """Store up to 1,000 memories in one transaction. Each answer says whether it was created
+    or deduplicated (tags merged), as for one memory. ``errors: "raise"`` (the default): one
+    bad entry rejects them all (422, nothing stored). ``errors: "skip"``: the good entries
+    are stored; each bad one is ``null`` in ``memories`` and listed in ``errors`` with its
+    index, code and message (a quota reached still refuses the whole batch: 429)."""
+    if body.errors == "raise":
+        results = t.memory.remember_results([_entry(m) for m in body.memories], quota=t.quota)
+        return MemoriesOut(memories=[RememberedOut.of_result(r) for r in results])
+    refused = {e.index: e for e in body.skipped}
+    positions = [n for n in range(body.count) if n not in refused]
+    stored = t.memory.remember_results(
+        [_entry(m) for m in body.memories], quota=t.quota, errors="skip"
+    )
+    memories: list[RememberedOut | None] = [None] * body.count
+    for n, result in zip(positions, stored, strict=True):
+        if isinstance(result, EntryError):
+            refused[n] = EntryError(n, result.code, result.message)
+        else:
+            memories[n] = RememberedOut.of_result(result)
+    errors = [EntryErrorOut.of(refused[n]) for n in sorted(refused)]
+    return MemoriesOut(memories=memories, errors=errors)
 
 
 @router.post("/memories/recall", response_model=RecallOut, tags=["memories"])
@@ -317,6 +337,7 @@ def recall(t: TenantDep, body: RecallIn) -> RecallOut:
         limit=body.limit,
         mode=body.mode,
         explain=body.explain,
+        min_score=body.min_score,
     )
     return RecallOut(hits=[HitOut.of(h) for h in hits])
 
@@ -447,9 +468,10 @@ def memory_update(t: TenantDep, memory_id: str, body: MemoryPatch) -> MemoryOut:
 
 @router.get("/memories/{memory_id}/history", response_model=HistoryOut, tags=["memories"])
 @one_hop
-def memory_history(t: TenantDep, memory_id: str) -> HistoryOut:
-    """Prior versions, oldest first."""
-    return HistoryOut(versions=[VersionOut.of(v) for v in t.memory.history(memory_id)])
+def memory_history(t: TenantDep, memory_id: str, limit: HistoryLimit = None) -> HistoryOut:
+    """Prior versions, oldest first: the newest ``limit`` of them (all if omitted)."""
+    versions = t.memory.history(memory_id, limit=limit)
+    return HistoryOut(versions=[VersionOut.of(v) for v in versions])
 
 
 @router.get("/memories/{memory_id}/events", response_model=EventsOut, tags=["memories"])

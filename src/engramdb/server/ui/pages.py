@@ -39,6 +39,7 @@ from ...errors import EngramError, InvalidInputError, LLMError, NotFoundError, Q
 from ...filters import parse_datetime
 from ...memory import MAX_LIMIT, Mode
 from ...sessions import list_sessions
+from ...validation import check_limit
 from ..errors import _ENGRAM_ERRORS, ApiError
 from ..models import KeyIn
 from ..tenant import Services, Tenant, services, tenant_for
@@ -184,9 +185,9 @@ def _limit(ctx: Ctx, default: int = 20) -> int:
         value = int(raw) if raw is not None else default
     except ValueError:
         raise InvalidInputError(f"limit must be a whole number, got {raw!r}") from None
-    if not 1 <= value <= MAX_LIMIT:
-        raise InvalidInputError(f"limit must be between 1 and {MAX_LIMIT}")
-    return value
+    checked = check_limit(value)
+    assert checked is not None
+    return checked
 
 
 FILTER_FIELDS = ("user_id", "agent_id", "session_id", "tags", "since", "until")
@@ -194,7 +195,7 @@ FILTER_FIELDS = ("user_id", "agent_id", "session_id", "tags", "since", "until")
 
 def _filters(get: Callable[[str], str | None]) -> dict[str, Any]:
     """The memory filters of a query string or form (tags comma-separated); the facade
-    checks them (a bad one is a 400 page)."""
+    checks them (a bad one is a 422 page)."""
     out: dict[str, Any] = {}
     for name in FILTER_FIELDS:
         value = get(name)
@@ -722,7 +723,7 @@ SUMMARY_BUDGET = 32_000
 
 def _scope_name(ctx: Ctx) -> str:
     """The scope a page is about: the ``scope`` query parameter (a form field for a POST),
-    checked like the API checks it (a bad one is a 400 page)."""
+    checked like the API checks it (a bad one is a 422 page)."""
     posted = ctx.request.method == "POST"
     raw = ctx.form.get("scope") if posted else ctx.request.query_params.get("scope")
     if raw is None or not raw.strip():

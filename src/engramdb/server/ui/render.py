@@ -10,12 +10,12 @@ import difflib
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from ...types import MemoryRecord, MemoryVersion, Triple
+from ...types import MemoryRecord, MemoryVersion, Triple, parse_datetime
 
 TEMPLATES = __file__.rsplit("/", 1)[0] + "/templates"
 
@@ -34,10 +34,13 @@ def environment() -> Environment:
     return env
 
 
-def when(value: datetime | None) -> str:
-    """A time as ``YYYY-MM-DD HH:MM:SS UTC`` (empty for ``None``)."""
+def when(value: datetime | str | None) -> str:
+    """A time (or an API record's RFC 3339 text) as ``YYYY-MM-DD HH:MM:SS UTC`` (empty for
+    ``None``)."""
     if value is None:
         return ""
+    if isinstance(value, str):
+        value = parse_datetime("time", value).astimezone(UTC)
     return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
 
 
