@@ -1,0 +1,332 @@
+"""Every code block of README.md and docs/ runs (issue 17 item 1).
+
+One pytest item per block, named ``FILE:LINE`` after its opening fence. The conventions
+(languages, ``skip``, ``server``, ```` ```output ```` blocks) are in tests/docs/blocks.py and
+docs/contributing.md.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import contextlib
+import doctest
+import inspect
+import io
+import json
+import os
+import subprocess
+import sys
+import tomllib
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.docs.blocks import (
+    PARSED,
+    PYTHON,
+    SHELL,
+    Block,
+    DocsSyntaxError,
+    doc_files,
+    output_matches,
+    parse_blocks,
+    shell_script,
+)
+from tests.live_server import LiveServer, start_live_server
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def _all_blocks() -> list[Block]:
+    blocks: list[Block] = []
+    for path in doc_files(ROOT):
+        blocks += parse_blocks(path.read_text(encoding="utf-8"), str(path.relative_to(ROOT)))
+    return blocks
+
+
+BLOCKS = _all_blocks()
+RUNNABLE = [b for b in BLOCKS if b.runs]
+
+
+class BlockFailed(AssertionError):
+    pass
+
+
+@dataclass
+class FileRun:
+    """The state one documentation file's blocks share: a working directory, the Python
+    namespace, which blocks already ran, and the first failure."""
+
+    workdir: Path
+    namespace: dict[str, Any] = field(default_factory=dict)
+    done: set[int] = field(default_factory=set)
+    failed: str | None = None
+    api_key: str | None = None
+
+
+class DocsRunner:
+    def __init__(self, tmp: pytest.TempPathFactory) -> None:
+        self.tmp = tmp
+        self.files: dict[str, FileRun] = {}
+        self.server: LiveServer | None = None
+
+    def file(self, path: str) -> FileRun:
+        if path not in self.files:
+            self.files[path] = FileRun(self.tmp.mktemp(path.replace("/", "_")))
+        return self.files[path]
+
+    def live_server(self) -> LiveServer:
+        if self.server is None:
+            self.server = start_live_server(str(self.tmp.mktemp("docs-server") / "data"))
+        return self.server
+
+    def run(self, block: Block) -> None:
+        """Run ``block`` after every earlier runnable block of its file (each at most once)."""
+        state = self.file(block.path)
+        for earlier in RUNNABLE:
+            if earlier.path != block.path or earlier.line >= block.line:
+                continue
+            if earlier.line not in state.done:
+                self._run_one(state, earlier)
+            if state.failed:
+                raise BlockFailed(f"an earlier block failed: {state.failed}")
+        self._run_one(state, block)
+
+    def _run_one(self, state: FileRun, block: Block) -> None:
+        state.done.add(block.line)
+        try:
+            with self._environment(state, block):
+                if block.lang in PYTHON:
+                    printed = run_python(block, state.namespace)
+                elif block.lang in SHELL:
+                    printed = run_shell(block, state.workdir)
+                else:
+                    printed = parse_data(block)
+            if block.output is not None and not output_matches(block.output, printed):
+                raise BlockFailed(
+                    f"{block.id}: the output differs from the block at line "
+                    f"{block.output_line}.\n--- shown:\n{block.output}--- printed:\n{printed}"
+                )
+        except BaseException:
+            state.failed = block.id
+            raise
+
+    @contextlib.contextmanager
+    def _environment(self, state: FileRun, block: Block) -> Iterator[None]:
+        """cwd = the file's directory; no ENGRAMDB_* or model credentials from the user's
+        environment (nothing touches their data dir or a hosted model); a live server's URL
+        and a key for ``server`` blocks."""
+        saved_env = dict(os.environ)
+        saved_cwd = Path.cwd()
+        try:
+            for name in list(os.environ):
+                if name.startswith(("ENGRAMDB_", "OPENAI_")):
+                    del os.environ[name]
+            os.environ["ENGRAMDB_DATA_DIR"] = str(state.workdir / ".engramdb")
+            os.environ["OPENAI_BASE_URL"] = "http://127.0.0.1:9/v1"  # never a hosted model
+            os.environ["OPENAI_API_KEY"] = "docs-test-offline"
+            if "server" in block.flags:
+                server = self.live_server()
+                if state.api_key is None:
+                    state.api_key = server.register(f"docs {block.path}")
+                os.environ["ENGRAMDB_URL"] = server.url
+                os.environ["ENGRAMDB_API_KEY"] = state.api_key
+            os.chdir(state.workdir)
+            yield
+        finally:
+            os.chdir(saved_cwd)
+            os.environ.clear()
+            os.environ.update(saved_env)
+
+    def close(self) -> None:
+        for state in self.files.values():
+            for value in state.namespace.values():
+                if type(value).__module__.startswith("engramdb") and hasattr(value, "close"):
+                    with contextlib.suppress(Exception):
+                        value.close()
+        if self.server is not None:
+            self.server.stop()
+
+
+def run_python(block: Block, namespace: dict[str, Any]) -> str:
+    """Execute a Python block (top-level ``await`` allowed) in ``namespace``; returns what it
+    printed. Tracebacks name the markdown file and line."""
+    if block.code.lstrip().startswith(">>> "):
+        return run_doctest(block, namespace)
+    source = "\n" * block.line + block.code  # line numbers of the markdown file
+    code = compile(source, block.path, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+    out = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out):
+            if code.co_flags & inspect.CO_COROUTINE:
+                result = eval(code, namespace)
+                if asyncio.iscoroutine(result):
+                    asyncio.run(result)
+            else:
+                exec(code, namespace)
+    except Exception as exc:
+        raise BlockFailed(
+            f"{block.id} raised {type(exc).__name__}: {exc}\n"
+            f"printed:\n{out.getvalue()}\n{traceback.format_exc()}"
+        ) from exc
+    return out.getvalue()
+
+
+def run_doctest(block: Block, namespace: dict[str, Any]) -> str:
+    """A ``>>>`` session: each example's output is compared as ``doctest`` does."""
+    test = doctest.DocTestParser().get_doctest(
+        block.code, namespace, block.id, block.path, block.line
+    )
+    out = io.StringIO()
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    runner.run(test, out=out.write, clear_globs=False)
+    if runner.failures:
+        raise BlockFailed(f"{block.id}: a >>> example differs:\n{out.getvalue()}")
+    return ""
+
+
+def run_shell(block: Block, workdir: Path) -> str:
+    """Run a shell block's engramdb commands as one ``bash -eu`` script; returns stdout."""
+    script = shell_script(block)
+    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", COLUMNS="100")
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=workdir,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if proc.returncode != 0:
+        raise BlockFailed(
+            f"{block.id}: exit code {proc.returncode}\n--- script:\n{script}"
+            f"--- stdout:\n{proc.stdout}--- stderr:\n{proc.stderr}"
+        )
+    return proc.stdout
+
+
+def parse_data(block: Block) -> str:
+    assert block.lang in PARSED
+    try:
+        if block.lang == "json":
+            json.loads(block.code)
+        else:
+            tomllib.loads(block.code)
+    except ValueError as exc:
+        raise BlockFailed(f"{block.id}: not valid {block.lang}: {exc}") from exc
+    return ""
+
+
+@pytest.fixture(scope="session")
+def docs_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocsRunner]:
+    runner = DocsRunner(tmp_path_factory)
+    yield runner
+    runner.close()
+
+
+@pytest.mark.parametrize("block", RUNNABLE, ids=[b.id for b in RUNNABLE])
+def test_issue17_docs_block_runs(block: Block, docs_runner: DocsRunner) -> None:
+    docs_runner.run(block)
+
+
+# --- the extractor and the runner can fail -------------------------------------------------
+
+TINY = """\
+# Tiny
+
+```python
+x = 2
+print(x * 21)
+```
+
+```output
+42
+```
+
+```bash {.skip}
+pip install engramdb
+```
+
+````text
+```python
+not run: inside a text block
+```
+````
+
+```python
+raise RuntimeError("broken on purpose")
+```
+"""
+
+
+def test_issue17_docs_extractor_finds_blocks_lines_and_output() -> None:
+    blocks = parse_blocks(TINY, "tiny.md")
+    assert [(b.line, b.lang, b.runs) for b in blocks] == [
+        (3, "python", True),
+        (8, "output", False),
+        (12, "bash", False),
+        (16, "text", False),
+        (22, "python", True),
+    ]
+    assert blocks[0].output == "42\n"
+    assert blocks[0].id == "tiny.md:3"
+    assert "not run" in blocks[3].code
+
+
+def test_issue17_docs_every_file_has_checked_blocks() -> None:
+    files = {b.path for b in RUNNABLE}
+    assert "README.md" in files
+    assert len(RUNNABLE) >= 30
+    assert sum(1 for b in RUNNABLE if b.output is not None) >= 3
+    # skips stay few: installation, docker, external services
+    skipped = [b for b in BLOCKS if "skip" in b.flags]
+    assert len(skipped) <= len(RUNNABLE) // 2, [b.id for b in skipped]
+
+
+def test_issue17_docs_broken_block_is_reported_with_its_line(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    blocks = parse_blocks(TINY, "tiny.md")
+    namespace: dict[str, Any] = {}
+    assert run_python(blocks[0], namespace) == "42\n"
+    assert output_matches(blocks[0].output or "", "42\n")
+    assert not output_matches("43\n", "42\n")
+    with pytest.raises(BlockFailed, match=r"tiny.md:22 raised RuntimeError") as info:
+        run_python(blocks[4], namespace)
+    assert 'File "tiny.md", line 23' in str(info.value)
+
+
+def test_issue17_docs_wrong_output_and_failing_command_fail() -> None:
+    runner = DocsRunner.__new__(DocsRunner)
+    runner.files = {}
+    runner.server = None
+    wrong = parse_blocks("```python\nprint(1)\n```\n\n```output\n2\n```\n", "w.md")[0]
+    state = FileRun(Path.cwd())
+    with pytest.raises(BlockFailed, match="output differs"):
+        runner._run_one(state, wrong)
+    bad = parse_blocks("```bash\nengramdb no-such-command\n```\n", "b.md")[0]
+    with pytest.raises(BlockFailed, match="exit code 2"):
+        run_shell(bad, Path.cwd())
+    foreign = parse_blocks("```bash\nengramdb --version\nrm -rf /tmp/x\n```\n", "f.md")[0]
+    with pytest.raises(DocsSyntaxError, match=r"f.md:3: 'rm' is not an engramdb command"):
+        shell_script(foreign)
+
+
+def test_issue17_docs_output_ellipsis_and_bad_fences() -> None:
+    assert output_matches("id: ...\nok\n", "id: 0192abc\nok   \n\n")
+    assert output_matches("first\n...\nlast\n", "first\nmiddle\nmore\nlast\n")
+    assert not output_matches("first\nlast\n", "first\nmiddle\nlast\n")
+    with pytest.raises(DocsSyntaxError, match="never closed"):
+        parse_blocks("```python\nx = 1\n", "u.md")
+    with pytest.raises(DocsSyntaxError, match="unknown flag"):
+        parse_blocks("```python {.skp}\nx = 1\n```\n", "k.md")
+    with pytest.raises(DocsSyntaxError, match="write flags as"):
+        parse_blocks("```python skip\nx = 1\n```\n", "f.md")
+    with pytest.raises(DocsSyntaxError, match="must follow its code block directly"):
+        parse_blocks("```python\nx\n```\ntext between\n```output\n1\n```\n", "o.md")
