@@ -7,8 +7,9 @@ The conventions (also in docs/contributing.md):
   both GitHub and MkDocs' superfences render as the language's code).
 - ```` ```python ```` blocks of one file run in order, sharing one namespace, in a fresh
   temporary working directory. Top-level ``await`` is allowed.
-- Shell blocks (``bash``, ``sh``, ``shell``, ``console``) run as one ``bash -eu`` script in
-  the same directory. Every command must be an ``engramdb`` command or a variable
+- Shell blocks (``bash``, ``sh``, ``shell``, ``console``) run line by line in the same
+  directory (``engramdb`` commands through Typer's ``CliRunner``, in process; a command
+  substitution through ``bash``). Every command must be an ``engramdb`` command or a variable
   assignment (``export NAME=value``, ``ID=$(engramdb ...)``; a leading ``$ `` is dropped);
   anything else needs ``skip``.
 - ``json`` and ``toml`` blocks must parse.
@@ -143,9 +144,11 @@ def doc_files(root: Path) -> list[Path]:
     return [root / "README.md", *sorted((root / "docs").rglob("*.md"))]
 
 
-def shell_script(block: Block) -> str:
-    """The bash script of a shell block. Raises :class:`DocsSyntaxError` naming the first
-    line that is not an ``engramdb`` command (such a block needs ``skip``)."""
+def shell_commands(block: Block) -> list[str]:
+    """The commands of a shell block, one per logical line (``\\`` continuations joined,
+    comments and blank lines dropped). Raises :class:`DocsSyntaxError` naming the first line
+    that is neither an ``engramdb`` command nor a variable assignment (such a block needs
+    ``{.skip}``)."""
     logical: list[tuple[int, str]] = []
     pending = ""
     first = 0
@@ -160,17 +163,18 @@ def shell_script(block: Block) -> str:
             continue
         logical.append((first, pending + line))
         pending = ""
+    commands: list[str] = []
     for n, line in logical:
         command = line.strip()
         if not command or command.startswith("#"):
             continue
-        if re.match(r"^(engramdb(\s|$)|(export\s+)?[A-Za-z_][A-Za-z0-9_]*=)", command):
-            continue
-        raise DocsSyntaxError(
-            f"{block.path}:{block.line + 1 + n}: {command.split()[0]!r} is not an engramdb "
-            "command: run it elsewhere or mark the block `skip`"
-        )
-    return "\n".join(line for _, line in logical) + "\n"
+        if not re.match(r"^(engramdb(\s|$)|(export\s+)?[A-Za-z_][A-Za-z0-9_]*=)", command):
+            raise DocsSyntaxError(
+                f"{block.path}:{block.line + 1 + n}: {command.split()[0]!r} is not an engramdb "
+                "command: run it elsewhere or mark the block `{.skip}`"
+            )
+        commands.append(command)
+    return commands
 
 
 def output_matches(expected: str, actual: str) -> bool:

@@ -15,6 +15,8 @@ import inspect
 import io
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import tomllib
@@ -35,7 +37,7 @@ from tests.docs.blocks import (
     doc_files,
     output_matches,
     parse_blocks,
-    shell_script,
+    shell_commands,
 )
 from tests.live_server import LiveServer, start_live_server
 
@@ -192,23 +194,53 @@ def run_doctest(block: Block, namespace: dict[str, Any]) -> str:
 
 
 def run_shell(block: Block, workdir: Path) -> str:
-    """Run a shell block's engramdb commands as one ``bash -eu`` script; returns stdout."""
-    script = shell_script(block)
-    env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", COLUMNS="100")
-    proc = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    if proc.returncode != 0:
-        raise BlockFailed(
-            f"{block.id}: exit code {proc.returncode}\n--- script:\n{script}"
-            f"--- stdout:\n{proc.stdout}--- stderr:\n{proc.stderr}"
-        )
-    return proc.stdout
+    """Run a shell block's commands in order; returns what they printed.
+
+    ``engramdb ...`` runs in this process through Typer's ``CliRunner`` (the same app as the
+    console script, without paying the interpreter's start-up for every line). Variable
+    assignments set the environment; one holding a command substitution, ``ID=$(...)``, runs
+    its command through ``bash -euo pipefail`` with the project's ``.venv/bin`` first on
+    ``PATH``. Shell syntax beyond that (``&&``, redirections) is not supported: write one
+    command per line."""
+    from typer.testing import CliRunner
+
+    from engramdb.cli import app
+
+    printed: list[str] = []
+    for command in shell_commands(block):
+        assignment = re.match(r"^(?:export\s+)?([A-Za-z_]\w*)=(.*)$", command, re.DOTALL)
+        if assignment and "$(" in assignment[2]:
+            name = assignment[1]
+            env = dict(os.environ, PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+            proc = subprocess.run(
+                ["bash", "-euo", "pipefail", "-c", f'{command}\nprintf %s "${name}"'],
+                cwd=workdir,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            if proc.returncode != 0:
+                raise BlockFailed(
+                    f"{block.id}: `{command}` exited {proc.returncode}\n{proc.stderr}"
+                )
+            os.environ[name] = proc.stdout
+            continue
+        words = [os.path.expandvars(w) for w in shlex.split(command, comments=True)]
+        if assignment:
+            for word in words[1:] if words[0] == "export" else words:
+                name, _, value = word.partition("=")
+                os.environ[name] = value
+            continue
+        result = CliRunner().invoke(app, words[1:], env={"COLUMNS": "100"})
+        if result.exit_code != 0:
+            raise BlockFailed(
+                f"{block.id}: `{command}` exit code {result.exit_code}\n"
+                f"--- stdout:\n{result.stdout}--- stderr:\n{result.stderr}"
+                + (f"--- exception:\n{result.exception!r}" if result.exception else "")
+            )
+        printed.append(result.stdout)
+    return "".join(printed)
 
 
 def parse_data(block: Block) -> str:
@@ -315,7 +347,7 @@ def test_issue17_docs_wrong_output_and_failing_command_fail() -> None:
         run_shell(bad, Path.cwd())
     foreign = parse_blocks("```bash\nengramdb --version\nrm -rf /tmp/x\n```\n", "f.md")[0]
     with pytest.raises(DocsSyntaxError, match=r"f.md:3: 'rm' is not an engramdb command"):
-        shell_script(foreign)
+        shell_commands(foreign)
 
 
 def test_issue17_docs_output_ellipsis_and_bad_fences() -> None:
