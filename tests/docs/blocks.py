@@ -2,9 +2,9 @@
 
 The conventions (also in docs/contributing.md):
 
-- A block's info string is its language, then optional flags written as classes:
-  ```` ```python ````, ```` ```bash {.skip} ````, ```` ```python {.server} ```` (the form
-  both GitHub and MkDocs' superfences render as the language's code).
+- A block's info string is its language (```` ```python ````). Flags go in an HTML comment
+  on the line before the fence, hidden when the page is rendered: ``<!-- docs: skip -->``,
+  ``<!-- docs: server -->``.
 - ```` ```python ```` blocks of one file run in order, sharing one namespace, in a fresh
   temporary working directory. Top-level ``await`` is allowed.
 - Shell blocks (``bash``, ``sh``, ``shell``, ``console``) run line by line in the same
@@ -16,8 +16,9 @@ The conventions (also in docs/contributing.md):
 - A block followed directly by an ```` ```output ```` block must print exactly that output
   (trailing spaces ignored; ``...`` matches any text, within a line or across lines).
 - ``skip``: shown, never run (installation lines, docker, an external service).
-  ``server``: runs with ``ENGRAMDB_URL`` and ``ENGRAMDB_API_KEY`` set to a live test server
-  and a key of a fresh namespace.
+  ``server``: runs against a live test server: ``http://127.0.0.1:8765`` (the server's
+  default address) in the block is replaced by its URL, and a key of a fresh namespace (one
+  per file) is ``$KEY`` in the environment and ``KEY`` / ``api_key`` in Python.
 - Blocks of any other language (``text``, ``output``, ...) are not run.
 """
 
@@ -76,7 +77,9 @@ def parse_blocks(text: str, path: str) -> list[Block]:
             i += 1
             continue
         indent, fence = m["indent"], m["fence"]
-        lang, flags = _info(m["info"], f"{path}:{i + 1}")
+        words = m["info"].split()
+        lang = words[0].lower() if words else ""
+        flags = _flags(lines, i)
         start = i
         body: list[str] = []
         i += 1
@@ -97,7 +100,7 @@ def parse_blocks(text: str, path: str) -> list[Block]:
             i += 1
         if not closed:
             raise DocsSyntaxError(f"{path}:{start + 1}: the fence {fence!r} is never closed")
-        unknown = flags - FLAGS if lang in PYTHON | SHELL else frozenset()
+        unknown = flags - FLAGS
         if unknown:
             raise DocsSyntaxError(
                 f"{path}:{start + 1}: unknown flag(s) {sorted(unknown)} (known: {sorted(FLAGS)})"
@@ -118,19 +121,26 @@ def parse_blocks(text: str, path: str) -> list[Block]:
     return blocks
 
 
-def _info(info: str, where: str) -> tuple[str, frozenset[str]]:
-    """The language and the flags of an info string: ``bash {.skip}`` -> ``bash``, ``{"skip"}``
-    (the attribute-list form, which GitHub and MkDocs' superfences both accept)."""
-    lang, _, rest = info.strip().partition(" ")
-    rest = rest.strip()
-    if not rest:
-        return lang.lower(), frozenset()
-    if not (rest.startswith("{") and rest.endswith("}")):
-        raise DocsSyntaxError(f"{where}: write flags as {{.skip}} after the language, got {rest!r}")
-    words = rest[1:-1].split()
-    if not all(w.startswith(".") for w in words):
-        raise DocsSyntaxError(f"{where}: flags are classes such as {{.skip}}, got {rest!r}")
-    return lang.lower(), frozenset(w[1:].lower() for w in words)
+_DIRECTIVE = re.compile(
+    r"^\s*<!--\s*docs:\s*(?P<flags>[a-z][a-z ,]*?)\s*(?:\((?P<reason>[^)]*)\))?\s*-->\s*$"
+)
+
+
+def _flags(lines: list[str], fence_index: int) -> frozenset[str]:
+    """The flags of the ``<!-- docs: skip (why) -->`` comment on the nearest non-blank line
+    before a fence (hidden when the page is rendered, so the info string stays the plain
+    language); the reason in parentheses is for readers of the source."""
+    j = fence_index - 1
+    while j >= 0 and not lines[j].strip():
+        j -= 1
+    if j < 0 or not re.match(r"^\s*<!--\s*docs:", lines[j]):
+        return frozenset()
+    m = _DIRECTIVE.match(lines[j])
+    if not m:
+        raise DocsSyntaxError(
+            f"line {j + 1}: write `<!-- docs: skip (why) -->`, got {lines[j].strip()!r}"
+        )
+    return frozenset(f for f in re.split(r"[\s,]+", m["flags"]) if f)
 
 
 def _only_blank_between(lines: list[str], end: int, start: int) -> bool:
@@ -148,7 +158,7 @@ def shell_commands(block: Block) -> list[str]:
     """The commands of a shell block, one per logical line (``\\`` continuations joined,
     comments and blank lines dropped). Raises :class:`DocsSyntaxError` naming the first line
     that is neither an ``engramdb`` command nor a variable assignment (such a block needs
-    ``{.skip}``)."""
+    ``<!-- docs: skip -->``)."""
     logical: list[tuple[int, str]] = []
     pending = ""
     first = 0
@@ -171,7 +181,7 @@ def shell_commands(block: Block) -> list[str]:
         if not re.match(r"^(engramdb(\s|$)|(export\s+)?[A-Za-z_][A-Za-z0-9_]*=)", command):
             raise DocsSyntaxError(
                 f"{block.path}:{block.line + 1 + n}: {command.split()[0]!r} is not an engramdb "
-                "command: run it elsewhere or mark the block `{.skip}`"
+                "command: run it elsewhere or mark the block <!-- docs: skip -->"
             )
         commands.append(command)
     return commands

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import asyncio
 import contextlib
+import dataclasses
 import doctest
 import inspect
 import io
@@ -43,6 +44,7 @@ from tests.live_server import LiveServer, start_live_server
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+DEFAULT_URL = "http://127.0.0.1:8765"  # what server blocks show; replaced by a live server's
 
 
 def _all_blocks() -> list[Block]:
@@ -104,6 +106,10 @@ class DocsRunner:
         state.done.add(block.line)
         try:
             with self._environment(state, block):
+                if "server" in block.flags:
+                    url = self.live_server().url
+                    block = dataclasses.replace(block, code=block.code.replace(DEFAULT_URL, url))
+                    state.namespace.update(KEY=state.api_key, api_key=state.api_key)
                 if block.lang in PYTHON:
                     printed = run_python(block, state.namespace)
                 elif block.lang in SHELL:
@@ -137,8 +143,7 @@ class DocsRunner:
                 server = self.live_server()
                 if state.api_key is None:
                     state.api_key = server.register(f"docs {block.path}")
-                os.environ["ENGRAMDB_URL"] = server.url
-                os.environ["ENGRAMDB_API_KEY"] = state.api_key
+                os.environ["KEY"] = state.api_key
             os.chdir(state.workdir)
             yield
         finally:
@@ -281,7 +286,8 @@ print(x * 21)
 42
 ```
 
-```bash {.skip}
+<!-- docs: skip -->
+```bash
 pip install engramdb
 ```
 
@@ -302,10 +308,11 @@ def test_issue17_docs_extractor_finds_blocks_lines_and_output() -> None:
     assert [(b.line, b.lang, b.runs) for b in blocks] == [
         (3, "python", True),
         (8, "output", False),
-        (12, "bash", False),
-        (16, "text", False),
-        (22, "python", True),
+        (13, "bash", False),
+        (17, "text", False),
+        (23, "python", True),
     ]
+    assert blocks[2].flags == {"skip"}
     assert blocks[0].output == "42\n"
     assert blocks[0].id == "tiny.md:3"
     assert "not run" in blocks[3].code
@@ -329,9 +336,9 @@ def test_issue17_docs_broken_block_is_reported_with_its_line(
     assert run_python(blocks[0], namespace) == "42\n"
     assert output_matches(blocks[0].output or "", "42\n")
     assert not output_matches("43\n", "42\n")
-    with pytest.raises(BlockFailed, match=r"tiny.md:22 raised RuntimeError") as info:
+    with pytest.raises(BlockFailed, match=r"tiny.md:23 raised RuntimeError") as info:
         run_python(blocks[4], namespace)
-    assert 'File "tiny.md", line 23' in str(info.value)
+    assert 'File "tiny.md", line 24' in str(info.value)
 
 
 def test_issue17_docs_wrong_output_and_failing_command_fail() -> None:
@@ -357,8 +364,10 @@ def test_issue17_docs_output_ellipsis_and_bad_fences() -> None:
     with pytest.raises(DocsSyntaxError, match="never closed"):
         parse_blocks("```python\nx = 1\n", "u.md")
     with pytest.raises(DocsSyntaxError, match="unknown flag"):
-        parse_blocks("```python {.skp}\nx = 1\n```\n", "k.md")
-    with pytest.raises(DocsSyntaxError, match="write flags as"):
-        parse_blocks("```python skip\nx = 1\n```\n", "f.md")
+        parse_blocks("<!-- docs: skp -->\n```python\nx = 1\n```\n", "k.md")
+    with pytest.raises(DocsSyntaxError, match="write `<!-- docs: skip"):
+        parse_blocks("<!-- docs: skip: no model -->\n```python\nx = 1\n```\n", "r.md")
+    [reasoned] = parse_blocks("<!-- docs: skip (needs a model) -->\n```python\nx\n```\n", "s.md")
+    assert reasoned.flags == {"skip"} and not reasoned.runs
     with pytest.raises(DocsSyntaxError, match="must follow its code block directly"):
         parse_blocks("```python\nx\n```\ntext between\n```output\n1\n```\n", "o.md")
