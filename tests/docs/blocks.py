@@ -19,6 +19,8 @@ The conventions (also in docs/contributing.md):
   ``server``: runs against a live test server: ``http://127.0.0.1:8765`` (the server's
   default address) in the block is replaced by its URL, and a key of a fresh namespace (one
   per file) is ``$KEY`` in the environment and ``KEY`` / ``api_key`` in Python.
+  ``postgres``: ``postgresql://engram:secret@db.internal:5432/engram`` in the block is replaced
+  by the URL of a fresh, empty schema of the test run's embedded PostgreSQL.
 - Blocks of any other language (``text``, ``output``, ...) are not run.
 """
 
@@ -31,7 +33,7 @@ from pathlib import Path
 PYTHON = frozenset({"python", "py", "pycon"})
 SHELL = frozenset({"bash", "sh", "shell", "console"})
 PARSED = frozenset({"json", "toml"})
-FLAGS = frozenset({"skip", "server"})
+FLAGS = frozenset({"skip", "server", "postgres"})
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>[^`]*)$")
 

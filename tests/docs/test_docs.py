@@ -40,11 +40,13 @@ from tests.docs.blocks import (
     parse_blocks,
     shell_commands,
 )
-from tests.live_server import LiveServer, start_live_server
+from tests.live_server import LiveServer
+from tests.pg_server import PgServer
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
 DEFAULT_URL = "http://127.0.0.1:8765"  # what server blocks show; replaced by a live server's
+DEFAULT_PG_URL = "postgresql://engram:secret@db.internal:5432/engram"  # postgres blocks: likewise
 
 
 def _all_blocks() -> list[Block]:
@@ -56,6 +58,7 @@ def _all_blocks() -> list[Block]:
 
 BLOCKS = _all_blocks()
 RUNNABLE = [b for b in BLOCKS if b.runs]
+LAST_OF_FILE = {b.path: b for b in RUNNABLE}
 
 
 class BlockFailed(AssertionError):
@@ -73,12 +76,20 @@ class FileRun:
     failed: str | None = None
     api_key: str | None = None
 
+    def close(self) -> None:
+        """Close what the file's blocks opened (stores, clients), once its last block ran."""
+        for value in self.namespace.values():
+            if type(value).__module__.startswith("engramdb") and hasattr(value, "close"):
+                with contextlib.suppress(Exception):
+                    value.close()
+        self.namespace.clear()
+
 
 class DocsRunner:
     def __init__(self, tmp: pytest.TempPathFactory) -> None:
         self.tmp = tmp
         self.files: dict[str, FileRun] = {}
-        self.server: LiveServer | None = None
+        self.request: pytest.FixtureRequest | None = None  # the current test's, for fixtures
 
     def file(self, path: str) -> FileRun:
         if path not in self.files:
@@ -86,9 +97,16 @@ class DocsRunner:
         return self.files[path]
 
     def live_server(self) -> LiveServer:
-        if self.server is None:
-            self.server = start_live_server(str(self.tmp.mktemp("docs-server") / "data"))
-        return self.server
+        """The test run's live server (tests/conftest.py), started on first use."""
+        assert self.request is not None
+        server: LiveServer = self.request.getfixturevalue("live_server")
+        return server
+
+    def postgres_url(self) -> str:
+        """A fresh schema of the test run's embedded PostgreSQL (tests/conftest.py)."""
+        assert self.request is not None
+        server: PgServer = self.request.getfixturevalue("pg_server")
+        return server.new_schema()
 
     def run(self, block: Block) -> None:
         """Run ``block`` after every earlier runnable block of its file (each at most once)."""
@@ -101,6 +119,8 @@ class DocsRunner:
             if state.failed:
                 raise BlockFailed(f"an earlier block failed: {state.failed}")
         self._run_one(state, block)
+        if block is LAST_OF_FILE[block.path]:
+            state.close()
 
     def _run_one(self, state: FileRun, block: Block) -> None:
         state.done.add(block.line)
@@ -110,6 +130,9 @@ class DocsRunner:
                     url = self.live_server().url
                     block = dataclasses.replace(block, code=block.code.replace(DEFAULT_URL, url))
                     state.namespace.update(KEY=state.api_key, api_key=state.api_key)
+                if "postgres" in block.flags:
+                    code = block.code.replace(DEFAULT_PG_URL, self.postgres_url())
+                    block = dataclasses.replace(block, code=code)
                 if block.lang in PYTHON:
                     printed = run_python(block, state.namespace)
                 elif block.lang in SHELL:
@@ -153,12 +176,7 @@ class DocsRunner:
 
     def close(self) -> None:
         for state in self.files.values():
-            for value in state.namespace.values():
-                if type(value).__module__.startswith("engramdb") and hasattr(value, "close"):
-                    with contextlib.suppress(Exception):
-                        value.close()
-        if self.server is not None:
-            self.server.stop()
+            state.close()
 
 
 def run_python(block: Block, namespace: dict[str, Any]) -> str:
@@ -268,7 +286,10 @@ def docs_runner(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DocsRunner
 
 
 @pytest.mark.parametrize("block", RUNNABLE, ids=[b.id for b in RUNNABLE])
-def test_issue17_docs_block_runs(block: Block, docs_runner: DocsRunner) -> None:
+def test_issue17_docs_block_runs(
+    block: Block, docs_runner: DocsRunner, request: pytest.FixtureRequest
+) -> None:
+    docs_runner.request = request
     docs_runner.run(block)
 
 
@@ -344,7 +365,7 @@ def test_issue17_docs_broken_block_is_reported_with_its_line(
 def test_issue17_docs_wrong_output_and_failing_command_fail() -> None:
     runner = DocsRunner.__new__(DocsRunner)
     runner.files = {}
-    runner.server = None
+    runner.request = None
     wrong = parse_blocks("```python\nprint(1)\n```\n\n```output\n2\n```\n", "w.md")[0]
     state = FileRun(Path.cwd())
     with pytest.raises(BlockFailed, match="output differs"):
@@ -371,3 +392,29 @@ def test_issue17_docs_output_ellipsis_and_bad_fences() -> None:
     assert reasoned.flags == {"skip"} and not reasoned.runs
     with pytest.raises(DocsSyntaxError, match="must follow its code block directly"):
         parse_blocks("```python\nx\n```\ntext between\n```output\n1\n```\n", "o.md")
+
+
+def _nav_pages(nav: Any) -> list[str]:
+    if isinstance(nav, str):
+        return [nav]
+    if isinstance(nav, list):
+        return [page for item in nav for page in _nav_pages(item)]
+    if isinstance(nav, dict):
+        return [page for value in nav.values() for page in _nav_pages(value)]
+    return []
+
+
+def test_issue17_docs_every_page_is_in_the_mkdocs_nav() -> None:
+    """Every docs page is reachable from the site's navigation, and the nav names no missing
+    page (``mkdocs build --strict`` in ``make docs`` checks links and anchors too)."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
+    assert config["theme"]["name"] == "material" and config["strict"] is True
+    nav = _nav_pages(config["nav"])
+    pages = sorted(str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md"))
+    assert sorted(nav) == pages
+    for page in ("index.md", "sessions.md", "recall.md", "knowledge.md", "manager.md",
+                 "consolidation.md", "server.md", "postgres.md", "security.md", "errors.md",
+                 "cli.md", "container.md", "export-format.md"):  # fmt: skip
+        assert page in nav, page
