@@ -15,7 +15,7 @@ DATA_DIR ?= .engramdb
 HOST ?= 127.0.0.1
 PORT ?= 8765
 
-.PHONY: install serve test lint bench clean chromium
+.PHONY: install serve test lint docs bench clean chromium
 
 $(BIN)/uv:
 	$(PYTHON) -m venv $(VENV)
@@ -55,11 +55,17 @@ chromium:
 	  fi; \
 	fi
 
-test: lint chromium
+# The documentation site (MkDocs Material) into site/ (git-ignored). --strict: a broken link or
+# anchor, or a docs page missing from mkdocs.yml's nav, fails the build. The code blocks
+# themselves run in the test suite (tests/docs/test_docs.py).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
+
+test: lint chromium docs
 	$(BIN)/pytest
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache site
