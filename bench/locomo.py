@@ -307,10 +307,23 @@ def run(
                 cells[name] = evaluate(memory, qs, ids, "hybrid", cell) | {
                     "settings": _changed(cell)
                 }
+            # each feature flipped from its default (on -> off, off -> on at a measured value)
             off = {
-                "neighbour lane off": dataclass_replace(settings, neighbor_weight=0.0),
+                (
+                    "neighbour lane off" if settings.neighbor_weight else "neighbour lane on (0.5)"
+                ): dataclass_replace(
+                    settings, neighbor_weight=0.0 if settings.neighbor_weight else 0.5
+                ),
                 "session windows off (vectors)": dataclass_replace(settings, window_weight=0.0),
-                "diversity off": dataclass_replace(settings, session_decay=0.0, session_cap=None),
+                (
+                    "diversity off"
+                    if settings.session_decay or settings.session_cap
+                    else "diversity on (session_decay 0.1)"
+                ): dataclass_replace(
+                    settings,
+                    session_decay=0.0 if settings.session_decay or settings.session_cap else 0.1,
+                    session_cap=None,
+                ),
             }
             for name, cell in off.items():
                 console.print(f"  ablation: {name}")
@@ -341,11 +354,13 @@ def run(
                 console.print(f"  per document: {mode}")
                 memo.queries.clear()
                 per_document[mode] = evaluate(docs, qs, doc_ids, mode, per_document=True)
+                del per_document[mode]["sessions@5"]  # every hit is its own session here
             for name, cell in grid(quick):
                 console.print(f"  per document grid: {name}")
                 per_document[f"grid: {name}"] = evaluate(
                     docs, qs, doc_ids, "hybrid", cell, per_document=True
                 )
+                del per_document[f"grid: {name}"]["sessions@5"]
             doc_store.close()
         store.close()
         text_store.close()

@@ -72,14 +72,19 @@ class RecallSettings:
     """How many of the best fused candidates get the neighbour and speaker boosts."""
     text_budget: int = POSTINGS_BUDGET
     """Most documents the text lane may score; the commonest query terms are dropped beyond."""
-    neighbor_weight: float = 0.2
+    neighbor_weight: float = 0.0
     """Weight of the neighbour lane: a memory next to a candidate in its session scores
-    ``w * s(best neighbour) / s(best candidate)`` (0 turns the lane off). The text of the
-    neighbours is also indexed with each memory unless ``Memory(index_neighbors=False)``."""
+    ``w * s(best neighbour) / s(best candidate)`` (0, the default, turns the lane off).
+    LoCoMo hybrid R@5 / R@10 0.713 / 0.799 at 0, 0.715 / 0.799 at 0.2, 0.719 / 0.802 at 0.5;
+    one memory per document 0.701 / 0.813, 0.699 / 0.810, 0.693 / 0.806 — and the top 5
+    crowds into fewer sessions as it grows. The neighbours' *text* is indexed with each
+    memory (``Memory(index_neighbors=True)``, the default), which is what lifts LoCoMo."""
     session_decay: float = 0.0
     """Diversity: while the top is built, each memory already picked from a session
     multiplies the scores of that session's other candidates by ``1 - session_decay``
-    (0: off). Memories without a session are never penalised."""
+    (0: off, the default). Memories without a session are never penalised. LoCoMo, whose
+    evidence often spans turns of one session, loses R@10 0.799 -> 0.770 at 0.1 (distinct
+    sessions in the top 5: 2.9 -> 3.7); corpora with one session per document are unchanged."""
     session_cap: int | None = None
     """Diversity: at most this many memories of one session before every other candidate
     (``None``: no cap)."""
