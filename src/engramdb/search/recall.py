@@ -84,7 +84,7 @@ class RecallSettings:
     multiplies the scores of that session's other candidates by ``1 - session_decay``
     (0: off, the default). Memories without a session are never penalised. LoCoMo, whose
     evidence often spans turns of one session, loses R@10 0.799 -> 0.770 at 0.1 (distinct
-    sessions in the top 5: 2.9 -> 3.7); corpora with one session per document are unchanged."""
+    sessions in the top 5: 2.9 -> 3.6); corpora with one session per document are unchanged."""
     session_cap: int | None = None
     """Diversity: at most this many memories of one session before every other candidate
     (``None``: no cap)."""
