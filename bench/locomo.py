@@ -20,6 +20,7 @@ import time
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from dataclasses import replace as dataclass_replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ class Question:
 
 
 def locomo_path() -> Path:
-    for candidate in (DATA, Path.cwd().parent / "shared" / "data" / "locomo10.json"):
+    here = Path(__file__).resolve()
+    # beside the checkout, or beside the directory of worktrees holding it
+    for candidate in [DATA, *(p / "shared" / "data" / "locomo10.json" for p in here.parents)]:
         if candidate.exists():
             return candidate
     raise SystemExit(f"LoCoMo data not found at {DATA}")
@@ -101,15 +104,66 @@ def questions(conversation: dict[str, Any], name: str) -> list[Question]:
     return out
 
 
-def ingest(memory: Memory, data: list[dict[str, Any]]) -> tuple[dict[str, str], float, int]:
-    """Store every turn; returns (memory id -> dia_id, seconds, count)."""
+class MemoEmbedder:
+    """The benchmark's embedder behind a cache: every text is embedded once per run, so the
+    grid, the ablations and the second ingest (neighbour text not indexed) re-use vectors
+    instead of spending minutes re-embedding. Passages/s is measured on the first ingest,
+    where every text is new."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.model = inner.model
+        self.dim = inner.dim
+        self.documents: dict[str, Any] = {}
+        self.queries: dict[str, Any] = {}
+
+    def embed_documents(self, texts: Any) -> Any:
+        import numpy as np
+
+        todo = [t for t in dict.fromkeys(texts) if t not in self.documents]
+        if todo:
+            for text, vector in zip(todo, self.inner.embed_documents(todo), strict=True):
+                self.documents[text] = vector
+        return (
+            np.stack([self.documents[t] for t in texts])
+            if texts
+            else self.inner.embed_documents([])
+        )
+
+    def embed_query(self, text: str) -> Any:
+        if text not in self.queries:
+            self.queries[text] = self.inner.embed_query(text)
+        return self.queries[text]
+
+
+def documents(conversation: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """The per-document variant: one memory per session (its turns, one per line), all of a
+    conversation's documents in one ``session_id`` (documents stored one after another, as an
+    agent importing a diary would: the neighbour lane sees adjacent documents)."""
+    sessions: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for turn in turns(conversation):
+        sessions[turn["session_id"]].append(turn)
+    for name, group in sessions.items():
+        yield {
+            "dia_id": "D" + name.removeprefix("session_"),
+            "content": "\n".join(t["content"] for t in group),
+            "session_id": "documents",
+            "occurred_at": group[0]["occurred_at"],
+        }
+
+
+def ingest(
+    memory: Memory, data: list[dict[str, Any]], rows: Any = turns
+) -> tuple[dict[str, str], float, int]:
+    """Store every row (``turns`` or ``documents``); returns (memory id -> dia_id, seconds,
+    count)."""
     ids: dict[str, str] = {}
     count, start = 0, time.perf_counter()
     with Progress(console=console, transient=True) as progress:
-        total = sum(1 for c in data for _ in turns(c))
-        task = progress.add_task("ingesting LoCoMo turns", total=total)
+        total = sum(1 for c in data for _ in rows(c))
+        task = progress.add_task(f"ingesting LoCoMo {rows.__name__}", total=total)
         for n, conversation in enumerate(data):
-            batch = list(turns(conversation))
+            batch = list(rows(conversation))
             stored = memory.remember_many(
                 [{k: v for k, v in t.items() if k != "dia_id"} for t in batch],
                 namespace=f"conv-{n}",
@@ -121,6 +175,11 @@ def ingest(memory: Memory, data: list[dict[str, Any]]) -> tuple[dict[str, str], 
     return ids, time.perf_counter() - start, count
 
 
+def session_of(dia_id: str) -> str:
+    """'D3:5' -> 'D3' (the session a turn belongs to)."""
+    return dia_id.split(":")[0]
+
+
 def evaluate(
     memory: Memory,
     qs: list[Question],
@@ -128,13 +187,17 @@ def evaluate(
     mode: str,
     settings: RecallSettings | None = None,
     raw: RawFts5 | None = None,
+    per_document: bool = False,
 ) -> dict[str, Any]:
-    """Recall@k per question; with ``raw``, each question's text-lane terms also run as one
-    plain FTS5 query right after its recall (the baseline, timed in the same loop)."""
+    """Recall@k per question, and the distinct sessions among the top 5 (mean); with
+    ``raw``, each question's text-lane terms also run as one plain FTS5 query right after its
+    recall (the baseline, timed in the same loop). ``per_document``: a hit is the session of
+    an evidence turn (each memory is a whole session)."""
     recalls: dict[int, list[float]] = {k: [] for k in KS}
     by_cat: dict[int, dict[int, list[float]]] = defaultdict(lambda: {k: [] for k in KS})
     latencies = []
     raw_latencies = []
+    spread = []
     for q in qs:
         start = time.perf_counter()
         hits = memory.recall(
@@ -153,8 +216,10 @@ def evaluate(
                     timed_ms(lambda: table.search(q.conversation, match, max(KS)))  # noqa: B023
                 )
         found = [ids[h.memory.id] for h in hits]
+        evidence = {session_of(e) for e in q.evidence} if per_document else q.evidence
+        spread.append(len({session_of(f) for f in found[:5]}))
         for k in KS:
-            score = len(q.evidence & set(found[:k])) / len(q.evidence)
+            score = len(evidence & set(found[:k])) / len(evidence)
             recalls[k].append(score)
             by_cat[q.category][k].append(score)
     mean = lambda xs: round(sum(xs) / len(xs), 4) if xs else 0.0  # noqa: E731
@@ -168,6 +233,7 @@ def evaluate(
         }
     return baseline | {
         **{f"recall@{k}": mean(recalls[k]) for k in KS},
+        "sessions@5": mean(spread),
         "by_category": {
             CATEGORIES[c]: {f"recall@{k}": mean(v[k]) for k in KS} | {"questions": len(v[1])}
             for c, v in sorted(by_cat.items())
@@ -177,15 +243,45 @@ def evaluate(
     }
 
 
+def grid(quick: bool) -> list[tuple[str, RecallSettings]]:
+    """The query-time settings measured (hybrid): neighbour lane weight × session decay,
+    session caps, lane weights, RRF. Every cell re-uses the one ingest."""
+    cells = [
+        (f"neighbor {nw} · decay {d}", RecallSettings(neighbor_weight=nw, session_decay=d))
+        for nw in ((0.0, 0.5) if quick else (0.0, 0.2, 0.5))
+        for d in ((0.0, 0.1) if quick else (0.0, 0.1, 0.2))
+    ]
+    if quick:
+        return cells
+    return [
+        *cells,
+        ("cap 3", RecallSettings(session_cap=3)),
+        ("cap 5", RecallSettings(session_cap=5)),
+        ("text 1 · vector 0.7", RecallSettings(vector_weight=0.7)),
+        ("text 1 · vector 0.5", RecallSettings(vector_weight=0.5)),
+        ("text 0.7 · vector 1", RecallSettings(text_weight=0.7)),
+        ("rrf k 20", RecallSettings(fusion="rrf", rrf_k=20)),
+        ("rrf k 60", RecallSettings(fusion="rrf", rrf_k=60)),
+    ]
+
+
 def run(
     embedder: Embedder | str | None = "local",
     settings: RecallSettings | None = None,
     modes: tuple[str, ...] = ("text", "vector", "hybrid"),
+    quick: bool = False,
 ) -> dict[str, Any]:
     data = orjson.loads(locomo_path().read_bytes())
+    if quick:
+        data = data[:2]
     qs = [q for n, c in enumerate(data) for q in questions(c, f"conv-{n}")]
     resolved = resolve_embedder(embedder)
+    memo = MemoEmbedder(resolved) if resolved is not None else None
+    settings = settings or RecallSettings()
     results: dict[str, Any] = {}
+    cells: dict[str, Any] = {}
+    ablations: dict[str, Any] = {}
+    per_document: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         # text-only ingest rate, then the same turns with embeddings
         text_store = open_store(Path(tmp) / "text")
@@ -194,32 +290,128 @@ def run(
         for n, conversation in enumerate(data):
             raw.add(f"conv-{n}", [t["content"] for t in turns(conversation)])
         store = open_store(Path(tmp) / "hybrid")
-        memory = Memory(store, embedder=resolved, settings=settings)
+        memory = Memory(store, embedder=memo, settings=settings)
         ids, seconds, count = ingest(memory, data)
         for mode in modes:
             if mode != "text" and resolved is None:
                 continue
             console.print(f"  evaluating {mode} on {len(qs)} questions")
+            if memo is not None:
+                memo.queries.clear()  # each mode's latency includes embedding the query
             result = evaluate(memory, qs, ids, mode, raw=raw if mode == "text" else None)
             per_s = count / (text_seconds if mode == "text" else seconds)
-            results[mode] = result | {"ingest_per_s": round(per_s, 1)}
+            results[mode] = result | {"passages_per_s": round(per_s, 1)}
+        if memo is not None:
+            for name, cell in grid(quick):
+                console.print(f"  grid: {name}")
+                cells[name] = evaluate(memory, qs, ids, "hybrid", cell) | {
+                    "settings": _changed(cell)
+                }
+            # each feature flipped from its default (on -> off, off -> on at a measured value)
+            off = {
+                (
+                    "neighbour lane off" if settings.neighbor_weight else "neighbour lane on (0.5)"
+                ): dataclass_replace(
+                    settings, neighbor_weight=0.0 if settings.neighbor_weight else 0.5
+                ),
+                "session windows off (vectors)": dataclass_replace(settings, window_weight=0.0),
+                (
+                    "diversity off"
+                    if settings.session_decay or settings.session_cap
+                    else "diversity on (session_decay 0.1)"
+                ): dataclass_replace(
+                    settings,
+                    session_decay=0.0 if settings.session_decay or settings.session_cap else 0.1,
+                    session_cap=None,
+                ),
+            }
+            for name, cell in off.items():
+                console.print(f"  ablation: {name}")
+                ablations[name] = evaluate(memory, qs, ids, "hybrid", cell)
+            # neighbour text not indexed: a second ingest (vectors from the cache)
+            bare_store = open_store(Path(tmp) / "bare")
+            bare = Memory(bare_store, embedder=memo, settings=settings, index_neighbors=False)
+            bare_ids, _, _ = ingest(bare, data)
+            console.print("  ablation: neighbour text not indexed")
+            ablations["neighbour text not indexed"] = evaluate(bare, qs, bare_ids, "hybrid")
+            console.print("  ablation: no neighbour feature at all")
+            ablations["no neighbour feature (lane, windows, text)"] = evaluate(
+                bare,
+                qs,
+                bare_ids,
+                "hybrid",
+                dataclass_replace(settings, neighbor_weight=0.0, window_weight=0.0),
+            )
+            bare_store.close()
+            # one memory per document (a whole session): the same questions, a hit is the
+            # session of an evidence turn
+            doc_store = open_store(Path(tmp) / "documents")
+            docs = Memory(doc_store, embedder=memo, settings=settings)
+            doc_ids, doc_seconds, doc_count = ingest(docs, data, documents)
+            per_document["documents"] = doc_count
+            per_document["passages_per_s"] = round(doc_count / doc_seconds, 1)
+            for mode in modes:
+                console.print(f"  per document: {mode}")
+                memo.queries.clear()
+                per_document[mode] = evaluate(docs, qs, doc_ids, mode, per_document=True)
+                del per_document[mode]["sessions@5"]  # every hit is its own session here
+            for name, cell in grid(quick):
+                console.print(f"  per document grid: {name}")
+                per_document[f"grid: {name}"] = evaluate(
+                    docs, qs, doc_ids, "hybrid", cell, per_document=True
+                )
+                del per_document[f"grid: {name}"]["sessions@5"]
+            doc_store.close()
         store.close()
         text_store.close()
     return {
         "embedder": resolved.model if resolved else None,
         "questions": len(qs),
         "turns": count,
-        "settings": (settings or memory.settings).__dict__,
+        "settings": settings.__dict__,
         "modes": results,
+        "grid": cells,
+        "ablations": ablations,
+        "per_document": per_document,
         "date": today(),
         "machine": machine(),
     }
 
 
+def _changed(settings: RecallSettings) -> dict[str, Any]:
+    """The fields that differ from the defaults."""
+    default = RecallSettings()
+    return {k: v for k, v in settings.__dict__.items() if getattr(default, k) != v}
+
+
+def _row(label: str, category: str, r: dict[str, Any], last: str = "") -> list[str]:
+    return [
+        label,
+        category,
+        f"{r['recall@1']:.3f}",
+        f"{r['recall@5']:.3f}",
+        f"{r['recall@10']:.3f}",
+        f"{r['sessions@5']:.2f}" if "sessions@5" in r else "",
+        f"{r['p50_ms']:.1f}" if "p50_ms" in r else "",
+        f"{r['p95_ms']:.1f}" if "p95_ms" in r else "",
+        last,
+    ]
+
+
+def _with_categories(label: str, r: dict[str, Any], last: str = "") -> list[list[str]]:
+    rows = [_row(label, "all", r, last)]
+    for cat, c in r["by_category"].items():
+        rows.append(_row("", f"{cat} ({c['questions']})", c))
+    return rows
+
+
 def main() -> None:
-    console.print("[bold]locomo[/]: turn-level evidence recall")
-    payload = run()
-    rows = []
+    import os
+
+    quick = bool(os.environ.get("ENGRAMDB_BENCH_QUICK"))
+    console.print("[bold]locomo[/]: turn-level evidence recall" + (" (quick)" if quick else ""))
+    payload = run(quick=quick)
+    rows: list[list[str]] = []
     for mode, r in payload["modes"].items():
         if "raw_fts5_p50_ms" in r:
             rows.append(
@@ -229,50 +421,55 @@ def main() -> None:
                     "",
                     "",
                     "",
+                    "",
                     f"{r['raw_fts5_p50_ms']:.2f}",
                     f"{r['raw_fts5_p95_ms']:.2f}",
                     f"text ÷ raw: {r['p50_vs_raw_fts5']}×",
                 ]
             )
-        rows.append(
-            [
-                mode,
-                "all",
-                f"{r['recall@1']:.3f}",
-                f"{r['recall@5']:.3f}",
-                f"{r['recall@10']:.3f}",
-                f"{r['p50_ms']:.1f}",
-                f"{r['p95_ms']:.1f}",
-                f"{r['ingest_per_s']:,.0f}",
-            ]
-        )
-        for cat, c in r["by_category"].items():
-            rows.append(
-                [
-                    "",
-                    f"{cat} ({c['questions']})",
-                    f"{c['recall@1']:.3f}",
-                    f"{c['recall@5']:.3f}",
-                    f"{c['recall@10']:.3f}",
-                    "",
-                    "",
-                    "",
-                ]
-            )
+        rows += _with_categories(mode, r, f"{r['passages_per_s']:,.0f}")
+    for name, r in payload["grid"].items():
+        rows += _with_categories(f"grid: {name}", r)
+    for name, r in payload["ablations"].items():
+        rows += _with_categories(f"ablation: {name}", r)
+    docs = payload["per_document"]
+    for name, r in docs.items():
+        if isinstance(r, dict):
+            last = f"{docs['passages_per_s']:,.0f}" if name in ("vector", "hybrid") else ""
+            rows.append(_row(f"per document: {name}", "all", r, last))
     write_results(
-        "locomo",
+        "locomo" + ("-quick" if quick else ""),
         payload,
-        ["mode", "category", "R@1", "R@5", "R@10", "p50 ms", "p95 ms", "ingest/s"],
+        [
+            "run",
+            "category",
+            "R@1",
+            "R@5",
+            "R@10",
+            "sessions in top 5",
+            "p50 ms",
+            "p95 ms",
+            "passages/s",
+        ],
         rows,
         f"LoCoMo evidence retrieval ({payload['questions']} questions, embedder "
         f"{payload['embedder']})",
         notes="Reference points on this hardware: FTS5 BM25 R@1 0.262 / R@5 0.466 / R@10 0.551; "
         "LoCoMo paper DRAGON R@5 0.588 / R@10 0.675. Latency is per recall call, query "
-        "embedding included. raw FTS5: the terms the text lane searches, as one plain "
+        "embedding included in the mode rows (the grid, ablation and per-document rows re-use "
+        "each query's vector from a cache, so their latency leaves the model out). "
+        "raw FTS5: the terms the text lane searches, as one plain "
         "`MATCH … ORDER BY rank LIMIT 10` over the same turns (a content-only FTS5 table per "
         "conversation), timed right after each text recall; its last cell is text p50 ÷ raw "
-        "p50. ingest/s for text counts turns stored without embeddings, for "
-        "vector and hybrid with them. Reproduce: `.venv/bin/python -m bench locomo`.",
+        "p50. passages/s for text counts turns stored without embeddings, for "
+        "vector and hybrid with them. sessions in top 5: distinct LoCoMo sessions among the "
+        "first five hits (mean). grid: hybrid, every other setting at its default; the "
+        "settings are query-time only, so the turns are ingested (and embedded) once. "
+        "ablation: the defaults with one feature off; 'neighbour text not indexed' is a second "
+        "ingest with `Memory(index_neighbors=False)`. per document: one memory per LoCoMo "
+        "session (its turns, one per line), a conversation's sessions stored one after another "
+        "in one `session_id`; a hit is the session holding an evidence turn. "
+        "Reproduce: `.venv/bin/python -m bench locomo`.",
     )
 
 

@@ -118,8 +118,17 @@ class Memory:
         max_query_chars: int = MAX_QUERY_CHARS,
         llm: LLM | str | None = None,
         fallback: Fallback = None,
+        index_metadata: Sequence[str] = (),
+        index_neighbors: bool | None = None,
     ) -> None:
         self.store = resolve_store(store)
+        self.index_metadata: tuple[str, ...] = _index_keys(index_metadata)
+        """The metadata keys whose values are full-text indexed (none by default: an id or a
+        label kept in metadata does not match queries). Applies to what this memory writes;
+        :meth:`reindex` rewrites existing rows."""
+        if index_neighbors is not None:
+            # a property of what the store writes, so it is the store's (see Store)
+            self.store.index_neighbors = bool(index_neighbors)
         self.llm = resolve_llm(llm)
         """The model :meth:`add_messages` and :meth:`extract` use (``"openai:MODEL"``, any
         :class:`~engramdb.llm.LLM`, or ``None``)."""
@@ -404,7 +413,7 @@ class Memory:
                     if occurred is not None
                     else None
                 ),
-                search_text=_metadata_text(metadata),
+                search_text=_metadata_text(metadata, self.index_metadata),
                 created_at=(
                     us_from_datetime(parse_datetime("created_at", created))
                     if created is not None
@@ -489,7 +498,7 @@ class Memory:
             changes["tags"] = normalize_tags(tags)
         if metadata is not None:
             meta = _metadata(metadata)
-            changes.update(metadata=meta, search_text=_metadata_text(meta))
+            changes.update(metadata=meta, search_text=_metadata_text(meta, self.index_metadata))
         if importance is not None:
             changes["importance"] = _importance(importance)
         if not changes:
@@ -679,6 +688,23 @@ class Memory:
     def stats(self, *, namespace: str | None = None) -> MemoryStats:
         """Counts of memories, embeddings, triples and sessions in a namespace."""
         return self.store.memory_stats(self._ns(namespace))
+
+    def reindex(self, *, namespace: str | None = None) -> int:
+        """Rewrite the full-text index of every memory of a namespace under this memory's
+        settings: metadata values of the :attr:`index_metadata` keys only, and the
+        neighbours' text or none (``index_neighbors``). Needed after changing either for
+        existing data; content, tags and vectors are untouched. Returns the memories
+        reindexed."""
+        ns = self._ns(namespace)
+        done, after = 0, None
+        while True:
+            items, after = self.store.memory_list(
+                ns, Filter(), after=after, limit=500, include_invalidated=True
+            )
+            texts = {r.id: _metadata_text(r.metadata, self.index_metadata) for r in items}
+            done += self.store.memory_reindex(ns, texts)
+            if after is None or not items:
+                return done
 
     def recall(
         self,
@@ -1239,6 +1265,8 @@ class AsyncMemory:
         max_query_chars: int = MAX_QUERY_CHARS,
         llm: LLM | str | None = None,
         fallback: Fallback = None,
+        index_metadata: Sequence[str] = (),
+        index_neighbors: bool | None = None,
     ) -> None:
         self.sync = Memory(
             store,
@@ -1249,6 +1277,8 @@ class AsyncMemory:
             max_query_chars=max_query_chars,
             llm=llm,
             fallback=fallback,
+            index_metadata=index_metadata,
+            index_neighbors=index_neighbors,
         )
 
     @staticmethod
@@ -1271,6 +1301,9 @@ class AsyncMemory:
         """See :meth:`Memory.remember_results` (``errors="skip"`` included)."""
         batch = builtins.list(entries)
         return await self._run(lambda: self.sync.remember_results(batch, **kwargs))
+
+    async def reindex(self, **kwargs: Any) -> int:
+        return await self._run(self.sync.reindex, **kwargs)
 
     async def recall(self, query: str, **kwargs: Any) -> builtins.list[Hit]:
         return await self._run(self.sync.recall, query, **kwargs)
@@ -1384,9 +1417,18 @@ def _metadata(value: object) -> dict[str, Any]:
     return parsed
 
 
-def _metadata_text(metadata: Mapping[str, Any]) -> str:
-    """Metadata values as searchable text (strings and numbers, nested ones included)."""
+def _index_keys(keys: Sequence[str]) -> tuple[str, ...]:
+    """``index_metadata`` checked: metadata keys (strings), in order, without repeats."""
+    if isinstance(keys, str) or not all(isinstance(k, str) and k for k in keys):
+        raise InvalidInputError("index_metadata must be a list of metadata keys (strings)")
+    return tuple(dict.fromkeys(keys))
+
+
+def _metadata_text(metadata: Mapping[str, Any], keys: Sequence[str]) -> str:
+    """The values of the metadata ``keys`` (the memory's ``index_metadata``) as searchable
+    text: strings and numbers, nested ones included. Other keys are not indexed."""
     out: builtins.list[str] = []
+    metadata = {k: metadata[k] for k in keys if k in metadata}
 
     def walk(value: Any) -> None:
         if isinstance(value, str):

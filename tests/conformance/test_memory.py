@@ -252,11 +252,14 @@ def test_text_recall_ranks_relevant_memories_first(text_mem: Memory) -> None:
     assert "Melanie painted a sunrise over the lake" in contents(text_mem.recall("painting"))
 
 
-def test_tags_and_metadata_values_are_searchable(text_mem: Memory) -> None:
+def test_tags_and_named_metadata_values_are_searchable(text_mem: Memory) -> None:
     text_mem.remember("first note", tags=["session:user-123"])
     text_mem.remember("second note", tags=["session:user-123", "other"])
     text_mem.remember("third note mentions session user 123 in text")
+    text_mem.remember("fifth note", metadata={"project": "airship"})  # not a named key
+    text_mem.index_metadata = ("project",)  # issue 15: only named keys are indexed
     text_mem.remember("fourth note", metadata={"project": "zeppelin"})
+    assert text_mem.recall("airship") == []
     for n in range(30):  # noise that matches the tag's words
         text_mem.remember(f"session {n} of user 123 notes")
     hits = text_mem.recall("session:user-123", limit=2)

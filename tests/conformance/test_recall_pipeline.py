@@ -113,10 +113,17 @@ def test_issue14_adjacency_is_one_store_call_per_recall(store: Store) -> None:
     conversation(mem)
     real = store.memory_adjacency
     with mock.patch.object(store, "memory_adjacency", wraps=real) as adjacency:
-        hits = mem.recall("painting sunset", namespace="chat", mode="text", limit=10, explain=True)
+        hits = mem.recall(
+            "painting sunset",
+            namespace="chat",
+            mode="text",
+            limit=10,
+            explain=True,
+            settings=RecallSettings(neighbor_weight=0.2),  # the lane is off by default
+        )
     assert hits[0].memory.content.startswith("Melanie: Nice! I finished a new painting")
-    # neighbours of the candidates that no lane found joined through the neighbour boost...
+    # neighbours of the candidates that no lane found joined through the neighbour lane...
     joined = [h for h in hits if h.explain and "text" not in h.explain["lanes"]]
-    assert joined and all("neighbor" in h.explain["boosts"] for h in joined)  # type: ignore[index]
+    assert joined and all("neighbor" in h.explain["lanes"] for h in joined)  # type: ignore[index]
     # ...and the store was asked once: the candidates' neighbours and their users came along
     assert adjacency.call_count == 1

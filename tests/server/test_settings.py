@@ -74,3 +74,35 @@ def test_serve_fails_fast_with_one_line(tmp_path: Path) -> None:
     blocked.write_text("not a directory")
     result = CliRunner().invoke(app, ["serve", "--store", str(blocked / "data")])
     assert result.exit_code == 1 and "error" in result.output
+
+
+def test_issue15_weights_recall_and_index_settings_reach_the_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from engramdb.server.app import create_app
+
+    config = tmp_path / "engramdb.toml"
+    config.write_text(
+        f'store = "{tmp_path / "data"}"\nembedder = "none"\nindex_neighbors = false\n'
+        "[recall]\nneighbor_weight = 0.5\nsession_cap = 3\n"
+    )
+    monkeypatch.setenv("ENGRAMDB_INDEX_METADATA", "label, project")
+    s = load_settings(config)
+    assert s.index_metadata == ["label", "project"]
+    assert (s.recall_settings.neighbor_weight, s.recall_settings.session_cap) == (0.5, 3)
+    with TestClient(create_app(settings=s)) as client:
+        memory = client.app.state.services.memory  # type: ignore[attr-defined]
+        assert memory.settings.neighbor_weight == 0.5 and memory.settings.session_cap == 3
+        assert memory.index_metadata == ("label", "project")
+        assert memory.store.index_neighbors is False
+    monkeypatch.setenv("ENGRAMDB_RECALL", '{"rrf_k": 20, "fusion": "rrf"}')
+    assert load_settings().recall_settings.rrf_k == 20
+    for bad, message in (
+        ('{"neighbour_weight": 1}', "unknown recall setting 'neighbour_weight'"),
+        ('{"session_decay": 3}', "session_decay must be between 0 and 1"),
+    ):
+        monkeypatch.setenv("ENGRAMDB_RECALL", bad)
+        with pytest.raises(InvalidInputError, match=message):
+            load_settings()

@@ -8,6 +8,7 @@ points of recall@10, because it keeps *how much* better a hit is, not just its r
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,59 +59,106 @@ def fuse(
     ``explain=True``: a recall without it builds no per-candidate detail."""
     out: dict[int, Fused] = {}
     for lane in lanes:
-        if not lane.ranked:
-            continue
-        top = lane.ranked[0][1]
-        low = lane.floor
-        for rank, (key, score) in enumerate(lane.ranked, start=1):
-            if method == "rrf":
-                part = lane.weight / (rrf_k + rank)
-            elif low is None:
-                part = lane.weight * (score / top if top > 0 else 0.0)
-            else:
-                part = lane.weight * ((score - low) / (top - low) if top > low else 1.0)
-            fused = out.get(key)
-            if fused is None:
-                fused = out[key] = Fused(key, 0.0)
-            fused.score += part
-            if score > 0:
-                fused.matched = True
-            if explain:
-                fused.lanes[lane.name] = lane_detail(rank, score, part)
+        add_lane(out, lane, method=method, rrf_k=rrf_k, explain=explain)
     return out
 
 
-def boost_neighbors(
-    fused: dict[int, Fused],
-    adjacency: Mapping[int, tuple[int | None, int | None]],
-    weight: float,
+def add_lane(
+    out: dict[int, Fused],
+    lane: Lane,
     *,
+    method: Fusion = "score",
+    rrf_k: float = 60.0,
+    explain: bool = False,
     join: bool = True,
 ) -> None:
-    """``s(i) += weight * max(s(previous), s(next))`` within a session (scores before boosting).
+    """Add one lane's contributions to ``out`` (see :func:`fuse`). With ``join=False`` a key
+    not already in ``out`` is skipped instead of joining."""
+    if not lane.ranked or not lane.weight:
+        return
+    top = lane.ranked[0][1]
+    low = lane.floor
+    for rank, (key, score) in enumerate(lane.ranked, start=1):
+        fused = out.get(key)
+        if fused is None:
+            if not join:
+                continue
+            fused = out[key] = Fused(key, 0.0)
+        if method == "rrf":
+            part = lane.weight / (rrf_k + rank)
+        elif low is None:
+            part = lane.weight * (score / top if top > 0 else 0.0)
+        else:
+            part = lane.weight * ((score - low) / (top - low) if top > low else 1.0)
+        fused.score += part
+        if score > 0:
+            fused.matched = True
+        if explain:
+            fused.lanes[lane.name] = lane_detail(rank, score, part)
 
-    Memories next to a strong hit are often part of the answer (the question's evidence spans
-    turns): LoCoMo recall@10 +0.02 at weight 0.2. Neighbours that were not candidates join,
-    unless ``join`` is false (a filtered recall: a neighbour may lie outside the filter).
-    """
+
+def neighbor_lane(
+    fused: Mapping[int, Fused],
+    adjacency: Mapping[int, tuple[int | None, int | None]],
+    weight: float,
+) -> Lane:
+    """The neighbour lane: each memory next to a candidate in its session, scored by its best
+    neighbour's fused score (the scores of the other lanes), best first.
+
+    A question's evidence often spans adjacent turns, so a memory next to a strong hit is
+    worth a look; as a lane of its own (normalised like the others and weighted by
+    ``weight``) its share of the score is measured rather than added on top. Candidates
+    and memories that no other lane found both take part (the latter join the results)."""
     before = {key: f.score for key, f in fused.items()}
-    touched: dict[int, float] = {}
+    best: dict[int, float] = {}
     for key, (prev, nxt) in adjacency.items():
-        best = max(before.get(prev, 0.0) if prev else 0.0, before.get(nxt, 0.0) if nxt else 0.0)
-        if best > 0:
-            touched[key] = max(touched.get(key, 0.0), best)
-        for other in (prev, nxt):  # a neighbour of this candidate, maybe not a candidate yet
-            if other is not None and key in before:
-                touched[other] = max(touched.get(other, 0.0), before[key])
-    for key, best in touched.items():
-        item = fused.get(key)
-        if item is None and not join:
+        if key not in before:
             continue
-        if item is None:
-            item = fused[key] = Fused(key, 0.0)
-        bump = weight * best
-        item.score += bump
-        item.boosts["neighbor"] = bump
+        for other in (prev, nxt):
+            if other is not None and other != key:
+                best[other] = max(best.get(other, 0.0), before[key])
+    ranked = sorted(((k, s) for k, s in best.items() if s > 0), key=lambda kv: (-kv[1], -kv[0]))
+    return Lane("neighbor", ranked, weight)
+
+
+def diversify(
+    ordered: Sequence[Fused],
+    sources: Mapping[int, str | None],
+    *,
+    decay: float = 0.0,
+    cap: int | None = None,
+) -> list[Fused]:
+    """Re-rank so that one source (a session) does not fill the top: greedily pick the best
+    candidate whose score, multiplied by ``(1 - decay) ** n`` for the ``n`` memories of its
+    source picked already, is highest; a source with ``cap`` picks takes no more until every
+    other candidate is placed (those follow in their original order). Candidates with no
+    source (``None``) are never penalised. Scores stay as they were; only the order changes.
+    With one source only, or ``decay=0`` and no cap, the order is unchanged."""
+    if (not decay and cap is None) or len(ordered) < 2:
+        return list(ordered)
+    factor = 1.0 - decay
+    picked: dict[str, int] = {}
+    heap = [(-f.score, i, 0) for i, f in enumerate(ordered)]
+    heapq.heapify(heap)
+    out: list[Fused] = []
+    deferred: list[int] = []
+    while heap:
+        _neg, i, seen = heapq.heappop(heap)
+        source = sources.get(ordered[i].key)
+        if source is None:
+            out.append(ordered[i])
+            continue
+        n = picked.get(source, 0)
+        if cap is not None and n >= cap:
+            deferred.append(i)
+            continue
+        if n != seen:  # its source was picked since it was queued: re-queue at its new score
+            heapq.heappush(heap, (-ordered[i].score * factor**n, i, n))
+            continue
+        out.append(ordered[i])
+        picked[source] = n + 1
+    out += [ordered[i] for i in sorted(deferred)]
+    return out
 
 
 def boost_speaker(

@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
+from itertools import groupby
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import InvalidInputError, PayloadTooLargeError
@@ -28,7 +29,17 @@ from ..filters import MAX_TAG_LENGTH, Filter, normalize_tags
 from ..store.base import Adjacency, TextQuery
 from ..types import Hit, MemoryRecord, now_us, us_from_datetime
 from ..validation import MAX_LIMIT, check_limit, check_min_score, check_text
-from .fusion import Fused, Fusion, Lane, apply_boosts, boost_neighbors, boost_speaker, fuse
+from .fusion import (
+    Fused,
+    Fusion,
+    Lane,
+    add_lane,
+    apply_boosts,
+    boost_speaker,
+    diversify,
+    fuse,
+    neighbor_lane,
+)
 from .query import POSTINGS_BUDGET, prune_terms, query_terms, split_tag_tokens, text_query, words
 
 if TYPE_CHECKING:
@@ -59,8 +70,22 @@ class RecallSettings:
     """How many of the best fused candidates get the neighbour and speaker boosts."""
     text_budget: int = POSTINGS_BUDGET
     """Most documents the text lane may score; the commonest query terms are dropped beyond."""
-    neighbor_weight: float = 0.2
-    """``s += w * max(s(previous), s(next))`` for memories next to each other in a session."""
+    neighbor_weight: float = 0.0
+    """Weight of the neighbour lane: a memory next to a candidate in its session scores
+    ``w * s(best neighbour) / s(best candidate)`` (0, the default, turns the lane off).
+    LoCoMo hybrid R@5 / R@10 0.713 / 0.799 at 0, 0.715 / 0.799 at 0.2, 0.719 / 0.802 at 0.5;
+    one memory per document 0.701 / 0.813, 0.699 / 0.810, 0.693 / 0.806 — and the top 5
+    crowds into fewer sessions as it grows. The neighbours' *text* is indexed with each
+    memory (``Memory(index_neighbors=True)``, the default), which is what lifts LoCoMo."""
+    session_decay: float = 0.0
+    """Diversity: while the top is built, each memory already picked from a session
+    multiplies the scores of that session's other candidates by ``1 - session_decay``
+    (0: off, the default). Memories without a session are never penalised. LoCoMo, whose
+    evidence often spans turns of one session, loses R@10 0.799 -> 0.770 at 0.1 (distinct
+    sessions in the top 5: 2.9 -> 3.6); corpora with one session per document are unchanged."""
+    session_cap: int | None = None
+    """Diversity: at most this many memories of one session before every other candidate
+    (``None``: no cap)."""
     window_weight: float = 0.3
     """Share of the vector score taken from the memory's session window (its vector summed
     with its two neighbours' on each side) rather than from the memory alone."""
@@ -70,6 +95,38 @@ class RecallSettings:
     recency_weight: float = 0.0
     recency_half_life_days: float = 30.0
     importance_weight: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.fusion not in ("score", "rrf"):
+            raise InvalidInputError(f"fusion must be 'score' or 'rrf', got {self.fusion!r}")
+        for name in (
+            "text_weight",
+            "vector_weight",
+            "tag_weight",
+            "neighbor_weight",
+            "window_weight",
+            "speaker_weight",
+            "recency_weight",
+            "importance_weight",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                raise InvalidInputError(f"{name} must be a number >= 0, got {value!r}")
+        if isinstance(self.rrf_k, bool) or not isinstance(self.rrf_k, int | float):
+            raise InvalidInputError(f"rrf_k must be a number > 0, got {self.rrf_k!r}")
+        if not self.rrf_k > 0:
+            raise InvalidInputError(f"rrf_k must be a number > 0, got {self.rrf_k!r}")
+        if (
+            isinstance(self.session_decay, bool)
+            or not isinstance(self.session_decay, int | float)
+            or not 0 <= self.session_decay <= 1
+        ):
+            raise InvalidInputError(
+                f"session_decay must be between 0 and 1, got {self.session_decay!r}"
+            )
+        cap = self.session_cap
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise InvalidInputError(f"session_cap must be an integer >= 1 or None, got {cap!r}")
 
 
 @dataclass
@@ -155,6 +212,7 @@ class Retriever:
         ordered = sorted(
             fused.values(), key=lambda f: (-tag_matches.get(f.key, 0), -f.score, -f.key)
         )
+        ordered = self.diversify(plan, ordered, records, tag_matches)
         return self.hits(plan, ordered, records)
 
     def plan(
@@ -299,10 +357,15 @@ class Retriever:
             # one query: each candidate's user, its neighbours and their users
             adjacency = self.store.memory_adjacency(ns, list(fused))
             if cfg.neighbor_weight:
-                boost_neighbors(
+                lane = neighbor_lane(
+                    fused, {key: (a[1], a[2]) for key, a in adjacency.items()}, cfg.neighbor_weight
+                )
+                add_lane(
                     fused,
-                    {key: (a[1], a[2]) for key, a in adjacency.items()},
-                    cfg.neighbor_weight,
+                    lane,
+                    method=cfg.fusion,
+                    rrf_k=cfg.rrf_k,
+                    explain=plan.explain,
                     # a neighbour outside the filter must not join the results
                     join=not plan.flt.scoped,
                 )
@@ -330,6 +393,29 @@ class Retriever:
                 importance_weight=cfg.importance_weight,
             )
         return fused, records
+
+    def diversify(
+        self,
+        plan: RecallPlan,
+        ordered: list[Fused],
+        records: dict[int, MemoryRecord],
+        tag_matches: Mapping[int, int],
+    ) -> list[Fused]:
+        """Spread the top over sessions (``session_decay`` / ``session_cap``): the best
+        ``4 * limit + 20`` candidates are re-ranked by :func:`~engramdb.search.fusion.diversify`
+        with their sessions as sources (read with the records the hits need anyway); exact tag
+        matches stay first. ``records`` gains the records read."""
+        cfg = plan.settings
+        if not cfg.session_decay and cfg.session_cap is None:
+            return ordered
+        head, tail = ordered[: 4 * plan.k + 20], ordered[4 * plan.k + 20 :]
+        missing = [f.key for f in head if f.key not in records]
+        records.update(self.store.memory_records(plan.namespace, missing))
+        sources = {f.key: r.session_id for f in head if (r := records.get(f.key)) is not None}
+        out: list[Fused] = []
+        for _, group in groupby(head, key=lambda f: tag_matches.get(f.key, 0)):
+            out += diversify(list(group), sources, decay=cfg.session_decay, cap=cfg.session_cap)
+        return out + tail
 
     def hits(
         self,

@@ -103,6 +103,9 @@ def create_app(
             store if store is not None else open_store(settings.store),
             embedder=settings.embedder,
             llm=settings.llm,
+            settings=settings.recall_settings,
+            index_metadata=settings.index_metadata,
+            index_neighbors=settings.index_neighbors,
         )
     else:  # the caller's facade keeps its own limits (and model, unless one is set)
         memory = copy.copy(memory)

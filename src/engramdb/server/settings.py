@@ -21,6 +21,7 @@ from ..validation import MAX_QUERY_CHARS
 
 if TYPE_CHECKING:
     from ..consolidate.budget import CostCaps
+    from ..search.recall import RecallSettings
 
 CONFIG_ENV = "ENGRAMDB_CONFIG"
 
@@ -101,6 +102,45 @@ class ServerSettings(BaseSettings):
     consolidate_day_max_input_tokens: int | None = Field(default=1_000_000, ge=0)
     consolidate_day_max_llm_calls: int | None = Field(default=200, ge=0)
     """Cost caps of consolidation per run and per UTC day of a namespace (``None``: none)."""
+
+    index_metadata: Annotated[list[str], NoDecode] = []
+    """Metadata keys whose values are full-text indexed (none by default: ids and labels
+    kept in metadata do not match queries). From the environment: comma separated. After a
+    change, existing memories keep their index until reindexed (``Memory.reindex``)."""
+    index_neighbors: bool = True
+    """Index each session memory with its neighbours' text (see ``Memory(index_neighbors)``)."""
+    recall: dict[str, Any] = {}
+    """How recall ranks: any :class:`~engramdb.RecallSettings` field (lane weights,
+    ``fusion``, ``rrf_k``, ``neighbor_weight``, ``session_decay``, ``session_cap``, ...). TOML:
+    a ``[server.recall]`` table; environment: ``ENGRAMDB_RECALL`` as a JSON object."""
+
+    @field_validator("index_metadata", mode="before")
+    @classmethod
+    def _split_index_keys(cls, value: Any) -> Any:
+        if isinstance(value, str):  # from the environment: comma separated
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("recall")
+    @classmethod
+    def _recall_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from ..search.recall import RecallSettings
+
+        known = set(RecallSettings.__dataclass_fields__)
+        unknown = sorted(set(value) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown recall setting {unknown[0]!r}; choose from {', '.join(sorted(known))}"
+            )
+        RecallSettings(**value)  # InvalidInputError (a ValueError) names a bad value
+        return value
+
+    @property
+    def recall_settings(self) -> RecallSettings:
+        """:attr:`recall` as the :class:`~engramdb.RecallSettings` the server's memory uses."""
+        from ..search.recall import RecallSettings
+
+        return RecallSettings(**self.recall)
 
     @field_validator("llm")
     @classmethod

@@ -6,7 +6,7 @@ Every method takes the namespace explicitly, so no caller can forget it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
@@ -210,6 +210,11 @@ class Store(Protocol):
     native_vector_search: bool
     """True if the store answers ``memory_vector_search`` itself (e.g. pgvector); otherwise
     engramdb keeps an in-process index fed by ``vector_changes``."""
+    index_neighbors: bool
+    """Whether writes index a session memory together with its neighbours' text (a
+    low-weight column of the full-text index; default on). Off, that text is written empty
+    for every memory a write touches; ``Memory(index_neighbors=...)`` sets it and
+    :meth:`engramdb.Memory.reindex` rewrites existing rows."""
 
     def close(self) -> None:
         """Release connections. The store must not be used afterwards."""
@@ -409,6 +414,11 @@ class Store(Protocol):
         self, namespace: str, memory_id: str, changes: MemoryChanges
     ) -> MemoryRecord | None:
         """Apply changes, keeping the prior version in history. ``None`` if not found."""
+
+    def memory_reindex(self, namespace: str, search_texts: Mapping[str, str]) -> int:
+        """Rewrite what the full-text index holds beside content and tags for the given
+        memories of ``namespace`` (by id): their metadata text (``search_texts``) and their
+        neighbours' text (under :attr:`index_neighbors`). Returns how many were found."""
 
     def memory_history(self, namespace: str, memory_id: str) -> list[MemoryVersion]:
         """Prior versions, oldest first."""

@@ -12,7 +12,7 @@ filtered search returning enough rows.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import numpy as np
@@ -89,9 +89,17 @@ def _neighbor_rowids(conn: Conn, rowids: Sequence[int]) -> list[int]:
     ]
 
 
-def _refresh_context(conn: Conn, rowids: Sequence[int]) -> None:
-    """Rewrite the context text of ``rowids`` from their current session neighbours."""
+def _refresh_context(conn: Conn, rowids: Sequence[int], *, neighbors: bool = True) -> None:
+    """Rewrite the context text of ``rowids`` from their current session neighbours (with
+    ``neighbors=False``, the store's ``index_neighbors`` off: make it empty)."""
     if not rowids:
+        return
+    if not neighbors:
+        conn.execute(
+            "UPDATE memories SET context_text = '' WHERE rowid = ANY(%s::bigint[]) "
+            "AND context_text <> ''",
+            (sorted(set(rowids)),),
+        )
         return
     conn.execute(
         "UPDATE memories m SET context_text = coalesce((SELECT string_agg(x.content, E'\\n' "
@@ -151,7 +159,9 @@ def vector_search_settings(limit: int, *, iterative: bool) -> dict[str, str]:
     return settings
 
 
-def _delete_memories(conn: Conn, namespace: str, memory_ids: Sequence[str]) -> list[str]:
+def _delete_memories(
+    conn: Conn, namespace: str, memory_ids: Sequence[str], *, neighbors: bool = True
+) -> list[str]:
     """Remove memories everywhere (inside the caller's transaction); the ids removed, in the
     order given. A current fact a memory was made for (metadata ``triple_id``) goes too."""
     # tags go with their memory (ON DELETE CASCADE); the tsvector and the vector are
@@ -170,7 +180,7 @@ def _delete_memories(conn: Conn, namespace: str, memory_ids: Sequence[str]) -> l
     removed = [str(r[0]) for r in rows]
     _count(conn, namespace, memories=-len(removed))
     if removed:  # the neighbours' context no longer quotes the removed text
-        _refresh_context(conn, near)
+        _refresh_context(conn, near, neighbors=neighbors)
         conn.execute("DELETE FROM memory_history WHERE memory_id = ANY(%s)", (removed,))
         conn.execute(
             "DELETE FROM memory_events WHERE namespace = %s AND memory_id = ANY(%s)",
@@ -302,6 +312,9 @@ class MemoriesMixin:
 
     _indexed_dims: set[int]
     _iterative_scan: bool
+    index_neighbors: bool = True
+    """Index each session memory with its neighbours' text (``context_text``); off, it is
+    written empty (see :attr:`engramdb.store.base.Store.index_neighbors`)."""
 
     def run(self, work: Callable[[Conn], _T], *, write: bool = True) -> _T:
         raise NotImplementedError
@@ -441,7 +454,11 @@ class MemoriesMixin:
                     tag_rows,
                 )
             in_sessions = [inserted[m.id] for m in memories if m.id in inserted and m.session_id]
-            _refresh_context(conn, [*in_sessions, *_neighbor_rowids(conn, in_sessions)])
+            _refresh_context(
+                conn,
+                [*in_sessions, *_neighbor_rowids(conn, in_sessions)],
+                neighbors=self.index_neighbors,
+            )
             users = sorted({m.user_id for m in memories if m.id in inserted and m.user_id})
             if users:
                 conn.execute(
@@ -547,7 +564,9 @@ class MemoriesMixin:
                 ) from None
             assert new is not None
             if changes.content is not None:  # the neighbours' context quotes this text
-                _refresh_context(conn, _neighbor_rowids(conn, [row[0]]))
+                _refresh_context(
+                    conn, _neighbor_rowids(conn, [row[0]]), neighbors=self.index_neighbors
+                )
             if changes.tags is not None:
                 conn.execute("DELETE FROM memory_tags WHERE memory_rowid = %s", (row[0],))
                 conn.cursor().executemany(
@@ -559,6 +578,22 @@ class MemoriesMixin:
 
         return self.run(work)
 
+    def memory_reindex(self, namespace: str, search_texts: Mapping[str, str]) -> int:
+        if not search_texts:
+            return 0
+
+        def work(conn: Conn) -> int:
+            _count(conn, namespace)  # lock the namespace's counts first (neighbours' text)
+            rows = conn.execute(
+                "UPDATE memories m SET search_text = x.text FROM unnest(%s::text[], %s::text[]) "
+                "AS x(id, text) WHERE m.namespace = %s AND m.id = x.id RETURNING m.rowid",
+                (list(search_texts), list(search_texts.values()), namespace),
+            ).fetchall()
+            _refresh_context(conn, [int(r[0]) for r in rows], neighbors=self.index_neighbors)
+            return len(rows)
+
+        return self.run(work)
+
     def memory_delete(
         self, namespace: str, memory_ids: Sequence[str], *, scrub: bool = False
     ) -> list[str]:
@@ -566,7 +601,11 @@ class MemoriesMixin:
         # its space reusable (VACUUM FULL rewrites the table); see README "Forget means gone".
         if not memory_ids:
             return []
-        return self.run(lambda conn: _delete_memories(conn, namespace, memory_ids))
+        return self.run(
+            lambda conn: _delete_memories(
+                conn, namespace, memory_ids, neighbors=self.index_neighbors
+            )
+        )
 
     def memory_set_embeddings(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
         if not rows:
@@ -649,7 +688,11 @@ class MemoriesMixin:
                 (now_us(), reason, namespace, memory_id),
             ).fetchone()
             if changed is not None:  # the neighbours' context no longer quotes its text
-                _refresh_context(conn, _neighbor_rowids(conn, [int(changed[0])]))
+                _refresh_context(
+                    conn,
+                    _neighbor_rowids(conn, [int(changed[0])]),
+                    neighbors=self.index_neighbors,
+                )
             row = conn.execute(
                 f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s",
                 (namespace, memory_id),
@@ -668,7 +711,11 @@ class MemoriesMixin:
             ).fetchone()
             if changed is not None:  # it and its neighbours quote each other again
                 rowid = int(changed[0])
-                _refresh_context(conn, [rowid, *_neighbor_rowids(conn, [rowid])])
+                _refresh_context(
+                    conn,
+                    [rowid, *_neighbor_rowids(conn, [rowid])],
+                    neighbors=self.index_neighbors,
+                )
             row = conn.execute(
                 f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s AND m.id = %s",
                 (namespace, memory_id),
@@ -1067,7 +1114,7 @@ class MemoriesMixin:
                     )
                     if _made_for(r[1]) == linked[str(r[0])]
                 ]
-                _delete_memories(conn, namespace, made)
+                _delete_memories(conn, namespace, made, neighbors=self.index_neighbors)
             gone = {str(r[0]) for r in rows}
             return [t for t in dict.fromkeys(triple_ids) if t in gone]
 

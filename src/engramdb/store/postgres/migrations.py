@@ -370,6 +370,13 @@ MIGRATIONS: list[list[str]] = [
         "ALTER INDEX memories_fts SET (fastupdate = off)",
         "SELECT gin_clean_pending_list('memories_fts'::regclass)",
     ],
+    # 12 (issue 15, "what is indexed"; as SQLite's 15, renumbered at merge): metadata values
+    # are full-text indexed only for the keys a Memory names (index_metadata, none by
+    # default): existing rows' indexed metadata text is rewritten under that default (the
+    # term-count triggers follow). Memory.reindex() indexes named keys. Re-runnable.
+    [
+        "UPDATE memories SET search_text = '' WHERE search_text <> ''",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -59,6 +59,8 @@ def _memory_row(namespace: str, item: ImportedMemory) -> tuple[Any, ...]:
 class TransferMixin:
     """Needs ``run``/``read`` and ``ensure_vector_index`` from the store."""
 
+    index_neighbors: bool
+
     def run(self, work: Callable[[Conn], _T], *, write: bool = True) -> _T:
         raise NotImplementedError
 
@@ -208,7 +210,11 @@ class TransferMixin:
                     ],
                 )
             in_sessions = [rowid for i, rowid in fresh if i.memory.session_id]
-            _refresh_context(conn, [*in_sessions, *_neighbor_rowids(conn, in_sessions)])
+            _refresh_context(
+                conn,
+                [*in_sessions, *_neighbor_rowids(conn, in_sessions)],
+                neighbors=self.index_neighbors,
+            )
             _count(conn, namespace, memories=len(fresh))
             return created
 

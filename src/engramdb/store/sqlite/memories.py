@@ -269,6 +269,9 @@ class MemoriesMixin:
     _data_version: Callable[[], int]
     scrub_at_once_rows: int = SCRUB_AT_ONCE_ROWS
     """Up to this many memories, forget merges the text index before it returns."""
+    index_neighbors: bool = True
+    """Index each session memory with its neighbours' text (the ``ctx`` column); off, the
+    column is written empty (see :attr:`engramdb.store.base.Store.index_neighbors`)."""
     # one lock for every store of the process is enough: merges are rare (once per forget)
     _scrub_lock = threading.Lock()
     _scrub_state_lock = threading.Lock()
@@ -561,6 +564,28 @@ class MemoriesMixin:
                 self._refresh_context(conn, self._neighbor_rowids(conn, row[0]))
             return memory_record(new)
 
+    def memory_reindex(self, namespace: str, search_texts: Mapping[str, str]) -> int:
+        if not search_texts:
+            return 0
+        with self._writer() as conn:
+            rows = conn.execute(
+                "SELECT rowid, id FROM memories WHERE id IN (SELECT value FROM json_each(?)) "
+                "AND +namespace = ?",
+                (to_json(list(search_texts)), namespace),
+            ).fetchall()
+            conn.executemany(
+                "UPDATE memories_fts SET meta = ? WHERE rowid = ?",
+                [(search_texts[memory_id], rowid) for rowid, memory_id in rows],
+            )
+            self._refresh_context(conn, [rowid for rowid, _ in rows])
+            # the namespace's cached text statistics are stale now
+            conn.execute(
+                "INSERT INTO text_versions (namespace, version) VALUES (?, 1) "
+                "ON CONFLICT (namespace) DO UPDATE SET version = version + 1",
+                (namespace,),
+            )
+        return len(rows)
+
     @staticmethod
     def _neighbor_rowids(conn: sqlite3.Connection, rowid: int) -> list[int]:
         """Rowids of the memories within CONTEXT_SPAN of ``rowid`` in its session."""
@@ -583,6 +608,8 @@ class MemoriesMixin:
             if rowid not in done:
                 text = "\n".join(t for _, t in _session_neighbors(conn, rowid))
                 updates.append((text, rowid))
+        if not self.index_neighbors:  # nothing quotes a neighbour (and nothing stale stays)
+            updates = [("", rowid) for _, rowid in updates]
         conn.executemany("UPDATE memories_fts SET ctx = ? WHERE rowid = ?", updates)
 
     def memory_delete(

@@ -335,6 +335,15 @@ MIGRATIONS: list[list[Step]] = [
     [
         add_column("session_items", "plain", "INTEGER"),
     ],
+    # 15 (issue 15, "what is indexed"; renumbered at merge): metadata values are no longer
+    # full-text indexed unless the Memory names their keys (index_metadata, none by default),
+    # so the indexed metadata text of existing rows is rewritten under that default (empty).
+    # Memory.reindex() indexes the keys a Memory names. The text statistics of every
+    # namespace are invalidated (their cache key moves). Re-runnable.
+    [
+        "UPDATE memories_fts SET meta = '' WHERE meta <> ''",
+        "UPDATE text_versions SET version = version + 1",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -52,6 +52,7 @@ class TransferMixin:
     _write: Any
     _next_embedding_seq: Any
     _refresh_context: Any
+    index_neighbors: bool
 
     def _reader(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._read()  # type: ignore[no-any-return]
