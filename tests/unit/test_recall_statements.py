@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from engramdb import Memory, open_store
+from engramdb.search.recall import RecallSettings
 from engramdb.store.sqlite import SQLiteStore
 
 
@@ -26,7 +27,8 @@ def statements(store: SQLiteStore) -> Iterator[list[str]]:
 def test_issue14_recall_statements_do_not_grow_with_candidates(tmp_path: Path) -> None:
     store = open_store(tmp_path / "data")
     assert isinstance(store, SQLiteStore)
-    mem = Memory(store, embedder=None)
+    # the neighbour lane on (off by default): its adjacency must be one statement too
+    mem = Memory(store, embedder=None, settings=RecallSettings(neighbor_weight=0.2))
     for namespace, matching in (("few", 3), ("many", 150)):
         mem.remember_many(
             [
