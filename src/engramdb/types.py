@@ -51,11 +51,12 @@ def format_datetime(value: datetime) -> str:
     The one formatter of every timestamp engramdb emits (records' ``to_dict``, the server's
     JSON, the client, the CLI's ``--json``, export). Microseconds are written when not zero,
     as ``datetime.isoformat`` does; a naive datetime is taken as UTC."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    elif value.utcoffset():
+    zone = value.tzinfo
+    if zone is None:
+        return value.isoformat() + "Z"
+    if zone is not UTC:
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat() + "Z"
+    return value.isoformat()[:-6] + "Z"  # drop "+00:00"
 
 
 def format_optional(value: datetime | None) -> str | None:

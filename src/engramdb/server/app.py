@@ -27,7 +27,7 @@ from ..llm import resolve_llm
 from ..memory import Memory
 from ..store import Store, open_store
 from .auth import KeyRing
-from .errors import install_error_handlers
+from .errors import ERROR_RESPONSES, install_error_handlers
 from .middleware import AccessLog, BodyLimit, Idempotency, Message, Receive, Scope, Send
 from .models import ErrorDetail, HealthOut
 from .quotas import Limiter, TokenBuckets
@@ -183,7 +183,10 @@ def create_app(
         response_model=HealthOut,
         response_model_exclude_none=True,
         tags=["health"],
-        responses={503: {"model": HealthOut, "description": "The store cannot serve requests."}},
+        responses={
+            405: ERROR_RESPONSES[405],
+            503: {"model": HealthOut, "description": "The store cannot serve requests."},
+        },
     )
     async def health(request: Request) -> HealthOut | JSONResponse:
         """Whether the server can serve requests (its store answers; a SQLite database file is
