@@ -129,7 +129,7 @@ def test_issue14_pg_filtered_vector_search_sets_ef_per_query_and_fills_k(
     assert len(wide) == 300
     assert after_small == ("40", "20000", "strict_order")
     assert after_large == ("600", "60000", "strict_order")
-    scores = [s for _, s in wide]
+    scores = [h.score for h in wide]
     assert scores == sorted(scores, reverse=True)  # strict order
 
 
@@ -146,13 +146,14 @@ def test_issue14_pg_filtered_query_uses_the_hnsw_index(store: PostgresStore, url
         plan = "\n".join(
             str(r[0])
             for r in conn.execute(
-                "EXPLAIN SELECT m.rowid FROM memories m WHERE m.embedding_dim = 64 "
-                "AND m.namespace = 'default' AND m.user_id = 'u1' "
-                "ORDER BY m.embedding::vector(64) <=> %s::vector(64) LIMIT 10",
+                "EXPLAIN SELECT v.memory_rowid FROM memory_vectors v JOIN memories m "
+                "ON m.rowid = v.memory_rowid WHERE v.dim = 64 AND v.namespace = 'default' "
+                "AND m.user_id = 'u1' "
+                "ORDER BY v.embedding::vector(64) <=> %s::vector(64) LIMIT 10",
                 (str(np.frombuffer(query, dtype="<f4").tolist()),),
             )
         )
-    assert "memories_hnsw_64" in plan
+    assert "memory_vectors_hnsw_64" in plan
 
 
 def test_issue14_pg_text_search_ranks_a_bounded_candidate_set(

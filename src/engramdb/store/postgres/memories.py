@@ -38,8 +38,12 @@ from ..base import (
     NewMemory,
     NewMemoryEvent,
     NewTriple,
+    Span,
     TextQuery,
     VectorDelta,
+    VectorHit,
+    chunk_rows,
+    gather_chunks,
 )
 from ..rows import (
     CONTEXT_SPAN,
@@ -273,12 +277,34 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _dim(vector: bytes | None) -> int | None:
-    return len(vector) // 4 if vector is not None else None
+def _dim(vector: bytes | None, spans: Sequence[Span] = ()) -> int | None:
+    """The dimension of an embedding's vectors (``spans``: its chunks, see ``chunk_rows``)."""
+    return len(vector) // 4 // max(1, len(spans)) if vector is not None else None
 
 
-def _vector(vector: bytes | None) -> Vector | None:
-    return Vector(vector) if vector is not None else None
+def write_vectors(
+    conn: Conn,
+    namespace: str,
+    items: Sequence[tuple[int, str, bytes, Sequence[Span], int]],
+) -> None:
+    """Store ``(rowid, model, embedding, spans, content length)`` embeddings in
+    memory_vectors: each memory's chunks replace any it had."""
+    if not items:
+        return
+    rows = [
+        (rowid, chunk, namespace, model, len(vector) // 4, Vector(vector), start, end)
+        for rowid, model, embedding, spans, length in items
+        for chunk, vector, (start, end) in chunk_rows(embedding, spans, length)
+    ]
+    conn.execute(
+        "DELETE FROM memory_vectors WHERE memory_rowid = ANY(%s::bigint[])",
+        ([item[0] for item in items],),
+    )
+    conn.cursor().executemany(
+        "INSERT INTO memory_vectors (memory_rowid, chunk, namespace, model, dim, embedding, "
+        "span_start, span_end) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        rows,
+    )
 
 
 def _count(conn: Conn, namespace: str, *, memories: int = 0, facts: int = 0) -> None:
@@ -325,7 +351,7 @@ class MemoriesMixin:
                 dim
                 for dim in todo
                 if conn.execute(
-                    "SELECT to_regclass(%s) IS NULL", (f"memories_hnsw_{dim}",)
+                    "SELECT to_regclass(%s) IS NULL", (f"memory_vectors_hnsw_{dim}",)
                 ).fetchone()
                 == (True,)
             }
@@ -339,10 +365,11 @@ class MemoriesMixin:
             for dim in sorted(missing(conn)):
                 conn.execute(
                     sql.SQL(
-                        "CREATE INDEX IF NOT EXISTS {name} ON memories USING hnsw "
-                        "((embedding::vector({dim})) vector_cosine_ops) "
-                        "WHERE embedding_dim = {dim}"
-                    ).format(name=sql.Identifier(f"memories_hnsw_{dim}"), dim=sql.Literal(dim))
+                        "CREATE INDEX IF NOT EXISTS {name} ON memory_vectors USING hnsw "
+                        "((embedding::vector({dim})) vector_cosine_ops) WHERE dim = {dim}"
+                    ).format(
+                        name=sql.Identifier(f"memory_vectors_hnsw_{dim}"), dim=sql.Literal(dim)
+                    )
                 )
 
         in_unit = self._unit_conn() is not None
@@ -382,7 +409,9 @@ class MemoriesMixin:
             # (the DDL locks the table): writers of one namespace then never wait on each other
             # in opposite orders
             self.run(lambda conn: _count(conn, namespace))
-        self.ensure_vector_index({d for m in memories if (d := _dim(m.embedding))})
+        self.ensure_vector_index(
+            {d for m in memories if (d := _dim(m.embedding, m.embedding_spans))}
+        )
         rows = [
             (
                 m.id,
@@ -400,9 +429,6 @@ class MemoriesMixin:
                 m.occurred_at,
                 m.created_at or now,
                 now,
-                _vector(m.embedding),
-                m.embedding_model if m.embedding is not None else None,
-                _dim(m.embedding),
             )
             for m in memories
         ]
@@ -416,9 +442,9 @@ class MemoriesMixin:
                 cur.executemany(
                     "INSERT INTO memories (id, namespace, user_id, agent_id, session_id, "
                     "content, content_hash, tags, tag_text, metadata, search_text, importance, "
-                    "occurred_at, created_at, updated_at, version, embedding, embedding_model, "
-                    "embedding_dim) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                    "%s, %s, 1, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id, rowid",
+                    "occurred_at, created_at, updated_at, version) VALUES (%s, %s, %s, %s, %s, "
+                    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1) ON CONFLICT DO NOTHING "
+                    "RETURNING id, rowid",
                     rows,
                     returning=True,
                 )
@@ -428,6 +454,21 @@ class MemoriesMixin:
                     if not cur.nextset():
                         break
             _count(conn, namespace, memories=len(inserted))
+            write_vectors(
+                conn,
+                namespace,
+                [
+                    (
+                        inserted[m.id],
+                        m.embedding_model,
+                        m.embedding,
+                        m.embedding_spans,
+                        len(m.content),
+                    )
+                    for m in memories
+                    if m.id in inserted and m.embedding is not None and m.embedding_model
+                ],
+            )
             tag_rows = [
                 (namespace, tag.lower(), inserted[m.id])
                 for m in memories
@@ -479,7 +520,9 @@ class MemoriesMixin:
         self, namespace: str, memory_id: str, changes: MemoryChanges
     ) -> MemoryRecord | None:
         if changes.embedding is not None and changes.content is not None:
-            self.ensure_vector_index({len(changes.embedding) // 4})
+            self.ensure_vector_index(
+                {len(changes.embedding) // 4 // max(1, len(changes.embedding_spans))}
+            )
 
         def work(conn: Conn) -> MemoryRecord | None:
             # the namespace's counts row first, as every writer of its text takes it: the
@@ -512,15 +555,22 @@ class MemoriesMixin:
             if changes.content is not None:
                 sets += ["content = %s", "content_hash = %s"]
                 params += [changes.content, changes.content_hash]
-                if changes.embedding is not None:
-                    sets += ["embedding = %s", "embedding_model = %s", "embedding_dim = %s"]
-                    params += [
-                        Vector(changes.embedding),
-                        changes.embedding_model,
-                        len(changes.embedding) // 4,
-                    ]
-                else:  # the old vector describes the old text: drop it
-                    sets += ["embedding = NULL", "embedding_model = NULL", "embedding_dim = NULL"]
+                # the old vectors describe the old text: they go (new ones replace them)
+                conn.execute("DELETE FROM memory_vectors WHERE memory_rowid = %s", (row[0],))
+                if changes.embedding is not None and changes.embedding_model is not None:
+                    write_vectors(
+                        conn,
+                        namespace,
+                        [
+                            (
+                                row[0],
+                                changes.embedding_model,
+                                changes.embedding,
+                                changes.embedding_spans,
+                                len(changes.content),
+                            )
+                        ],
+                    )
             if changes.tags is not None:
                 sets += ["tags = %s", "tag_text = %s"]
                 params += [to_json(list(changes.tags)), " ".join(changes.tags)]
@@ -568,17 +618,25 @@ class MemoriesMixin:
             return []
         return self.run(lambda conn: _delete_memories(conn, namespace, memory_ids))
 
-    def memory_set_embeddings(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
+    def memory_set_embeddings(self, rows: Sequence[tuple[int, str, bytes, Sequence[Span]]]) -> None:
         if not rows:
             return
-        self.ensure_vector_index({len(v) // 4 for _, _, v in rows})
+        self.ensure_vector_index({d for _, _, v, spans in rows if (d := _dim(v, spans))})
 
         def work(conn: Conn) -> None:
-            conn.cursor().executemany(
-                "UPDATE memories SET embedding = %s, embedding_model = %s, embedding_dim = %s "
-                "WHERE rowid = %s",
-                [(Vector(v), model, len(v) // 4, rowid) for rowid, model, v in rows],
-            )
+            found = conn.execute(
+                "SELECT rowid, namespace, char_length(content) FROM memories "
+                "WHERE rowid = ANY(%s::bigint[]) FOR UPDATE",
+                ([r[0] for r in rows],),
+            ).fetchall()
+            where = {int(r[0]): (str(r[1]), int(r[2])) for r in found}
+            by_namespace: dict[str, list[tuple[int, str, bytes, Sequence[Span], int]]] = {}
+            for rowid, model, vectors, spans in rows:
+                if rowid in where:
+                    ns, length = where[rowid]
+                    by_namespace.setdefault(ns, []).append((rowid, model, vectors, spans, length))
+            for ns, items in by_namespace.items():
+                write_vectors(conn, ns, items)
 
         self.run(work)
 
@@ -787,7 +845,7 @@ class MemoriesMixin:
         where, params = filter_sql(flt)
         query = (
             f"SELECT m.rowid FROM memories m WHERE m.namespace = %s{where} "
-            "AND m.embedding IS NOT NULL LIMIT %s"
+            "AND EXISTS (SELECT 1 FROM memory_vectors v WHERE v.memory_rowid = m.rowid) LIMIT %s"
         )
         args = [namespace, *params, min(limit, 2**62) + 1]
         rows = self.read(lambda conn: conn.execute(query, args).fetchall())
@@ -812,11 +870,14 @@ class MemoriesMixin:
         def work(conn: Conn) -> dict[int, bytes]:
             with conn.cursor(binary=True) as cur:
                 cur.execute(
-                    "SELECT rowid, embedding FROM memories WHERE namespace = %s AND "
-                    "rowid = ANY(%s::bigint[]) AND embedding IS NOT NULL",
+                    "SELECT memory_rowid, embedding FROM memory_vectors WHERE namespace = %s "
+                    "AND memory_rowid = ANY(%s::bigint[]) ORDER BY memory_rowid, chunk",
                     (namespace, list(rowids)),
                 )
-                return {int(r[0]): r[1] for r in cur}
+                out: dict[int, bytes] = {}
+                for rowid, vector in cur:
+                    out[int(rowid)] = out.get(int(rowid), b"") + bytes(vector)
+                return out
 
         return self.read(work)
 
@@ -851,19 +912,26 @@ class MemoriesMixin:
             ]
         )
 
-    def embedding_cache(self, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
+    def embedding_cache(
+        self, model: str, hashes: Sequence[str]
+    ) -> dict[str, tuple[bytes, tuple[Span, ...]]]:
         if not hashes:
             return {}
 
-        def work(conn: Conn) -> dict[str, bytes]:
+        def work(conn: Conn) -> dict[str, tuple[bytes, tuple[Span, ...]]]:
             with conn.cursor(binary=True) as cur:
+                # one memory per content hash (the lowest rowid embedded with the model),
+                # then its chunks in order
                 cur.execute(
-                    "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM memories "
-                    "WHERE content_hash = ANY(%s::text[]) AND embedding_model = %s "
-                    "AND embedding IS NOT NULL",
+                    "WITH pick AS (SELECT m.content_hash, min(m.rowid) AS rowid FROM memories m "
+                    "WHERE m.content_hash = ANY(%s::text[]) AND EXISTS (SELECT 1 FROM "
+                    "memory_vectors v WHERE v.memory_rowid = m.rowid AND v.model = %s) "
+                    "GROUP BY m.content_hash) SELECT p.content_hash, v.embedding, v.span_start, "
+                    "v.span_end FROM pick p JOIN memory_vectors v ON v.memory_rowid = p.rowid "
+                    "ORDER BY p.rowid, v.chunk",
                     (list(hashes), model),
                 )
-                return {str(r[0]): r[1] for r in cur}
+                return gather_chunks([(str(r[0]), r[1], r[2], r[3]) for r in cur])
 
         return self.read(work)
 
@@ -872,8 +940,9 @@ class MemoriesMixin:
     ) -> list[tuple[int, str]]:
         rows = self.read(
             lambda conn: conn.execute(
-                "SELECT rowid, content FROM memories WHERE rowid > %s AND "
-                "(embedding_model IS NULL OR embedding_model != %s) ORDER BY rowid LIMIT %s",
+                "SELECT m.rowid, m.content FROM memories m WHERE m.rowid > %s AND NOT EXISTS "
+                "(SELECT 1 FROM memory_vectors v WHERE v.memory_rowid = m.rowid AND "
+                "v.chunk = 0 AND v.model = %s) ORDER BY m.rowid LIMIT %s",
                 (after, model, limit),
             ).fetchall()
         )
@@ -881,7 +950,7 @@ class MemoriesMixin:
 
     def memory_vector_search(
         self, namespace: str, vector: bytes, model: str, flt: Filter, *, limit: int
-    ) -> list[tuple[int, float]]:
+    ) -> list[VectorHit]:
         dim = len(vector) // 4
         if limit <= 0 or dim == 0 or dim > 16_000:
             return []
@@ -889,19 +958,23 @@ class MemoriesMixin:
             return []  # a zero vector has no direction: nothing is near it
         where, params = filter_sql(flt)
         typed = sql.SQL("vector({})").format(sql.Literal(dim))
+        # chunks nearest first (the HNSW walk over this dimension's partial index, resumed
+        # while the namespace, model and filter reject rows); a memory's first chunk in that
+        # order is its best
         query = sql.SQL(
-            "SELECT m.rowid, 1 - (m.embedding::{typed} <=> %s::{typed}) AS score "
-            "FROM memories m WHERE m.embedding_dim = {dim} AND m.namespace = %s "
-            "AND m.embedding_model = %s{where} "
-            "ORDER BY m.embedding::{typed} <=> %s::{typed} LIMIT %s"
+            "SELECT v.memory_rowid, 1 - (v.embedding::{typed} <=> %s::{typed}) AS score, "
+            "v.chunk, v.span_start, v.span_end FROM memory_vectors v "
+            "JOIN memories m ON m.rowid = v.memory_rowid "
+            "WHERE v.dim = {dim} AND v.namespace = %s AND v.model = %s{where} "
+            "ORDER BY v.embedding::{typed} <=> %s::{typed} LIMIT %s"
         ).format(typed=typed, dim=sql.Literal(dim), where=sql.SQL(where))
         # the dimension is a literal, not a parameter: the partial HNSW index of that
         # dimension must match in generic (prepared) plans too
         query_vector = Vector(vector)
-        args = [query_vector, namespace, model, *params, query_vector, limit]
-        settings = vector_search_settings(limit, iterative=self._iterative_scan)
 
-        def work(conn: Conn) -> list[tuple[Any, ...]]:
+        def work(conn: Conn, rows: int) -> list[tuple[Any, ...]]:
+            args = [query_vector, namespace, model, *params, query_vector, rows]
+            settings = vector_search_settings(rows, iterative=self._iterative_scan)
             # the settings are local to this transaction (a pooled connection keeps nothing);
             # one pipeline: BEGIN, the settings, the query and COMMIT in one round trip
             with conn.pipeline(), conn.transaction():
@@ -909,8 +982,19 @@ class MemoriesMixin:
                     conn.execute("SELECT set_config(%s, %s, true)", (name, value))
                 return conn.execute(query, args).fetchall()
 
-        rows = self.read(work)
-        return [(int(r[0]), float(r[1])) for r in rows]
+        # several chunks of one memory may be among the nearest: ask again for more rows
+        # until ``limit`` memories are found or the rows run out
+        rows = limit
+        while True:
+            found = self.read(lambda conn: work(conn, rows))  # noqa: B023
+            hits: dict[int, VectorHit] = {}
+            for r in found:
+                rowid = int(r[0])
+                if rowid not in hits:
+                    hits[rowid] = VectorHit(rowid, float(r[1]), int(r[2]), int(r[3]), int(r[4]))
+            if len(hits) >= limit or len(found) < rows or rows >= 8 * limit + 64:
+                return list(hits.values())[:limit]
+            rows *= 2
 
     def vector_version(self) -> int:
         # PostgreSQL searches vectors itself (native_vector_search): nothing to catch up with
@@ -924,8 +1008,8 @@ class MemoriesMixin:
         def work(conn: Conn) -> MemoryStats:
             row = conn.execute(
                 "SELECT (SELECT count(*) FROM memories WHERE namespace = %(ns)s), "
-                "(SELECT count(*) FROM memories WHERE namespace = %(ns)s "
-                "AND embedding IS NOT NULL), "
+                "(SELECT count(DISTINCT memory_rowid) FROM memory_vectors "
+                "WHERE namespace = %(ns)s), "
                 "(SELECT count(*) FROM triples WHERE namespace = %(ns)s), "
                 "(SELECT count(*) FROM triples WHERE namespace = %(ns)s AND valid_to IS NULL), "
                 "(SELECT count(*) FROM sessions WHERE namespace = %(ns)s), "

@@ -1,0 +1,63 @@
+"""Embeddings in their own table on PostgreSQL (issue 14): migration 10 moves the inline
+vectors into memory_vectors, drops the old columns and indexes each dimension with HNSW."""
+
+from __future__ import annotations
+
+import psycopg
+
+from engramdb import Memory
+from engramdb.embed import HashingEmbedder
+from engramdb.memory import content_hash
+from engramdb.store.postgres import PostgresStore
+from engramdb.store.postgres.migrations import MIGRATIONS, migrate
+from tests.pg_server import PgServer
+
+
+def test_issue14_vectors_pg_migration_10_moves_embeddings_out_of_memories(
+    pg_server: PgServer,
+) -> None:
+    url = pg_server.new_schema()
+    embedder = HashingEmbedder(32)
+    texts = ["the red kite circles the hill", "a bowl of miso soup", "tax forms are due"]
+    vectors = embedder.embed_documents(texts)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert migrate(conn, target=9, create=True) == 9
+        for n, (text, vector) in enumerate(zip(texts, vectors, strict=True), start=1):
+            conn.execute(
+                "INSERT INTO memories (id, namespace, content, content_hash, tags, tag_text, "
+                "metadata, search_text, importance, created_at, updated_at, version, "
+                "embedding, embedding_model, embedding_dim) VALUES (%s, 'default', %s, %s, "
+                "'[]', '', '{}', '', 0.5, %s, %s, 1, %s::vector, %s, 32)",
+                (f"m{n}", text, content_hash(text), n, n, str(vector.tolist()), embedder.model),
+            )
+
+    store = PostgresStore(url, timeout=10)  # migrates to the latest version
+    with psycopg.connect(url, autocommit=True) as conn:
+        columns = {
+            str(r[0])
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                "current_schema() AND table_name = 'memories'"
+            )
+        }
+        assert not columns & {"embedding", "embedding_model", "embedding_dim"}
+        moved = conn.execute(
+            "SELECT m.id, v.chunk, v.model, v.dim, v.span_start, v.span_end FROM memory_vectors "
+            "v JOIN memories m ON m.rowid = v.memory_rowid ORDER BY m.id"
+        ).fetchall()
+        assert moved == [(f"m{n}", 0, embedder.model, 32, 0, len(texts[n - 1])) for n in (1, 2, 3)]
+        assert conn.execute("SELECT to_regclass('memory_vectors_hnsw_32')").fetchone() != (None,)
+        with conn.transaction():  # re-runnable: migration 10 again changes nothing
+            for statement in MIGRATIONS[9]:
+                conn.execute(statement)
+        assert conn.execute("SELECT count(*) FROM memory_vectors").fetchone() == (3,)
+
+    mem = Memory(store, embedder=embedder)
+    hit = mem.recall("miso soup", mode="vector", limit=1, explain=True)[0]
+    assert hit.memory.id == "m2" and hit.explain is not None
+    assert hit.explain["lanes"]["vector"]["chunk_end"] == len(texts[1])
+    assert mem.stats().embedded == 3
+    mem.forget("m2")  # its vector goes with it (ON DELETE CASCADE)
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM memory_vectors").fetchone() == (2,)
+    store.close()
