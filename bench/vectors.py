@@ -365,7 +365,8 @@ def chunks_part() -> None:
             "engramdb scores by the best chunk (the 0.7/0.3 blend is within noise of it and "
             "would need every chunk of a memory scored, which an HNSW walk does not give). "
             "The machine was shared with other jobs (load average ~11 on 2 cores): the "
-            "embedding rate is not this model's speed. Reproduce: `ENGRAMDB_BENCH_VECTOR_PARTS=chunks .venv/bin/python -m bench vectors`."
+            "embedding rate is not this model's speed. Reproduce: "
+            "`ENGRAMDB_BENCH_VECTOR_PARTS=chunks .venv/bin/python -m bench vectors`."
         ),
     )
 
