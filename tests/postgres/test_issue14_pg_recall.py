@@ -128,7 +128,7 @@ def test_issue14_pg_filtered_vector_search_sets_ef_per_query_and_fills_k(
     assert len(hits) == 15  # the filter rejects 19 rows in 20: the scan still fills k
     assert len(wide) == 300
     assert after_small == ("40", "20000", "strict_order")
-    assert after_large == ("600", "60000", "strict_order")
+    assert after_large == ("300", "60000", "strict_order")
     scores = [h.score for h in wide]
     assert scores == sorted(scores, reverse=True)  # strict order
 

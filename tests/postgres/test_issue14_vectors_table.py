@@ -61,3 +61,30 @@ def test_issue14_vectors_pg_migration_10_moves_embeddings_out_of_memories(
     with psycopg.connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM memory_vectors").fetchone() == (2,)
     store.close()
+
+
+def test_issue14_vectors_pg_ef_search_is_the_limit() -> None:
+    """The HNSW walk keeps as many candidates as the search returns (its cost grows with
+    ef_search: twice the limit took twice as long at 100k)."""
+    from engramdb.store.postgres.memories import vector_search_settings
+
+    assert vector_search_settings(200, iterative=True)["hnsw.ef_search"] == "200"
+    assert vector_search_settings(5, iterative=True)["hnsw.ef_search"] == "40"
+
+
+def test_issue15_chunking_pg_search_returns_distinct_memories_by_best_chunk(
+    pg_server: PgServer,
+) -> None:
+    """Several chunks of one memory among the nearest rows still yield ``limit`` memories."""
+    from engramdb.filters import Filter
+
+    store = PostgresStore(pg_server.new_schema(), timeout=10)
+    embedder = HashingEmbedder(64, window=40)
+    mem = Memory(store, embedder=embedder)
+    long = " ".join(["lemon tart recipe notes"] * 30)  # many near-identical chunks
+    mem.remember_many([{"content": long}, *({"content": f"lemon note {i}"} for i in range(5))])
+    query = embedder.embed_query("lemon tart recipe notes").tobytes()
+    hits = store.memory_vector_search("default", query, embedder.model, Filter.parse(None), limit=3)
+    assert len(hits) == 3 and len({h.rowid for h in hits}) == 3
+    assert hits[0].score >= hits[1].score >= hits[2].score
+    store.close()

@@ -388,7 +388,6 @@ MIGRATIONS: list[list[str]] = [
             span_end     integer NOT NULL,
             PRIMARY KEY (memory_rowid, chunk)
         )""",
-        "CREATE INDEX IF NOT EXISTS memory_vectors_by_model ON memory_vectors (model)",
         """DO $$
         DECLARE
             d integer;

@@ -337,22 +337,22 @@ MIGRATIONS: list[list[Step]] = [
     ],
     # 13: embeddings leave the memories table (1.5 KB a row that every scan of it read) for
     # memory_vectors, one row per (memory, chunk): a long memory is embedded in overlapping
-    # chunks, each with its character span. seq orders the rows for in-memory vector indexes
-    # (unique, chunk order within a memory). Rows go with their memory (the trigger covers
-    # every way a memory is deleted).
+    # chunks, each with its character span. seq (the rowid: the table is stored in its order)
+    # orders the rows for in-memory vector indexes, which read it as one range scan; a
+    # memory's chunks have consecutive numbers in chunk order. Rows go with their memory (the
+    # trigger covers every way a memory is deleted).
     [
         """CREATE TABLE IF NOT EXISTS memory_vectors (
+            seq          INTEGER PRIMARY KEY,
             memory_rowid INTEGER NOT NULL,
             chunk        INTEGER NOT NULL,
             model        TEXT NOT NULL,
             vector       BLOB NOT NULL,
             span_start   INTEGER NOT NULL,
-            span_end     INTEGER NOT NULL,
-            seq          INTEGER NOT NULL,
-            PRIMARY KEY (memory_rowid, chunk)
-        ) WITHOUT ROWID""",
-        "CREATE UNIQUE INDEX IF NOT EXISTS memory_vectors_by_seq ON memory_vectors (seq)",
-        "CREATE INDEX IF NOT EXISTS memory_vectors_by_model ON memory_vectors (model)",
+            span_end     INTEGER NOT NULL
+        )""",
+        """CREATE UNIQUE INDEX IF NOT EXISTS memory_vectors_by_memory
+            ON memory_vectors (memory_rowid, chunk)""",
         """CREATE TRIGGER IF NOT EXISTS memories_vectors_delete AFTER DELETE ON memories
         BEGIN
             DELETE FROM memory_vectors WHERE memory_rowid = OLD.rowid;
