@@ -375,6 +375,11 @@ def _move_embeddings(conn: sqlite3.Connection) -> None:
         "AND embedding_seq IS NOT NULL"
     )
     conn.execute("DROP INDEX IF EXISTS memories_by_embedding_seq")
+    if sqlite3.sqlite_version_info < (3, 35):  # no DROP COLUMN: empty the columns instead
+        conn.execute(
+            "UPDATE memories SET embedding = NULL, embedding_model = NULL, embedding_seq = NULL"
+        )
+        return
     for column in ("embedding", "embedding_model", "embedding_seq"):
         conn.execute(f"ALTER TABLE memories DROP COLUMN {column}")
 
