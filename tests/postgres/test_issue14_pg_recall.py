@@ -107,8 +107,11 @@ def _settings(conn: Any) -> tuple[str, ...]:
 
 
 def test_issue14_pg_filtered_vector_search_sets_ef_per_query_and_fills_k(
-    store: PostgresStore,
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import engramdb.store.postgres.memories as pg_memories
+
+    monkeypatch.setattr(pg_memories, "EXACT_VECTORS", 0)  # the HNSW walk, even for 400 rows
     embedder = HashingEmbedder(64)
     mem = Memory(store, embedder=embedder)
     mem.remember_many(

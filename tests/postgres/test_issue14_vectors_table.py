@@ -3,6 +3,9 @@ vectors into memory_vectors, drops the old columns and indexes each dimension wi
 
 from __future__ import annotations
 
+import itertools
+
+import numpy as np
 import psycopg
 
 from engramdb import Memory
@@ -87,4 +90,33 @@ def test_issue15_chunking_pg_search_returns_distinct_memories_by_best_chunk(
     hits = store.memory_vector_search("default", query, embedder.model, Filter.parse(None), limit=3)
     assert len(hits) == 3 and len({h.rowid for h in hits}) == 3
     assert hits[0].score >= hits[1].score >= hits[2].score
+    store.close()
+
+
+def test_issue14_vectors_pg_small_namespace_is_ranked_exactly(pg_server: PgServer) -> None:
+    """A namespace of a few thousand memories at most is ranked exactly from its own rows:
+    the order is brute force's, whatever the other namespaces hold."""
+    from engramdb.filters import Filter
+
+    store = PostgresStore(pg_server.new_schema(), timeout=10)
+    embedder = HashingEmbedder(64)
+    mem = Memory(store, embedder=embedder)
+    texts = [f"note {i} on topic {i % 9} and item {i % 13}" for i in range(60)]
+    mine = mem.remember_many([{"content": t} for t in texts], namespace="a")
+    mem.remember_many([{"content": f"topic {i} item {i}"} for i in range(300)], namespace="b")
+    query = embedder.embed_query("topic 4 item 7")
+    hits = store.memory_vector_search(
+        "a", query.tobytes(), embedder.model, Filter.parse(None), limit=60
+    )
+    scores = embedder.embed_documents(texts) @ query
+    by_id = {r.id: float(s) for r, s in zip(mine, scores, strict=True)}
+    rowids = {
+        r.rowid: r.record.id
+        for r in store.memory_export_full("a", after=0, limit=100, with_vectors=False)
+    }
+    assert len(hits) == 60
+    got = [by_id[rowids[h.rowid]] for h in hits]
+    # every one of them, in exact order (float32 here, float64 there: ties within 1e-6)
+    assert all(a >= b - 1e-6 for a, b in itertools.pairwise(got))
+    assert np.allclose([h.score for h in hits], got, atol=1e-5)
     store.close()

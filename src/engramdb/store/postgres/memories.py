@@ -134,6 +134,9 @@ def _merge_tags(
 MAX_EF_SEARCH = 1000
 # most full-text matches one search ranks (the newest); see memory_text_search
 TEXT_CANDIDATES = 2000
+# a namespace of at most this many memories is searched exactly, by its own rows, not by
+# the HNSW graph all namespaces share (see memory_vector_search)
+EXACT_VECTORS = 5_000
 # rows an iterative HNSW scan may visit before it gives up (pgvector's default is 20,000): a
 # filter that keeps one row in N needs about N * limit visits to fill the limit
 MAX_SCAN_TUPLES = 200_000
@@ -960,29 +963,44 @@ class MemoriesMixin:
             return []  # a zero vector has no direction: nothing is near it
         where, params = filter_sql(flt)
         typed = sql.SQL("vector({})").format(sql.Literal(dim))
-        # chunks nearest first (the HNSW walk over this dimension's partial index, resumed
-        # while the namespace, model and filter reject rows); a memory's first chunk in that
-        # order is its best
-        query = sql.SQL(
+        # chunks nearest first; a memory's first chunk in that order is its best. A big
+        # namespace walks this dimension's partial HNSW index (resumed while the namespace,
+        # model and filter reject rows); a small one is ranked exactly from its own rows (the
+        # distance written without the index's cast, so the planner cannot take the index):
+        # exact, faster than a walk through every namespace's graph, and independent of what
+        # other namespaces store
+        approximate = sql.SQL(
             "SELECT v.memory_rowid, 1 - (v.embedding::{typed} <=> %s::{typed}) AS score, "
             "v.chunk, v.span_start, v.span_end FROM memory_vectors v "
             "JOIN memories m ON m.rowid = v.memory_rowid "
             "WHERE v.dim = {dim} AND v.namespace = %s AND v.model = %s{where} "
             "ORDER BY v.embedding::{typed} <=> %s::{typed} LIMIT %s"
         ).format(typed=typed, dim=sql.Literal(dim), where=sql.SQL(where))
+        exact = sql.SQL(
+            "SELECT v.memory_rowid, 1 - (v.embedding <=> %s::vector) AS score, "
+            "v.chunk, v.span_start, v.span_end FROM memory_vectors v "
+            "JOIN memories m ON m.rowid = v.memory_rowid "
+            "WHERE v.dim = {dim} AND v.namespace = %s AND v.model = %s{where} "
+            "ORDER BY v.embedding <=> %s::vector, v.memory_rowid, v.chunk LIMIT %s"
+        ).format(dim=sql.Literal(dim), where=sql.SQL(where))
         # the dimension is a literal, not a parameter: the partial HNSW index of that
         # dimension must match in generic (prepared) plans too
         query_vector = Vector(vector)
 
         def work(conn: Conn, rows: int) -> list[tuple[Any, ...]]:
             args = [query_vector, namespace, model, *params, query_vector, rows]
+            counted = conn.execute(
+                "SELECT memories FROM namespace_counts WHERE namespace = %s", (namespace,)
+            ).fetchone()
+            if counted is None or int(counted[0]) <= EXACT_VECTORS:
+                return conn.execute(exact, args).fetchall()
             settings = vector_search_settings(rows, iterative=self._iterative_scan)
             # the settings are local to this transaction (a pooled connection keeps nothing);
             # one pipeline: BEGIN, the settings, the query and COMMIT in one round trip
             with conn.pipeline(), conn.transaction():
                 for name, value in settings.items():
                     conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-                return conn.execute(query, args).fetchall()
+                return conn.execute(approximate, args).fetchall()
 
         # several chunks of one memory may be among the nearest: ask again for more rows
         # until ``limit`` memories are found or the rows run out

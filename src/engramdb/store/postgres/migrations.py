@@ -388,6 +388,9 @@ MIGRATIONS: list[list[str]] = [
             span_end     integer NOT NULL,
             PRIMARY KEY (memory_rowid, chunk)
         )""",
+        # a small namespace's vectors are ranked exactly, read through this index
+        """CREATE INDEX IF NOT EXISTS memory_vectors_by_namespace
+            ON memory_vectors (namespace, model)""",
         """DO $$
         DECLARE
             d integer;
