@@ -4,9 +4,11 @@ Full text is a generated ``tsvector`` column with a GIN index; queries are OR-ed
 ``plainto_tsquery`` lexemes of the words the facade's query builder chose, so no user text is
 ever parsed as tsquery syntax. Per-namespace lexeme document counts (``memory_terms``, kept by
 triggers) let recall drop a query's commonest words first, and one search ranks at most the
-newest :data:`TEXT_CANDIDATES` matches. Vectors are pgvector values searched through a per-dimension
-HNSW index (cosine); filters are part of the same SQL query, and iterative index scans keep a
-filtered search returning enough rows.
+newest :data:`TEXT_CANDIDATES` matches. Vectors are pgvector values in their own table
+(``memory_vectors``, one row per memory and chunk), searched through a per-dimension HNSW index
+(cosine) — or exactly, for a namespace of at most :data:`EXACT_VECTORS` memories; filters are
+part of the same SQL query, and iterative index scans keep a filtered search returning enough
+rows.
 """
 
 from __future__ import annotations
