@@ -27,10 +27,9 @@ from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
-import numpy as np
-
 from . import cursors
 from .embed import Embedder, EmbeddingError, Fallback, resolve_embedder
+from .embed.chunking import embed_chunked
 from .errors import InvalidInputError, NotFoundError, PayloadTooLargeError
 from .filters import Filter, normalize_tags, tags_to_merge
 from .llm import LLM, resolve_llm
@@ -456,15 +455,20 @@ class Memory:
         todo = list(dict.fromkeys(d.content for d in drafts if d.content_hash not in cached))
         if todo:
             try:
-                vectors = embedder.embed_documents(todo)
+                embedded = embed_chunked(embedder, todo)  # a long text: a vector per chunk
             except EmbeddingError as exc:
                 # keep the text; `engramdb reembed` fills the gap once the embedder is back
                 log.warning("storing %d memories without embeddings: %s", len(todo), exc)
                 return drafts
-            for text, vector in zip(todo, vectors, strict=True):
-                cached[content_hash(text)] = np.asarray(vector, dtype=np.float32).tobytes()
+            for text, vectors in zip(todo, embedded, strict=True):
+                cached[content_hash(text)] = vectors
         return [
-            _replace(d, embedding=cached[d.content_hash], embedding_model=embedder.model)
+            _replace(
+                d,
+                embedding=cached[d.content_hash][0],
+                embedding_spans=cached[d.content_hash][1],
+                embedding_model=embedder.model,
+            )
             for d in drafts
         ]
 
@@ -487,9 +491,10 @@ class Memory:
             changes.update(content=text, content_hash=content_hash(text))
             if self.embedder is not None:
                 try:
-                    vector = self.embedder.embed_documents([text])[0]
+                    ((vectors, spans),) = embed_chunked(self.embedder, [text])
                     changes.update(
-                        embedding=np.asarray(vector, dtype=np.float32).tobytes(),
+                        embedding=vectors,
+                        embedding_spans=spans,
                         embedding_model=self.embedder.model,
                     )
                 except EmbeddingError as exc:
@@ -1065,11 +1070,11 @@ class Memory:
             )
             if not rows:
                 return done
-            vectors = self.embedder.embed_documents([content for _, content in rows])
+            embedded = embed_chunked(self.embedder, [content for _, content in rows])
             self.store.memory_set_embeddings(
                 [
-                    (rowid, self.embedder.model, np.asarray(v, dtype=np.float32).tobytes())
-                    for (rowid, _), v in zip(rows, vectors, strict=True)
+                    (rowid, self.embedder.model, vectors, spans)
+                    for (rowid, _), (vectors, spans) in zip(rows, embedded, strict=True)
                 ]
             )
             done += len(rows)

@@ -91,6 +91,7 @@ _MEMORY_FIELDS = frozenset(
         "version",
         "embedding_model",
         "embedding",
+        "embedding_chunks",
         "history",
         "invalidated_at",
         "invalidated_reason",
@@ -184,6 +185,8 @@ def export_records(
                     out["embedding"] = (
                         base64.b64encode(m.embedding).decode() if m.embedding is not None else None
                     )
+                    if m.embedding_spans:  # a long memory, embedded in chunks
+                        out["embedding_chunks"] = [list(span) for span in m.embedding_spans]
                 out["history"] = [
                     {k: v for k, v in version.to_dict().items() if k != "memory_id"}
                     for version in m.history
@@ -545,7 +548,12 @@ class _Importer:
             updated = record.get("updated_at")
             updated_us = _us("updated_at", updated) if updated is not None else draft.created_at
             history = self._history(draft.id, version, record.get("history", []))
-            draft = self._vector(draft, record.get("embedding"), record.get("embedding_model"))
+            draft = self._vector(
+                draft,
+                record.get("embedding"),
+                record.get("embedding_model"),
+                record.get("embedding_chunks"),
+            )
             invalidated = record.get("invalidated_at")
             invalidated_us = _us("invalidated_at", invalidated) if invalidated is not None else None
             reason = record.get("invalidated_reason")
@@ -606,10 +614,12 @@ class _Importer:
         return tuple(out)
 
     @staticmethod
-    def _vector(draft: NewMemory, encoded: object, model: object) -> NewMemory:
+    def _vector(draft: NewMemory, encoded: object, model: object, chunks: object) -> NewMemory:
         if model is not None and not isinstance(model, str):
             raise InvalidInputError("embedding_model must be a string")
         if encoded is None:
+            if chunks is not None:
+                raise InvalidInputError("embedding_chunks needs an embedding")
             return draft
         if not isinstance(encoded, str) or not model:
             raise InvalidInputError("embedding must be base64 text, with its embedding_model")
@@ -620,9 +630,10 @@ class _Importer:
         values = np.frombuffer(raw, dtype="<f4") if len(raw) % 4 == 0 else None
         if values is None or not len(values) or not np.isfinite(values).all():
             raise InvalidInputError("embedding must be finite float32 values (little-endian)")
+        spans = _chunk_spans(chunks, len(draft.content), len(values))
         from dataclasses import replace
 
-        return replace(draft, embedding=raw, embedding_model=model)
+        return replace(draft, embedding=raw, embedding_model=model, embedding_spans=spans)
 
     def _event(self, n: int, record: dict[str, Any]) -> NewMemoryEvent:
         try:
@@ -783,6 +794,32 @@ class _SessionImport:
         else:
             self.owner.report.created["sessions"] += 1
         self.owner.done(1)
+
+
+def _chunk_spans(chunks: object, length: int, values: int) -> tuple[tuple[int, int], ...]:
+    """Validated ``embedding_chunks``: ``[start, end]`` character spans within the content,
+    one per vector of the embedding (``None``: one vector, the whole content)."""
+    if chunks is None:
+        return ()
+    if not isinstance(chunks, list) or len(chunks) < 2:
+        raise InvalidInputError("embedding_chunks must be a list of two or more [start, end] spans")
+    spans = []
+    for span in chunks:
+        if (
+            not isinstance(span, list)
+            or len(span) != 2
+            or not all(isinstance(x, int) and not isinstance(x, bool) for x in span)
+            or not 0 <= span[0] < span[1] <= length
+        ):
+            raise InvalidInputError(
+                f"embedding_chunks: {span!r} is not a [start, end] span within the content"
+            )
+        spans.append((span[0], span[1]))
+    if values % len(spans):
+        raise InvalidInputError(
+            f"embedding holds {values} values, which do not split into {len(spans)} chunks"
+        )
+    return tuple(spans)
 
 
 def _no_unknown(record: Mapping[str, Any], known: frozenset[str], what: str = "") -> None:

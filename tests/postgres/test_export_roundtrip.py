@@ -50,8 +50,13 @@ def dump_sqlite(path: Path) -> dict[str, Any]:
             ),
             memories=rows(
                 "SELECT id, namespace, user_id, agent_id, session_id, content, content_hash, "
-                "tags, metadata, importance, occurred_at, created_at, updated_at, version, "
-                "embedding, embedding_model FROM memories ORDER BY rowid"
+                "tags, metadata, importance, occurred_at, created_at, updated_at, version "
+                "FROM memories ORDER BY rowid"
+            ),
+            vectors=rows(
+                "SELECT m.id, v.chunk, v.model, v.vector, v.span_start, v.span_end "
+                "FROM memory_vectors v JOIN memories m ON m.rowid = v.memory_rowid "
+                "ORDER BY m.rowid, v.chunk"
             ),
             text=rows(
                 "SELECT m.id, f.content, f.tags, f.meta, f.ctx FROM memories m "
@@ -88,8 +93,13 @@ def dump_postgres(store: Store) -> dict[str, Any]:
             ),
             memories=rows(
                 "SELECT id, namespace, user_id, agent_id, session_id, content, content_hash, "
-                "tags, metadata, importance, occurred_at, created_at, updated_at, version, "
-                "embedding, embedding_model FROM memories ORDER BY rowid"
+                "tags, metadata, importance, occurred_at, created_at, updated_at, version "
+                "FROM memories ORDER BY rowid"
+            ),
+            vectors=rows(
+                "SELECT m.id, v.chunk, v.model, v.embedding, v.span_start, v.span_end "
+                "FROM memory_vectors v JOIN memories m ON m.rowid = v.memory_rowid "
+                "ORDER BY m.rowid, v.chunk"
             ),
             text=rows("SELECT id, content, tag_text, search_text, context_text FROM memories"),
             tags=rows(

@@ -107,8 +107,11 @@ def _settings(conn: Any) -> tuple[str, ...]:
 
 
 def test_issue14_pg_filtered_vector_search_sets_ef_per_query_and_fills_k(
-    store: PostgresStore,
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import engramdb.store.postgres.memories as pg_memories
+
+    monkeypatch.setattr(pg_memories, "EXACT_VECTORS", 0)  # the HNSW walk, even for 400 rows
     embedder = HashingEmbedder(64)
     mem = Memory(store, embedder=embedder)
     mem.remember_many(
@@ -128,8 +131,8 @@ def test_issue14_pg_filtered_vector_search_sets_ef_per_query_and_fills_k(
     assert len(hits) == 15  # the filter rejects 19 rows in 20: the scan still fills k
     assert len(wide) == 300
     assert after_small == ("40", "20000", "strict_order")
-    assert after_large == ("600", "60000", "strict_order")
-    scores = [s for _, s in wide]
+    assert after_large == ("300", "60000", "strict_order")
+    scores = [h.score for h in wide]
     assert scores == sorted(scores, reverse=True)  # strict order
 
 
@@ -146,13 +149,14 @@ def test_issue14_pg_filtered_query_uses_the_hnsw_index(store: PostgresStore, url
         plan = "\n".join(
             str(r[0])
             for r in conn.execute(
-                "EXPLAIN SELECT m.rowid FROM memories m WHERE m.embedding_dim = 64 "
-                "AND m.namespace = 'default' AND m.user_id = 'u1' "
-                "ORDER BY m.embedding::vector(64) <=> %s::vector(64) LIMIT 10",
+                "EXPLAIN SELECT v.memory_rowid FROM memory_vectors v JOIN memories m "
+                "ON m.rowid = v.memory_rowid WHERE v.dim = 64 AND v.namespace = 'default' "
+                "AND m.user_id = 'u1' "
+                "ORDER BY v.embedding::vector(64) <=> %s::vector(64) LIMIT 10",
                 (str(np.frombuffer(query, dtype="<f4").tolist()),),
             )
         )
-    assert "memories_hnsw_64" in plan
+    assert "memory_vectors_hnsw_64" in plan
 
 
 def test_issue14_pg_text_search_ranks_a_bounded_candidate_set(

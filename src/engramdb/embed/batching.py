@@ -86,6 +86,12 @@ class EmbedBatcher:
             self._cond.notify()
         return request.future.result()
 
+    def chunk_spans(self, text: str) -> list[tuple[int, int]]:
+        """The wrapped embedder's chunks of ``text`` (see :mod:`engramdb.embed.chunking`)."""
+        from .chunking import chunk_spans
+
+        return chunk_spans(self.inner, text)
+
     def embed_query(self, text: str) -> Vectors:
         """The wrapped embedder's query vector (not batched)."""
         return self.inner.embed_query(text)

@@ -21,9 +21,20 @@ _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 class HashingEmbedder:
     """Feature-hashing embedder (words weighted 1.0, character trigrams 0.3)."""
 
-    def __init__(self, dim: int = 256) -> None:
+    def __init__(self, dim: int = 256, *, window: int | None = None) -> None:
         self.dim = dim
-        self.model = f"hashing-v1-{dim}"
+        self.window = window
+        """Characters per chunk (``None``: a text is one vector however long; set it to try
+        chunked embeddings without a model)."""
+        self.model = f"hashing-v1-{dim}" + (f"-w{window}" if window else "")
+
+    def chunk_spans(self, text: str) -> list[tuple[int, int]]:
+        """Whole, or overlapping windows of ``window`` characters cut between words."""
+        if self.window is None:
+            return [(0, len(text))]
+        from .chunking import char_windows
+
+        return char_windows(text, self.window, self.window // 4)
 
     def _vector(self, text: str) -> Vectors:
         vec = np.zeros(self.dim, dtype=np.float32)

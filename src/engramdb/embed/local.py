@@ -27,6 +27,7 @@ import onnxruntime
 from tokenizers import BertWordPieceTokenizer
 
 from .base import Vectors, normalize
+from .chunking import OVERLAP_TOKENS, token_windows
 from .openai_compat import EmbeddingError
 
 VOCAB = Path(__file__).with_name("data") / "bert-base-uncased-vocab.txt"
@@ -74,6 +75,8 @@ class _Loaded:
     tokenizer: BertWordPieceTokenizer
     session: Any
     inputs: frozenset[str]
+    splitter: BertWordPieceTokenizer
+    """The same vocabulary without truncation or padding: where a long text's chunks go."""
 
 
 _LOADED: dict[tuple[str, int, int, bool], _Loaded] = {}
@@ -105,13 +108,18 @@ def _load(model: str, threads: int, max_tokens: int, optimize: bool = True) -> _
             str(path), sess_options=options, providers=["CPUExecutionProvider"]
         )
         loaded = _LOADED[key] = _Loaded(
-            tokenizer, session, frozenset(i.name for i in session.get_inputs())
+            tokenizer,
+            session,
+            frozenset(i.name for i in session.get_inputs()),
+            BertWordPieceTokenizer(str(VOCAB), lowercase=True),
         )
         return loaded
 
 
 class LocalEmbedder:
-    """A MiniLM model on onnxruntime; 384-d unit vectors; inputs truncated to 128 tokens.
+    """A MiniLM model on onnxruntime; 384-d unit vectors; a query is truncated to
+    ``max_tokens`` (128), a stored text longer than that is embedded in overlapping chunks of
+    that many tokens (see :mod:`engramdb.embed.chunking`).
 
     The loaded model is shared: every ``LocalEmbedder`` of a process with the same model,
     ``threads`` and ``max_tokens`` (so every ``Memory(embedder="auto")``) uses one copy."""
@@ -136,6 +144,7 @@ class LocalEmbedder:
         self.spec = MODELS[model]
         self.model = f"local:{model}"
         self.batch_size = batch_size
+        self.max_tokens = max_tokens
         self._model = _load(model, threads or min(4, os.cpu_count() or 1), max_tokens, optimize)
         self._tokenizer = self._model.tokenizer
         self._session: Any = self._model.session
@@ -155,6 +164,17 @@ class LocalEmbedder:
             weights = mask[:, :, None].astype(np.float32)
             pooled = (hidden * weights).sum(axis=1) / np.maximum(weights.sum(axis=1), 1e-9)
         return normalize(pooled)
+
+    def chunk_spans(self, text: str) -> list[tuple[int, int]]:
+        """Overlapping windows of ``max_tokens`` tokens (the model's input, [CLS] and [SEP]
+        included) covering ``text``, sharing ~32 tokens; one span if it fits."""
+        window = self.max_tokens - 2
+        if len(text) <= window:  # a WordPiece token covers at least one character
+            return [(0, len(text))]
+        encoding = self._model.splitter.encode(text, add_special_tokens=False)
+        return token_windows(
+            encoding.offsets, encoding.word_ids, window, min(OVERLAP_TOKENS, window // 4)
+        )
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         if not texts:

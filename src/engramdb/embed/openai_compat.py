@@ -33,6 +33,7 @@ class OpenAIEmbedder:
         batch_size: int = 128,
         timeout: float = 60.0,
         max_retries: int = 3,
+        max_tokens: int = 8191,
     ) -> None:
         from .._extras import require
 
@@ -46,6 +47,7 @@ class OpenAIEmbedder:
         self._model_name = model
         self._dimensions = dimensions
         self.batch_size = batch_size
+        self.max_tokens = max_tokens
         host = base_url or "openai"
         self.model = f"openai:{host}:{model}" + (f":{dimensions}" if dimensions else "")
         self.dim = dimensions or 0  # learned from the first answer when not given
@@ -73,6 +75,15 @@ class OpenAIEmbedder:
                 f"{self.model} returned {vectors.shape[1]}-d vectors, not {self.dim}"
             )
         return vectors
+
+    def chunk_spans(self, text: str) -> list[tuple[int, int]]:
+        """Overlapping chunks within the endpoint's input limit of ``max_tokens`` tokens
+        (8,191 for OpenAI's models), counted as :data:`~engramdb.embed.chunking.CHARS_PER_TOKEN`
+        characters per token: no tokenizer is assumed to match the remote model's."""
+        from .chunking import CHARS_PER_TOKEN, OVERLAP_TOKENS, char_windows
+
+        window = self.max_tokens * CHARS_PER_TOKEN
+        return char_windows(text, window, min(OVERLAP_TOKENS * CHARS_PER_TOKEN, window // 4))
 
     def embed_documents(self, texts: Sequence[str]) -> Vectors:
         if not texts:

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import InvalidInputError, PayloadTooLargeError
 from ..filters import MAX_TAG_LENGTH, Filter, normalize_tags
-from ..store.base import Adjacency, TextQuery
+from ..store.base import Adjacency, TextQuery, VectorHit
 from ..types import Hit, MemoryRecord, now_us, us_from_datetime
 from ..validation import MAX_LIMIT, check_limit, check_min_score, check_text
 from .fusion import (
@@ -150,6 +150,8 @@ class RecallPlan:
     """The users the query names (when the speaker boost is on)."""
     min_score: float | None = 0.0
     """Hits must score at least this and have a signal (``None``: every candidate)."""
+    chunks: dict[int, VectorHit] = field(default_factory=dict)
+    """The vector lane's hits by rowid: which chunk of each memory matched (for explain)."""
 
     @property
     def pool(self) -> int:
@@ -204,6 +206,8 @@ class Retriever:
         lanes, tag_matches = self.lanes(plan)
         cfg = plan.settings
         fused = fuse(lanes, method=cfg.fusion, rrf_k=cfg.rrf_k, explain=plan.explain)
+        if plan.explain:
+            explain_chunks(fused, plan.chunks)
         if len(fused) > cfg.boost_depth:  # the tail cannot reach the top k, even boosted
             best = sorted(fused.values(), key=lambda f: (-tag_matches.get(f.key, 0), -f.score))
             fused = {f.key: f for f in best[: cfg.boost_depth]}
@@ -276,7 +280,9 @@ class Retriever:
             lanes.append(Lane("tag", [(r, float(n)) for r, n in ranked_tags], cfg.tag_weight))
         if plan.mode in ("hybrid", "vector") and self.embedder is not None:
             vector_text = without_names(plan.text, plan.users) if cfg.speaker_weight else plan.text
-            ranked, floor = self.vector_lane(ns, vector_text, flt, pool, cfg.window_weight)
+            found, floor = self.vector_hits(ns, vector_text, flt, pool, cfg.window_weight)
+            plan.chunks = {h.rowid: h for h in found}
+            ranked = [(h.rowid, h.score) for h in found]
             lanes.append(Lane("vector", ranked, cfg.vector_weight, floor=floor))
         return lanes, tag_matches
 
@@ -323,6 +329,14 @@ class Retriever:
         self, namespace: str, query: str, flt: Filter, pool: int, window: float
     ) -> tuple[list[tuple[int, float]], float | None]:
         """Nearest memories and the lowest similarity scored (for min-max scaling)."""
+        found, floor = self.vector_hits(namespace, query, flt, pool, window)
+        return [(h.rowid, h.score) for h in found], floor
+
+    def vector_hits(
+        self, namespace: str, query: str, flt: Filter, pool: int, window: float
+    ) -> tuple[list[VectorHit], float | None]:
+        """Nearest memories, each scored by its best chunk (which it names), and the lowest
+        similarity scored (for min-max scaling)."""
         import numpy as np
 
         from ..embed import EmbeddingError
@@ -341,11 +355,13 @@ class Retriever:
                 flt,
                 limit=pool,
             )
-            return found, (found[-1][1] if found else None)
+            return found, (found[-1].score if found else None)
         allowed = (
             self.store.memory_filter_rowids(namespace, flt, limit=2**62) if flt.scoped else None
         )
-        return self.vector_index().search(namespace, vector, pool, allowed=allowed, window=window)
+        return self.vector_index().search_chunks(
+            namespace, vector, pool, allowed=allowed, window=window
+        )
 
     def boost(
         self, plan: RecallPlan, fused: dict[int, Fused]
@@ -456,6 +472,16 @@ class Retriever:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def explain_chunks(fused: Mapping[int, Fused], chunks: Mapping[int, VectorHit]) -> None:
+    """Add to each candidate's vector lane detail which chunk of it matched: its number and
+    its ``[chunk_start, chunk_end)`` character span in the content."""
+    for key, hit in chunks.items():
+        item = fused.get(key)
+        detail = item.lanes.get("vector") if item is not None else None
+        if detail is not None:
+            detail.update(chunk=hit.chunk, chunk_start=hit.start, chunk_end=hit.end)
 
 
 def neighbor_owners(adjacency: Mapping[int, Adjacency]) -> dict[int, str | None]:

@@ -1,6 +1,8 @@
 """Nearest-neighbour search over a store's embeddings, kept in step with every writer.
 
-The index holds, per embedding, its namespace and a 1-bit-per-dimension sign code (48 bytes
+The index holds one entry per chunk vector (a long memory has several, see
+:mod:`engramdb.embed.chunking`; a memory scores by its best chunk) and, per entry, its
+namespace and a 1-bit-per-dimension sign code (48 bytes
 for 384 dimensions) — and, while the collection is small enough, the float vector itself. A
 query takes the candidates of its namespace (and filter), ranks them exactly by cosine when
 there are few, or else by Hamming distance of the codes first and then exactly for the best
@@ -27,6 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..store import Store
+from ..store.base import VectorHit
 
 Codes = npt.NDArray[np.uint64]
 _SCAN_THREADS = min(4, os.cpu_count() or 1)
@@ -80,16 +83,21 @@ class VectorIndex:
         self._lock = threading.Lock()
         self._size = 0
         self._rowids = np.zeros(0, dtype=np.int64)
+        self._chunks = np.zeros(0, dtype=np.int32)
+        self._spans = np.zeros((2, 0), dtype=np.int64)
+        # each entry's memory's chunk 0 (the memory's place in its session window)
+        self._heads = np.zeros(0, dtype=np.int64)
         self._ns = np.zeros(0, dtype=np.int32)
         self._alive = np.zeros(0, dtype=bool)
         # one row per 64-bit word of the codes, one column per vector: a scan reads each word
         # row contiguously, which is several times faster than row-per-vector
         self._words = np.zeros(((dim + 63) // 64, 0), dtype=np.uint64)
         self._floats: npt.NDArray[np.float32] | None = np.zeros((0, dim), dtype=np.float32)
-        self._position: dict[int, int] = {}
+        self._position: dict[int, list[int]] = {}  # a memory's entries, chunk order
         self._namespaces: dict[str, int] = {}
-        # session order: positions of the 2 previous and 2 next vectors of the same session
-        # (-1: none), for "window" similarity; and each session's last two positions
+        # session order (between chunk 0 entries): positions of the 2 previous and 2 next
+        # memories of the same session (-1: none), for "window" similarity; and each
+        # session's last two positions
         self._links = np.full((4, 0), -1, dtype=np.int64)
         self._window_norm = np.zeros(0, dtype=np.float32)  # NaN: to be computed
         self._session_tail: dict[tuple[int, str], list[int]] = {}
@@ -99,7 +107,8 @@ class VectorIndex:
         self._generation = 0  # bumped by every refresh that changed the index
 
     def __len__(self) -> int:
-        return int(self._alive[: self._size].sum())
+        """Live memories (not chunks) in the index."""
+        return len(self._position)
 
     # -- keeping up with the store ---------------------------------------------------------
     def refresh(self) -> None:
@@ -118,12 +127,8 @@ class VectorIndex:
                     self._embedding_seq, self._removal_seq, limit=50_000
                 )
                 for rowid in delta.removed:
-                    pos = self._position.pop(rowid, None)
-                    if pos is not None:
+                    if self._kill(rowid):
                         changed = True
-                        self._alive[pos] = False
-                        near = self._links[:, pos]
-                        self._window_norm[near[near >= 0]] = np.nan
                 self._removal_seq = delta.removal_seq
                 if delta.rowids:
                     changed = True
@@ -133,6 +138,8 @@ class VectorIndex:
                         delta.models,
                         delta.vectors,
                         delta.sessions or [None] * len(delta.rowids),
+                        delta.chunks or [0] * len(delta.rowids),
+                        delta.spans or [(0, 0)] * len(delta.rowids),
                     )
                 if delta.embedding_seq == self._embedding_seq:
                     break
@@ -143,6 +150,16 @@ class VectorIndex:
             # again, so the next search looks again
             self._version = version
 
+    def _kill(self, rowid: int) -> bool:
+        """Drop every entry of a memory; False if it had none."""
+        positions = self._position.pop(rowid, None)
+        if positions is None:
+            return False
+        self._alive[positions] = False
+        near = self._links[:, positions[0]]
+        self._window_norm[near[near >= 0]] = np.nan
+        return True
+
     def _append(
         self,
         rowids: Sequence[int],
@@ -150,6 +167,8 @@ class VectorIndex:
         models: Sequence[str],
         vectors: Sequence[bytes],
         sessions: Sequence[str | None],
+        chunks: Sequence[int],
+        spans: Sequence[tuple[int, int]],
     ) -> None:
         keep = [i for i, m in enumerate(models) if m == self.model]
         if not keep:
@@ -158,18 +177,25 @@ class VectorIndex:
         floats = floats.reshape(len(keep), self.dim)
         start, end = self._size, self._size + len(keep)
         self._grow(end)
+        heads = np.empty(len(keep), dtype=np.int64)
         for offset, i in enumerate(keep):
-            old = self._position.get(rowids[i])
-            if old is not None:  # re-embedded: the new vector replaces the old one
-                self._alive[old] = False
-            self._position[rowids[i]] = start + offset
+            pos = start + offset
+            if chunks[i] == 0:  # a new embedding of the memory: it replaces the old one
+                self._kill(rowids[i])
+                self._position[rowids[i]] = [pos]
+            else:  # the next chunk of the embedding whose chunk 0 came before
+                self._position.setdefault(rowids[i], [pos]).append(pos)
+            heads[offset] = self._position[rowids[i]][0]
         ns_ids = [self._namespaces.setdefault(namespaces[i], len(self._namespaces)) for i in keep]
         self._rowids[start:end] = [rowids[i] for i in keep]
+        self._chunks[start:end] = [chunks[i] for i in keep]
+        self._spans[:, start:end] = np.array([spans[i] for i in keep], dtype=np.int64).T
+        self._heads[start:end] = heads
         self._ns[start:end] = ns_ids
         self._alive[start:end] = True
         self._window_norm[start:end] = np.nan
         for offset, i in enumerate(keep):
-            if sessions[i] is not None:
+            if sessions[i] is not None and chunks[i] == 0:
                 self._link(start + offset, (ns_ids[offset], sessions[i]))  # type: ignore[arg-type]
         self._words[:, start:end] = binary_code(floats).T
         if self._floats is not None:
@@ -194,6 +220,11 @@ class VectorIndex:
             return
         new = max(needed, capacity * 2, 1024)
         self._rowids = np.resize(self._rowids, new)
+        self._chunks = np.resize(self._chunks, new)
+        spans = np.zeros((2, new), dtype=np.int64)
+        spans[:, :capacity] = self._spans
+        self._spans = spans
+        self._heads = np.resize(self._heads, new)
         self._ns = np.resize(self._ns, new)
         self._alive = np.concatenate([self._alive, np.zeros(new - capacity, dtype=bool)])
         links = np.full((4, new), -1, dtype=np.int64)
@@ -220,12 +251,16 @@ class VectorIndex:
             alive = self._alive[:size].copy()  # removals flip these in place: copy them
             ns = self._ns[:size]  # below size, written once: a view is enough
             rowids, words, floats, links = self._rowids, self._words, self._floats, self._links
+            chunks, spans, heads = self._chunks, self._spans, self._heads
         return _Snapshot(
             size=size,
             generation=generation,
             alive=alive,
             mask=alive & (ns == ns_id),
             rowids=rowids,
+            chunks=chunks,
+            spans=spans,
+            heads=heads,
             words=words,
             floats=floats,
             links=links,
@@ -240,13 +275,30 @@ class VectorIndex:
         allowed: Sequence[int] | None = None,
         window: float = 0.0,
     ) -> tuple[list[tuple[int, float]], float | None]:
-        """The ``k`` nearest ``(rowid, similarity)`` of a namespace, optionally among
-        ``allowed``, and the lowest similarity scored exactly (``None`` if none were).
+        """The ``k`` nearest ``(rowid, similarity)`` of a namespace (see :meth:`search_chunks`,
+        which also says which chunk matched)."""
+        hits, floor = self.search_chunks(namespace, query, k, allowed=allowed, window=window)
+        return [(h.rowid, h.score) for h in hits], floor
 
-        With ``window`` > 0 (and the vectors held in memory), similarity is
-        ``(1 - window) * cos(q, v) + window * cos(q, w)`` where ``w`` sums the vector with
-        those of the two memories before and after it in its session: a turn is found by
-        what the conversation around it was about (LoCoMo recall@10 +0.01 at 0.5).
+    def search_chunks(
+        self,
+        namespace: str,
+        query: npt.NDArray[np.float32],
+        k: int,
+        *,
+        allowed: Sequence[int] | None = None,
+        window: float = 0.0,
+    ) -> tuple[list[VectorHit], float | None]:
+        """The ``k`` nearest memories of a namespace, optionally among ``allowed``, best
+        first, and the lowest similarity scored exactly (``None`` if none were). A memory
+        scores by its best chunk; each hit names that chunk and its span.
+
+        With ``window`` > 0 (and the vectors held in memory), a chunk's similarity is
+        ``(1 - window) * cos(q, v) + window * cos(q, w)`` where ``w`` sums the first chunk
+        of its memory with the first chunks of the two memories before and after it in its
+        session: a turn is found by what the conversation around it was about (LoCoMo
+        recall@10 +0.01 at 0.5). A memory's first chunk stands for it in its neighbours'
+        windows (for a short memory, its only one).
         """
         self.refresh()
         if k <= 0:
@@ -277,18 +329,40 @@ class VectorIndex:
                 else:
                     scores = snap.floats[candidates] @ q
         if scores is None:
-            stored = self.store.memory_vectors(namespace, rowids.tolist())
-            rowids = np.array([r for r in rowids.tolist() if r in stored], dtype=np.int64)
+            stored = self.store.memory_vectors(namespace, np.unique(rowids).tolist())
+            size = self.dim * 4
+            present = [n for n, r in enumerate(rowids.tolist()) if r in stored]
+            candidates, rowids = candidates[present], rowids[present]
             if not len(rowids):
                 return [], None
+            chunks = snap.chunks[candidates].tolist()
             floats = np.frombuffer(
-                b"".join(stored[r] for r in rowids.tolist()), dtype=np.float32
+                b"".join(
+                    stored[r][c * size : (c + 1) * size]
+                    for r, c in zip(rowids.tolist(), chunks, strict=True)
+                ),
+                dtype=np.float32,
             ).reshape(len(rowids), self.dim)
             scores = floats @ q
         if not len(scores):
             return [], None
-        top = _top_k(scores, k)
-        return [(int(rowids[i]), float(scores[i])) for i in top], float(scores.min())
+        # best chunk per memory: entries by score, then each memory's first
+        order = np.argsort(-scores, kind="stable")
+        _, first = np.unique(rowids[order], return_index=True)
+        best = order[np.sort(first)][:k]
+        hits = []
+        for i in best.tolist():
+            pos = int(candidates[i])
+            hits.append(
+                VectorHit(
+                    int(rowids[i]),
+                    float(scores[i]),
+                    int(snap.chunks[pos]),
+                    int(snap.spans[0, pos]),
+                    int(snap.spans[1, pos]),
+                )
+            )
+        return hits, float(scores.min())
 
     def _window_scores(
         self,
@@ -299,6 +373,8 @@ class VectorIndex:
     ) -> npt.NDArray[np.float32]:
         floats, size = snap.floats, snap.size
         assert floats is not None
+        entries = candidates
+        candidates = snap.heads[entries]  # the window is the memory's (its first chunk's)
         links = snap.links[:, candidates]
         # neighbours added after the snapshot (positions past its size) are not in it
         live = (links >= 0) & (links < size)
@@ -306,8 +382,9 @@ class VectorIndex:
         links = np.where(live, links, -1)
         needed = np.union1d(candidates, links[links >= 0])
         sims = floats[needed] @ q
-        own = sims[np.searchsorted(needed, candidates)]
-        total = own.copy()
+        head = sims[np.searchsorted(needed, candidates)]
+        own = floats[entries] @ q if len(entries) and (entries != candidates).any() else head
+        total = head.copy()
         for row in links:
             present = row >= 0
             total[present] += sims[np.searchsorted(needed, row[present])]
@@ -370,6 +447,9 @@ class _Snapshot:
     alive: npt.NDArray[np.bool_]
     mask: npt.NDArray[np.bool_]
     rowids: npt.NDArray[np.int64]
+    chunks: npt.NDArray[np.int32]
+    spans: npt.NDArray[np.int64]
+    heads: npt.NDArray[np.int64]
     words: Codes
     floats: npt.NDArray[np.float32] | None
     links: npt.NDArray[np.int64]

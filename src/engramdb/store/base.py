@@ -44,6 +44,51 @@ class TextQuery:
     stems: tuple[str, ...]
 
 
+Span = tuple[int, int]
+"""A chunk's ``[start, end)`` character span in its memory's content."""
+
+
+@dataclass(frozen=True, slots=True)
+class VectorHit:
+    """A memory found by vector search: its best chunk's similarity, which chunk that was
+    and the chunk's character span in the content (a memory embedded whole is chunk 0
+    spanning all of it)."""
+
+    rowid: int
+    score: float
+    chunk: int = 0
+    start: int = 0
+    end: int = 0
+
+
+def chunk_rows(
+    embedding: bytes, spans: Sequence[Span], length: int
+) -> list[tuple[int, bytes, Span]]:
+    """``(chunk, vector bytes, span)`` of each chunk of a stored embedding.
+
+    An embedding is the float32 vectors of a memory's chunks, concatenated in chunk order;
+    ``spans`` gives each chunk's span (empty: one chunk covering the ``length`` characters of
+    the content)."""
+    if not spans:
+        return [(0, embedding, (0, length))]
+    size, rest = divmod(len(embedding), len(spans))
+    if rest or not size:
+        raise ValueError(f"{len(embedding)} embedding bytes do not split into {len(spans)} chunks")
+    return [(n, embedding[n * size : (n + 1) * size], span) for n, span in enumerate(spans)]
+
+
+def gather_chunks(rows: Sequence[Sequence[Any]]) -> dict[Any, tuple[bytes, tuple[Span, ...]]]:
+    """The inverse of :func:`chunk_rows`: ``(key, vector, start, end)`` rows in chunk order →
+    per key, the concatenated vectors and the spans (empty for a single chunk)."""
+    parts: dict[Any, list[tuple[bytes, Span]]] = {}
+    for key, vector, start, end in rows:
+        parts.setdefault(key, []).append((bytes(vector), (int(start), int(end))))
+    return {
+        key: (b"".join(v for v, _ in c), tuple(s for _, s in c) if len(c) > 1 else ())
+        for key, c in parts.items()
+    }
+
+
 Adjacency = tuple[str | None, int | None, int | None, str | None, str | None]
 """A memory's place in its session: ``(its user_id, the previous rowid, the next rowid, the
 previous memory's user_id, the next memory's user_id)``."""
@@ -63,9 +108,11 @@ class ExportedMemory:
     """The indexed metadata text, as stored."""
     embedding_model: str | None
     embedding: bytes | None
-    """The vector (float32 bytes) if asked for, else ``None``."""
+    """The vectors (float32 bytes, chunks concatenated) if asked for, else ``None``."""
     history: tuple[MemoryVersion, ...]
     """Prior versions, oldest first."""
+    embedding_spans: tuple[Span, ...] = ()
+    """Each chunk's character span when the embedding has several chunks (else empty)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,7 +183,10 @@ class NewMemory:
     search_text: str
     """Extra text indexed for full-text search: metadata values."""
     embedding: bytes | None = None
+    """float32 vectors, one per chunk, concatenated (see :func:`chunk_rows`)."""
     embedding_model: str | None = None
+    embedding_spans: tuple[Span, ...] = ()
+    """Each chunk's character span; empty: one chunk, the whole content."""
     created_at: int | None = None
     """Keep an original creation time (imports); ``None`` means now."""
 
@@ -153,6 +203,7 @@ class MemoryChanges:
     search_text: str | None = None
     embedding: bytes | None = None
     embedding_model: str | None = None
+    embedding_spans: tuple[Span, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +219,11 @@ class VectorDelta:
     removal_seq: int
     sessions: list[str | None] = field(default_factory=list)
     """session_id per added row (empty: unknown)."""
+    chunks: list[int] = field(default_factory=list)
+    """Chunk number per added row (empty: all 0). A memory's chunks come in chunk order,
+    chunk 0 first: chunk 0 replaces whatever the index held for that memory."""
+    spans: list[Span] = field(default_factory=list)
+    """Character span per added row (empty: unknown)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -491,7 +547,8 @@ class Store(Protocol):
         its hits through here)."""
 
     def memory_vectors(self, namespace: str, rowids: Sequence[int]) -> dict[int, bytes]:
-        """Stored embeddings for rowids (those in ``namespace`` only)."""
+        """Stored embeddings for rowids (those in ``namespace`` only): each memory's chunk
+        vectors concatenated in chunk order."""
 
     def memory_adjacency(self, namespace: str, rowids: Sequence[int]) -> dict[int, Adjacency]:
         """For each rowid of ``namespace``: its :data:`Adjacency` (user, previous and next rowid
@@ -500,11 +557,15 @@ class Store(Protocol):
     def memory_users(self, namespace: str) -> list[str]:
         """Every user_id that has had memories in the namespace (at most 10,000)."""
 
-    def embedding_cache(self, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
-        """Stored ``model`` embeddings by content hash: identical content is embedded once."""
+    def embedding_cache(
+        self, model: str, hashes: Sequence[str]
+    ) -> dict[str, tuple[bytes, tuple[Span, ...]]]:
+        """Stored ``model`` embeddings by content hash, as ``(vectors, spans)`` (see
+        :class:`NewMemory`): identical content is embedded once."""
 
-    def memory_set_embeddings(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
-        """Store ``(rowid, model, vector)`` embeddings."""
+    def memory_set_embeddings(self, rows: Sequence[tuple[int, str, bytes, Sequence[Span]]]) -> None:
+        """Store ``(rowid, model, vectors, spans)`` embeddings (replacing every chunk the
+        memory had)."""
 
     def memory_without_embedding(
         self, model: str, *, after: int, limit: int
@@ -513,8 +574,9 @@ class Store(Protocol):
 
     def memory_vector_search(
         self, namespace: str, vector: bytes, model: str, flt: Filter, *, limit: int
-    ) -> list[tuple[int, float]]:
-        """Nearest ``(rowid, cosine)`` among ``model`` embeddings (native stores only)."""
+    ) -> list[VectorHit]:
+        """The ``limit`` nearest memories among ``model`` embeddings, best first, each scored
+        by its most similar chunk (native stores only)."""
 
     def vector_version(self) -> int:
         """A change counter: it moves whenever embeddings may have been written or removed

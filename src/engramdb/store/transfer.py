@@ -20,6 +20,7 @@ says whether they agree.
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -100,7 +101,8 @@ class SQLiteSource:
             "session_items": one("SELECT count(*) FROM session_items WHERE namespace = ?"),
             "memories": one("SELECT count(*) FROM memories WHERE namespace = ?"),
             "embeddings": one(
-                "SELECT count(*) FROM memories WHERE namespace = ? AND embedding IS NOT NULL"
+                "SELECT count(*) FROM memories m WHERE m.namespace = ? AND EXISTS "
+                "(SELECT 1 FROM memory_vectors v WHERE v.memory_rowid = m.rowid)"
             ),
             "history": one(
                 "SELECT count(*) FROM memory_history h JOIN memories m ON m.id = h.memory_id "
@@ -138,16 +140,22 @@ class SQLiteSource:
             rows = self.conn.execute(
                 "SELECT m.rowid, m.id, m.user_id, m.agent_id, m.session_id, m.content, "
                 "m.content_hash, m.tags, m.metadata, coalesce(f.meta, ''), m.importance, "
-                "m.occurred_at, m.created_at, m.updated_at, m.version, m.embedding, "
-                "m.embedding_model FROM memories m LEFT JOIN memories_fts f "
-                "ON f.rowid = m.rowid WHERE m.namespace = ? AND m.rowid > ? "
-                "ORDER BY m.rowid LIMIT ?",
+                "m.occurred_at, m.created_at, m.updated_at, m.version FROM memories m "
+                "LEFT JOIN memories_fts f ON f.rowid = m.rowid WHERE m.namespace = ? "
+                "AND m.rowid > ? ORDER BY m.rowid LIMIT ?",
                 (namespace, after, batch),
             ).fetchall()
             if not rows:
                 return
             after = rows[-1][0]
-            yield [tuple(r[1:]) for r in rows]
+            vectors = _embeddings(
+                self.conn.execute(
+                    "SELECT memory_rowid, model, vector FROM memory_vectors WHERE memory_rowid "
+                    "IN (SELECT value FROM json_each(?)) ORDER BY memory_rowid, chunk",
+                    (json.dumps([r[0] for r in rows]),),
+                ).fetchall()
+            )
+            yield [(*r[1:], *vectors.get(r[0], (None, None))) for r in rows]
 
     def triples(self, namespace: str) -> list[tuple[Any, ...]]:
         return [
@@ -253,8 +261,8 @@ class PostgresTarget:
                 "SELECT (SELECT count(*) FROM sessions WHERE namespace = %(ns)s), "
                 "(SELECT count(*) FROM session_items WHERE namespace = %(ns)s), "
                 "(SELECT count(*) FROM memories WHERE namespace = %(ns)s), "
-                "(SELECT count(*) FROM memories WHERE namespace = %(ns)s "
-                "AND embedding IS NOT NULL), "
+                "(SELECT count(DISTINCT memory_rowid) FROM memory_vectors "
+                "WHERE namespace = %(ns)s), "
                 "(SELECT count(*) FROM memory_history h JOIN memories m ON m.id = h.memory_id "
                 "WHERE m.namespace = %(ns)s), "
                 "(SELECT count(*) FROM triples WHERE namespace = %(ns)s), "
@@ -284,12 +292,19 @@ class PostgresTarget:
             ]
             with conn.cursor(binary=True) as cur:
                 cur.execute(
-                    "SELECT id, user_id, agent_id, session_id, content, content_hash, tags, "
-                    "metadata, search_text, importance, occurred_at, created_at, updated_at, "
-                    "version, embedding, embedding_model FROM memories WHERE namespace = %s",
+                    "SELECT rowid, id, user_id, agent_id, session_id, content, content_hash, "
+                    "tags, metadata, search_text, importance, occurred_at, created_at, "
+                    "updated_at, version FROM memories WHERE namespace = %s",
                     (namespace,),
                 )
-                memories = cur.fetchall()
+                rows = cur.fetchall()
+                cur.execute(
+                    "SELECT memory_rowid, model, embedding FROM memory_vectors "
+                    "WHERE namespace = %s ORDER BY memory_rowid, chunk",
+                    (namespace,),
+                )
+                vectors = _embeddings(cur.fetchall())
+                memories = [(*r[1:], *vectors.get(r[0], (None, None))) for r in rows]
             return _checksums(
                 sessions=((sid, self.session_items(namespace, sid)) for sid in sessions),
                 memories=memories,
@@ -463,6 +478,7 @@ def _imported(m: ExportedMemory) -> ImportedMemory:
             search_text=m.search_text,
             embedding=m.embedding,
             embedding_model=m.embedding_model,
+            embedding_spans=m.embedding_spans,
             created_at=us_from_datetime(r.created_at),
         ),
         updated_at=us_from_datetime(r.updated_at),
@@ -488,6 +504,16 @@ def _digest(value: Any) -> int:
             h.update(b"s" + str(part).encode("utf-8", "surrogatepass"))
         h.update(b"\x1f")
     return int.from_bytes(h.digest(), "big")
+
+
+def _embeddings(rows: Sequence[Sequence[Any]]) -> dict[Any, tuple[bytes, str]]:
+    """``(rowid, model, vector)`` rows in chunk order → per rowid, ``(vectors, model)``: the
+    chunks concatenated, as checksummed on both sides."""
+    out: dict[Any, tuple[bytes, str]] = {}
+    for rowid, model, vector in rows:
+        before = out.get(rowid, (b"", model))[0]
+        out[rowid] = (before + bytes(vector), str(model))
+    return out
 
 
 def _checksums(**kinds: Any) -> dict[str, str]:

@@ -4,9 +4,11 @@ Full text is a generated ``tsvector`` column with a GIN index; queries are OR-ed
 ``plainto_tsquery`` lexemes of the words the facade's query builder chose, so no user text is
 ever parsed as tsquery syntax. Per-namespace lexeme document counts (``memory_terms``, kept by
 triggers) let recall drop a query's commonest words first, and one search ranks at most the
-newest :data:`TEXT_CANDIDATES` matches. Vectors are pgvector values searched through a per-dimension
-HNSW index (cosine); filters are part of the same SQL query, and iterative index scans keep a
-filtered search returning enough rows.
+newest :data:`TEXT_CANDIDATES` matches. Vectors are pgvector values in their own table
+(``memory_vectors``, one row per memory and chunk), searched through a per-dimension HNSW index
+(cosine) — or exactly, for a namespace of at most :data:`EXACT_VECTORS` memories; filters are
+part of the same SQL query, and iterative index scans keep a filtered search returning enough
+rows.
 """
 
 from __future__ import annotations
@@ -38,8 +40,12 @@ from ..base import (
     NewMemory,
     NewMemoryEvent,
     NewTriple,
+    Span,
     TextQuery,
     VectorDelta,
+    VectorHit,
+    chunk_rows,
+    gather_chunks,
 )
 from ..rows import (
     CONTEXT_SPAN,
@@ -138,6 +144,9 @@ def _merge_tags(
 MAX_EF_SEARCH = 1000
 # most full-text matches one search ranks (the newest); see memory_text_search
 TEXT_CANDIDATES = 2000
+# a namespace of at most this many memories is searched exactly, by its own rows, not by
+# the HNSW graph all namespaces share (see memory_vector_search)
+EXACT_VECTORS = 5_000
 # rows an iterative HNSW scan may visit before it gives up (pgvector's default is 20,000): a
 # filter that keeps one row in N needs about N * limit visits to fill the limit
 MAX_SCAN_TUPLES = 200_000
@@ -146,13 +155,15 @@ MAX_SCAN_TUPLES = 200_000
 def vector_search_settings(limit: int, *, iterative: bool) -> dict[str, str]:
     """The pgvector settings of one HNSW search for ``limit`` rows, set per query.
 
-    ``hnsw.ef_search`` (the candidate list the graph walk keeps) scales with the limit: a
-    walk returns at most ef_search rows, so it must be at least the limit (plus slack for
-    recall), capped at pgvector's maximum. With iterative scans (pgvector >= 0.8) the walk
-    resumes while filters reject rows, in exact distance order, so a filtered search still
-    fills its limit; the budget of visited rows scales with the limit too.
+    ``hnsw.ef_search`` (the candidate list the graph walk keeps) is the limit (at least 40,
+    pgvector's default, at most its maximum): a walk returns at most ef_search rows, so it
+    must be at least the limit, and the walk's cost grows with it — at 100k vectors, twice the
+    limit (the earlier setting) took twice as long (51 → 26 ms for 200 rows, `bench
+    vectors`). With iterative scans (pgvector >= 0.8) the walk resumes while filters reject
+    rows, in exact distance order, so a filtered search still fills its limit; the budget of
+    visited rows scales with the limit too.
     """
-    settings = {"hnsw.ef_search": str(min(max(40, 2 * limit), MAX_EF_SEARCH))}
+    settings = {"hnsw.ef_search": str(min(max(40, limit), MAX_EF_SEARCH))}
     if iterative:
         settings["hnsw.iterative_scan"] = "strict_order"
         settings["hnsw.max_scan_tuples"] = str(min(max(20_000, 200 * limit), MAX_SCAN_TUPLES))
@@ -283,12 +294,34 @@ def _opt_int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _dim(vector: bytes | None) -> int | None:
-    return len(vector) // 4 if vector is not None else None
+def _dim(vector: bytes | None, spans: Sequence[Span] = ()) -> int | None:
+    """The dimension of an embedding's vectors (``spans``: its chunks, see ``chunk_rows``)."""
+    return len(vector) // 4 // max(1, len(spans)) if vector is not None else None
 
 
-def _vector(vector: bytes | None) -> Vector | None:
-    return Vector(vector) if vector is not None else None
+def write_vectors(
+    conn: Conn,
+    namespace: str,
+    items: Sequence[tuple[int, str, bytes, Sequence[Span], int]],
+) -> None:
+    """Store ``(rowid, model, embedding, spans, content length)`` embeddings in
+    memory_vectors: each memory's chunks replace any it had."""
+    if not items:
+        return
+    rows = [
+        (rowid, chunk, namespace, model, len(vector) // 4, Vector(vector), start, end)
+        for rowid, model, embedding, spans, length in items
+        for chunk, vector, (start, end) in chunk_rows(embedding, spans, length)
+    ]
+    conn.execute(
+        "DELETE FROM memory_vectors WHERE memory_rowid = ANY(%s::bigint[])",
+        ([item[0] for item in items],),
+    )
+    conn.cursor().executemany(
+        "INSERT INTO memory_vectors (memory_rowid, chunk, namespace, model, dim, embedding, "
+        "span_start, span_end) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+        rows,
+    )
 
 
 def _count(conn: Conn, namespace: str, *, memories: int = 0, facts: int = 0) -> None:
@@ -338,7 +371,7 @@ class MemoriesMixin:
                 dim
                 for dim in todo
                 if conn.execute(
-                    "SELECT to_regclass(%s) IS NULL", (f"memories_hnsw_{dim}",)
+                    "SELECT to_regclass(%s) IS NULL", (f"memory_vectors_hnsw_{dim}",)
                 ).fetchone()
                 == (True,)
             }
@@ -352,10 +385,11 @@ class MemoriesMixin:
             for dim in sorted(missing(conn)):
                 conn.execute(
                     sql.SQL(
-                        "CREATE INDEX IF NOT EXISTS {name} ON memories USING hnsw "
-                        "((embedding::vector({dim})) vector_cosine_ops) "
-                        "WHERE embedding_dim = {dim}"
-                    ).format(name=sql.Identifier(f"memories_hnsw_{dim}"), dim=sql.Literal(dim))
+                        "CREATE INDEX IF NOT EXISTS {name} ON memory_vectors USING hnsw "
+                        "((embedding::vector({dim})) vector_cosine_ops) WHERE dim = {dim}"
+                    ).format(
+                        name=sql.Identifier(f"memory_vectors_hnsw_{dim}"), dim=sql.Literal(dim)
+                    )
                 )
 
         in_unit = self._unit_conn() is not None
@@ -395,7 +429,9 @@ class MemoriesMixin:
             # (the DDL locks the table): writers of one namespace then never wait on each other
             # in opposite orders
             self.run(lambda conn: _count(conn, namespace))
-        self.ensure_vector_index({d for m in memories if (d := _dim(m.embedding))})
+        self.ensure_vector_index(
+            {d for m in memories if (d := _dim(m.embedding, m.embedding_spans))}
+        )
         rows = [
             (
                 m.id,
@@ -413,9 +449,6 @@ class MemoriesMixin:
                 m.occurred_at,
                 m.created_at or now,
                 now,
-                _vector(m.embedding),
-                m.embedding_model if m.embedding is not None else None,
-                _dim(m.embedding),
             )
             for m in memories
         ]
@@ -429,9 +462,9 @@ class MemoriesMixin:
                 cur.executemany(
                     "INSERT INTO memories (id, namespace, user_id, agent_id, session_id, "
                     "content, content_hash, tags, tag_text, metadata, search_text, importance, "
-                    "occurred_at, created_at, updated_at, version, embedding, embedding_model, "
-                    "embedding_dim) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                    "%s, %s, 1, %s, %s, %s) ON CONFLICT DO NOTHING RETURNING id, rowid",
+                    "occurred_at, created_at, updated_at, version) VALUES (%s, %s, %s, %s, %s, "
+                    "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, 1) ON CONFLICT DO NOTHING "
+                    "RETURNING id, rowid",
                     rows,
                     returning=True,
                 )
@@ -441,6 +474,21 @@ class MemoriesMixin:
                     if not cur.nextset():
                         break
             _count(conn, namespace, memories=len(inserted))
+            write_vectors(
+                conn,
+                namespace,
+                [
+                    (
+                        inserted[m.id],
+                        m.embedding_model,
+                        m.embedding,
+                        m.embedding_spans,
+                        len(m.content),
+                    )
+                    for m in memories
+                    if m.id in inserted and m.embedding is not None and m.embedding_model
+                ],
+            )
             tag_rows = [
                 (namespace, tag.lower(), inserted[m.id])
                 for m in memories
@@ -496,7 +544,9 @@ class MemoriesMixin:
         self, namespace: str, memory_id: str, changes: MemoryChanges
     ) -> MemoryRecord | None:
         if changes.embedding is not None and changes.content is not None:
-            self.ensure_vector_index({len(changes.embedding) // 4})
+            self.ensure_vector_index(
+                {len(changes.embedding) // 4 // max(1, len(changes.embedding_spans))}
+            )
 
         def work(conn: Conn) -> MemoryRecord | None:
             # the namespace's counts row first, as every writer of its text takes it: the
@@ -529,15 +579,22 @@ class MemoriesMixin:
             if changes.content is not None:
                 sets += ["content = %s", "content_hash = %s"]
                 params += [changes.content, changes.content_hash]
-                if changes.embedding is not None:
-                    sets += ["embedding = %s", "embedding_model = %s", "embedding_dim = %s"]
-                    params += [
-                        Vector(changes.embedding),
-                        changes.embedding_model,
-                        len(changes.embedding) // 4,
-                    ]
-                else:  # the old vector describes the old text: drop it
-                    sets += ["embedding = NULL", "embedding_model = NULL", "embedding_dim = NULL"]
+                # the old vectors describe the old text: they go (new ones replace them)
+                conn.execute("DELETE FROM memory_vectors WHERE memory_rowid = %s", (row[0],))
+                if changes.embedding is not None and changes.embedding_model is not None:
+                    write_vectors(
+                        conn,
+                        namespace,
+                        [
+                            (
+                                row[0],
+                                changes.embedding_model,
+                                changes.embedding,
+                                changes.embedding_spans,
+                                len(changes.content),
+                            )
+                        ],
+                    )
             if changes.tags is not None:
                 sets += ["tags = %s", "tag_text = %s"]
                 params += [to_json(list(changes.tags)), " ".join(changes.tags)]
@@ -607,17 +664,25 @@ class MemoriesMixin:
             )
         )
 
-    def memory_set_embeddings(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
+    def memory_set_embeddings(self, rows: Sequence[tuple[int, str, bytes, Sequence[Span]]]) -> None:
         if not rows:
             return
-        self.ensure_vector_index({len(v) // 4 for _, _, v in rows})
+        self.ensure_vector_index({d for _, _, v, spans in rows if (d := _dim(v, spans))})
 
         def work(conn: Conn) -> None:
-            conn.cursor().executemany(
-                "UPDATE memories SET embedding = %s, embedding_model = %s, embedding_dim = %s "
-                "WHERE rowid = %s",
-                [(Vector(v), model, len(v) // 4, rowid) for rowid, model, v in rows],
-            )
+            found = conn.execute(
+                "SELECT rowid, namespace, char_length(content) FROM memories "
+                "WHERE rowid = ANY(%s::bigint[]) FOR UPDATE",
+                ([r[0] for r in rows],),
+            ).fetchall()
+            where = {int(r[0]): (str(r[1]), int(r[2])) for r in found}
+            by_namespace: dict[str, list[tuple[int, str, bytes, Sequence[Span], int]]] = {}
+            for rowid, model, vectors, spans in rows:
+                if rowid in where:
+                    ns, length = where[rowid]
+                    by_namespace.setdefault(ns, []).append((rowid, model, vectors, spans, length))
+            for ns, items in by_namespace.items():
+                write_vectors(conn, ns, items)
 
         self.run(work)
 
@@ -834,7 +899,7 @@ class MemoriesMixin:
         where, params = filter_sql(flt)
         query = (
             f"SELECT m.rowid FROM memories m WHERE m.namespace = %s{where} "
-            "AND m.embedding IS NOT NULL LIMIT %s"
+            "AND EXISTS (SELECT 1 FROM memory_vectors v WHERE v.memory_rowid = m.rowid) LIMIT %s"
         )
         args = [namespace, *params, min(limit, 2**62) + 1]
         rows = self.read(lambda conn: conn.execute(query, args).fetchall())
@@ -859,11 +924,14 @@ class MemoriesMixin:
         def work(conn: Conn) -> dict[int, bytes]:
             with conn.cursor(binary=True) as cur:
                 cur.execute(
-                    "SELECT rowid, embedding FROM memories WHERE namespace = %s AND "
-                    "rowid = ANY(%s::bigint[]) AND embedding IS NOT NULL",
+                    "SELECT memory_rowid, embedding FROM memory_vectors WHERE namespace = %s "
+                    "AND memory_rowid = ANY(%s::bigint[]) ORDER BY memory_rowid, chunk",
                     (namespace, list(rowids)),
                 )
-                return {int(r[0]): r[1] for r in cur}
+                out: dict[int, bytes] = {}
+                for rowid, vector in cur:
+                    out[int(rowid)] = out.get(int(rowid), b"") + bytes(vector)
+                return out
 
         return self.read(work)
 
@@ -898,19 +966,26 @@ class MemoriesMixin:
             ]
         )
 
-    def embedding_cache(self, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
+    def embedding_cache(
+        self, model: str, hashes: Sequence[str]
+    ) -> dict[str, tuple[bytes, tuple[Span, ...]]]:
         if not hashes:
             return {}
 
-        def work(conn: Conn) -> dict[str, bytes]:
+        def work(conn: Conn) -> dict[str, tuple[bytes, tuple[Span, ...]]]:
             with conn.cursor(binary=True) as cur:
+                # one memory per content hash (the lowest rowid embedded with the model),
+                # then its chunks in order
                 cur.execute(
-                    "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM memories "
-                    "WHERE content_hash = ANY(%s::text[]) AND embedding_model = %s "
-                    "AND embedding IS NOT NULL",
+                    "WITH pick AS (SELECT m.content_hash, min(m.rowid) AS rowid FROM memories m "
+                    "WHERE m.content_hash = ANY(%s::text[]) AND EXISTS (SELECT 1 FROM "
+                    "memory_vectors v WHERE v.memory_rowid = m.rowid AND v.model = %s) "
+                    "GROUP BY m.content_hash) SELECT p.content_hash, v.embedding, v.span_start, "
+                    "v.span_end FROM pick p JOIN memory_vectors v ON v.memory_rowid = p.rowid "
+                    "ORDER BY p.rowid, v.chunk",
                     (list(hashes), model),
                 )
-                return {str(r[0]): r[1] for r in cur}
+                return gather_chunks([(str(r[0]), r[1], r[2], r[3]) for r in cur])
 
         return self.read(work)
 
@@ -919,8 +994,9 @@ class MemoriesMixin:
     ) -> list[tuple[int, str]]:
         rows = self.read(
             lambda conn: conn.execute(
-                "SELECT rowid, content FROM memories WHERE rowid > %s AND "
-                "(embedding_model IS NULL OR embedding_model != %s) ORDER BY rowid LIMIT %s",
+                "SELECT m.rowid, m.content FROM memories m WHERE m.rowid > %s AND NOT EXISTS "
+                "(SELECT 1 FROM memory_vectors v WHERE v.memory_rowid = m.rowid AND "
+                "v.chunk = 0 AND v.model = %s) ORDER BY m.rowid LIMIT %s",
                 (after, model, limit),
             ).fetchall()
         )
@@ -928,7 +1004,7 @@ class MemoriesMixin:
 
     def memory_vector_search(
         self, namespace: str, vector: bytes, model: str, flt: Filter, *, limit: int
-    ) -> list[tuple[int, float]]:
+    ) -> list[VectorHit]:
         dim = len(vector) // 4
         if limit <= 0 or dim == 0 or dim > 16_000:
             return []
@@ -936,28 +1012,58 @@ class MemoriesMixin:
             return []  # a zero vector has no direction: nothing is near it
         where, params = filter_sql(flt)
         typed = sql.SQL("vector({})").format(sql.Literal(dim))
-        query = sql.SQL(
-            "SELECT m.rowid, 1 - (m.embedding::{typed} <=> %s::{typed}) AS score "
-            "FROM memories m WHERE m.embedding_dim = {dim} AND m.namespace = %s "
-            "AND m.embedding_model = %s{where} "
-            "ORDER BY m.embedding::{typed} <=> %s::{typed} LIMIT %s"
+        # chunks nearest first; a memory's first chunk in that order is its best. A big
+        # namespace walks this dimension's partial HNSW index (resumed while the namespace,
+        # model and filter reject rows); a small one is ranked exactly from its own rows (the
+        # distance written without the index's cast, so the planner cannot take the index):
+        # exact, faster than a walk through every namespace's graph, and independent of what
+        # other namespaces store
+        approximate = sql.SQL(
+            "SELECT v.memory_rowid, 1 - (v.embedding::{typed} <=> %s::{typed}) AS score, "
+            "v.chunk, v.span_start, v.span_end FROM memory_vectors v "
+            "JOIN memories m ON m.rowid = v.memory_rowid "
+            "WHERE v.dim = {dim} AND v.namespace = %s AND v.model = %s{where} "
+            "ORDER BY v.embedding::{typed} <=> %s::{typed} LIMIT %s"
         ).format(typed=typed, dim=sql.Literal(dim), where=sql.SQL(where))
+        exact = sql.SQL(
+            "SELECT v.memory_rowid, 1 - (v.embedding <=> %s::vector) AS score, "
+            "v.chunk, v.span_start, v.span_end FROM memory_vectors v "
+            "JOIN memories m ON m.rowid = v.memory_rowid "
+            "WHERE v.dim = {dim} AND v.namespace = %s AND v.model = %s{where} "
+            "ORDER BY v.embedding <=> %s::vector, v.memory_rowid, v.chunk LIMIT %s"
+        ).format(dim=sql.Literal(dim), where=sql.SQL(where))
         # the dimension is a literal, not a parameter: the partial HNSW index of that
         # dimension must match in generic (prepared) plans too
         query_vector = Vector(vector)
-        args = [query_vector, namespace, model, *params, query_vector, limit]
-        settings = vector_search_settings(limit, iterative=self._iterative_scan)
 
-        def work(conn: Conn) -> list[tuple[Any, ...]]:
+        def work(conn: Conn, rows: int) -> list[tuple[Any, ...]]:
+            args = [query_vector, namespace, model, *params, query_vector, rows]
+            counted = conn.execute(
+                "SELECT memories FROM namespace_counts WHERE namespace = %s", (namespace,)
+            ).fetchone()
+            if counted is None or int(counted[0]) <= EXACT_VECTORS:
+                return conn.execute(exact, args).fetchall()
+            settings = vector_search_settings(rows, iterative=self._iterative_scan)
             # the settings are local to this transaction (a pooled connection keeps nothing);
             # one pipeline: BEGIN, the settings, the query and COMMIT in one round trip
             with conn.pipeline(), conn.transaction():
                 for name, value in settings.items():
                     conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-                return conn.execute(query, args).fetchall()
+                return conn.execute(approximate, args).fetchall()
 
-        rows = self.read(work)
-        return [(int(r[0]), float(r[1])) for r in rows]
+        # several chunks of one memory may be among the nearest: ask again for more rows
+        # until ``limit`` memories are found or the rows run out
+        rows = limit
+        while True:
+            found = self.read(lambda conn: work(conn, rows))  # noqa: B023
+            hits: dict[int, VectorHit] = {}
+            for r in found:
+                rowid = int(r[0])
+                if rowid not in hits:
+                    hits[rowid] = VectorHit(rowid, float(r[1]), int(r[2]), int(r[3]), int(r[4]))
+            if len(hits) >= limit or len(found) < rows or rows >= 8 * limit + 64:
+                return list(hits.values())[:limit]
+            rows *= 2
 
     def vector_version(self) -> int:
         # PostgreSQL searches vectors itself (native_vector_search): nothing to catch up with
@@ -971,8 +1077,8 @@ class MemoriesMixin:
         def work(conn: Conn) -> MemoryStats:
             row = conn.execute(
                 "SELECT (SELECT count(*) FROM memories WHERE namespace = %(ns)s), "
-                "(SELECT count(*) FROM memories WHERE namespace = %(ns)s "
-                "AND embedding IS NOT NULL), "
+                "(SELECT count(DISTINCT memory_rowid) FROM memory_vectors "
+                "WHERE namespace = %(ns)s), "
                 "(SELECT count(*) FROM triples WHERE namespace = %(ns)s), "
                 "(SELECT count(*) FROM triples WHERE namespace = %(ns)s AND valid_to IS NULL), "
                 "(SELECT count(*) FROM sessions WHERE namespace = %(ns)s), "

@@ -370,7 +370,53 @@ MIGRATIONS: list[list[str]] = [
         "ALTER INDEX memories_fts SET (fastupdate = off)",
         "SELECT gin_clean_pending_list('memories_fts'::regclass)",
     ],
-    # 12 (issue 15, "what is indexed"; as SQLite's 15, renumbered at merge): metadata values
+    # 10: embeddings leave the memories table for memory_vectors, one row per (memory, chunk)
+    # (a long memory is embedded in overlapping chunks, each with its character span), with
+    # the namespace and model alongside so a vector search reads this table only until it
+    # joins its hits. Each dimension has a partial HNSW index (memory_vectors_hnsw_<dim>). The
+    # old columns go, and their indexes with them; rows go with their memory (ON DELETE
+    # CASCADE). Re-runnable: the copy runs while the old column exists.
+    [
+        """CREATE TABLE IF NOT EXISTS memory_vectors (
+            memory_rowid bigint  NOT NULL REFERENCES memories (rowid) ON DELETE CASCADE,
+            chunk        integer NOT NULL,
+            namespace    text    NOT NULL,
+            model        text    NOT NULL,
+            dim          integer NOT NULL,
+            embedding    vector  NOT NULL,
+            span_start   integer NOT NULL,
+            span_end     integer NOT NULL,
+            PRIMARY KEY (memory_rowid, chunk)
+        )""",
+        # a small namespace's vectors are ranked exactly, read through this index
+        """CREATE INDEX IF NOT EXISTS memory_vectors_by_namespace
+            ON memory_vectors (namespace, model)""",
+        """DO $$
+        DECLARE
+            d integer;
+            dims integer[];
+        BEGIN
+            IF EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema =
+                    current_schema() AND table_name = 'memories' AND column_name = 'embedding')
+            THEN
+                INSERT INTO memory_vectors (memory_rowid, chunk, namespace, model, dim,
+                    embedding, span_start, span_end)
+                SELECT rowid, 0, namespace, embedding_model, embedding_dim, embedding, 0,
+                    char_length(content) FROM memories
+                WHERE embedding IS NOT NULL AND embedding_model IS NOT NULL
+                ON CONFLICT DO NOTHING;
+                ALTER TABLE memories DROP COLUMN embedding, DROP COLUMN embedding_model,
+                    DROP COLUMN embedding_dim;
+            END IF;
+            dims := ARRAY(SELECT DISTINCT dim FROM memory_vectors WHERE dim BETWEEN 1 AND 2000);
+            FOREACH d IN ARRAY dims LOOP
+                EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON memory_vectors USING hnsw '
+                    '((embedding::vector(%s)) vector_cosine_ops) WHERE dim = %s',
+                    'memory_vectors_hnsw_' || d, d, d);
+            END LOOP;
+        END $$""",
+    ],
+    # 11 (issue 15, "what is indexed"; SQLite's 14): metadata values
     # are full-text indexed only for the keys a Memory names (index_metadata, none by
     # default): existing rows' indexed metadata text is rewritten under that default (the
     # term-count triggers follow). Memory.reindex() indexes named keys. Re-runnable.

@@ -13,7 +13,7 @@ import psycopg
 from ...errors import ConflictError
 from ...types import MemoryEvent, MemoryVersion, SessionInfo, datetime_from_us, us_from_datetime
 from ...validation import plain_items
-from ..base import ExportedMemory, ImportedMemory, SessionItemRow, TripleRow
+from ..base import ExportedMemory, ImportedMemory, SessionItemRow, TripleRow, gather_chunks
 from ..rows import (
     EVENT_COLUMNS,
     MEMORY_COLUMNS,
@@ -23,7 +23,13 @@ from ..rows import (
     to_json,
     triple_record,
 )
-from .memories import _count, _dim, _neighbor_rowids, _refresh_context, _vector
+from .memories import (
+    _count,
+    _dim,
+    _neighbor_rowids,
+    _refresh_context,
+    write_vectors,
+)
 
 Conn = psycopg.Connection[tuple[Any, ...]]
 _T = TypeVar("_T")
@@ -48,9 +54,6 @@ def _memory_row(namespace: str, item: ImportedMemory) -> tuple[Any, ...]:
         m.created_at,
         item.updated_at,
         item.version,
-        _vector(m.embedding),
-        m.embedding_model if m.embedding is not None else None,
-        _dim(m.embedding),
         item.invalidated_at,
         item.invalidated_reason if item.invalidated_at is not None else None,
     )
@@ -85,25 +88,35 @@ class TransferMixin:
     def memory_export_full(
         self, namespace: str, *, after: int, limit: int, with_vectors: bool
     ) -> list[ExportedMemory]:
-        vector = "m.embedding" if with_vectors else "NULL::vector"
-
-        def work(conn: Conn) -> tuple[list[Any], list[Any]]:
+        def work(conn: Conn) -> tuple[list[Any], list[Any], list[Any]]:
             with conn.cursor(binary=True) as cur:
                 rows = cur.execute(
-                    f"SELECT {MEMORY_COLUMNS}, m.search_text, m.embedding_model, {vector} "
+                    f"SELECT {MEMORY_COLUMNS}, m.search_text, (SELECT v.model FROM "
+                    "memory_vectors v WHERE v.memory_rowid = m.rowid AND v.chunk = 0) "
                     "FROM memories m WHERE m.namespace = %s AND m.rowid > %s "
                     "ORDER BY m.rowid LIMIT %s",
                     (namespace, after, limit),
                 ).fetchall()
+                vectors = (
+                    cur.execute(
+                        "SELECT memory_rowid, embedding, span_start, span_end FROM "
+                        "memory_vectors WHERE memory_rowid = ANY(%s::bigint[]) "
+                        "ORDER BY memory_rowid, chunk",
+                        ([r[0] for r in rows],),
+                    ).fetchall()
+                    if with_vectors and rows
+                    else []
+                )
             history = conn.execute(
                 "SELECT memory_id, version, content, tags, metadata, importance, replaced_at "
                 "FROM memory_history WHERE memory_id = ANY(%s::text[]) "
                 "ORDER BY memory_id, version",
                 ([r[1] for r in rows],),
             ).fetchall()
-            return rows, history
+            return rows, history, vectors
 
-        rows, history_rows = self.read(work)
+        rows, history_rows, vector_rows = self.read(work)
+        vectors = gather_chunks([(int(r[0]), r[1], r[2], r[3]) for r in vector_rows])
         history: dict[str, list[MemoryVersion]] = {}
         for h in history_rows:
             history.setdefault(h[0], []).append(
@@ -124,7 +137,8 @@ class TransferMixin:
                 record=memory_record(r),
                 search_text=r[n],
                 embedding_model=r[n + 1],
-                embedding=bytes(r[n + 2]) if r[n + 2] is not None else None,
+                embedding=vectors[int(r[0])][0] if int(r[0]) in vectors else None,
+                embedding_spans=vectors[int(r[0])][1] if int(r[0]) in vectors else (),
                 history=tuple(history.get(r[1], ())),
             )
             for r in rows
@@ -133,7 +147,9 @@ class TransferMixin:
     def memory_import(self, namespace: str, memories: Sequence[ImportedMemory]) -> list[bool]:
         if not memories:
             return []
-        self.ensure_vector_index({d for i in memories if (d := _dim(i.memory.embedding))})
+        self.ensure_vector_index(
+            {d for i in memories if (d := _dim(i.memory.embedding, i.memory.embedding_spans))}
+        )
 
         def work(conn: Conn) -> list[bool]:
             _count(conn, namespace)  # the namespace's row lock first, as every writer takes it
@@ -160,10 +176,9 @@ class TransferMixin:
                     cur.executemany(
                         "INSERT INTO memories (id, namespace, user_id, agent_id, session_id, "
                         "content, content_hash, tags, tag_text, metadata, search_text, importance, "
-                        "occurred_at, created_at, updated_at, version, embedding, embedding_model, "
-                        "embedding_dim, invalidated_at, invalidated_reason) VALUES (%s, %s, %s, "
-                        "%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
-                        "%s) ON CONFLICT DO NOTHING "
+                        "occurred_at, created_at, updated_at, version, invalidated_at, "
+                        "invalidated_reason) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, "
+                        "%s, %s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING "
                         "RETURNING id, rowid",
                         [_memory_row(namespace, item) for item in todo.values()],
                         returning=True,
@@ -176,6 +191,21 @@ class TransferMixin:
             for item in memories:
                 created.append(item.memory.id in inserted and todo.get(item.memory.id) is item)
             fresh = [(item, inserted[mid]) for mid, item in todo.items() if mid in inserted]
+            write_vectors(
+                conn,
+                namespace,
+                [
+                    (
+                        rowid,
+                        i.memory.embedding_model,
+                        i.memory.embedding,
+                        i.memory.embedding_spans,
+                        len(i.memory.content),
+                    )
+                    for i, rowid in fresh
+                    if i.memory.embedding is not None and i.memory.embedding_model is not None
+                ],
+            )
             with conn.cursor() as cur:
                 cur.executemany(
                     "INSERT INTO memory_tags (namespace, tag, memory_rowid) VALUES (%s, %s, %s) "

@@ -32,8 +32,12 @@ from ..base import (
     NewMemory,
     NewMemoryEvent,
     NewTriple,
+    Span,
     TextQuery,
     VectorDelta,
+    VectorHit,
+    chunk_rows,
+    gather_chunks,
 )
 from ..rows import (
     CONTEXT_SPAN,
@@ -258,6 +262,35 @@ def _drop_replays(
     )
 
 
+def next_vector_seq(conn: sqlite3.Connection) -> int:
+    """The next unused sequence number of memory_vectors."""
+    (seq,) = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM memory_vectors").fetchone()
+    return int(seq)
+
+
+def write_vectors(
+    conn: sqlite3.Connection, items: Sequence[tuple[int, str, bytes, Sequence[Span], int]]
+) -> None:
+    """Store ``(rowid, model, embedding, spans, content length)`` embeddings: each memory's
+    chunks replace any it had, numbered in chunk order after every sequence number taken."""
+    if not items:
+        return
+    seq = next_vector_seq(conn)
+    rows = []
+    for rowid, model, embedding, spans, length in items:
+        for chunk, vector, (start, end) in chunk_rows(embedding, spans, length):
+            rows.append((rowid, chunk, model, vector, start, end, seq))
+            seq += 1
+    conn.executemany(
+        "DELETE FROM memory_vectors WHERE memory_rowid = ?", [(item[0],) for item in items]
+    )
+    conn.executemany(
+        "INSERT INTO memory_vectors (memory_rowid, chunk, model, vector, span_start, span_end, "
+        "seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+
+
 class MemoriesMixin:
     """SQL for memories and triples; needs ``_read``/``_write`` from the store core."""
 
@@ -336,9 +369,8 @@ class MemoriesMixin:
             return []
         now = now_us()
         with self._writer() as conn:
-            seq = self._next_embedding_seq(conn)
             rows = []
-            for n, m in enumerate(memories):
+            for m in memories:
                 rows.append(
                     (
                         m.id,
@@ -354,9 +386,6 @@ class MemoriesMixin:
                         m.occurred_at,
                         m.created_at or now,
                         now,
-                        m.embedding,
-                        m.embedding_model,
-                        seq + n if m.embedding is not None else None,
                     )
                 )
             ids = to_json([m.id for m in memories])
@@ -373,8 +402,7 @@ class MemoriesMixin:
             conn.executemany(
                 "INSERT OR IGNORE INTO memories (id, namespace, user_id, agent_id, session_id, "
                 "content, content_hash, tags, metadata, importance, occurred_at, created_at, "
-                "updated_at, version, embedding, embedding_model, embedding_seq) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?)",
+                "updated_at, version) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1)",
                 rows,
             )
             found = dict(
@@ -394,6 +422,14 @@ class MemoriesMixin:
                     fresh.append((m, found[m.id]))
             created = {id(m) for m, _ in fresh}
             _count(conn, namespace, memories=len(fresh))
+            write_vectors(
+                conn,
+                [
+                    (rowid, m.embedding_model, m.embedding, m.embedding_spans, len(m.content))
+                    for m, rowid in fresh
+                    if m.embedding is not None and m.embedding_model is not None
+                ],
+            )
             conn.executemany(
                 "INSERT INTO memories_fts (rowid, content, tags, meta, ctx) "
                 "VALUES (?, ?, ?, ?, '')",
@@ -478,8 +514,7 @@ class MemoriesMixin:
 
     @staticmethod
     def _next_embedding_seq(conn: sqlite3.Connection) -> int:
-        (seq,) = conn.execute("SELECT coalesce(max(embedding_seq), 0) + 1 FROM memories").fetchone()
-        return int(seq)
+        return next_vector_seq(conn)
 
     def memory_update(
         self, namespace: str, memory_id: str, changes: MemoryChanges
@@ -513,15 +548,21 @@ class MemoriesMixin:
             if changes.content is not None:
                 sets += ["content = ?", "content_hash = ?"]
                 params += [changes.content, changes.content_hash]
-                if changes.embedding is not None:
-                    sets += ["embedding = ?", "embedding_model = ?", "embedding_seq = ?"]
-                    params += [
-                        changes.embedding,
-                        changes.embedding_model,
-                        self._next_embedding_seq(conn),
-                    ]
-                else:  # the old vector describes the old text: drop it
-                    sets += ["embedding = NULL", "embedding_model = NULL", "embedding_seq = NULL"]
+                # the old vectors describe the old text: they go (new ones replace them)
+                conn.execute("DELETE FROM memory_vectors WHERE memory_rowid = ?", (row[0],))
+                if changes.embedding is not None and changes.embedding_model is not None:
+                    write_vectors(
+                        conn,
+                        [
+                            (
+                                row[0],
+                                changes.embedding_model,
+                                changes.embedding,
+                                changes.embedding_spans,
+                                len(changes.content),
+                            )
+                        ],
+                    )
                 conn.execute("INSERT INTO vector_removals (memory_rowid) VALUES (?)", (row[0],))
             if changes.tags is not None:
                 sets.append("tags = ?")
@@ -641,9 +682,10 @@ class MemoriesMixin:
         if found is None:
             return None
         neighbors = self._neighbor_rowids(conn, found[0])
+        # (a trigger deletes its rows of memory_vectors)
         row = conn.execute(
-            "DELETE FROM memories WHERE rowid = ? RETURNING rowid, embedding_seq, metadata, "
-            "user_id, created_at",
+            "DELETE FROM memories WHERE rowid = ? RETURNING rowid, EXISTS (SELECT 1 FROM "
+            "memory_vectors WHERE memory_rowid = memories.rowid), metadata, user_id, created_at",
             (found[0],),
         ).fetchone()
         _count(conn, namespace, memories=-1)
@@ -655,7 +697,7 @@ class MemoriesMixin:
             "DELETE FROM memory_events WHERE namespace = ? AND memory_id = ?",
             (namespace, memory_id),
         )
-        if row[1] is not None:
+        if row[1]:
             conn.execute("INSERT INTO vector_removals (memory_rowid) VALUES (?)", (row[0],))
         # the current fact this memory was made for goes with it; other links are cleared
         made_for = _made_for(row[2])
@@ -798,16 +840,25 @@ class MemoriesMixin:
             except Exception as exc:  # a store that cannot write any more cannot merge either
                 log.warning("merging the text index at close failed: %s", exc)
 
-    def memory_set_embeddings(self, rows: Sequence[tuple[int, str, bytes]]) -> None:
+    def memory_set_embeddings(self, rows: Sequence[tuple[int, str, bytes, Sequence[Span]]]) -> None:
+        if not rows:
+            return
         with self._writer() as conn:
-            seq = self._next_embedding_seq(conn)
-            for n, (rowid, model, vector) in enumerate(rows):
+            lengths = dict(
                 conn.execute(
-                    "UPDATE memories SET embedding = ?, embedding_model = ?, embedding_seq = ? "
-                    "WHERE rowid = ?",
-                    (vector, model, seq + n, rowid),
-                )
-                conn.execute("INSERT INTO vector_removals (memory_rowid) VALUES (?)", (rowid,))
+                    "SELECT rowid, length(content) FROM memories WHERE rowid IN "
+                    "(SELECT value FROM json_each(?))",
+                    (to_json([r[0] for r in rows]),),
+                ).fetchall()
+            )
+            present = [r for r in rows if r[0] in lengths]
+            conn.executemany(
+                "INSERT INTO vector_removals (memory_rowid) VALUES (?)", [(r[0],) for r in present]
+            )
+            write_vectors(
+                conn,
+                [(rowid, model, v, spans, lengths[rowid]) for rowid, model, v, spans in present],
+            )
 
     # -- reads -----------------------------------------------------------------------------
     def memory_get(self, namespace: str, memory_id: str) -> MemoryRecord | None:
@@ -869,12 +920,12 @@ class MemoriesMixin:
         with self._writer() as conn:
             row = conn.execute(
                 "UPDATE memories SET invalidated_at = ?, invalidated_reason = ? "
-                "WHERE namespace = ? AND id = ? AND invalidated_at IS NULL "
-                "RETURNING rowid, embedding_seq",
+                "WHERE namespace = ? AND id = ? AND invalidated_at IS NULL RETURNING rowid, "
+                "EXISTS (SELECT 1 FROM memory_vectors WHERE memory_rowid = memories.rowid)",
                 (now_us(), reason, namespace, memory_id),
             ).fetchone()
             if row is not None:
-                if row[1] is not None:
+                if row[1]:
                     # in-process vector indexes drop it (vector_changes skips invalidated rows)
                     conn.execute("INSERT INTO vector_removals (memory_rowid) VALUES (?)", (row[0],))
                 # the session neighbours' indexed context no longer quotes its text
@@ -888,16 +939,20 @@ class MemoriesMixin:
     def memory_restore(self, namespace: str, memory_id: str) -> MemoryRecord | None:
         with self._writer() as conn:
             row = conn.execute(
-                "SELECT rowid, embedding IS NOT NULL FROM memories WHERE namespace = ? "
+                "SELECT rowid FROM memories WHERE namespace = ? "
                 "AND id = ? AND invalidated_at IS NOT NULL",
                 (namespace, memory_id),
             ).fetchone()
             if row is not None:
-                # a fresh embedding sequence number: vector indexes take the vector back
                 conn.execute(
-                    "UPDATE memories SET invalidated_at = NULL, invalidated_reason = NULL, "
-                    "embedding_seq = ? WHERE rowid = ?",
-                    (self._next_embedding_seq(conn) if row[1] else None, row[0]),
+                    "UPDATE memories SET invalidated_at = NULL, invalidated_reason = NULL "
+                    "WHERE rowid = ?",
+                    (row[0],),
+                )
+                # fresh sequence numbers (chunk order kept): vector indexes take it back
+                conn.execute(
+                    "UPDATE memory_vectors SET seq = ? + chunk WHERE memory_rowid = ?",
+                    (self._next_embedding_seq(conn), row[0]),
                 )
                 self._refresh_context(conn, [row[0]], with_neighbors=True)
             found = conn.execute(
@@ -1041,7 +1096,8 @@ class MemoriesMixin:
         with self._reader() as conn:
             rows = conn.execute(
                 f"SELECT m.rowid FROM memories m WHERE m.namespace = ?{where} "
-                "AND m.embedding IS NOT NULL LIMIT ?",
+                "AND EXISTS (SELECT 1 FROM memory_vectors v WHERE v.memory_rowid = m.rowid) "
+                "LIMIT ?",
                 [namespace, *params, limit + 1],
             ).fetchall()
         return None if len(rows) > limit else [r[0] for r in rows]
@@ -1064,11 +1120,15 @@ class MemoriesMixin:
             return {}
         with self._reader() as conn:
             rows = conn.execute(
-                "SELECT rowid, embedding FROM memories WHERE +namespace = ? AND rowid IN "
-                "(SELECT value FROM json_each(?)) AND embedding IS NOT NULL",
+                "SELECT v.memory_rowid, v.vector FROM memories m JOIN memory_vectors v "
+                "ON v.memory_rowid = m.rowid WHERE +m.namespace = ? AND m.rowid IN "
+                "(SELECT value FROM json_each(?)) ORDER BY v.memory_rowid, v.chunk",
                 (namespace, to_json(list(rowids))),
             ).fetchall()
-        return {r[0]: r[1] for r in rows}
+        out: dict[int, bytes] = {}
+        for rowid, vector in rows:
+            out[rowid] = out.get(rowid, b"") + vector
+        return out
 
     def memory_adjacency(self, namespace: str, rowids: Sequence[int]) -> dict[int, Adjacency]:
         if not rowids:
@@ -1100,32 +1160,40 @@ class MemoriesMixin:
                 )
             ]
 
-    def embedding_cache(self, model: str, hashes: Sequence[str]) -> dict[str, bytes]:
+    def embedding_cache(
+        self, model: str, hashes: Sequence[str]
+    ) -> dict[str, tuple[bytes, tuple[Span, ...]]]:
         if not hashes:
             return {}
         with self._reader() as conn:
+            # one memory per content hash (the lowest rowid embedded with the model), then
+            # its chunks in order
             rows = conn.execute(
-                "SELECT content_hash, embedding FROM memories WHERE content_hash IN "
-                "(SELECT value FROM json_each(?)) AND embedding_model = ? "
-                "AND embedding IS NOT NULL GROUP BY content_hash",
+                "WITH pick AS (SELECT m.content_hash, min(m.rowid) AS rowid FROM memories m "
+                "WHERE m.content_hash IN (SELECT value FROM json_each(?)) AND EXISTS "
+                "(SELECT 1 FROM memory_vectors v WHERE v.memory_rowid = m.rowid AND "
+                "v.model = ?) GROUP BY m.content_hash) "
+                "SELECT p.content_hash, v.vector, v.span_start, v.span_end FROM pick p "
+                "JOIN memory_vectors v ON v.memory_rowid = p.rowid ORDER BY p.rowid, v.chunk",
                 (to_json(list(hashes)), model),
             ).fetchall()
-        return {r[0]: r[1] for r in rows}
+        return gather_chunks(rows)
 
     def memory_without_embedding(
         self, model: str, *, after: int, limit: int
     ) -> list[tuple[int, str]]:
         with self._reader() as conn:
             rows = conn.execute(
-                "SELECT rowid, content FROM memories WHERE rowid > ? AND "
-                "(embedding_model IS NULL OR embedding_model != ?) ORDER BY rowid LIMIT ?",
+                "SELECT m.rowid, m.content FROM memories m WHERE m.rowid > ? AND NOT EXISTS "
+                "(SELECT 1 FROM memory_vectors v WHERE v.memory_rowid = m.rowid AND "
+                "v.chunk = 0 AND v.model = ?) ORDER BY m.rowid LIMIT ?",
                 (after, model, limit),
             ).fetchall()
         return [(r[0], r[1]) for r in rows]
 
     def memory_vector_search(
         self, namespace: str, vector: bytes, model: str, flt: Filter, *, limit: int
-    ) -> list[tuple[int, float]]:
+    ) -> list[VectorHit]:
         raise NotImplementedError("SQLite vectors are searched by engramdb.search.vectors")
 
     def vector_version(self) -> int:
@@ -1140,9 +1208,10 @@ class MemoriesMixin:
                     (removal_seq,),
                 ).fetchall()
                 added = conn.execute(
-                    "SELECT rowid, namespace, embedding_model, embedding, embedding_seq, "
-                    "session_id FROM memories WHERE embedding_seq > ? "
-                    "AND invalidated_at IS NULL ORDER BY embedding_seq LIMIT ?",
+                    "SELECT v.memory_rowid, m.namespace, v.model, v.vector, v.seq, m.session_id, "
+                    "v.chunk, v.span_start, v.span_end FROM memory_vectors v "
+                    "JOIN memories m ON m.rowid = v.memory_rowid WHERE v.seq > ? "
+                    "AND m.invalidated_at IS NULL ORDER BY v.seq LIMIT ?",
                     (embedding_seq, limit),
                 ).fetchall()
             finally:
@@ -1153,6 +1222,8 @@ class MemoriesMixin:
             models=[r[2] for r in added],
             vectors=[r[3] for r in added],
             sessions=[r[5] for r in added],
+            chunks=[r[6] for r in added],
+            spans=[(r[7], r[8]) for r in added],
             removed=[r[1] for r in removed],
             embedding_seq=added[-1][4] if added else embedding_seq,
             removal_seq=removed[-1][0] if removed else removal_seq,
@@ -1161,7 +1232,8 @@ class MemoriesMixin:
     def memory_stats(self, namespace: str) -> MemoryStats:
         with self._reader() as conn:
             memories, embedded = conn.execute(
-                "SELECT count(*), count(embedding) FROM memories WHERE namespace = ?",
+                "SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM memory_vectors v "
+                "WHERE v.memory_rowid = m.rowid)) FROM memories m WHERE m.namespace = ?",
                 (namespace,),
             ).fetchone()
             triples, current = conn.execute(

@@ -335,7 +335,31 @@ MIGRATIONS: list[list[Step]] = [
     [
         add_column("session_items", "plain", "INTEGER"),
     ],
-    # 15 (issue 15, "what is indexed"; renumbered at merge): metadata values are no longer
+    # 13: embeddings leave the memories table (1.5 KB a row that every scan of it read) for
+    # memory_vectors, one row per (memory, chunk): a long memory is embedded in overlapping
+    # chunks, each with its character span. seq (the rowid: the table is stored in its order)
+    # orders the rows for in-memory vector indexes, which read it as one range scan; a
+    # memory's chunks have consecutive numbers in chunk order. Rows go with their memory (the
+    # trigger covers every way a memory is deleted).
+    [
+        """CREATE TABLE IF NOT EXISTS memory_vectors (
+            seq          INTEGER PRIMARY KEY,
+            memory_rowid INTEGER NOT NULL,
+            chunk        INTEGER NOT NULL,
+            model        TEXT NOT NULL,
+            vector       BLOB NOT NULL,
+            span_start   INTEGER NOT NULL,
+            span_end     INTEGER NOT NULL
+        )""",
+        """CREATE UNIQUE INDEX IF NOT EXISTS memory_vectors_by_memory
+            ON memory_vectors (memory_rowid, chunk)""",
+        """CREATE TRIGGER IF NOT EXISTS memories_vectors_delete AFTER DELETE ON memories
+        BEGIN
+            DELETE FROM memory_vectors WHERE memory_rowid = OLD.rowid;
+        END""",
+        lambda conn: _move_embeddings(conn),
+    ],
+    # 14 (issue 15, "what is indexed"): metadata values are no longer
     # full-text indexed unless the Memory names their keys (index_metadata, none by default),
     # so the indexed metadata text of existing rows is rewritten under that default (empty).
     # Memory.reindex() indexes the keys a Memory names. The text statistics of every
@@ -345,6 +369,29 @@ MIGRATIONS: list[list[Step]] = [
         "UPDATE text_versions SET version = version + 1",
     ],
 ]
+
+
+def _move_embeddings(conn: sqlite3.Connection) -> None:
+    """Copy the inline embeddings into memory_vectors (as chunk 0, spanning the content) and
+    drop the old columns; a no-op once they are gone."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(memories)")}
+    if "embedding" not in have:
+        return
+    conn.execute(
+        "INSERT OR IGNORE INTO memory_vectors (memory_rowid, chunk, model, vector, span_start, "
+        "span_end, seq) SELECT rowid, 0, embedding_model, embedding, 0, length(content), "
+        "embedding_seq FROM memories WHERE embedding IS NOT NULL AND embedding_model IS NOT NULL "
+        "AND embedding_seq IS NOT NULL"
+    )
+    conn.execute("DROP INDEX IF EXISTS memories_by_embedding_seq")
+    if sqlite3.sqlite_version_info < (3, 35):  # no DROP COLUMN: empty the columns instead
+        conn.execute(
+            "UPDATE memories SET embedding = NULL, embedding_model = NULL, embedding_seq = NULL"
+        )
+        return
+    for column in ("embedding", "embedding_model", "embedding_seq"):
+        conn.execute(f"ALTER TABLE memories DROP COLUMN {column}")
+
 
 LATEST_VERSION = len(MIGRATIONS)
 

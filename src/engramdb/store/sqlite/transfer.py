@@ -15,7 +15,7 @@ import orjson
 from ...errors import ConflictError
 from ...types import MemoryEvent, MemoryVersion, SessionInfo, datetime_from_us, us_from_datetime
 from ...validation import plain_items
-from ..base import ExportedMemory, ImportedMemory, SessionItemRow, TripleRow
+from ..base import ExportedMemory, ImportedMemory, SessionItemRow, TripleRow, gather_chunks
 from ..rows import (
     EVENT_COLUMNS,
     MEMORY_COLUMNS,
@@ -25,7 +25,7 @@ from ..rows import (
     to_json,
     triple_record,
 )
-from .memories import _count
+from .memories import _count, write_vectors
 
 
 def _versions(rows: Sequence[Sequence[Any]]) -> dict[str, list[MemoryVersion]]:
@@ -74,16 +74,28 @@ class TransferMixin:
     def memory_export_full(
         self, namespace: str, *, after: int, limit: int, with_vectors: bool
     ) -> list[ExportedMemory]:
-        vector = "m.embedding" if with_vectors else "NULL"
         with self._reader() as conn:
             conn.execute("BEGIN")  # one snapshot for the page and its history
             try:
                 rows = conn.execute(
-                    f"SELECT {MEMORY_COLUMNS}, coalesce(f.meta, ''), m.embedding_model, {vector} "
+                    f"SELECT {MEMORY_COLUMNS}, coalesce(f.meta, ''), (SELECT v.model FROM "
+                    "memory_vectors v WHERE v.memory_rowid = m.rowid AND v.chunk = 0) "
                     "FROM memories m LEFT JOIN memories_fts f ON f.rowid = m.rowid "
                     "WHERE m.namespace = ? AND m.rowid > ? ORDER BY m.rowid LIMIT ?",
                     (namespace, after, limit),
                 ).fetchall()
+                vectors = (
+                    gather_chunks(
+                        conn.execute(
+                            "SELECT memory_rowid, vector, span_start, span_end FROM "
+                            "memory_vectors WHERE memory_rowid IN (SELECT value FROM "
+                            "json_each(?)) ORDER BY memory_rowid, chunk",
+                            (to_json([r[0] for r in rows]),),
+                        ).fetchall()
+                    )
+                    if with_vectors
+                    else {}
+                )
                 history = _versions(
                     conn.execute(
                         "SELECT memory_id, version, content, tags, metadata, importance, "
@@ -101,7 +113,8 @@ class TransferMixin:
                 record=memory_record(r),
                 search_text=r[n],
                 embedding_model=r[n + 1],
-                embedding=r[n + 2],
+                embedding=vectors[r[0]][0] if r[0] in vectors else None,
+                embedding_spans=vectors[r[0]][1] if r[0] in vectors else (),
                 history=tuple(history.get(r[1], ())),
             )
             for r in rows
@@ -123,7 +136,6 @@ class TransferMixin:
                 raise ConflictError(
                     f"memory id {elsewhere[0]!r} is already used in another namespace"
                 )
-            seq = self._next_embedding_seq(conn)
             created: list[bool] = []
             fresh: list[tuple[ImportedMemory, int]] = []
             for item in memories:
@@ -134,9 +146,8 @@ class TransferMixin:
                 row = conn.execute(
                     "INSERT OR IGNORE INTO memories (id, namespace, user_id, agent_id, "
                     "session_id, content, content_hash, tags, metadata, importance, occurred_at, "
-                    "created_at, updated_at, version, embedding, embedding_model, embedding_seq, "
-                    "invalidated_at, invalidated_reason) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "created_at, updated_at, version, invalidated_at, invalidated_reason) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                     "RETURNING rowid",
                     (
                         m.id,
@@ -153,15 +164,10 @@ class TransferMixin:
                         m.created_at,
                         item.updated_at,
                         item.version,
-                        m.embedding,
-                        m.embedding_model if m.embedding is not None else None,
-                        seq if m.embedding is not None else None,
                         item.invalidated_at,
                         item.invalidated_reason if item.invalidated_at is not None else None,
                     ),
                 ).fetchone()
-                if m.embedding is not None:
-                    seq += 1
                 created.append(row is not None)  # None: identical content in this scope
                 taken[m.id] = namespace
                 if row is not None:
@@ -177,6 +183,20 @@ class TransferMixin:
             conn.executemany(
                 "INSERT OR IGNORE INTO memory_tags (namespace, tag, memory_rowid) VALUES (?, ?, ?)",
                 [(namespace, tag, rowid) for i, rowid in fresh for tag in i.memory.tags],
+            )
+            write_vectors(
+                conn,
+                [
+                    (
+                        rowid,
+                        i.memory.embedding_model,
+                        i.memory.embedding,
+                        i.memory.embedding_spans,
+                        len(i.memory.content),
+                    )
+                    for i, rowid in fresh
+                    if i.memory.embedding is not None and i.memory.embedding_model is not None
+                ],
             )
             conn.executemany(
                 "INSERT OR IGNORE INTO memory_users (namespace, user_id) VALUES (?, ?)",
