@@ -281,6 +281,11 @@ class Retriever:
         if plan.mode in ("hybrid", "vector") and self.embedder is not None:
             vector_text = without_names(plan.text, plan.users) if cfg.speaker_weight else plan.text
             found, floor = self.vector_hits(ns, vector_text, flt, pool, cfg.window_weight)
+            if floor is not None and len(found) < pool:
+                # fewer candidates than the pool: the namespace (or the filter) is small, and
+                # its least similar memory is no floor — min-max over two memories would turn
+                # cosines 0.41 and 0.38 into 1 and 0. Scale from 0 instead.
+                floor = min(floor, 0.0)
             plan.chunks = {h.rowid: h for h in found}
             ranked = [(h.rowid, h.score) for h in found]
             lanes.append(Lane("vector", ranked, cfg.vector_weight, floor=floor))
