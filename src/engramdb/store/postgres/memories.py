@@ -33,6 +33,7 @@ from ...types import (
     us_from_datetime,
 )
 from ..base import (
+    TEXT_CANDIDATES,
     Adjacency,
     MemoryChanges,
     NewMemory,
@@ -128,8 +129,6 @@ def _merge_tags(
 
 
 MAX_EF_SEARCH = 1000
-# most full-text matches one search ranks (the newest); see memory_text_search
-TEXT_CANDIDATES = 2000
 # rows an iterative HNSW scan may visit before it gives up (pgvector's default is 20,000): a
 # filter that keeps one row in N needs about N * limit visits to fill the limit
 MAX_SCAN_TUPLES = 200_000

@@ -27,6 +27,7 @@ from ...types import (
     us_from_datetime,
 )
 from ..base import (
+    TEXT_CANDIDATES,
     Adjacency,
     MemoryChanges,
     NewMemory,
@@ -151,6 +152,13 @@ def bm25_rank(
     # (score, doc) descending: best first, ties newest first
     best = sorted(zip(scores.values(), scores.keys(), strict=True), reverse=True)[:limit]
     return [(doc, value) for value, doc in best]
+
+
+def _fts_match(words: Sequence[str]) -> str | None:
+    """An FTS5 MATCH expression for words: each a quoted literal (never query syntax), OR-ed;
+    None without words."""
+    quoted = ['"' + w.replace('"', '""') + '"' for w in dict.fromkeys(words) if w]
+    return " OR ".join(quoted) if quoted else None
 
 
 def filter_sql(flt: Filter, alias: str = "m", *, live: bool = True) -> tuple[str, list[Any]]:
@@ -917,23 +925,48 @@ class MemoriesMixin:
     ) -> list[tuple[int, float]]:
         # FTS5's bm25() weighs terms by statistics of the whole table, every namespace's
         # documents included: scores would tell one tenant how common a word is in the
-        # others'. So BM25 is computed here from the namespace's own statistics (the matching
-        # memories, after the filter): term frequencies per column from the index, document
-        # frequencies and the document count of the namespace, and the average length of
-        # the matching documents.
-        terms = [t for t in dict.fromkeys(query.stems) if t]
-        if not terms or limit <= 0:
+        # others'. So BM25 is computed here from the namespace's own statistics (the
+        # candidates, after the filter): term frequencies per column from the index, document
+        # frequencies among the candidates, the document count of the namespace, and the
+        # average length of the candidates.
+        #
+        # The candidates are bounded as on PostgreSQL: the newest TEXT_CANDIDATES matches in
+        # the namespace (at least ``limit``), found by FTS5 itself (a MATCH walked newest
+        # first, joined to the namespace's rows until the bound is reached). Recall has
+        # already dropped the namespace's commonest terms, so a query reaches the bound only
+        # when even its rarest word is in thousands of memories; below it, every match is
+        # ranked exactly as before. The postings are then read for those candidates only
+        # (no per-posting join), so no query costs more than a bounded amount of Python.
+        pairs = [(w, s) for w, s in zip(query.terms, query.stems, strict=False) if w and s]
+        terms = list(dict.fromkeys(s for _, s in pairs))
+        match = _fts_match([w for w, _ in pairs])
+        if not terms or match is None or limit <= 0:
             return []
         where, params = filter_sql(flt)
+        bound = max(limit, TEXT_CANDIDATES)
         with self._reader() as conn:
+            candidates = {
+                r[0]
+                for r in conn.execute(
+                    # CROSS JOIN keeps FTS5's matches, newest first, as the outer loop
+                    "SELECT m.rowid FROM memories_fts f CROSS JOIN memories m "
+                    f"ON m.rowid = f.rowid WHERE memories_fts MATCH ? AND m.namespace = ?{where} "
+                    "ORDER BY f.rowid DESC LIMIT ?",
+                    [match, namespace, *params, bound],
+                )
+            }
+            if not candidates:
+                return []
             _instance_vocab(conn)
+            ordered = sorted(candidates)
             rows = conn.execute(
-                # CROSS JOIN keeps the index's posting lists as the outer loop
+                # the index walks each term's postings; the range test discards most of the
+                # other documents before the candidate test probes its list
                 f"SELECT i.doc, i.term, sum({_WEIGHT_SQL}) FROM temp.memories_fts_instance i "
-                "CROSS JOIN memories m ON m.rowid = i.doc "
-                f"WHERE i.term IN (SELECT value FROM json_each(?)) AND m.namespace = ?{where} "
+                "WHERE i.term IN (SELECT value FROM json_each(?1)) AND i.doc >= ?2 "
+                "AND i.doc <= ?3 AND i.doc IN (SELECT value FROM json_each(?4)) "
                 "GROUP BY i.doc, i.term",
-                [to_json(terms), namespace, *params],
+                (to_json(terms), ordered[0], ordered[-1], to_json(ordered)),
             ).fetchall()
             if not rows:
                 return []
@@ -948,7 +981,7 @@ class MemoriesMixin:
                 ).fetchone()
                 stats.keep(stats.counts, (where, tuple(params)), int(documents))
             known = stats.sizes
-            missing = sorted({r[0] for r in rows if r[0] not in known})
+            missing = sorted(doc for doc in candidates if doc not in known)
             sizes: Mapping[int, int] = known
             if missing:
                 fetched = {
