@@ -88,3 +88,27 @@ def test_issue14_text_search_ranks_the_namespaces_newest_matches(
     )
     by_u = store.memory_text_search("default", shared, Filter(user_id="u"), limit=10)
     assert len(by_u) == 3
+
+
+def test_issue14_text_lane_prunes_by_true_counts_past_the_budget(store: Store) -> None:
+    """Two query words both past the budget: the rarer one is searched, not whichever comes
+    first (counts capped at the budget cannot tell them apart). A word in 90% of the
+    namespace's memories must not crowd out one in 25%."""
+    mem = Memory(store, embedder=None, settings=RecallSettings(text_budget=3))
+    texts = [f"xword filler {i}" for i in range(15)] + [f"xword yword {i}" for i in range(3)]
+    texts += [f"yword alone {i}" for i in range(2)]
+    mem.remember_many([{"content": t} for t in texts])
+    documents, counts = store.memory_term_docs(
+        "default", [index_stem("xword"), index_stem("yword")], at_most=3
+    )
+    assert documents == 20
+    found = mem.recall("xword yword", mode="text", limit=50)
+    assert len(found) == 5
+    assert all("yword" in h.memory.content for h in found)
+    # another namespace's memories change nothing in this one's counts or results
+    mem.remember_many([{"content": f"yword other {i}"} for i in range(30)], namespace="other")
+    assert store.memory_term_docs(
+        "default", [index_stem("xword"), index_stem("yword")], at_most=3
+    ) == (documents, counts)
+    again = mem.recall("xword yword", mode="text", limit=50)
+    assert [h.memory.id for h in again] == [h.memory.id for h in found]

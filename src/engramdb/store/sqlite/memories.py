@@ -1020,8 +1020,28 @@ class MemoriesMixin:
         with self._reader() as conn:
             _instance_vocab(conn)
             stats = self._text_stats(conn, namespace)
+            unknown = [t for t in terms if (t, -1) not in stats.df and (t, cap) not in stats.df]
+            if unknown:
+                # while the namespace holds every memory of the store, the index's own
+                # document counts (fts5vocab 'row') are exactly the namespace's: read them
+                # uncapped, in one statement (one snapshot) with the check that makes them so
+                (sole,) = conn.execute(
+                    "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM namespace_counts "
+                    "WHERE namespace <> ?1 AND memories > 0) THEN (SELECT json_group_object("
+                    "term, doc) FROM memories_fts_terms WHERE term IN "
+                    "(SELECT value FROM json_each(?2))) END",
+                    (namespace, to_json(unknown)),
+                ).fetchone()
+                if sole is not None:
+                    exact = orjson.loads(sole)
+                    for term in unknown:
+                        stats.keep(stats.df, (term, -1), int(exact.get(term, 0)))
             for term in terms:
-                found = stats.df.get((term, cap))
+                found = stats.df.get((term, -1))
+                if found is not None and cap != -1:
+                    found = min(found, cap)  # the same answer as counting up to the cap
+                else:
+                    found = stats.df.get((term, cap))
                 if found is None:
                     # a term's postings are in document order: stop once the cap is reached
                     (found,) = conn.execute(
