@@ -944,17 +944,21 @@ class MemoriesMixin:
             return []
         where, params = filter_sql(flt)
         bound = max(limit, TEXT_CANDIDATES)
+        if params:  # a filter: each match's row is read to test it
+            found = (
+                # CROSS JOIN keeps FTS5's matches, newest first, as the outer loop
+                "SELECT m.rowid FROM memories_fts f CROSS JOIN memories m "
+                f"ON m.rowid = f.rowid WHERE memories_fts MATCH ? AND m.namespace = ?{where} "
+                "ORDER BY f.rowid DESC LIMIT ?"
+            )
+        else:  # the namespace's live memories: a seek in the narrow index (migration 14)
+            found = (
+                "SELECT f.rowid FROM memories_fts f WHERE memories_fts MATCH ? AND EXISTS "
+                "(SELECT 1 FROM memories m INDEXED BY memories_live WHERE m.namespace = ? "
+                "AND m.rowid = f.rowid AND m.invalidated_at IS NULL) ORDER BY f.rowid DESC LIMIT ?"
+            )
         with self._reader() as conn:
-            candidates = {
-                r[0]
-                for r in conn.execute(
-                    # CROSS JOIN keeps FTS5's matches, newest first, as the outer loop
-                    "SELECT m.rowid FROM memories_fts f CROSS JOIN memories m "
-                    f"ON m.rowid = f.rowid WHERE memories_fts MATCH ? AND m.namespace = ?{where} "
-                    "ORDER BY f.rowid DESC LIMIT ?",
-                    [match, namespace, *params, bound],
-                )
-            }
+            candidates = {r[0] for r in conn.execute(found, [match, namespace, *params, bound])}
             if not candidates:
                 return []
             _instance_vocab(conn)
