@@ -71,3 +71,29 @@ def test_issue14_text_search_checks_matches_in_the_narrow_index(tmp_path: Path) 
         assert "memories_live" in plan
     finally:
         store.close()
+
+
+def test_issue14_tag_search_is_driven_by_the_tag_not_the_namespace(tmp_path: Path) -> None:
+    """Recall looks every short query up as a tag too: that lookup must seek the tag's
+    entries, not walk the namespace's live memories (the narrow index would allow it)."""
+    store = SQLiteStore(tmp_path / "engram.db")
+    seen: list[str] = []
+    try:
+        mem = Memory(store, embedder=None)
+        mem.remember_many([{"content": f"plain {i}"} for i in range(50)])
+        mem.remember_many([{"content": f"tagged {i}", "tags": ["topic"]} for i in range(3)])
+        with store._read() as conn:
+            conn.set_trace_callback(seen.append)
+        try:
+            found = store.memory_tag_search("default", "topic", Filter(), limit=10)
+        finally:
+            with store._read() as conn:
+                conn.set_trace_callback(None)
+        assert len(found) == 3 and found == sorted(found, reverse=True)
+        search = next(s for s in seen if "memory_tags" in s)
+        with store._read() as conn:
+            plan = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + search)]
+        assert plan[0].startswith("SEARCH t USING PRIMARY KEY"), plan
+        assert not any("memories_live" in step for step in plan), plan
+    finally:
+        store.close()

@@ -1006,9 +1006,11 @@ class MemoriesMixin:
         where, params = filter_sql(flt)
         with self._reader() as conn:
             rows = conn.execute(
-                "SELECT m.rowid FROM memory_tags t JOIN memories m ON m.rowid = t.memory_rowid "
-                f"WHERE t.namespace = ? AND t.tag = ? AND m.namespace = ?{where} "
-                "ORDER BY m.rowid DESC LIMIT ?",
+                # the tag's entries drive (newest first, in its primary key's order): never a
+                # walk of the namespace's memories probing each for the tag
+                "SELECT m.rowid FROM memory_tags t CROSS JOIN memories m "
+                f"ON m.rowid = t.memory_rowid WHERE t.namespace = ? AND t.tag = ? "
+                f"AND m.namespace = ?{where} ORDER BY t.memory_rowid DESC LIMIT ?",
                 [namespace, tag, namespace, *params, limit],
             ).fetchall()
         return [r[0] for r in rows]
