@@ -11,6 +11,7 @@ import time
 from collections import ChainMap, Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -135,16 +136,18 @@ def bm25_rank(
     (in posting order, so every score is the same float whatever the postings' grouping)."""
     if not postings:
         return []
-    holders = Counter(term for _, term, _ in postings)  # one posting per (doc, term)
-    docs = dict.fromkeys(doc for doc, _, _ in postings)
+    doc_column, term_column, _ = zip(*postings, strict=True)  # columns, at C speed
+    holders = Counter(term_column)  # one posting per (doc, term)
+    docs = dict.fromkeys(doc_column)
     documents = max(documents, len(docs))
     idf = {}
     for term, df in holders.items():
         value = math.log((documents - df + 0.5) / (df + 0.5))
         idf[term] = value if value > 0 else 1e-6
-    avgdl = sum(sizes.get(doc, 0) for doc in docs) / len(docs) or 1.0
+    lengths = list(map(sizes.get, docs, repeat(0)))
+    avgdl = sum(lengths) / len(docs) or 1.0
     k1, k1_1, b = _K1, _K1 + 1, _B
-    norms = {doc: k1 * (1 - b + b * sizes.get(doc, 0) / avgdl) for doc in docs}
+    norms = dict(zip(docs, [k1 * (1 - b + b * n / avgdl) for n in lengths], strict=True))
     scores: dict[int, float] = {}
     score = scores.get
     for doc, term, f in postings:
