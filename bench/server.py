@@ -72,7 +72,7 @@ from rich.table import Table
 from bench.common import RESULTS, console, machine, percentile, receive, today, write_results
 from bench.scale import BATCH, Corpus
 from engramdb import Memory
-from tests.live_server import ADMIN_KEY, LiveServer, start_live_server
+from tests.live_server import ADMIN_KEY, LiveServer, free_port
 
 DEFAULTS = {
     "SECONDS": "30",
@@ -529,13 +529,26 @@ def profile(target: str, key: str, n: int = PROFILED) -> dict[str, Any]:
 # -- the run --------------------------------------------------------------------------------
 
 
+SERVER_START_TIMEOUT = 300.0
+"""Seconds a server may take to answer after it starts: a machine shared with other work can
+take minutes to open a store of 100k memories."""
+
+
+def start_server(target: str, *, log_path: Path, **settings: Any) -> LiveServer:
+    """``engramdb serve`` over ``target`` (as ``tests.live_server.start_live_server``, with
+    :data:`SERVER_START_TIMEOUT`)."""
+    return LiveServer(target, free_port(), settings, log_path=log_path).start(
+        timeout=SERVER_START_TIMEOUT
+    )
+
+
 def load_backend(
     backend: str, target: str, db_pid: int | None, log: Path, payload: dict[str, Any]
 ) -> str:
     """Preload, then every phase of one backend; returns the namespace key used."""
     seconds, n = payload["seconds"], payload["memories"]
     embedder = setting("EMBEDDER")
-    server = start_live_server(target, log_path=log, embedder=embedder)
+    server = start_server(target, log_path=log, embedder=embedder)
     try:
         key = server.register("bench")
         rate = preload(server, key, n, f"{backend}: storing {n:,} memories via the API")
@@ -548,9 +561,7 @@ def load_backend(
             for w in numbers("WORKERS"):  # a fresh server for each worker count and endpoint
                 server.stop()
                 extra = {"embed_batching": "false"} if endpoint == "remember_unbatched" else {}
-                server = start_live_server(
-                    target, log_path=log, workers=w, embedder=embedder, **extra
-                )
+                server = start_server(target, log_path=log, workers=w, embedder=embedder, **extra)
                 for c in numbers("CLIENTS"):
                     label = f"{backend}, {w} worker{'s' if w > 1 else ''}, {c} clients, {endpoint}"
                     got = phase(server, key, endpoint, c, seconds, label, db_pid)

@@ -226,10 +226,8 @@ def test_issue15_index_metadata_migration_clears_old_rows(backend: Backend) -> N
     assert len(mem.recall("zx81qq", mode="text")) == 1
     store.close()
     if backend.name == "sqlite":
-        from engramdb.store.sqlite import LATEST_VERSION
-
         conn = sqlite3.connect(Path(backend.target) / "engram.db")
-        conn.execute(f"PRAGMA user_version = {LATEST_VERSION - 1}")
+        conn.execute("PRAGMA user_version = 13")  # before migration 14 (what is indexed)
         conn.commit()
         conn.close()
     else:

@@ -40,7 +40,15 @@ from .fusion import (
     fuse,
     neighbor_lane,
 )
-from .query import POSTINGS_BUDGET, prune_terms, query_terms, split_tag_tokens, text_query, words
+from .query import (
+    MAX_DOC_SHARE,
+    POSTINGS_BUDGET,
+    prune_terms,
+    query_terms,
+    split_tag_tokens,
+    text_query,
+    words,
+)
 
 if TYPE_CHECKING:
     from ..embed import Embedder
@@ -304,14 +312,19 @@ class Retriever:
         content = [t for t in terms if t not in names]
         if content:
             terms = content
-        documents, doc_counts = self.store.memory_term_docs(
-            plan.namespace,
-            list(dict.fromkeys(text_query(terms).stems)),
-            at_most=plan.settings.text_budget,
-        )
-        return prune_terms(
-            terms, documents, doc_counts, budget=plan.settings.text_budget, min_docs=plan.pool
-        )
+        budget = plan.settings.text_budget
+        stems = list(dict.fromkeys(text_query(terms).stems))
+        documents, doc_counts = self.store.memory_term_docs(plan.namespace, stems, at_most=budget)
+        # counts past the budget may be capped there: two such terms cannot be told apart,
+        # yet the rarer one is the one to keep. Count those up to the share past which a
+        # term is dropped, and compare every count only up to there, so the choice is the
+        # same whether a store gave exact or capped counts.
+        floor = int(max(MAX_DOC_SHARE * documents, plan.pool))
+        past = [s for s in stems if doc_counts.get(s, 0) > budget]
+        if len(past) > 1 and floor > budget:
+            doc_counts.update(self.store.memory_term_docs(plan.namespace, past, at_most=floor)[1])
+        doc_counts = {s: min(n, floor + 1) for s, n in doc_counts.items()}
+        return prune_terms(terms, documents, doc_counts, budget=budget, min_docs=plan.pool)
 
     def text_lane(self, plan: RecallPlan) -> Lane | None:
         terms = self.text_terms(plan)

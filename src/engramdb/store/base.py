@@ -89,6 +89,11 @@ def gather_chunks(rows: Sequence[Sequence[Any]]) -> dict[Any, tuple[bytes, tuple
     }
 
 
+TEXT_CANDIDATES = 2_000
+"""Most full-text matches one text search ranks, on every backend: the newest ones of the
+namespace (after the filter). Recall prunes a namespace's commonest words first, so only a
+query whose rarest word is in thousands of memories reaches it."""
+
 Adjacency = tuple[str | None, int | None, int | None, str | None, str | None]
 """A memory's place in its session: ``(its user_id, the previous rowid, the next rowid, the
 previous memory's user_id, the next memory's user_id)``."""

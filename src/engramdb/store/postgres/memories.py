@@ -35,6 +35,7 @@ from ...types import (
     us_from_datetime,
 )
 from ..base import (
+    TEXT_CANDIDATES,
     Adjacency,
     MemoryChanges,
     NewMemory,
@@ -142,8 +143,6 @@ def _merge_tags(
 
 
 MAX_EF_SEARCH = 1000
-# most full-text matches one search ranks (the newest); see memory_text_search
-TEXT_CANDIDATES = 2000
 # a namespace of at most this many memories is searched exactly, by its own rows, not by
 # the HNSW graph all namespaces share (see memory_vector_search)
 EXACT_VECTORS = 5_000

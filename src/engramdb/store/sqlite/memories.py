@@ -11,6 +11,7 @@ import time
 from collections import ChainMap, Counter, OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -27,6 +28,7 @@ from ...types import (
     us_from_datetime,
 )
 from ..base import (
+    TEXT_CANDIDATES,
     Adjacency,
     MemoryChanges,
     NewMemory,
@@ -138,16 +140,18 @@ def bm25_rank(
     (in posting order, so every score is the same float whatever the postings' grouping)."""
     if not postings:
         return []
-    holders = Counter(term for _, term, _ in postings)  # one posting per (doc, term)
-    docs = dict.fromkeys(doc for doc, _, _ in postings)
+    doc_column, term_column, _ = zip(*postings, strict=True)  # columns, at C speed
+    holders = Counter(term_column)  # one posting per (doc, term)
+    docs = dict.fromkeys(doc_column)
     documents = max(documents, len(docs))
     idf = {}
     for term, df in holders.items():
         value = math.log((documents - df + 0.5) / (df + 0.5))
         idf[term] = value if value > 0 else 1e-6
-    avgdl = sum(sizes.get(doc, 0) for doc in docs) / len(docs) or 1.0
+    lengths = list(map(sizes.get, docs, repeat(0)))
+    avgdl = sum(lengths) / len(docs) or 1.0
     k1, k1_1, b = _K1, _K1 + 1, _B
-    norms = {doc: k1 * (1 - b + b * sizes.get(doc, 0) / avgdl) for doc in docs}
+    norms = dict(zip(docs, [k1 * (1 - b + b * n / avgdl) for n in lengths], strict=True))
     scores: dict[int, float] = {}
     score = scores.get
     for doc, term, f in postings:
@@ -155,6 +159,13 @@ def bm25_rank(
     # (score, doc) descending: best first, ties newest first
     best = sorted(zip(scores.values(), scores.keys(), strict=True), reverse=True)[:limit]
     return [(doc, value) for value, doc in best]
+
+
+def _fts_match(words: Sequence[str]) -> str | None:
+    """An FTS5 MATCH expression for words: each a quoted literal (never query syntax), OR-ed;
+    None without words."""
+    quoted = ['"' + w.replace('"', '""') + '"' for w in dict.fromkeys(words) if w]
+    return " OR ".join(quoted) if quoted else None
 
 
 def filter_sql(flt: Filter, alias: str = "m", *, live: bool = True) -> tuple[str, list[Any]]:
@@ -999,23 +1010,52 @@ class MemoriesMixin:
     ) -> list[tuple[int, float]]:
         # FTS5's bm25() weighs terms by statistics of the whole table, every namespace's
         # documents included: scores would tell one tenant how common a word is in the
-        # others'. So BM25 is computed here from the namespace's own statistics (the matching
-        # memories, after the filter): term frequencies per column from the index, document
-        # frequencies and the document count of the namespace, and the average length of
-        # the matching documents.
-        terms = [t for t in dict.fromkeys(query.stems) if t]
-        if not terms or limit <= 0:
+        # others'. So BM25 is computed here from the namespace's own statistics (the
+        # candidates, after the filter): term frequencies per column from the index, document
+        # frequencies among the candidates, the document count of the namespace, and the
+        # average length of the candidates.
+        #
+        # The candidates are bounded as on PostgreSQL: the newest TEXT_CANDIDATES matches in
+        # the namespace (at least ``limit``), found by FTS5 itself (a MATCH walked newest
+        # first, joined to the namespace's rows until the bound is reached). Recall has
+        # already dropped the namespace's commonest terms, so a query reaches the bound only
+        # when even its rarest word is in thousands of memories; below it, every match is
+        # ranked exactly as before. The postings are then read for those candidates only
+        # (no per-posting join), so no query costs more than a bounded amount of Python.
+        pairs = [(w, s) for w, s in zip(query.terms, query.stems, strict=False) if w and s]
+        terms = list(dict.fromkeys(s for _, s in pairs))
+        match = _fts_match([w for w, _ in pairs])
+        if not terms or match is None or limit <= 0:
             return []
         where, params = filter_sql(flt)
+        bound = max(limit, TEXT_CANDIDATES)
+        if params:  # a filter: each match's row is read to test it
+            found = (
+                # CROSS JOIN keeps FTS5's matches, newest first, as the outer loop
+                "SELECT m.rowid FROM memories_fts f CROSS JOIN memories m "
+                f"ON m.rowid = f.rowid WHERE memories_fts MATCH ? AND m.namespace = ?{where} "
+                "ORDER BY f.rowid DESC LIMIT ?"
+            )
+        else:  # the namespace's live memories: a seek in the narrow index (migration 14)
+            found = (
+                "SELECT f.rowid FROM memories_fts f WHERE memories_fts MATCH ? AND EXISTS "
+                "(SELECT 1 FROM memories m INDEXED BY memories_live WHERE m.namespace = ? "
+                "AND m.rowid = f.rowid AND m.invalidated_at IS NULL) ORDER BY f.rowid DESC LIMIT ?"
+            )
         with self._reader() as conn:
+            candidates = {r[0] for r in conn.execute(found, [match, namespace, *params, bound])}
+            if not candidates:
+                return []
             _instance_vocab(conn)
+            ordered = sorted(candidates)
             rows = conn.execute(
-                # CROSS JOIN keeps the index's posting lists as the outer loop
+                # the index walks each term's postings; the range test discards most of the
+                # other documents before the candidate test probes its list
                 f"SELECT i.doc, i.term, sum({_WEIGHT_SQL}) FROM temp.memories_fts_instance i "
-                "CROSS JOIN memories m ON m.rowid = i.doc "
-                f"WHERE i.term IN (SELECT value FROM json_each(?)) AND m.namespace = ?{where} "
+                "WHERE i.term IN (SELECT value FROM json_each(?1)) AND i.doc >= ?2 "
+                "AND i.doc <= ?3 AND i.doc IN (SELECT value FROM json_each(?4)) "
                 "GROUP BY i.doc, i.term",
-                [to_json(terms), namespace, *params],
+                (to_json(terms), ordered[0], ordered[-1], to_json(ordered)),
             ).fetchall()
             if not rows:
                 return []
@@ -1030,7 +1070,7 @@ class MemoriesMixin:
                 ).fetchone()
                 stats.keep(stats.counts, (where, tuple(params)), int(documents))
             known = stats.sizes
-            missing = sorted({r[0] for r in rows if r[0] not in known})
+            missing = sorted(doc for doc in candidates if doc not in known)
             sizes: Mapping[int, int] = known
             if missing:
                 fetched = {
@@ -1051,9 +1091,11 @@ class MemoriesMixin:
         where, params = filter_sql(flt)
         with self._reader() as conn:
             rows = conn.execute(
-                "SELECT m.rowid FROM memory_tags t JOIN memories m ON m.rowid = t.memory_rowid "
-                f"WHERE t.namespace = ? AND t.tag = ? AND m.namespace = ?{where} "
-                "ORDER BY m.rowid DESC LIMIT ?",
+                # the tag's entries drive (newest first, in its primary key's order): never a
+                # walk of the namespace's memories probing each for the tag
+                "SELECT m.rowid FROM memory_tags t CROSS JOIN memories m "
+                f"ON m.rowid = t.memory_rowid WHERE t.namespace = ? AND t.tag = ? "
+                f"AND m.namespace = ?{where} ORDER BY t.memory_rowid DESC LIMIT ?",
                 [namespace, tag, namespace, *params, limit],
             ).fetchall()
         return [r[0] for r in rows]
@@ -1069,8 +1111,28 @@ class MemoriesMixin:
         with self._reader() as conn:
             _instance_vocab(conn)
             stats = self._text_stats(conn, namespace)
+            unknown = [t for t in terms if (t, -1) not in stats.df and (t, cap) not in stats.df]
+            if unknown:
+                # while the namespace holds every memory of the store, the index's own
+                # document counts (fts5vocab 'row') are exactly the namespace's: read them
+                # uncapped, in one statement (one snapshot) with the check that makes them so
+                (sole,) = conn.execute(
+                    "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM namespace_counts "
+                    "WHERE namespace <> ?1 AND memories > 0) THEN (SELECT json_group_object("
+                    "term, doc) FROM memories_fts_terms WHERE term IN "
+                    "(SELECT value FROM json_each(?2))) END",
+                    (namespace, to_json(unknown)),
+                ).fetchone()
+                if sole is not None:
+                    exact = orjson.loads(sole)
+                    for term in unknown:
+                        stats.keep(stats.df, (term, -1), int(exact.get(term, 0)))
             for term in terms:
-                found = stats.df.get((term, cap))
+                found = stats.df.get((term, -1))
+                if found is not None and cap != -1:
+                    found = min(found, cap)  # the same answer as counting up to the cap
+                else:
+                    found = stats.df.get((term, cap))
                 if found is None:
                     # a term's postings are in document order: stop once the cap is reached
                     (found,) = conn.execute(

@@ -1,0 +1,99 @@
+"""SQLite text search (issue 14): the namespace's newest matches are found through a narrow
+index of live memories (migration 15), never by reading each match's row."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from engramdb import Memory
+from engramdb.filters import Filter
+from engramdb.search.query import text_query
+from engramdb.store.sqlite import SQLiteStore, migrate
+from engramdb.store.sqlite.migrations import MIGRATIONS
+
+
+def test_issue14_text_index_migration_carries_existing_memories_and_reruns(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "engram.db"
+    conn = sqlite3.connect(path, isolation_level=None)
+    migrate(conn, target=13)  # the schema before the index
+    conn.close()
+    store = SQLiteStore(path)  # the store itself runs migration 15 on open...
+    try:
+        mem = Memory(store, embedder=None)
+        mem.remember_many([{"content": f"kept note {i}"} for i in range(5)], namespace="a")
+        mem.remember_many([{"content": f"kept other {i}"} for i in range(3)], namespace="b")
+        gone = mem.remember("kept but invalidated", namespace="a")
+        mem.invalidate(gone.id, namespace="a")
+    finally:
+        store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("DROP INDEX memories_live")  # ...as if the rows predate it
+    conn.execute("PRAGMA user_version = 13")
+    conn.close()
+    store = SQLiteStore(path)
+    try:
+        with store._read() as c:
+            live = c.execute(
+                "SELECT namespace, count(*) FROM memories INDEXED BY memories_live "
+                "WHERE namespace IN ('a', 'b') AND invalidated_at IS NULL GROUP BY namespace"
+            ).fetchall()
+        assert live == [("a", 5), ("b", 3)]
+        found = store.memory_text_search("a", text_query(["kept"]), Filter(), limit=10)
+        assert len(found) == 5
+    finally:
+        store.close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    for statement in MIGRATIONS[14]:  # re-runnable
+        assert isinstance(statement, str)
+        conn.execute(statement)
+    conn.close()
+
+
+def test_issue14_text_search_checks_matches_in_the_narrow_index(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "engram.db")
+    seen: list[str] = []
+    try:
+        Memory(store, embedder=None).remember_many([{"content": f"word {i}"} for i in range(3)])
+        with store._read() as conn:
+            conn.set_trace_callback(seen.append)
+        try:
+            assert store.memory_text_search("default", text_query(["word"]), Filter(), limit=5)
+        finally:
+            with store._read() as conn:
+                conn.set_trace_callback(None)
+        searches = [s for s in seen if "memories_fts MATCH" in s]
+        assert searches and all("memories_live" in s for s in searches)
+        with store._read() as conn:
+            plan = " ".join(str(r) for r in conn.execute("EXPLAIN QUERY PLAN " + searches[0]))
+        assert "memories_live" in plan
+    finally:
+        store.close()
+
+
+def test_issue14_tag_search_is_driven_by_the_tag_not_the_namespace(tmp_path: Path) -> None:
+    """Recall looks every short query up as a tag too: that lookup must seek the tag's
+    entries, not walk the namespace's live memories (the narrow index would allow it)."""
+    store = SQLiteStore(tmp_path / "engram.db")
+    seen: list[str] = []
+    try:
+        mem = Memory(store, embedder=None)
+        mem.remember_many([{"content": f"plain {i}"} for i in range(50)])
+        mem.remember_many([{"content": f"tagged {i}", "tags": ["topic"]} for i in range(3)])
+        with store._read() as conn:
+            conn.set_trace_callback(seen.append)
+        try:
+            found = store.memory_tag_search("default", "topic", Filter(), limit=10)
+        finally:
+            with store._read() as conn:
+                conn.set_trace_callback(None)
+        assert len(found) == 3 and found == sorted(found, reverse=True)
+        search = next(s for s in seen if "memory_tags" in s)
+        with store._read() as conn:
+            plan = [r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + search)]
+        assert plan[0].startswith("SEARCH t USING PRIMARY KEY"), plan
+        assert not any("memories_live" in step for step in plan), plan
+    finally:
+        store.close()
