@@ -72,7 +72,7 @@ from .errors import (
     StoreError,
     StoreUnavailableError,
 )
-from .filters import Filter, normalize_tags
+from .filters import Filter, normalize_tags, parse_datetime
 from .manager.context import Context
 from .memory import ForgetResult, Page, content_hash
 from .retrying import parse_retry_after
@@ -711,6 +711,7 @@ class _Core:
         mode: Mode | None,
         explain: bool,
         tags: Sequence[str] | None = None,
+        as_of: datetime | str | None = None,
     ) -> _Call[builtins.list[Hit]]:
         flt = Filter.parse(filters)
         if tags is not None:  # exact tags, all of them: the same as filters["tags"]
@@ -721,6 +722,7 @@ class _Core:
             limit=limit,
             mode=mode,
             explain=explain or None,
+            as_of=parse_datetime("as_of", as_of).isoformat() if as_of is not None else None,
         )
 
         def parse(d: Any) -> builtins.list[Hit]:
@@ -1216,13 +1218,15 @@ class Client(_Core):
         limit: int | None = None,
         mode: Mode | None = None,
         explain: bool = False,
+        as_of: datetime | str | None = None,
     ) -> builtins.list[Hit]:
         """Memories ranked for ``query`` (hybrid full text + vectors unless ``mode`` says).
 
         ``tags``: exact tags every hit carries. A query made only of ``key:value`` tags (or an
         empty query with ``tags``) is a pure tag lookup, as in :meth:`engramdb.Memory.recall`.
+        ``as_of``: the time the query's time words are read against (default: now).
         """
-        return self._run(self._c_recall(query, filters, limit, mode, explain, tags))
+        return self._run(self._c_recall(query, filters, limit, mode, explain, tags, as_of))
 
     def get(self, memory_id: str) -> MemoryRecord:
         """One memory by id; :class:`~engramdb.NotFoundError` if absent."""
@@ -1672,9 +1676,11 @@ class AsyncClient(_Core):
         limit: int | None = None,
         mode: Mode | None = None,
         explain: bool = False,
+        as_of: datetime | str | None = None,
     ) -> builtins.list[Hit]:
-        """Memories ranked for ``query`` (``tags``: exact tags every hit carries)."""
-        return await self._run(self._c_recall(query, filters, limit, mode, explain, tags))
+        """Memories ranked for ``query`` (``tags``: exact tags every hit carries; ``as_of``:
+        the time its time words are read against)."""
+        return await self._run(self._c_recall(query, filters, limit, mode, explain, tags, as_of))
 
     async def get(self, memory_id: str) -> MemoryRecord:
         """One memory by id; :class:`~engramdb.NotFoundError` if absent."""

@@ -380,7 +380,10 @@ def resolve(query: str, reference: datetime | None = None) -> TimeIntent:
         for m in pattern.finditer(query):
             if any(m.start() < e and s < m.end() for s, e in taken):
                 continue
-            read = rule(m, today if absolute else anchor, tz)
+            try:
+                read = rule(m, today if absolute else anchor, tz)
+            except (ValueError, OverflowError):  # past year 1 or 9999
+                continue
             if read is None:
                 continue
             start = m.start()

@@ -191,6 +191,11 @@ class RecallIn(Body):
     limit: Limit = 10
     mode: Literal["hybrid", "text", "vector"] = "hybrid"
     explain: Bool = False
+    as_of: DateTime | None = Field(
+        None,
+        description='the time the query\'s time words ("last weekend", "in May") are '
+        "read against; default: now",
+    )
 
 
 def _no_default(schema: dict[str, Any]) -> None:

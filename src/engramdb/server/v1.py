@@ -317,6 +317,7 @@ def recall(t: TenantDep, body: RecallIn) -> RecallOut:
         limit=body.limit,
         mode=body.mode,
         explain=body.explain,
+        as_of=body.as_of,
     )
     return RecallOut(hits=[HitOut.of(h) for h in hits])
 
