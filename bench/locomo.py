@@ -259,10 +259,10 @@ TIME_VARIANTS: dict[str, dict[str, Any]] = {
     "time off": {"time_mode": "off"},
     "boost (default)": {},
     "filter": {"time_mode": "filter"},
-    "boost, words kept in the lanes": {"time_strip": False},
+    "boost, window words out of the lanes": {"time_strip": True},
     "boost, no first/latest order": {"order_weight": 0.0},
     "boost, weight 1.0": {"time_weight": 1.0},
-    "boost, order weight 0.5": {"order_weight": 0.5},
+    "boost, weight 0.25": {"time_weight": 0.25},
 }
 
 
