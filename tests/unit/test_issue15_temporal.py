@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from engramdb.search.temporal import TimeWindow, resolve
 
@@ -131,3 +133,26 @@ def test_issue15_temporal_explain_view() -> None:
         "expressions": ["since March"],
         "reference": WED.isoformat(),
     }
+
+
+WORDS = [
+    "last", "this", "next", "weekend", "week", "month", "year", "yesterday", "today", "ago",
+    "two", "a", "couple", "of", "days", "in", "on", "since", "before", "after", "by", "between",
+    "and", "May", "march", "Dec", "summer", "winter", "Friday", "first", "latest", "the", "past",
+    "2023", "1999", "9999", "0001", "31st", "29", "13th", ",", "?", "when", "did", "I",
+]  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.sampled_from(WORDS), max_size=12),
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59)),
+)
+def test_issue15_temporal_any_words_any_reference_never_raise(
+    words: list[str], reference: datetime
+) -> None:
+    intent = resolve(" ".join(words), reference.replace(tzinfo=UTC))
+    window = intent.window
+    if window is not None and window.start is not None and window.end is not None:
+        assert window.start < window.end
+    intent.explain()
