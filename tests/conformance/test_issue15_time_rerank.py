@@ -97,6 +97,8 @@ def test_issue15_temporal_as_of_is_validated(store: Store) -> None:
     mem = Memory(store, embedder=None)
     with pytest.raises(InvalidInputError, match="as_of"):
         mem.recall("anything last week", as_of="not a date")
+    with pytest.raises(InvalidInputError, match="time_mode"):
+        mem.recall("anything", settings=RecallSettings(time_mode="soon"))  # type: ignore[arg-type]
 
 
 class Backwards:

@@ -213,6 +213,10 @@ class Retriever:
             flt = dataclass_replace(flt, tags=normalize_tags([*flt.tags, *normalize_tags(tags)]))
         query_tags, text = split_tag_tokens(query)
         plan = RecallPlan(namespace, flt, k, mode, explain, settings, query, text, query_tags)
+        if settings.time_mode not in ("boost", "filter", "off"):
+            raise InvalidInputError(
+                f"time_mode must be 'boost', 'filter' or 'off', got {settings.time_mode!r}"
+            )
         if k and text.strip() and settings.time_mode != "off":
             self.plan_time(plan, as_of)
         if k and text.strip():
