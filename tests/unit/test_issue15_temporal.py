@@ -156,3 +156,13 @@ def test_issue15_temporal_any_words_any_reference_never_raise(
     if window is not None and window.start is not None and window.end is not None:
         assert window.start < window.end
     intent.explain()
+
+
+def test_issue15_temporal_reads_only_the_head_of_a_long_query() -> None:
+    from engramdb.search.temporal import SCAN_CHARS
+
+    filler = "word " * (SCAN_CHARS // 5)
+    assert not resolve(filler + "yesterday", WED)  # past the scanned head: ordinary words
+    intent = resolve("yesterday " + filler + "in May 2023", WED)
+    assert intent.window == TimeWindow(_day("2026-12-01"), _day("2026-12-02"))
+    assert intent.text.endswith("in May 2023")  # the rest of the query is kept as written

@@ -350,6 +350,11 @@ _DESC = _compile(
 _ABSOLUTE = {_full_date, _month_year, _season_year, _year_only}
 
 
+SCAN_CHARS = 1_000
+"""Only a query's first this many characters are read for time (a question names its time
+early; the work grows with the square of the expressions found)."""
+
+
 def _empty(window: TimeWindow | None) -> bool:
     return window is None or (
         window.start is not None and window.end is not None and window.start >= window.end
@@ -364,6 +369,7 @@ def resolve(query: str, reference: datetime | None = None) -> TimeIntent:
     joined by ``between … and …`` (their span). ``since`` / ``after`` open the window's end,
     ``before`` / ``until`` / ``by`` its start. A query naming no time gives an empty intent
     (false in a boolean context) whose ``text`` is the query unchanged."""
+    query, rest = query[:SCAN_CHARS], query[SCAN_CHARS:]
     ref = reference or datetime.now(UTC)
     if ref.tzinfo is None:
         ref = ref.replace(tzinfo=UTC)
@@ -442,12 +448,12 @@ def resolve(query: str, reference: datetime | None = None) -> TimeIntent:
     elif desc is not None and not any(s <= desc.start() < e for s, e in spans):
         order = "desc"
         expressions.append(desc.group(0))
-    text = query
+    text = query + rest
     for start, end in sorted(spans, reverse=True):
         text = text[:start] + " " + text[end:]
     text = " ".join(text.split())
     text = re.sub(r"\s+([?.!,;:])", r"\1", text)
-    return TimeIntent(window, order, tuple(expressions), text or query, ref)
+    return TimeIntent(window, order, tuple(expressions), text or query + rest, ref)
 
 
 __all__ = ["Order", "TimeIntent", "TimeWindow", "resolve"]
