@@ -60,6 +60,36 @@ def test_issue15_temporal_window_picks_the_memory(store: Store) -> None:
     )
 
 
+def test_issue15_temporal_grace_after_the_window(store: Store) -> None:
+    """A memory stored a few days after the window (told after it happened) gets part of
+    the boost, less the later it is; one stored before the window or past the grace none."""
+    mem = Memory(store, embedder=None)
+    mem.remember_many(
+        [
+            {"content": "we went camping by the lake", "occurred_at": "2026-11-20T12:00:00Z"},
+            {"content": "we went camping in the hills", "occurred_at": "2026-12-01T12:00:00Z"},
+            {"content": "we went camping near the sea", "occurred_at": "2026-12-05T12:00:00Z"},
+            {"content": "we went camping in the woods", "occurred_at": "2026-12-09T12:00:00Z"},
+        ]
+    )
+    query = "camping last weekend"  # 28-29 November; a week of grace: to 7 December
+    hits = mem.recall(query, as_of="2026-12-02T13:00:00Z", explain=True)
+    boosts = {h.memory.content.split()[-1]: h.explain["boosts"].get("time", 0.0) for h in hits}  # type: ignore[index]
+    assert boosts["hills"] > boosts["sea"] > 0.0
+    assert boosts["lake"] == 0.0 and boosts["woods"] == 0.0
+    assert [h.memory.content for h in hits][:2] == [
+        "we went camping in the hills",
+        "we went camping near the sea",
+    ]
+    no_grace = mem.recall(
+        query,
+        as_of="2026-12-02T13:00:00Z",
+        explain=True,
+        settings=RecallSettings(time_grace_days=0.0),
+    )
+    assert all("time" not in h.explain["boosts"] for h in no_grace)  # type: ignore[index]
+
+
 def test_issue15_temporal_filter_mode_keeps_only_the_window(store: Store) -> None:
     mem = Memory(store, embedder=None)
     purchases(mem)

@@ -82,6 +82,10 @@ class RecallSettings:
     ``1 + time_weight``; ``filter`` keeps only those (added to the filter's since / until);
     ``off`` reads no time in the query."""
     time_weight: float = 0.5
+    time_grace_days: float = 7.0
+    """Memories up to this many days after the window still get part of the time boost
+    (falling linearly to nothing): a memory often records when something was told, which
+    can be after it happened."""
     order_weight: float = 0.2
     """When the query asks for the first / the latest ("when did I first …", "most recent"),
     candidates score ×(1 + w·p), ``p`` from 1 for the earliest (latest) to 0 for the other
@@ -395,10 +399,17 @@ class Retriever:
         when = {key: r.occurred_at or r.created_at for key, r in records.items() if key in fused}
         if weigh_window:
             assert window is not None
+            grace = cfg.time_grace_days * 86_400.0
             for key, item in fused.items():
-                if window.contains(when[key]):
-                    item.boosts["time"] = item.score * cfg.time_weight
-                    item.score *= 1 + cfg.time_weight
+                share = 1.0 if window.contains(when[key]) else 0.0
+                if not share and grace > 0 and window.end is not None and when[key] >= window.end:
+                    after = (when[key] - window.end).total_seconds()
+                    share = max(0.0, 1.0 - after / grace)
+                    if window.start is not None and when[key] < window.start:
+                        share = 0.0
+                if share:
+                    item.boosts["time"] = item.score * cfg.time_weight * share
+                    item.score *= 1 + cfg.time_weight * share
         if weigh_order and len(fused) > 1:
             by_time = sorted(fused, key=lambda key: (when[key], key))
             if intent.order == "desc":
