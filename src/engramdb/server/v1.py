@@ -338,6 +338,7 @@ def recall(t: TenantDep, body: RecallIn) -> RecallOut:
         mode=body.mode,
         explain=body.explain,
         min_score=body.min_score,
+        as_of=body.as_of,
     )
     return RecallOut(hits=[HitOut.of(h) for h in hits])
 
