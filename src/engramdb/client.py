@@ -72,7 +72,7 @@ from .errors import (
     StoreError,
     StoreUnavailableError,
 )
-from .filters import Filter, normalize_tags, parse_datetime
+from .filters import Filter, normalize_tags
 from .manager.context import Context
 from .memory import ForgetResult, Page
 from .retrying import parse_retry_after

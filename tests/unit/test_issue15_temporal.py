@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from engramdb.search.temporal import TimeWindow, resolve
+from engramdb.types import format_datetime
 
 WED = datetime(2026, 12, 2, 15, 30, tzinfo=UTC)  # a Wednesday
 SUN = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)  # a Sunday
@@ -127,11 +128,11 @@ def test_issue15_temporal_reference_zone_and_default() -> None:
 def test_issue15_temporal_explain_view() -> None:
     view = resolve("since March", WED).explain()
     assert view == {
-        "since": "2026-03-01T00:00:00+00:00",
+        "since": "2026-03-01T00:00:00Z",
         "until": None,
         "order": None,
         "expressions": ["since March"],
-        "reference": WED.isoformat(),
+        "reference": format_datetime(WED),
     }
 
 

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
-\nfrom ..types import format_datetime
+
+from ..types import format_datetime
 
 Order = Literal["asc", "desc"]
 
