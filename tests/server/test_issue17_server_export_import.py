@@ -173,7 +173,7 @@ def test_issue17_server_export_import_bad_line_is_422_with_its_number(
     assert r.status_code == 422, r.text
     assert "line 5" in r.json()["error"]["message"]
 
-    for body in (b"\n".join(lines[:-1]), b"[1, 2]\n"):  # cut short; not a record
+    for body in (b"\n".join(lines[:-1]), b"[1, 2]\n", b"", b" \n"):  # cut short; not a record
         assert call("POST", "/v1/import", content=body).status_code == 422
     stats = api.memory.scoped(ns).stats()
     assert (stats.memories, stats.triples, stats.sessions) == (0, 0, 0)

@@ -18,6 +18,7 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
+from .errors import ApiError
 from .tenant import Tenant, blocking, tenant
 from .v1 import ERRORS
 
@@ -103,11 +104,17 @@ async def import_(request: Request) -> ImportOut:
     first: a bad line is a 422 naming its line number, and nothing is stored. The writing
     pass is one transaction checked against the key's quota (``max_memories``,
     ``max_facts``) as ``remember`` is: over it, a 429 and nothing stored. The body is bounded
-    by the server's ``max_body_bytes`` (413)."""
+    by the server's ``max_body_bytes`` (413); an empty body is a 422."""
     t: Tenant = await blocking(request, lambda: tenant(request))  # 401/403/429 first
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+        empty = True
         async for chunk in request.stream():
             spool.write(chunk)
+            empty = empty and not chunk.strip()
+        if empty:
+            raise ApiError(
+                422, "invalid_input", "the body is empty: send an export file (JSON Lines)"
+            )
         spool.seek(0)
         report = await blocking(
             request,
