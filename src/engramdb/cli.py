@@ -144,7 +144,7 @@ def _client(url: str, api_key: str | None, namespace: str) -> Client:
 
 
 def _local_only(url: str | None, command: str) -> None:
-    """Commands with no server API (export, import, reembed, migrate) refuse ``--url``."""
+    """Commands with no server API (reembed, migrate) refuse ``--url``."""
     if url is not None:
         raise _usage(
             f"`engramdb {command}` works on a local store (--data-dir / --store); "
@@ -1271,13 +1271,18 @@ def export_cmd(
         ),
     ] = False,
     url: Url = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Write everything of a namespace (memories with their history, facts, sessions with
-    their items) as a versioned JSON Lines file; see docs/export-format.md."""
-    _local_only(url, "export")
+    their items) as a versioned JSON Lines file; see docs/export-format.md. With --url, the
+    key's namespace on the server."""
+    if url is not None and all_namespaces:
+        raise _usage("with --url the API key chooses the namespace: --all-namespaces is local")
     try:
-        mem = _memory(data_dir, namespace, "none", create=False)
-        options: dict[str, Any] = {"all_namespaces": all_namespaces, "with_vectors": with_vectors}
+        mem = _target(data_dir, namespace, "none", url, api_key, create=False)
+        options: dict[str, Any] = {"with_vectors": with_vectors}
+        if all_namespaces:
+            options["all_namespaces"] = True
         if output is None:
             mem.export_file(sys.stdout.buffer, **options)
             sys.stdout.buffer.flush()
@@ -1330,22 +1335,27 @@ def import_cmd(
     ] = False,
     embedder: EmbedderOpt = "auto",
     url: Url = None,
+    api_key: ApiKeyOpt = None,
 ) -> None:
     """Import an export file: idempotent (ids are kept, what is already there is skipped, so
     importing the same file twice changes nothing). The file is streamed (never read whole);
     it is checked first, so a bad line imports nothing and is named. Memories without
-    vectors are embedded in batches. Older files (one memory per line) import too."""
+    vectors are embedded in batches. Older files (one memory per line) import too. With
+    --url, into the key's namespace on the server (the server embeds with its own model)."""
     import tempfile
 
     from .transfer import KINDS
 
-    _local_only(url, "import")
+    if url is not None and all_namespaces:
+        raise _usage("with --url the API key chooses the namespace: --all-namespaces is local")
     path = Path(source)
     if source != "-" and not path.is_file():
         raise _fail(InvalidInputError(f"{source} is not a file"))
     try:
-        mem = _memory(data_dir, namespace, embedder)
-        options: dict[str, Any] = {"namespace": namespace, "all_namespaces": all_namespaces}
+        mem = _target(data_dir, namespace, embedder, url, api_key)
+        options: dict[str, Any] = {}
+        if url is None:
+            options = {"namespace": namespace, "all_namespaces": all_namespaces}
         with _transfer_progress("records") as progress:
             if source == "-":
                 # standard input is read once; import reads twice (check, then write): it
@@ -1373,7 +1383,8 @@ def import_cmd(
 def _transfer_progress(unit: str) -> Progress:
     """Progress bars with the count, the rate and the time left. ``unit`` is what a bar
     counts ("records", "sessions", "memories", or "bytes": shown as sizes); a bar whose step
-    is "checking" (the check pass of an import) counts bytes."""
+    is "checking" (the check pass of an import) or "sending" (an import's upload to a
+    server) counts bytes."""
     from rich.filesize import decimal
     from rich.progress import (
         BarColumn,
@@ -1386,7 +1397,8 @@ def _transfer_progress(unit: str) -> Progress:
     )
 
     def unit_of(task: Task) -> str:
-        return str(task.fields.get("unit") or ("bytes" if task.description == "checking" else unit))
+        sized = task.description in ("checking", "sending")  # the bytes of a file
+        return str(task.fields.get("unit") or ("bytes" if sized else unit))
 
     class _CountColumn(ProgressColumn):
         """``done/total`` in the bar's unit."""

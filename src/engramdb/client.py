@@ -46,10 +46,19 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import AsyncGenerator, Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterator,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 from urllib.parse import quote
 
 import httpx
@@ -97,6 +106,7 @@ if TYPE_CHECKING:
     from agents.memory import SessionSettings as SDKSessionSettings
 
     from .manager.decide import Decision, DecisionEvent
+    from .transfer import ImportReport
 
 _T = TypeVar("_T")
 
@@ -449,6 +459,90 @@ def _unreachable(base_url: str, exc: httpx.TransportError) -> StoreUnavailableEr
     return StoreUnavailableError(f"{what}: {exc or type(exc).__name__}")
 
 
+# -- export / import (JSON Lines bodies, streamed both ways) ---------------------------------
+
+_TRANSFER_CHUNK = 1 << 20
+ProgressFn = Callable[[str, int, "int | None"], None]
+"""``progress(step, done, total)``, as the library's export and import report."""
+
+
+def _import_report(d: Mapping[str, Any]) -> ImportReport:
+    from .transfer import ImportReport
+
+    return ImportReport(
+        namespaces=list(d["namespaces"]),
+        created=dict(d["created"]),
+        skipped=dict(d["skipped"]),
+        legacy=bool(d["legacy"]),
+        records=int(d["records"]),
+    )
+
+
+def _export_line(line: str) -> dict[str, Any]:
+    record: dict[str, Any] = orjson.loads(line)
+    return record
+
+
+def _upload(source: str | Path | IO[bytes]) -> tuple[IO[bytes], bool, int | None]:
+    """The file to send, whether to close it, and its size (when known)."""
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.is_file():
+            raise InvalidInputError(f"{path} is not a file")
+        return path.open("rb"), True, path.stat().st_size
+    size = None
+    if source.seekable():
+        start = source.tell()
+        size = source.seek(0, 2) - start
+        source.seek(start)
+    return source, False, size
+
+
+def _chunks_of(f: IO[bytes], progress: ProgressFn | None, total: int | None) -> Iterator[bytes]:
+    done = 0
+    if progress is not None:
+        progress("sending", 0, total)
+    while chunk := f.read(_TRANSFER_CHUNK):
+        done += len(chunk)
+        if progress is not None:
+            progress("sending", done, total)
+        yield chunk
+
+
+class _ExportCounter:
+    """Counts the records written for ``progress("exporting", done, total)``."""
+
+    def __init__(self, progress: ProgressFn | None, stats: Callable[[], Mapping[str, Any]]):
+        self.progress = progress
+        self.done = 0
+        self.total = 0
+        if progress is not None:
+            s = stats()
+            self.total = sum(int(s[k]) for k in ("memories", "triples", "sessions"))
+            self.total += int(s["session_items"])
+            progress("exporting", 0, self.total)
+
+    def tick(self, kind: str) -> None:
+        from .transfer import COUNTED
+
+        if self.progress is not None and kind in COUNTED:
+            self.done += 1
+            self.progress("exporting", self.done, self.total)
+
+
+def _sink(path: str | Path | IO[bytes]) -> tuple[IO[bytes], bool]:
+    if isinstance(path, (str, Path)):
+        return Path(path).open("wb"), True
+    return path, False
+
+
+def _write_record(out: IO[bytes], record: Mapping[str, Any], counts: dict[str, int]) -> str:
+    out.write(orjson.dumps(record) + b"\n")
+    kind = str(record["type"])
+    counts[kind] = counts.get(kind, 0) + 1
+    return kind
+
+
 class _Core:
     """What both clients share: settings, headers, request building, the retry policy."""
 
@@ -481,6 +575,14 @@ class _Core:
             headers["Content-Type"] = "application/json"
         if call.idempotency_key is not None:
             headers["Idempotency-Key"] = call.idempotency_key
+        return headers
+
+    def _transfer_headers(self, content_type: str | None = None) -> dict[str, str]:
+        headers = {"Accept": "application/x-ndjson, application/json"}
+        if self.api_key is not None:
+            headers["X-API-Key"] = self.api_key
+        if content_type is not None:
+            headers["Content-Type"] = content_type
         return headers
 
     def _backoff(self, attempt: int) -> float:
@@ -1474,6 +1576,71 @@ class Client(_Core):
         """Revoke a key; it is refused from now on."""
         return self._run(self._c_revoke_key(key_id))
 
+    # -- export and import -----------------------------------------------------------------
+    def export(self, *, with_vectors: bool = False) -> Iterator[dict[str, Any]]:
+        """The records of the key's namespace as the server streams them (``GET /v1/export``):
+        a header, memories with their history, facts, events, sessions with their items, and
+        an end record (docs/export-format.md); ``with_vectors`` includes the embeddings."""
+        params = {"with_vectors": "true" if with_vectors else "false"}
+        try:
+            with self._http.stream(
+                "GET", "/v1/export", params=params, headers=self._transfer_headers()
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    raise error_for(response)
+                for line in response.iter_lines():
+                    if line.strip():
+                        yield _export_line(line)
+        except httpx.TransportError as exc:
+            raise _unreachable(self.base_url, exc) from exc
+
+    def export_file(
+        self,
+        path: str | Path | IO[bytes],
+        *,
+        with_vectors: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> dict[str, int]:
+        """Write :meth:`export` to a JSON Lines file (a path or a binary file object); returns
+        the count per record type. ``progress("exporting", done, total)`` as in the library."""
+        counter = _ExportCounter(progress, self.stats)
+        counts: dict[str, int] = {}
+        out, close = _sink(path)
+        try:
+            for record in self.export(with_vectors=with_vectors):
+                counter.tick(_write_record(out, record, counts))
+        finally:
+            if close:
+                out.close()
+        return counts
+
+    def import_file(
+        self, path: str | Path | IO[bytes], *, progress: ProgressFn | None = None
+    ) -> ImportReport:
+        """Import an export file into the key's namespace (``POST /v1/import``), sent as a
+        stream: the server checks it whole first (a bad line: :class:`InvalidInputError`
+        naming it, nothing stored), then writes it in one transaction checked against the
+        key's quota. Idempotent, as the library's import. ``progress("sending", bytes,
+        size)`` follows the upload. Not retried (the body is a stream): import again, it
+        skips what is there."""
+        f, close, size = _upload(path)
+        try:
+            response = self._http.post(
+                "/v1/import",
+                content=_chunks_of(f, progress, size),
+                headers=self._transfer_headers("application/x-ndjson"),
+                timeout=httpx.Timeout(None, connect=5.0),
+            )
+        except httpx.TransportError as exc:
+            raise _unreachable(self.base_url, exc) from exc
+        finally:
+            if close:
+                f.close()
+        if not response.is_success:
+            raise error_for(response)
+        return _import_report(response.json())
+
     def health(self) -> dict[str, Any]:
         """``{"status": "healthy", "version", "store"}``; needs no key."""
         return self._run(self._c_health())
@@ -1948,6 +2115,71 @@ class AsyncClient(_Core):
     async def revoke_key(self, key_id: str) -> ApiKey:
         """Revoke a key."""
         return await self._run(self._c_revoke_key(key_id))
+
+    # -- export and import -----------------------------------------------------------------
+    async def export(self, *, with_vectors: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """:meth:`Client.export`: the records of the key's namespace, as they stream in."""
+        http = await self._pool()
+        params = {"with_vectors": "true" if with_vectors else "false"}
+        try:
+            async with http.stream(
+                "GET", "/v1/export", params=params, headers=self._transfer_headers()
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    raise error_for(response)
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        yield _export_line(line)
+        except httpx.TransportError as exc:
+            raise _unreachable(self.base_url, exc) from exc
+
+    async def export_file(
+        self,
+        path: str | Path | IO[bytes],
+        *,
+        with_vectors: bool = False,
+        progress: ProgressFn | None = None,
+    ) -> dict[str, int]:
+        """:meth:`Client.export_file`."""
+        stats = await self.stats() if progress is not None else {}
+        counter = _ExportCounter(progress, lambda: stats)
+        counts: dict[str, int] = {}
+        out, close = _sink(path)
+        try:
+            async for record in self.export(with_vectors=with_vectors):
+                counter.tick(_write_record(out, record, counts))
+        finally:
+            if close:
+                out.close()
+        return counts
+
+    async def import_file(
+        self, path: str | Path | IO[bytes], *, progress: ProgressFn | None = None
+    ) -> ImportReport:
+        """:meth:`Client.import_file`."""
+        http = await self._pool()
+        f, close, size = _upload(path)
+
+        async def body() -> AsyncIterator[bytes]:
+            for chunk in _chunks_of(f, progress, size):
+                yield chunk
+
+        try:
+            response = await http.post(
+                "/v1/import",
+                content=body(),
+                headers=self._transfer_headers("application/x-ndjson"),
+                timeout=httpx.Timeout(None, connect=5.0),
+            )
+        except httpx.TransportError as exc:
+            raise _unreachable(self.base_url, exc) from exc
+        finally:
+            if close:
+                f.close()
+        if not response.is_success:
+            raise error_for(response)
+        return _import_report(response.json())
 
     async def health(self) -> dict[str, Any]:
         """``{"status": "healthy", "version", "store"}``; needs no key."""

@@ -1206,11 +1206,18 @@ class Memory:
         all_namespaces: bool = False,
         batch_size: int = 500,
         progress: Callable[[str, int, int | None], None] | None = None,
+        quota: Quota | None = None,
     ) -> ImportReport:
         """Import an export file (see :meth:`import_records`): a path, or a seekable binary
         file object. It is streamed line by line, never read whole, so memory stays bounded
         whatever its size. The whole file is checked first, so a malformed line (named by its
         number) imports nothing; then it is read again and written.
+
+        With a ``quota`` (the server passes the key's), the writing pass is one transaction
+        and the memories and facts it created are checked against the quota inside it, as
+        :meth:`remember` checks its writes: over the quota, or any other failure of the
+        writing pass, stores nothing (:class:`~engramdb.errors.QuotaExceededError`). The
+        store's write lock is then held for the whole pass, embedding included.
 
         ``progress(step, done, total)`` follows both passes: ``"checking"`` counts bytes of
         the file (``total``: its size, when known), ``"importing"`` the records stored
@@ -1248,12 +1255,27 @@ class Memory:
         )
         if not isinstance(source, Path):
             source.seek(start)
-        return import_records(
-            self,
-            read_lines(source),
-            progress=_counter(progress, "importing", check.records),
-            **options,
-        )
+
+        def write() -> ImportReport:
+            return import_records(
+                self,
+                read_lines(source),
+                progress=_counter(progress, "importing", check.records),
+                **options,
+            )
+
+        if quota is None:
+            return write()
+        with self.store.atomic():
+            report = write()
+            for ns in report.namespaces:
+                self.store.quota_check(
+                    ns,
+                    quota,
+                    memories=report.created["memories"],
+                    facts=report.created["triples"],
+                )
+        return report
 
 
 def _counter(

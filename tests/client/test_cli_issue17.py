@@ -181,8 +181,6 @@ def test_issue17_cli_namespaces_and_keys(target: Target, tmp_path: Path) -> None
 def test_issue17_cli_exit_codes_and_local_only_commands(tmp_path: Path) -> None:
     url = ["--url", "http://127.0.0.1:9"]
     for argv in (
-        ["export", str(tmp_path / "x.jsonl"), *url],
-        ["import", str(tmp_path / "x.jsonl"), *url],
         ["reembed", *url],
         ["migrate", "--from", "a", "--to", "b", *url],
     ):

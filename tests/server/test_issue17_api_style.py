@@ -147,6 +147,9 @@ def test_issue17_api_timestamps_every_route_says_z(api: Api) -> None:
     )
     hit("get", "/api/memory/list")
     hit("get", "/api/memory/stats")
+    exported = hit("get", "/v1/export").content  # JSON Lines: its times say Z too
+    assert b'"created_at":"' in exported
+    hit("post", "/v1/import", content=exported)
     hit("post", "/v1/sessions/{session_id}/pop", f"/v1/sessions/{sid}/pop")
     hit("post", "/v1/sessions/{session_id}/clear", f"/v1/sessions/{sid}/clear")
     hit("delete", "/v1/sessions/{session_id}", f"/v1/sessions/{sid}")

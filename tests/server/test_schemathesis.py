@@ -102,6 +102,15 @@ include-method = "POST"
 checks.positive_data_acceptance.expected-statuses = [
     "2xx", "3xx", "400", "401", "403", "404", "409", "422", "429", "5xx",
 ]
+
+# An import body is an export file: a string the schema allows is rarely a valid one (422,
+# with the line number), and the schema cannot describe the file's lines.
+[[operations]]
+include-path-regex = "^/v1/import$"
+include-method = "POST"
+checks.positive_data_acceptance.expected-statuses = [
+    "2xx", "3xx", "400", "401", "403", "404", "409", "422", "429", "5xx",
+]
 """
 
 

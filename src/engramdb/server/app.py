@@ -165,10 +165,11 @@ def create_app(
     app.state.registrations = TokenBuckets()  # open registrations per client address
     install_error_handlers(app)
 
-    from . import compat, consolidation, v1
+    from . import compat, consolidation, transfer, v1
 
     app.include_router(v1.router)
     app.include_router(consolidation.router)
+    app.include_router(transfer.router)
     app.include_router(compat.router)
     from .ui import install_ui
 
