@@ -75,7 +75,7 @@ def recall_database(where: Path, n: int = RECALL_MEMORIES) -> Path:
         vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
         mem.store.memory_set_embeddings(
             [
-                (rowid, RECALL_MODEL, v.tobytes())
+                (rowid, RECALL_MODEL, v.tobytes(), ())
                 for (rowid, _), v in zip(rows, vectors, strict=True)
             ]
         )

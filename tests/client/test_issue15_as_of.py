@@ -18,7 +18,7 @@ def test_issue15_temporal_client_recall_as_of(client: Client) -> None:
     )
     assert hits[0].memory.content == "went to Paris with Ada"
     assert hits[0].explain is not None
-    assert hits[0].explain["time"]["since"] == "2021-01-01T00:00:00+00:00"
+    assert hits[0].explain["time"]["since"] == "2021-01-01T00:00:00Z"
     hits = client.recall("went to Paris last year", mode="text", as_of="2027-02-01T00:00:00Z")
     assert hits[0].memory.content == "went to Paris for work"
     with pytest.raises(InvalidInputError, match="as_of"):

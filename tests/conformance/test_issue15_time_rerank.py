@@ -47,8 +47,8 @@ def test_issue15_temporal_window_picks_the_memory(store: Store) -> None:
     # the explain view shows the window applied, and which hit it boosted
     assert hits[0].explain is not None
     time = hits[0].explain["time"]
-    assert time["since"] == "2026-11-28T00:00:00+00:00"
-    assert time["until"] == "2026-11-30T00:00:00+00:00"
+    assert time["since"] == "2026-11-28T00:00:00Z"
+    assert time["until"] == "2026-11-30T00:00:00Z"
     assert time["applied"] == "boost" and time["expressions"] == ["last weekend"]
     assert "time" in hits[0].explain["boosts"] and "time" not in (hits[1].explain or {})["boosts"]
     # a datetime works as well as a string; another reference time moves the window

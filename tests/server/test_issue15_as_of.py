@@ -25,8 +25,8 @@ def test_issue15_temporal_recall_as_of_over_http(api: Api) -> None:
     assert hits[0]["memory"]["content"] == "bought a new bike at the shop"
     time = hits[0]["explain"]["time"]
     assert (time["since"], time["until"]) == (
-        "2026-11-28T00:00:00+00:00",
-        "2026-11-30T00:00:00+00:00",
+        "2026-11-28T00:00:00Z",
+        "2026-11-30T00:00:00Z",
     )
     # a bad as_of is a 422 naming the field, never a 500
     for bad in ("yesterday", 20261202, "0000-01-01T00:00:00", True):
