@@ -89,7 +89,7 @@ def scale_case(targets: dict[str, str], size: int = SCALE_N) -> list[dict[str, A
             rate = fill(memory, corpus, size, f"{backend}: ingest {size:,}")
             rows.append(_row(f"{label}: ingest (memories)", backend, rate))
             for mode in ("text", "vector", "hybrid"):
-                p50, p95 = latency(memory, queries, mode)
+                p50, p95, _ = latency(memory, queries, mode)
                 rows.append(_row(f"{label}: recall {mode}", backend, 1000 / p50, p50, p95))
         finally:
             store.close()
