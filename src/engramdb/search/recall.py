@@ -418,13 +418,6 @@ class Retriever:
                 )
         return Lane("text", ranked, plan.settings.text_weight)
 
-    def vector_lane(
-        self, namespace: str, query: str, flt: Filter, pool: int, window: float
-    ) -> tuple[list[tuple[int, float]], float | None]:
-        """Nearest memories and the lowest similarity scored (for min-max scaling)."""
-        found, floor = self.vector_hits(namespace, query, flt, pool, window)
-        return [(h.rowid, h.score) for h in found], floor
-
     def vector_hits(
         self, namespace: str, query: str, flt: Filter, pool: int, window: float
     ) -> tuple[list[VectorHit], float | None]:

@@ -134,6 +134,24 @@ class ImportedMemory:
     invalidated_reason: str | None = None
 
 
+def imported_vectors(
+    fresh: Sequence[tuple[ImportedMemory, int]],
+) -> list[tuple[int, str, bytes, Sequence[Span], int]]:
+    """``(rowid, model, embedding, spans, content length)`` of the newly imported memories
+    that carry an embedding: what each store's ``write_vectors`` takes."""
+    return [
+        (
+            rowid,
+            i.memory.embedding_model,
+            i.memory.embedding,
+            i.memory.embedding_spans,
+            len(i.memory.content),
+        )
+        for i, rowid in fresh
+        if i.memory.embedding is not None and i.memory.embedding_model is not None
+    ]
+
+
 @dataclass(frozen=True, slots=True)
 class TripleRow:
     """A stored fact with the id of the memory that makes it searchable."""

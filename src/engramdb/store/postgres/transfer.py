@@ -13,7 +13,14 @@ import psycopg
 from ...errors import ConflictError
 from ...types import MemoryEvent, MemoryVersion, SessionInfo, datetime_from_us, us_from_datetime
 from ...validation import plain_items
-from ..base import ExportedMemory, ImportedMemory, SessionItemRow, TripleRow, gather_chunks
+from ..base import (
+    ExportedMemory,
+    ImportedMemory,
+    SessionItemRow,
+    TripleRow,
+    gather_chunks,
+    imported_vectors,
+)
 from ..rows import (
     EVENT_COLUMNS,
     MEMORY_COLUMNS,
@@ -194,17 +201,7 @@ class TransferMixin:
             write_vectors(
                 conn,
                 namespace,
-                [
-                    (
-                        rowid,
-                        i.memory.embedding_model,
-                        i.memory.embedding,
-                        i.memory.embedding_spans,
-                        len(i.memory.content),
-                    )
-                    for i, rowid in fresh
-                    if i.memory.embedding is not None and i.memory.embedding_model is not None
-                ],
+                imported_vectors(fresh),
             )
             with conn.cursor() as cur:
                 cur.executemany(
