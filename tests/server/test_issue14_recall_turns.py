@@ -1,6 +1,6 @@
 """Recall under concurrency (issue 14): on SQLite, recalls that call no model take turns
-(one at a time in the process), and the hits are answered as the records' own JSON, the
-same bytes the response model would write."""
+(:data:`RECALL_THREADS` at a time in the process), and the hits are answered as the
+records' own JSON, the same bytes the response model would write."""
 
 from __future__ import annotations
 
@@ -14,20 +14,21 @@ from unittest import mock
 import pytest
 
 from engramdb.server.models import HitOut, RecallOut
+from engramdb.server.tenant import RECALL_THREADS
 from engramdb.store import Store
 from tests.server.conftest import Api, MakeApi
 
 CONCURRENT = 8
 OVERLAP_WAIT = 0.3
-"""Seconds a text search waits for a second one to start beside it (with turns, none
-does: each search waits this long once)."""
+"""Seconds a text search waits for more than :data:`RECALL_THREADS` to run beside it (with
+turns, never: each search waits this long once)."""
 
 
 @contextmanager
 def overlapping_searches(store: Store) -> Iterator[list[int]]:
     """The most full-text searches the store ran at once meanwhile (one-item list, read after
-    the block). A search waits a moment for another to start beside it, so searches the
-    server lets run side by side do overlap."""
+    the block). A search waits a moment for more than :data:`RECALL_THREADS` to run at once,
+    so searches the server lets run side by side do overlap."""
     seen = [0]
     inside = 0
     lock = threading.Lock()
@@ -39,7 +40,7 @@ def overlapping_searches(store: Store) -> Iterator[list[int]]:
         with lock:
             inside += 1
             seen[0] = max(seen[0], inside)
-            if inside > 1:
+            if inside > RECALL_THREADS:
                 overlapped.set()
         try:
             overlapped.wait(OVERLAP_WAIT)
@@ -71,14 +72,12 @@ def stored(api: Api) -> str:
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-def test_issue14_recall_turns_text_recalls_run_one_at_a_time(
-    make_api: MakeApi, store: Store
-) -> None:
+def test_issue14_recall_turns_text_recalls_take_turns(make_api: MakeApi, store: Store) -> None:
     api = make_api()
     key = stored(api)
     with overlapping_searches(store) as most:
         recall_at_once(api, key, {"query": "otters", "mode": "text"})
-    assert most[0] == 1
+    assert most[0] == RECALL_THREADS
 
 
 @pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
@@ -91,7 +90,7 @@ def test_issue14_recall_turns_leave_recalls_that_embed_side_by_side(
     key = stored(api)
     with overlapping_searches(store) as most:
         recall_at_once(api, key, {"query": "otters", "mode": "hybrid"})
-    assert most[0] > 1
+    assert most[0] > RECALL_THREADS
 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
@@ -101,7 +100,7 @@ def test_issue14_recall_turns_none_on_postgres(make_api: MakeApi, store: Store) 
     key = stored(api)
     with overlapping_searches(store) as most:
         recall_at_once(api, key, {"query": "otters", "mode": "text"})
-    assert most[0] > 1
+    assert most[0] > RECALL_THREADS
 
 
 def test_issue14_recall_answer_is_the_response_models_json(api: Api) -> None:

@@ -40,13 +40,14 @@ STORE_THREADS = 32
 """Threads of the app's store executor: requests doing store work at once (more wait)."""
 
 
-RECALL_THREADS = 1
+RECALL_THREADS = 2
 """Recalls that call no model running at once on a store that searches in this process
-(SQLite); more wait their turn. Such a recall is Python between SQLite row fetches, and the
-sqlite3 module releases the GIL around every row fetched and takes it back: with other
-threads waiting for the GIL, each release wakes one of them for nothing. Eight at once cost
-~1.7x the CPU of one at a time and answered fewer requests (issue 14; bench server, 8
-clients: ~600 context switches per recall instead of ~8)."""
+(SQLite); more wait their turn. Such a recall is Python between SQLite calls, and the sqlite3
+module releases the GIL around every call and every row fetched: with more threads waiting
+for the GIL, each release wakes one of them for nothing, and the event loop waits behind
+them. Two at a time let one recall's SQLite work (without the GIL) overlap another's Python;
+eight at once cost 1.5x their CPU and answered fewer requests (issue 14; bench server, 8
+clients: ~600 context switches per recall instead of ~45)."""
 
 
 def store_executor() -> ThreadPoolExecutor:
