@@ -151,6 +151,16 @@ EXACT_VECTORS = 5_000
 MAX_SCAN_TUPLES = 200_000
 
 
+def vector_index(dim: int, *, half: bool) -> tuple[str, str] | None:
+    """The name of ``dim``'s HNSW index and the type its vectors are cast to, or ``None`` if
+    that dimension gets no index. With pgvector >= 0.7 (``half``) the index holds halfvec
+    copies (migration 12: half the size, same neighbours; up to 4,000 dimensions), before
+    float4 ones (up to 2,000)."""
+    if half:
+        return (f"memory_vectors_half_{dim}", "halfvec") if 0 < dim <= 4000 else None
+    return (f"memory_vectors_hnsw_{dim}", "vector") if 0 < dim <= 2000 else None
+
+
 def vector_search_settings(limit: int, *, iterative: bool) -> dict[str, str]:
     """The pgvector settings of one HNSW search for ``limit`` rows, set per query.
 
@@ -159,12 +169,13 @@ def vector_search_settings(limit: int, *, iterative: bool) -> dict[str, str]:
     must be at least the limit, and the walk's cost grows with it — at 100k vectors, twice the
     limit (the earlier setting) took twice as long (51 → 26 ms for 200 rows, `bench
     vectors`). With iterative scans (pgvector >= 0.8) the walk resumes while filters reject
-    rows, in exact distance order, so a filtered search still fills its limit; the budget of
-    visited rows scales with the limit too.
+    rows, so a filtered search still fills its limit; the budget of visited rows scales with
+    the limit too. Relaxed order: the rows are sorted by their exact score afterwards anyway
+    (strict order would drop a resumed row that comes nearer than one already returned).
     """
     settings = {"hnsw.ef_search": str(min(max(40, limit), MAX_EF_SEARCH))}
     if iterative:
-        settings["hnsw.iterative_scan"] = "strict_order"
+        settings["hnsw.iterative_scan"] = "relaxed_order"
         settings["hnsw.max_scan_tuples"] = str(min(max(20_000, 200 * limit), MAX_SCAN_TUPLES))
     return settings
 
@@ -344,6 +355,7 @@ class MemoriesMixin:
 
     _indexed_dims: set[int]
     _iterative_scan: bool
+    _halfvec: bool
     index_neighbors: bool = True
     """Index each session memory with its neighbours' text (``context_text``); off, it is
     written empty (see :attr:`engramdb.store.base.Store.index_neighbors`)."""
@@ -360,7 +372,8 @@ class MemoriesMixin:
     # -- vector indexes --------------------------------------------------------------------
     def ensure_vector_index(self, dims: set[int]) -> None:
         """Create the HNSW index for each new embedding dimension (once, before writing)."""
-        todo = {d for d in dims if d not in self._indexed_dims and 0 < d <= 2000}
+        indexes = {d: index for d in dims if (index := vector_index(d, half=self._halfvec))}
+        todo = {d for d in indexes if d not in self._indexed_dims}
         if not todo:
             return
 
@@ -369,9 +382,7 @@ class MemoriesMixin:
             return {
                 dim
                 for dim in todo
-                if conn.execute(
-                    "SELECT to_regclass(%s) IS NULL", (f"memory_vectors_hnsw_{dim}",)
-                ).fetchone()
+                if conn.execute("SELECT to_regclass(%s) IS NULL", (indexes[dim][0],)).fetchone()
                 == (True,)
             }
 
@@ -382,12 +393,16 @@ class MemoriesMixin:
             # again under the lock: CREATE INDEX IF NOT EXISTS would lock the table even when
             # another writer has just created the index (a deadlock with inserting writers)
             for dim in sorted(missing(conn)):
+                name, kind = indexes[dim]
                 conn.execute(
                     sql.SQL(
                         "CREATE INDEX IF NOT EXISTS {name} ON memory_vectors USING hnsw "
-                        "((embedding::vector({dim})) vector_cosine_ops) WHERE dim = {dim}"
+                        "((embedding::{kind}({dim})) {ops}) WHERE dim = {dim}"
                     ).format(
-                        name=sql.Identifier(f"memory_vectors_hnsw_{dim}"), dim=sql.Literal(dim)
+                        name=sql.Identifier(name),
+                        kind=sql.SQL(kind),
+                        dim=sql.Literal(dim),
+                        ops=sql.SQL(f"{kind}_cosine_ops"),
                     )
                 )
 
@@ -398,7 +413,6 @@ class MemoriesMixin:
                 return
         self._indexed_dims |= todo
 
-    # -- secrets ---------------------------------------------------------------------------
     def secret(self, name: str) -> bytes:
         def work(conn: Conn) -> bytes:
             conn.execute(
@@ -1010,51 +1024,60 @@ class MemoriesMixin:
         if not np.any(np.frombuffer(vector, dtype="<f4")):
             return []  # a zero vector has no direction: nothing is near it
         where, params = filter_sql(flt)
-        typed = sql.SQL("vector({})").format(sql.Literal(dim))
-        # chunks nearest first; a memory's first chunk in that order is its best. A big
-        # namespace walks this dimension's partial HNSW index (resumed while the namespace,
-        # model and filter reject rows); a small one is ranked exactly from its own rows (the
-        # distance written without the index's cast, so the planner cannot take the index):
-        # exact, faster than a walk through every namespace's graph, and independent of what
-        # other namespaces store
-        approximate = sql.SQL(
-            "SELECT v.memory_rowid, 1 - (v.embedding::{typed} <=> %s::{typed}) AS score, "
-            "v.chunk, v.span_start, v.span_end FROM memory_vectors v "
+        index = vector_index(dim, half=self._halfvec)
+        # chunks nearest first; a memory's first chunk in that order is its best. A namespace
+        # of at most EXACT_VECTORS memories is ranked exactly from its own rows (the distance
+        # written without the index's cast, so the planner cannot take the index): exact,
+        # faster than a walk through every namespace's graph, and independent of what other
+        # namespaces store. A bigger one walks this dimension's partial HNSW index (resumed
+        # while the namespace, model and filter reject rows). One statement holds both, each
+        # behind its side of the size test (a one-time filter: only one runs), so the search
+        # is a single round trip. Scores are always the exact float4 cosine.
+        select = sql.SQL(
+            "SELECT v.memory_rowid, 1 - (v.embedding <=> %s::vector) AS score, v.chunk, "
+            "v.span_start, v.span_end FROM memory_vectors v "
             "JOIN memories m ON m.rowid = v.memory_rowid "
-            "WHERE v.dim = {dim} AND v.namespace = %s AND v.model = %s{where} "
-            "ORDER BY v.embedding::{typed} <=> %s::{typed} LIMIT %s"
-        ).format(typed=typed, dim=sql.Literal(dim), where=sql.SQL(where))
-        exact = sql.SQL(
-            "SELECT v.memory_rowid, 1 - (v.embedding <=> %s::vector) AS score, "
-            "v.chunk, v.span_start, v.span_end FROM memory_vectors v "
-            "JOIN memories m ON m.rowid = v.memory_rowid "
-            "WHERE v.dim = {dim} AND v.namespace = %s AND v.model = %s{where} "
-            "ORDER BY v.embedding <=> %s::vector, v.memory_rowid, v.chunk LIMIT %s"
+            "WHERE v.dim = {dim} AND v.namespace = %s AND v.model = %s{where}"
         ).format(dim=sql.Literal(dim), where=sql.SQL(where))
-        # the dimension is a literal, not a parameter: the partial HNSW index of that
-        # dimension must match in generic (prepared) plans too
+        small = sql.SQL(
+            "(SELECT coalesce(max(memories), 0) <= {n} FROM namespace_counts WHERE namespace = %s)"
+        ).format(n=sql.Literal(EXACT_VECTORS))
+        exact = "ORDER BY v.embedding <=> %s::vector, v.memory_rowid, v.chunk LIMIT %s"
         query_vector = Vector(vector)
+        if index is None:  # no index for this dimension: always exact
+            query: sql.Composed = sql.SQL("{select} " + exact).format(select=select)
+        else:
+            # the dimension is a literal, not a parameter: the partial HNSW index of that
+            # dimension must match in generic (prepared) plans too
+            typed = sql.SQL("{kind}({dim})").format(kind=sql.SQL(index[1]), dim=sql.Literal(dim))
+            query = sql.SQL(
+                "({select} AND {small} " + exact + ") UNION ALL ({select} AND NOT {small} "
+                "ORDER BY v.embedding::{typed} <=> %s::{typed} LIMIT %s)"
+            ).format(select=select, small=small, typed=typed)
 
         def work(conn: Conn, rows: int) -> list[tuple[Any, ...]]:
-            args = [query_vector, namespace, model, *params, query_vector, rows]
-            counted = conn.execute(
-                "SELECT memories FROM namespace_counts WHERE namespace = %s", (namespace,)
-            ).fetchone()
-            if counted is None or int(counted[0]) <= EXACT_VECTORS:
-                return conn.execute(exact, args).fetchall()
+            one = [query_vector, namespace, model, *params]
+            if index is None:
+                return conn.execute(query, [*one, query_vector, rows]).fetchall()
+            args = [*one, namespace, query_vector, rows] * 2
             settings = vector_search_settings(rows, iterative=self._iterative_scan)
+            # the exact side is planned for the whole namespace even when its size test skips
+            # it: a parallel plan there would start workers for nothing (~10 ms at 100k)
+            settings["max_parallel_workers_per_gather"] = "0"
             # the settings are local to this transaction (a pooled connection keeps nothing);
             # one pipeline: BEGIN, the settings, the query and COMMIT in one round trip
             with conn.pipeline(), conn.transaction():
                 for name, value in settings.items():
                     conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-                return conn.execute(approximate, args).fetchall()
+                return conn.execute(query, args).fetchall()
 
         # several chunks of one memory may be among the nearest: ask again for more rows
         # until ``limit`` memories are found or the rows run out
         rows = limit
         while True:
             found = self.read(lambda conn: work(conn, rows))  # noqa: B023
+            # by exact score: the walk's order is that of the index's (half-precision) copies
+            found.sort(key=lambda r: (-float(r[1]), int(r[0]), int(r[2])))
             hits: dict[int, VectorHit] = {}
             for r in found:
                 rowid = int(r[0])
