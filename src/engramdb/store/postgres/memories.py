@@ -6,7 +6,8 @@ ever parsed as tsquery syntax. Per-namespace lexeme document counts (``memory_te
 triggers) let recall drop a query's commonest words first, and one search ranks at most the
 newest :data:`TEXT_CANDIDATES` matches. Vectors are pgvector values in their own table
 (``memory_vectors``, one row per memory and chunk), searched through a per-dimension HNSW index
-(cosine) — or exactly, for a namespace of at most :data:`EXACT_VECTORS` memories; filters are
+(cosine, over halfvec copies with pgvector >= 0.7: :func:`vector_index`) — or exactly, for a
+namespace of at most :data:`EXACT_VECTORS` memories; filters are
 part of the same SQL query, and iterative index scans keep a filtered search returning enough
 rows.
 """
