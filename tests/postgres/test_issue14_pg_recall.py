@@ -337,3 +337,15 @@ def test_issue14_pg_text_search_walks_only_for_common_words(store: PostgresStore
     for word in ("common", "rare"):
         found = store.memory_text_search("default", text_query([word]), Filter.parse(None), limit=5)
         assert len(found) == 5
+
+
+def test_issue14_pg_vector_index_kinds() -> None:
+    from engramdb.store.postgres.memories import vector_index
+
+    # pgvector >= 0.7: halfvec copies, up to 4,000 dimensions (3,072-d models get an index)
+    assert vector_index(384, half=True) == ("memory_vectors_half_384", "halfvec")
+    assert vector_index(3072, half=True) == ("memory_vectors_half_3072", "halfvec")
+    assert vector_index(4001, half=True) is None
+    # older pgvector: float4, up to 2,000
+    assert vector_index(384, half=False) == ("memory_vectors_hnsw_384", "vector")
+    assert vector_index(3072, half=False) is None
