@@ -288,7 +288,13 @@ def main() -> None:
         "one item at a time to its own session while 8 processes run hybrid recalls over 5k "
         f"memories, {seconds:g} s, on 2 cores shared by all 16 processes and the server; "
         "lost/duplicated compare every acknowledged item with what the session holds after. "
-        "Reproduce: `.venv/bin/python -m bench postgres`.",
+        "Reproduce: `.venv/bin/python -m bench postgres`."
+        + (
+            " The scale case's PostgreSQL memories were loaded by an earlier run "
+            "(`ENGRAMDB_BENCH_PG_URL`): no ingest row for it."
+            if postgres_url and "scale" in cases
+            else ""
+        ),
     )
 
 

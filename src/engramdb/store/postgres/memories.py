@@ -461,6 +461,7 @@ class MemoriesMixin:
                 return
         self._indexed_dims |= todo
 
+    # -- secrets ---------------------------------------------------------------------------
     def secret(self, name: str) -> bytes:
         def work(conn: Conn) -> bytes:
             conn.execute(
