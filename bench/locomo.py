@@ -43,6 +43,7 @@ from bench.common import (
 )
 from engramdb import Memory, RecallSettings, open_store
 from engramdb.embed import Embedder, resolve_embedder
+from engramdb.embed.chunking import chunk_spans
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo10.json"
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
@@ -159,6 +160,11 @@ class MemoEmbedder:
         if text not in self.queries:
             self.queries[text] = self.inner.embed_query(text)
         return self.queries[text]
+
+    def chunk_spans(self, text: str) -> list[tuple[int, int]]:
+        """The inner embedder's chunks: without this the cache would hide them, and every
+        memory would be embedded whole (a long document cut to the model's window)."""
+        return chunk_spans(self.inner, text)
 
 
 def documents(conversation: dict[str, Any]) -> Iterator[dict[str, Any]]:
