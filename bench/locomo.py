@@ -465,7 +465,8 @@ TIME_VARIANTS: dict[str, dict[str, Any]] = {
     "boost, no grace after the window": {"time_grace_days": 0.0},
     "boost, window words out of the lanes": {"time_strip": True},
     "boost, no first/latest order": {"order_weight": 0.0},
-    "boost, weight 1.0": {"time_weight": 1.0},
+    "boost, weight 0.5": {"time_weight": 0.5},
+    "boost, weight 2.0": {"time_weight": 2.0},
     "boost, weight 0.25": {"time_weight": 0.25},
     "boost, grace 14 days": {"time_grace_days": 14.0},
 }

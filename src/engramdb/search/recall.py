@@ -112,7 +112,10 @@ class RecallSettings:
     2023") does: ``boost`` multiplies the scores of memories that happened in the window by
     ``1 + time_weight``; ``filter`` keeps only those (added to the filter's since / until);
     ``off`` reads no time in the query."""
-    time_weight: float = 0.5
+    time_weight: float = 1.0
+    """LoCoMo hybrid R@10 (turns / one memory per document): 0.810 / 0.903 at 0.5, 0.814 /
+    0.906 at 1.0 (temporal 0.847 -> 0.859), 0.814 / 0.907 at 1.5, 0.812 / 0.907 at 2.0; no
+    category loses at 1.0."""
     time_grace_days: float = 7.0
     """Memories up to this many days after the window still get part of the time boost
     (falling linearly to nothing): a memory often records when something was told, which
