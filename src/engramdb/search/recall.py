@@ -17,11 +17,16 @@ terms, tag lookups, nearest vectors, adjacency) and builds its own queries from 
 from __future__ import annotations
 
 import logging
+import os
 import re
+import threading
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
 from datetime import datetime
+from functools import partial
 from itertools import groupby
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -59,6 +64,9 @@ if TYPE_CHECKING:
     from .vectors import VectorIndex
 
 log = logging.getLogger("engramdb")
+
+LANE_THREADS = 32
+"""Vector lanes running at once beside their recalls' other lanes (more wait their turn)."""
 
 Mode = Literal["hybrid", "text", "vector"]
 TimeMode = Literal["boost", "filter", "off"]
@@ -348,6 +356,18 @@ class Retriever:
         cfg, ns, flt, pool = plan.settings, plan.namespace, plan.flt, plan.pool
         lanes: list[Lane] = []
         tag_matches: dict[int, int] = {}
+        search = None
+        if plan.mode in ("hybrid", "vector") and self.embedder is not None:
+            vector_text = without_names(plan.text, plan.users) if cfg.speaker_weight else plan.text
+            search = partial(self.vector_hits, ns, vector_text, flt, pool, cfg.window_weight)
+        # a store whose reads wait on a server (not inline) runs the vector lane on another
+        # connection meanwhile: the lanes are independent, so a hybrid recall waits for the
+        # slower one, not for both in turn
+        ahead = (
+            lane_executor().submit(copy_context().run, search)
+            if search is not None and plan.mode == "hybrid" and not self.store.inline_reads
+            else None
+        )
         for tag in plan.query_tags:
             for rowid in self.store.memory_tag_search(ns, tag, flt, limit=pool):
                 tag_matches[rowid] = tag_matches.get(rowid, 0) + 1
@@ -364,9 +384,8 @@ class Retriever:
         if tag_matches:
             ranked_tags = sorted(tag_matches.items(), key=lambda kv: (-kv[1], -kv[0]))
             lanes.append(Lane("tag", [(r, float(n)) for r, n in ranked_tags], cfg.tag_weight))
-        if plan.mode in ("hybrid", "vector") and self.embedder is not None:
-            vector_text = without_names(plan.text, plan.users) if cfg.speaker_weight else plan.text
-            found, floor = self.vector_hits(ns, vector_text, flt, pool, cfg.window_weight)
+        if search is not None:
+            found, floor = search() if ahead is None else ahead.result()
             if floor is not None and len(found) < pool:
                 # fewer candidates than the pool: the namespace (or the filter) is small, and
                 # its least similar memory is no floor — min-max over two memories would turn
@@ -642,6 +661,22 @@ class Retriever:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+_LANES: tuple[int, ThreadPoolExecutor] | None = None
+_LANES_LOCK = threading.Lock()
+
+
+def lane_executor() -> ThreadPoolExecutor:
+    """The threads that run a recall's vector lane beside its other lanes (stores without
+    ``inline_reads``); a forked child gets its own (its parent's threads are not in it)."""
+    global _LANES
+    pid = os.getpid()
+    if _LANES is None or _LANES[0] != pid:
+        with _LANES_LOCK:
+            if _LANES is None or _LANES[0] != pid:
+                _LANES = (pid, ThreadPoolExecutor(LANE_THREADS, thread_name_prefix="engramdb-lane"))
+    return _LANES[1]
 
 
 def explain_chunks(fused: Mapping[int, Fused], chunks: Mapping[int, VectorHit]) -> None:
