@@ -79,3 +79,19 @@ def test_issue14_pg_single_lane_recalls_stay_on_the_callers_thread(
     assert mem.recall("topic 3", mode="text", limit=5)
     assert seen["memory_vector_search"] == {threading.get_ident()}
     assert seen["memory_text_search"] == {threading.get_ident()}
+
+
+def test_issue14_pg_hybrid_recall_inside_atomic_sees_the_blocks_own_writes(
+    store: PostgresStore,
+) -> None:
+    """Inside ``store.atomic()`` both lanes stay on the block's connection: a lane on another
+    connection would not see the block's uncommitted memories."""
+    mem = Memory(store, embedder=HashingEmbedder(64))
+    mem.remember_many([{"content": f"entry {i} on topic {i % 7}"} for i in range(20)])
+    with store.atomic():
+        assert store.in_atomic()
+        written = mem.remember("zebra crossing near the quarry")
+        hits = mem.recall("zebra crossing quarry", limit=3, explain=True)
+        assert hits and hits[0].memory.id == written.id
+        assert hits[0].explain is not None and "vector" in hits[0].explain["lanes"]
+    assert not store.in_atomic()

@@ -362,10 +362,12 @@ class Retriever:
             search = partial(self.vector_hits, ns, vector_text, flt, pool, cfg.window_weight)
         # a store whose reads wait on a server (not inline) runs the vector lane on another
         # connection meanwhile: the lanes are independent, so a hybrid recall waits for the
-        # slower one, not for both in turn
+        # slower one, not for both in turn. Inside atomic() both stay on this thread (another
+        # connection would not see the block's uncommitted writes).
+        overlap = plan.mode == "hybrid" and not self.store.inline_reads
         ahead = (
             lane_executor().submit(copy_context().run, search)
-            if search is not None and plan.mode == "hybrid" and not self.store.inline_reads
+            if search is not None and overlap and not self.store.in_atomic()
             else None
         )
         for tag in plan.query_tags:

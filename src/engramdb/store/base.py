@@ -313,6 +313,10 @@ class Store(Protocol):
         alone (a savepoint) before its error propagates.
         """
 
+    def in_atomic(self) -> bool:
+        """True inside :meth:`atomic` on this thread: its calls must stay on this thread to
+        see the block's own uncommitted writes."""
+
     # -- sessions --------------------------------------------------------------------------
     def session_add(self, namespace: str, session_id: str, encoded_items: Sequence[str]) -> None:
         """Append encoded items atomically, in order, with store-assigned sequence numbers."""

@@ -141,6 +141,9 @@ class PostgresStore(MemoriesMixin, AccessMixin, TransferMixin):
             return unit.conn  # type: ignore[no-any-return]
         return None
 
+    def in_atomic(self) -> bool:
+        return self._unit_conn() is not None
+
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
         """One pooled connection and one transaction for the block: every store call the

@@ -467,6 +467,9 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
         local = self._local
         return int(getattr(local, "depth", 0)) if getattr(local, "pid", None) == os.getpid() else 0
 
+    def in_atomic(self) -> bool:
+        return bool(self._atomic_depth())
+
     @contextmanager
     def atomic(self) -> Iterator[None]:
         """One ``BEGIN IMMEDIATE`` transaction on this thread's connection for the block: every
