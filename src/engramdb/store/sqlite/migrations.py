@@ -10,6 +10,7 @@ import sqlite3
 from collections.abc import Callable
 
 from ...errors import SchemaVersionError
+from .text import PARKED, REGISTRY, TEXT_COLUMNS, TOKENIZE, ensure_text_table
 
 Step = str | Callable[[sqlite3.Connection], None]
 """A statement, or a function for what SQL cannot say conditionally (adding a column)."""
@@ -375,7 +376,42 @@ MIGRATIONS: list[list[Step]] = [
         "CREATE INDEX IF NOT EXISTS memories_live ON memories (namespace, rowid) "
         "WHERE invalidated_at IS NULL",
     ],
+    # 16 (issue 14): one full-text table per namespace, of its live memories (see
+    # store/sqlite/text.py), so FTS5's own bm25() ranks with the namespace's statistics alone.
+    # Each namespace's live rows move from memories_fts to its table, invalidated ones keep
+    # their metadata text in text_parked; memories_fts is then dropped and made again empty
+    # (earlier steps that a re-run may meet still find it; dropping frees and zeroes its
+    # pages), and memories_fts_terms stays as a view of that empty table. Re-runnable.
+    [
+        REGISTRY,
+        PARKED,
+        lambda conn: _split_text_index(conn),
+    ],
 ]
+
+
+def _split_text_index(conn: sqlite3.Connection) -> None:
+    """Move every namespace's rows of memories_fts to its own table, then empty it."""
+    columns = ", ".join(TEXT_COLUMNS)
+    moved = ", ".join(f"f.{c}" for c in TEXT_COLUMNS)
+    if not conn.execute("SELECT 1 FROM memories_fts LIMIT 1").fetchone():
+        return
+    namespaces = [r[0] for r in conn.execute("SELECT DISTINCT namespace FROM memories")]
+    for namespace in namespaces:
+        table = ensure_text_table(conn, namespace)
+        conn.execute(
+            f"INSERT OR REPLACE INTO {table} (rowid, {columns}) SELECT f.rowid, {moved} "
+            "FROM memories_fts f JOIN memories m ON m.rowid = f.rowid WHERE m.namespace = ? "
+            "AND m.invalidated_at IS NULL ORDER BY f.rowid",
+            (namespace,),
+        )
+    conn.execute(
+        "INSERT OR REPLACE INTO text_parked (memory_rowid, meta) SELECT f.rowid, f.meta "
+        "FROM memories_fts f JOIN memories m ON m.rowid = f.rowid "
+        "WHERE m.invalidated_at IS NOT NULL"
+    )
+    conn.execute("DROP TABLE memories_fts")
+    conn.execute(f"CREATE VIRTUAL TABLE memories_fts USING fts5({columns}, tokenize='{TOKENIZE}')")
 
 
 def _move_embeddings(conn: sqlite3.Connection) -> None:
