@@ -1,16 +1,19 @@
 """SQLite text search (issue 14): the narrow index of live memories (migration 15), and the
-text search as one query of the namespace's own full-text table (migration 16)."""
+text search as one query of the namespace's full-text table (migration 16)."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from engramdb import Memory
 from engramdb.filters import Filter
 from engramdb.search.query import text_query
-from engramdb.store.sqlite import SQLiteStore, migrate
+from engramdb.store.sqlite import SQLiteStore, migrate, text
 from engramdb.store.sqlite.migrations import MIGRATIONS
+from engramdb.store.sqlite.text import namespace_token
 
 
 def test_issue14_text_index_migration_carries_existing_memories_and_reruns(
@@ -52,9 +55,15 @@ def test_issue14_text_index_migration_carries_existing_memories_and_reruns(
     conn.close()
 
 
-def test_issue14_fts_text_search_is_one_query_of_the_namespaces_table(tmp_path: Path) -> None:
-    """Without a filter the search is one FTS5 query of the namespace's own table: its matches
-    are never checked against the memories table (the table holds live memories only)."""
+@pytest.mark.parametrize("own", [True, False])
+def test_issue14_fts_text_search_is_one_query_of_the_namespaces_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own: bool
+) -> None:
+    """Without a filter the search is one FTS5 query of the namespace's table. Its own table:
+    the matches are never checked against the memories table (it holds live memories only).
+    The shared table: the query names the namespace's token, so FTS5 walks the namespace's
+    matches only (each checked in the narrow index: a token could collide)."""
+    monkeypatch.setattr(text, "OWN_TABLE_AT", 1 if own else 10**9)
     store = SQLiteStore(tmp_path / "engram.db")
     seen: list[str] = []
     try:
@@ -72,7 +81,14 @@ def test_issue14_fts_text_search_is_one_query_of_the_namespaces_table(tmp_path: 
                 conn.set_trace_callback(None)
         assert len(found) == 3
         searches = [s for s in seen if " MATCH " in s and not s.startswith("-- ")]
-        assert len(searches) == 1 and "memories" not in searches[0]
+        assert len(searches) == 1
+        if own:
+            assert "memories" not in searches[0]
+        else:
+            assert f'ns : "{namespace_token("default")}" AND' in searches[0]
+            with store._read() as conn:
+                plan = " ".join(str(r) for r in conn.execute("EXPLAIN QUERY PLAN " + searches[0]))
+            assert "memories_live" in plan
     finally:
         store.close()
 

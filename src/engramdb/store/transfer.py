@@ -138,7 +138,7 @@ class SQLiteSource:
         from .sqlite.text import find_text_table
 
         after = 0
-        table = find_text_table(self.conn, namespace) or "memories_fts"  # (none: no memories)
+        table = find_text_table(self.conn, namespace)
         while True:
             rows = self.conn.execute(
                 "SELECT m.rowid, m.id, m.user_id, m.agent_id, m.session_id, m.content, "

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
-from typing import Any, Literal, overload
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
 import orjson
 
@@ -52,13 +53,19 @@ from ..rows import (
     to_json,
     triple_record,
 )
+from . import text as text_layout
 from .text import (
+    SHARED,
     TEXT_COLUMNS,
-    ensure_text_table,
     find_text_table,
+    index_text,
+    instance_vocabulary,
     live_documents,
+    namespace_match,
     park_text,
+    promote,
     term_vocabulary,
+    text_sizes,
     unpark_text,
 )
 
@@ -66,31 +73,39 @@ from .text import (
 # context at 0.3 lifted BM25 R@10 from 0.63 to 0.72; more weight made it worse)
 _COLUMN_WEIGHTS = {"content": 1.0, "tags": 0.6, "meta": 0.3, "ctx": 0.3}
 _BM25_WEIGHTS = ", ".join(str(_COLUMN_WEIGHTS[c]) for c in TEXT_COLUMNS)
+_K1, _B = 1.2, 0.75  # FTS5's bm25() constants
+_WEIGHT_SQL = (
+    "CASE i.col "
+    + " ".join(f"WHEN '{c}' THEN {w}" for c, w in _COLUMN_WEIGHTS.items())
+    + " ELSE 0.0 END"
+)
 
 
 class TextStats:
     """Statistics of one namespace's full-text index as of one ``key`` (the namespace's
     ``text_versions`` row, which triggers bump on every change to its memories that can
-    change them, and its memory count): its live memories and the document count of terms.
-    Filled as recalls ask; dropped when the key moves, so they are re-read only after writes.
-    Each namespace's own: nothing here mixes data of two namespaces."""
+    change them, and its memory count): its live memories, the document count of terms and,
+    in the shared table, each live memory's token count. Filled as recalls ask; dropped when
+    the key moves, so they are re-read only after writes. Each namespace's own: nothing here
+    mixes data of two namespaces."""
 
     MAX_ENTRIES = 200_000
     """Entries kept at most per namespace (past that, read each time)."""
 
-    __slots__ = ("df", "documents", "key")
+    __slots__ = ("df", "documents", "key", "sizes")
 
     def __init__(self, key: tuple[int, int] | None) -> None:
         self.key = key
         self.documents: int | None = None  # rows of the namespace's text table
         self.df: dict[str, int] = {}  # stem -> documents
+        self.sizes: dict[int, int] | None = None  # shared table: rowid -> tokens
 
     def keep(self, term: str, documents: int) -> None:
         if self.key is not None and len(self.df) < self.MAX_ENTRIES:
             self.df[term] = documents
 
     def entries(self) -> int:
-        return len(self.df)
+        return len(self.df) + len(self.sizes or ())
 
 
 TEXT_STATS_NAMESPACES = 1_024
@@ -270,33 +285,42 @@ class MemoriesMixin:
     def _writer(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._write()  # type: ignore[no-any-return]
 
-    @overload
-    def _text_table(
-        self, conn: sqlite3.Connection, namespace: str, *, create: Literal[True]
-    ) -> str: ...
-    @overload
-    def _text_table(
-        self, conn: sqlite3.Connection, namespace: str, *, create: bool = False
-    ) -> str | None: ...
-    def _text_table(
-        self, conn: sqlite3.Connection, namespace: str, *, create: bool = False
-    ) -> str | None:
-        """The namespace's full-text table (made if ``create``, inside the caller's write
-        transaction); None if it has none. Names are kept once read outside a transaction
-        (committed: a namespace's table never changes name)."""
+    def _text_table(self, conn: sqlite3.Connection, namespace: str) -> str:
+        """The table holding the namespace's text: its own or the shared one (see .text). Own
+        tables are kept once read outside a transaction (committed: a namespace never leaves
+        its own table)."""
         tables: dict[str, str] = self.__dict__.setdefault("_text_tables", {})
         table = tables.get(namespace)
         if table is None:
-            table = (ensure_text_table if create else find_text_table)(conn, namespace)
-            if table is not None and not conn.in_transaction:
+            table = find_text_table(conn, namespace)
+            if table != SHARED and not conn.in_transaction:
                 tables[namespace] = table
         return table
 
-    def _text_stats(self, conn: sqlite3.Connection, namespace: str) -> TextStats:
+    def _promote_if_large(self, conn: sqlite3.Connection, namespace: str) -> None:
+        """Give the namespace a table of its own once it holds OWN_TABLE_AT live memories (in
+        the write transaction that adds them)."""
+        (stored,) = conn.execute(
+            "SELECT coalesce((SELECT memories FROM namespace_counts WHERE namespace = ?), 0)",
+            (namespace,),
+        ).fetchone()
+        if stored < text_layout.OWN_TABLE_AT or self._text_table(conn, namespace) != SHARED:
+            return
+        (live,) = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM memories INDEXED BY memories_live "
+            "WHERE namespace = ? AND invalidated_at IS NULL LIMIT ?)",
+            (namespace, text_layout.OWN_TABLE_AT),
+        ).fetchone()
+        if live >= text_layout.OWN_TABLE_AT:
+            promote(conn, namespace)
+
+    def _text_stats(
+        self, conn: sqlite3.Connection, namespace: str, *, snapshot: bool = False
+    ) -> TextStats:
         """The namespace's cached full-text statistics, valid for its data as of now (read
-        on ``conn``). Inside a transaction (whose writes may yet roll back) a fresh, unkept
-        object."""
-        if conn.in_transaction:
+        on ``conn``). Inside a write transaction (whose writes may yet roll back) a fresh,
+        unkept object; ``snapshot``: ``conn`` is in a read-only transaction."""
+        if conn.in_transaction and not snapshot:
             return TextStats(None)
         version, memories = conn.execute(
             "SELECT (SELECT version FROM text_versions WHERE namespace = ?1), "
@@ -402,12 +426,12 @@ class MemoriesMixin:
                     if m.embedding is not None and m.embedding_model is not None
                 ],
             )
-            if fresh:
-                conn.executemany(
-                    f"INSERT INTO {self._text_table(conn, namespace, create=True)} "
-                    "(rowid, content, tags, meta, ctx) VALUES (?, ?, ?, ?, '')",
-                    [(rowid, m.content, " ".join(m.tags), m.search_text) for m, rowid in fresh],
-                )
+            index_text(
+                conn,
+                self._text_table(conn, namespace),
+                namespace,
+                [(rowid, m.content, " ".join(m.tags), m.search_text) for m, rowid in fresh],
+            )
             conn.executemany(
                 "INSERT OR IGNORE INTO memory_tags (namespace, tag, memory_rowid) VALUES (?, ?, ?)",
                 [(namespace, tag, rowid) for m, rowid in fresh for tag in m.tags],
@@ -418,6 +442,7 @@ class MemoriesMixin:
             )
             in_sessions = [rowid for m, rowid in fresh if m.session_id is not None]
             self._refresh_context(conn, namespace, in_sessions, with_neighbors=True)
+            self._promote_if_large(conn, namespace)
             out: list[tuple[MemoryRecord, bool]] = []
             for m in memories:
                 if id(m) in created:
@@ -476,7 +501,7 @@ class MemoriesMixin:
             (to_json(merged), now, rowid),
         )
         conn.execute(
-            f"UPDATE {self._text_table(conn, namespace, create=True)} SET tags = ? WHERE rowid = ?",
+            f"UPDATE {self._text_table(conn, namespace)} SET tags = ? WHERE rowid = ?",
             (" ".join(merged), rowid),
         )
         conn.executemany(
@@ -485,9 +510,7 @@ class MemoriesMixin:
         )
 
     def _unindex_text(self, conn: sqlite3.Connection, namespace: str, rowid: int) -> None:
-        table = self._text_table(conn, namespace)
-        if table is not None:
-            conn.execute(f"DELETE FROM {table} WHERE rowid = ?", (rowid,))
+        conn.execute(f"DELETE FROM {self._text_table(conn, namespace)} WHERE rowid = ?", (rowid,))
         conn.execute("DELETE FROM text_parked WHERE memory_rowid = ?", (rowid,))
         conn.execute("DELETE FROM memory_tags WHERE memory_rowid = ?", (rowid,))
 
@@ -570,7 +593,7 @@ class MemoriesMixin:
                 fts_sets.append("meta = ?")
                 fts_params.append(changes.search_text)
             conn.execute(  # (no row while invalidated: restore makes it again)
-                f"UPDATE {self._text_table(conn, namespace, create=True)} "
+                f"UPDATE {self._text_table(conn, namespace)} "
                 f"SET {', '.join(fts_sets)} WHERE rowid = ?",
                 [*fts_params, row[0]],
             )
@@ -601,7 +624,7 @@ class MemoriesMixin:
             ).fetchall()
             if rows:
                 metas = [(search_texts[memory_id], rowid) for rowid, memory_id in rows]
-                table = self._text_table(conn, namespace, create=True)
+                table = self._text_table(conn, namespace)
                 conn.executemany(f"UPDATE {table} SET meta = ? WHERE rowid = ?", metas)
                 conn.executemany("UPDATE text_parked SET meta = ? WHERE memory_rowid = ?", metas)
             self._refresh_context(conn, namespace, [rowid for rowid, _ in rows])
@@ -646,7 +669,7 @@ class MemoriesMixin:
         if not self.index_neighbors:  # nothing quotes a neighbour (and nothing stale stays)
             updates = [("", rowid) for _, rowid in updates]
         conn.executemany(
-            f"UPDATE {self._text_table(conn, namespace, create=True)} SET ctx = ? WHERE rowid = ?",
+            f"UPDATE {self._text_table(conn, namespace)} SET ctx = ? WHERE rowid = ?",
             updates,
         )
 
@@ -789,10 +812,8 @@ class MemoriesMixin:
 
     def _optimize(self, conn: sqlite3.Connection, namespaces: set[str]) -> None:
         """Merge the text tables of ``namespaces`` (those deleted from) into one segment each."""
-        for namespace in sorted(namespaces):
-            table = self._text_table(conn, namespace)
-            if table is not None:
-                conn.execute(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
+        for table in sorted({self._text_table(conn, namespace) for namespace in namespaces}):
+            conn.execute(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         # a TRUNCATE checkpoint waits for readers of the WAL and holds writers back meanwhile:
@@ -964,8 +985,9 @@ class MemoriesMixin:
                     "UPDATE memory_vectors SET seq = ? + chunk WHERE memory_rowid = ?",
                     (self._next_embedding_seq(conn), row[0]),
                 )
-                unpark_text(conn, self._text_table(conn, namespace, create=True), row[0])
+                unpark_text(conn, self._text_table(conn, namespace), namespace, row[0])
                 self._refresh_context(conn, namespace, [row[0]], with_neighbors=True)
+                self._promote_if_large(conn, namespace)
             found = conn.execute(
                 f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND m.id = ?",
                 (namespace, memory_id),
@@ -1008,23 +1030,25 @@ class MemoriesMixin:
     def memory_text_search(
         self, namespace: str, query: TextQuery, flt: Filter, *, limit: int
     ) -> list[tuple[int, float]]:
-        # The namespace's own FTS5 table: bm25() reads its statistics only (document count,
-        # average length, document frequencies), never another tenant's. It holds live
-        # memories only (see .text), so every match is a candidate.
+        # BM25 over the namespace's own statistics only (never another tenant's): in its own
+        # FTS5 table bm25() reads exactly those; in the shared table (small namespaces, see
+        # .text) it is computed here from them. Either table holds live memories only, so
+        # every match is a candidate.
         #
         # The candidates are bounded as on PostgreSQL: the newest TEXT_CANDIDATES matches
         # (at least ``limit``), found by FTS5 walking the matches newest first; only those
-        # are scored (bm25() runs per returned row). Recall has already dropped the
-        # namespace's commonest terms, so a query reaches the bound only when even its
-        # rarest word is in thousands of memories; below it every match is ranked.
-        match = _fts_match([w for w, s in zip(query.terms, query.stems, strict=False) if w and s])
+        # are scored. Recall has already dropped the namespace's commonest terms, so a query
+        # reaches the bound only when even its rarest word is in thousands of memories;
+        # below it every match is ranked.
+        pairs = [(w, s) for w, s in zip(query.terms, query.stems, strict=False) if w and s]
+        match = _fts_match([w for w, _ in pairs])
         if match is None or limit <= 0:
             return []
         where, params = filter_sql(flt)
-        with self._reader() as conn:
-            t = self._text_table(conn, namespace)
-            if t is None:
-                return []
+        bound = max(limit, TEXT_CANDIDATES)
+        with self._reader() as conn, self._text_snapshot(conn, namespace) as t:
+            if t == SHARED:
+                return self._shared_text_search(conn, namespace, pairs, match, flt, bound, limit)
             if params:  # a filter: each match's row is read to test it
                 found = (
                     # CROSS JOIN keeps FTS5's matches, newest first, as the outer loop
@@ -1032,19 +1056,131 @@ class MemoriesMixin:
                     f"CROSS JOIN memories m ON m.rowid = {t}.rowid WHERE {t} MATCH ? "
                     f"AND m.namespace = ?{where} ORDER BY {t}.rowid DESC LIMIT ?"
                 )
-                args = [match, namespace, *params, max(limit, TEXT_CANDIDATES), limit]
+                args = [match, namespace, *params, bound, limit]
             else:
                 found = (
                     f"SELECT rowid AS doc, bm25({t}, {_BM25_WEIGHTS}) AS bm25 FROM {t} "
                     f"WHERE {t} MATCH ? ORDER BY rowid DESC LIMIT ?"
                 )
-                args = [match, max(limit, TEXT_CANDIDATES), limit]
+                args = [match, bound, limit]
             rows = conn.execute(
                 # bm25() is lower for better matches; ties: newest first
                 f"SELECT doc, -bm25 FROM ({found}) ORDER BY bm25, doc DESC LIMIT ?",
                 args,
             ).fetchall()
         return [(r[0], r[1]) for r in rows]
+
+    @contextmanager
+    def _text_snapshot(self, conn: sqlite3.Connection, namespace: str) -> Iterator[str]:
+        """A read transaction on ``conn`` and the namespace's text table in it (a promotion
+        committed between finding the table and reading it would hide the namespace's rows)."""
+        table = self._text_table(conn, namespace)  # (own tables are kept: no query)
+        conn.execute("BEGIN")
+        try:
+            yield find_text_table(conn, namespace) if table == SHARED else table
+        finally:
+            conn.execute("COMMIT")
+
+    def _shared_text_search(
+        self,
+        conn: sqlite3.Connection,
+        namespace: str,
+        pairs: Sequence[tuple[str, str]],
+        match: str,
+        flt: Filter,
+        bound: int,
+        limit: int,
+    ) -> list[tuple[int, float]]:
+        """The text search of a namespace in the shared table: FTS5 finds its newest matches
+        (the namespace's token in the query bounds the walk by the namespace's rows), BM25 is
+        computed as FTS5's bm25() would in a table of the namespace's live memories alone."""
+        where, params = filter_sql(flt)
+        if params:  # a filter: each match's row is read to test it
+            found = (
+                f"SELECT f.rowid FROM {SHARED} f CROSS JOIN memories m ON m.rowid = f.rowid "
+                f"WHERE {SHARED} MATCH ? AND m.namespace = ?{where} ORDER BY f.rowid DESC LIMIT ?"
+            )
+        else:  # (the check of the namespace only guards against a token collision)
+            found = (
+                f"SELECT f.rowid FROM {SHARED} f WHERE {SHARED} MATCH ? AND EXISTS "
+                "(SELECT 1 FROM memories m INDEXED BY memories_live WHERE m.namespace = ? "
+                "AND m.rowid = f.rowid AND m.invalidated_at IS NULL) ORDER BY f.rowid DESC LIMIT ?"
+            )
+        args = [namespace_match(namespace, match), namespace, *params, bound]
+        matched = [r[0] for r in conn.execute(found, args)]
+        if not matched:
+            return []
+        matched.sort()
+        stems = list(dict.fromkeys(s for _, s in pairs))
+        hits: dict[int, dict[str, float]] = {}
+        for doc, term, weighted in conn.execute(
+            # each term's postings are walked; the range test discards most other documents
+            # before the candidate test probes its list
+            f"SELECT i.doc, i.term, sum({_WEIGHT_SQL}) FROM {instance_vocabulary(conn)} i "
+            "WHERE i.term IN (SELECT value FROM json_each(?1)) AND i.doc >= ?2 AND i.doc <= ?3 "
+            "AND i.doc IN (SELECT value FROM json_each(?4)) GROUP BY i.doc, i.term",
+            (to_json(stems), matched[0], matched[-1], to_json(matched)),
+        ):
+            hits.setdefault(doc, {})[term] = weighted
+        sizes, df = self._shared_stats(conn, namespace, stems)
+        documents = len(sizes)
+        avgdl = sum(sizes.values()) / documents if documents else 1.0
+        # bm25() per phrase (each distinct query word, as the MATCH lists them), in order
+        idf = {}
+        for stem in stems:
+            value = math.log((0.5 + documents - df.get(stem, 0)) / (0.5 + df.get(stem, 0)))
+            idf[stem] = value if value > 0 else 1e-6
+        stem_of: dict[str, str] = {}
+        for word, stem in pairs:
+            stem_of.setdefault(word, stem)
+        phrases = list(stem_of.values())
+        scored = []
+        for doc, per_term in hits.items():
+            score = 0.0
+            norm = _K1 * (1 - _B + _B * sizes.get(doc, 0) / avgdl)
+            for stem in phrases:
+                f = per_term.get(stem, 0.0)
+                score += idf[stem] * ((f * (_K1 + 1.0)) / (f + norm))
+            scored.append((score, doc))
+        scored.sort(reverse=True)  # best first, ties newest first
+        return [(doc, score) for score, doc in scored[:limit]]
+
+    def _shared_stats(
+        self, conn: sqlite3.Connection, namespace: str, stems: Sequence[str]
+    ) -> tuple[dict[int, int], dict[str, int]]:
+        """A namespace of the shared table: its live memories' token counts and the number
+        of them holding each of ``stems`` (cached until it changes)."""
+        stats = self._text_stats(conn, namespace, snapshot=True)
+        sizes = stats.sizes
+        if sizes is None:
+            sizes = {
+                r[0]: text_sizes(r[1])
+                for r in conn.execute(
+                    f"SELECT d.id, d.sz FROM {SHARED}_docsize d WHERE d.id IN (SELECT rowid "
+                    "FROM memories INDEXED BY memories_live WHERE namespace = ? "
+                    "AND invalidated_at IS NULL)",
+                    (namespace,),
+                )
+            }
+            if stats.key is not None and stats.entries() + len(sizes) < stats.MAX_ENTRIES:
+                stats.sizes = sizes
+        df = {t: stats.df[t] for t in stems if t in stats.df}
+        unknown = [t for t in stems if t not in df]
+        if unknown and sizes:
+            docs = sorted(sizes)
+            read = dict(
+                conn.execute(
+                    f"SELECT i.term, count(DISTINCT i.doc) FROM {instance_vocabulary(conn)} i "
+                    "WHERE i.term IN (SELECT value FROM json_each(?1)) AND i.col <> 'ns' "
+                    "AND i.doc >= ?2 AND i.doc <= ?3 "
+                    "AND i.doc IN (SELECT value FROM json_each(?4)) GROUP BY i.term",
+                    (to_json(unknown), docs[0], docs[-1], to_json(docs)),
+                ).fetchall()
+            )
+            for term in unknown:
+                df[term] = int(read.get(term, 0))
+                stats.keep(term, df[term])
+        return sizes, df
 
     def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:
         where, params = filter_sql(flt)
@@ -1065,32 +1201,32 @@ class MemoriesMixin:
         terms = [t for t in dict.fromkeys(stems) if t]
         if not terms:
             return 0, {}
-        with self._reader() as conn:
-            table = self._text_table(conn, namespace)
-            if table is None:
-                return 0, {}
-            stats = self._text_stats(conn, namespace)
-            counts = {t: stats.df[t] for t in terms if t in stats.df}
-            unknown = [t for t in terms if t not in counts]
-            if unknown:
-                # the namespace's table holds its memories only: its vocabulary's document
-                # counts are exactly the namespace's
-                read = dict(
-                    conn.execute(
-                        f"SELECT term, doc FROM {term_vocabulary(conn, table)} WHERE term IN "
-                        "(SELECT value FROM json_each(?))",
-                        (to_json(unknown),),
-                    ).fetchall()
-                )
-                for term in unknown:
-                    counts[term] = int(read.get(term, 0))
-                    stats.keep(term, counts[term])
-            if stats.documents is None:
-                stats.documents = live_documents(conn, table)
+        with self._reader() as conn, self._text_snapshot(conn, namespace) as table:
+            if table == SHARED:
+                sizes, counts = self._shared_stats(conn, namespace, terms)
+                documents = len(sizes)
+            else:
+                stats = self._text_stats(conn, namespace, snapshot=True)
+                counts = {t: stats.df[t] for t in terms if t in stats.df}
+                unknown = [t for t in terms if t not in counts]
+                if unknown:
+                    # the namespace's own table holds its memories only: its vocabulary's
+                    # document counts are exactly the namespace's
+                    read = dict(
+                        conn.execute(
+                            f"SELECT term, doc FROM {term_vocabulary(conn, table)} WHERE term "
+                            "IN (SELECT value FROM json_each(?))",
+                            (to_json(unknown),),
+                        ).fetchall()
+                    )
+                    for term in unknown:
+                        counts[term] = int(read.get(term, 0))
+                        stats.keep(term, counts[term])
+                if stats.documents is None:
+                    stats.documents = live_documents(conn, table)
+                documents = stats.documents
         cap = None if at_most is None else at_most + 1
-        return stats.documents, {
-            t: n if cap is None else min(n, cap) for t, n in counts.items() if n
-        }
+        return documents, {t: n if cap is None else min(n, cap) for t, n in counts.items() if n}
 
     def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:
         where, params = filter_sql(flt)

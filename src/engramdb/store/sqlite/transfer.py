@@ -33,6 +33,7 @@ from ..rows import (
     triple_record,
 )
 from .memories import _count, write_vectors
+from .text import index_text
 
 
 def _versions(rows: Sequence[Sequence[Any]]) -> dict[str, list[MemoryVersion]]:
@@ -60,6 +61,7 @@ class TransferMixin:
     _next_embedding_seq: Any
     _refresh_context: Any
     _text_table: Any
+    _promote_if_large: Any
     index_neighbors: bool
 
     def _reader(self) -> AbstractContextManager[sqlite3.Connection]:
@@ -85,8 +87,7 @@ class TransferMixin:
         with self._reader() as conn:
             conn.execute("BEGIN")  # one snapshot for the page and its history
             try:
-                # (a namespace without a text table has no memories)
-                table = self._text_table(conn, namespace) or "memories_fts"
+                table = self._text_table(conn, namespace)
                 rows = conn.execute(
                     f"SELECT {MEMORY_COLUMNS}, coalesce(f.meta, p.meta, ''), (SELECT v.model "
                     "FROM memory_vectors v WHERE v.memory_rowid = m.rowid AND v.chunk = 0) "
@@ -187,15 +188,15 @@ class TransferMixin:
             parked = [
                 (rowid, i.memory.search_text) for i, rowid in fresh if i.invalidated_at is not None
             ]
-            if live:
-                conn.executemany(
-                    f"INSERT INTO {self._text_table(conn, namespace, create=True)} "
-                    "(rowid, content, tags, meta, ctx) VALUES (?, ?, ?, ?, '')",
-                    [
-                        (rowid, i.memory.content, " ".join(i.memory.tags), i.memory.search_text)
-                        for i, rowid in live
-                    ],
-                )
+            index_text(
+                conn,
+                self._text_table(conn, namespace),
+                namespace,
+                [
+                    (rowid, i.memory.content, " ".join(i.memory.tags), i.memory.search_text)
+                    for i, rowid in live
+                ],
+            )
             conn.executemany(  # an invalidated one is indexed again when restored
                 "INSERT OR REPLACE INTO text_parked (memory_rowid, meta) VALUES (?, ?)",
                 parked,
@@ -232,6 +233,7 @@ class TransferMixin:
             in_sessions = [rowid for i, rowid in fresh if i.memory.session_id is not None]
             self._refresh_context(conn, namespace, in_sessions, with_neighbors=True)
             _count(conn, namespace, memories=len(fresh))
+            self._promote_if_large(conn, namespace)
         return created
 
     # -- triples ---------------------------------------------------------------------------
