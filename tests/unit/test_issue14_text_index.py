@@ -61,8 +61,8 @@ def test_issue14_fts_text_search_is_one_query_of_the_namespaces_table(
 ) -> None:
     """Without a filter the search is one FTS5 query of the namespace's table. Its own table:
     the matches are never checked against the memories table (it holds live memories only).
-    The shared table: the query names the namespace's token, so FTS5 walks the namespace's
-    matches only (each checked in the narrow index: a token could collide)."""
+    The shared table: the queries name the namespace's token, so FTS5 walks the namespace's
+    matches only (the candidates checked in the narrow index: a token could collide)."""
     monkeypatch.setattr(text, "OWN_TABLE_AT", 1 if own else 10**9)
     store = SQLiteStore(tmp_path / "engram.db")
     seen: list[str] = []
@@ -81,11 +81,11 @@ def test_issue14_fts_text_search_is_one_query_of_the_namespaces_table(
                 conn.set_trace_callback(None)
         assert len(found) == 3
         searches = [s for s in seen if " MATCH " in s and not s.startswith("-- ")]
-        assert len(searches) == 1
         if own:
-            assert "memories" not in searches[0]
-        else:
-            assert f'ns : "{namespace_token("default")}" AND' in searches[0]
+            assert len(searches) == 1 and "memories" not in searches[0]
+        else:  # the candidates, then each word's frequencies: all in the namespace's rows
+            assert len(searches) == 2
+            assert all(f'ns : "{namespace_token("default")}" AND' in s for s in searches)
             with store._read() as conn:
                 plan = " ".join(str(r) for r in conn.execute("EXPLAIN QUERY PLAN " + searches[0]))
             assert "memories_live" in plan

@@ -10,11 +10,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from engramdb import Memory, open_store
 from engramdb.filters import Filter
 from engramdb.search.query import index_stem, text_query
 from engramdb.store.base import TextQuery
-from engramdb.store.sqlite import SQLiteStore
+from engramdb.store.sqlite import SQLiteStore, text
 
 WORDS = "apple banana pear cinnamon sweet story river stone music garden light winter".split()
 QUERIES = ["apple banana", "sweet pear story", "winter light", "music", "stone river garden"]
@@ -110,9 +112,12 @@ def statements(store: SQLiteStore) -> Iterator[list[str]]:
         conn.set_trace_callback(None)
 
 
+@pytest.mark.parametrize("own", [True, False])
 def test_issue14_stats_are_recomputed_only_after_a_write_to_the_namespace(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own: bool
 ) -> None:
+    """In a table of its own or in the shared table (issue 14, migration 16)."""
+    monkeypatch.setattr(text, "OWN_TABLE_AT", 1 if own else 10**9)
     store = open_store(tmp_path / "data")
     assert isinstance(store, SQLiteStore)
     mem = Memory(store, embedder=None)
@@ -127,8 +132,10 @@ def test_issue14_stats_are_recomputed_only_after_a_write_to_the_namespace(
                 store.memory_text_search(
                     "a", TextQuery((), tuple(stems)), Filter.parse(None), limit=10
                 )
-            # the namespace's document counts: its vocabulary and its row count
-            return [s for s in seen if "_terms" in s or "_data WHERE id = 1" in s]
+            # the namespace's document counts: its vocabulary and its row count (own table),
+            # its rows' sizes and the counts of its matches (shared table)
+            marks = ("_terms", "_data WHERE id = 1", "_docsize", "count(*) FROM memories_fts")
+            return [s for s in seen if any(mark in s for mark in marks)]
 
         assert counting_queries()  # the first time: counted
         assert counting_queries() == []  # unchanged: nothing counted again

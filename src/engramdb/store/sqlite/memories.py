@@ -64,6 +64,7 @@ from .text import (
     namespace_match,
     park_text,
     promote,
+    table_totals,
     term_vocabulary,
     text_sizes,
     unpark_text,
@@ -113,6 +114,12 @@ TEXT_STATS_NAMESPACES = 1_024
 TEXT_STATS_ENTRIES = 1_000_000
 """... and entries they keep in all (about 100 bytes each)."""
 _TEXT_STATS_LOCK = threading.Lock()
+
+
+def _idf(documents: int, holding: int) -> float:
+    """A term's inverse document frequency as FTS5's bm25() computes it."""
+    value = math.log((documents - holding + 0.5) / (holding + 0.5))
+    return value if value > 0 else 1e-6
 
 
 def _fts_match(words: Sequence[str]) -> str | None:
@@ -1107,49 +1114,68 @@ class MemoriesMixin:
                 "AND m.rowid = f.rowid AND m.invalidated_at IS NULL) ORDER BY f.rowid DESC LIMIT ?"
             )
         args = [namespace_match(namespace, match), namespace, *params, bound]
-        matched = [r[0] for r in conn.execute(found, args)]
-        if not matched:
+        candidates = {r[0] for r in conn.execute(found, args)}
+        if not candidates:
             return []
-        matched.sort()
-        stems = list(dict.fromkeys(s for _, s in pairs))
-        hits: dict[int, dict[str, float]] = {}
-        for doc, term, weighted in conn.execute(
-            # each term's postings are walked; the range test discards most other documents
-            # before the candidate test probes its list
-            f"SELECT i.doc, i.term, sum({_WEIGHT_SQL}) FROM {instance_vocabulary(conn)} i "
-            "WHERE i.term IN (SELECT value FROM json_each(?1)) AND i.doc >= ?2 AND i.doc <= ?3 "
-            "AND i.doc IN (SELECT value FROM json_each(?4)) GROUP BY i.doc, i.term",
-            (to_json(stems), matched[0], matched[-1], to_json(matched)),
-        ):
-            hits.setdefault(doc, {})[term] = weighted
-        sizes, df = self._shared_stats(conn, namespace, stems)
-        documents = len(sizes)
-        avgdl = sum(sizes.values()) / documents if documents else 1.0
-        # bm25() per phrase (each distinct query word, as the MATCH lists them), in order
-        idf = {}
-        for stem in stems:
-            value = math.log((0.5 + documents - df.get(stem, 0)) / (0.5 + df.get(stem, 0)))
-            idf[stem] = value if value > 0 else 1e-6
+        # bm25() per phrase: each distinct query word (as the MATCH lists them), in order
         stem_of: dict[str, str] = {}
         for word, stem in pairs:
             stem_of.setdefault(word, stem)
-        phrases = list(stem_of.values())
+        sizes = self._shared_sizes(conn, namespace)
+        stats = self._text_stats(conn, namespace, snapshot=True)
+        # Each word's weighted frequency in each candidate, read back from FTS5's bm25() of
+        # the word alone in the namespace (the token's column weighs 0): that score is a
+        # known function of the frequency and of the whole table's statistics (its row and
+        # token counts, the word's document count, the row's length), so it inverts exactly.
+        # Each query walks the namespace's matches of the word only (the AND with its
+        # token), and also counts them: the word's document count in the namespace.
+        table_rows, table_tokens = table_totals(conn, SHARED)
+        global_df = dict(
+            conn.execute(
+                f"SELECT term, doc FROM {term_vocabulary(conn, SHARED)} WHERE term IN "
+                "(SELECT value FROM json_each(?))",
+                (to_json(list(set(stem_of.values()))),),
+            ).fetchall()
+        )
+        avgdl_all = table_tokens / table_rows if table_rows else 1.0
+        token = namespace_match(namespace)
+        hits: dict[int, dict[str, float]] = {}
+        df: dict[str, int] = {}
+        for word, stem in stem_of.items():
+            rows = conn.execute(
+                f"SELECT rowid, -bm25({SHARED}, {_BM25_WEIGHTS}, 0.0) FROM {SHARED} "
+                f"WHERE {SHARED} MATCH ?",
+                (f"{token} AND {_fts_match([word])}",),
+            ).fetchall()
+            df[stem] = len(rows)
+            idf_all = _idf(table_rows, int(global_df.get(stem, 0)))
+            for doc, score in rows:
+                if doc in candidates:
+                    # the row's length there counts the token (one word) too
+                    norm = _K1 * (1 - _B + _B * (sizes.get(doc, 0) + 1) / avgdl_all)
+                    share = score / (idf_all * (_K1 + 1.0))
+                    # (rounded: column weights have few decimals, and the last bits of the
+                    # inversion must not depend on other tenants' statistics)
+                    hits.setdefault(doc, {})[stem] = round(share * norm / (1 - share), 6)
+        for stem, count in df.items():
+            stats.keep(stem, count)
+        documents = len(sizes)
+        avgdl = sum(sizes.values()) / documents if documents else 1.0
+        idf = {stem: _idf(documents, count) for stem, count in df.items()}
         scored = []
         for doc, per_term in hits.items():
             score = 0.0
             norm = _K1 * (1 - _B + _B * sizes.get(doc, 0) / avgdl)
-            for stem in phrases:
+            for stem in stem_of.values():
                 f = per_term.get(stem, 0.0)
                 score += idf[stem] * ((f * (_K1 + 1.0)) / (f + norm))
             scored.append((score, doc))
         scored.sort(reverse=True)  # best first, ties newest first
         return [(doc, score) for score, doc in scored[:limit]]
 
-    def _shared_stats(
-        self, conn: sqlite3.Connection, namespace: str, stems: Sequence[str]
-    ) -> tuple[dict[int, int], dict[str, int]]:
-        """A namespace of the shared table: its live memories' token counts and the number
-        of them holding each of ``stems`` (cached until it changes)."""
+    def _shared_sizes(self, conn: sqlite3.Connection, namespace: str) -> dict[int, int]:
+        """A namespace of the shared table: its live memories' token counts (cached until it
+        changes)."""
         stats = self._text_stats(conn, namespace, snapshot=True)
         sizes = stats.sizes
         if sizes is None:
@@ -1164,9 +1190,30 @@ class MemoriesMixin:
             }
             if stats.key is not None and stats.entries() + len(sizes) < stats.MAX_ENTRIES:
                 stats.sizes = sizes
+        return sizes
+
+    def _shared_stats(
+        self, conn: sqlite3.Connection, namespace: str, stems: Sequence[str]
+    ) -> tuple[dict[int, int], dict[str, int]]:
+        """A namespace of the shared table: its live memories' token counts and the number
+        of them holding each of ``stems`` (cached until it changes)."""
+        from ...search.query import index_stem
+
+        sizes = self._shared_sizes(conn, namespace)
+        stats = self._text_stats(conn, namespace, snapshot=True)
         df = {t: stats.df[t] for t in stems if t in stats.df}
         unknown = [t for t in stems if t not in df]
-        if unknown and sizes:
+        token = namespace_match(namespace)
+        walk = []
+        for term in unknown:
+            if index_stem(term) == term:  # the tokenizer leaves it as it is: FTS5 counts
+                (df[term],) = conn.execute(
+                    f"SELECT count(*) FROM {SHARED} WHERE {SHARED} MATCH ?",
+                    (f"{token} AND {_fts_match([term])}",),
+                ).fetchone()
+            else:  # (a stem the stemmer would change again: its postings are walked)
+                walk.append(term)
+        if walk and sizes:
             docs = sorted(sizes)
             read = dict(
                 conn.execute(
@@ -1174,12 +1221,14 @@ class MemoriesMixin:
                     "WHERE i.term IN (SELECT value FROM json_each(?1)) AND i.col <> 'ns' "
                     "AND i.doc >= ?2 AND i.doc <= ?3 "
                     "AND i.doc IN (SELECT value FROM json_each(?4)) GROUP BY i.term",
-                    (to_json(unknown), docs[0], docs[-1], to_json(docs)),
+                    (to_json(walk), docs[0], docs[-1], to_json(docs)),
                 ).fetchall()
             )
-            for term in unknown:
+            for term in walk:
                 df[term] = int(read.get(term, 0))
-                stats.keep(term, df[term])
+        for term in unknown:
+            df[term] = int(df.get(term, 0))
+            stats.keep(term, df[term])
         return sizes, df
 
     def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:

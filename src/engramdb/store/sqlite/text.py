@@ -77,9 +77,12 @@ def namespace_token(namespace: str) -> str:
     return "n" + digest.hexdigest()
 
 
-def namespace_match(namespace: str, terms: str) -> str:
-    """A MATCH expression for the ``terms`` expression in the namespace's shared rows."""
-    return f'ns : "{namespace_token(namespace)}" AND {{{" ".join(TEXT_COLUMNS)}}} : ({terms})'
+def namespace_match(namespace: str, terms: str = "") -> str:
+    """A MATCH expression for the ``terms`` expression in the namespace's shared rows (the
+    namespace's rows only without terms). (A term equal to a token would match the token's
+    column too: such a row weighs nothing there.)"""
+    only = f'ns : "{namespace_token(namespace)}"'
+    return f"{only} AND ({terms})" if terms else only
 
 
 def own_text_table(conn: sqlite3.Connection, namespace: str) -> str | None:
@@ -215,15 +218,26 @@ def instance_vocabulary(conn: sqlite3.Connection) -> str:
     return f"temp.{SHARED}_instance"
 
 
-def live_documents(conn: sqlite3.Connection, table: str) -> int:
-    """The rows of ``table``, as bm25() counts them: the first varint of FTS5's "averages"
-    record (row 1 of its data table), which every write keeps current."""
+def table_totals(conn: sqlite3.Connection, table: str) -> tuple[int, int]:
+    """The rows of ``table`` and their tokens over every column, as bm25() reads them: FTS5's
+    "averages" record (row 1 of its data table: varints, the row count then each column's
+    token count), which every write keeps current."""
     row = conn.execute(f"SELECT block FROM {table}_data WHERE id = 1").fetchone()
-    value = 0
-    for used, byte in enumerate(bytes(row[0]) if row else b""):
-        if used == 8:  # the ninth byte of a SQLite varint carries 8 bits
-            return (value << 8) | byte
-        value = (value << 7) | (byte & 0x7F)
-        if not byte & 0x80:
-            break
-    return value
+    values: list[int] = []
+    value, used = 0, 0
+    for byte in bytes(row[0]) if row else b"":
+        used += 1
+        if used == 9:  # the ninth byte of a SQLite varint carries 8 bits
+            values.append((value << 8) | byte)
+            value, used = 0, 0
+        elif byte & 0x80:
+            value = (value << 7) | (byte & 0x7F)
+        else:
+            values.append((value << 7) | byte)
+            value, used = 0, 0
+    return (values[0], sum(values[1:])) if values else (0, 0)
+
+
+def live_documents(conn: sqlite3.Connection, table: str) -> int:
+    """The rows of ``table``, as bm25() counts them."""
+    return table_totals(conn, table)[0]
