@@ -1098,37 +1098,21 @@ class MemoriesMixin:
         bound: int,
         limit: int,
     ) -> list[tuple[int, float]]:
-        """The text search of a namespace in the shared table: FTS5 finds its newest matches
-        (the namespace's token in the query bounds the walk by the namespace's rows), BM25 is
+        """The text search of a namespace in the shared table: FTS5 finds its matches (the
+        namespace's token in each query bounds the walk by the namespace's rows), BM25 is
         computed as FTS5's bm25() would in a table of the namespace's live memories alone."""
-        where, params = filter_sql(flt)
-        if params:  # a filter: each match's row is read to test it
-            found = (
-                f"SELECT f.rowid FROM {SHARED} f CROSS JOIN memories m ON m.rowid = f.rowid "
-                f"WHERE {SHARED} MATCH ? AND m.namespace = ?{where} ORDER BY f.rowid DESC LIMIT ?"
-            )
-        else:  # (the check of the namespace only guards against a token collision)
-            found = (
-                f"SELECT f.rowid FROM {SHARED} f WHERE {SHARED} MATCH ? AND EXISTS "
-                "(SELECT 1 FROM memories m INDEXED BY memories_live WHERE m.namespace = ? "
-                "AND m.rowid = f.rowid AND m.invalidated_at IS NULL) ORDER BY f.rowid DESC LIMIT ?"
-            )
-        args = [namespace_match(namespace, match), namespace, *params, bound]
-        candidates = {r[0] for r in conn.execute(found, args)}
-        if not candidates:
-            return []
+        sizes = self._shared_sizes(conn, namespace)  # (its live rows: no other tenant's)
+        stats = self._text_stats(conn, namespace, snapshot=True)
         # bm25() per phrase: each distinct query word (as the MATCH lists them), in order
         stem_of: dict[str, str] = {}
         for word, stem in pairs:
             stem_of.setdefault(word, stem)
-        sizes = self._shared_sizes(conn, namespace)
-        stats = self._text_stats(conn, namespace, snapshot=True)
-        # Each word's weighted frequency in each candidate, read back from FTS5's bm25() of
-        # the word alone in the namespace (the token's column weighs 0): that score is a
+        # Each word's weighted frequency in each match, read back from FTS5's bm25() of the
+        # word alone in the namespace's rows (the token's column weighs 0): that score is a
         # known function of the frequency and of the whole table's statistics (its row and
         # token counts, the word's document count, the row's length), so it inverts exactly.
         # Each query walks the namespace's matches of the word only (the AND with its
-        # token), and also counts them: the word's document count in the namespace.
+        # token); their number is the word's document count in the namespace.
         table_rows, table_tokens = table_totals(conn, SHARED)
         global_df = dict(
             conn.execute(
@@ -1139,33 +1123,49 @@ class MemoriesMixin:
         )
         avgdl_all = table_tokens / table_rows if table_rows else 1.0
         token = namespace_match(namespace)
-        hits: dict[int, dict[str, float]] = {}
-        df: dict[str, int] = {}
+        found: dict[str, list[tuple[int, float]]] = {}
         for word, stem in stem_of.items():
-            rows = conn.execute(
-                f"SELECT rowid, -bm25({SHARED}, {_BM25_WEIGHTS}, 0.0) FROM {SHARED} "
-                f"WHERE {SHARED} MATCH ?",
-                (f"{token} AND {_fts_match([word])}",),
-            ).fetchall()
-            df[stem] = len(rows)
+            found[stem] = [
+                (doc, score)
+                for doc, score in conn.execute(
+                    f"SELECT rowid, -bm25({SHARED}, {_BM25_WEIGHTS}, 0.0) FROM {SHARED} "
+                    f"WHERE {SHARED} MATCH ?",
+                    (f"{token} AND {_fts_match([word])}",),
+                )
+                if doc in sizes
+            ]
+        where, params = filter_sql(flt)
+        if params:  # a filter: the newest matches that pass it (each match's row is read)
+            candidates = {
+                r[0]
+                for r in conn.execute(
+                    f"SELECT f.rowid FROM {SHARED} f CROSS JOIN memories m ON m.rowid = f.rowid "
+                    f"WHERE {SHARED} MATCH ? AND m.namespace = ?{where} "
+                    "ORDER BY f.rowid DESC LIMIT ?",
+                    [namespace_match(namespace, match), namespace, *params, bound],
+                )
+            }
+        else:  # the newest matches
+            candidates = set(sorted({doc for rows in found.values() for doc, _ in rows})[-bound:])
+        hits: dict[int, dict[str, float]] = {}
+        for stem, rows in found.items():
+            stats.keep(stem, len(rows))
             idf_all = _idf(table_rows, int(global_df.get(stem, 0)))
             for doc, score in rows:
                 if doc in candidates:
                     # the row's length there counts the token (one word) too
-                    norm = _K1 * (1 - _B + _B * (sizes.get(doc, 0) + 1) / avgdl_all)
+                    norm = _K1 * (1 - _B + _B * (sizes[doc] + 1) / avgdl_all)
                     share = score / (idf_all * (_K1 + 1.0))
                     # (rounded: column weights have few decimals, and the last bits of the
                     # inversion must not depend on other tenants' statistics)
                     hits.setdefault(doc, {})[stem] = round(share * norm / (1 - share), 6)
-        for stem, count in df.items():
-            stats.keep(stem, count)
         documents = len(sizes)
         avgdl = sum(sizes.values()) / documents if documents else 1.0
-        idf = {stem: _idf(documents, count) for stem, count in df.items()}
+        idf = {stem: _idf(documents, len(rows)) for stem, rows in found.items()}
         scored = []
         for doc, per_term in hits.items():
             score = 0.0
-            norm = _K1 * (1 - _B + _B * sizes.get(doc, 0) / avgdl)
+            norm = _K1 * (1 - _B + _B * sizes[doc] / avgdl)
             for stem in stem_of.values():
                 f = per_term.get(stem, 0.0)
                 score += idf[stem] * ((f * (_K1 + 1.0)) / (f + norm))
