@@ -10,8 +10,8 @@ table (values store-assigned in each database are left out, as noted):
 - ``memories``: every column except ``rowid`` and the embedding sequence, with the order of
   insertion (memories listed by rowid).
 - the text index: content, tags, metadata text and session context of each memory (the
-  columns of SQLite's per-namespace FTS5 tables; PostgreSQL's ``tag_text``/``search_text``/
-  ``context_text``).
+  columns of SQLite's FTS5 tables, shared and per namespace; PostgreSQL's ``tag_text``/
+  ``search_text``/``context_text``).
 - ``memory_tags`` (by memory id, not rowid), ``memory_users``, ``memory_history``.
 - ``triples``: every column except ``rowid``, in insertion order.
 
@@ -59,12 +59,15 @@ def dump_sqlite(path: Path) -> dict[str, Any]:
                 "FROM memory_vectors v JOIN memories m ON m.rowid = v.memory_rowid "
                 "ORDER BY m.rowid, v.chunk"
             ),
-            text=[  # each namespace's own full-text table
+            text=[  # the shared full-text table, and each large namespace's own
                 row
-                for (number,) in rows("SELECT id FROM text_tables")
+                for table in [
+                    "memories_fts",
+                    *(f"fts_{n}" for (n,) in rows("SELECT id FROM text_tables")),
+                ]
                 for row in rows(
                     "SELECT m.id, f.content, f.tags, f.meta, f.ctx FROM memories m "
-                    f"JOIN fts_{number} f ON f.rowid = m.rowid"
+                    f"JOIN {table} f ON f.rowid = m.rowid"
                 )
             ],
             tags=rows(
