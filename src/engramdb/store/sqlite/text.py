@@ -6,15 +6,18 @@ holds several tenants it would tell one tenant how common a word is in the other
 namespace (``OWN_TABLE_AT`` live memories or more) therefore has an FTS5 table of its own
 (``fts_<number>``, registered in ``text_tables``): bm25() there reads the namespace's
 statistics only, and the text search is one FTS5 query. Small namespaces share
-``memories_fts``, whose ``ns`` column holds a token naming the namespace: a search matches
-``ns : <token> AND (<terms>)``, so its cost is bounded by the namespace's own rows, and BM25 is
-computed in Python from the namespace's own statistics (see ``SQLiteStore.memory_text_search``),
-the same formula and column weights as bm25(). Both give a namespace the same scores.
+``memories_fts``, whose ``ns`` column holds a token naming the namespace: a search runs one
+``ns : <token> AND "<word>"`` query per word, so FTS5 walks the namespace's matches only, reads
+each word's frequency in each match back from that query's bm25(), and computes BM25 in Python
+from the namespace's own statistics (see ``SQLiteStore.memory_text_search``): the same formula
+and column weights as bm25(). Both layouts give a namespace the same scores (to 1e-9).
 
 Why not a table for every namespace: each FTS5 table is six schema entries. With thousands of
 small tenants every new connection parses them all, and each new table bumps the schema cookie
-so every other connection parses them again. Measured (1,000 namespaces x 50 memories): a new
-connection's first query went from 90-270 ms to about 1 ms with the shared table.
+so every other connection parses them again (measured with 1,000 namespaces of 50 memories and
+one of 20,000: a new connection's first query 259 ms with a table each, 1.2 ms in this layout;
+another connection's next query after the first write to a new namespace: 411 ms against
+0.03 ms).
 
 A namespace is promoted, in the write transaction whose rows make it reach ``OWN_TABLE_AT``
 (insert, import, restore): its rows move to its own table. It is never demoted (a namespace
@@ -44,13 +47,16 @@ TOKENIZE = "porter unicode61 remove_diacritics 2"
 SHARED = "memories_fts"
 """The table of every namespace below ``OWN_TABLE_AT`` live memories."""
 
-OWN_TABLE_AT = 2_000
-"""Live memories at which a namespace gets a table of its own. Measured (bench/scale.py
-``--layout``, text lane p50, 2 cores): below ~2,000 memories the shared table's search (FTS5
-match bounded by the namespace token, BM25 in Python over its few postings) costs about what
-the own table's does; above, the Python BM25 grows with the namespace and the own table wins.
-Small enough that a namespace's statistics are cheap to read, large enough that a store of
-thousands of small tenants keeps a small schema."""
+OWN_TABLE_AT = 1_000
+"""Live memories at which a namespace gets a table of its own. Measured (``python -m
+bench.scale --layout``, results/scale_layout.md; text recall p50 of one namespace among 200
+small tenants, 2 cores): its own table is faster at every size (600 memories: 2.5 against
+6.2 ms in the shared table; 1,000: 3.1 against 8.0 ms; 2,000: 3.8 against 11.3 ms), while
+each own table adds six schema entries that every new connection parses, and creating one makes
+every other connection parse the schema again (1,000 small tenants with a table each: a new
+connection's first query 259 ms against 1.2 ms in the shared table). 1,000 keeps the shared
+table's cost within about 5 ms and 2.6x of the own table's, and a store at most one own
+table per 1,000 memories."""
 
 SHARED_TABLE = f"""CREATE VIRTUAL TABLE IF NOT EXISTS {SHARED} USING fts5(
     {", ".join(TEXT_COLUMNS)}, ns, tokenize = '{TOKENIZE}')"""
