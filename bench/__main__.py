@@ -24,14 +24,23 @@ OPT_IN = ["extraction_quality"]
 
 
 def main(argv: list[str]) -> None:
+    """Each name runs its benchmark; what follows a name up to the next name
+    (``locomo --time --embedder minilm-l3``) is that benchmark's own arguments, seen by it as
+    ``sys.argv[1:]``."""
     if "--quick" in argv:  # the benchmarks that have a quick subset read this
         os.environ["ENGRAMDB_BENCH_QUICK"] = "1"
         argv = [a for a in argv if a != "--quick"]
-    for name in argv or BENCHMARKS:
-        if name not in BENCHMARKS + OPT_IN:
-            raise SystemExit(
-                f"unknown benchmark {name!r}; choose from {', '.join(BENCHMARKS + OPT_IN)}"
-            )
+    names = BENCHMARKS + OPT_IN
+    runs: list[tuple[str, list[str]]] = []
+    for arg in argv:
+        if arg in names:
+            runs.append((arg, []))
+        elif runs and (arg.startswith("-") or runs[-1][1]):  # an option, or its value
+            runs[-1][1].append(arg)
+        else:
+            raise SystemExit(f"unknown benchmark {arg!r}; choose from {', '.join(names)}")
+    for name, options in runs or [(name, []) for name in BENCHMARKS]:
+        sys.argv = [f"bench.{name}", *options]
         importlib.import_module(f"bench.{name}").main()
 
 

@@ -43,6 +43,7 @@ from bench.common import (
 )
 from engramdb import Memory, RecallSettings, open_store
 from engramdb.embed import Embedder, resolve_embedder
+from engramdb.embed.chunking import chunk_spans
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "locomo10.json"
 CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop"}
@@ -159,6 +160,11 @@ class MemoEmbedder:
         if text not in self.queries:
             self.queries[text] = self.inner.embed_query(text)
         return self.queries[text]
+
+    def chunk_spans(self, text: str) -> list[tuple[int, int]]:
+        """The inner embedder's chunks: without this the cache would hide them, and every
+        memory would be embedded whole (a long document cut to the model's window)."""
+        return chunk_spans(self.inner, text)
 
 
 def documents(conversation: dict[str, Any]) -> Iterator[dict[str, Any]]:
@@ -459,7 +465,8 @@ TIME_VARIANTS: dict[str, dict[str, Any]] = {
     "boost, no grace after the window": {"time_grace_days": 0.0},
     "boost, window words out of the lanes": {"time_strip": True},
     "boost, no first/latest order": {"order_weight": 0.0},
-    "boost, weight 1.0": {"time_weight": 1.0},
+    "boost, weight 0.5": {"time_weight": 0.5},
+    "boost, weight 2.0": {"time_weight": 2.0},
     "boost, weight 0.25": {"time_weight": 0.25},
     "boost, grace 14 days": {"time_grace_days": 14.0},
 }

@@ -23,7 +23,9 @@ measured for ``ENGRAMDB_BENCH_SECONDS`` (30) seconds: requests/s counts the succ
 started in the window; latency percentiles are over them; non-2xx answers and exceptions are
 errors. All recall phases run before any remember phase, so recalls see exactly 100k memories.
 The generator shares the machine's cores with the server (and PostgreSQL): the CPU each used
-during the window is measured from ``/proc`` and reported beside the figures.
+during the window is measured from ``/proc`` and reported beside the figures, with the server
+threads' context switches per request (threads waking each other for the GIL: the
+contention of issue 14, which a noisy machine's req/s hides).
 
 Finally each endpoint is timed one request at a time, three ways, on the same store: the
 library call alone (``Memory.recall`` / ``remember_many``), the ASGI app in this process (no
@@ -115,12 +117,11 @@ def words(name: str) -> list[str]:
 # -- CPU accounting -------------------------------------------------------------------------
 
 
-def cpu_seconds(roots: list[int]) -> float:
-    """User + system CPU seconds of the processes ``roots`` and all their descendants (Linux
-    ``/proc``; 0.0 elsewhere)."""
-    tick = os.sysconf("SC_CLK_TCK")
+def _processes(roots: list[int]) -> dict[int, list[int]]:
+    """``/proc/<pid>/stat`` fields (after the name) of the processes ``roots`` and all their
+    descendants, by pid (Linux; empty elsewhere)."""
     parent: dict[int, int] = {}
-    used: dict[int, int] = {}
+    stats: dict[int, list[int]] = {}
     for entry in Path("/proc").glob("[0-9]*"):
         try:
             raw = (entry / "stat").read_text()
@@ -128,19 +129,44 @@ def cpu_seconds(roots: list[int]) -> float:
             continue
         fields = raw[raw.rindex(")") + 2 :].split()  # after "pid (comm) ": state, ppid, ...
         pid = int(entry.name)
-        parent[pid], used[pid] = int(fields[1]), int(fields[11]) + int(fields[12])
+        parent[pid] = int(fields[1])
+        stats[pid] = [int(f) if f.lstrip("-").isdigit() else 0 for f in fields]
     children: dict[int, list[int]] = defaultdict(list)
     for pid, ppid in parent.items():
         children[ppid].append(pid)
-    total, todo, seen = 0, list(roots), set()
+    found: dict[int, list[int]] = {}
+    todo = list(roots)
     while todo:
         pid = todo.pop()
-        if pid in seen or pid not in used:
+        if pid in found or pid not in stats:
             continue
-        seen.add(pid)
-        total += used[pid]
+        found[pid] = stats[pid]
         todo += children[pid]
-    return total / tick
+    return found
+
+
+def cpu_seconds(roots: list[int]) -> float:
+    """User + system CPU seconds of the processes ``roots`` and all their descendants (Linux
+    ``/proc``; 0.0 elsewhere)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    return sum(f[11] + f[12] for f in _processes(roots).values()) / tick
+
+
+def context_switches(roots: list[int]) -> int:
+    """Context switches so far (voluntary and not) of every thread of the processes ``roots``
+    and their descendants (Linux ``/proc``; 0 elsewhere): threads handing the GIL back and
+    forth show here, as switches per request."""
+    total = 0
+    for pid in _processes(roots):
+        for task in Path(f"/proc/{pid}/task").glob("[0-9]*"):
+            try:
+                status = (task / "status").read_text()
+            except OSError:
+                continue
+            total += sum(
+                int(line.split()[1]) for line in status.splitlines() if "ctxt_switches:" in line
+            )
+    return total
 
 
 # -- the load generator (runs in its own process) -------------------------------------------
@@ -266,6 +292,7 @@ def phase(
         return {
             "server": cpu_seconds([server.process.pid]),  # type: ignore[union-attr]
             "db": cpu_seconds([db_pid]) if db_pid else 0.0,
+            "switches": context_switches([server.process.pid]),  # type: ignore[union-attr]
         }
 
     with Progress(console=console, transient=True) as progress:
@@ -301,6 +328,9 @@ def phase(
         "server_cpu": round((cpu1["server"] - cpu0["server"]) / seconds, 2),
         "db_cpu": round((cpu1["db"] - cpu0["db"]) / seconds, 2) if db_pid else None,
         "loadgen_cpu": round(result["cpu"], 2),
+        "switches_per_request": round(
+            (cpu1["switches"] - cpu0["switches"]) / max(1, len(samples) + sum(errors.values()))
+        ),
         "error_messages": errors,
     }
 
@@ -625,7 +655,8 @@ def _line(row: dict[str, Any]) -> str:
         f"p50 {row['p50_ms']:.1f} / p95 {row['p95_ms']:.1f} / "
         f"p99 {row['p99_ms']:.1f} ms, {row['errors']} errors; CPU cores: server "
         f"{row['server_cpu']:.2f}, db {row['db_cpu'] or 0:.2f}, load generator "
-        f"{row['loadgen_cpu']:.2f}"
+        f"{row['loadgen_cpu']:.2f}; server context switches per request "
+        f"{row.get('switches_per_request', '–')}"
     )
 
 
@@ -663,6 +694,7 @@ def report(payload: dict[str, Any], directory: Path = RESULTS) -> None:
             "p99 ms",
             "errors",
             "CPU srv/db/gen",
+            "ctx sw/req",
         ],
         [
             [
@@ -679,6 +711,7 @@ def report(payload: dict[str, Any], directory: Path = RESULTS) -> None:
                 f"{r['server_cpu']:.2f}/"
                 + ("–" if r["db_cpu"] is None else f"{r['db_cpu']:.2f}")
                 + f"/{r['loadgen_cpu']:.2f}",
+                str(r.get("switches_per_request", "–")),
             ]
             for r in payload["rows"]
         ],
@@ -707,8 +740,10 @@ def _notes(payload: dict[str, Any]) -> str:
         f"(1,000 per request; {preload}); all recall phases ran before the remember phases. "
         "CPU srv/db/gen: cores used during the window by the engramdb server (all its worker "
         "processes), by PostgreSQL, and by the load generator — all on the same "
-        f"{os.cpu_count()}-core machine. PostgreSQL 18 + pgvector on loopback with durable "
-        "defaults (fsync, synchronous_commit on). Reproduce: `.venv/bin/python -m bench server`.",
+        f"{os.cpu_count()}-core machine. ctx sw/req: context switches of the server's threads "
+        "per request (threads waking each other for the GIL show here). PostgreSQL 18 + "
+        "pgvector on loopback with durable defaults (fsync, synchronous_commit on). "
+        "Reproduce: `.venv/bin/python -m bench server`.",
     ]
     if payload.get("uvicorn_workers_nagle"):
         lines.append(

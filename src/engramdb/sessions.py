@@ -122,7 +122,21 @@ class Session:
         self.session_id = check_id("session_id", session_id)
         self.namespace = check_id("namespace", namespace)
         self.session_settings = coerce_session_settings(session_settings)
+        self._owns_store = not isinstance(store, Store)
         self.store = resolve_store(store)
+
+    def close(self) -> None:
+        """Close the store this session opened (from a path or URL: its connections, a
+        PostgreSQL pool). A :class:`~engramdb.store.Store` passed in belongs to the caller
+        and stays open."""
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> Session:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _limit(self, limit: int | None) -> int | None:
         return resolve_limit(limit, self.session_settings)
@@ -273,6 +287,17 @@ class AsyncSession:
         self.namespace = self._sync.namespace
         self.store = self._sync.store
         self.session_settings = self._sync.session_settings
+
+    def close(self) -> None:
+        """Close the store this session opened (see :meth:`Session.close`); synchronous, as
+        the Agents SDK's ``SQLiteSession.close``."""
+        self._sync.close()
+
+    async def __aenter__(self) -> AsyncSession:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
 
     def _limit(self, limit: int | None) -> int | None:
         return resolve_limit(limit, self.session_settings)

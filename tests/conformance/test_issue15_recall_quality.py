@@ -241,10 +241,8 @@ def test_issue15_index_metadata_migration_clears_old_rows(backend: Backend) -> N
     else:
         import psycopg
 
-        from engramdb.store.postgres import LATEST_VERSION as PG_LATEST
-
         with psycopg.connect(backend.target, autocommit=True) as pg:
-            pg.execute("UPDATE engramdb_schema SET version = %s", (PG_LATEST - 1,))
+            pg.execute("UPDATE engramdb_schema SET version = 10")  # before migration 11
     store = backend.open()  # migrates
     try:
         mem = Memory(store, embedder=None)

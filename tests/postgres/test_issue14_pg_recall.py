@@ -97,7 +97,7 @@ def test_issue14_pg_vector_settings_scale_with_the_limit() -> None:
     assert int(small["hnsw.ef_search"]) >= 10 and int(large["hnsw.ef_search"]) >= 400
     assert int(large["hnsw.ef_search"]) > int(small["hnsw.ef_search"])
     assert int(large["hnsw.max_scan_tuples"]) > int(small["hnsw.max_scan_tuples"])
-    assert small["hnsw.iterative_scan"] == "strict_order"
+    assert small["hnsw.iterative_scan"] == "relaxed_order"  # then sorted by exact score
     assert "hnsw.iterative_scan" not in vector_search_settings(10, iterative=False)
 
 
@@ -130,10 +130,10 @@ def test_issue14_pg_filtered_vector_search_sets_ef_per_query_and_fills_k(
         after_large = _settings(conn)
     assert len(hits) == 15  # the filter rejects 19 rows in 20: the scan still fills k
     assert len(wide) == 300
-    assert after_small == ("40", "20000", "strict_order")
-    assert after_large == ("300", "60000", "strict_order")
+    assert after_small == ("40", "20000", "relaxed_order")
+    assert after_large == ("300", "60000", "relaxed_order")
     scores = [h.score for h in wide]
-    assert scores == sorted(scores, reverse=True)  # strict order
+    assert scores == sorted(scores, reverse=True)  # sorted by exact score
 
 
 def test_issue14_pg_filtered_query_uses_the_hnsw_index(store: PostgresStore, url: str) -> None:
@@ -152,11 +152,11 @@ def test_issue14_pg_filtered_query_uses_the_hnsw_index(store: PostgresStore, url
                 "EXPLAIN SELECT v.memory_rowid FROM memory_vectors v JOIN memories m "
                 "ON m.rowid = v.memory_rowid WHERE v.dim = 64 AND v.namespace = 'default' "
                 "AND m.user_id = 'u1' "
-                "ORDER BY v.embedding::vector(64) <=> %s::vector(64) LIMIT 10",
+                "ORDER BY v.embedding::halfvec(64) <=> %s::halfvec(64) LIMIT 10",
                 (str(np.frombuffer(query, dtype="<f4").tolist()),),
             )
         )
-    assert "memory_vectors_hnsw_64" in plan
+    assert "memory_vectors_half_64" in plan
 
 
 def test_issue14_pg_text_search_ranks_a_bounded_candidate_set(
@@ -215,3 +215,137 @@ def test_issue14_pg_text_order_unchanged_below_the_bound(store: PostgresStore, u
         ]
     assert len(expected) == 6
     assert got == expected
+
+
+def _indexes(url: str) -> list[str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return sorted(
+            str(r[0])
+            for r in conn.execute(
+                "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+                "AND tablename = 'memory_vectors' AND indexname LIKE 'memory_vectors_h%%'"
+            )
+        )
+
+
+def test_issue14_pg_migration_12_indexes_halfvec_copies(
+    store: PostgresStore, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import engramdb.store.postgres.memories as pg_memories
+
+    monkeypatch.setattr(pg_memories, "EXACT_VECTORS", 0)  # searches walk the index
+    embedder = HashingEmbedder(32)
+    mem = Memory(store, embedder=embedder)
+    mem.remember_many([{"content": f"river {i} runs past mill {i % 9}"} for i in range(60)])
+    before = [h.memory.id for h in mem.recall("mill 4", mode="vector", limit=5)]
+    assert _indexes(url) == ["memory_vectors_half_32"]
+    with psycopg.connect(url, autocommit=True) as conn:  # the schema as version 11 left it
+        conn.execute("DROP INDEX memory_vectors_half_32")
+        conn.execute(
+            "CREATE INDEX memory_vectors_hnsw_32 ON memory_vectors USING hnsw "
+            "((embedding::vector(32)) vector_cosine_ops) WHERE dim = 32"
+        )
+        conn.execute("UPDATE engramdb_schema SET version = 11")
+    reopened = PostgresStore(url, timeout=10)  # migrates: the float4 index gives way
+    try:
+        assert _indexes(url) == ["memory_vectors_half_32"]
+        with psycopg.connect(url, autocommit=True) as conn, conn.transaction():
+            for statement in MIGRATIONS[11]:  # re-runnable
+                conn.execute(statement)
+        assert _indexes(url) == ["memory_vectors_half_32"]
+        again = Memory(reopened, embedder=embedder)
+        assert [h.memory.id for h in again.recall("mill 4", mode="vector", limit=5)] == before
+    finally:
+        reopened.close()
+
+
+def test_issue14_pg_filtered_hnsw_fills_the_limit_in_a_small_namespace(
+    store: PostgresStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk through the graph every namespace shares must go on while the namespace and
+    the filter reject rows (iterative scans): a small namespace's search still fills its limit,
+    and never returns another namespace's rows."""
+    import engramdb.store.postgres.memories as pg_memories
+
+    monkeypatch.setattr(pg_memories, "EXACT_VECTORS", 0)  # the HNSW walk, not the exact rank
+    embedder = HashingEmbedder(64)
+    mem = Memory(store, embedder=embedder)
+    mem.remember_many(
+        [{"content": f"note {i} about topic {i % 7}"} for i in range(900)], namespace="big"
+    )
+    small = mem.remember_many(
+        [{"content": f"entry {i} on topic {i % 5}", "user_id": f"u{i % 2}"} for i in range(60)],
+        namespace="small",
+    )
+    ids = {m.id for m in small}
+    odd = {m.id for m in small if m.user_id == "u1"}
+    query = embedder.embed_query("topic 3").tobytes()
+    for flt, limit, allowed in ((None, 50, ids), ({"user_id": "u1"}, 25, odd)):
+        with store.atomic():  # a table this small is sorted, not walked: make the index apply
+            conn = store._unit_conn()
+            assert conn is not None
+            for setting in ("enable_seqscan", "enable_bitmapscan", "enable_sort"):
+                conn.execute(f"SET LOCAL {setting} = off")
+            hits = store.memory_vector_search(
+                "small", query, embedder.model, Filter.parse(flt), limit=limit
+            )
+        records = store.memory_records("small", [h.rowid for h in hits])
+        assert len(hits) == limit  # ef_search 50 alone would find ~3 of "small"'s rows
+        assert {records[h.rowid].id for h in hits} <= allowed
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True)
+
+
+def _sides_run(url: str, words: list[str], candidates: int) -> list[bool]:
+    """Which side of text_search_sql read memories: [the newest-first walk, the GIN side]."""
+    from engramdb.store.postgres.memories import _RANK_WEIGHTS, text_search_sql
+
+    match = [*words, "default", "default"]  # the words, the namespace, the filter's (none)
+    args = [candidates, "default", " ".join(words), "default", _RANK_WEIGHTS]
+    args += [*match[:-1], candidates, *match[:-1], candidates, 10]
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + text_search_sql(len(words), ""), args
+        ).fetchone()
+    assert row is not None
+
+    def reads(node: dict[str, Any]) -> bool:
+        own = node.get("Relation Name") == "memories" and node.get("Actual Loops", 0) > 0
+        return own or any(reads(child) for child in node.get("Plans", []))
+
+    def appended(node: dict[str, Any]) -> list[dict[str, Any]]:
+        if node["Node Type"] == "Append":
+            return list(node["Plans"])
+        return [p for child in node.get("Plans", []) for p in appended(child)]
+
+    return [reads(side) for side in appended(row[0][0]["Plan"])]
+
+
+def test_issue14_pg_text_search_walks_only_for_common_words(store: PostgresStore, url: str) -> None:
+    """A word in a few percent of the rows is matched from the GIN index: walking the rows
+    newest first to find the newest candidates would pass most of the namespace (at 100k the
+    planner walked for a word in 4% of the rows: 2-3x slower). A word in most rows is
+    walked: the walk stops at the candidate bound."""
+    mem = Memory(store, embedder=None)
+    mem.remember_many(
+        [{"content": f"common filler {i}" + (" rare" if i % 30 == 0 else "")} for i in range(300)]
+    )
+    # 6 * 300^2 > 10 * 300 (walk); 6 * 10^2 < 10 * 300 (GIN); sides as [walk, GIN]
+    assert _sides_run(url, ["common"], 10) == [True, False]
+    assert _sides_run(url, ["rare"], 10) == [False, True]
+    # either side fills the limit (the ranking itself: the tests above)
+    for word in ("common", "rare"):
+        found = store.memory_text_search("default", text_query([word]), Filter.parse(None), limit=5)
+        assert len(found) == 5
+
+
+def test_issue14_pg_vector_index_kinds() -> None:
+    from engramdb.store.postgres.memories import vector_index
+
+    # pgvector >= 0.7: halfvec copies, up to 4,000 dimensions (3,072-d models get an index)
+    assert vector_index(384, half=True) == ("memory_vectors_half_384", "halfvec")
+    assert vector_index(3072, half=True) == ("memory_vectors_half_3072", "halfvec")
+    assert vector_index(4001, half=True) is None
+    # older pgvector: float4, up to 2,000
+    assert vector_index(384, half=False) == ("memory_vectors_hnsw_384", "vector")
+    assert vector_index(3072, half=False) is None

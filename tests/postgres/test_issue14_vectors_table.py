@@ -49,7 +49,9 @@ def test_issue14_vectors_pg_migration_10_moves_embeddings_out_of_memories(
             "v JOIN memories m ON m.rowid = v.memory_rowid ORDER BY m.id"
         ).fetchall()
         assert moved == [(f"m{n}", 0, embedder.model, 32, 0, len(texts[n - 1])) for n in (1, 2, 3)]
-        assert conn.execute("SELECT to_regclass('memory_vectors_hnsw_32')").fetchone() != (None,)
+        # migration 12 then turned its float4 HNSW index into a halfvec one
+        assert conn.execute("SELECT to_regclass('memory_vectors_hnsw_32')").fetchone() == (None,)
+        assert conn.execute("SELECT to_regclass('memory_vectors_half_32')").fetchone() != (None,)
         with conn.transaction():  # re-runnable: migration 10 again changes nothing
             for statement in MIGRATIONS[9]:
                 conn.execute(statement)

@@ -224,7 +224,9 @@ def test_issue16_browser_csp_header_and_offline_docs(server: LiveServer, visit: 
     for form in page.locator("form[method=post]").all():
         assert form.locator("input[name=csrf]").count() == 1
     page.goto("/docs")
-    page.wait_for_selector(".swagger-ui .info")
+    # Swagger UI renders the whole OpenAPI document in the page's script: on a loaded
+    # machine that alone can take longer than the default wait.
+    page.wait_for_selector(".swagger-ui .info", timeout=60_000)
     assert "engramdb" in page.locator(".swagger-ui .info").inner_text()
     assert page.locator(".swagger-ui .auth-wrapper .authorize").count() == 1  # keys declared
     assert violations == []

@@ -32,7 +32,7 @@ from .middleware import AccessLog, BodyLimit, Idempotency, Message, Receive, Sco
 from .models import ErrorDetail, HealthOut
 from .quotas import Limiter, TokenBuckets
 from .settings import ServerSettings
-from .tenant import Services, blocking, blocking_on
+from .tenant import Services, blocking, blocking_on, recall_turns
 
 SETTINGS_ENV = "ENGRAMDB_SERVER_SETTINGS"
 """How ``engramdb serve`` hands resolved settings to its worker processes."""
@@ -161,7 +161,13 @@ def create_app(
             root=Path(settings.memory_root) if settings.memory_root else None,
             idle_seconds=settings.consolidate_idle_seconds,
         )
-    app.state.services = Services(memory, keys, Limiter(memory.store, settings.quotas), managers)
+    app.state.services = Services(
+        memory,
+        keys,
+        Limiter(memory.store, settings.quotas),
+        managers,
+        recall_turns=recall_turns(memory),
+    )
     app.state.registrations = TokenBuckets()  # open registrations per client address
     install_error_handlers(app)
 

@@ -149,7 +149,8 @@ def recall(t: TenantDep, body: CompatRecallIn) -> dict[str, Any]:
     memories with those tags, newest first, no fuzzy or vector hits."""
     t.limiter.count_recall(t.key, t.ancestors)
     tags = _tags(body.tags)
-    hits = t.memory.recall(body.query, tags=tags or None, limit=body.limit)
+    with t.recall_turn("hybrid"):
+        hits = t.memory.recall(body.query, tags=tags or None, limit=body.limit)
     return {
         "memories": [_memory(h.memory, h.score) for h in hits],
         "count": len(hits),

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
-from fastapi import Query
+import orjson
+from fastapi import Query, Response
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -449,6 +450,20 @@ class KeyIn(Body):
 Timestamp = Annotated[str, WithJsonSchema({"type": "string", "format": "date-time"})]
 """A time as a record's ``to_dict()`` writes it (RFC 3339, UTC, ``Z``): passed through as is."""
 _Out = TypeVar("_Out", bound="FromRecord")
+
+
+def records_json(model: type[BaseModel], content: dict[str, Any]) -> Response:
+    """A 200 answer of ``model``, given as records' ``to_dict()`` shapes (which the
+    :class:`FromRecord` models mirror field by field), serialised once by orjson: the JSON
+    FastAPI writes for the route's response model, without building, validating and dumping
+    a model per record (issue 14: a tenth of a recall's time in the server, beside the
+    library call). Content orjson cannot write (an integer beyond 64 bits in metadata) goes
+    through the model, as before."""
+    try:
+        body = orjson.dumps(content)
+    except TypeError:
+        body = model.model_validate(content).model_dump_json().encode()
+    return Response(body, media_type="application/json")
 
 
 class FromRecord(BaseModel):

@@ -12,11 +12,14 @@ validation.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import inspect
+import threading
 import typing
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -37,8 +40,24 @@ STORE_THREADS = 32
 """Threads of the app's store executor: requests doing store work at once (more wait)."""
 
 
+RECALL_THREADS = 2
+"""Recalls that call no model running at once on a store that searches in this process
+(SQLite); more wait their turn. Such a recall is Python between SQLite calls, and the sqlite3
+module releases the GIL around every call and every row fetched: with more threads waiting
+for the GIL, each release wakes one of them for nothing, and the event loop waits behind
+them. Two at a time let one recall's SQLite work (without the GIL) overlap another's Python;
+eight at once cost 1.5x their CPU and answered fewer requests (issue 14; bench server, 8
+clients: ~600 context switches per recall instead of ~45)."""
+
+
 def store_executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="engramdb-store")
+
+
+def recall_turns(memory: Memory) -> threading.BoundedSemaphore | None:
+    """The turns of :data:`RECALL_THREADS` for the app's store (``None``: no turns, every
+    read is a round trip to a database server that runs them side by side)."""
+    return threading.BoundedSemaphore(RECALL_THREADS) if memory.store.inline_reads else None
 
 
 @dataclass(frozen=True)
@@ -52,6 +71,8 @@ class Services:
     limiter: Limiter
     managers: Managers | None = None
     executor: ThreadPoolExecutor = field(default_factory=store_executor)
+    recall_turns: threading.BoundedSemaphore | None = None
+    """See :func:`recall_turns`."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +84,8 @@ class Tenant:
     """The keys this key was created from (their per-key limits bound it too)."""
     managers: Managers | None = None
     """The server-run memory managers (``extract_sessions``), if on."""
+    recall_turns: threading.BoundedSemaphore | None = None
+    """See :func:`recall_turns`."""
 
     @property
     def namespace(self) -> str:
@@ -75,6 +98,16 @@ class Tenant:
 
     def session(self, session_id: str) -> Session:
         return Session(session_id, self.memory.store, namespace=self.namespace)
+
+    def recall_turn(self, mode: str) -> AbstractContextManager[object]:
+        """Held while a recall in ``mode`` runs: one of the app's :data:`RECALL_THREADS`
+        turns if it calls no model (a model call would wait with the turn held and keep
+        concurrent queries from sharing a batch), else nothing."""
+        memory = self.memory
+        model = memory.reranker is not None or (mode != "text" and memory.embedder is not None)
+        if self.recall_turns is None or model:
+            return contextlib.nullcontext()
+        return self.recall_turns
 
     def items_stored(self, session_id: str, items: list[dict[str, object]]) -> None:
         """Tell the server-run manager (if any) that ``items`` were stored in the session."""
@@ -110,7 +143,12 @@ def tenant_for(svc: Services, who: Principal) -> Tenant:
         )
     svc.limiter.check_rate(who.key, who.ancestors)
     return Tenant(
-        who.key, svc.memory.scoped(who.key.namespace), svc.limiter, who.ancestors, svc.managers
+        who.key,
+        svc.memory.scoped(who.key.namespace),
+        svc.limiter,
+        who.ancestors,
+        svc.managers,
+        svc.recall_turns,
     )
 
 

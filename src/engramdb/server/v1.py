@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import unquote
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Query, Request, Response
 
 from ..cursors import CURSOR_PATTERN
 from ..errors import InvalidInputError, LLMError, NotFoundError, QuotaExceededError
@@ -40,7 +40,6 @@ from .models import (
     ForgetIn,
     ForgetOut,
     HistoryOut,
-    HitOut,
     IdQuery,
     ItemsIn,
     ItemsOut,
@@ -73,6 +72,7 @@ from .models import (
     TripleOut,
     TriplesOut,
     VersionOut,
+    records_json,
 )
 from .tenant import PrincipalDep, Services, ServicesDep, Tenant, TenantDep, one_hop
 
@@ -328,19 +328,20 @@ def remember_batch(t: TenantDep, body: MemoryBatchIn) -> MemoriesOut:
 
 @router.post("/memories/recall", response_model=RecallOut, tags=["memories"])
 @one_hop
-def recall(t: TenantDep, body: RecallIn) -> RecallOut:
+def recall(t: TenantDep, body: RecallIn) -> Response:
     """Memories ranked for a query (any string is a valid query)."""
     t.limiter.count_recall(t.key, t.ancestors)
-    hits = t.memory.recall(
-        body.query,
-        filters=body.filters.to_filter() if body.filters else None,
-        limit=body.limit,
-        mode=body.mode,
-        explain=body.explain,
-        min_score=body.min_score,
-        as_of=body.as_of,
-    )
-    return RecallOut(hits=[HitOut.of(h) for h in hits])
+    with t.recall_turn(body.mode):
+        hits = t.memory.recall(
+            body.query,
+            filters=body.filters.to_filter() if body.filters else None,
+            limit=body.limit,
+            mode=body.mode,
+            explain=body.explain,
+            min_score=body.min_score,
+            as_of=body.as_of,
+        )
+    return records_json(RecallOut, {"hits": [h.to_dict() for h in hits]})
 
 
 @router.post(

@@ -313,9 +313,10 @@ async def memories(request: Request) -> Response:
         next_link = None
         if query.strip():
             t.limiter.count_recall(t.key, t.ancestors)
-            found = t.memory.recall(
-                query, filters=filters or None, limit=limit, mode=mode, explain=True
-            )
+            with t.recall_turn(mode):
+                found = t.memory.recall(
+                    query, filters=filters or None, limit=limit, mode=mode, explain=True
+                )
             hits = [
                 {"memory": h.memory, "score": h.score, "explain": explain_rows(h.explain)}
                 for h in found

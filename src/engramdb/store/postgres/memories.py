@@ -6,7 +6,8 @@ ever parsed as tsquery syntax. Per-namespace lexeme document counts (``memory_te
 triggers) let recall drop a query's commonest words first, and one search ranks at most the
 newest :data:`TEXT_CANDIDATES` matches. Vectors are pgvector values in their own table
 (``memory_vectors``, one row per memory and chunk), searched through a per-dimension HNSW index
-(cosine) — or exactly, for a namespace of at most :data:`EXACT_VECTORS` memories; filters are
+(cosine, over halfvec copies with pgvector >= 0.7: :func:`vector_index`) — or exactly, for a
+namespace of at most :data:`EXACT_VECTORS` memories; filters are
 part of the same SQL query, and iterative index scans keep a filtered search returning enough
 rows.
 """
@@ -151,6 +152,16 @@ EXACT_VECTORS = 5_000
 MAX_SCAN_TUPLES = 200_000
 
 
+def vector_index(dim: int, *, half: bool) -> tuple[str, str] | None:
+    """The name of ``dim``'s HNSW index and the type its vectors are cast to, or ``None`` if
+    that dimension gets no index. With pgvector >= 0.7 (``half``) the index holds halfvec
+    copies (migration 12: half the size, same neighbours; up to 4,000 dimensions), before
+    float4 ones (up to 2,000)."""
+    if half:
+        return (f"memory_vectors_half_{dim}", "halfvec") if 0 < dim <= 4000 else None
+    return (f"memory_vectors_hnsw_{dim}", "vector") if 0 < dim <= 2000 else None
+
+
 def vector_search_settings(limit: int, *, iterative: bool) -> dict[str, str]:
     """The pgvector settings of one HNSW search for ``limit`` rows, set per query.
 
@@ -159,14 +170,62 @@ def vector_search_settings(limit: int, *, iterative: bool) -> dict[str, str]:
     must be at least the limit, and the walk's cost grows with it — at 100k vectors, twice the
     limit (the earlier setting) took twice as long (51 → 26 ms for 200 rows, `bench
     vectors`). With iterative scans (pgvector >= 0.8) the walk resumes while filters reject
-    rows, in exact distance order, so a filtered search still fills its limit; the budget of
-    visited rows scales with the limit too.
+    rows, so a filtered search still fills its limit; the budget of visited rows scales with
+    the limit too. Relaxed order: the rows are sorted by their exact score afterwards anyway
+    (strict order would drop a resumed row that comes nearer than one already returned).
     """
     settings = {"hnsw.ef_search": str(min(max(40, limit), MAX_EF_SEARCH))}
     if iterative:
-        settings["hnsw.iterative_scan"] = "strict_order"
+        settings["hnsw.iterative_scan"] = "relaxed_order"
         settings["hnsw.max_scan_tuples"] = str(min(max(20_000, 200 * limit), MAX_SCAN_TUPLES))
     return settings
+
+
+# the newest-first walk visits about candidates * namespace / matches rows, the GIN bitmap
+# the matches themselves at about this many times the cost each (100k memories: a word in
+# 4,000 of them took 29 ms walking, 13 ms from the bitmap; one in 16,000, 10 ms and 32 ms)
+_BITMAP_ROW_COST = 6
+
+
+def text_search_sql(words: int, where: str) -> str:
+    """The text search for ``words`` words (OR-ed) and a filter (:func:`filter_sql`).
+
+    Parameters: the candidate bound, namespace, the words joined by spaces, namespace; then
+    the rank weights, and twice the words, namespace, filter values and candidate bound (one
+    set per side); then the limit.
+
+    The candidate set is bounded: the newest ``TEXT_CANDIDATES`` matches (at least the limit)
+    are ranked, not every row sharing a word. Recall has already dropped the namespace's
+    commonest terms (memory_term_docs), so a query reaches the bound only when even its
+    rarest word is in thousands of memories; below it, every match is ranked. The newest
+    matches come from one of two sides, whichever is cheaper for the words' document counts
+    (``memory_terms``): a walk through the namespace's rows newest first that stops at the
+    bound (a word in most rows), or every match from the GIN index, sorted (a rarer word:
+    there the walk would pass tens of thousands of rows). Each side sits behind its half of
+    that test (a one-time filter: only one runs); the planner alone walked for a word in 4%
+    of 100k rows, 2-3x slower.
+    """
+    # OR of per-word plainto_tsquery: each word becomes lexemes, never tsquery syntax
+    tsquery = " || ".join([f"plainto_tsquery('{TEXT_CONFIG}'::regconfig, %s)"] * words)
+    side = (
+        f"SELECT m.rowid, m.fts, q.q FROM memories m, (SELECT {tsquery} AS q) q "
+        f"WHERE m.fts @@ q.q AND m.namespace = %s{where} AND <gate> ORDER BY <order> DESC LIMIT %s"
+    )
+    return (
+        # the documents of the words' lexemes (an upper bound of the matches)
+        "WITH walk AS MATERIALIZED (SELECT "
+        f"{_BITMAP_ROW_COST} * d.docs * d.docs > %s::bigint * coalesce(max(n.memories), 0) "
+        "AS walk FROM (SELECT coalesce(sum(t.docs), 0) AS docs FROM memory_terms t "
+        "WHERE t.namespace = %s AND t.lexeme = ANY(tsvector_to_array("
+        f"to_tsvector('{TEXT_CONFIG}'::regconfig, %s)))) d "
+        "LEFT JOIN namespace_counts n ON n.namespace = %s GROUP BY d.docs) "
+        "SELECT c.rowid, ts_rank(%s::real[], c.fts, c.q, 1) AS score FROM (("
+        + side.replace("<gate>", "(SELECT walk FROM walk)").replace("<order>", "m.rowid")
+        + ") UNION ALL ("
+        # rowid + 0: not the rowid index's order, so the matches come from the GIN index
+        + side.replace("<gate>", "NOT (SELECT walk FROM walk)").replace("<order>", "m.rowid + 0")
+        + ")) c ORDER BY score DESC, c.rowid DESC LIMIT %s"
+    )
 
 
 def _delete_memories(
@@ -344,6 +403,7 @@ class MemoriesMixin:
 
     _indexed_dims: set[int]
     _iterative_scan: bool
+    _halfvec: bool
     index_neighbors: bool = True
     """Index each session memory with its neighbours' text (``context_text``); off, it is
     written empty (see :attr:`engramdb.store.base.Store.index_neighbors`)."""
@@ -360,7 +420,8 @@ class MemoriesMixin:
     # -- vector indexes --------------------------------------------------------------------
     def ensure_vector_index(self, dims: set[int]) -> None:
         """Create the HNSW index for each new embedding dimension (once, before writing)."""
-        todo = {d for d in dims if d not in self._indexed_dims and 0 < d <= 2000}
+        indexes = {d: index for d in dims if (index := vector_index(d, half=self._halfvec))}
+        todo = {d for d in indexes if d not in self._indexed_dims}
         if not todo:
             return
 
@@ -369,9 +430,7 @@ class MemoriesMixin:
             return {
                 dim
                 for dim in todo
-                if conn.execute(
-                    "SELECT to_regclass(%s) IS NULL", (f"memory_vectors_hnsw_{dim}",)
-                ).fetchone()
+                if conn.execute("SELECT to_regclass(%s) IS NULL", (indexes[dim][0],)).fetchone()
                 == (True,)
             }
 
@@ -382,12 +441,16 @@ class MemoriesMixin:
             # again under the lock: CREATE INDEX IF NOT EXISTS would lock the table even when
             # another writer has just created the index (a deadlock with inserting writers)
             for dim in sorted(missing(conn)):
+                name, kind = indexes[dim]
                 conn.execute(
                     sql.SQL(
                         "CREATE INDEX IF NOT EXISTS {name} ON memory_vectors USING hnsw "
-                        "((embedding::vector({dim})) vector_cosine_ops) WHERE dim = {dim}"
+                        "((embedding::{kind}({dim})) {ops}) WHERE dim = {dim}"
                     ).format(
-                        name=sql.Identifier(f"memory_vectors_hnsw_{dim}"), dim=sql.Literal(dim)
+                        name=sql.Identifier(name),
+                        kind=sql.SQL(kind),
+                        dim=sql.Literal(dim),
+                        ops=sql.SQL(f"{kind}_cosine_ops"),
                     )
                 )
 
@@ -835,25 +898,16 @@ class MemoriesMixin:
         if not terms or limit <= 0:
             return []
         where, params = filter_sql(flt)
-        # OR of per-word plainto_tsquery: each word becomes lexemes, never tsquery syntax
-        tsquery = " || ".join([f"plainto_tsquery('{TEXT_CONFIG}'::regconfig, %s)"] * len(terms))
-        # the candidate set is bounded: the newest TEXT_CANDIDATES matches (at least the limit)
-        # are ranked, not every row sharing a word. Recall has already dropped the namespace's
-        # commonest terms (memory_term_docs), so a query reaches the bound only when even its
-        # rarest word is in thousands of memories; below it, every match is ranked as before.
-        # A term that common is matched by walking the namespace's rows newest first (the
-        # planner picks that scan from the GIN statistics), which stops at the bound.
-        sql_text = (
-            f"SELECT c.rowid, ts_rank(%s::real[], c.fts, c.q, 1) AS score FROM ("
-            f"SELECT m.rowid, m.fts, q.q FROM memories m, (SELECT {tsquery} AS q) q "
-            f"WHERE m.fts @@ q.q AND m.namespace = %s{where} "
-            "ORDER BY m.rowid DESC LIMIT %s) c "
-            "ORDER BY score DESC, c.rowid DESC LIMIT %s"
-        )
-        args = [_RANK_WEIGHTS, *terms, namespace, *params, max(limit, TEXT_CANDIDATES), limit]
+        candidates = max(limit, TEXT_CANDIDATES)
+        match = [*terms, namespace, *params]
+        args = [
+            *[candidates, namespace, " ".join(terms), namespace],
+            *[_RANK_WEIGHTS, *match, candidates, *match, candidates, limit],
+        ]
         # planned for these words every time (never a prepared generic plan): the right scan
         # depends on how common they are, which a generic plan cannot know
-        rows = self.read(lambda conn: conn.execute(sql_text, args, prepare=False).fetchall())
+        text = text_search_sql(len(terms), where)
+        rows = self.read(lambda conn: conn.execute(text, args, prepare=False).fetchall())
         return [(int(r[0]), float(r[1])) for r in rows]
 
     def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:
@@ -1010,51 +1064,60 @@ class MemoriesMixin:
         if not np.any(np.frombuffer(vector, dtype="<f4")):
             return []  # a zero vector has no direction: nothing is near it
         where, params = filter_sql(flt)
-        typed = sql.SQL("vector({})").format(sql.Literal(dim))
-        # chunks nearest first; a memory's first chunk in that order is its best. A big
-        # namespace walks this dimension's partial HNSW index (resumed while the namespace,
-        # model and filter reject rows); a small one is ranked exactly from its own rows (the
-        # distance written without the index's cast, so the planner cannot take the index):
-        # exact, faster than a walk through every namespace's graph, and independent of what
-        # other namespaces store
-        approximate = sql.SQL(
-            "SELECT v.memory_rowid, 1 - (v.embedding::{typed} <=> %s::{typed}) AS score, "
-            "v.chunk, v.span_start, v.span_end FROM memory_vectors v "
+        index = vector_index(dim, half=self._halfvec)
+        # chunks nearest first; a memory's first chunk in that order is its best. A namespace
+        # of at most EXACT_VECTORS memories is ranked exactly from its own rows (the distance
+        # written without the index's cast, so the planner cannot take the index): exact,
+        # faster than a walk through every namespace's graph, and independent of what other
+        # namespaces store. A bigger one walks this dimension's partial HNSW index (resumed
+        # while the namespace, model and filter reject rows). One statement holds both, each
+        # behind its side of the size test (a one-time filter: only one runs), so the search
+        # is a single round trip. Scores are always the exact float4 cosine.
+        select = sql.SQL(
+            "SELECT v.memory_rowid, 1 - (v.embedding <=> %s::vector) AS score, v.chunk, "
+            "v.span_start, v.span_end FROM memory_vectors v "
             "JOIN memories m ON m.rowid = v.memory_rowid "
-            "WHERE v.dim = {dim} AND v.namespace = %s AND v.model = %s{where} "
-            "ORDER BY v.embedding::{typed} <=> %s::{typed} LIMIT %s"
-        ).format(typed=typed, dim=sql.Literal(dim), where=sql.SQL(where))
-        exact = sql.SQL(
-            "SELECT v.memory_rowid, 1 - (v.embedding <=> %s::vector) AS score, "
-            "v.chunk, v.span_start, v.span_end FROM memory_vectors v "
-            "JOIN memories m ON m.rowid = v.memory_rowid "
-            "WHERE v.dim = {dim} AND v.namespace = %s AND v.model = %s{where} "
-            "ORDER BY v.embedding <=> %s::vector, v.memory_rowid, v.chunk LIMIT %s"
+            "WHERE v.dim = {dim} AND v.namespace = %s AND v.model = %s{where}"
         ).format(dim=sql.Literal(dim), where=sql.SQL(where))
-        # the dimension is a literal, not a parameter: the partial HNSW index of that
-        # dimension must match in generic (prepared) plans too
+        small = sql.SQL(
+            "(SELECT coalesce(max(memories), 0) <= {n} FROM namespace_counts WHERE namespace = %s)"
+        ).format(n=sql.Literal(EXACT_VECTORS))
+        exact = "ORDER BY v.embedding <=> %s::vector, v.memory_rowid, v.chunk LIMIT %s"
         query_vector = Vector(vector)
+        if index is None:  # no index for this dimension: always exact
+            query: sql.Composed = sql.SQL("{select} " + exact).format(select=select)
+        else:
+            # the dimension is a literal, not a parameter: the partial HNSW index of that
+            # dimension must match in generic (prepared) plans too
+            typed = sql.SQL("{kind}({dim})").format(kind=sql.SQL(index[1]), dim=sql.Literal(dim))
+            query = sql.SQL(
+                "({select} AND {small} " + exact + ") UNION ALL ({select} AND NOT {small} "
+                "ORDER BY v.embedding::{typed} <=> %s::{typed} LIMIT %s)"
+            ).format(select=select, small=small, typed=typed)
 
         def work(conn: Conn, rows: int) -> list[tuple[Any, ...]]:
-            args = [query_vector, namespace, model, *params, query_vector, rows]
-            counted = conn.execute(
-                "SELECT memories FROM namespace_counts WHERE namespace = %s", (namespace,)
-            ).fetchone()
-            if counted is None or int(counted[0]) <= EXACT_VECTORS:
-                return conn.execute(exact, args).fetchall()
+            one = [query_vector, namespace, model, *params]
+            if index is None:
+                return conn.execute(query, [*one, query_vector, rows]).fetchall()
+            args = [*one, namespace, query_vector, rows] * 2
             settings = vector_search_settings(rows, iterative=self._iterative_scan)
+            # the exact side is planned for the whole namespace even when its size test skips
+            # it: a parallel plan there would start workers for nothing (~10 ms at 100k)
+            settings["max_parallel_workers_per_gather"] = "0"
             # the settings are local to this transaction (a pooled connection keeps nothing);
             # one pipeline: BEGIN, the settings, the query and COMMIT in one round trip
             with conn.pipeline(), conn.transaction():
                 for name, value in settings.items():
                     conn.execute("SELECT set_config(%s, %s, true)", (name, value))
-                return conn.execute(approximate, args).fetchall()
+                return conn.execute(query, args).fetchall()
 
         # several chunks of one memory may be among the nearest: ask again for more rows
         # until ``limit`` memories are found or the rows run out
         rows = limit
         while True:
             found = self.read(lambda conn: work(conn, rows))  # noqa: B023
+            # by exact score: the walk's order is that of the index's (half-precision) copies
+            found.sort(key=lambda r: (-float(r[1]), int(r[0]), int(r[2])))
             hits: dict[int, VectorHit] = {}
             for r in found:
                 rowid = int(r[0])

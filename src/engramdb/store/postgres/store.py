@@ -84,7 +84,9 @@ class PostgresStore(MemoriesMixin, AccessMixin, TransferMixin):
         with self._translate(), self._connect() as conn:
             migrate(conn, create=create)
             self._adapters = vector_adapters(conn)
-            self._iterative_scan = _pgvector_version(conn) >= (0, 8)
+            version = _pgvector_version(conn)
+            self._iterative_scan = version >= (0, 8)
+            self._halfvec = version >= (0, 7)  # halfvec HNSW indexes (migration 12)
         self._pid = os.getpid()
         self._pool = self._new_pool()
 

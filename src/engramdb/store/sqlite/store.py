@@ -152,14 +152,14 @@ class SQLiteStore(MemoriesMixin, AccessMixin, TransferMixin):
 
     # -- connections -----------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
+        if self._closed:  # before the thread's kept connection, which close() closed
+            raise StoreError("this store has been closed")
         local = self._local
         conn: sqlite3.Connection | None = getattr(local, "conn", None)
         if conn is not None and local.pid == os.getpid():
             if local.inline_mode and not local.nowait:
                 self._leave_inline_mode(conn)
             return conn
-        if self._closed:
-            raise StoreError("this store has been closed")
         conn = self._connect()
         local.conn, local.pid = conn, os.getpid()
         local.inline_mode = False  # see run_inline

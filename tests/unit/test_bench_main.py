@@ -1,0 +1,33 @@
+"""`python -m bench`: names pick benchmarks; what follows a name is that benchmark's."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import pytest
+
+import bench.__main__ as bench_main
+
+
+def test_bench_main_passes_each_benchmark_its_own_arguments(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls: list[tuple[str, list[str]]] = []
+
+    def module(name: str) -> types.SimpleNamespace:
+        return types.SimpleNamespace(main=lambda: calls.append((name, sys.argv[1:])))
+
+    monkeypatch.setattr(bench_main.importlib, "import_module", module)
+    monkeypatch.setattr(sys, "argv", ["bench"])
+    bench_main.main(["locomo", "--time", "--embedder", "minilm-l3", "scale"])
+    assert calls == [
+        ("bench.locomo", ["--time", "--embedder", "minilm-l3"]),
+        ("bench.scale", []),
+    ]
+
+
+@pytest.mark.parametrize("argv", [["nope"], ["--time"], ["scale", "nope"]])
+def test_bench_main_rejects_what_is_not_a_benchmark(argv: list[str]) -> None:
+    with pytest.raises(SystemExit, match="unknown benchmark"):
+        bench_main.main(argv)
