@@ -350,3 +350,26 @@ def test_issue14_fts_forget_removes_text_from_the_index_on_disk(
         assert mem.recall(secret, mode="text") == []
     finally:
         store.close()
+
+
+def test_issue14_fts_forget_after_promotion_leaves_no_word_in_the_shared_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A promoted namespace's rows were deleted from the shared table (whose segments keep
+    the words until merged): forgetting one of them merges the shared table too."""
+    monkeypatch.setattr(text, "OWN_TABLE_AT", 10)
+    path = tmp_path / "engram.db"
+    store = SQLiteStore(path)
+    try:
+        mem = Memory(store, embedder=None)
+        mem.remember_many([{"content": f"small tenant {n}"} for n in range(5)], namespace="b")
+        secret = "qxzpterodactylqjw"
+        gone = mem.remember(f"the code is {secret}")
+        mem.remember_many([{"content": f"filler text {n}"} for n in range(9)])  # promoted
+        assert _table(path, "default") != SHARED
+        mem.forget(gone.id)
+        assert secret.encode() not in _files(path)
+        assert secret[:8].encode() not in _files(path)
+        assert _count_rows(path, SHARED, "b") == 5
+    finally:
+        store.close()

@@ -818,8 +818,14 @@ class MemoriesMixin:
                 pending -= namespaces
 
     def _optimize(self, conn: sqlite3.Connection, namespaces: set[str]) -> None:
-        """Merge the text tables of ``namespaces`` (those deleted from) into one segment each."""
-        for table in sorted({self._text_table(conn, namespace) for namespace in namespaces}):
+        """Merge the text tables of ``namespaces`` (those deleted from) into one segment each.
+        The shared table too when one has a table of its own: the rows it had before its
+        promotion were deleted from the shared table, whose segments keep their words until
+        merged."""
+        tables = {self._text_table(conn, namespace) for namespace in namespaces}
+        if tables - {SHARED}:
+            tables.add(SHARED)
+        for table in sorted(tables):
             conn.execute(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
