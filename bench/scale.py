@@ -8,11 +8,20 @@ fresh SQLite store, filled through ``Memory.remember_many`` in batches of 1,000.
 
 Sizes: ``python -m bench scale`` runs 10k and 100k; ``ENGRAMDB_BENCH_SCALE=10000,100000,1000000``
 adds 1M (about 15 minutes on 2 cores).
+
+``python -m bench.scale --layout`` measures the SQLite full-text layout instead (issue 14,
+results/scale_layout.md): many small tenants (schema size, a new connection's first query, the
+first write to a new namespace and what it costs other connections) with the hybrid layout
+against one FTS5 table per namespace, and the text recall of one namespace in the shared table
+and in a table of its own, by namespace size (where ``OWN_TABLE_AT`` comes from).
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
+import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -34,6 +43,7 @@ from bench.common import (
 )
 from engramdb import Memory, open_store
 from engramdb.embed import Vectors, normalize
+from engramdb.store.sqlite import text as text_layout
 
 DIM = 384
 QUERIES = 200
@@ -227,5 +237,124 @@ def main() -> None:
     )
 
 
+TENANTS, TENANT_SIZE, LARGE = 1_000, 50, 20_000
+LAYOUTS = {"hybrid": text_layout.OWN_TABLE_AT, "own table each": 1, "shared only": 10**9}
+"""OWN_TABLE_AT of each layout measured: this branch's, w6-fts's (every namespace its own
+table) and main's (one table)."""
+
+
+def _median_ms(run_once: Any, times: int = 7) -> float:
+    return statistics.median(timed_ms(run_once) for _ in range(times))
+
+
+def _tenants(directory: Path, corpus: Corpus) -> dict[str, Any]:
+    """1,000 namespaces of 50 memories and one of 20,000 in a store of the current layout."""
+    memory = Memory(open_store(directory), embedder=None)
+    for i in range(TENANTS):
+        memory.remember_many(
+            [{"content": t} for t in corpus.texts(TENANT_SIZE)], namespace=f"tenant-{i}"
+        )
+    for _ in range(LARGE // BATCH):
+        memory.remember_many([{"content": t} for t in corpus.texts(BATCH)], namespace="large")
+    memory.close()
+    db = directory / "engram.db"
+
+    def first_query() -> None:
+        conn = sqlite3.connect(db)
+        conn.execute("SELECT id FROM memories WHERE rowid = 7").fetchone()  # (a point read)
+        conn.close()
+
+    conn = sqlite3.connect(db)
+    (schema,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    conn.close()
+    row: dict[str, Any] = {"schema_rows": schema, "first_query_ms": _median_ms(first_query)}
+    row["open_store_ms"] = _median_ms(lambda: open_store(directory).close())
+    writer = Memory(open_store(directory), embedder=None)
+    other = sqlite3.connect(db)  # another connection, warm
+    other.execute("SELECT 1 FROM memories LIMIT 1").fetchone()
+    writes, others = [], []
+    for k in range(7):
+        writes.append(
+            timed_ms(lambda: writer.remember("a first memory", namespace=f"new-{k}"))  # noqa: B023
+        )
+        # its next statement after that write (a schema change makes it parse the schema)
+        others.append(
+            timed_ms(lambda: other.execute("SELECT id FROM memories WHERE rowid = 3").fetchone())
+        )
+    writer.close()
+    other.close()
+    row["first_write_ms"] = statistics.median(writes)
+    row["other_connection_next_query_ms"] = statistics.median(others)
+    return row
+
+
+def _namespace_text(directory: Path, corpus: Corpus, n: int, queries: list[str]) -> dict[str, Any]:
+    """Text recall p50 in a namespace of ``n`` memories (among 200 other tenants of 50), and
+    that of raw FTS5 over the same rows."""
+    memory = Memory(open_store(directory), embedder=None)
+    for i in range(200):
+        memory.remember_many(
+            [{"content": t} for t in corpus.texts(TENANT_SIZE)], namespace=f"tenant-{i}"
+        )
+    raw = RawFts5()
+    memory = Memory(memory.store, embedder=None, namespace="measured")
+    fill(memory, corpus, n, f"{n:,} memories", raw)
+    p50, _, raw_samples = latency(memory, queries, "text", raw)
+    cpu = percentile(CPU_SAMPLES["recall"], 50) / percentile(CPU_SAMPLES["raw"], 50)
+    memory.close()
+    raw_p50 = percentile(raw_samples, 50)
+    return {"recall_p50_ms": p50, "raw_p50_ms": raw_p50, "ratio": p50 / raw_p50, "cpu_ratio": cpu}
+
+
+def layout_main() -> None:
+    corpus = Corpus(seed=3)
+    queries = corpus.texts(QUERIES, 2, 5)
+    payload: dict[str, Any] = {"date": today(), "machine": machine(), "tenants": {}, "text": []}
+    rows: list[list[str]] = []
+    for name in ("hybrid", "own table each"):
+        text_layout.OWN_TABLE_AT = LAYOUTS[name]
+        with tempfile.TemporaryDirectory() as tmp:
+            got = payload["tenants"][name] = _tenants(Path(tmp), corpus)
+        console.print(name, got)
+        rows.append(
+            [
+                f"{TENANTS:,} x {TENANT_SIZE} + 1 x {LARGE:,}",
+                name,
+                f"schema rows {got['schema_rows']:,}; new connection's first query "
+                f"{got['first_query_ms']:.1f} ms; open_store {got['open_store_ms']:.1f} ms; "
+                f"first write to a new namespace {got['first_write_ms']:.1f} ms; another "
+                f"connection's next query {got['other_connection_next_query_ms']:.1f} ms",
+            ]
+        )
+    for n in (600, 1_000, 2_000, 4_000, 8_000):
+        for name in ("shared only", "own table each"):
+            text_layout.OWN_TABLE_AT = LAYOUTS[name]
+            with tempfile.TemporaryDirectory() as tmp:
+                got = _namespace_text(Path(tmp), corpus, n, queries)
+            payload["text"].append({"n": n, "layout": name} | got)
+            console.print(n, name, got)
+            rows.append(
+                [
+                    f"text recall, {n:,} memories",
+                    "shared table" if name == "shared only" else "own table",
+                    f"p50 {got['recall_p50_ms']:.2f} ms, raw FTS5 {got['raw_p50_ms']:.3f} ms: "
+                    f"{got['ratio']:.2f}x raw (CPU {got['cpu_ratio']:.2f}x)",
+                ]
+            )
+    text_layout.OWN_TABLE_AT = LAYOUTS["hybrid"]
+    write_results(
+        "scale_layout",
+        payload,
+        ["store", "layout", "measured"],
+        rows,
+        "SQLite full-text layout: shared table for small namespaces, own table for large",
+        notes=f"hybrid: OWN_TABLE_AT = {LAYOUTS['hybrid']:,}. Text recall: the namespace among "
+        "200 tenants of 50 memories; ratios to raw FTS5 over the same rows in the same run.",
+    )
+
+
 if __name__ == "__main__":
-    main()
+    if "--layout" in sys.argv[1:]:
+        layout_main()
+    else:
+        main()

@@ -228,6 +228,15 @@ def test_issue15_index_metadata_migration_clears_old_rows(backend: Backend) -> N
     if backend.name == "sqlite":
         conn = sqlite3.connect(Path(backend.target) / "engram.db")
         conn.execute("PRAGMA user_version = 13")  # before migration 14 (what is indexed)
+        # and the index of then: one table for all (before migration 16; a no-op while the
+        # namespace is in the shared table)
+        for (number,) in conn.execute("SELECT id FROM text_tables").fetchall():
+            conn.execute(
+                "INSERT INTO memories_fts (rowid, content, tags, meta, ctx) "
+                f"SELECT rowid, content, tags, meta, ctx FROM fts_{number}"
+            )
+            conn.execute(f"DROP TABLE fts_{number}")
+        conn.execute("DELETE FROM text_tables")
         conn.commit()
         conn.close()
     else:

@@ -9,8 +9,9 @@ table (values store-assigned in each database are left out, as noted):
   are store-assigned; the order they give is compared).
 - ``memories``: every column except ``rowid`` and the embedding sequence, with the order of
   insertion (memories listed by rowid).
-- the text index: content, tags, metadata text and session context of each memory (SQLite's
-  ``memories_fts`` columns; PostgreSQL's ``tag_text``/``search_text``/``context_text``).
+- the text index: content, tags, metadata text and session context of each memory (the
+  columns of SQLite's FTS5 tables, shared and per namespace; PostgreSQL's ``tag_text``/
+  ``search_text``/``context_text``).
 - ``memory_tags`` (by memory id, not rowid), ``memory_users``, ``memory_history``.
 - ``triples``: every column except ``rowid``, in insertion order.
 
@@ -58,10 +59,17 @@ def dump_sqlite(path: Path) -> dict[str, Any]:
                 "FROM memory_vectors v JOIN memories m ON m.rowid = v.memory_rowid "
                 "ORDER BY m.rowid, v.chunk"
             ),
-            text=rows(
-                "SELECT m.id, f.content, f.tags, f.meta, f.ctx FROM memories m "
-                "JOIN memories_fts f ON f.rowid = m.rowid"
-            ),
+            text=[  # the shared full-text table, and each large namespace's own
+                row
+                for table in [
+                    "memories_fts",
+                    *(f"fts_{n}" for (n,) in rows("SELECT id FROM text_tables")),
+                ]
+                for row in rows(
+                    "SELECT m.id, f.content, f.tags, f.meta, f.ctx FROM memories m "
+                    f"JOIN {table} f ON f.rowid = m.rowid"
+                )
+            ],
             tags=rows(
                 "SELECT t.namespace, lower(t.tag), m.id FROM memory_tags t "
                 "JOIN memories m ON m.rowid = t.memory_rowid"

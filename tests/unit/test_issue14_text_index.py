@@ -1,16 +1,19 @@
-"""SQLite text search (issue 14): the namespace's newest matches are found through a narrow
-index of live memories (migration 15), never by reading each match's row."""
+"""SQLite text search (issue 14): the narrow index of live memories (migration 15), and the
+text search as one query of the namespace's full-text table (migration 16)."""
 
 from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from engramdb import Memory
 from engramdb.filters import Filter
 from engramdb.search.query import text_query
-from engramdb.store.sqlite import SQLiteStore, migrate
+from engramdb.store.sqlite import SQLiteStore, migrate, text
 from engramdb.store.sqlite.migrations import MIGRATIONS
+from engramdb.store.sqlite.text import namespace_token
 
 
 def test_issue14_text_index_migration_carries_existing_memories_and_reruns(
@@ -52,23 +55,39 @@ def test_issue14_text_index_migration_carries_existing_memories_and_reruns(
     conn.close()
 
 
-def test_issue14_text_search_checks_matches_in_the_narrow_index(tmp_path: Path) -> None:
+@pytest.mark.parametrize("own", [True, False])
+def test_issue14_fts_text_search_is_one_query_of_the_namespaces_table(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own: bool
+) -> None:
+    """Without a filter the search is one FTS5 query of the namespace's table. Its own table:
+    the matches are never checked against the memories table (it holds live memories only).
+    The shared table: one query per word, naming the namespace's token, so FTS5 walks the
+    namespace's matches only."""
+    monkeypatch.setattr(text, "OWN_TABLE_AT", 1 if own else 10**9)
     store = SQLiteStore(tmp_path / "engram.db")
     seen: list[str] = []
     try:
-        Memory(store, embedder=None).remember_many([{"content": f"word {i}"} for i in range(3)])
+        mem = Memory(store, embedder=None)
+        mem.remember_many([{"content": f"word {i}"} for i in range(3)])
+        mem.remember_many([{"content": f"word elsewhere {i}"} for i in range(5)], namespace="b")
+        gone = mem.remember("word but invalidated")
+        mem.invalidate(gone.id)
         with store._read() as conn:
             conn.set_trace_callback(seen.append)
         try:
-            assert store.memory_text_search("default", text_query(["word"]), Filter(), limit=5)
+            found = store.memory_text_search("default", text_query(["word"]), Filter(), limit=5)
         finally:
             with store._read() as conn:
                 conn.set_trace_callback(None)
-        searches = [s for s in seen if "memories_fts MATCH" in s]
-        assert searches and all("memories_live" in s for s in searches)
-        with store._read() as conn:
-            plan = " ".join(str(r) for r in conn.execute("EXPLAIN QUERY PLAN " + searches[0]))
-        assert "memories_live" in plan
+        assert len(found) == 3
+        searches = [s for s in seen if " MATCH " in s and not s.startswith("-- ")]
+        if own:
+            assert len(searches) == 1 and "memories" not in searches[0]
+        else:  # one query per word, in the namespace's rows
+            assert searches == [
+                "SELECT rowid, -bm25(memories_fts, 1.0, 0.6, 0.3, 0.3, 0.0) FROM memories_fts "
+                f'WHERE memories_fts MATCH \'ns : "{namespace_token("default")}" AND "word"\''
+            ]
     finally:
         store.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from pathlib import Path
 
 from engramdb.search.query import fts_match, index_stem, prune_terms, query_terms
 
@@ -99,13 +98,18 @@ def test_stemming_is_thread_safe() -> None:
     assert all(r == expected for r in results)
 
 
-def test_item_04_document_sizes_decode_fts5_varints(tmp_path: Path) -> None:
-    from engramdb.store.sqlite.memories import _column_sizes
+def test_issue14_fts_document_count_decodes_fts5_averages() -> None:
+    from engramdb.store.sqlite.text import live_documents
 
-    conn = sqlite3.connect(tmp_path / "x.db")
-    conn.execute("CREATE VIRTUAL TABLE f USING fts5(a, b, c, d)")
-    sizes = [(3, 0, 200, 1), (20_000, 130, 0, 5)]
-    for row in sizes:
-        conn.execute("INSERT INTO f VALUES (?, ?, ?, ?)", tuple(" ".join(["w"] * n) for n in row))
-    got = [_column_sizes(r[0]) for r in conn.execute("SELECT sz FROM f_docsize ORDER BY id")]
-    assert got == [sum(row) for row in sizes]
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE VIRTUAL TABLE f USING fts5(a)")
+    assert live_documents(conn, "f") == 0
+    have = 0
+    for rows in (3, 200, 20_000):  # one-, two- and three-byte varints
+        with conn:  # one transaction (FTS5 writes its totals at commit)
+            conn.executemany("INSERT INTO f VALUES (?)", [("w",)] * (rows - have))
+        have = rows
+        assert live_documents(conn, "f") == rows
+    with conn:
+        conn.execute("DELETE FROM f WHERE rowid % 2 = 0")
+    assert live_documents(conn, "f") == 10_000

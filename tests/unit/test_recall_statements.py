@@ -49,5 +49,6 @@ def test_issue14_recall_statements_do_not_grow_with_candidates(tmp_path: Path) -
         assert len(hits) == 10 if namespace == "many" else len(hits) >= 3
         # neighbours (and their users) of every candidate: one statement
         assert sum("p.session_id = m.session_id" in s for s in seen) == 1
-        counts[namespace] = len(seen)
+        # (not FTS5's own statements, "-- " nested ones: bm25() reads each match's size)
+        counts[namespace] = sum(not s.startswith("-- ") for s in seen)
     assert counts["many"] == counts["few"]

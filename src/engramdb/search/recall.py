@@ -26,7 +26,7 @@ from contextvars import copy_context
 from dataclasses import dataclass, field
 from dataclasses import replace as dataclass_replace
 from datetime import datetime
-from functools import partial
+from functools import lru_cache, partial
 from itertools import groupby
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -704,9 +704,15 @@ def neighbor_owners(adjacency: Mapping[int, Adjacency]) -> dict[int, str | None]
     return owners
 
 
+@lru_cache(maxsize=256)
+def _words_of(names: tuple[str, ...]) -> tuple[list[str], ...]:
+    """The words of each name: a namespace's users are split once, not at every recall."""
+    return tuple(words(name) for name in names)
+
+
 def name_words(names: Sequence[str]) -> set[str]:
     """Every word of the given names (lower case)."""
-    return {w for name in names for w in words(name)}
+    return {w for split in _words_of(tuple(names)) for w in split}
 
 
 def named_users(query: str, users: Sequence[str]) -> list[str]:
@@ -714,7 +720,12 @@ def named_users(query: str, users: Sequence[str]) -> list[str]:
     if not users:
         return []
     said = set(words(query))
-    return [u for u in users if (w := words(u)) and (w[0] in said or " ".join(w) in query.lower())]
+    lowered = query.lower()
+    return [
+        u
+        for u, w in zip(users, _words_of(tuple(users)), strict=True)
+        if w and (w[0] in said or " ".join(w) in lowered)
+    ]
 
 
 def without_names(query: str, users: Sequence[str]) -> str:

@@ -135,13 +135,17 @@ class SQLiteSource:
 
     def memories(self, namespace: str, batch: int) -> Iterator[list[tuple[Any, ...]]]:
         """Batches of memory rows as checksummed (the columns PostgreSQL's checksum reads)."""
+        from .sqlite.text import find_text_table
+
         after = 0
+        table = find_text_table(self.conn, namespace)
         while True:
             rows = self.conn.execute(
                 "SELECT m.rowid, m.id, m.user_id, m.agent_id, m.session_id, m.content, "
-                "m.content_hash, m.tags, m.metadata, coalesce(f.meta, ''), m.importance, "
+                "m.content_hash, m.tags, m.metadata, coalesce(f.meta, p.meta, ''), m.importance, "
                 "m.occurred_at, m.created_at, m.updated_at, m.version FROM memories m "
-                "LEFT JOIN memories_fts f ON f.rowid = m.rowid WHERE m.namespace = ? "
+                f"LEFT JOIN {table} f ON f.rowid = m.rowid "
+                "LEFT JOIN text_parked p ON p.memory_rowid = m.rowid WHERE m.namespace = ? "
                 "AND m.rowid > ? ORDER BY m.rowid LIMIT ?",
                 (namespace, after, batch),
             ).fetchall()

@@ -8,10 +8,9 @@ import os
 import sqlite3
 import threading
 import time
-from collections import ChainMap, Counter, OrderedDict
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import AbstractContextManager
-from itertools import repeat
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import orjson
@@ -54,44 +53,60 @@ from ..rows import (
     to_json,
     triple_record,
 )
+from . import text as text_layout
+from .text import (
+    SHARED,
+    TEXT_COLUMNS,
+    find_text_table,
+    index_text,
+    instance_vocabulary,
+    live_documents,
+    namespace_match,
+    park_text,
+    promote,
+    table_totals,
+    term_vocabulary,
+    text_sizes,
+    unpark_text,
+)
 
 # bm25 column weights: content, tags, metadata values, neighbouring memories' text (LoCoMo:
 # context at 0.3 lifted BM25 R@10 from 0.63 to 0.72; more weight made it worse)
 _COLUMN_WEIGHTS = {"content": 1.0, "tags": 0.6, "meta": 0.3, "ctx": 0.3}
+_BM25_WEIGHTS = ", ".join(str(_COLUMN_WEIGHTS[c]) for c in TEXT_COLUMNS)
 _K1, _B = 1.2, 0.75  # FTS5's bm25() constants
 _WEIGHT_SQL = (
     "CASE i.col "
     + " ".join(f"WHEN '{c}' THEN {w}" for c, w in _COLUMN_WEIGHTS.items())
-    + " ELSE 1.0 END"
+    + " ELSE 0.0 END"
 )
 
 
 class TextStats:
     """Statistics of one namespace's full-text index as of one ``key`` (the namespace's
     ``text_versions`` row, which triggers bump on every change to its memories that can
-    change them, and its memory count): memory counts per filter, the (capped) document count of
-    terms, and documents' token counts. Filled as recalls ask; dropped when the key moves, so
-    they are recomputed only after writes. Each namespace's own: nothing here mixes data of
-    two namespaces."""
+    change them, and its memory count): its live memories, the document count of terms and,
+    in the shared table, each live memory's token count. Filled as recalls ask; dropped when
+    the key moves, so they are re-read only after writes. Each namespace's own: nothing here
+    mixes data of two namespaces."""
 
     MAX_ENTRIES = 200_000
-    """Entries (counts, term counts, document sizes) kept at most per namespace (past that,
-    computed each time)."""
+    """Entries kept at most per namespace (past that, read each time)."""
 
-    __slots__ = ("counts", "df", "key", "sizes")
+    __slots__ = ("df", "documents", "key", "sizes")
 
     def __init__(self, key: tuple[int, int] | None) -> None:
         self.key = key
-        self.counts: dict[tuple[str, tuple[Any, ...]], int] = {}  # (filter SQL, params)
-        self.df: dict[tuple[str, int], int] = {}  # (stem, cap) -> documents
-        self.sizes: dict[int, int] = {}  # rowid -> tokens
+        self.documents: int | None = None  # rows of the namespace's text table
+        self.df: dict[str, int] = {}  # stem -> documents
+        self.sizes: dict[int, int] | None = None  # shared table: rowid -> tokens
 
-    def keep(self, table: dict[Any, int], key: Any, value: int) -> None:
-        if self.key is not None and self.entries() < self.MAX_ENTRIES:
-            table[key] = value
+    def keep(self, term: str, documents: int) -> None:
+        if self.key is not None and len(self.df) < self.MAX_ENTRIES:
+            self.df[term] = documents
 
     def entries(self) -> int:
-        return len(self.counts) + len(self.df) + len(self.sizes)
+        return len(self.df) + len(self.sizes or ())
 
 
 TEXT_STATS_NAMESPACES = 1_024
@@ -101,64 +116,10 @@ TEXT_STATS_ENTRIES = 1_000_000
 _TEXT_STATS_LOCK = threading.Lock()
 
 
-def _instance_vocab(conn: sqlite3.Connection) -> None:
-    """The full-text index's postings (term, doc, column, offset) as a per-connection table."""
-    conn.execute(
-        "CREATE VIRTUAL TABLE IF NOT EXISTS temp.memories_fts_instance "
-        "USING fts5vocab(main, memories_fts, instance)"
-    )
-
-
-def _column_sizes(blob: bytes) -> int:
-    """Tokens in a document: the sum of FTS5's per-column sizes (SQLite varints)."""
-    total, value, used = 0, 0, 0
-    for byte in blob:
-        used += 1
-        if used == 9:  # the ninth byte of a varint carries 8 bits
-            total += (value << 8) | byte
-            value, used = 0, 0
-        elif byte & 0x80:
-            value = (value << 7) | (byte & 0x7F)
-        else:
-            total += (value << 7) | byte
-            value, used = 0, 0
-    return total
-
-
-def bm25_rank(
-    postings: Sequence[tuple[int, str, float]],
-    sizes: Mapping[int, int],
-    documents: int,
-    limit: int,
-) -> list[tuple[int, float]]:
-    """BM25 as FTS5's bm25() computes it (column weights, k1 = 1.2, b = 0.75), from
-    ``(doc, term, column-weighted hits)`` postings and statistics of one namespace only:
-    document frequencies and the document count are the namespace's, the average length that
-    of the matching documents. Best first (ties: newest first).
-
-    One pass per statistic, then each posting adds its term's share to its document's score
-    (in posting order, so every score is the same float whatever the postings' grouping)."""
-    if not postings:
-        return []
-    doc_column, term_column, _ = zip(*postings, strict=True)  # columns, at C speed
-    holders = Counter(term_column)  # one posting per (doc, term)
-    docs = dict.fromkeys(doc_column)
-    documents = max(documents, len(docs))
-    idf = {}
-    for term, df in holders.items():
-        value = math.log((documents - df + 0.5) / (df + 0.5))
-        idf[term] = value if value > 0 else 1e-6
-    lengths = list(map(sizes.get, docs, repeat(0)))
-    avgdl = sum(lengths) / len(docs) or 1.0
-    k1, k1_1, b = _K1, _K1 + 1, _B
-    norms = dict(zip(docs, [k1 * (1 - b + b * n / avgdl) for n in lengths], strict=True))
-    scores: dict[int, float] = {}
-    score = scores.get
-    for doc, term, f in postings:
-        scores[doc] = score(doc, 0.0) + idf[term] * f * k1_1 / (f + norms[doc])
-    # (score, doc) descending: best first, ties newest first
-    best = sorted(zip(scores.values(), scores.keys(), strict=True), reverse=True)[:limit]
-    return [(doc, value) for value, doc in best]
+def _idf(documents: int, holding: int) -> float:
+    """A term's inverse document frequency as FTS5's bm25() computes it."""
+    value = math.log((documents - holding + 0.5) / (holding + 0.5))
+    return value if value > 0 else 1e-6
 
 
 def _fts_match(words: Sequence[str]) -> str | None:
@@ -331,11 +292,42 @@ class MemoriesMixin:
     def _writer(self) -> AbstractContextManager[sqlite3.Connection]:
         return self._write()  # type: ignore[no-any-return]
 
-    def _text_stats(self, conn: sqlite3.Connection, namespace: str) -> TextStats:
+    def _text_table(self, conn: sqlite3.Connection, namespace: str) -> str:
+        """The table holding the namespace's text: its own or the shared one (see .text). Own
+        tables are kept once read outside a transaction (committed: a namespace never leaves
+        its own table)."""
+        tables: dict[str, str] = self.__dict__.setdefault("_text_tables", {})
+        table = tables.get(namespace)
+        if table is None:
+            table = find_text_table(conn, namespace)
+            if table != SHARED and not conn.in_transaction:
+                tables[namespace] = table
+        return table
+
+    def _promote_if_large(self, conn: sqlite3.Connection, namespace: str) -> None:
+        """Give the namespace a table of its own once it holds OWN_TABLE_AT live memories (in
+        the write transaction that adds them)."""
+        (stored,) = conn.execute(
+            "SELECT coalesce((SELECT memories FROM namespace_counts WHERE namespace = ?), 0)",
+            (namespace,),
+        ).fetchone()
+        if stored < text_layout.OWN_TABLE_AT or self._text_table(conn, namespace) != SHARED:
+            return
+        (live,) = conn.execute(
+            "SELECT count(*) FROM (SELECT 1 FROM memories INDEXED BY memories_live "
+            "WHERE namespace = ? AND invalidated_at IS NULL LIMIT ?)",
+            (namespace, text_layout.OWN_TABLE_AT),
+        ).fetchone()
+        if live >= text_layout.OWN_TABLE_AT:
+            promote(conn, namespace)
+
+    def _text_stats(
+        self, conn: sqlite3.Connection, namespace: str, *, snapshot: bool = False
+    ) -> TextStats:
         """The namespace's cached full-text statistics, valid for its data as of now (read
-        on ``conn``). Inside a transaction (whose writes may yet roll back) a fresh, unkept
-        object."""
-        if conn.in_transaction:
+        on ``conn``). Inside a write transaction (whose writes may yet roll back) a fresh,
+        unkept object; ``snapshot``: ``conn`` is in a read-only transaction."""
+        if conn.in_transaction and not snapshot:
             return TextStats(None)
         version, memories = conn.execute(
             "SELECT (SELECT version FROM text_versions WHERE namespace = ?1), "
@@ -441,9 +433,10 @@ class MemoriesMixin:
                     if m.embedding is not None and m.embedding_model is not None
                 ],
             )
-            conn.executemany(
-                "INSERT INTO memories_fts (rowid, content, tags, meta, ctx) "
-                "VALUES (?, ?, ?, ?, '')",
+            index_text(
+                conn,
+                self._text_table(conn, namespace),
+                namespace,
                 [(rowid, m.content, " ".join(m.tags), m.search_text) for m, rowid in fresh],
             )
             conn.executemany(
@@ -455,7 +448,8 @@ class MemoriesMixin:
                 {(namespace, m.user_id) for m, _ in fresh if m.user_id is not None},
             )
             in_sessions = [rowid for m, rowid in fresh if m.session_id is not None]
-            self._refresh_context(conn, in_sessions, with_neighbors=True)
+            self._refresh_context(conn, namespace, in_sessions, with_neighbors=True)
+            self._promote_if_large(conn, namespace)
             out: list[tuple[MemoryRecord, bool]] = []
             for m in memories:
                 if id(m) in created:
@@ -482,8 +476,8 @@ class MemoriesMixin:
                 out.append((record, False))
         return out
 
-    @staticmethod
     def _merge_tags(
+        self,
         conn: sqlite3.Connection,
         namespace: str,
         rowid: int,
@@ -513,14 +507,18 @@ class MemoriesMixin:
             "UPDATE memories SET tags = ?, version = version + 1, updated_at = ? WHERE rowid = ?",
             (to_json(merged), now, rowid),
         )
-        conn.execute("UPDATE memories_fts SET tags = ? WHERE rowid = ?", (" ".join(merged), rowid))
+        conn.execute(
+            f"UPDATE {self._text_table(conn, namespace)} SET tags = ? WHERE rowid = ?",
+            (" ".join(merged), rowid),
+        )
         conn.executemany(
             "INSERT OR IGNORE INTO memory_tags (namespace, tag, memory_rowid) VALUES (?, ?, ?)",
             [(namespace, tag, rowid) for tag in added],
         )
 
-    def _unindex_text(self, conn: sqlite3.Connection, rowid: int) -> None:
-        conn.execute("DELETE FROM memories_fts WHERE rowid = ?", (rowid,))
+    def _unindex_text(self, conn: sqlite3.Connection, namespace: str, rowid: int) -> None:
+        conn.execute(f"DELETE FROM {self._text_table(conn, namespace)} WHERE rowid = ?", (rowid,))
+        conn.execute("DELETE FROM text_parked WHERE memory_rowid = ?", (rowid,))
         conn.execute("DELETE FROM memory_tags WHERE memory_rowid = ?", (rowid,))
 
     @staticmethod
@@ -601,10 +599,16 @@ class MemoriesMixin:
             if changes.search_text is not None:
                 fts_sets.append("meta = ?")
                 fts_params.append(changes.search_text)
-            conn.execute(
-                f"UPDATE memories_fts SET {', '.join(fts_sets)} WHERE rowid = ?",
+            conn.execute(  # (no row while invalidated: restore makes it again)
+                f"UPDATE {self._text_table(conn, namespace)} "
+                f"SET {', '.join(fts_sets)} WHERE rowid = ?",
                 [*fts_params, row[0]],
             )
+            if changes.search_text is not None:
+                conn.execute(
+                    "UPDATE text_parked SET meta = ? WHERE memory_rowid = ?",
+                    (changes.search_text, row[0]),
+                )
             if changes.tags is not None:
                 conn.execute("DELETE FROM memory_tags WHERE memory_rowid = ?", (row[0],))
                 conn.executemany(
@@ -613,7 +617,7 @@ class MemoriesMixin:
                     [(namespace, tag, row[0]) for tag in tags],
                 )
             if changes.content is not None:  # the neighbours' context quotes this text
-                self._refresh_context(conn, self._neighbor_rowids(conn, row[0]))
+                self._refresh_context(conn, namespace, self._neighbor_rowids(conn, row[0]))
             return memory_record(new)
 
     def memory_reindex(self, namespace: str, search_texts: Mapping[str, str]) -> int:
@@ -625,11 +629,12 @@ class MemoriesMixin:
                 "AND +namespace = ?",
                 (to_json(list(search_texts)), namespace),
             ).fetchall()
-            conn.executemany(
-                "UPDATE memories_fts SET meta = ? WHERE rowid = ?",
-                [(search_texts[memory_id], rowid) for rowid, memory_id in rows],
-            )
-            self._refresh_context(conn, [rowid for rowid, _ in rows])
+            if rows:
+                metas = [(search_texts[memory_id], rowid) for rowid, memory_id in rows]
+                table = self._text_table(conn, namespace)
+                conn.executemany(f"UPDATE {table} SET meta = ? WHERE rowid = ?", metas)
+                conn.executemany("UPDATE text_parked SET meta = ? WHERE memory_rowid = ?", metas)
+            self._refresh_context(conn, namespace, [rowid for rowid, _ in rows])
             # the namespace's cached text statistics are stale now
             conn.execute(
                 "INSERT INTO text_versions (namespace, version) VALUES (?, 1) "
@@ -644,9 +649,17 @@ class MemoriesMixin:
         return [r for r, _ in _session_neighbors(conn, rowid)]
 
     def _refresh_context(
-        self, conn: sqlite3.Connection, rowids: Sequence[int], *, with_neighbors: bool = False
+        self,
+        conn: sqlite3.Connection,
+        namespace: str,
+        rowids: Sequence[int],
+        *,
+        with_neighbors: bool = False,
     ) -> None:
-        """Rewrite the context column of ``rowids`` (and, if asked, of their neighbours)."""
+        """Rewrite the context column of ``rowids`` (and, if asked, of their neighbours):
+        memories of ``namespace``, as their sessions are."""
+        if not rowids:
+            return
         todo: dict[int, None] = dict.fromkeys(rowids)
         updates: list[tuple[str, int]] = []
         done: set[int] = set()
@@ -662,7 +675,10 @@ class MemoriesMixin:
                 updates.append((text, rowid))
         if not self.index_neighbors:  # nothing quotes a neighbour (and nothing stale stays)
             updates = [("", rowid) for _, rowid in updates]
-        conn.executemany("UPDATE memories_fts SET ctx = ? WHERE rowid = ?", updates)
+        conn.executemany(
+            f"UPDATE {self._text_table(conn, namespace)} SET ctx = ? WHERE rowid = ?",
+            updates,
+        )
 
     def memory_delete(
         self, namespace: str, memory_ids: Sequence[str], *, scrub: bool = False
@@ -676,7 +692,7 @@ class MemoriesMixin:
                 conn, namespace, removed, [at for at in created.values() if at is not None]
             )
         if removed:
-            self._deleted()
+            self._deleted(namespace)
         if scrub:
             self._scrub()
         return removed
@@ -700,9 +716,9 @@ class MemoriesMixin:
             (found[0],),
         ).fetchone()
         _count(conn, namespace, memories=-1)
-        self._unindex_text(conn, row[0])
+        self._unindex_text(conn, namespace, row[0])
         # neighbours' context quoted this memory's text: it goes from there too
-        self._refresh_context(conn, neighbors)
+        self._refresh_context(conn, namespace, neighbors)
         conn.execute("DELETE FROM memory_history WHERE memory_id = ?", (memory_id,))
         conn.execute(
             "DELETE FROM memory_events WHERE namespace = ? AND memory_id = ?",
@@ -732,10 +748,11 @@ class MemoriesMixin:
             )
         return int(row[4])
 
-    def _deleted(self) -> None:
-        """Note a committed deletion that the next scrub must cover."""
+    def _deleted(self, namespace: str) -> None:
+        """Note a committed deletion (in ``namespace``) that the next scrub must cover."""
         with self._scrub_state_lock:
             self._scrub_wanted += 1
+            self.__dict__.setdefault("_scrub_namespaces", set()).add(namespace)
 
     def _scrub(self) -> None:
         """Make deleted text unrecoverable from the files (see README "Forget means gone").
@@ -776,16 +793,18 @@ class MemoriesMixin:
                 return
             with self._scrub_state_lock:
                 covers = self._scrub_wanted
+                pending: set[str] = self.__dict__.setdefault("_scrub_namespaces", set())
+                namespaces = set(pending)
             began = time.monotonic()
             if conn is None:
                 with self._writer() as writer:
-                    writer.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+                    self._optimize(writer, namespaces)
                 with self._reader() as reader:
                     self._checkpoint(reader)
             else:
                 conn.execute("BEGIN IMMEDIATE")
                 try:
-                    conn.execute("INSERT INTO memories_fts (memories_fts) VALUES ('optimize')")
+                    self._optimize(conn, namespaces)
                     conn.execute("COMMIT")
                 except BaseException:
                     if conn.in_transaction:
@@ -795,6 +814,19 @@ class MemoriesMixin:
             self._scrub_cost = time.monotonic() - began
             self._scrub_ended = time.monotonic()
             self._scrub_done = covers
+            with self._scrub_state_lock:
+                pending -= namespaces
+
+    def _optimize(self, conn: sqlite3.Connection, namespaces: set[str]) -> None:
+        """Merge the text tables of ``namespaces`` (those deleted from) into one segment each.
+        The shared table too when one has a table of its own: the rows it had before its
+        promotion were deleted from the shared table, whose segments keep their words until
+        merged."""
+        tables = {self._text_table(conn, namespace) for namespace in namespaces}
+        if tables - {SHARED}:
+            tables.add(SHARED)
+        for table in sorted(tables):
+            conn.execute(f"INSERT INTO {table} ({table}) VALUES ('optimize')")
 
     def _checkpoint(self, conn: sqlite3.Connection) -> None:
         # a TRUNCATE checkpoint waits for readers of the WAL and holds writers back meanwhile:
@@ -939,8 +971,9 @@ class MemoriesMixin:
                 if row[1]:
                     # in-process vector indexes drop it (vector_changes skips invalidated rows)
                     conn.execute("INSERT INTO vector_removals (memory_rowid) VALUES (?)", (row[0],))
+                park_text(conn, self._text_table(conn, namespace), row[0])
                 # the session neighbours' indexed context no longer quotes its text
-                self._refresh_context(conn, self._neighbor_rowids(conn, row[0]))
+                self._refresh_context(conn, namespace, self._neighbor_rowids(conn, row[0]))
             found = conn.execute(
                 f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND m.id = ?",
                 (namespace, memory_id),
@@ -965,7 +998,9 @@ class MemoriesMixin:
                     "UPDATE memory_vectors SET seq = ? + chunk WHERE memory_rowid = ?",
                     (self._next_embedding_seq(conn), row[0]),
                 )
-                self._refresh_context(conn, [row[0]], with_neighbors=True)
+                unpark_text(conn, self._text_table(conn, namespace), namespace, row[0])
+                self._refresh_context(conn, namespace, [row[0]], with_neighbors=True)
+                self._promote_if_large(conn, namespace)
             found = conn.execute(
                 f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = ? AND m.id = ?",
                 (namespace, memory_id),
@@ -1008,84 +1043,199 @@ class MemoriesMixin:
     def memory_text_search(
         self, namespace: str, query: TextQuery, flt: Filter, *, limit: int
     ) -> list[tuple[int, float]]:
-        # FTS5's bm25() weighs terms by statistics of the whole table, every namespace's
-        # documents included: scores would tell one tenant how common a word is in the
-        # others'. So BM25 is computed here from the namespace's own statistics (the
-        # candidates, after the filter): term frequencies per column from the index, document
-        # frequencies among the candidates, the document count of the namespace, and the
-        # average length of the candidates.
+        # BM25 over the namespace's own statistics only (never another tenant's): in its own
+        # FTS5 table bm25() reads exactly those; in the shared table (small namespaces, see
+        # .text) it is computed here from them. Either table holds live memories only, so
+        # every match is a candidate.
         #
-        # The candidates are bounded as on PostgreSQL: the newest TEXT_CANDIDATES matches in
-        # the namespace (at least ``limit``), found by FTS5 itself (a MATCH walked newest
-        # first, joined to the namespace's rows until the bound is reached). Recall has
-        # already dropped the namespace's commonest terms, so a query reaches the bound only
-        # when even its rarest word is in thousands of memories; below it, every match is
-        # ranked exactly as before. The postings are then read for those candidates only
-        # (no per-posting join), so no query costs more than a bounded amount of Python.
+        # The candidates are bounded as on PostgreSQL: the newest TEXT_CANDIDATES matches
+        # (at least ``limit``), found by FTS5 walking the matches newest first; only those
+        # are scored. Recall has already dropped the namespace's commonest terms, so a query
+        # reaches the bound only when even its rarest word is in thousands of memories;
+        # below it every match is ranked.
         pairs = [(w, s) for w, s in zip(query.terms, query.stems, strict=False) if w and s]
-        terms = list(dict.fromkeys(s for _, s in pairs))
         match = _fts_match([w for w, _ in pairs])
-        if not terms or match is None or limit <= 0:
+        if match is None or limit <= 0:
             return []
         where, params = filter_sql(flt)
         bound = max(limit, TEXT_CANDIDATES)
-        if params:  # a filter: each match's row is read to test it
-            found = (
-                # CROSS JOIN keeps FTS5's matches, newest first, as the outer loop
-                "SELECT m.rowid FROM memories_fts f CROSS JOIN memories m "
-                f"ON m.rowid = f.rowid WHERE memories_fts MATCH ? AND m.namespace = ?{where} "
-                "ORDER BY f.rowid DESC LIMIT ?"
-            )
-        else:  # the namespace's live memories: a seek in the narrow index (migration 14)
-            found = (
-                "SELECT f.rowid FROM memories_fts f WHERE memories_fts MATCH ? AND EXISTS "
-                "(SELECT 1 FROM memories m INDEXED BY memories_live WHERE m.namespace = ? "
-                "AND m.rowid = f.rowid AND m.invalidated_at IS NULL) ORDER BY f.rowid DESC LIMIT ?"
-            )
-        with self._reader() as conn:
-            candidates = {r[0] for r in conn.execute(found, [match, namespace, *params, bound])}
-            if not candidates:
-                return []
-            _instance_vocab(conn)
-            ordered = sorted(candidates)
+        with self._reader() as conn, self._text_snapshot(conn, namespace) as t:
+            if t == SHARED:
+                return self._shared_text_search(conn, namespace, pairs, match, flt, bound, limit)
+            if params:  # a filter: each match's row is read to test it
+                found = (
+                    # CROSS JOIN keeps FTS5's matches, newest first, as the outer loop
+                    f"SELECT {t}.rowid AS doc, bm25({t}, {_BM25_WEIGHTS}) AS bm25 FROM {t} "
+                    f"CROSS JOIN memories m ON m.rowid = {t}.rowid WHERE {t} MATCH ? "
+                    f"AND m.namespace = ?{where} ORDER BY {t}.rowid DESC LIMIT ?"
+                )
+                args = [match, namespace, *params, bound, limit]
+            else:
+                found = (
+                    f"SELECT rowid AS doc, bm25({t}, {_BM25_WEIGHTS}) AS bm25 FROM {t} "
+                    f"WHERE {t} MATCH ? ORDER BY rowid DESC LIMIT ?"
+                )
+                args = [match, bound, limit]
             rows = conn.execute(
-                # the index walks each term's postings; the range test discards most of the
-                # other documents before the candidate test probes its list
-                f"SELECT i.doc, i.term, sum({_WEIGHT_SQL}) FROM temp.memories_fts_instance i "
-                "WHERE i.term IN (SELECT value FROM json_each(?1)) AND i.doc >= ?2 "
-                "AND i.doc <= ?3 AND i.doc IN (SELECT value FROM json_each(?4)) "
-                "GROUP BY i.doc, i.term",
-                (to_json(terms), ordered[0], ordered[-1], to_json(ordered)),
+                # bm25() is lower for better matches; ties: newest first
+                f"SELECT doc, -bm25 FROM ({found}) ORDER BY bm25, doc DESC LIMIT ?",
+                args,
             ).fetchall()
-            if not rows:
-                return []
-            # the statistics are read after the postings: a write in between moves the key,
-            # so what is kept belongs to data at least as new as the key says
-            stats = self._text_stats(conn, namespace)
-            documents = stats.counts.get((where, tuple(params)))
-            if documents is None:
-                (documents,) = conn.execute(
-                    f"SELECT count(*) FROM memories m WHERE m.namespace = ?{where}",
-                    [namespace, *params],
+        return [(r[0], r[1]) for r in rows]
+
+    @contextmanager
+    def _text_snapshot(self, conn: sqlite3.Connection, namespace: str) -> Iterator[str]:
+        """A read transaction on ``conn`` and the namespace's text table in it (a promotion
+        committed between finding the table and reading it would hide the namespace's rows)."""
+        table = self._text_table(conn, namespace)  # (own tables are kept: no query)
+        conn.execute("BEGIN")
+        try:
+            yield find_text_table(conn, namespace) if table == SHARED else table
+        finally:
+            conn.execute("COMMIT")
+
+    def _shared_text_search(
+        self,
+        conn: sqlite3.Connection,
+        namespace: str,
+        pairs: Sequence[tuple[str, str]],
+        match: str,
+        flt: Filter,
+        bound: int,
+        limit: int,
+    ) -> list[tuple[int, float]]:
+        """The text search of a namespace in the shared table: FTS5 finds its matches (the
+        namespace's token in each query bounds the walk by the namespace's rows), BM25 is
+        computed as FTS5's bm25() would in a table of the namespace's live memories alone."""
+        sizes = self._shared_sizes(conn, namespace)  # (its live rows: no other tenant's)
+        stats = self._text_stats(conn, namespace, snapshot=True)
+        # bm25() per phrase: each distinct query word (as the MATCH lists them), in order
+        stem_of: dict[str, str] = {}
+        for word, stem in pairs:
+            stem_of.setdefault(word, stem)
+        # Each word's weighted frequency in each match, read back from FTS5's bm25() of the
+        # word alone in the namespace's rows (the token's column weighs 0): that score is a
+        # known function of the frequency and of the whole table's statistics (its row and
+        # token counts, the word's document count, the row's length), so it inverts exactly.
+        # Each query walks the namespace's matches of the word only (the AND with its
+        # token); their number is the word's document count in the namespace.
+        table_rows, table_tokens = table_totals(conn, SHARED)
+        global_df = dict(
+            conn.execute(
+                f"SELECT term, doc FROM {term_vocabulary(conn, SHARED)} WHERE term IN "
+                "(SELECT value FROM json_each(?))",
+                (to_json(list(set(stem_of.values()))),),
+            ).fetchall()
+        )
+        avgdl_all = table_tokens / table_rows if table_rows else 1.0
+        token = namespace_match(namespace)
+        found: dict[str, list[tuple[int, float]]] = {}
+        for word, stem in stem_of.items():
+            found[stem] = [
+                (doc, score)
+                for doc, score in conn.execute(
+                    f"SELECT rowid, -bm25({SHARED}, {_BM25_WEIGHTS}, 0.0) FROM {SHARED} "
+                    f"WHERE {SHARED} MATCH ?",
+                    (f"{token} AND {_fts_match([word])}",),
+                )
+                if doc in sizes
+            ]
+        where, params = filter_sql(flt)
+        if params:  # a filter: the newest matches that pass it (each match's row is read)
+            candidates = {
+                r[0]
+                for r in conn.execute(
+                    f"SELECT f.rowid FROM {SHARED} f CROSS JOIN memories m ON m.rowid = f.rowid "
+                    f"WHERE {SHARED} MATCH ? AND m.namespace = ?{where} "
+                    "ORDER BY f.rowid DESC LIMIT ?",
+                    [namespace_match(namespace, match), namespace, *params, bound],
+                )
+            }
+        else:  # the newest matches
+            candidates = set(sorted({doc for rows in found.values() for doc, _ in rows})[-bound:])
+        hits: dict[int, dict[str, float]] = {}
+        for stem, rows in found.items():
+            stats.keep(stem, len(rows))
+            idf_all = _idf(table_rows, int(global_df.get(stem, 0)))
+            for doc, score in rows:
+                if doc in candidates:
+                    # the row's length there counts the token (one word) too
+                    norm = _K1 * (1 - _B + _B * (sizes[doc] + 1) / avgdl_all)
+                    share = score / (idf_all * (_K1 + 1.0))
+                    # (rounded: column weights have few decimals, and the last bits of the
+                    # inversion must not depend on other tenants' statistics)
+                    hits.setdefault(doc, {})[stem] = round(share * norm / (1 - share), 6)
+        documents = len(sizes)
+        avgdl = sum(sizes.values()) / documents if documents else 1.0
+        idf = {stem: _idf(documents, len(rows)) for stem, rows in found.items()}
+        scored = []
+        for doc, per_term in hits.items():
+            score = 0.0
+            norm = _K1 * (1 - _B + _B * sizes[doc] / avgdl)
+            for stem in stem_of.values():
+                f = per_term.get(stem, 0.0)
+                score += idf[stem] * ((f * (_K1 + 1.0)) / (f + norm))
+            scored.append((score, doc))
+        scored.sort(reverse=True)  # best first, ties newest first
+        return [(doc, score) for score, doc in scored[:limit]]
+
+    def _shared_sizes(self, conn: sqlite3.Connection, namespace: str) -> dict[int, int]:
+        """A namespace of the shared table: its live memories' token counts (cached until it
+        changes)."""
+        stats = self._text_stats(conn, namespace, snapshot=True)
+        sizes = stats.sizes
+        if sizes is None:
+            sizes = {
+                r[0]: text_sizes(r[1])
+                for r in conn.execute(
+                    f"SELECT d.id, d.sz FROM {SHARED}_docsize d WHERE d.id IN (SELECT rowid "
+                    "FROM memories INDEXED BY memories_live WHERE namespace = ? "
+                    "AND invalidated_at IS NULL)",
+                    (namespace,),
+                )
+            }
+            if stats.key is not None and stats.entries() + len(sizes) < stats.MAX_ENTRIES:
+                stats.sizes = sizes
+        return sizes
+
+    def _shared_stats(
+        self, conn: sqlite3.Connection, namespace: str, stems: Sequence[str]
+    ) -> tuple[dict[int, int], dict[str, int]]:
+        """A namespace of the shared table: its live memories' token counts and the number
+        of them holding each of ``stems`` (cached until it changes)."""
+        from ...search.query import index_stem
+
+        sizes = self._shared_sizes(conn, namespace)
+        stats = self._text_stats(conn, namespace, snapshot=True)
+        df = {t: stats.df[t] for t in stems if t in stats.df}
+        unknown = [t for t in stems if t not in df]
+        token = namespace_match(namespace)
+        walk = []
+        for term in unknown:
+            if index_stem(term) == term:  # the tokenizer leaves it as it is: FTS5 counts
+                (df[term],) = conn.execute(
+                    f"SELECT count(*) FROM {SHARED} WHERE {SHARED} MATCH ?",
+                    (f"{token} AND {_fts_match([term])}",),
                 ).fetchone()
-                stats.keep(stats.counts, (where, tuple(params)), int(documents))
-            known = stats.sizes
-            missing = sorted(doc for doc in candidates if doc not in known)
-            sizes: Mapping[int, int] = known
-            if missing:
-                fetched = {
-                    r[0]: _column_sizes(r[1])
-                    for r in conn.execute(
-                        "SELECT id, sz FROM memories_fts_docsize WHERE id IN "
-                        "(SELECT value FROM json_each(?))",
-                        (to_json(missing),),
-                    )
-                }
-                for doc, size in fetched.items():
-                    stats.keep(known, doc, size)
-                if any(doc not in known for doc in fetched):  # not kept (full, or a transaction)
-                    sizes = ChainMap(fetched, known)
-        return bm25_rank(rows, sizes, int(documents), limit)
+            else:  # (a stem the stemmer would change again: its postings are walked)
+                walk.append(term)
+        if walk and sizes:
+            docs = sorted(sizes)
+            read = dict(
+                conn.execute(
+                    f"SELECT i.term, count(DISTINCT i.doc) FROM {instance_vocabulary(conn)} i "
+                    "WHERE i.term IN (SELECT value FROM json_each(?1)) AND i.col <> 'ns' "
+                    "AND i.doc >= ?2 AND i.doc <= ?3 "
+                    "AND i.doc IN (SELECT value FROM json_each(?4)) GROUP BY i.term",
+                    (to_json(walk), docs[0], docs[-1], to_json(docs)),
+                ).fetchall()
+            )
+            for term in walk:
+                df[term] = int(read.get(term, 0))
+        for term in unknown:
+            df[term] = int(df.get(term, 0))
+            stats.keep(term, df[term])
+        return sizes, df
 
     def memory_tag_search(self, namespace: str, tag: str, flt: Filter, *, limit: int) -> list[int]:
         where, params = filter_sql(flt)
@@ -1106,52 +1256,32 @@ class MemoriesMixin:
         terms = [t for t in dict.fromkeys(stems) if t]
         if not terms:
             return 0, {}
-        cap = -1 if at_most is None else at_most + 1  # LIMIT -1: no limit
-        counts: dict[str, int] = {}
-        with self._reader() as conn:
-            _instance_vocab(conn)
-            stats = self._text_stats(conn, namespace)
-            unknown = [t for t in terms if (t, -1) not in stats.df and (t, cap) not in stats.df]
-            if unknown:
-                # while the namespace holds every memory of the store, the index's own
-                # document counts (fts5vocab 'row') are exactly the namespace's: read them
-                # uncapped, in one statement (one snapshot) with the check that makes them so
-                (sole,) = conn.execute(
-                    "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM namespace_counts "
-                    "WHERE namespace <> ?1 AND memories > 0) THEN (SELECT json_group_object("
-                    "term, doc) FROM memories_fts_terms WHERE term IN "
-                    "(SELECT value FROM json_each(?2))) END",
-                    (namespace, to_json(unknown)),
-                ).fetchone()
-                if sole is not None:
-                    exact = orjson.loads(sole)
+        with self._reader() as conn, self._text_snapshot(conn, namespace) as table:
+            if table == SHARED:
+                sizes, counts = self._shared_stats(conn, namespace, terms)
+                documents = len(sizes)
+            else:
+                stats = self._text_stats(conn, namespace, snapshot=True)
+                counts = {t: stats.df[t] for t in terms if t in stats.df}
+                unknown = [t for t in terms if t not in counts]
+                if unknown:
+                    # the namespace's own table holds its memories only: its vocabulary's
+                    # document counts are exactly the namespace's
+                    read = dict(
+                        conn.execute(
+                            f"SELECT term, doc FROM {term_vocabulary(conn, table)} WHERE term "
+                            "IN (SELECT value FROM json_each(?))",
+                            (to_json(unknown),),
+                        ).fetchall()
+                    )
                     for term in unknown:
-                        stats.keep(stats.df, (term, -1), int(exact.get(term, 0)))
-            for term in terms:
-                found = stats.df.get((term, -1))
-                if found is not None and cap != -1:
-                    found = min(found, cap)  # the same answer as counting up to the cap
-                else:
-                    found = stats.df.get((term, cap))
-                if found is None:
-                    # a term's postings are in document order: stop once the cap is reached
-                    (found,) = conn.execute(
-                        "SELECT count(*) FROM (SELECT DISTINCT i.doc "
-                        "FROM temp.memories_fts_instance i "
-                        "CROSS JOIN memories m ON m.rowid = i.doc "
-                        "WHERE i.term = ? AND m.namespace = ? LIMIT ?)",
-                        (term, namespace, cap),
-                    ).fetchone()
-                    stats.keep(stats.df, (term, cap), int(found))
-                if found:
-                    counts[term] = int(found)
-            total = stats.counts.get(("", ()))
-            if total is None:
-                (total,) = conn.execute(
-                    "SELECT count(*) FROM memories WHERE namespace = ?", (namespace,)
-                ).fetchone()
-                stats.keep(stats.counts, ("", ()), int(total))
-        return int(total), counts
+                        counts[term] = int(read.get(term, 0))
+                        stats.keep(term, counts[term])
+                if stats.documents is None:
+                    stats.documents = live_documents(conn, table)
+                documents = stats.documents
+        cap = None if at_most is None else at_most + 1
+        return documents, {t: n if cap is None else min(n, cap) for t, n in counts.items() if n}
 
     def memory_filter_rowids(self, namespace: str, flt: Filter, *, limit: int) -> list[int] | None:
         where, params = filter_sql(flt)
@@ -1437,7 +1567,7 @@ class MemoriesMixin:
                         since.append(created)
             _drop_replays(conn, namespace, gone, since)
         if rows:
-            self._deleted()
+            self._deleted(namespace)
         if scrub:
             self._scrub()
         removed = {r[0] for r in rows}

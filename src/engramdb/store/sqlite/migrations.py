@@ -10,6 +10,17 @@ import sqlite3
 from collections.abc import Callable
 
 from ...errors import SchemaVersionError
+from . import text as text_layout
+from .text import (
+    PARKED,
+    REGISTRY,
+    SHARED,
+    SHARED_TABLE,
+    TEXT_COLUMNS,
+    ensure_text_table,
+    namespace_token,
+    own_text_table,
+)
 
 Step = str | Callable[[sqlite3.Connection], None]
 """A statement, or a function for what SQL cannot say conditionally (adding a column)."""
@@ -375,7 +386,60 @@ MIGRATIONS: list[list[Step]] = [
         "CREATE INDEX IF NOT EXISTS memories_live ON memories (namespace, rowid) "
         "WHERE invalidated_at IS NULL",
     ],
+    # 16 (issue 14): the full-text index split by namespace size (see store/sqlite/text.py):
+    # a namespace of OWN_TABLE_AT live memories or more gets an FTS5 table of its own (FTS5's
+    # bm25() then reads its statistics alone); the others stay in memories_fts, made again
+    # with an ``ns`` column holding a token of the namespace. Live rows only: invalidated ones
+    # keep their metadata text in text_parked. Re-runnable (over the new layout too).
+    [
+        REGISTRY,
+        PARKED,
+        lambda conn: _split_text_index(conn),
+    ],
 ]
+
+
+def _split_text_index(conn: sqlite3.Connection) -> None:
+    """Move each namespace's rows of memories_fts to its table (own or shared), as above."""
+    columns = ", ".join(TEXT_COLUMNS)
+    moved = ", ".join(f"f.{c}" for c in TEXT_COLUMNS)
+    source = SHARED
+    if "ns" not in [r[1] for r in conn.execute(f"PRAGMA table_info({SHARED})")]:
+        source = f"{SHARED}_v15"  # the table before: rows move out of it, then it is dropped
+        conn.execute(f"ALTER TABLE {SHARED} RENAME TO {source}")
+        conn.execute(SHARED_TABLE)
+    invalidated = "SELECT rowid FROM memories WHERE invalidated_at IS NOT NULL"
+    conn.execute(
+        f"INSERT OR REPLACE INTO text_parked (memory_rowid, meta) SELECT f.rowid, f.meta "
+        f"FROM {source} f WHERE f.rowid IN ({invalidated})"
+    )
+    conn.execute(f"DELETE FROM {source} WHERE rowid IN ({invalidated})")
+    live = "SELECT rowid FROM memories WHERE namespace = ? AND invalidated_at IS NULL"
+    for namespace, count in conn.execute(
+        "SELECT namespace, count(*) FROM memories WHERE invalidated_at IS NULL GROUP BY namespace"
+    ).fetchall():
+        if count >= text_layout.OWN_TABLE_AT or own_text_table(conn, namespace) is not None:
+            table = ensure_text_table(conn, namespace)
+            conn.execute(
+                f"INSERT OR REPLACE INTO {table} (rowid, {columns}) SELECT f.rowid, {moved} "
+                f"FROM {source} f WHERE f.rowid IN ({live}) ORDER BY f.rowid",
+                (namespace,),
+            )
+            conn.execute(f"DELETE FROM {source} WHERE rowid IN ({live})", (namespace,))
+        elif source != SHARED:
+            conn.execute(
+                f"INSERT INTO {SHARED} (rowid, {columns}, ns) SELECT f.rowid, {moved}, ? "
+                f"FROM {source} f WHERE f.rowid IN ({live}) ORDER BY f.rowid",
+                (namespace_token(namespace), namespace),
+            )
+        else:  # rows put back without their token (or with another): named again
+            conn.execute(
+                f"UPDATE {SHARED} SET ns = ?1 WHERE rowid IN ({live.replace('?', '?2')}) "
+                "AND ns IS NOT ?1",
+                (namespace_token(namespace), namespace),
+            )
+    if source != SHARED:
+        conn.execute(f"DROP TABLE {source}")
 
 
 def _move_embeddings(conn: sqlite3.Connection) -> None:

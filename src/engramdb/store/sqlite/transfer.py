@@ -33,6 +33,7 @@ from ..rows import (
     triple_record,
 )
 from .memories import _count, write_vectors
+from .text import index_text
 
 
 def _versions(rows: Sequence[Sequence[Any]]) -> dict[str, list[MemoryVersion]]:
@@ -59,6 +60,8 @@ class TransferMixin:
     _write: Any
     _next_embedding_seq: Any
     _refresh_context: Any
+    _text_table: Any
+    _promote_if_large: Any
     index_neighbors: bool
 
     def _reader(self) -> AbstractContextManager[sqlite3.Connection]:
@@ -84,10 +87,12 @@ class TransferMixin:
         with self._reader() as conn:
             conn.execute("BEGIN")  # one snapshot for the page and its history
             try:
+                table = self._text_table(conn, namespace)
                 rows = conn.execute(
-                    f"SELECT {MEMORY_COLUMNS}, coalesce(f.meta, ''), (SELECT v.model FROM "
-                    "memory_vectors v WHERE v.memory_rowid = m.rowid AND v.chunk = 0) "
-                    "FROM memories m LEFT JOIN memories_fts f ON f.rowid = m.rowid "
+                    f"SELECT {MEMORY_COLUMNS}, coalesce(f.meta, p.meta, ''), (SELECT v.model "
+                    "FROM memory_vectors v WHERE v.memory_rowid = m.rowid AND v.chunk = 0) "
+                    f"FROM memories m LEFT JOIN {table} f ON f.rowid = m.rowid "
+                    "LEFT JOIN text_parked p ON p.memory_rowid = m.rowid "
                     "WHERE m.namespace = ? AND m.rowid > ? ORDER BY m.rowid LIMIT ?",
                     (namespace, after, limit),
                 ).fetchall()
@@ -179,13 +184,22 @@ class TransferMixin:
                 taken[m.id] = namespace
                 if row is not None:
                     fresh.append((item, row[0]))
-            conn.executemany(
-                "INSERT INTO memories_fts (rowid, content, tags, meta, ctx) "
-                "VALUES (?, ?, ?, ?, '')",
+            live = [(i, rowid) for i, rowid in fresh if i.invalidated_at is None]
+            parked = [
+                (rowid, i.memory.search_text) for i, rowid in fresh if i.invalidated_at is not None
+            ]
+            index_text(
+                conn,
+                self._text_table(conn, namespace),
+                namespace,
                 [
                     (rowid, i.memory.content, " ".join(i.memory.tags), i.memory.search_text)
-                    for i, rowid in fresh
+                    for i, rowid in live
                 ],
+            )
+            conn.executemany(  # an invalidated one is indexed again when restored
+                "INSERT OR REPLACE INTO text_parked (memory_rowid, meta) VALUES (?, ?)",
+                parked,
             )
             conn.executemany(
                 "INSERT OR IGNORE INTO memory_tags (namespace, tag, memory_rowid) VALUES (?, ?, ?)",
@@ -217,8 +231,9 @@ class TransferMixin:
                 ],
             )
             in_sessions = [rowid for i, rowid in fresh if i.memory.session_id is not None]
-            self._refresh_context(conn, in_sessions, with_neighbors=True)
+            self._refresh_context(conn, namespace, in_sessions, with_neighbors=True)
             _count(conn, namespace, memories=len(fresh))
+            self._promote_if_large(conn, namespace)
         return created
 
     # -- triples ---------------------------------------------------------------------------
