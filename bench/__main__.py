@@ -39,9 +39,17 @@ def main(argv: list[str]) -> None:
             runs[-1][1].append(arg)
         else:
             raise SystemExit(f"unknown benchmark {arg!r}; choose from {', '.join(names)}")
+    failed: list[str] = []
     for name, options in runs or [(name, []) for name in BENCHMARKS]:
         sys.argv = [f"bench.{name}", *options]
-        importlib.import_module(f"bench.{name}").main()
+        try:
+            importlib.import_module(f"bench.{name}").main()
+        except SystemExit as stop:  # e.g. its data is missing: run the others, fail at the end
+            if stop.code not in (None, 0):
+                print(f"bench {name} stopped: {stop.code}", file=sys.stderr)
+                failed.append(name)
+    if failed:
+        raise SystemExit(f"benchmarks that did not finish: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

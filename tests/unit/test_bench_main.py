@@ -31,3 +31,23 @@ def test_bench_main_passes_each_benchmark_its_own_arguments(
 def test_bench_main_rejects_what_is_not_a_benchmark(argv: list[str]) -> None:
     with pytest.raises(SystemExit, match="unknown benchmark"):
         bench_main.main(argv)
+
+
+def test_bench_main_runs_the_rest_when_one_benchmark_stops_and_fails_at_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ran: list[str] = []
+
+    def module(name: str) -> types.SimpleNamespace:
+        def main() -> None:
+            ran.append(name)
+            if name == "bench.locomo":
+                raise SystemExit("LoCoMo data not found")
+
+        return types.SimpleNamespace(main=main)
+
+    monkeypatch.setattr(bench_main.importlib, "import_module", module)
+    monkeypatch.setattr(sys, "argv", ["bench"])
+    with pytest.raises(SystemExit, match="did not finish: locomo"):
+        bench_main.main(["sessions", "locomo", "scale"])
+    assert ran == ["bench.sessions", "bench.locomo", "bench.scale"]
