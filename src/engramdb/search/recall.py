@@ -480,8 +480,11 @@ class Retriever:
         cfg, ns = plan.settings, plan.namespace
         speaker = plan.named[0] if len(plan.named) == 1 else None
         if fused and (cfg.neighbor_weight or speaker):
-            # one query: each candidate's user, its neighbours and their users
-            adjacency = self.store.memory_adjacency(ns, list(fused))
+            # one query: each candidate's user, its neighbours and their users (the users
+            # alone for the speaker boost: the neighbour lookups cost most of it)
+            adjacency = self.store.memory_adjacency(
+                ns, list(fused), neighbors=bool(cfg.neighbor_weight)
+            )
             if cfg.neighbor_weight:
                 lane = neighbor_lane(
                     fused, {key: (a[1], a[2]) for key, a in adjacency.items()}, cfg.neighbor_weight

@@ -577,9 +577,12 @@ class Store(Protocol):
         """Stored embeddings for rowids (those in ``namespace`` only): each memory's chunk
         vectors concatenated in chunk order."""
 
-    def memory_adjacency(self, namespace: str, rowids: Sequence[int]) -> dict[int, Adjacency]:
+    def memory_adjacency(
+        self, namespace: str, rowids: Sequence[int], *, neighbors: bool = True
+    ) -> dict[int, Adjacency]:
         """For each rowid of ``namespace``: its :data:`Adjacency` (user, previous and next rowid
-        in its session, and their users), all in one query."""
+        in its session, and their users), all in one query. ``neighbors=False``: the users
+        only (the rest ``None``), without the neighbour lookups."""
 
     def memory_users(self, namespace: str) -> list[str]:
         """Every user_id that has had memories in the namespace (at most 10,000)."""

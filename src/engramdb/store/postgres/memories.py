@@ -988,9 +988,20 @@ class MemoriesMixin:
 
         return self.read(work)
 
-    def memory_adjacency(self, namespace: str, rowids: Sequence[int]) -> dict[int, Adjacency]:
+    def memory_adjacency(
+        self, namespace: str, rowids: Sequence[int], *, neighbors: bool = True
+    ) -> dict[int, Adjacency]:
         if not rowids:
             return {}
+        if not neighbors:
+            users = self.read(
+                lambda conn: conn.execute(
+                    "SELECT rowid, user_id FROM memories WHERE namespace = %s "
+                    "AND rowid = ANY(%s::bigint[])",
+                    (namespace, list(rowids)),
+                ).fetchall()
+            )
+            return {int(r[0]): (r[1], None, None, None, None) for r in users}
         rows = self.read(
             lambda conn: conn.execute(
                 # one statement: neighbours by index seeks, their users joined
