@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from ..filters import Filter
@@ -572,6 +573,10 @@ class Store(Protocol):
     def memory_records(self, namespace: str, rowids: Sequence[int]) -> dict[int, MemoryRecord]:
         """Records for rowids (those in ``namespace`` only, and not invalidated: recall reads
         its hits through here)."""
+
+    def memory_times(self, namespace: str, rowids: Sequence[int]) -> dict[int, datetime]:
+        """When each memory happened (``occurred_at``, else ``created_at``), for the rowids
+        :meth:`memory_records` would answer: the time boosts read no whole record."""
 
     def memory_vectors(self, namespace: str, rowids: Sequence[int]) -> dict[int, bytes]:
         """Stored embeddings for rowids (those in ``namespace`` only): each memory's chunk

@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -1345,6 +1346,18 @@ class MemoriesMixin:
                 (namespace, to_json(list(rowids))),
             ).fetchall()
         return {r[0]: memory_record(r) for r in rows}
+
+    def memory_times(self, namespace: str, rowids: Sequence[int]) -> dict[int, datetime]:
+        if not rowids:
+            return {}
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT m.rowid, coalesce(m.occurred_at, m.created_at) FROM memories m "
+                "WHERE +m.namespace = ? AND m.rowid IN (SELECT value FROM json_each(?)) "
+                "AND m.invalidated_at IS NULL",
+                (namespace, to_json(list(rowids))),
+            ).fetchall()
+        return {r[0]: datetime_from_us(r[1]) for r in rows}
 
     def memory_vectors(self, namespace: str, rowids: Sequence[int]) -> dict[int, bytes]:
         if not rowids:
