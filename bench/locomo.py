@@ -647,6 +647,12 @@ def options(argv: list[str]) -> argparse.Namespace:
         help="comma-separated bundled models to compare (minilm-l6-int8,minilm-l3,"
         "minilm-l3-int8): passages/s and R@k each",
     )
+    parser.add_argument(
+        "--modes",
+        default="text,vector,hybrid",
+        help="comma-separated recall modes; 'text' alone runs without an embedder (no grid, "
+        "no ablations) and writes results/locomo-text.md: the text timing in a minute or two",
+    )
     known, _ = parser.parse_known_args(argv)  # `python -m bench locomo` passes its own args
     return known
 
@@ -657,7 +663,11 @@ def main() -> None:
     quick = bool(os.environ.get("ENGRAMDB_BENCH_QUICK"))
     console.print("[bold]locomo[/]: turn-level evidence recall" + (" (quick)" if quick else ""))
     opts = options(sys.argv[1:])
+    modes = tuple(m.strip() for m in opts.modes.split(",") if m.strip())
+    text_only = modes == ("text",)
     payload = run(
+        embedder=None if text_only else "local",
+        modes=modes,
         quick=quick,
         time_ablation=opts.time,
         embedders=tuple(m.strip() for m in opts.embedder.split(",") if m.strip()),
@@ -689,7 +699,7 @@ def main() -> None:
             last = f"{docs['passages_per_s']:,.0f}" if name in ("vector", "hybrid") else ""
             rows.append(_row(f"per document: {name}", "all", r, last))
     write_results(
-        "locomo" + ("-quick" if quick else ""),
+        "locomo" + ("-text" if text_only else "") + ("-quick" if quick else ""),
         payload,
         [
             "run",

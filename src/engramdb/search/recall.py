@@ -641,9 +641,12 @@ class Retriever:
             ordered = [f for f in ordered if f.score >= floor and (f.matched or f.score > 0)]
         records = {} if records is None else records
         hits: list[Hit] = []
-        # fetch records for the best few only
-        for start in range(0, len(ordered), k + 8):
-            window = ordered[start : start + k + 8]
+        # records for as many of the best as hits are missing (one read unless some were
+        # deleted meanwhile)
+        at = 0
+        while len(hits) < k and at < len(ordered):
+            window = ordered[at : at + k - len(hits)]
+            at += len(window)
             missing = [f.key for f in window if f.key not in records]
             records.update(self.store.memory_records(plan.namespace, missing))
             hits += [
@@ -651,9 +654,7 @@ class Retriever:
                 for f in window
                 if f.key in records
             ]
-            if len(hits) >= k:
-                break
-        return hits[:k]
+        return hits
 
     @staticmethod
     def explain(plan: RecallPlan, fused: Fused) -> dict[str, Any]:

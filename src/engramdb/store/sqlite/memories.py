@@ -1172,7 +1172,7 @@ class MemoriesMixin:
         one FTS5 query per word), kept in ``stats``."""
         from ...search.query import index_stem
 
-        sizes = self._shared_sizes(conn, namespace)  # (its live rows: no other tenant's)
+        sizes = self._shared_sizes(conn, namespace, stats)  # (its live rows only)
         # Each word's weighted frequency in each match, read back from FTS5's bm25() of the
         # word alone in the namespace's rows (the token's column weighs 0): that score is a
         # known function of the frequency and of the whole table's statistics (its row and
@@ -1219,10 +1219,11 @@ class MemoriesMixin:
             stats.keep_postings(word, terms)
         return out
 
-    def _shared_sizes(self, conn: sqlite3.Connection, namespace: str) -> dict[int, int]:
+    def _shared_sizes(
+        self, conn: sqlite3.Connection, namespace: str, stats: TextStats
+    ) -> dict[int, int]:
         """A namespace of the shared table: its live memories' token counts (cached until it
-        changes)."""
-        stats = self._text_stats(conn, namespace, snapshot=True)
+        changes; ``stats``: its statistics as of ``conn``'s transaction)."""
         sizes = stats.sizes
         if sizes is None:
             sizes = {
@@ -1245,8 +1246,8 @@ class MemoriesMixin:
         of them holding each of ``stems`` (cached until it changes)."""
         from ...search.query import index_stem
 
-        sizes = self._shared_sizes(conn, namespace)
         stats = self._text_stats(conn, namespace, snapshot=True)
+        sizes = self._shared_sizes(conn, namespace, stats)
         df = {t: stats.df[t] for t in stems if t in stats.df}
         unknown = [t for t in stems if t not in df]
         token = namespace_match(namespace)
