@@ -31,7 +31,7 @@ class Lane:
     floor: float | None = None
 
 
-@dataclass
+@dataclass(slots=True)
 class Fused:
     key: int
     score: float
@@ -76,8 +76,7 @@ def add_lane(
     not already in ``out`` is skipped instead of joining."""
     if not lane.ranked or not lane.weight:
         return
-    top = lane.ranked[0][1]
-    low = lane.floor
+    top, low, weight, name = lane.ranked[0][1], lane.floor, lane.weight, lane.name
     for rank, (key, score) in enumerate(lane.ranked, start=1):
         fused = out.get(key)
         if fused is None:
@@ -85,16 +84,16 @@ def add_lane(
                 continue
             fused = out[key] = Fused(key, 0.0)
         if method == "rrf":
-            part = lane.weight / (rrf_k + rank)
+            part = weight / (rrf_k + rank)
         elif low is None:
-            part = lane.weight * (score / top if top > 0 else 0.0)
+            part = weight * (score / top if top > 0 else 0.0)
         else:
-            part = lane.weight * ((score - low) / (top - low) if top > low else 1.0)
+            part = weight * ((score - low) / (top - low) if top > low else 1.0)
         fused.score += part
         if score > 0:
             fused.matched = True
         if explain:
-            fused.lanes[lane.name] = lane_detail(rank, score, part)
+            fused.lanes[name] = lane_detail(rank, score, part)
 
 
 def neighbor_lane(

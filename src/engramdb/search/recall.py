@@ -16,6 +16,7 @@ terms, tag lookups, nearest vectors, adjacency) and builds its own queries from 
 
 from __future__ import annotations
 
+import heapq
 import logging
 import os
 import re
@@ -28,6 +29,7 @@ from dataclasses import replace as dataclass_replace
 from datetime import datetime
 from functools import lru_cache, partial
 from itertools import groupby
+from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import InvalidInputError, PayloadTooLargeError
@@ -276,15 +278,18 @@ class Retriever:
         if plan.explain:
             explain_chunks(fused, plan.chunks)
         if len(fused) > cfg.boost_depth:  # the tail cannot reach the top k, even boosted
-            best = sorted(fused.values(), key=lambda f: (-tag_matches.get(f.key, 0), -f.score))
-            fused = {f.key: f for f in best[: cfg.boost_depth]}
+            best = heapq.nlargest(
+                cfg.boost_depth, fused.values(), key=lambda f: (tag_matches.get(f.key, 0), f.score)
+            )
+            fused = {f.key: f for f in best}
         fused, records = self.boost(plan, fused)
         if plan.time is not None:
             fused = self.time_boost(plan, fused, records)
-        # exact tag matches first (more of the query's tags first), then by score
-        ordered = sorted(
-            fused.values(), key=lambda f: (-tag_matches.get(f.key, 0), -f.score, -f.key)
-        )
+        # exact tag matches first (more of the query's tags first), then by score (ties:
+        # newest first; keys are distinct, so the reversed sort is the same order)
+        ordered = sorted(fused.values(), key=_by_score, reverse=True)
+        if tag_matches:
+            ordered.sort(key=lambda f: -tag_matches.get(f.key, 0))  # (stable)
         if self.reranker is not None and cfg.rerank_depth > 0:
             ordered = self.rerank(plan, ordered, records)
         ordered = self.diversify(plan, ordered, records, tag_matches)
@@ -480,8 +485,11 @@ class Retriever:
         cfg, ns = plan.settings, plan.namespace
         speaker = plan.named[0] if len(plan.named) == 1 else None
         if fused and (cfg.neighbor_weight or speaker):
-            # one query: each candidate's user, its neighbours and their users
-            adjacency = self.store.memory_adjacency(ns, list(fused))
+            # one query: each candidate's user, its neighbours and their users (the users
+            # alone for the speaker boost: the neighbour lookups cost most of it)
+            adjacency = self.store.memory_adjacency(
+                ns, list(fused), neighbors=bool(cfg.neighbor_weight)
+            )
             if cfg.neighbor_weight:
                 lane = neighbor_lane(
                     fused, {key: (a[1], a[2]) for key, a in adjacency.items()}, cfg.neighbor_weight
@@ -547,8 +555,8 @@ class Retriever:
         self, plan: RecallPlan, fused: dict[int, Fused], records: dict[int, MemoryRecord]
     ) -> dict[int, Fused]:
         """Scores ×(1 + ``time_weight``) inside the query's window (``time_mode="boost"``),
-        and ×(1 + ``order_weight``·p) by time for "first" / "latest" questions; ``records``
-        is filled with the candidates read for it."""
+        and ×(1 + ``order_weight``·p) by time for "first" / "latest" questions (read with
+        the candidates' times, or from ``records`` for those read already)."""
         cfg, intent = plan.settings, plan.time
         assert intent is not None
         window = intent.window if cfg.time_mode == "boost" else None
@@ -556,10 +564,11 @@ class Retriever:
         weigh_order = intent.order is not None and cfg.order_weight != 0
         if not fused or not (weigh_window or weigh_order):
             return fused
-        missing = [key for key in fused if key not in records]
-        records.update(self.store.memory_records(plan.namespace, missing))
-        fused = {key: f for key, f in fused.items() if key in records}
+        # the times alone: a whole record for every candidate cost more than the rest of
+        # the recall (the hits read theirs afterwards)
         when = {key: r.occurred_at or r.created_at for key, r in records.items() if key in fused}
+        when |= self.store.memory_times(plan.namespace, [key for key in fused if key not in when])
+        fused = {key: f for key, f in fused.items() if key in when}
         if weigh_window:
             assert window is not None
             grace = cfg.time_grace_days * 86_400.0
@@ -632,9 +641,12 @@ class Retriever:
             ordered = [f for f in ordered if f.score >= floor and (f.matched or f.score > 0)]
         records = {} if records is None else records
         hits: list[Hit] = []
-        # fetch records for the best few only
-        for start in range(0, len(ordered), k + 8):
-            window = ordered[start : start + k + 8]
+        # records for as many of the best as hits are missing (one read unless some were
+        # deleted meanwhile)
+        at = 0
+        while len(hits) < k and at < len(ordered):
+            window = ordered[at : at + k - len(hits)]
+            at += len(window)
             missing = [f.key for f in window if f.key not in records]
             records.update(self.store.memory_records(plan.namespace, missing))
             hits += [
@@ -642,9 +654,7 @@ class Retriever:
                 for f in window
                 if f.key in records
             ]
-            if len(hits) >= k:
-                break
-        return hits[:k]
+        return hits
 
     @staticmethod
     def explain(plan: RecallPlan, fused: Fused) -> dict[str, Any]:
@@ -663,6 +673,8 @@ class Retriever:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+_by_score = attrgetter("score", "key")
 
 
 _LANES: tuple[int, ThreadPoolExecutor] | None = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from ..filters import Filter
@@ -573,13 +574,20 @@ class Store(Protocol):
         """Records for rowids (those in ``namespace`` only, and not invalidated: recall reads
         its hits through here)."""
 
+    def memory_times(self, namespace: str, rowids: Sequence[int]) -> dict[int, datetime]:
+        """When each memory happened (``occurred_at``, else ``created_at``), for the rowids
+        :meth:`memory_records` would answer: the time boosts read no whole record."""
+
     def memory_vectors(self, namespace: str, rowids: Sequence[int]) -> dict[int, bytes]:
         """Stored embeddings for rowids (those in ``namespace`` only): each memory's chunk
         vectors concatenated in chunk order."""
 
-    def memory_adjacency(self, namespace: str, rowids: Sequence[int]) -> dict[int, Adjacency]:
+    def memory_adjacency(
+        self, namespace: str, rowids: Sequence[int], *, neighbors: bool = True
+    ) -> dict[int, Adjacency]:
         """For each rowid of ``namespace``: its :data:`Adjacency` (user, previous and next rowid
-        in its session, and their users), all in one query."""
+        in its session, and their users), all in one query. ``neighbors=False``: the users
+        only (the rest ``None``), without the neighbour lookups."""
 
     def memory_users(self, namespace: str) -> list[str]:
         """Every user_id that has had memories in the namespace (at most 10,000)."""

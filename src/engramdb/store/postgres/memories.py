@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from typing import Any, TypeVar
 
 import numpy as np
@@ -970,6 +971,18 @@ class MemoriesMixin:
         )
         return {r[0]: memory_record(r) for r in rows}
 
+    def memory_times(self, namespace: str, rowids: Sequence[int]) -> dict[int, datetime]:
+        if not rowids:
+            return {}
+        rows = self.read(
+            lambda conn: conn.execute(
+                "SELECT rowid, coalesce(occurred_at, created_at) FROM memories "
+                "WHERE namespace = %s AND rowid = ANY(%s::bigint[]) AND invalidated_at IS NULL",
+                (namespace, list(rowids)),
+            ).fetchall()
+        )
+        return {int(r[0]): datetime_from_us(r[1]) for r in rows}
+
     def memory_vectors(self, namespace: str, rowids: Sequence[int]) -> dict[int, bytes]:
         if not rowids:
             return {}
@@ -988,9 +1001,20 @@ class MemoriesMixin:
 
         return self.read(work)
 
-    def memory_adjacency(self, namespace: str, rowids: Sequence[int]) -> dict[int, Adjacency]:
+    def memory_adjacency(
+        self, namespace: str, rowids: Sequence[int], *, neighbors: bool = True
+    ) -> dict[int, Adjacency]:
         if not rowids:
             return {}
+        if not neighbors:
+            users = self.read(
+                lambda conn: conn.execute(
+                    "SELECT rowid, user_id FROM memories WHERE namespace = %s "
+                    "AND rowid = ANY(%s::bigint[])",
+                    (namespace, list(rowids)),
+                ).fetchall()
+            )
+            return {int(r[0]): (r[1], None, None, None, None) for r in users}
         rows = self.read(
             lambda conn: conn.execute(
                 # one statement: neighbours by index seeks, their users joined

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import logging
 import math
 import os
@@ -11,6 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -86,27 +88,36 @@ class TextStats:
     """Statistics of one namespace's full-text index as of one ``key`` (the namespace's
     ``text_versions`` row, which triggers bump on every change to its memories that can
     change them, and its memory count): its live memories, the document count of terms and,
-    in the shared table, each live memory's token count. Filled as recalls ask; dropped when
-    the key moves, so they are re-read only after writes. Each namespace's own: nothing here
-    mixes data of two namespaces."""
+    in the shared table, each live memory's token count and each searched term's BM25 share
+    in each memory holding it. Filled as recalls ask; dropped when the key moves, so they are
+    re-read only after writes. Each namespace's own: nothing here mixes data of two
+    namespaces."""
 
     MAX_ENTRIES = 200_000
     """Entries kept at most per namespace (past that, read each time)."""
 
-    __slots__ = ("df", "documents", "key", "sizes")
+    __slots__ = ("df", "documents", "kept", "key", "postings", "sizes")
 
     def __init__(self, key: tuple[int, int] | None) -> None:
         self.key = key
         self.documents: int | None = None  # rows of the namespace's text table
         self.df: dict[str, int] = {}  # stem -> documents
         self.sizes: dict[int, int] | None = None  # shared table: rowid -> tokens
+        # shared table: word -> {rowid: the word's BM25 term in that memory's score}
+        self.postings: dict[str, dict[int, float]] = {}
+        self.kept = 0  # entries of postings
 
     def keep(self, term: str, documents: int) -> None:
         if self.key is not None and len(self.df) < self.MAX_ENTRIES:
             self.df[term] = documents
 
+    def keep_postings(self, stem: str, scores: dict[int, float]) -> None:
+        if self.key is not None and self.entries() + len(scores) < self.MAX_ENTRIES:
+            self.postings[stem] = scores
+            self.kept += len(scores)
+
     def entries(self) -> int:
-        return len(self.df) + len(self.sizes or ())
+        return len(self.df) + len(self.sizes or ()) + self.kept
 
 
 TEXT_STATS_NAMESPACES = 1_024
@@ -1107,12 +1118,61 @@ class MemoriesMixin:
         """The text search of a namespace in the shared table: FTS5 finds its matches (the
         namespace's token in each query bounds the walk by the namespace's rows), BM25 is
         computed as FTS5's bm25() would in a table of the namespace's live memories alone."""
-        sizes = self._shared_sizes(conn, namespace)  # (its live rows: no other tenant's)
         stats = self._text_stats(conn, namespace, snapshot=True)
         # bm25() per phrase: each distinct query word (as the MATCH lists them), in order
         stem_of: dict[str, str] = {}
         for word, stem in pairs:
             stem_of.setdefault(word, stem)
+        # each word's term of the score in each memory holding it: a function of the
+        # namespace's data alone, so kept until it changes (a recall then reads only the
+        # query's new words). Keyed by word: FTS5's tokenizer may not give a word the stem
+        # recall computed ("us" -> "u"), so two words of one stem can match different rows.
+        kept = stats.postings
+        missing = [w for w in stem_of if w not in kept]
+        fresh = self._shared_postings(conn, namespace, stats, missing) if missing else {}
+        found: dict[str, dict[int, float]] = {}
+        for word, stem in stem_of.items():  # a stem's rows: its last word's, as bm25() reads
+            found[stem] = fresh[word] if word in fresh else kept[word]
+            stats.keep(stem, len(found[stem]))
+        where, params = filter_sql(flt)
+        candidates: set[int] | None = None  # None: every match
+        if params:  # a filter: the newest matches that pass it (each match's row is read)
+            candidates = {
+                r[0]
+                for r in conn.execute(
+                    f"SELECT f.rowid FROM {SHARED} f CROSS JOIN memories m ON m.rowid = f.rowid "
+                    f"WHERE {SHARED} MATCH ? AND m.namespace = ?{where} "
+                    "ORDER BY f.rowid DESC LIMIT ?",
+                    [namespace_match(namespace, match), namespace, *params, bound],
+                )
+            }
+        else:
+            matched = {doc for stem in stem_of.values() for doc in found[stem]}
+            if len(matched) > bound:  # the newest matches
+                candidates = set(sorted(matched)[-bound:])
+        # summed in the query's stem order, as bm25() does (a memory without the stem adds
+        # nothing: its term is exactly 0)
+        scores: dict[int, float] = {}
+        for stem in stem_of.values():
+            for doc, term in found[stem].items():
+                if candidates is None or doc in candidates:
+                    scores[doc] = scores.get(doc, 0.0) + term
+        # best first, ties newest first
+        best = heapq.nlargest(limit, zip(scores.values(), scores.keys(), strict=True))
+        return [(doc, score) for score, doc in best]
+
+    def _shared_postings(
+        self,
+        conn: sqlite3.Connection,
+        namespace: str,
+        stats: TextStats,
+        words: Sequence[str],
+    ) -> dict[str, dict[int, float]]:
+        """Each word's BM25 term in each of the namespace's memories holding it (read with
+        one FTS5 query per word), kept in ``stats``."""
+        from ...search.query import index_stem
+
+        sizes = self._shared_sizes(conn, namespace, stats)  # (its live rows only)
         # Each word's weighted frequency in each match, read back from FTS5's bm25() of the
         # word alone in the namespace's rows (the token's column weighs 0): that score is a
         # known function of the frequency and of the whole table's statistics (its row and
@@ -1124,14 +1184,16 @@ class MemoriesMixin:
             conn.execute(
                 f"SELECT term, doc FROM {term_vocabulary(conn, SHARED)} WHERE term IN "
                 "(SELECT value FROM json_each(?))",
-                (to_json(list(set(stem_of.values()))),),
+                (to_json(list({index_stem(w) for w in words})),),
             ).fetchall()
         )
         avgdl_all = table_tokens / table_rows if table_rows else 1.0
+        documents = len(sizes)
+        avgdl = sum(sizes.values()) / documents if documents else 1.0
         token = namespace_match(namespace)
-        found: dict[str, list[tuple[int, float]]] = {}
-        for word, stem in stem_of.items():
-            found[stem] = [
+        out: dict[str, dict[int, float]] = {}
+        for word in words:
+            rows = [
                 (doc, score)
                 for doc, score in conn.execute(
                     f"SELECT rowid, -bm25({SHARED}, {_BM25_WEIGHTS}, 0.0) FROM {SHARED} "
@@ -1140,49 +1202,28 @@ class MemoriesMixin:
                 )
                 if doc in sizes
             ]
-        where, params = filter_sql(flt)
-        if params:  # a filter: the newest matches that pass it (each match's row is read)
-            candidates = {
-                r[0]
-                for r in conn.execute(
-                    f"SELECT f.rowid FROM {SHARED} f CROSS JOIN memories m ON m.rowid = f.rowid "
-                    f"WHERE {SHARED} MATCH ? AND m.namespace = ?{where} "
-                    "ORDER BY f.rowid DESC LIMIT ?",
-                    [namespace_match(namespace, match), namespace, *params, bound],
-                )
-            }
-        else:  # the newest matches
-            candidates = set(sorted({doc for rows in found.values() for doc, _ in rows})[-bound:])
-        hits: dict[int, dict[str, float]] = {}
-        for stem, rows in found.items():
-            stats.keep(stem, len(rows))
-            idf_all = _idf(table_rows, int(global_df.get(stem, 0)))
+            idf_all = _idf(table_rows, int(global_df.get(index_stem(word), 0)))
+            idf = _idf(documents, len(rows))
+            terms: dict[int, float] = {}
             for doc, score in rows:
-                if doc in candidates:
-                    # the row's length there counts the token (one word) too
-                    norm = _K1 * (1 - _B + _B * (sizes[doc] + 1) / avgdl_all)
-                    share = score / (idf_all * (_K1 + 1.0))
-                    # (rounded: column weights have few decimals, and the last bits of the
-                    # inversion must not depend on other tenants' statistics)
-                    hits.setdefault(doc, {})[stem] = round(share * norm / (1 - share), 6)
-        documents = len(sizes)
-        avgdl = sum(sizes.values()) / documents if documents else 1.0
-        idf = {stem: _idf(documents, len(rows)) for stem, rows in found.items()}
-        scored = []
-        for doc, per_term in hits.items():
-            score = 0.0
-            norm = _K1 * (1 - _B + _B * sizes[doc] / avgdl)
-            for stem in stem_of.values():
-                f = per_term.get(stem, 0.0)
-                score += idf[stem] * ((f * (_K1 + 1.0)) / (f + norm))
-            scored.append((score, doc))
-        scored.sort(reverse=True)  # best first, ties newest first
-        return [(doc, score) for score, doc in scored[:limit]]
+                # the row's length there counts the token (one word) too
+                norm = _K1 * (1 - _B + _B * (sizes[doc] + 1) / avgdl_all)
+                share = score / (idf_all * (_K1 + 1.0))
+                # (rounded: column weights have few decimals, and the last bits of the
+                # inversion must not depend on other tenants' statistics)
+                f = round(share * norm / (1 - share), 6)
+                terms[doc] = idf * (
+                    (f * (_K1 + 1.0)) / (f + _K1 * (1 - _B + _B * sizes[doc] / avgdl))
+                )
+            out[word] = terms
+            stats.keep_postings(word, terms)
+        return out
 
-    def _shared_sizes(self, conn: sqlite3.Connection, namespace: str) -> dict[int, int]:
+    def _shared_sizes(
+        self, conn: sqlite3.Connection, namespace: str, stats: TextStats
+    ) -> dict[int, int]:
         """A namespace of the shared table: its live memories' token counts (cached until it
-        changes)."""
-        stats = self._text_stats(conn, namespace, snapshot=True)
+        changes; ``stats``: its statistics as of ``conn``'s transaction)."""
         sizes = stats.sizes
         if sizes is None:
             sizes = {
@@ -1205,8 +1246,8 @@ class MemoriesMixin:
         of them holding each of ``stems`` (cached until it changes)."""
         from ...search.query import index_stem
 
-        sizes = self._shared_sizes(conn, namespace)
         stats = self._text_stats(conn, namespace, snapshot=True)
+        sizes = self._shared_sizes(conn, namespace, stats)
         df = {t: stats.df[t] for t in stems if t in stats.df}
         unknown = [t for t in stems if t not in df]
         token = namespace_match(namespace)
@@ -1307,6 +1348,18 @@ class MemoriesMixin:
             ).fetchall()
         return {r[0]: memory_record(r) for r in rows}
 
+    def memory_times(self, namespace: str, rowids: Sequence[int]) -> dict[int, datetime]:
+        if not rowids:
+            return {}
+        with self._reader() as conn:
+            rows = conn.execute(
+                "SELECT m.rowid, coalesce(m.occurred_at, m.created_at) FROM memories m "
+                "WHERE +m.namespace = ? AND m.rowid IN (SELECT value FROM json_each(?)) "
+                "AND m.invalidated_at IS NULL",
+                (namespace, to_json(list(rowids))),
+            ).fetchall()
+        return {r[0]: datetime_from_us(r[1]) for r in rows}
+
     def memory_vectors(self, namespace: str, rowids: Sequence[int]) -> dict[int, bytes]:
         if not rowids:
             return {}
@@ -1322,21 +1375,31 @@ class MemoriesMixin:
             out[rowid] = out.get(rowid, b"") + vector
         return out
 
-    def memory_adjacency(self, namespace: str, rowids: Sequence[int]) -> dict[int, Adjacency]:
+    def memory_adjacency(
+        self, namespace: str, rowids: Sequence[int], *, neighbors: bool = True
+    ) -> dict[int, Adjacency]:
         if not rowids:
             return {}
         with self._reader() as conn:
+            if not neighbors:
+                users = conn.execute(
+                    "SELECT m.rowid, m.user_id FROM memories m WHERE +m.namespace = ? AND "
+                    "m.rowid IN (SELECT value FROM json_each(?))",
+                    (namespace, to_json(list(rowids))),
+                ).fetchall()
+                return {r[0]: (r[1], None, None, None, None) for r in users}
             # one statement: each candidate's neighbours are index seeks on
-            # (namespace, session_id, rowid), and their users come along
+            # (namespace, session_id, rowid), and their users come along (MATERIALIZED: else
+            # SQLite runs each neighbour's subquery again for its join, twice the seeks)
             rows = conn.execute(
-                "SELECT a.rowid, a.user_id, a.prev, a.next, p.user_id, n.user_id FROM "
-                "(SELECT m.rowid, m.user_id, "
+                "WITH a AS MATERIALIZED (SELECT m.rowid, m.user_id, "
                 "(SELECT max(p.rowid) FROM memories p WHERE p.namespace = m.namespace AND "
                 "p.session_id = m.session_id AND p.rowid < m.rowid) AS prev, "
                 "(SELECT min(n.rowid) FROM memories n WHERE n.namespace = m.namespace AND "
                 "n.session_id = m.session_id AND n.rowid > m.rowid) AS next "
                 "FROM memories m WHERE +m.namespace = ? AND m.rowid IN "
-                "(SELECT value FROM json_each(?))) a "
+                "(SELECT value FROM json_each(?))) "
+                "SELECT a.rowid, a.user_id, a.prev, a.next, p.user_id, n.user_id FROM a "
                 "LEFT JOIN memories p ON p.rowid = a.prev "
                 "LEFT JOIN memories n ON n.rowid = a.next",
                 (namespace, to_json(list(rowids))),

@@ -1,0 +1,68 @@
+"""The shared full-text table keeps each searched word's BM25 terms per namespace version
+(issue 14): a recall runs FTS5 only for words the namespace's current data has not seen."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from engramdb import Memory, open_store
+from engramdb.store.sqlite import SQLiteStore
+from tests.unit.test_recall_statements import statements
+
+PER_WORD = "bm25(memories_fts"  # the per-word query of the shared table's search
+
+
+def _fill(mem: Memory, namespace: str) -> None:
+    mem.remember_many(
+        [
+            {"content": f"note {i}: {'gardening tomatoes' if i % 3 == 0 else 'rainy weather'}"}
+            for i in range(40)
+        ]
+        + [{"content": "us holiday trip"}, {"content": "a u turn on the road"}],
+        namespace=namespace,
+    )
+
+
+def _scores(mem: Memory, query: str, namespace: str) -> list[tuple[str, float]]:
+    hits = mem.recall(query, namespace=namespace, mode="text", limit=20)
+    return [(h.memory.content, h.score) for h in hits]
+
+
+def test_issue14_shared_search_reads_each_word_once_per_version(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "data")
+    assert isinstance(store, SQLiteStore)
+    mem = Memory(store, embedder=None)
+    _fill(mem, "small")  # far below a table of its own: the shared table
+    first = _scores(mem, "gardening tomatoes weather", "small")
+    with statements(store) as seen:
+        again = _scores(mem, "gardening tomatoes weather", "small")
+    assert again == first and first
+    assert not [s for s in seen if PER_WORD in s]  # every word's terms were kept
+    with statements(store) as seen:
+        _scores(mem, "weather holiday", "small")
+    assert len([s for s in seen if PER_WORD in s]) == 1  # "holiday" only
+    # another tenant's write changes nothing here and reads nothing again
+    _fill(mem, "other")
+    with statements(store) as seen:
+        assert _scores(mem, "gardening tomatoes weather", "small") == first
+    assert not [s for s in seen if PER_WORD in s]
+    # a write to the namespace: read again, and scored as a fresh store scores it
+    mem.remember("gardening again, tomatoes everywhere", namespace="small")
+    with statements(store) as seen:
+        after = _scores(mem, "gardening tomatoes weather", "small")
+    assert len([s for s in seen if PER_WORD in s]) == 3
+    assert after != first
+    fresh = Memory(open_store(tmp_path / "data"), embedder=None)
+    assert _scores(fresh, "gardening tomatoes weather", "small") == after
+
+
+def test_issue14_shared_terms_are_kept_by_word_not_stem(tmp_path: Path) -> None:
+    # recall stems "us" to "u" but FTS5's tokenizer keeps "us": the two words match
+    # different memories, so what one query kept must not answer for the other
+    mem = Memory(open_store(tmp_path / "data"), embedder=None)
+    _fill(mem, "small")
+    _scores(mem, "u turn", "small")
+    warm = _scores(mem, "us holiday", "small")
+    cold = _scores(Memory(open_store(tmp_path / "data"), embedder=None), "us holiday", "small")
+    assert warm == cold
+    assert warm[0][0] == "us holiday trip"
