@@ -468,10 +468,7 @@ def _inline_threadpool(app: Any) -> list[Any]:
         mock.patch.object(fastapi.dependencies.utils, "run_in_threadpool", inline),
     ]
     if hasattr(app.state.services, "executor"):  # (an engramdb before issue 14 has none)
-        inline = _InlineExecutor()
-        services = replace(app.state.services, executor=inline)
-        if hasattr(services, "recall_executor"):  # (an engramdb before its recall threads)
-            services = replace(services, recall_executor=inline)
+        services = replace(app.state.services, executor=_InlineExecutor())
         patches.append(mock.patch.object(app.state, "services", services))
     return patches
 

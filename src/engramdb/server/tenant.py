@@ -19,7 +19,7 @@ import threading
 import typing
 from collections import deque
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
@@ -107,12 +107,6 @@ def recall_turns(memory: Memory) -> Turns | None:
     return Turns(RECALL_THREADS) if memory.store.inline_reads else None
 
 
-def calls_model(memory: Memory, mode: str) -> bool:
-    """Whether a recall in ``mode`` calls a model: it takes no turn (it would wait for the
-    model with the turn held, and keep concurrent queries from sharing a batch)."""
-    return memory.reranker is not None or (mode != "text" and memory.embedder is not None)
-
-
 @dataclass(frozen=True)
 class Services:
     """What the app holds: the shared facade over the store, keys and limits, the
@@ -126,18 +120,6 @@ class Services:
     executor: ThreadPoolExecutor = field(default_factory=store_executor)
     recall_turns: Turns | None = None
     """See :func:`recall_turns`."""
-    recall_executor: Executor | None = None
-    """:data:`RECALL_THREADS` threads for the API's recalls that take turns (see
-    :func:`one_hop`'s ``recall_mode``); ``None`` without turns."""
-
-    def __post_init__(self) -> None:
-        if self.recall_turns is not None and self.recall_executor is None:
-            executor = ThreadPoolExecutor(RECALL_THREADS, thread_name_prefix="engramdb-recall")
-            object.__setattr__(self, "recall_executor", executor)
-
-    def takes_turn(self, mode: str) -> bool:
-        """Whether a recall in ``mode`` takes one of the :data:`RECALL_THREADS` turns."""
-        return self.recall_turns is not None and not calls_model(self.memory, mode)
 
 
 @dataclass(frozen=True)
@@ -166,8 +148,11 @@ class Tenant:
 
     def recall_turn(self, mode: str) -> AbstractContextManager[object]:
         """Held while a recall in ``mode`` runs: one of the app's :data:`RECALL_THREADS`
-        turns if it calls no model (:func:`calls_model`), else nothing."""
-        if self.recall_turns is None or calls_model(self.memory, mode):
+        turns if it calls no model (a model call would wait with the turn held and keep
+        concurrent queries from sharing a batch), else nothing."""
+        memory = self.memory
+        model = memory.reranker is not None or (mode != "text" and memory.embedder is not None)
+        if self.recall_turns is None or model:
             return contextlib.nullcontext()
         return self.recall_turns
 
@@ -228,14 +213,10 @@ async def blocking(request: Request, func: Callable[[], T]) -> T:
     return await blocking_on(services(request), func)
 
 
-async def blocking_on(
-    svc: Services, func: Callable[[], T], executor: Executor | None = None
-) -> T:
-    """:func:`blocking` given the app's services (on ``executor``: another of its executors)."""
+async def blocking_on(svc: Services, func: Callable[[], T]) -> T:
+    """:func:`blocking` given the app's services."""
     context = contextvars.copy_context()
-    return await asyncio.get_running_loop().run_in_executor(
-        executor or svc.executor, context.run, func
-    )
+    return await asyncio.get_running_loop().run_in_executor(svc.executor, context.run, func)
 
 
 _RESOLVED: dict[Any, Callable[[Request], Any]] = {
@@ -246,30 +227,12 @@ _RESOLVED: dict[Any, Callable[[Request], Any]] = {
 _REQUEST = "engramdb_request"
 
 
-def recall_hop(
-    recall_mode: Callable[[dict[str, Any]], str],
-) -> Callable[[Callable[..., T]], Callable[..., Awaitable[T]]]:
-    """:func:`one_hop` for a recall route: ``recall_mode(arguments)`` is the recall's mode. A
-    recall that takes a turn (:meth:`Services.takes_turn`) runs on the app's
-    :data:`RECALL_THREADS` recall threads, queued first come, first served: a waiting recall
-    holds no thread (eight threads parked on the turns cost a third more context switches
-    per recall, issue 14)."""
-
-    def wrap(endpoint: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-        return one_hop(endpoint, recall_mode=recall_mode)
-
-    return wrap
-
-
-def one_hop(
-    endpoint: Callable[..., T], *, recall_mode: Callable[[dict[str, Any]], str] | None = None
-) -> Callable[..., Awaitable[T]]:
+def one_hop(endpoint: Callable[..., T]) -> Callable[..., Awaitable[T]]:
     """A sync route made async, running in one hop: its ``TenantDep``, ``PrincipalDep`` and
     ``ServicesDep`` parameters are resolved (key lookup, rate check) and its body runs, all in
     one call of :func:`blocking`. FastAPI still parses and validates the other parameters
     (path, query, body) on the event loop, and sees the route's own name, docstring and
-    return type (so the OpenAPI schema is the same). ``recall_mode``: see
-    :func:`recall_hop`."""
+    return type (so the OpenAPI schema is the same)."""
     hints = typing.get_type_hints(endpoint, include_extras=True)
     signature = inspect.signature(endpoint)
     lazy: dict[str, Callable[[Request], Any]] = {}
@@ -299,10 +262,7 @@ def one_hop(
                 kwargs[name] = resolve(request)
             return endpoint(**kwargs)
 
-        svc = services(request)
-        if recall_mode is not None and svc.takes_turn(recall_mode(kwargs)):
-            return await blocking_on(svc, work, svc.recall_executor)
-        return await blocking_on(svc, work)
+        return await blocking(request, work)
 
     async def authorize(request: Request) -> None:
         """Resolve the key parameters alone (401, 403, 429 as the route would answer)."""

@@ -74,15 +74,7 @@ from .models import (
     VersionOut,
     records_json,
 )
-from .tenant import (
-    PrincipalDep,
-    Services,
-    ServicesDep,
-    Tenant,
-    TenantDep,
-    one_hop,
-    recall_hop,
-)
+from .tenant import PrincipalDep, Services, ServicesDep, Tenant, TenantDep, one_hop
 
 if TYPE_CHECKING:
     from ..manager import ExtractionReport
@@ -335,7 +327,7 @@ def remember_batch(t: TenantDep, body: MemoryBatchIn) -> MemoriesOut:
 
 
 @router.post("/memories/recall", response_model=RecallOut, tags=["memories"])
-@recall_hop(lambda arguments: arguments["body"].mode)
+@one_hop
 def recall(t: TenantDep, body: RecallIn) -> Response:
     """Memories ranked for a query (any string is a valid query)."""
     t.limiter.count_recall(t.key, t.ancestors)
