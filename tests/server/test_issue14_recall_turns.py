@@ -5,8 +5,7 @@ records' own JSON, the same bytes the response model would write."""
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Any
@@ -15,7 +14,7 @@ from unittest import mock
 import pytest
 
 from engramdb.server.models import HitOut, RecallOut
-from engramdb.server.tenant import RECALL_THREADS, Turns
+from engramdb.server.tenant import RECALL_THREADS
 from engramdb.store import Store
 from tests.server.conftest import Api, MakeApi
 
@@ -94,44 +93,6 @@ def test_issue14_recall_turns(make_api: MakeApi, store: Store, mode: str, turns:
         assert most[0] == RECALL_THREADS
     else:
         assert most[0] > RECALL_THREADS
-
-
-def until(condition: Callable[[], bool]) -> None:
-    """Wait for another thread to get somewhere (a deadline only against a hang)."""
-    deadline = time.monotonic() + 30
-    while not condition():
-        assert time.monotonic() < deadline, "the threads did not get there"
-        time.sleep(0.005)
-
-
-def test_issue14_recall_turns_first_come_first_served() -> None:
-    turns = Turns(2)
-    assert turns.acquire() and turns.acquire()
-    got: list[int] = []
-    done = threading.Event()
-
-    def take(n: int) -> None:
-        with turns:
-            got.append(n)
-            done.wait(30)
-
-    threads = []
-    for n in (1, 2, 3):  # each queues after the one before
-        threads.append(threading.Thread(target=take, args=(n,)))
-        threads[-1].start()
-        until(lambda n=n: turns.waiting == n)
-    turns.release()
-    until(lambda: got == [1])
-    # the turn went to the longest waiter, not to whichever thread asks first
-    assert not turns.acquire(blocking=False)
-    turns.release()
-    until(lambda: got == [1, 2])
-    done.set()
-    for thread in threads:
-        thread.join(30)
-    assert got == [1, 2, 3]
-    assert turns.acquire(blocking=False) and turns.acquire(blocking=False)  # all given back
-    assert not turns.acquire(blocking=False)
 
 
 def test_issue14_recall_answer_is_the_response_models_json(api: Api) -> None:

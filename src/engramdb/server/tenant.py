@@ -17,7 +17,6 @@ import contextvars
 import inspect
 import threading
 import typing
-from collections import deque
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager
@@ -55,56 +54,10 @@ def store_executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="engramdb-store")
 
 
-class Turns:
-    """``n`` turns taken first come, first served: a turn given back goes straight to the
-    longest waiter. (A semaphore lets whichever thread gets the GIL first take a freed turn,
-    often one that just arrived or just gave one back, while a woken waiter that lost the
-    race queues again at the back: its recall waits several rounds, the tail latency of
-    issue 14.)"""
-
-    def __init__(self, n: int) -> None:
-        self._free = n
-        self._waiting: deque[threading.Lock] = deque()
-        self._lock = threading.Lock()
-
-    def acquire(self, blocking: bool = True) -> bool:
-        with self._lock:
-            if self._free and not self._waiting:
-                self._free -= 1
-                return True
-            if not blocking:
-                return False
-            handed = threading.Lock()
-            handed.acquire()
-            self._waiting.append(handed)
-        handed.acquire()  # released by release(): the turn is this thread's
-        return True
-
-    def release(self) -> None:
-        with self._lock:
-            if self._waiting:
-                self._waiting.popleft().release()
-            else:
-                self._free += 1
-
-    @property
-    def waiting(self) -> int:
-        """Threads waiting for a turn."""
-        with self._lock:
-            return len(self._waiting)
-
-    def __enter__(self) -> Turns:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def recall_turns(memory: Memory) -> Turns | None:
+def recall_turns(memory: Memory) -> threading.BoundedSemaphore | None:
     """The turns of :data:`RECALL_THREADS` for the app's store (``None``: no turns, every
     read is a round trip to a database server that runs them side by side)."""
-    return Turns(RECALL_THREADS) if memory.store.inline_reads else None
+    return threading.BoundedSemaphore(RECALL_THREADS) if memory.store.inline_reads else None
 
 
 @dataclass(frozen=True)
@@ -118,7 +71,7 @@ class Services:
     limiter: Limiter
     managers: Managers | None = None
     executor: ThreadPoolExecutor = field(default_factory=store_executor)
-    recall_turns: Turns | None = None
+    recall_turns: threading.BoundedSemaphore | None = None
     """See :func:`recall_turns`."""
 
 
@@ -131,7 +84,7 @@ class Tenant:
     """The keys this key was created from (their per-key limits bound it too)."""
     managers: Managers | None = None
     """The server-run memory managers (``extract_sessions``), if on."""
-    recall_turns: Turns | None = None
+    recall_turns: threading.BoundedSemaphore | None = None
     """See :func:`recall_turns`."""
 
     @property
