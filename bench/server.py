@@ -31,7 +31,7 @@ Finally each endpoint is timed one request at a time, three ways, on the same st
 library call alone (``Memory.recall`` / ``remember_many``), the ASGI app in this process (no
 HTTP, no thread hop), and cProfile of the app's request path split into store calls,
 engramdb's Python, the server's own steps (key lookup, quota, response models) and the rest
-of FastAPI/Starlette.
+of FastAPI/Starlette (``ENGRAMDB_BENCH_PROFILE=0`` leaves this out).
 
 Embeddings: ``ENGRAMDB_BENCH_EMBEDDER=local`` runs the server with that embedder instead of
 ``none`` (every remember then embeds its text), and the endpoint ``remember_unbatched`` is
@@ -661,6 +661,8 @@ def run() -> dict[str, Any]:
         for backend in words("BACKENDS"):
             with backend_store(backend, Path(tmp)) as (target, db_pid):
                 key = load_backend(backend, target, db_pid, Path(tmp) / f"{backend}.log", payload)
+                if os.environ.get("ENGRAMDB_BENCH_PROFILE", "1") == "0":
+                    continue  # load phases only (repeated runs)
                 with console.status(f"{backend}: profiling one request at a time, in-process"):
                     payload["profiles"][backend] = profile(target, key)
     return payload
