@@ -31,7 +31,7 @@ Finally each endpoint is timed one request at a time, three ways, on the same st
 library call alone (``Memory.recall`` / ``remember_many``), the ASGI app in this process (no
 HTTP, no thread hop), and cProfile of the app's request path split into store calls,
 engramdb's Python, the server's own steps (key lookup, quota, response models) and the rest
-of FastAPI/Starlette.
+of FastAPI/Starlette (``ENGRAMDB_BENCH_PROFILE=0`` leaves this out).
 
 Embeddings: ``ENGRAMDB_BENCH_EMBEDDER=local`` runs the server with that embedder instead of
 ``none`` (every remember then embeds its text), and the endpoint ``remember_unbatched`` is
@@ -41,7 +41,11 @@ measured in one run (each × baseline against the same baseline).
 
 Subsets: ``ENGRAMDB_BENCH_BACKENDS=sqlite``, ``ENGRAMDB_BENCH_WORKERS=1``,
 ``ENGRAMDB_BENCH_CLIENTS=8``, ``ENGRAMDB_BENCH_ENDPOINTS=recall``,
-``ENGRAMDB_BENCH_MEMORIES=10000``. ``ENGRAMDB_BENCH_QUICK=1`` (or ``python -m bench server
+``ENGRAMDB_BENCH_MEMORIES=10000``. ``ENGRAMDB_BENCH_KEEP=<dir>`` keeps the SQLite store as
+loaded (and its key) in ``<dir>`` and, when a store of the same size is already there, runs
+on a fresh copy of it instead of loading again (loading 100k memories takes minutes; the
+kept copy is never written to, so every run starts from the same data).
+``ENGRAMDB_BENCH_QUICK=1`` (or ``python -m bench server
 --quick``) runs a few-minute subset: SQLite, 1 worker, 8 clients, 10k memories, 10 s phases,
 every endpoint (any variable set explicitly still wins). Only the full matrix (30 s phases,
 100k memories) writes ``bench/results/server.*``; other runs write their results to a
@@ -56,6 +60,7 @@ import multiprocessing as mp
 import os
 import pstats
 import random
+import shutil
 import socket
 import tempfile
 import time
@@ -380,11 +385,41 @@ def preload(server: LiveServer, key: str, n: int, label: str) -> float:
     return n / (time.perf_counter() - start)
 
 
+def kept_store(backend: str, target: str, n: int) -> tuple[Path, Path] | None:
+    """Where ``ENGRAMDB_BENCH_KEEP`` keeps the backend's loaded store of ``n`` memories and
+    its key (SQLite only: a PostgreSQL schema lives in its own server); ``None`` if unset."""
+    keep = os.environ.get("ENGRAMDB_BENCH_KEEP")
+    if not keep or backend != "sqlite":
+        return None
+    kept = Path(keep) / f"sqlite-{n}"
+    return kept, kept.with_suffix(".key")
+
+
+def load_or_reuse(server: LiveServer, backend: str, target: str, n: int) -> tuple[str, float]:
+    """Preload ``n`` memories through the running server, or (a kept copy was copied into
+    ``target`` before it started) reuse it: the namespace key and memories/s (0: reused)."""
+    kept = kept_store(backend, target, n)
+    if kept is not None and kept[1].exists():
+        console.print(f"{backend}: reusing the {n:,} memories kept in {kept[0]}")
+        return kept[1].read_text().strip(), 0.0
+    key = server.register("bench")
+    rate = preload(server, key, n, f"{backend}: storing {n:,} memories via the API")
+    if kept is not None:  # a consistent copy: the server is stopped while it is taken
+        server.stop()
+        shutil.copytree(target, kept[0], dirs_exist_ok=True)
+        kept[1].write_text(key)
+    return key, rate
+
+
 @contextmanager
 def backend_store(backend: str, tmp: Path) -> Iterator[tuple[str, int | None]]:
     """A fresh store target for the backend and the pid of its database server, if any."""
     if backend == "sqlite":
-        yield str(tmp / "sqlite"), None
+        target = tmp / "sqlite"
+        kept = kept_store(backend, str(target), int(setting("MEMORIES")))
+        if kept is not None and kept[1].exists():
+            shutil.copytree(kept[0], target)
+        yield str(target), None
         return
     if backend != "postgres":
         raise SystemExit(f"unknown backend {backend!r}; choose sqlite or postgres")
@@ -580,13 +615,13 @@ def load_backend(
     embedder = setting("EMBEDDER")
     server = start_server(target, log_path=log, embedder=embedder)
     try:
-        key = server.register("bench")
-        rate = preload(server, key, n, f"{backend}: storing {n:,} memories via the API")
-        payload["preload_per_s"][backend] = round(rate, 1)
-        console.print(
-            f"{backend}: stored {n:,} memories through POST /v1/memories/batch "
-            f"(1,000 per request) at {rate:,.0f}/s"
-        )
+        key, rate = load_or_reuse(server, backend, target, n)
+        if rate:
+            payload["preload_per_s"][backend] = round(rate, 1)
+            console.print(
+                f"{backend}: stored {n:,} memories through POST /v1/memories/batch "
+                f"(1,000 per request) at {rate:,.0f}/s"
+            )
         for endpoint in words("ENDPOINTS"):
             for w in numbers("WORKERS"):  # a fresh server for each worker count and endpoint
                 server.stop()
@@ -626,6 +661,8 @@ def run() -> dict[str, Any]:
         for backend in words("BACKENDS"):
             with backend_store(backend, Path(tmp)) as (target, db_pid):
                 key = load_backend(backend, target, db_pid, Path(tmp) / f"{backend}.log", payload)
+                if os.environ.get("ENGRAMDB_BENCH_PROFILE", "1") == "0":
+                    continue  # load phases only (repeated runs)
                 with console.status(f"{backend}: profiling one request at a time, in-process"):
                     payload["profiles"][backend] = profile(target, key)
     return payload

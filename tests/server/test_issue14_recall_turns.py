@@ -71,36 +71,28 @@ def stored(api: Api) -> str:
     return key
 
 
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-def test_issue14_recall_turns_text_recalls_take_turns(make_api: MakeApi, store: Store) -> None:
+@pytest.mark.parametrize(
+    ("backend", "mode", "turns"),
+    [
+        ("sqlite", "text", True),
+        # a hybrid recall embeds its query (the test app's embedder): holding a turn meanwhile
+        # would keep concurrent queries from sharing the model's batch
+        ("sqlite", "hybrid", False),
+        # every PostgreSQL read is a round trip: the database server runs them side by side
+        ("postgres", "text", False),
+    ],
+    indirect=["backend"],
+    ids=["sqlite-text-takes-turns", "sqlite-hybrid-side-by-side", "postgres-side-by-side"],
+)
+def test_issue14_recall_turns(make_api: MakeApi, store: Store, mode: str, turns: bool) -> None:
     api = make_api()
     key = stored(api)
     with overlapping_searches(store) as most:
-        recall_at_once(api, key, {"query": "otters", "mode": "text"})
-    assert most[0] == RECALL_THREADS
-
-
-@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
-def test_issue14_recall_turns_leave_recalls_that_embed_side_by_side(
-    make_api: MakeApi, store: Store
-) -> None:
-    # a hybrid recall embeds its query (the test app's embedder): holding a turn meanwhile
-    # would keep concurrent queries from sharing the model's batch
-    api = make_api()
-    key = stored(api)
-    with overlapping_searches(store) as most:
-        recall_at_once(api, key, {"query": "otters", "mode": "hybrid"})
-    assert most[0] > RECALL_THREADS
-
-
-@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
-def test_issue14_recall_turns_none_on_postgres(make_api: MakeApi, store: Store) -> None:
-    # every PostgreSQL read is a round trip: the database server runs them side by side
-    api = make_api()
-    key = stored(api)
-    with overlapping_searches(store) as most:
-        recall_at_once(api, key, {"query": "otters", "mode": "text"})
-    assert most[0] > RECALL_THREADS
+        recall_at_once(api, key, {"query": "otters", "mode": mode})
+    if turns:
+        assert most[0] == RECALL_THREADS
+    else:
+        assert most[0] > RECALL_THREADS
 
 
 def test_issue14_recall_answer_is_the_response_models_json(api: Api) -> None:
