@@ -61,8 +61,12 @@ chromium:
 docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir site
 
+# The suite runs on every core (pytest-xdist). --dist loadgroup: tests sharing a module
+# fixture (a live server, a browser) or a docs page stay on one worker (tests/conftest.py);
+# the rest spread one by one. `make test PYTEST_WORKERS=0` runs it serially, in one process.
+PYTEST_WORKERS ?= auto
 test: lint chromium docs
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from engramdb.store import Store, open_store
+from tests.docs.blocks import Block
 from tests.live_server import LiveServer
 from tests.pg_server import PgServer, start_server
 
@@ -60,6 +61,36 @@ def _postgres_backend(server: PgServer) -> Backend:
 
 
 BACKENDS = ["sqlite", "postgres"]
+
+SHARED_SCOPES = ("class", "module", "package")
+
+
+def _xdist_group(item: pytest.Item) -> str | None:
+    """The worker group of ``item`` under ``pytest -n N --dist loadgroup`` (make test), or
+    ``None``: spread freely, one test at a time.
+
+    Tests that share a class-, module- or package-scoped fixture (a live server, a browser)
+    stay in their file's group, so it is built once; a documentation page's blocks stay in the
+    page's group, in order (a block needs the ones before it)."""
+    callspec = getattr(item, "callspec", None)
+    block = callspec.params.get("block") if callspec is not None else None
+    if isinstance(block, Block):
+        return f"docs:{block.path}"
+    info = getattr(item, "_fixtureinfo", None)
+    if info is not None:
+        for name in info.names_closure:
+            defs = info.name2fixturedefs.get(name)
+            if defs and defs[-1].scope in SHARED_SCOPES:
+                return item.nodeid.split("::", 1)[0]
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = _xdist_group(item)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 @pytest.fixture(scope="session")

@@ -169,7 +169,7 @@ def test_item_17_workers_exit_when_the_supervisor_is_killed(tmp_path: Path) -> N
         assert len(workers) >= 2, server.log()
         os.kill(supervisor, signal.SIGKILL)
         server.process.wait(10)
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + 60  # a bound for a loaded machine, not a timing goal
         while time.monotonic() < deadline:
             if not any(_running(pid) for pid in workers) and _port_free(server.port):
                 break

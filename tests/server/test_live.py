@@ -3,7 +3,9 @@ several replicas on one PostgreSQL."""
 
 from __future__ import annotations
 
+import json
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -71,48 +73,99 @@ def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
         restarted.stop()
 
 
+def _held_request(server: LiveServer, key: str, path: str, body: bytes) -> socket.socket:
+    """A request the server is handling but cannot finish yet: its headers ask for
+    ``100 Continue``, which uvicorn sends only once the app reads the body; the body is
+    still to be sent (``sock.sendall(body)``)."""
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Expect: 100-continue\r\n\r\n"
+    )
+    sock.sendall(head.encode())
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = sock.recv(4096)
+        assert chunk, f"the server closed the connection: {received!r}"
+        received += chunk
+    assert received.startswith(b"HTTP/1.1 100 "), received
+    return sock
+
+
+def _refuses_connections(server: LiveServer) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()
+    except ConnectionRefusedError:
+        return True
+    return False
+
+
 def test_graceful_shutdown_finishes_in_flight_writes(tmp_path: Path) -> None:
     server = start_live_server(str(tmp_path / "data"), log_path=tmp_path / "server.log")
+    assert server.process is not None
     key = server.register()
     batch = [{"content": f"entry {n} of a large batch " + "x" * 200} for n in range(400)]
-    outcomes: list[tuple[float, float, Any]] = []  # (start, end, status or error)
+    outcomes: list[Any] = []  # status or error, per batch request
     stop = threading.Event()
+
+    def body(worker: int | str, n: int) -> dict[str, Any]:
+        return {"memories": [{**m, "content": f"{worker}.{n}: {m['content']}"} for m in batch]}
 
     def send(worker: int) -> None:
         n = 0
         while not stop.is_set():
-            body = {"memories": [{**m, "content": f"{worker}.{n}: {m['content']}"} for m in batch]}
-            started = time.monotonic()
             try:
                 with _client(server, key) as c:  # a new connection per request
-                    status: Any = c.post("/v1/memories/batch", json=body).status_code
+                    status: Any = c.post("/v1/memories/batch", json=body(worker, n)).status_code
             except httpx.HTTPError as exc:
                 status = exc
                 stop.set()
-            outcomes.append((started, time.monotonic(), status))
+            outcomes.append(status)
             n += 1
 
     threads = [threading.Thread(target=send, args=(w,)) for w in range(4)]
     for t in threads:
         t.start()
-    time.sleep(2.0)  # batches are being written back to back
-    signalled = time.monotonic()
-    code = server.stop()  # SIGTERM
+    # batches are being written back to back (a bounded wait on progress, not on time)
+    deadline = time.monotonic() + 60
+    while outcomes.count(201) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert outcomes.count(201) >= 2, (outcomes, server.log())
+    # one request is certainly in flight when the signal comes: the app is reading its body
+    held = _held_request(server, key, "/v1/memories/batch", json.dumps(body("held", 0)).encode())
+    server.process.send_signal(signal.SIGTERM)
+    # the shutdown has begun once the listening socket is closed (uvicorn closes it, then
+    # marks every open connection to close after its response, in one step)
+    deadline = time.monotonic() + 60
+    while not _refuses_connections(server) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _refuses_connections(server), server.log()
+    with held:
+        held.sendall(json.dumps(body("held", 0)).encode())
+        answer = b""
+        while chunk := held.recv(65536):  # the server closes the connection after answering
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 201 "), answer[:500]
+    held_ids = [m["id"] for m in json.loads(answer.split(b"\r\n\r\n", 1)[1])["memories"]]
+    code = server.process.wait(60)
     stop.set()
     for t in threads:
         t.join(60)
     # uvicorn re-raises the signal after its graceful shutdown: -SIGTERM is a clean exit
     assert code in (0, -signal.SIGTERM), server.log()
-    # requests the server was handling when told to stop were answered; a connection made
-    # while it was closing may be refused or dropped before its request was read
-    assert any(s == 201 and start < signalled < end for start, end, s in outcomes), outcomes
-    assert all(s == 201 or isinstance(s, httpx.TransportError) for _, _, s in outcomes), outcomes
-    unanswered = sum(1 for _, _, s in outcomes if isinstance(s, httpx.TransportError))
-    acked = sum(1 for _, _, status in outcomes if status == 201)
+    # a connection made while the server was closing may be refused or dropped before its
+    # request was read; every other request was answered
+    assert all(s == 201 or isinstance(s, httpx.TransportError) for s in outcomes), outcomes
+    unanswered = sum(1 for s in outcomes if isinstance(s, httpx.TransportError))
+    acked = outcomes.count(201) + 1  # and the held one
     restarted = start_live_server(str(tmp_path / "data"))
     try:
         with _client(restarted, key) as c:
             stored = c.get("/v1/stats").json()["memories"]
+            assert len(held_ids) == 400  # the held batch was stored
+            for memory_id in (held_ids[0], held_ids[-1]):
+                assert c.get(f"/v1/memories/{memory_id}").status_code == 200, memory_id
         # every acknowledged batch is there, whole; no batch is half-written
         assert stored % 400 == 0 and acked <= stored // 400 <= acked + unanswered
     finally:

@@ -139,12 +139,13 @@ def _schemathesis(
         ],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,  # bounds, not goals: a loaded shared machine took 297 s for both runs
         env={**os.environ, "SCHEMATHESIS_HOOKS": ""},
         cwd=where,  # its cache (.schemathesis/) goes there, not into the checkout
     )
 
 
+@pytest.mark.timeout(1200)
 def test_item_15_schemathesis_all_checks_find_nothing_on_a_live_server(
     tmp_path: Path,
 ) -> None:

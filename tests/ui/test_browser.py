@@ -67,7 +67,7 @@ def visit(browser: Browser, server: LiveServer) -> Iterator[Any]:
         ctx = Offline(browser, server.url)
         opened.append(ctx)
         page = ctx.context.new_page()
-        page.set_default_timeout(10_000)
+        page.set_default_timeout(60_000)  # a bound for a loaded machine, not a timing goal
         return page
 
     yield new_page

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,15 @@ def layout(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> s
     layout = str(request.param)
     monkeypatch.setattr(text, "OWN_TABLE_AT", 10**9 if layout == "shared" else 1)
     return layout
+
+
+@pytest.fixture
+def promoting_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SQLiteStore]:
+    """tmp_path/engram.db, whose namespaces get a table of their own at 10 live memories."""
+    monkeypatch.setattr(text, "OWN_TABLE_AT", 10)
+    opened = SQLiteStore(tmp_path / "engram.db")
+    yield opened
+    opened.close()
 
 
 def _table(path: Path, namespace: str) -> str:
@@ -275,51 +285,46 @@ def test_issue14_fts_layouts_give_the_same_scores_below_and_above_the_threshold(
 
 
 def test_issue14_fts_namespace_is_promoted_when_it_reaches_the_threshold(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, promoting_store: SQLiteStore
 ) -> None:
     """On insert and on import: the write that brings the namespace to OWN_TABLE_AT live
     memories moves its rows to a table of its own; search finds the same, scored the same."""
-    monkeypatch.setattr(text, "OWN_TABLE_AT", 10)
     path = tmp_path / "engram.db"
-    store = SQLiteStore(path)
-    try:
-        mem = Memory(store, embedder=None)
-        mem.remember_many([{"content": f"kite number {n}"} for n in range(8)], namespace="a")
-        mem.remember("kite in the other tenant", namespace="b")
-        gone = mem.remember("kite to invalidate", namespace="a")
-        mem.invalidate(gone.id, namespace="a")
-        mem.remember("kite number 8", namespace="a")  # 10 memories, 9 live: still shared
-        assert _table(path, "a") == SHARED
-        assert _count_rows(path, SHARED, "a") == 9
-        shared_scores = _scores(store, "a", ["kite", "number"])
-        mem.remember("no match here", namespace="a")  # 10 live: promoted
-        table = _table(path, "a")
-        assert table != SHARED
-        assert _count_rows(path, SHARED, "a") == 0
-        assert _count_rows(path, table, "a") == 10
-        assert _count_rows(path, SHARED, "b") == 1
-        own_scores = _scores(store, "a", ["kite", "number"])
-        assert set(own_scores) == set(shared_scores)
-        mem.restore(gone.id, namespace="a")  # back into its (own) table
-        assert "kite to invalidate" in _scores(store, "a", ["kite"])
+    mem = Memory(promoting_store, embedder=None)
+    mem.remember_many([{"content": f"kite number {n}"} for n in range(8)], namespace="a")
+    mem.remember("kite in the other tenant", namespace="b")
+    gone = mem.remember("kite to invalidate", namespace="a")
+    mem.invalidate(gone.id, namespace="a")
+    mem.remember("kite number 8", namespace="a")  # 10 memories, 9 live: still shared
+    assert _table(path, "a") == SHARED
+    assert _count_rows(path, SHARED, "a") == 9
+    shared_scores = _scores(promoting_store, "a", ["kite", "number"])
+    mem.remember("no match here", namespace="a")  # 10 live: promoted
+    table = _table(path, "a")
+    assert table != SHARED
+    assert _count_rows(path, SHARED, "a") == 0
+    assert _count_rows(path, table, "a") == 10
+    assert _count_rows(path, SHARED, "b") == 1
+    own_scores = _scores(promoting_store, "a", ["kite", "number"])
+    assert set(own_scores) == set(shared_scores)
+    mem.restore(gone.id, namespace="a")  # back into its (own) table
+    assert "kite to invalidate" in _scores(promoting_store, "a", ["kite"])
 
-        # import: an export of 11 memories (10 live) into a new store, 5 at a time
-        records = list(mem.export(namespace="a"))
-        other = tmp_path / "other" / "engram.db"
-        other.parent.mkdir()
-        store2 = SQLiteStore(other)
-        try:
-            Memory(store2, embedder=None).import_records(records, namespace="c", batch_size=5)
-            table_c = _table(other, "c")
-            assert table_c != SHARED
-            assert _count_rows(other, table_c, "c") == 11  # (the restored one too)
-            assert _count_rows(other, SHARED, "c") == 0
-            want = _scores(store, "a", ["kite", "number"])
-            assert _scores(store2, "c", ["kite", "number"]) == pytest.approx(want, rel=1e-9)
-        finally:
-            store2.close()
+    # import: an export of 11 memories (10 live) into a new store, 5 at a time
+    records = list(mem.export(namespace="a"))
+    other = tmp_path / "other" / "engram.db"
+    other.parent.mkdir()
+    store2 = SQLiteStore(other)
+    try:
+        Memory(store2, embedder=None).import_records(records, namespace="c", batch_size=5)
+        table_c = _table(other, "c")
+        assert table_c != SHARED
+        assert _count_rows(other, table_c, "c") == 11  # (the restored one too)
+        assert _count_rows(other, SHARED, "c") == 0
+        want = _scores(promoting_store, "a", ["kite", "number"])
+        assert _scores(store2, "c", ["kite", "number"]) == pytest.approx(want, rel=1e-9)
     finally:
-        store.close()
+        store2.close()
 
 
 def _files(path: Path) -> bytes:
@@ -353,23 +358,18 @@ def test_issue14_fts_forget_removes_text_from_the_index_on_disk(
 
 
 def test_issue14_fts_forget_after_promotion_leaves_no_word_in_the_shared_table(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, promoting_store: SQLiteStore
 ) -> None:
     """A promoted namespace's rows were deleted from the shared table (whose segments keep
     the words until merged): forgetting one of them merges the shared table too."""
-    monkeypatch.setattr(text, "OWN_TABLE_AT", 10)
     path = tmp_path / "engram.db"
-    store = SQLiteStore(path)
-    try:
-        mem = Memory(store, embedder=None)
-        mem.remember_many([{"content": f"small tenant {n}"} for n in range(5)], namespace="b")
-        secret = "qxzpterodactylqjw"
-        gone = mem.remember(f"the code is {secret}")
-        mem.remember_many([{"content": f"filler text {n}"} for n in range(9)])  # promoted
-        assert _table(path, "default") != SHARED
-        mem.forget(gone.id)
-        assert secret.encode() not in _files(path)
-        assert secret[:8].encode() not in _files(path)
-        assert _count_rows(path, SHARED, "b") == 5
-    finally:
-        store.close()
+    mem = Memory(promoting_store, embedder=None)
+    mem.remember_many([{"content": f"small tenant {n}"} for n in range(5)], namespace="b")
+    secret = "qxzpterodactylqjw"
+    gone = mem.remember(f"the code is {secret}")
+    mem.remember_many([{"content": f"filler text {n}"} for n in range(9)])  # promoted
+    assert _table(path, "default") != SHARED
+    mem.forget(gone.id)
+    assert secret.encode() not in _files(path)
+    assert secret[:8].encode() not in _files(path)
+    assert _count_rows(path, SHARED, "b") == 5
