@@ -57,7 +57,7 @@ def test_issue14_shared_search_reads_each_word_once_per_version(tmp_path: Path) 
 
 
 def test_issue14_shared_terms_are_kept_by_word_not_stem(tmp_path: Path) -> None:
-    # recall stems "us" to "u" but FTS5's tokenizer keeps "us": the two words match
+    # FTS5's tokenizer keeps "us" whole (a Porter stemmer makes it "u"): the two words match
     # different memories, so what one query kept must not answer for the other
     mem = Memory(open_store(tmp_path / "data"), embedder=None)
     _fill(mem, "small")
@@ -66,3 +66,34 @@ def test_issue14_shared_terms_are_kept_by_word_not_stem(tmp_path: Path) -> None:
     cold = _scores(Memory(open_store(tmp_path / "data"), embedder=None), "us holiday", "small")
     assert warm == cold
     assert warm[0][0] == "us holiday trip"
+
+
+def test_issue14_shared_scores_do_not_depend_on_other_tenants_for_any_word(
+    tmp_path: Path,
+) -> None:
+    """Scores in the shared table are the namespace's own BM25 for every word, those FTS5's
+    tokenizer and a Porter stemmer stem differently too ("us", "apology", a 70-letter token):
+    another tenant's rows holding them change nothing."""
+    contents = [
+        "us and the apology",
+        "apology accepted by us twice, us",
+        f"a long token {'x' * 70} here",
+        "nothing to see",
+        "rainy weather all week",
+    ]
+    query = f"us apology {'x' * 70}"
+    mem = Memory(open_store(tmp_path / "data"), embedder=None)
+    mem.remember_many([{"content": c} for c in contents], namespace="a")
+    before = _scores(mem, query, "a")
+    assert {c for c, _ in before} == set(contents[:3])
+    other = Memory(open_store(tmp_path / "data"), embedder=None)
+    other.remember_many(
+        [{"content": f"us {i} apology {'x' * 70} " + "filler " * (i % 7)} for i in range(60)],
+        namespace="b",
+    )
+    after = _scores(Memory(open_store(tmp_path / "data"), embedder=None), query, "a")
+    assert after == before
+    # and they are the scores the namespace alone would get
+    alone = Memory(open_store(tmp_path / "alone"), embedder=None)
+    alone.remember_many([{"content": c} for c in contents], namespace="a")
+    assert _scores(alone, query, "a") == before

@@ -13,11 +13,10 @@ must be scored, which is what makes a naive OR query slow on a million memories.
 from __future__ import annotations
 
 import re
+import sqlite3
 import threading
-import unicodedata
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
-from typing import Any
 
 from ..store.base import TextQuery
 
@@ -109,45 +108,33 @@ def fts_match(terms: Sequence[str]) -> str | None:
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
 
 
-_local = threading.local()
-
-
-def _porter_stemmer_class() -> Any:
-    """snowballstemmer's Porter stemmer, loading only its own three modules: the package's
-    ``__init__`` imports every language's stemmer (~0.1-0.2 s, a large part of a CLI
-    recall's start). Its modules are loaded under a private package name whose path is
-    snowballstemmer's directory, so ``import snowballstemmer`` elsewhere is unaffected."""
-    import importlib
-    import importlib.util
-    import sys
-    import types
-
-    loaded = sys.modules.get("snowballstemmer")
-    if loaded is not None:  # already paid for
-        return loaded.stemmer("porter").__class__
-    name = "_engramdb_snowballstemmer"
-    if name not in sys.modules:
-        spec = importlib.util.find_spec("snowballstemmer")
-        assert spec is not None and spec.submodule_search_locations is not None
-        package = types.ModuleType(name)
-        package.__path__ = list(spec.submodule_search_locations)
-        sys.modules[name] = package
-    return importlib.import_module(f"{name}.porter_stemmer").PorterStemmer
-
-
-def _stemmer() -> Any:
-    """One stemmer per thread: snowballstemmer instances keep state while stemming."""
-    stemmer = getattr(_local, "stemmer", None)
-    if stemmer is None:
-        stemmer = _local.stemmer = _porter_stemmer_class()()
-    return stemmer
+_tokenizer_lock = threading.Lock()
+_tokenizer: sqlite3.Connection | None = None
 
 
 @lru_cache(maxsize=65_536)
 def index_stem(term: str) -> str:
-    """The token the full-text index stores for a word (porter stem, diacritics removed)."""
-    folded = "".join(c for c in unicodedata.normalize("NFKD", term) if not unicodedata.combining(c))
-    return str(_stemmer().stemWord(folded))
+    """The token the SQLite full-text index stores for a word, as FTS5's own tokenizer makes
+    it (a Porter stemmer of our own differs from it on short words, "y" endings and long
+    tokens: a count looked up under another token than the index's is wrong, and the shared
+    table's scores would then depend on other namespaces' rows). A word it splits gives its
+    first token; one it drops gives itself."""
+    global _tokenizer
+    with _tokenizer_lock:
+        conn = _tokenizer
+        if conn is None:
+            from ..store.sqlite.text import TOKENIZE  # (the SQLite store's modules: on use)
+
+            conn = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            conn.execute(f"CREATE VIRTUAL TABLE words USING fts5(word, tokenize='{TOKENIZE}')")
+            conn.execute("CREATE VIRTUAL TABLE tokens USING fts5vocab(words, instance)")
+            _tokenizer = conn
+        conn.execute("INSERT INTO words (rowid, word) VALUES (1, ?)", (term,))
+        try:
+            row = conn.execute("SELECT term FROM tokens ORDER BY offset LIMIT 1").fetchone()
+        finally:
+            conn.execute("DELETE FROM words")
+    return str(row[0]) if row else term
 
 
 def prune_terms(
