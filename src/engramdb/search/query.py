@@ -16,7 +16,6 @@ import re
 import sqlite3
 import threading
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
 
 from ..store.base import TextQuery
 
@@ -97,7 +96,7 @@ def query_terms(text: str, *, max_terms: int = MAX_TERMS) -> list[str]:
 def text_query(terms: Sequence[str]) -> TextQuery:
     """The store's parsed form of query words: each word with its index token. Stores build
     their own query from it (no query syntax crosses the store contract)."""
-    return TextQuery(tuple(terms), tuple(index_stem(t) for t in terms))
+    return TextQuery(tuple(terms), tuple(index_stems(terms)))
 
 
 def fts_match(terms: Sequence[str]) -> str | None:
@@ -108,17 +107,39 @@ def fts_match(terms: Sequence[str]) -> str | None:
     return " OR ".join('"' + t.replace('"', '""') + '"' for t in terms)
 
 
+STEM_CACHE = 65_536
+"""Words whose token is kept (past that the cache starts again)."""
+
+_stems: dict[str, str] = {}
 _tokenizer_lock = threading.Lock()
 _tokenizer: sqlite3.Connection | None = None
 
 
-@lru_cache(maxsize=65_536)
 def index_stem(term: str) -> str:
-    """The token the SQLite full-text index stores for a word, as FTS5's own tokenizer makes
-    it (a Porter stemmer of our own differs from it on short words, "y" endings and long
-    tokens: a count looked up under another token than the index's is wrong, and the shared
-    table's scores would then depend on other namespaces' rows). A word it splits gives its
-    first token; one it drops gives itself."""
+    """The token the SQLite full-text index stores for a word: see :func:`index_stems`."""
+    return index_stems([term])[0]
+
+
+def index_stems(terms: Sequence[str]) -> list[str]:
+    """The token the SQLite full-text index stores for each word, as FTS5's own tokenizer
+    makes it (a Porter stemmer of our own differs from it on short words, "y" endings and
+    long tokens: a count looked up under another token than the index's is wrong, and the
+    shared table's scores would then depend on other namespaces' rows). A word it splits
+    gives its first token; one it drops gives itself."""
+    stems = {t: s for t in terms if (s := _stems.get(t)) is not None}
+    missing = [t for t in dict.fromkeys(terms) if t not in stems]
+    if missing:
+        fresh = _tokenize(missing)
+        if len(_stems) > STEM_CACHE:
+            _stems.clear()
+        _stems.update(fresh)
+        stems.update(fresh)
+    return [stems[t] for t in terms]
+
+
+def _tokenize(terms: Sequence[str]) -> dict[str, str]:
+    """Each word's first token, read back from a private in-memory FTS5 table (written in a
+    transaction that is rolled back: nothing is ever stored)."""
     global _tokenizer
     with _tokenizer_lock:
         conn = _tokenizer
@@ -129,12 +150,16 @@ def index_stem(term: str) -> str:
             conn.execute(f"CREATE VIRTUAL TABLE words USING fts5(word, tokenize='{TOKENIZE}')")
             conn.execute("CREATE VIRTUAL TABLE tokens USING fts5vocab(words, instance)")
             _tokenizer = conn
-        conn.execute("INSERT INTO words (rowid, word) VALUES (1, ?)", (term,))
+        conn.execute("BEGIN")
         try:
-            row = conn.execute("SELECT term FROM tokens ORDER BY offset LIMIT 1").fetchone()
+            conn.executemany("INSERT INTO words (rowid, word) VALUES (?, ?)", enumerate(terms))
+            rows = conn.execute("SELECT doc, term FROM tokens ORDER BY doc, offset").fetchall()
         finally:
-            conn.execute("DELETE FROM words")
-    return str(row[0]) if row else term
+            conn.execute("ROLLBACK")
+    first: dict[int, str] = {}
+    for doc, token in rows:
+        first.setdefault(doc, token)
+    return {term: first.get(i, term) for i, term in enumerate(terms)}
 
 
 def prune_terms(
