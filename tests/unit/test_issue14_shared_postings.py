@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from engramdb import Memory, open_store
 from engramdb.store.sqlite import SQLiteStore
 from tests.unit.test_recall_statements import statements
@@ -68,32 +70,46 @@ def test_issue14_shared_terms_are_kept_by_word_not_stem(tmp_path: Path) -> None:
     assert warm[0][0] == "us holiday trip"
 
 
+ANY_WORD = {
+    # words FTS5's tokenizer and a Porter stemmer stem differently: short words, "y"
+    # endings, tokens past 64 characters
+    "stems": (
+        [
+            "us and the apology",
+            "apology accepted by us twice, us",
+            f"a long token {'x' * 70} here",
+            "nothing to see",
+            "rainy weather all week",
+        ],
+        f"us apology {'x' * 70}",
+        [f"us {i} apology {'x' * 70} " + "filler " * (i % 7) for i in range(60)],
+    ),
+    # a word FTS5 splits (U+19BB: a letter to Python's newer Unicode tables, a separator to
+    # FTS5's): searched as its pieces
+    "split": (
+        ["apple pie recipe", "pie crust", "apple orchard visit", "rainy weather"],
+        "apple\u19bbpie",
+        [f"apple pie {i} " + "filler " * (i % 5) for i in range(60)]
+        + [f"apple {i}" for i in range(30)],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ANY_WORD))
 def test_issue14_shared_scores_do_not_depend_on_other_tenants_for_any_word(
-    tmp_path: Path,
+    tmp_path: Path, case: str
 ) -> None:
-    """Scores in the shared table are the namespace's own BM25 for every word, those FTS5's
-    tokenizer and a Porter stemmer stem differently too ("us", "apology", a 70-letter token):
-    another tenant's rows holding them change nothing."""
-    contents = [
-        "us and the apology",
-        "apology accepted by us twice, us",
-        f"a long token {'x' * 70} here",
-        "nothing to see",
-        "rainy weather all week",
-    ]
-    query = f"us apology {'x' * 70}"
+    """Scores in the shared table are the namespace's own BM25 for every word: another
+    tenant's rows holding the query's words change nothing, and they equal the scores of
+    the namespace stored alone."""
+    contents, query, others = ANY_WORD[case]
     mem = Memory(open_store(tmp_path / "data"), embedder=None)
     mem.remember_many([{"content": c} for c in contents], namespace="a")
     before = _scores(mem, query, "a")
     assert {c for c, _ in before} == set(contents[:3])
     other = Memory(open_store(tmp_path / "data"), embedder=None)
-    other.remember_many(
-        [{"content": f"us {i} apology {'x' * 70} " + "filler " * (i % 7)} for i in range(60)],
-        namespace="b",
-    )
-    after = _scores(Memory(open_store(tmp_path / "data"), embedder=None), query, "a")
-    assert after == before
-    # and they are the scores the namespace alone would get
+    other.remember_many([{"content": c} for c in others], namespace="b")
+    assert _scores(Memory(open_store(tmp_path / "data"), embedder=None), query, "a") == before
     alone = Memory(open_store(tmp_path / "alone"), embedder=None)
     alone.remember_many([{"content": c} for c in contents], namespace="a")
     assert _scores(alone, query, "a") == before

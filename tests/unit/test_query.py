@@ -121,3 +121,19 @@ def test_issue14_fts_document_count_decodes_fts5_averages() -> None:
     with conn:
         conn.execute("DELETE FROM f WHERE rowid % 2 = 0")
     assert live_documents(conn, "f") == 10_000
+
+
+def test_query_words_split_where_the_index_tokenizer_splits() -> None:
+    """A character Python's newer Unicode tables count as a letter and FTS5's as a separator
+    (U+19BB) splits a query word as the index split the stored text; a word FTS5 makes no
+    token of is dropped; other scripts' words stay whole."""
+    from engramdb.search.query import index_words
+
+    assert index_words(["abc", "apple\u19bbpie", "\u19bb", "東京", "café"]) == [
+        "abc",
+        "apple",
+        "pie",
+        "東京",
+        "café",
+    ]
+    assert query_terms("Apple\u19bbPie crust") == ["apple", "pie", "crust"]

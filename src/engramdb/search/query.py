@@ -88,7 +88,7 @@ def words(text: str) -> list[str]:
 
 def query_terms(text: str, *, max_terms: int = MAX_TERMS) -> list[str]:
     """Distinct content words of a query, in order; all words if every one is a stopword."""
-    tokens = words(text)
+    tokens = index_words(words(text))
     content = [t for t in tokens if t not in STOPWORDS] or tokens
     return list(dict.fromkeys(content))[:max_terms]
 
@@ -137,8 +137,34 @@ def index_stems(terms: Sequence[str]) -> list[str]:
     return [stems[t] for t in terms]
 
 
+def index_words(found: Sequence[str]) -> list[str]:
+    """``found`` split where the full-text index's tokenizer splits words: Python's Unicode
+    tables are newer than FTS5's, so a few characters (of recent scripts) are letters here and
+    separators there. Such a word, quoted, would be searched as a phrase, whose statistics
+    are not one word's; its pieces are searched instead (a piece FTS5 makes no single token
+    of is dropped)."""
+    if all(w.isascii() for w in found):
+        return list(found)
+    tokens = _tokens([w for w in dict.fromkeys(found) if not w.isascii()])
+    chars = _tokens([c for c in {c for w in tokens for c in w if len(tokens[w]) > 1}])
+    out: list[str] = []
+    for word in found:
+        if word.isascii() or len(tokens[word]) == 1:
+            out.append(word)
+        elif tokens[word]:
+            pieces = "".join(c if c.isascii() or chars[c] else " " for c in word).split()
+            whole = _tokens(pieces)
+            out += [p for p in pieces if len(whole[p]) == 1]
+    return out
+
+
 def _tokenize(terms: Sequence[str]) -> dict[str, str]:
-    """Each word's first token, read back from a private in-memory FTS5 table (written in a
+    """Each word's first token (itself if it has none)."""
+    return {term: found[0] if found else term for term, found in _tokens(terms).items()}
+
+
+def _tokens(terms: Sequence[str]) -> dict[str, list[str]]:
+    """Each word's tokens, read back from a private in-memory FTS5 table (written in a
     transaction that is rolled back: nothing is ever stored)."""
     global _tokenizer
     with _tokenizer_lock:
@@ -156,10 +182,10 @@ def _tokenize(terms: Sequence[str]) -> dict[str, str]:
             rows = conn.execute("SELECT doc, term FROM tokens ORDER BY doc, offset").fetchall()
         finally:
             conn.execute("ROLLBACK")
-    first: dict[int, str] = {}
+    found: dict[int, list[str]] = {}
     for doc, token in rows:
-        first.setdefault(doc, token)
-    return {term: first.get(i, term) for i, term in enumerate(terms)}
+        found.setdefault(doc, []).append(token)
+    return {term: found.get(i, []) for i, term in enumerate(terms)}
 
 
 def prune_terms(
