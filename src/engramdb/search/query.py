@@ -108,9 +108,9 @@ def fts_match(terms: Sequence[str]) -> str | None:
 
 
 STEM_CACHE = 65_536
-"""Words whose token is kept (past that the cache starts again)."""
+"""Words whose tokens are kept (past that the cache starts again)."""
 
-_stems: dict[str, str] = {}
+_kept_tokens: dict[str, tuple[str, ...]] = {}
 _tokenizer_lock = threading.Lock()
 _tokenizer: sqlite3.Connection | None = None
 
@@ -126,15 +126,21 @@ def index_stems(terms: Sequence[str]) -> list[str]:
     long tokens: a count looked up under another token than the index's is wrong, and the
     shared table's scores would then depend on other namespaces' rows). A word it splits
     gives its first token; one it drops gives itself."""
-    stems = {t: s for t in terms if (s := _stems.get(t)) is not None}
-    missing = [t for t in dict.fromkeys(terms) if t not in stems]
+    tokens = index_tokens(terms)
+    return [tokens[t][0] if tokens[t] else t for t in terms]
+
+
+def index_tokens(terms: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """Each word's tokens in the SQLite full-text index (kept in a process-wide cache)."""
+    known = {t: v for t in terms if (v := _kept_tokens.get(t)) is not None}
+    missing = [t for t in dict.fromkeys(terms) if t not in known]
     if missing:
-        fresh = _tokenize(missing)
-        if len(_stems) > STEM_CACHE:
-            _stems.clear()
-        _stems.update(fresh)
-        stems.update(fresh)
-    return [stems[t] for t in terms]
+        fresh = _tokens(missing)
+        if len(_kept_tokens) > STEM_CACHE:
+            _kept_tokens.clear()
+        _kept_tokens.update(fresh)
+        known.update(fresh)
+    return known
 
 
 def index_words(found: Sequence[str]) -> list[str]:
@@ -145,25 +151,21 @@ def index_words(found: Sequence[str]) -> list[str]:
     of is dropped)."""
     if all(w.isascii() for w in found):
         return list(found)
-    tokens = _tokens([w for w in dict.fromkeys(found) if not w.isascii()])
-    chars = _tokens([c for c in {c for w in tokens for c in w if len(tokens[w]) > 1}])
+    tokens = index_tokens([w for w in found if not w.isascii()])
+    split = [w for w, t in tokens.items() if len(t) > 1]
+    chars = index_tokens([c for w in split for c in w if not c.isascii()])
     out: list[str] = []
     for word in found:
         if word.isascii() or len(tokens[word]) == 1:
             out.append(word)
         elif tokens[word]:
             pieces = "".join(c if c.isascii() or chars[c] else " " for c in word).split()
-            whole = _tokens(pieces)
+            whole = index_tokens(pieces)
             out += [p for p in pieces if len(whole[p]) == 1]
     return out
 
 
-def _tokenize(terms: Sequence[str]) -> dict[str, str]:
-    """Each word's first token (itself if it has none)."""
-    return {term: found[0] if found else term for term, found in _tokens(terms).items()}
-
-
-def _tokens(terms: Sequence[str]) -> dict[str, list[str]]:
+def _tokens(terms: Sequence[str]) -> dict[str, tuple[str, ...]]:
     """Each word's tokens, read back from a private in-memory FTS5 table (written in a
     transaction that is rolled back: nothing is ever stored)."""
     global _tokenizer
@@ -185,7 +187,7 @@ def _tokens(terms: Sequence[str]) -> dict[str, list[str]]:
     found: dict[int, list[str]] = {}
     for doc, token in rows:
         found.setdefault(doc, []).append(token)
-    return {term: found.get(i, []) for i, term in enumerate(terms)}
+    return {term: tuple(found.get(i, ())) for i, term in enumerate(terms)}
 
 
 def prune_terms(
