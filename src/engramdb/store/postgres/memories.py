@@ -962,26 +962,30 @@ class MemoriesMixin:
     def memory_records(self, namespace: str, rowids: Sequence[int]) -> dict[int, MemoryRecord]:
         if not rowids:
             return {}
-        rows = self.read(
-            lambda conn: conn.execute(
-                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE m.namespace = %s "
-                "AND m.rowid = ANY(%s::bigint[]) AND m.invalidated_at IS NULL",
-                (namespace, list(rowids)),
-            ).fetchall()
-        )
+        rows = self._memory_rows(namespace, rowids, MEMORY_COLUMNS)
         return {r[0]: memory_record(r) for r in rows}
 
     def memory_times(self, namespace: str, rowids: Sequence[int]) -> dict[int, datetime]:
         if not rowids:
             return {}
-        rows = self.read(
+        rows = self._memory_rows(
+            namespace, rowids, "m.rowid, coalesce(m.occurred_at, m.created_at)"
+        )
+        return {int(r[0]): datetime_from_us(r[1]) for r in rows}
+
+    def _memory_rows(
+        self, namespace: str, rowids: Sequence[int], columns: str, *, live: bool = True
+    ) -> list[Any]:
+        """``columns`` (of ``memories m``) of the namespace's memories among ``rowids``, the
+        invalidated ones too unless ``live``."""
+        live_only = " AND m.invalidated_at IS NULL" if live else ""
+        return self.read(
             lambda conn: conn.execute(
-                "SELECT rowid, coalesce(occurred_at, created_at) FROM memories "
-                "WHERE namespace = %s AND rowid = ANY(%s::bigint[]) AND invalidated_at IS NULL",
+                f"SELECT {columns} FROM memories m WHERE m.namespace = %s "
+                f"AND m.rowid = ANY(%s::bigint[]){live_only}",
                 (namespace, list(rowids)),
             ).fetchall()
         )
-        return {int(r[0]): datetime_from_us(r[1]) for r in rows}
 
     def memory_vectors(self, namespace: str, rowids: Sequence[int]) -> dict[int, bytes]:
         if not rowids:
@@ -1007,13 +1011,7 @@ class MemoriesMixin:
         if not rowids:
             return {}
         if not neighbors:
-            users = self.read(
-                lambda conn: conn.execute(
-                    "SELECT rowid, user_id FROM memories WHERE namespace = %s "
-                    "AND rowid = ANY(%s::bigint[])",
-                    (namespace, list(rowids)),
-                ).fetchall()
-            )
+            users = self._memory_rows(namespace, rowids, "m.rowid, m.user_id", live=False)
             return {int(r[0]): (r[1], None, None, None, None) for r in users}
         rows = self.read(
             lambda conn: conn.execute(

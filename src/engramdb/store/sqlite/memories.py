@@ -1338,26 +1338,30 @@ class MemoriesMixin:
     def memory_records(self, namespace: str, rowids: Sequence[int]) -> dict[int, MemoryRecord]:
         if not rowids:
             return {}
+        rows = self._memory_rows(namespace, rowids, MEMORY_COLUMNS)
+        return {r[0]: memory_record(r) for r in rows}
+
+    def _memory_rows(
+        self, namespace: str, rowids: Sequence[int], columns: str, *, live: bool = True
+    ) -> list[Any]:
+        """``columns`` (of ``memories m``) of the namespace's memories among ``rowids``, the
+        invalidated ones too unless ``live``."""
         with self._reader() as conn:
-            rows = conn.execute(
+            return conn.execute(
                 # "+" keeps SQLite from scanning the namespace index instead of looking the
                 # rowids up one by one
-                f"SELECT {MEMORY_COLUMNS} FROM memories m WHERE +m.namespace = ? AND m.rowid IN "
-                "(SELECT value FROM json_each(?)) AND m.invalidated_at IS NULL",
+                f"SELECT {columns} FROM memories m WHERE +m.namespace = ? AND m.rowid IN "
+                "(SELECT value FROM json_each(?))"
+                + (" AND m.invalidated_at IS NULL" if live else ""),
                 (namespace, to_json(list(rowids))),
             ).fetchall()
-        return {r[0]: memory_record(r) for r in rows}
 
     def memory_times(self, namespace: str, rowids: Sequence[int]) -> dict[int, datetime]:
         if not rowids:
             return {}
-        with self._reader() as conn:
-            rows = conn.execute(
-                "SELECT m.rowid, coalesce(m.occurred_at, m.created_at) FROM memories m "
-                "WHERE +m.namespace = ? AND m.rowid IN (SELECT value FROM json_each(?)) "
-                "AND m.invalidated_at IS NULL",
-                (namespace, to_json(list(rowids))),
-            ).fetchall()
+        rows = self._memory_rows(
+            namespace, rowids, "m.rowid, coalesce(m.occurred_at, m.created_at)"
+        )
         return {r[0]: datetime_from_us(r[1]) for r in rows}
 
     def memory_vectors(self, namespace: str, rowids: Sequence[int]) -> dict[int, bytes]:
@@ -1380,14 +1384,10 @@ class MemoriesMixin:
     ) -> dict[int, Adjacency]:
         if not rowids:
             return {}
+        if not neighbors:
+            users = self._memory_rows(namespace, rowids, "m.rowid, m.user_id", live=False)
+            return {r[0]: (r[1], None, None, None, None) for r in users}
         with self._reader() as conn:
-            if not neighbors:
-                users = conn.execute(
-                    "SELECT m.rowid, m.user_id FROM memories m WHERE +m.namespace = ? AND "
-                    "m.rowid IN (SELECT value FROM json_each(?))",
-                    (namespace, to_json(list(rowids))),
-                ).fetchall()
-                return {r[0]: (r[1], None, None, None, None) for r in users}
             # one statement: each candidate's neighbours are index seeks on
             # (namespace, session_id, rowid), and their users come along (MATERIALIZED: else
             # SQLite runs each neighbour's subquery again for its join, twice the seeks)
