@@ -588,3 +588,40 @@ def test_rrf_fusion_is_available(mem: Memory) -> None:
     hits = mem.recall("green tea", settings=RecallSettings(fusion="rrf"), explain=True, limit=1)
     assert hits[0].memory.content == "green tea in the morning"
     assert hits[0].explain["lanes"]["text"]["contribution"] == pytest.approx(1 / 61)  # type: ignore[index]
+
+
+@pytest.mark.parametrize("mode", ["text", "hybrid"])
+def test_boosts_lift_a_candidate_from_deep_in_the_pool(mem: Memory, mode: str) -> None:
+    """Fusion keeps only candidates that can still reach the top k once boosted; the bound
+    must count every boost: here the speaker's (x1.5) and the time window's (x2) lift a weak
+    text match past forty stronger ones."""
+    from engramdb import RecallSettings
+
+    may = datetime(2023, 5, 10, tzinfo=UTC)
+    strong = [
+        {
+            "content": f"ada: kayak kayak kayak trip {n}",
+            "user_id": "ada",
+            "occurred_at": datetime(2022, 1, 1, tzinfo=UTC) + timedelta(days=n),
+        }
+        for n in range(40)
+    ]
+    mem.remember_many(strong)
+    weak = mem.remember(
+        "bob: I rented a kayak once, among many other things I did that long and busy week",
+        user_id="bob",
+        occurred_at=may,
+    )
+    query = "Bob kayak in May 2023"
+    settings = RecallSettings(speaker_weight=0.5, time_weight=1.0)
+    top = mem.recall(query, limit=1, mode=mode, settings=settings, explain=False)
+    explained = mem.recall(query, limit=1, mode=mode, settings=settings, explain=True)
+    assert [h.memory.id for h in top] == [weak.id] == [h.memory.id for h in explained]
+    assert top[0].score == pytest.approx(explained[0].score)
+    assert explained[0].explain is not None
+    assert set(explained[0].explain["boosts"]) >= {"speaker", "time"}
+    # without the boosts the weak match is not first: the boosts are what lifted it
+    plain = mem.recall(
+        query, limit=1, mode=mode, settings=RecallSettings(speaker_weight=0.0, time_mode="off")
+    )
+    assert [h.memory.id for h in plain] != [weak.id]

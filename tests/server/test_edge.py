@@ -229,6 +229,17 @@ def test_item_13_hostile_values_are_typed_4xx_never_500(make_api: MakeApi) -> No
     assert stats["memories"] == 0 and stats["session_items"] == 0
 
 
+def test_item_13_queries_with_letters_that_fold_to_ascii_are_answered(make_api: MakeApi) -> None:
+    """ "ſummer" (long s) and "K" (Kelvin sign) fold to ASCII letters; the time parser took
+    "in ſummer 2023" for a season it could not look up and the recall answered 500."""
+    api = make_api()
+    call = api.as_key(api.key())
+    assert call("POST", "/v1/memories", json={"content": "a summer trip in 2023"}).status_code < 300
+    for query in ("in ſummer 2023", "laſt year", "ſeptember 2023", "\u212aayak last week"):
+        r = call("POST", "/v1/memories/recall", json={"query": query})
+        assert r.status_code == 200, (query, r.status_code, r.text)
+
+
 def test_item_13_a_filter_key_with_a_quote_matches_instead_of_failing(make_api: MakeApi) -> None:
     api = make_api()
     call = api.as_key(api.key())

@@ -44,3 +44,18 @@ def test_issue15_neighbors_lane_scores_by_the_best_neighbour() -> None:
     add_lane(fused, lane, explain=True)
     assert fused[9].score == 0.4 and fused[19].score == 0.2
     assert fused[9].lanes["neighbor"]["contribution"] == 0.4
+
+
+def test_fuse_with_headroom_keeps_what_boosts_could_lift_into_the_top_k() -> None:
+    text = Lane("text", [(1, 10.0), (2, 8.0), (3, 4.0), (4, 2.0), (5, 1.0)])
+    vector = Lane("vector", [(5, 0.9), (6, 0.5), (1, 0.1)], floor=0.1)
+    full = fuse([text, vector])
+    kept = fuse([text, vector], k=2, headroom=2.0)
+    second = sorted((f.score for f in full.values()), reverse=True)[1]
+    assert set(kept) == {key for key, f in full.items() if f.score >= second / 2.0}
+    assert set(kept) < set(full)  # something was cut
+    for key, f in kept.items():
+        assert f.score == full[key].score and f.matched == full[key].matched
+    # no bound, or explain (which shows every lane): everything is kept
+    assert set(fuse([text, vector], k=2, headroom=None)) == set(full)
+    assert set(fuse([text, vector], k=2, headroom=2.0, explain=True)) == set(full)

@@ -167,3 +167,42 @@ def test_issue15_temporal_reads_only_the_head_of_a_long_query() -> None:
     intent = resolve("yesterday " + filler + "in May 2023", WED)
     assert intent.window == TimeWindow(_day("2026-12-01"), _day("2026-12-02"))
     assert intent.text.endswith("in May 2023")  # the rest of the query is kept as written
+
+
+MORE_WORDS = [
+    *WORDS, "Monday", "SUNDAY", "tonight", "this morning", "over", "within", "previous",
+    "fall", "autumn", "spring", "September", "sept.", "Jan", "earliest", "originally",
+    "recently", "most recent", "these days", "nowadays", "currently", "ever", "my", "time",
+    "night", "day before", "three", "weeks", "months", "years", "of the", "until", "till",
+    "prior to", "during", "at", "from", "2019", "20", "1st", "2nd", "Ångström", "ſummer",
+    "laſt", "ſeptember", "\u212aay", "İn",
+]  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(MORE_WORDS), max_size=14), st.sampled_from([WED, SUN]))
+def test_issue15_temporal_word_prefilter_changes_nothing(
+    words: list[str], reference: datetime
+) -> None:
+    """A rule runs only on queries holding one of its words; with every rule run on every
+    query the result is the same."""
+    from engramdb.search import temporal
+
+    query = " ".join(words)
+    fast = resolve(query, reference)
+    holds = temporal._holds
+    temporal._holds = lambda present, needs: True
+    try:
+        slow = resolve(query, reference)
+    finally:
+        temporal._holds = holds
+    assert fast == slow
+
+
+@pytest.mark.parametrize("query", ["in ſummer 2023", "laſt year", "ſeptember 2023", "İN MAY"])
+def test_issue15_temporal_letters_that_fold_to_ascii_are_not_english_words(query: str) -> None:
+    """A case-insensitive Unicode pattern took "ſummer" (long s) for "summer", and the
+    season table has no "ſummer": resolve raised KeyError (a recall failed). Only ASCII
+    letters fold now; such a word names no time."""
+    intent = resolve(query, WED)
+    assert all(e.isascii() for e in intent.expressions)

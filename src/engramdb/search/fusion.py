@@ -51,16 +51,64 @@ def lane_detail(rank: int, score: float, contribution: float) -> dict[str, float
 
 
 def fuse(
-    lanes: Sequence[Lane], *, method: Fusion = "score", rrf_k: float = 60.0, explain: bool = False
+    lanes: Sequence[Lane],
+    *,
+    method: Fusion = "score",
+    rrf_k: float = 60.0,
+    explain: bool = False,
+    k: int = 0,
+    headroom: float | None = None,
 ) -> dict[int, Fused]:
     """Combine lanes into one score per key (higher is better).
 
     Each lane's rank, score and contribution are kept for :meth:`Fused.explain` only with
-    ``explain=True``: a recall without it builds no per-candidate detail."""
-    out: dict[int, Fused] = {}
+    ``explain=True``: a recall without it builds no per-candidate detail.
+
+    ``headroom`` (with ``k``): the most the boosts that follow can multiply a score by. Only
+    candidates that could still reach the top ``k`` once boosted are kept — those scoring at
+    least the ``k``-th best score divided by ``headroom`` (boosts only raise scores, so the
+    ``k``-th best can only rise). Most of a deep candidate pool cannot, and building,
+    boosting and sorting it was most of a small recall's Python."""
+    if explain or headroom is None:
+        out: dict[int, Fused] = {}
+        for lane in lanes:
+            add_lane(out, lane, method=method, rrf_k=rrf_k, explain=explain)
+        return out
+    scores: dict[int, float] = {}
+    matched: set[int] = set()
     for lane in lanes:
-        add_lane(out, lane, method=method, rrf_k=rrf_k, explain=explain)
-    return out
+        if not lane.ranked or not lane.weight:
+            continue
+        get = scores.get
+        for (key, score), part in zip(lane.ranked, lane_parts(lane, method, rrf_k), strict=True):
+            scores[key] = get(key, 0.0) + part
+            if score > 0:
+                matched.add(key)
+    floor = -math.inf
+    if 0 < k < len(scores):
+        # a hair below the bound: a candidate level with it after rounding stays
+        floor = heapq.nlargest(k, scores.values())[-1] / headroom * (1 - 1e-9)
+    return {
+        key: Fused(key, score, matched=key in matched)
+        for key, score in scores.items()
+        if score >= floor
+    }
+
+
+def lane_parts(lane: Lane, method: Fusion, rrf_k: float) -> list[float]:
+    """Each ranked candidate's contribution to its fused score, in the lane's order."""
+    weight = lane.weight
+    if method == "rrf":
+        return [weight / (rrf_k + rank) for rank in range(1, len(lane.ranked) + 1)]
+    top, low = lane.ranked[0][1], lane.floor
+    if low is None:
+        if top <= 0:
+            return [0.0] * len(lane.ranked)
+        return [weight * (score / top) for _, score in lane.ranked]
+    if top <= low:
+        return [weight * 1.0] * len(lane.ranked)
+    span = top - low
+    return [weight * ((score - low) / span) for _, score in lane.ranked]
 
 
 def add_lane(
@@ -76,19 +124,14 @@ def add_lane(
     not already in ``out`` is skipped instead of joining."""
     if not lane.ranked or not lane.weight:
         return
-    top, low, weight, name = lane.ranked[0][1], lane.floor, lane.weight, lane.name
-    for rank, (key, score) in enumerate(lane.ranked, start=1):
+    name = lane.name
+    parts = lane_parts(lane, method, rrf_k)
+    for rank, ((key, score), part) in enumerate(zip(lane.ranked, parts, strict=True), start=1):
         fused = out.get(key)
         if fused is None:
             if not join:
                 continue
             fused = out[key] = Fused(key, 0.0)
-        if method == "rrf":
-            part = weight / (rrf_k + rank)
-        elif low is None:
-            part = weight * (score / top if top > 0 else 0.0)
-        else:
-            part = weight * ((score - low) / (top - low) if top > low else 1.0)
         fused.score += part
         if score > 0:
             fused.matched = True

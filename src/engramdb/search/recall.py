@@ -274,7 +274,14 @@ class Retriever:
             )
         lanes, tag_matches = self.lanes(plan)
         cfg = plan.settings
-        fused = fuse(lanes, method=cfg.fusion, rrf_k=cfg.rrf_k, explain=plan.explain)
+        fused = fuse(
+            lanes,
+            method=cfg.fusion,
+            rrf_k=cfg.rrf_k,
+            explain=plan.explain,
+            k=plan.k,
+            headroom=self.headroom(plan, tag_matches),
+        )
         if plan.explain:
             explain_chunks(fused, plan.chunks)
         if len(fused) > cfg.boost_depth:  # the tail cannot reach the top k, even boosted
@@ -477,6 +484,29 @@ class Retriever:
         return self.vector_index().search_chunks(
             namespace, vector, pool, allowed=allowed, window=window
         )
+
+    def headroom(self, plan: RecallPlan, tag_matches: Mapping[int, int]) -> float | None:
+        """The most the boosts after fusion can multiply a candidate's score by, when that
+        bounds which candidates can reach the top k (:func:`~engramdb.search.fusion.fuse`);
+        ``None`` when a later step ranks by more than the boosted score: exact tag matches
+        first, a neighbour lane adding candidates, an order boost relative to the others,
+        diversity or a reranker reaching past the top k."""
+        cfg, intent = plan.settings, plan.time
+        if (
+            tag_matches
+            or cfg.neighbor_weight
+            or cfg.session_decay
+            or cfg.session_cap is not None
+            or (self.reranker is not None and cfg.rerank_depth > 0)
+            or (intent is not None and intent.order is not None and cfg.order_weight)
+        ):
+            return None
+        most = 1.0 + cfg.recency_weight + cfg.importance_weight  # each signal is at most 1
+        if len(plan.named) == 1:
+            most *= 1.0 + cfg.speaker_weight
+        if intent is not None and intent.window is not None and cfg.time_mode == "boost":
+            most *= 1.0 + cfg.time_weight
+        return most
 
     def boost(
         self, plan: RecallPlan, fused: dict[int, Fused]

@@ -183,7 +183,10 @@ _UNIT = r"(?P<unit>day|week|month|year)s?"
 _PREPOSITION = r"(?:(?:in|on|during|from|at|of)\s+(?:the\s+)?)?"
 _BOUND = r"(?P<bound>since|after|before|until|till|by|prior to)\s+"
 
-Rule = tuple[re.Pattern[str], Callable[[re.Match[str], date, Any], TimeWindow | None]]
+Rule = tuple[
+    re.Pattern[str], Callable[[re.Match[str], date, Any], TimeWindow | None], tuple[str, ...]
+]
+"""A pattern, what reads its match, and words one of which every match holds."""
 
 
 def _number(text: str) -> int:
@@ -305,41 +308,83 @@ def _season_rule(m: re.Match[str], today: date, tz: Any) -> TimeWindow | None:
     return _latest_season(m["season"].lower(), today, tz, completed=False)
 
 
-def _compile(pattern: str) -> re.Pattern[str]:
-    return re.compile(r"\b" + pattern + r"\b", re.IGNORECASE)
+_FLAGS = re.IGNORECASE | re.ASCII
 
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    # ASCII: the words are English, and a case-insensitive Unicode pattern would also match
+    # "ſummer" or "K" for "k", which no table here names (a lookup of the match failed)
+    return re.compile(r"\b" + pattern + r"\b", _FLAGS)
+
+
+# Words one of which every match of a rule holds (lower case; parts of words will do): a
+# rule runs only on a query holding one. Most questions name no time, and running every
+# rule's pattern on them cost 0.1 ms a recall.
+_MONTH_WORDS = tuple(sorted({name[:3] for name in MONTHS}))
+_SEASON_WORDS = ("spring", "summer", "autumn", "fall", "winter")
+_YEAR_WORDS = ("19", "20")
 
 _RULES: list[Rule] = [
     # most specific first; a span one rule consumed is not read again
-    (_compile(_PREPOSITION + rf"{_DAYNUM}\s+(?:of\s+)?{_MONTH},?\s+{_YEAR}"), _full_date),
-    (_compile(_PREPOSITION + rf"{_MONTH}\s+{_DAYNUM},?\s+{_YEAR}"), _full_date),
-    (_compile(_PREPOSITION + rf"{_MONTH},?\s+{_YEAR}"), _month_year),
-    (_compile(_PREPOSITION + rf"{_SEASON}(?:\s+of)?,?\s+{_YEAR}"), _season_year),
-    (_compile(rf"{_NUMBER}\s+{_UNIT}\s+ago"), _ago),
+    (
+        _compile(_PREPOSITION + rf"{_DAYNUM}\s+(?:of\s+)?{_MONTH},?\s+{_YEAR}"),
+        _full_date,
+        _MONTH_WORDS,
+    ),
+    (_compile(_PREPOSITION + rf"{_MONTH}\s+{_DAYNUM},?\s+{_YEAR}"), _full_date, _MONTH_WORDS),
+    (_compile(_PREPOSITION + rf"{_MONTH},?\s+{_YEAR}"), _month_year, _MONTH_WORDS),
+    (
+        _compile(_PREPOSITION + rf"{_SEASON}(?:\s+of)?,?\s+{_YEAR}"),
+        _season_year,
+        _SEASON_WORDS,
+    ),
+    (_compile(rf"{_NUMBER}\s+{_UNIT}\s+ago"), _ago, ("ago",)),
     (
         _compile(rf"(?:in|over|during|within)\s+the\s+(?:last|past)\s+(?:{_NUMBER}\s+)?{_UNIT}"),
         _past,
+        ("last", "past"),
     ),
-    (_compile(r"the\s+day\s+before\s+yesterday"), _simple(2)),
-    (_compile(r"yesterday|last\s+night"), _simple(1)),
-    (_compile(r"today|tonight|this\s+(?:morning|afternoon|evening)"), _simple(0)),
+    (_compile(r"the\s+day\s+before\s+yesterday"), _simple(2), ("yesterday",)),
+    (_compile(r"yesterday|last\s+night"), _simple(1), ("yesterday", "last")),
+    (
+        _compile(r"today|tonight|this\s+(?:morning|afternoon|evening)"),
+        _simple(0),
+        ("today", "tonight", "this"),
+    ),
     (
         _compile(
             _PREPOSITION + r"(?P<which>last|previous|past|this|next)\s+"
             r"(?P<unit>weekend|week|month|year)"
         ),
         _relative,
+        ("week", "month", "year"),
     ),
-    (_compile(_PREPOSITION + rf"(?P<which>last|this)\s+{_SEASON}"), _relative_season),
-    (_compile(r"(?:on\s+)?(?P<which>last\s+)?" + _WEEKDAY), _weekday),
-    (_compile(_PREPOSITION + rf"{_MONTH}\s+{_DAYNUM}(?!\s*(?:,\s*)?\d)"), _day_month),
-    (_compile(_PREPOSITION + rf"{_DAYNUM}\s+(?:of\s+)?{_MONTH}"), _day_month),
-    (_compile(r"(?:in|during|since|before|after|until|by|between|and)\s+" + _MONTH), _month_only),
-    (_compile(r"(?:in|during|since|before|after|until|by)\s+(?:the\s+)?" + _SEASON), _season_rule),
-    (_compile(_PREPOSITION + _YEAR), _year_only),
+    (
+        _compile(_PREPOSITION + rf"(?P<which>last|this)\s+{_SEASON}"),
+        _relative_season,
+        _SEASON_WORDS,
+    ),
+    (_compile(r"(?:on\s+)?(?P<which>last\s+)?" + _WEEKDAY), _weekday, ("day",)),
+    (
+        _compile(_PREPOSITION + rf"{_MONTH}\s+{_DAYNUM}(?!\s*(?:,\s*)?\d)"),
+        _day_month,
+        _MONTH_WORDS,
+    ),
+    (_compile(_PREPOSITION + rf"{_DAYNUM}\s+(?:of\s+)?{_MONTH}"), _day_month, _MONTH_WORDS),
+    (
+        _compile(r"(?:in|during|since|before|after|until|by|between|and)\s+" + _MONTH),
+        _month_only,
+        _MONTH_WORDS,
+    ),
+    (
+        _compile(r"(?:in|during|since|before|after|until|by)\s+(?:the\s+)?" + _SEASON),
+        _season_rule,
+        _SEASON_WORDS,
+    ),
+    (_compile(_PREPOSITION + _YEAR), _year_only, _YEAR_WORDS),
 ]
-_BOUND_RE = re.compile(r"\b" + _BOUND + r"$", re.IGNORECASE)
-_BETWEEN_RE = re.compile(r"\bbetween\s+$", re.IGNORECASE)
+_BOUND_RE = re.compile(r"\b" + _BOUND + r"$", _FLAGS)
+_BETWEEN_RE = re.compile(r"\bbetween\s+$", _FLAGS)
 
 _ASC = _compile(
     r"(?:for\s+the\s+)?first\s+time|first\s+ever|earliest|originally|"
@@ -349,6 +394,20 @@ _DESC = _compile(
     r"latest|most\s+recent(?:ly)?|last\s+time|recently|lately|newest|these\s+days|nowadays|"
     r"currently|the\s+last\s+(?=\w)"
 )
+_ASC_WORDS = ("first", "earliest", "originally")
+_DESC_WORDS = ("latest", "recent", "last", "lately", "newest", "these", "nowadays", "currently")
+
+
+_WORDS = frozenset(
+    {w for _, _, needs in _RULES for w in needs} | set(_ASC_WORDS) | set(_DESC_WORDS)
+)
+
+
+def _holds(present: frozenset[str], words: tuple[str, ...]) -> bool:
+    """Whether a query holding ``present`` (of the rules' words, in its lower-cased text)
+    may match a pattern needing one of ``words``. (The patterns fold ASCII letters only, and
+    lower-casing keeps every ASCII letter one: a match's words are always found.)"""
+    return not present.isdisjoint(words)
 
 
 _ABSOLUTE = {_full_date, _month_year, _season_year, _year_only}
@@ -385,7 +444,11 @@ def resolve(query: str, reference: datetime | None = None) -> TimeIntent:
     taken: list[tuple[int, int]] = []
     # start, end, window, bound, absolute (the expression names its year)
     found: list[tuple[int, int, TimeWindow, str | None, bool]] = []
-    for pattern, rule in _RULES:
+    folded = query.lower()
+    present = frozenset(w for w in _WORDS if w in folded)
+    for pattern, rule, needs in _RULES:
+        if not _holds(present, needs):
+            continue
         absolute = rule in _ABSOLUTE
         for m in pattern.finditer(query):
             if any(m.start() < e and s < m.end() for s, e in taken):
@@ -404,9 +467,7 @@ def resolve(query: str, reference: datetime | None = None) -> TimeIntent:
                 start = bound.start()
             elif _BETWEEN_RE.search(query[: m.start()]):
                 kind = "between"
-            lead = re.match(
-                r"(?P<bound>since|after|before|until|till|by)\s+", m.group(0), re.IGNORECASE
-            )
+            lead = re.match(r"(?P<bound>since|after|before|until|till|by)\s+", m.group(0), _FLAGS)
             if lead is not None:  # the month rule reads its own preposition
                 kind = lead["bound"].lower()
             elif m.group(0).lower().startswith("between"):
@@ -424,7 +485,7 @@ def resolve(query: str, reference: datetime | None = None) -> TimeIntent:
             pending_between = w
             continue
         if pending_between is not None and re.fullmatch(
-            r"\s*(?:and\s*)?", query[spans[-2][1] : start], re.IGNORECASE
+            r"\s*(?:and\s*)?", query[spans[-2][1] : start], _FLAGS
         ):
             w = TimeWindow(pending_between.start, w.end)
             spans[-2] = (spans[-2][0], spans[-1][1])
@@ -444,8 +505,8 @@ def resolve(query: str, reference: datetime | None = None) -> TimeIntent:
         window = None if _empty(fixed) else fixed
     order: Order | None = None
     expressions = [query[s:e] for s, e in spans]
-    asc = _ASC.search(query)
-    desc = _DESC.search(query)
+    asc = _ASC.search(query) if _holds(present, _ASC_WORDS) else None
+    desc = _DESC.search(query) if _holds(present, _DESC_WORDS) else None
     if asc is not None and (desc is None or asc.start() < desc.start()):
         order = "asc"
         expressions.append(asc.group(0))
