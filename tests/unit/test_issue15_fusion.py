@@ -59,3 +59,11 @@ def test_fuse_with_headroom_keeps_what_boosts_could_lift_into_the_top_k() -> Non
     # no bound, or explain (which shows every lane): everything is kept
     assert set(fuse([text, vector], k=2, headroom=None)) == set(full)
     assert set(fuse([text, vector], k=2, headroom=2.0, explain=True)) == set(full)
+
+
+def test_fuse_with_headroom_never_cuts_when_the_kth_score_is_not_positive() -> None:
+    # a lane scaled from a floor above some of its scores gives them negative parts
+    lane = Lane("vector", [(1, 0.9), (2, 0.2), (3, 0.1), (4, 0.05)], floor=0.5)
+    full = fuse([lane])
+    assert sorted(f.score for f in full.values())[-2] < 0  # the 2nd best is negative
+    assert set(fuse([lane], k=2, headroom=2.0)) == set(full)

@@ -86,8 +86,10 @@ def fuse(
                 matched.add(key)
     floor = -math.inf
     if 0 < k < len(scores):
-        # a hair below the bound: a candidate level with it after rounding stays
-        floor = heapq.nlargest(k, scores.values())[-1] / headroom * (1 - 1e-9)
+        kth = heapq.nlargest(k, scores.values())[-1]
+        if kth > 0:  # (boosts multiply: a negative score only falls further)
+            # a hair below the bound: a candidate level with it after rounding stays
+            floor = kth / headroom * (1 - 1e-9)
     return {
         key: Fused(key, score, matched=key in matched)
         for key, score in scores.items()
