@@ -164,3 +164,27 @@ def test_issue14_stats_cache_is_bounded(tmp_path: Path, monkeypatch: Any) -> Non
         assert list(cache) == ["a"]  # over the entry budget: only the namespace in use
     finally:
         store.close()
+
+
+def test_issue14_own_table_counts_are_the_exact_counts_capped_whatever_came_before(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """An own table's term counts under any sequence of caps (each kept for the next call)
+    equal the exact counts capped at ``at_most + 1``."""
+    monkeypatch.setattr(text, "OWN_TABLE_AT", 1)
+    path = tmp_path / "data"
+    store = open_store(path)
+    fill(Memory(store, embedder=None), "a", 150, seed=5)
+    stems = [index_stem(w) for w in WORDS] + ["absentword"]
+    documents, exact = store.memory_term_docs("a", stems)  # no cap: exact
+    store.close()
+    assert documents == 150 and max(exact.values()) > 40  # common words, well past the caps
+    for caps in ([5, 60, 3, None, 200], [None, 5], [40, 40, 80]):
+        fresh_store = open_store(path)  # nothing cached
+        try:
+            for cap in caps:
+                got = fresh_store.memory_term_docs("a", stems, at_most=cap)
+                want = exact if cap is None else {t: min(n, cap + 1) for t, n in exact.items()}
+                assert got == (150, want), (caps, cap)
+        finally:
+            fresh_store.close()
