@@ -511,7 +511,9 @@ class Retriever:
     def boost(
         self, plan: RecallPlan, fused: dict[int, Fused]
     ) -> tuple[dict[int, Fused], dict[int, MemoryRecord]]:
-        """Neighbour, speaker, recency and importance boosts; the records read for them."""
+        """Neighbour, speaker, recency and importance boosts; the records read for them.
+        (:meth:`headroom` bounds what every boost can multiply a score by: a boost added here
+        or in :meth:`time_boost` is added there too, or fusion may cut what it would lift.)"""
         cfg, ns = plan.settings, plan.namespace
         speaker = plan.named[0] if len(plan.named) == 1 else None
         if fused and (cfg.neighbor_weight or speaker):
