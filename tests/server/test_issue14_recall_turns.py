@@ -5,6 +5,7 @@ records' own JSON, the same bytes the response model would write."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from unittest import mock
 import pytest
 
 from engramdb.server.models import HitOut, RecallOut
-from engramdb.server.tenant import RECALL_THREADS
+from engramdb.server.tenant import RECALL_THREADS, Turns
 from engramdb.store import Store
 from tests.server.conftest import Api, MakeApi
 
@@ -119,3 +120,51 @@ def test_issue14_recall_answer_is_the_response_models_json(api: Api) -> None:
         model = RecallOut(hits=[HitOut.of(h) for h in hits]).model_dump_json()
         assert answer.content == model.encode()
         assert answer.headers["content-type"] == "application/json"
+
+
+def test_issue14_turns_go_to_the_longest_waiter() -> None:
+    """A freed turn goes to the thread that waited longest, never to one that comes later
+    (with a semaphore the releasing thread itself takes it back at once)."""
+    turns = Turns(1)
+    order: list[str] = []
+
+    def take(name: str) -> None:
+        with turns:
+            order.append(name)
+
+    turns.__enter__()
+    waiters = []
+    for name in ("first", "second", "third"):
+        thread = threading.Thread(target=take, args=(name,))
+        thread.start()
+        waiters.append(thread)
+        while turns.waiting < len(waiters):  # (queued in this order)
+            time.sleep(0.001)
+    turns.__exit__(None, None, None)
+    take("came back")  # queues behind the three
+    for thread in waiters:
+        thread.join(10)
+    assert order == ["first", "second", "third", "came back"]
+    assert turns.waiting == 0
+    with turns:  # the turn is free again
+        assert turns.waiting == 0
+
+
+def test_issue14_turns_hold_at_most_n() -> None:
+    turns = Turns(2)
+    turns.__enter__()
+    second = threading.Thread(target=turns.__enter__)
+    second.start()
+    second.join(10)
+    assert not second.is_alive() and turns.waiting == 0  # the second turn was free
+    third = threading.Thread(target=lambda: (turns.__enter__(), turns.__exit__(None, None, None)))
+    third.start()
+    while turns.waiting < 1:  # both turns are held: the third waits
+        time.sleep(0.001)
+    assert third.is_alive()
+    turns.__exit__(None, None, None)
+    third.join(10)
+    assert not third.is_alive() and turns.waiting == 0
+    turns.__exit__(None, None, None)  # (the second's)
+    with pytest.raises(ValueError, match="at least 1"):
+        Turns(0)

@@ -12,6 +12,7 @@ validation.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import contextvars
 import inspect
@@ -54,10 +55,47 @@ def store_executor() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(STORE_THREADS, thread_name_prefix="engramdb-store")
 
 
-def recall_turns(memory: Memory) -> threading.BoundedSemaphore | None:
+class Turns:
+    """At most ``n`` holders at once (a context manager), served in the order they came: a
+    freed turn is handed to the longest waiter. (A :class:`threading.Semaphore` lets a thread
+    that just arrived take a freed turn ahead of those already waiting, so under load a few
+    requests waited many turns and set the tail latency.)"""
+
+    def __init__(self, n: int) -> None:
+        if n < 1:
+            raise ValueError(f"turns must be at least 1, got {n}")
+        self._lock = threading.Lock()
+        self._free = n
+        self._waiting: collections.deque[threading.Lock] = collections.deque()
+
+    @property
+    def waiting(self) -> int:
+        """Threads waiting for a turn."""
+        return len(self._waiting)
+
+    def __enter__(self) -> Turns:
+        with self._lock:
+            if self._free:
+                self._free -= 1
+                return self
+            gate = threading.Lock()
+            gate.acquire()
+            self._waiting.append(gate)
+        gate.acquire()  # released by the holder that hands its turn over
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            if self._waiting:
+                self._waiting.popleft().release()
+            else:
+                self._free += 1
+
+
+def recall_turns(memory: Memory) -> Turns | None:
     """The turns of :data:`RECALL_THREADS` for the app's store (``None``: no turns, every
     read is a round trip to a database server that runs them side by side)."""
-    return threading.BoundedSemaphore(RECALL_THREADS) if memory.store.inline_reads else None
+    return Turns(RECALL_THREADS) if memory.store.inline_reads else None
 
 
 @dataclass(frozen=True)
@@ -71,7 +109,7 @@ class Services:
     limiter: Limiter
     managers: Managers | None = None
     executor: ThreadPoolExecutor = field(default_factory=store_executor)
-    recall_turns: threading.BoundedSemaphore | None = None
+    recall_turns: Turns | None = None
     """See :func:`recall_turns`."""
 
 
@@ -84,7 +122,7 @@ class Tenant:
     """The keys this key was created from (their per-key limits bound it too)."""
     managers: Managers | None = None
     """The server-run memory managers (``extract_sessions``), if on."""
-    recall_turns: threading.BoundedSemaphore | None = None
+    recall_turns: Turns | None = None
     """See :func:`recall_turns`."""
 
     @property
