@@ -12,7 +12,7 @@ import pytest
 from agents import Agent, Runner, set_tracing_disabled
 from agents.memory import OpenAIResponsesCompactionSession
 from agents.testing import ModelStep, ScriptedModel, assistant_message
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAsyncHttpxClient
 
 from engramdb import Client, RemoteSession, Session
 from engramdb.errors import NotJSONError, StoreError
@@ -39,12 +39,20 @@ class NoClearRemoteSession(RemoteSession):
         raise AssertionError("compaction cleared the session instead of replacing it atomically")
 
 
+def fake_client(fake: FakeOpenAI) -> AsyncOpenAI:
+    """A client of the fake server. Its HTTP client is given: the SDK's default one closes
+    itself when collected, in whatever loop then runs — a later test's, where that close of
+    a connection of this test's finished loop fails and is reported as that test's error."""
+    return AsyncOpenAI(
+        base_url=fake.base_url, api_key="fake", max_retries=0, http_client=DefaultAsyncHttpxClient()
+    )
+
+
 def compacting(underlying: Any, fake: FakeOpenAI) -> OpenAIResponsesCompactionSession:
-    client = AsyncOpenAI(base_url=fake.base_url, api_key="fake", max_retries=0)
     return OpenAIResponsesCompactionSession(
         "conv",
         underlying,
-        client=client,
+        client=fake_client(fake),
         compaction_mode="input",
         # compact once two assistant answers are stored (after the second turn)
         should_trigger_compaction=lambda ctx: len(ctx["compaction_candidate_items"]) >= 2,
@@ -192,7 +200,7 @@ def test_issue12_compaction_bounded_suffix_keeps_older_history(
     session = OpenAIResponsesCompactionSession(
         "conv",
         underlying,
-        client=AsyncOpenAI(base_url=fake_openai.base_url, api_key="fake", max_retries=0),
+        client=fake_client(fake_openai),
         compaction_mode="input",
         should_trigger_compaction=lambda ctx: True,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import threading
 from datetime import UTC, datetime, timedelta
@@ -306,6 +307,31 @@ def test_issue11_llm_async_calls_from_fresh_event_loops(fake_openai: FakeOpenAI)
         done = asyncio.run(llm.acomplete_json(MESSAGES, SCHEMA, name="facts"))
         assert done.data == {"facts": []}
     assert llm.calls == 3
+
+
+def test_issue11_llm_client_of_a_closed_loop_is_not_closed_on_the_next(
+    fake_openai: FakeOpenAI,
+) -> None:
+    """The client a finished loop leaves behind does not close itself on the next loop (its
+    connections belong to the closed one: that close fails there, in a task of the caller's
+    loop, and an async test runner reports it as the caller's error)."""
+    fake_openai.default = lambda body: Reply('{"facts": []}', usage=(1, 1))
+    llm = make(fake_openai)
+    gc.collect()  # (what earlier tests left goes now, while no loop runs)
+    asyncio.run(llm.acomplete_json(MESSAGES, SCHEMA, name="facts"))  # (a connection, kept)
+    reported: list[dict[str, Any]] = []
+
+    async def next_loop() -> list[Any]:
+        loop = asyncio.get_running_loop()
+        loop.set_exception_handler(lambda _, context: reported.append(context))
+        await llm.acomplete_json(MESSAGES, SCHEMA, name="facts")  # a client for this loop
+        gc.collect()
+        others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        return await asyncio.gather(*others, return_exceptions=True)
+
+    outcomes = asyncio.run(next_loop())
+    assert [o for o in outcomes if isinstance(o, BaseException)] == [] and reported == []
+    assert llm.calls == 2
 
 
 def test_issue11_llm_config_from_env(monkeypatch: pytest.MonkeyPatch) -> None:

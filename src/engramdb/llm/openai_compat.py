@@ -203,10 +203,15 @@ class OpenAICompatibleLLM:
     def _async_client(self) -> openai.AsyncOpenAI:
         # An async HTTP client's connections belong to the event loop that opened them: a
         # caller that runs each call in a fresh loop (asyncio.run) gets a client per loop.
+        # The HTTP client is our own: the SDK's default one closes itself when collected, in
+        # whatever loop runs then, which fails for a client whose loop has closed (and an
+        # async test runner reports that failure as the running test's error).
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._aclient is None or self._aclient_loop is not loop:
-                self._aclient = self._openai.AsyncOpenAI(**self._client_kwargs())
+                self._aclient = self._openai.AsyncOpenAI(
+                    **self._client_kwargs(), http_client=self._openai.DefaultAsyncHttpxClient()
+                )
                 self._aclient_loop = loop
             return self._aclient
 
