@@ -8,6 +8,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+import traceback
 
 BENCHMARKS = [
     "sessions",
@@ -48,6 +49,10 @@ def main(argv: list[str]) -> None:
             if stop.code not in (None, 0):
                 print(f"bench {name} stopped: {stop.code}", file=sys.stderr)
                 failed.append(name)
+        except Exception:  # a benchmark that breaks (a timeout, a bug) costs its results only
+            traceback.print_exc()
+            print(f"bench {name} failed", file=sys.stderr)
+            failed.append(name)
     if failed:
         raise SystemExit(f"benchmarks that did not finish: {', '.join(failed)}")
 

@@ -33,8 +33,20 @@ def test_bench_main_rejects_what_is_not_a_benchmark(argv: list[str]) -> None:
         bench_main.main(argv)
 
 
-def test_bench_main_runs_the_rest_when_one_benchmark_stops_and_fails_at_the_end(
+@pytest.mark.parametrize(
+    ("failure", "shown"),
+    [
+        (SystemExit("LoCoMo data not found"), "bench locomo stopped: LoCoMo data not found"),
+        # a benchmark that breaks costs its own results only
+        (TimeoutError("processes did not report"), "TimeoutError: processes did not report"),
+    ],
+    ids=["stops", "raises"],
+)
+def test_bench_main_runs_the_rest_when_one_benchmark_fails_and_fails_at_the_end(
     monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    failure: BaseException,
+    shown: str,
 ) -> None:
     ran: list[str] = []
 
@@ -42,7 +54,7 @@ def test_bench_main_runs_the_rest_when_one_benchmark_stops_and_fails_at_the_end(
         def main() -> None:
             ran.append(name)
             if name == "bench.locomo":
-                raise SystemExit("LoCoMo data not found")
+                raise failure
 
         return types.SimpleNamespace(main=main)
 
@@ -51,3 +63,4 @@ def test_bench_main_runs_the_rest_when_one_benchmark_stops_and_fails_at_the_end(
     with pytest.raises(SystemExit, match="did not finish: locomo"):
         bench_main.main(["sessions", "locomo", "scale"])
     assert ran == ["bench.sessions", "bench.locomo", "bench.scale"]
+    assert shown in capsys.readouterr().err
