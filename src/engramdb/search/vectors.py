@@ -346,22 +346,19 @@ class VectorIndex:
             scores = floats @ q
         if not len(scores):
             return [], None
-        # best chunk per memory: entries by score, then each memory's first
-        order = np.argsort(-scores, kind="stable")
-        _, first = np.unique(rowids[order], return_index=True)
-        best = order[np.sort(first)][:k]
-        hits = []
-        for i in best.tolist():
-            pos = int(candidates[i])
-            hits.append(
-                VectorHit(
-                    int(rowids[i]),
-                    float(scores[i]),
-                    int(snap.chunks[pos]),
-                    int(snap.spans[0, pos]),
-                    int(snap.spans[1, pos]),
-                )
+        best = best_per_memory(scores, rowids, k)
+        pos = candidates[best]
+        hits = [
+            VectorHit(*hit)
+            for hit in zip(
+                rowids[best].tolist(),
+                scores[best].tolist(),
+                snap.chunks[pos].tolist(),
+                snap.spans[0, pos].tolist(),
+                snap.spans[1, pos].tolist(),
+                strict=True,
             )
+        ]
         return hits, float(scores.min())
 
     def _window_scores(
@@ -461,6 +458,24 @@ def _hamming(words: Codes, code: Codes) -> npt.NDArray[np.uint16]:
     for row, word in zip(words, code, strict=True):
         out += np.bitwise_count(row ^ word)
     return out
+
+
+def best_per_memory(
+    scores: npt.NDArray[np.float32], rowids: npt.NDArray[np.int64], k: int
+) -> npt.NDArray[np.intp]:
+    """Positions of the ``k`` best memories' best entries (a memory scores by its best
+    chunk), best first; the order among equal scores is not defined."""
+    if len(scores) > k:
+        # most entries cannot reach the top k: when the k best entries are k memories, they
+        # are the answer (any other memory's best entry scores no higher), and only they
+        # are sorted
+        top = _top_k(scores, k)
+        if len(np.unique(rowids[top])) == k:
+            return top
+    order = np.argsort(-scores, kind="stable")
+    _, first = np.unique(rowids[order], return_index=True)
+    best: npt.NDArray[np.intp] = order[np.sort(first)][:k]
+    return best
 
 
 def _top_k(scores: npt.NDArray[np.float32], k: int) -> npt.NDArray[np.intp]:

@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 from ..filters import Filter
 from ..types import (
@@ -49,11 +49,10 @@ Span = tuple[int, int]
 """A chunk's ``[start, end)`` character span in its memory's content."""
 
 
-@dataclass(frozen=True, slots=True)
-class VectorHit:
+class VectorHit(NamedTuple):
     """A memory found by vector search: its best chunk's similarity, which chunk that was
     and the chunk's character span in the content (a memory embedded whole is chunk 0
-    spanning all of it)."""
+    spanning all of it). (A named tuple: a search makes up to a thousand of them.)"""
 
     rowid: int
     score: float
